@@ -1,0 +1,61 @@
+// The one error class of flt. Every failure a caller may act on carries a stable `code`;
+// tests and scripts match the code, never the message text. The original cause is kept.
+
+/** Stable error codes. Add new ones at the end; never rename one that shipped. */
+export const ERROR_CODES = [
+  'BAD_CONFIG',
+  'BAD_ARGUMENT',
+  'BAD_NODE_ID',
+  'BAD_ADDRESS',
+  'BAD_KEY',
+  'KEY_ENCRYPTED',
+  'KEY_WRONG_TYPE',
+  'KEY_PERMISSIONS',
+  'FRAME_TOO_LARGE',
+  'BAD_MESSAGE',
+  'UNSUPPORTED_VERSION',
+  'UNKNOWN_ALPN',
+  'UNAUTHORIZED_PEER',
+  'SENDER_MISMATCH',
+  'CONNECT_FAILED',
+  'CONNECTION_LOST',
+  'ECHO_MISMATCH',
+  'RPC_UNKNOWN_METHOD',
+  'RPC_REMOTE',
+  'TIMEOUT',
+  'ABORTED',
+  'CLOSED',
+  'TRANSPORT',
+  'IO',
+  'INTERNAL',
+] as const;
+
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+export class FltError extends Error {
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'FltError';
+    this.code = code;
+  }
+}
+
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === 'string' && (ERROR_CODES as readonly string[]).includes(value);
+}
+
+/** True for errors that mean "the program is wrong", which must never be swallowed. */
+export function isProgrammingError(err: unknown): boolean {
+  return err instanceof TypeError || err instanceof RangeError || err instanceof ReferenceError;
+}
+
+/** The code of any thrown value: ours, or INTERNAL for everything else. */
+export function codeOf(err: unknown): ErrorCode {
+  return err instanceof FltError ? err.code : 'INTERNAL';
+}
+
+export function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

@@ -1,0 +1,34 @@
+// Branded identifiers, parsed once at the edge (CLI, config, wire) and trusted inside.
+
+import { FltError } from './errors.js';
+
+/** An iroh endpoint id: the ed25519 public key of a node, 64 lowercase hex characters. */
+export type NodeId = string & { readonly __brand: 'NodeId' };
+
+const NODE_ID_RE = /^[0-9a-f]{64}$/;
+
+export function isNodeId(value: unknown): value is NodeId {
+  return typeof value === 'string' && NODE_ID_RE.test(value);
+}
+
+export function parseNodeId(value: string): NodeId {
+  const lower = value.trim().toLowerCase();
+  if (!isNodeId(lower)) {
+    throw new FltError('BAD_NODE_ID', `not a node id (64 hex characters): ${JSON.stringify(value)}`);
+  }
+  return lower;
+}
+
+export function nodeIdFromBytes(bytes: Uint8Array): NodeId {
+  if (bytes.length !== 32) throw new FltError('BAD_NODE_ID', `a node id has 32 bytes, got ${bytes.length}`);
+  return Buffer.from(bytes).toString('hex') as NodeId;
+}
+
+export function nodeIdBytes(id: NodeId): Uint8Array {
+  return new Uint8Array(Buffer.from(id, 'hex'));
+}
+
+/** The short form people read in tables and logs (same length as iroh's fmtShort). */
+export function shortId(id: NodeId): string {
+  return id.slice(0, 10);
+}
