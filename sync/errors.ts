@@ -22,6 +22,7 @@ export const ERROR_CODES = [
   'ECHO_MISMATCH',
   'RPC_UNKNOWN_METHOD',
   'RPC_REMOTE',
+  'BUSY',
   'TIMEOUT',
   'ABORTED',
   'CLOSED',

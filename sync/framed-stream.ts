@@ -1,0 +1,107 @@
+// Frames over one ByteStream. Reads are bounded (READ_CHUNK at a time, frames capped by the
+// decoder); writes issued in the same tick are coalesced into one transport write, because
+// every write through the iroh bindings has a fixed cost (Array<number> conversion, FFI).
+
+import { FltError } from './errors.js';
+import { encodeFrame, FrameDecoder } from './framing.js';
+import type { ByteStream } from './transport.js';
+
+/** Largest single read from the transport. */
+export const READ_CHUNK = 1 << 20;
+/** Coalesced writes are cut at this size so that one write never holds a huge array. */
+export const WRITE_BATCH = 1 << 20;
+
+interface Pending {
+  readonly bytes: Uint8Array;
+  readonly done: () => void;
+  readonly fail: (err: unknown) => void;
+}
+
+export class FramedStream {
+  private readonly decoder: FrameDecoder;
+  private ready: Uint8Array[] = [];
+  private queue: Pending[] = [];
+  private queued = 0;
+  private pumping = false;
+  private writeError: unknown;
+
+  constructor(
+    readonly stream: ByteStream,
+    readonly maxFrame: number,
+  ) {
+    this.decoder = new FrameDecoder(maxFrame);
+  }
+
+  /** The next frame body, or null at a clean end of stream. */
+  async readFrame(): Promise<Uint8Array | null> {
+    while (this.ready.length === 0) {
+      const chunk = await this.stream.read(READ_CHUNK);
+      if (chunk === null) {
+        this.decoder.end();
+        return null;
+      }
+      this.ready = this.decoder.push(chunk);
+    }
+    return this.ready.shift()!;
+  }
+
+  /** Bytes accepted by writeFrame and not yet handed to the transport. */
+  get queuedBytes(): number {
+    return this.queued;
+  }
+
+  /** Queues one frame; resolves once it was handed to the transport. */
+  writeFrame(body: Uint8Array): Promise<void> {
+    if (this.writeError) return Promise.reject(this.writeError as Error);
+    const bytes = encodeFrame(body, this.maxFrame);
+    return new Promise((done, fail) => {
+      this.queue.push({ bytes, done, fail });
+      this.queued += bytes.length;
+      if (!this.pumping) void this.pump();
+    });
+  }
+
+  async finish(): Promise<void> {
+    await this.stream.finish();
+  }
+
+  private async pump(): Promise<void> {
+    this.pumping = true;
+    await Promise.resolve(); // let the current tick queue more frames
+    while (this.queue.length > 0) {
+      const batch = takeBatch(this.queue);
+      for (const p of batch) this.queued -= p.bytes.length;
+      try {
+        await this.stream.write(concat(batch.map((p) => p.bytes)));
+        for (const p of batch) p.done();
+      } catch (err) {
+        this.writeError = err instanceof FltError ? err : new FltError('CONNECTION_LOST', 'write failed', { cause: err });
+        for (const p of [...batch, ...this.queue]) p.fail(this.writeError);
+        this.queue = [];
+        this.queued = 0;
+      }
+    }
+    this.pumping = false;
+  }
+}
+
+function takeBatch(queue: Pending[]): Pending[] {
+  let size = 0;
+  let n = 0;
+  while (n < queue.length && (n === 0 || size + queue[n]!.bytes.length <= WRITE_BATCH)) {
+    size += queue[n]!.bytes.length;
+    n++;
+  }
+  return queue.splice(0, n);
+}
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  if (parts.length === 1) return parts[0]!;
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let off = 0;
+  for (const p of parts) {
+    out.set(p, off);
+    off += p.length;
+  }
+  return out;
+}

@@ -1,0 +1,297 @@
+// The only module that touches @number0/iroh. The bindings pass bytes as Array<number>, throw
+// plain Errors with multi-line Rust backtraces, and use bigint close codes; all of that is
+// converted here, once, into the Transport interface and FltError codes.
+
+import { lookup } from 'node:dns/promises';
+import { isIP } from 'node:net';
+import * as iroh from '@number0/iroh/index.js';
+import { FltError, messageOf } from './errors.js';
+import { parseNodeId, type NodeId } from './ids.js';
+import { withDeadline } from './deadline.js';
+import { silentLogger, type Logger } from './log.js';
+import type {
+  ByteStream,
+  CloseInfo,
+  ConnectOptions,
+  Connection,
+  PeerAddr,
+  Transport,
+} from './transport.js';
+
+/** How the endpoint finds relays: none, n0's public relays, or one self-hosted relay URL. */
+export type RelaySetting = 'disabled' | 'default' | { readonly url: string };
+export type DiscoverySetting = 'none' | 'n0';
+
+export interface IrohTransportOptions {
+  readonly secretKey: Uint8Array;
+  readonly alpns: readonly string[];
+  /** `HOST:PORT` for the IPv4 socket; port 0 picks a free one. */
+  readonly bind: string;
+  readonly relay: RelaySetting;
+  readonly discovery: DiscoverySetting;
+  readonly logger?: Logger;
+}
+
+/** Largest single writeAll through the binding. */
+const WRITE_SLICE = 1 << 20;
+
+/** Buffer -> Array<number> with a plain loop: about 7x faster than Array.from here. */
+function toArray(bytes: Uint8Array): number[] {
+  const out = new Array<number>(bytes.length);
+  for (let i = 0; i < bytes.length; i++) out[i] = bytes[i]!;
+  return out;
+}
+
+const utf8 = (s: string): number[] => toArray(Buffer.from(s, 'utf8'));
+const fromArray = (arr: number[]): Uint8Array => Uint8Array.from(arr);
+
+/** The first line of a binding error, without the Rust backtrace. */
+function firstLine(err: unknown): string {
+  return (messageOf(err).split('\n')[0] ?? '').trim();
+}
+
+function wrap(code: 'TRANSPORT' | 'CONNECTION_LOST' | 'CONNECT_FAILED', what: string, err: unknown) {
+  return err instanceof FltError ? err : new FltError(code, `${what}: ${firstLine(err)}`, { cause: err });
+}
+
+class IrohStream implements ByteStream {
+  constructor(private readonly bi: iroh.BiStream) {}
+
+  async read(max: number): Promise<Uint8Array | null> {
+    let chunk: number[];
+    try {
+      chunk = await this.bi.recv.read(max);
+    } catch (err) {
+      throw wrap('CONNECTION_LOST', 'stream read failed', err);
+    }
+    // The binding reports end-of-stream as an empty array.
+    return chunk.length === 0 ? null : fromArray(chunk);
+  }
+
+  async write(bytes: Uint8Array): Promise<void> {
+    try {
+      // Slices keep each temporary Array<number> (8 bytes per byte) small.
+      for (let off = 0; off < bytes.length; off += WRITE_SLICE) {
+        await this.bi.send.writeAll(toArray(bytes.subarray(off, off + WRITE_SLICE)));
+      }
+    } catch (err) {
+      throw wrap('CONNECTION_LOST', 'stream write failed', err);
+    }
+  }
+
+  async finish(): Promise<void> {
+    try {
+      await this.bi.send.finish();
+    } catch (err) {
+      throw wrap('CONNECTION_LOST', 'stream finish failed', err);
+    }
+  }
+}
+
+/** Parses the binding's close description, e.g. "closed by peer: bye (code 42)". */
+function closeInfoOf(text: string, local: { code: number; reason: string } | undefined): CloseInfo {
+  if (local) return { code: local.code, reason: local.reason, byPeer: false };
+  const m = /^closed by peer: (.*) \(code (\d+)\)$/s.exec(text);
+  if (m) return { code: Number(m[2]), reason: m[1] ?? '', byPeer: true };
+  return { code: undefined, reason: text, byPeer: false };
+}
+
+class IrohConnection implements Connection {
+  readonly remoteId: NodeId;
+  readonly alpn: string;
+  readonly closed: Promise<CloseInfo>;
+  private local: { code: number; reason: string } | undefined;
+
+  constructor(private readonly conn: iroh.Connection) {
+    this.remoteId = parseNodeId(conn.remoteId().toString());
+    this.alpn = Buffer.from(conn.alpn()).toString('utf8');
+    this.closed = conn.closed().then(
+      (text) => closeInfoOf(text, this.local),
+      (err: unknown) => closeInfoOf(firstLine(err), this.local),
+    );
+  }
+
+  async openStream(): Promise<ByteStream> {
+    try {
+      return new IrohStream(await this.conn.openBi());
+    } catch (err) {
+      throw wrap('CONNECTION_LOST', 'open stream failed', err);
+    }
+  }
+
+  async acceptStream(): Promise<ByteStream | null> {
+    try {
+      return new IrohStream(await this.conn.acceptBi());
+    } catch {
+      return null; // the binding rejects pending accepts once the connection closes
+    }
+  }
+
+  close(code: number, reason: string): void {
+    if (this.local) return;
+    this.local = { code, reason };
+    try {
+      this.conn.close(BigInt(code), utf8(reason.slice(0, 200)));
+    } catch {
+      // already closed by the peer or the endpoint: nothing left to do
+    }
+  }
+}
+
+function relayMode(relay: RelaySetting): iroh.RelayMode {
+  if (relay === 'disabled') return iroh.RelayMode.disabled();
+  if (relay === 'default') return iroh.RelayMode.defaultMode();
+  return iroh.RelayMode.customFromUrls([relay.url]);
+}
+
+/** Resolves host names in direct addresses; iroh only dials socket addresses. */
+async function resolveDirect(direct: readonly string[]): Promise<string[]> {
+  const out: string[] = [];
+  for (const hostPort of direct) {
+    const m = /^(.*):(\d+)$/.exec(hostPort);
+    const host = (m?.[1] ?? '').replace(/^\[(.*)\]$/, '$1');
+    if (!m || isIP(host) !== 0) {
+      out.push(hostPort);
+      continue;
+    }
+    try {
+      for (const a of await lookup(host, { all: true })) {
+        out.push(a.family === 6 ? `[${a.address}]:${m[2]}` : `${a.address}:${m[2]}`);
+      }
+    } catch (err) {
+      throw new FltError('BAD_ADDRESS', `cannot resolve ${host}: ${messageOf(err)}`, { cause: err });
+    }
+  }
+  return out;
+}
+
+export class IrohTransport implements Transport {
+  readonly nodeId: NodeId;
+  private handler: ((conn: Connection) => void) | undefined;
+  private readonly conns = new Set<IrohConnection>();
+  private closing: Promise<void> | undefined;
+
+  private constructor(
+    private readonly ep: iroh.Endpoint,
+    private readonly log: Logger,
+  ) {
+    this.nodeId = parseNodeId(ep.id().toString());
+  }
+
+  /** Binds one endpoint for the whole process, advertising `alpns`. */
+  static async bind(options: IrohTransportOptions): Promise<IrohTransport> {
+    const b = iroh.Endpoint.builder();
+    if (options.discovery === 'n0') iroh.presetN0(b);
+    else iroh.presetMinimal(b);
+    b.relayMode(relayMode(options.relay));
+    b.secretKey(toArray(options.secretKey));
+    b.bindAddr(options.bind);
+    b.alpns(options.alpns.map(utf8));
+    try {
+      return new IrohTransport(await b.bind(), options.logger ?? silentLogger);
+    } catch (err) {
+      throw new FltError('TRANSPORT', `cannot bind ${options.bind}: ${firstLine(err)}`, { cause: err });
+    }
+  }
+
+  addr(): PeerAddr {
+    const a = this.ep.addr();
+    return { nodeId: this.nodeId, direct: a.directAddresses(), relayUrl: a.relayUrl() ?? undefined };
+  }
+
+  ticket(): string {
+    return iroh.EndpointTicket.fromAddr(this.ep.addr()).toString();
+  }
+
+  /** The socket addresses the endpoint is bound to (IPv4 first). */
+  boundSockets(): string[] {
+    return this.ep.boundSockets();
+  }
+
+  async connect(addr: PeerAddr, alpn: string, options: ConnectOptions = {}): Promise<Connection> {
+    const target = new iroh.EndpointAddr(
+      iroh.EndpointId.fromString(addr.nodeId),
+      addr.relayUrl ?? null,
+      await resolveDirect(addr.direct),
+    );
+    const attempt = this.ep.connect(target, utf8(alpn)).then(
+      (c) => this.adopt(c),
+      (err: unknown) => {
+        throw wrap('CONNECT_FAILED', `connect to ${addr.nodeId.slice(0, 10)}`, err);
+      },
+    );
+    try {
+      return await withDeadline(attempt, options, `connect to ${addr.nodeId.slice(0, 10)} on ${alpn}`);
+    } catch (err) {
+      // The binding cannot cancel a dial: a success that arrives after we gave up is closed.
+      attempt.then((c) => c.close(0, 'gave up'), () => undefined);
+      throw err;
+    }
+  }
+
+  listen(handler: (conn: Connection) => void): void {
+    if (this.handler) throw new FltError('INTERNAL', 'transport already has a listener');
+    this.handler = handler;
+    void this.acceptLoop();
+  }
+
+  async close(): Promise<void> {
+    this.closing ??= this.doClose();
+    return this.closing;
+  }
+
+  private async doClose(): Promise<void> {
+    for (const c of this.conns) c.close(0, 'shutdown');
+    try {
+      await this.ep.close();
+    } catch (err) {
+      this.log.warn('endpoint close failed', { err: firstLine(err) });
+    }
+  }
+
+  private adopt(raw: iroh.Connection): IrohConnection {
+    const conn = new IrohConnection(raw);
+    this.conns.add(conn);
+    void conn.closed.then(() => this.conns.delete(conn));
+    return conn;
+  }
+
+  private async acceptLoop(): Promise<void> {
+    for (;;) {
+      let incoming: iroh.Incoming | null;
+      try {
+        incoming = await this.ep.acceptNext();
+      } catch (err) {
+        if (!this.closing) this.log.warn('accept failed', { err: firstLine(err) });
+        return;
+      }
+      if (!incoming || this.closing) return;
+      void this.handshake(incoming);
+    }
+  }
+
+  /** Runs one handshake without holding up the accept loop; bad handshakes are only logged. */
+  private async handshake(incoming: iroh.Incoming): Promise<void> {
+    try {
+      const conn = this.adopt(await (await incoming.accept()).connect());
+      if (this.closing) conn.close(0, 'shutdown');
+      else this.handler?.(conn);
+    } catch (err) {
+      this.log.debug('incoming handshake failed', { err: firstLine(err) });
+    }
+  }
+}
+
+/** Decodes an iroh `endpoint…` ticket into a PeerAddr. */
+export function parseTicket(ticket: string): PeerAddr {
+  try {
+    const a = iroh.EndpointTicket.fromString(ticket.trim()).endpointAddr();
+    return {
+      nodeId: parseNodeId(a.id().toString()),
+      direct: a.directAddresses(),
+      relayUrl: a.relayUrl() ?? undefined,
+    };
+  } catch (err) {
+    throw new FltError('BAD_ADDRESS', `not a valid ticket: ${firstLine(err)}`, { cause: err });
+  }
+}

@@ -1,0 +1,85 @@
+// Routes incoming connections to protocol handlers by ALPN (the bindings have no Router).
+// A handler owns its connection; when it fails, only that connection closes, with a code the
+// peer can see, and the process keeps serving everyone else.
+
+import { codeOf, FltError, isProgrammingError, messageOf } from './errors.js';
+import type { NodeId } from './ids.js';
+import { silentLogger, type Logger } from './log.js';
+import { CloseCode, type Connection, type Transport } from './transport.js';
+
+export type ProtocolHandler = (conn: Connection) => Promise<void>;
+
+/** Decides whether a peer may use a protocol at all, before any of its bytes are read. */
+export type AccessCheck = (peer: NodeId, alpn: string) => boolean;
+
+export interface RouterOptions {
+  readonly logger?: Logger;
+  /** Connections one peer may hold open at once (all ALPNs); protects against floods. */
+  readonly maxConnectionsPerPeer?: number;
+  readonly access?: AccessCheck;
+}
+
+export class Router {
+  private readonly handlers = new Map<string, ProtocolHandler>();
+  private readonly perPeer = new Map<NodeId, number>();
+  private readonly log: Logger;
+  private readonly maxPerPeer: number;
+
+  constructor(
+    readonly transport: Transport,
+    private readonly options: RouterOptions = {},
+  ) {
+    this.log = options.logger ?? silentLogger;
+    this.maxPerPeer = options.maxConnectionsPerPeer ?? 32;
+  }
+
+  /** Registers the handler for one ALPN. Call before `start()`. */
+  route(alpn: string, handler: ProtocolHandler): this {
+    if (this.handlers.has(alpn)) throw new FltError('INTERNAL', `ALPN ${alpn} routed twice`);
+    this.handlers.set(alpn, handler);
+    return this;
+  }
+
+  start(): void {
+    this.transport.listen((conn) => this.dispatch(conn));
+  }
+
+  private dispatch(conn: Connection): void {
+    const handler = this.handlers.get(conn.alpn);
+    const fields = { peer: conn.remoteId.slice(0, 10), alpn: conn.alpn };
+    if (!handler) {
+      this.log.warn('refused connection: unknown protocol', fields);
+      conn.close(CloseCode.PROTOCOL_ERROR, 'UNKNOWN_ALPN');
+      return;
+    }
+    if (this.options.access && !this.options.access(conn.remoteId, conn.alpn)) {
+      this.log.warn('refused connection: unauthorized peer', fields);
+      conn.close(CloseCode.UNAUTHORIZED, 'UNAUTHORIZED_PEER');
+      return;
+    }
+    const count = (this.perPeer.get(conn.remoteId) ?? 0) + 1;
+    if (count > this.maxPerPeer) {
+      this.log.warn('refused connection: too many from this peer', fields);
+      conn.close(CloseCode.LIMIT, 'too many connections');
+      return;
+    }
+    this.perPeer.set(conn.remoteId, count);
+    void this.run(handler, conn, fields);
+  }
+
+  private async run(handler: ProtocolHandler, conn: Connection, fields: Record<string, string>) {
+    try {
+      await handler(conn);
+    } catch (err) {
+      // A misbehaving peer loses its connection; a bug in our code is logged loudly.
+      const log = isProgrammingError(err) ? this.log.error : this.log.warn;
+      log(`closing connection: ${messageOf(err)}`, { ...fields, code: codeOf(err) });
+      if (isProgrammingError(err) && err instanceof Error) this.log.error(err.stack ?? '');
+      conn.close(CloseCode.PROTOCOL_ERROR, codeOf(err));
+    } finally {
+      const left = (this.perPeer.get(conn.remoteId) ?? 1) - 1;
+      if (left > 0) this.perPeer.set(conn.remoteId, left);
+      else this.perPeer.delete(conn.remoteId);
+    }
+  }
+}
