@@ -1,0 +1,50 @@
+// Sub-keys derived from the node secret with HKDF-SHA256 (RFC 5869): one per purpose, so the same
+// node key always yields the same document write keys and author key (a reinstalled agent with
+// its old node.key owns its old documents again). ed25519 math is in openssh.ts.
+
+import { hkdf } from '@noble/hashes/hkdf.js';
+import { sha256 } from '@noble/hashes/sha2.js';
+import { ed25519PublicKey } from './openssh.js';
+
+/**
+ * The HKDF info strings, one per purpose. They are part of the on-disk and on-wire identity:
+ * changing or reusing one changes every derived key, so nodes would lose ownership of their
+ * documents. Never edit an entry; add a new one (with a new version) instead.
+ */
+export const DERIVE_PURPOSES = [
+  'flt/v1/doc/facts',
+  'flt/v1/doc/status',
+  'flt/v1/doc/root',
+  'flt/v1/author',
+] as const;
+
+export type DerivePurpose = (typeof DERIVE_PURPOSES)[number];
+
+/** HKDF salt, fixed for the same reason as the info strings. */
+const DERIVE_SALT = new TextEncoder().encode('flt/v1/derive');
+const SEED_BYTES = 32;
+
+/**
+ * The 32-byte ed25519 seed for `purpose`, derived from the node's 32-byte secret.
+ * Deterministic; different purposes give independent keys.
+ */
+export function deriveSeed(nodeSecret: Uint8Array, purpose: DerivePurpose): Uint8Array {
+  // Both checks guard against callers outside the type system; a failure is a bug, not input.
+  if (nodeSecret.length !== SEED_BYTES) {
+    throw new RangeError(`node secret must be ${SEED_BYTES} bytes, got ${nodeSecret.length}`);
+  }
+  if (!(DERIVE_PURPOSES as readonly string[]).includes(purpose)) {
+    throw new TypeError(`unknown derive purpose: ${JSON.stringify(purpose)}`);
+  }
+  const info = new TextEncoder().encode(purpose);
+  return hkdf(sha256, nodeSecret, DERIVE_SALT, info, SEED_BYTES);
+}
+
+/** The ed25519 key pair for `purpose`: the derived seed and its public key. */
+export function deriveKeyPair(
+  nodeSecret: Uint8Array,
+  purpose: DerivePurpose,
+): { secret: Uint8Array; publicKey: Uint8Array } {
+  const secret = deriveSeed(nodeSecret, purpose);
+  return { secret, publicKey: ed25519PublicKey(secret) };
+}
