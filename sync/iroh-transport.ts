@@ -138,6 +138,14 @@ class IrohConnection implements Connection {
   }
 }
 
+function endpointId(id: NodeId): iroh.EndpointId {
+  try {
+    return iroh.EndpointId.fromString(id);
+  } catch (err) {
+    throw new FltError('BAD_NODE_ID', `${id.slice(0, 10)}… is not an ed25519 public key: ${firstLine(err)}`, { cause: err });
+  }
+}
+
 function relayMode(relay: RelaySetting): iroh.RelayMode {
   if (relay === 'disabled') return iroh.RelayMode.disabled();
   if (relay === 'default') return iroh.RelayMode.defaultMode();
@@ -210,7 +218,7 @@ export class IrohTransport implements Transport {
 
   async connect(addr: PeerAddr, alpn: string, options: ConnectOptions = {}): Promise<Connection> {
     const target = new iroh.EndpointAddr(
-      iroh.EndpointId.fromString(addr.nodeId),
+      endpointId(addr.nodeId),
       addr.relayUrl ?? null,
       await resolveDirect(addr.direct),
     );

@@ -1,0 +1,33 @@
+// `flt coordinator`: runs until SIGINT or SIGTERM, then flushes and closes cleanly (exit 0).
+
+import type { Logger } from '../../../sync/log.js';
+import type { Config } from '../../config/index.js';
+import { Coordinator } from '../../roles/coordinator.js';
+import type { Output } from '../output.js';
+
+export async function runCoordinator(config: Config, log: Logger, out: Output): Promise<void> {
+  const coordinator = await Coordinator.start(config, log);
+  const node = coordinator.node;
+  log.info('coordinator ready', {
+    node: node.key.nodeId,
+    addrs: node.transport.boundSockets().join(','),
+  });
+  if (config.json) out.json({ nodeId: node.key.nodeId, ticket: coordinator.ticket });
+  else out.line(coordinator.ticket);
+  const signal = await untilSignal();
+  log.info(`${signal}: shutting down`);
+  await coordinator.close();
+  log.info('coordinator stopped');
+}
+
+/** Resolves with the first SIGINT/SIGTERM; a second one while shutting down exits at once. */
+export function untilSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    const first = (signal: NodeJS.Signals) => {
+      process.off('SIGINT', first).off('SIGTERM', first);
+      process.once('SIGINT', () => process.exit(130)).once('SIGTERM', () => process.exit(143));
+      resolve(signal);
+    };
+    process.on('SIGINT', first).on('SIGTERM', first);
+  });
+}

@@ -1,0 +1,33 @@
+// flt's hierarchical configuration: the key table (schema.ts), merging defaults, file, env and
+// flags (resolve.ts), and printing the result with its sources (show.ts). Import from here.
+
+export {
+  CONFIG_KEYS,
+  KEY_SPECS,
+  defaultStateDir,
+  describeValue,
+  formatDuration,
+  formatHostPort,
+  parseBoolean,
+  parseDuration,
+  toFileValue,
+  type Config,
+  type ConfigKey,
+  type DefaultContext,
+  type FileValue,
+  type HostPort,
+  type KeyKind,
+  type KeySpec,
+  type RelaySetting,
+} from './schema.js';
+export {
+  ConfigError,
+  formatProblem,
+  formatSource,
+  resolveConfig,
+  type ConfigProblem,
+  type ResolveInput,
+  type ResolvedConfig,
+  type Source,
+} from './resolve.js';
+export { formatConfig } from './show.js';

@@ -1,0 +1,118 @@
+// A running flt node: its identity, its one iroh endpoint, the ALPN router and, for roles that
+// replicate documents, an automerge-repo Repo persisted in the state dir. Roles build on this;
+// close() runs every shutdown step even when one fails, and is idempotent.
+
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Repo, type PeerId } from '@automerge/automerge-repo';
+import { NodeFSStorageAdapter } from '@automerge/automerge-repo-storage-nodefs';
+import { FltError, messageOf } from '../sync/errors.js';
+import { IrohTransport, type RelaySetting } from '../sync/iroh-transport.js';
+import type { Logger } from '../sync/log.js';
+import { ALL_ALPNS, ALPN } from '../sync/protocols.js';
+import { Router } from '../sync/router.js';
+import { SyncAdapter } from '../sync/sync-adapter.js';
+import type { PeerAddr } from '../sync/transport.js';
+import { formatHostPort, type Config } from './config/index.js';
+import { loadOrCreateNodeKey, loadSecretKeyFile, type NodeKey } from './identity/index.js';
+
+export type Role = 'coordinator' | 'agent' | 'admin';
+
+/**
+ * Default bind per role. The coordinator listens on a fixed, documented port so its address
+ * survives restarts; agents and admins only dial out, so any free port will do.
+ */
+export const DEFAULT_BIND: Record<Role, string> = {
+  coordinator: '0.0.0.0:7447',
+  agent: '0.0.0.0:0',
+  admin: '0.0.0.0:0',
+};
+
+/** The node key: `--secret-key FILE` if given, else `<state-dir>/node.key` (created once). */
+export async function loadNodeKey(config: Config, log: Logger): Promise<NodeKey> {
+  if (config.secretKey) return loadSecretKeyFile(config.secretKey);
+  const { key, created } = await loadOrCreateNodeKey(config.stateDir);
+  if (created) log.info('created a new node key', { file: join(config.stateDir, 'node.key') });
+  return key;
+}
+
+export function relaySetting(relay: string): RelaySetting {
+  return relay === 'disabled' || relay === 'default' ? relay : { url: relay };
+}
+
+export interface NodeOptions {
+  readonly role: Role;
+  readonly config: Config;
+  readonly log: Logger;
+  /** Peers whose documents this node keeps in sync (agents and admins: the coordinator). */
+  readonly dial?: readonly PeerAddr[];
+  /** Open a Repo on `<state-dir>/repo` (roles that replicate documents). */
+  readonly repo?: boolean;
+}
+
+export class FltNode {
+  private closing: Promise<void> | undefined;
+
+  private constructor(
+    readonly key: NodeKey,
+    readonly transport: IrohTransport,
+    readonly router: Router,
+    readonly sync: SyncAdapter,
+    readonly repo: Repo | undefined,
+    private readonly log: Logger,
+  ) {}
+
+  /** Loads the key, binds the endpoint and, if asked, opens the Repo. Call `start()` after routing. */
+  static async open(options: NodeOptions): Promise<FltNode> {
+    const { config, log } = options;
+    log.info(`state dir ${config.stateDir}`);
+    await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
+    const key = await loadNodeKey(config, log);
+    const transport = await IrohTransport.bind({
+      secretKey: key.secret,
+      alpns: ALL_ALPNS,
+      bind: config.bind ? formatHostPort(config.bind) : DEFAULT_BIND[options.role],
+      relay: relaySetting(config.relay),
+      discovery: config.discovery,
+      logger: log,
+    });
+    const router = new Router(transport, { logger: log });
+    const sync = new SyncAdapter({ transport, dial: options.dial ?? [], logger: log });
+    router.route(ALPN.sync, (conn) => sync.accept(conn));
+    const repo = options.repo
+      ? new Repo({
+          network: [sync],
+          storage: new NodeFSStorageAdapter(join(config.stateDir, 'repo')),
+          peerId: key.nodeId as string as PeerId,
+        })
+      : undefined;
+    return new FltNode(key, transport, router, sync, repo, log);
+  }
+
+  start(): void {
+    this.router.start();
+  }
+
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  private async shutdown(): Promise<void> {
+    const failures: string[] = [];
+    const step = async (name: string, fn: () => Promise<void> | void) => {
+      try {
+        await fn();
+      } catch (err) {
+        failures.push(`${name}: ${messageOf(err)}`);
+      }
+    };
+    await step('flush documents', () => this.repo?.flush());
+    await step('stop repo', () => this.repo?.shutdown());
+    await step('close endpoint', () => this.transport.close());
+    if (failures.length > 0) {
+      for (const f of failures) this.log.error(`shutdown step failed: ${f}`);
+      throw new FltError('IO', `shutdown incomplete: ${failures.join('; ')}`);
+    }
+  }
+}
