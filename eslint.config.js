@@ -18,6 +18,15 @@ export default tseslint.config(
       '@typescript-eslint/consistent-type-imports': 'error',
     },
   },
+  // Layering (ARCHITECTURE.md section 2): sync/ knows nothing about fleets, stores/ nothing of either.
+  {
+    files: ['sync/**/*.ts'],
+    rules: { 'no-restricted-imports': ['error', { patterns: ['**/src/**'] }] },
+  },
+  {
+    files: ['stores/**/*.ts'],
+    rules: { 'no-restricted-imports': ['error', { patterns: ['**/src/**', '**/sync/**'] }] },
+  },
   {
     files: ['eslint.config.js'],
     extends: [tseslint.configs.disableTypeChecked],

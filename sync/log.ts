@@ -5,11 +5,14 @@ export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
 
 const RANK: Record<LogLevel, number> = { error: 0, warn: 1, info: 2, debug: 3 };
 
+type LogFn = (msg: string, fields?: Record<string, unknown>) => void;
+
+/** Plain functions, not methods: a Logger's functions may be passed around unbound. */
 export interface Logger {
-  error(msg: string, fields?: Record<string, unknown>): void;
-  warn(msg: string, fields?: Record<string, unknown>): void;
-  info(msg: string, fields?: Record<string, unknown>): void;
-  debug(msg: string, fields?: Record<string, unknown>): void;
+  readonly error: LogFn;
+  readonly warn: LogFn;
+  readonly info: LogFn;
+  readonly debug: LogFn;
 }
 
 function formatFields(fields: Record<string, unknown> | undefined): string {
@@ -30,4 +33,5 @@ export function createLogger(
   return { error: at('error'), warn: at('warn'), info: at('info'), debug: at('debug') };
 }
 
-export const silentLogger: Logger = { error() {}, warn() {}, info() {}, debug() {} };
+const nothing: LogFn = () => undefined;
+export const silentLogger: Logger = { error: nothing, warn: nothing, info: nothing, debug: nothing };

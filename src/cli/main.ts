@@ -4,7 +4,7 @@
 // 2 for bad usage or configuration, 1 for everything else.
 
 import { codeOf, FltError, messageOf } from '../../sync/errors.js';
-import { createLogger, type LogLevel } from '../../sync/log.js';
+import { createLogger } from '../../sync/log.js';
 import { formatConfig, resolveConfig } from '../config/index.js';
 import { VERSION } from '../version.js';
 import { parseCommandLine, type ParsedArgs } from './args.js';
@@ -22,7 +22,7 @@ async function main(argv: readonly string[]): Promise<void> {
   if (args.options.help || !args.applet) return stdout.line(USAGE);
   const resolved = await resolveConfig({ flags: args.configFlags, env: process.env });
   const config = resolved.config;
-  const log = createLogger(config.logLevel as LogLevel);
+  const log = createLogger(config.logLevel);
   switch (args.applet) {
     case 'coordinator':
       return runCoordinator(config, log, stdout);
