@@ -8,7 +8,7 @@ import { FltError } from './errors.js';
 const cbor = new Encoder({ tagUint8Array: false, useRecords: false, mapsAsObjects: true });
 
 export function encodeCbor(value: unknown): Uint8Array {
-  return cbor.encode(value) as Uint8Array;
+  return cbor.encode(value);
 }
 
 export function decodeCbor(bytes: Uint8Array): unknown {

@@ -23,7 +23,7 @@ export class FramedStream {
   private queue: Pending[] = [];
   private queued = 0;
   private pumping = false;
-  private writeError: unknown;
+  private writeError: FltError | undefined;
 
   constructor(
     readonly stream: ByteStream,
@@ -52,7 +52,7 @@ export class FramedStream {
 
   /** Queues one frame; resolves once it was handed to the transport. */
   writeFrame(body: Uint8Array): Promise<void> {
-    if (this.writeError) return Promise.reject(this.writeError as Error);
+    if (this.writeError) return Promise.reject(this.writeError);
     const bytes = encodeFrame(body, this.maxFrame);
     return new Promise((done, fail) => {
       this.queue.push({ bytes, done, fail });

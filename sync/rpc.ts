@@ -134,7 +134,7 @@ export class RpcClient {
     this.nextId = (this.nextId % 0xffff_ffff) + 1;
     const timeoutMs = options.timeoutMs ?? this.defaultTimeoutMs;
     const answer = new Promise<unknown>((resolve, reject) => {
-      this.calls.set(id, { method: method as RpcMethod<unknown, unknown>, resolve, reject });
+      this.calls.set(id, { method: method, resolve, reject });
     });
     try {
       await this.framed.writeFrame(encodeCbor({ v: 0, t: 'req', id, m: method.name, ms: timeoutMs, b: req }));
