@@ -6,6 +6,10 @@ import { Coordinator } from '../../roles/coordinator.js';
 import type { Output } from '../output.js';
 
 export async function runCoordinator(config: Config, log: Logger, out: Output): Promise<void> {
+  // Listen first: a signal that arrives while starting still ends in a clean shutdown. (A
+  // handler installed only after the endpoint is bound is, measured, sometimes not yet in
+  // place for a signal sent right after the ticket is printed.)
+  const stopped = untilSignal();
   const coordinator = await Coordinator.start(config, log);
   const node = coordinator.node;
   log.info('coordinator ready', {
@@ -14,7 +18,7 @@ export async function runCoordinator(config: Config, log: Logger, out: Output): 
   });
   if (config.json) out.json({ nodeId: node.key.nodeId, ticket: coordinator.ticket });
   else out.line(coordinator.ticket);
-  const signal = await untilSignal();
+  const signal = await stopped;
   log.info(`${signal}: shutting down`);
   await coordinator.close();
   log.info('coordinator stopped');
