@@ -25,7 +25,12 @@ export const nodeInfo: RpcMethod<Record<string, never>, NodeInfo> = {
     return {};
   },
   response: (v) => {
-    if (!isRecord(v) || !isNodeId(v.nodeId) || typeof v.role !== 'string' || typeof v.version !== 'string') {
+    if (
+      !isRecord(v) ||
+      !isNodeId(v.nodeId) ||
+      typeof v.role !== 'string' ||
+      typeof v.version !== 'string'
+    ) {
       bad('node.info: bad answer');
     }
     if (typeof v.uptimeMs !== 'number' || !(v.uptimeMs >= 0)) bad('node.info: bad uptime');

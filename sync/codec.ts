@@ -33,6 +33,9 @@ export function isRecord(v: unknown): v is Record<string, unknown> {
 /** Checks the version field `v` every message starts with. */
 export function checkVersion(msg: Record<string, unknown>, supported: number, what: string): void {
   if (msg.v !== supported) {
-    throw new FltError('UNSUPPORTED_VERSION', `${what}: version ${String(msg.v)} (supported: ${supported})`);
+    throw new FltError(
+      'UNSUPPORTED_VERSION',
+      `${what}: version ${String(msg.v)} (supported: ${supported})`,
+    );
   }
 }

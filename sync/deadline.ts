@@ -11,7 +11,11 @@ export interface DeadlineOptions {
 export const DEFAULT_TIMEOUT_MS = 10_000;
 
 /** Races `p` against a timeout (TIMEOUT) and the caller's signal (ABORTED). */
-export async function withDeadline<T>(p: Promise<T>, options: DeadlineOptions, what: string): Promise<T> {
+export async function withDeadline<T>(
+  p: Promise<T>,
+  options: DeadlineOptions,
+  what: string,
+): Promise<T> {
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   let timer: NodeJS.Timeout | undefined;
   let onAbort: (() => void) | undefined;

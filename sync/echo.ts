@@ -4,10 +4,10 @@
 
 import { createHash } from 'node:crypto';
 import { withDeadline } from './deadline.js';
-import { FltError } from './errors.js';
+import { codeOf, FltError } from './errors.js';
 import { FramedStream } from './framed-stream.js';
 import { ALPN, MAX_FRAME } from './protocols.js';
-import type { Connection } from './transport.js';
+import { CloseCode, type Connection } from './transport.js';
 
 export const ECHO_VERSION = 0;
 const HEADER = 5;
@@ -24,7 +24,8 @@ function encode(seq: number, payload: Uint8Array): Uint8Array {
 }
 
 function decode(frame: Uint8Array): { seq: number; payload: Uint8Array } {
-  if (frame.length < HEADER) throw new FltError('BAD_MESSAGE', `echo frame of ${frame.length} bytes`);
+  if (frame.length < HEADER)
+    throw new FltError('BAD_MESSAGE', `echo frame of ${frame.length} bytes`);
   const view = new DataView(frame.buffer, frame.byteOffset, frame.length);
   if (view.getUint8(0) !== ECHO_VERSION) {
     throw new FltError('UNSUPPORTED_VERSION', `echo version ${view.getUint8(0)}`);
@@ -35,12 +36,21 @@ function decode(frame: Uint8Array): { seq: number; payload: Uint8Array } {
 /** Serves echo on one connection until the peer closes it. Bad frames close the connection. */
 export async function serveEcho(conn: Connection): Promise<void> {
   const streams: Promise<void>[] = [];
+  let failure: Error | undefined;
   for (;;) {
     const stream = await conn.acceptStream();
     if (!stream) break;
-    streams.push(echoStream(new FramedStream(stream, MAX_FRAME[ALPN.echo])));
+    // A bad stream closes the connection at once. Left for Promise.all below, its rejection
+    // would go unhandled (a crash) and the peer's connection would stay open.
+    const framed = new FramedStream(stream, MAX_FRAME[ALPN.echo]);
+    const served = echoStream(framed).catch((err: unknown) => {
+      failure ??= err instanceof Error ? err : new FltError('INTERNAL', String(err));
+      conn.close(CloseCode.PROTOCOL_ERROR, codeOf(err));
+    });
+    streams.push(served);
   }
   await Promise.all(streams);
+  if (failure) throw failure;
 }
 
 async function echoStream(framed: FramedStream): Promise<void> {

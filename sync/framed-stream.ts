@@ -61,7 +61,14 @@ export class FramedStream {
     });
   }
 
+  /** Finishes our side after every frame queued so far was handed to the transport. */
   async finish(): Promise<void> {
+    if (this.pumping) {
+      // An empty entry behind the queued frames: finishing before them would cut them off.
+      await new Promise<void>((done, fail) =>
+        this.queue.push({ bytes: new Uint8Array(0), done, fail }),
+      );
+    }
     await this.stream.finish();
   }
 
@@ -75,7 +82,10 @@ export class FramedStream {
         await this.stream.write(concat(batch.map((p) => p.bytes)));
         for (const p of batch) p.done();
       } catch (err) {
-        this.writeError = err instanceof FltError ? err : new FltError('CONNECTION_LOST', 'write failed', { cause: err });
+        this.writeError =
+          err instanceof FltError
+            ? err
+            : new FltError('CONNECTION_LOST', 'write failed', { cause: err });
         for (const p of [...batch, ...this.queue]) p.fail(this.writeError);
         this.queue = [];
         this.queued = 0;

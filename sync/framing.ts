@@ -9,7 +9,10 @@ export const LENGTH_BYTES = 4;
 /** Prefixes `body` with its length; refuses bodies over `maxFrame`. */
 export function encodeFrame(body: Uint8Array, maxFrame: number): Uint8Array {
   if (body.length > maxFrame) {
-    throw new FltError('FRAME_TOO_LARGE', `frame of ${body.length} bytes exceeds the cap of ${maxFrame}`);
+    throw new FltError(
+      'FRAME_TOO_LARGE',
+      `frame of ${body.length} bytes exceeds the cap of ${maxFrame}`,
+    );
   }
   const out = new Uint8Array(LENGTH_BYTES + body.length);
   new DataView(out.buffer).setUint32(0, body.length, false);
@@ -43,9 +46,15 @@ export class FrameDecoder {
       if (this.need === undefined) {
         if (this.buffered < LENGTH_BYTES) return frames;
         const header = this.take(LENGTH_BYTES);
-        const len = new DataView(header.buffer, header.byteOffset, LENGTH_BYTES).getUint32(0, false);
+        const len = new DataView(header.buffer, header.byteOffset, LENGTH_BYTES).getUint32(
+          0,
+          false,
+        );
         if (len > this.maxFrame) {
-          throw new FltError('FRAME_TOO_LARGE', `peer announced a ${len}-byte frame; the cap is ${this.maxFrame}`);
+          throw new FltError(
+            'FRAME_TOO_LARGE',
+            `peer announced a ${len}-byte frame; the cap is ${this.maxFrame}`,
+          );
         }
         this.need = len;
       }
@@ -58,12 +67,16 @@ export class FrameDecoder {
   /** Call at end of stream: a partial frame left over is a protocol error. */
   end(): void {
     if (this.buffered > 0 || this.need !== undefined) {
-      throw new FltError('BAD_MESSAGE', `stream ended inside a frame (${this.buffered} bytes pending)`);
+      throw new FltError(
+        'BAD_MESSAGE',
+        `stream ended inside a frame (${this.buffered} bytes pending)`,
+      );
     }
   }
 
   /** Removes exactly `n` buffered bytes from the front (n <= buffered). */
   private take(n: number): Uint8Array {
+    if (n === 0) return new Uint8Array(0); // an empty frame may end the buffered bytes exactly
     const first = this.chunks[0]!;
     if (first.length >= n) {
       if (first.length === n) this.chunks.shift();
@@ -73,14 +86,18 @@ export class FrameDecoder {
     }
     const out = new Uint8Array(n);
     let off = 0;
+    let used = 0; // whole chunks consumed
     while (off < n) {
-      const c = this.chunks[0]!;
+      const c = this.chunks[used]!;
       const k = Math.min(c.length, n - off);
       out.set(c.subarray(0, k), off);
       off += k;
-      if (k === c.length) this.chunks.shift();
-      else this.chunks[0] = c.subarray(k);
+      if (k === c.length) used++;
+      else this.chunks[used] = c.subarray(k);
     }
+    // One splice, not a shift per chunk: a frame that arrived in many tiny chunks (a peer
+    // writing byte by byte) would otherwise cost time quadratic in its length.
+    this.chunks.splice(0, used);
     this.buffered -= n;
     return out;
   }

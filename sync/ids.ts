@@ -14,13 +14,17 @@ export function isNodeId(value: unknown): value is NodeId {
 export function parseNodeId(value: string): NodeId {
   const lower = value.trim().toLowerCase();
   if (!isNodeId(lower)) {
-    throw new FltError('BAD_NODE_ID', `not a node id (64 hex characters): ${JSON.stringify(value)}`);
+    throw new FltError(
+      'BAD_NODE_ID',
+      `not a node id (64 hex characters): ${JSON.stringify(value)}`,
+    );
   }
   return lower;
 }
 
 export function nodeIdFromBytes(bytes: Uint8Array): NodeId {
-  if (bytes.length !== 32) throw new FltError('BAD_NODE_ID', `a node id has 32 bytes, got ${bytes.length}`);
+  if (bytes.length !== 32)
+    throw new FltError('BAD_NODE_ID', `a node id has 32 bytes, got ${bytes.length}`);
   return Buffer.from(bytes).toString('hex') as NodeId;
 }
 

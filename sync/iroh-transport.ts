@@ -58,8 +58,14 @@ function firstLine(err: unknown): string {
   return (messageOf(err).split('\n')[0] ?? '').trim();
 }
 
-function wrap(code: 'TRANSPORT' | 'CONNECTION_LOST' | 'CONNECT_FAILED', what: string, err: unknown) {
-  return err instanceof FltError ? err : new FltError(code, `${what}: ${firstLine(err)}`, { cause: err });
+function wrap(
+  code: 'TRANSPORT' | 'CONNECTION_LOST' | 'CONNECT_FAILED',
+  what: string,
+  err: unknown,
+) {
+  return err instanceof FltError
+    ? err
+    : new FltError(code, `${what}: ${firstLine(err)}`, { cause: err });
 }
 
 class IrohStream implements ByteStream {
@@ -153,7 +159,11 @@ function endpointId(id: NodeId): iroh.EndpointId {
   try {
     return iroh.EndpointId.fromString(id);
   } catch (err) {
-    throw new FltError('BAD_NODE_ID', `${id.slice(0, 10)}… is not an ed25519 public key: ${firstLine(err)}`, { cause: err });
+    throw new FltError(
+      'BAD_NODE_ID',
+      `${id.slice(0, 10)}… is not an ed25519 public key: ${firstLine(err)}`,
+      { cause: err },
+    );
   }
 }
 
@@ -178,7 +188,9 @@ async function resolveDirect(direct: readonly string[]): Promise<string[]> {
         out.push(a.family === 6 ? `[${a.address}]:${m[2]}` : `${a.address}:${m[2]}`);
       }
     } catch (err) {
-      throw new FltError('BAD_ADDRESS', `cannot resolve ${host}: ${messageOf(err)}`, { cause: err });
+      throw new FltError('BAD_ADDRESS', `cannot resolve ${host}: ${messageOf(err)}`, {
+        cause: err,
+      });
     }
   }
   return out;
@@ -209,13 +221,19 @@ export class IrohTransport implements Transport {
     try {
       return new IrohTransport(await b.bind(), options.logger ?? silentLogger);
     } catch (err) {
-      throw new FltError('TRANSPORT', `cannot bind ${options.bind}: ${firstLine(err)}`, { cause: err });
+      throw new FltError('TRANSPORT', `cannot bind ${options.bind}: ${firstLine(err)}`, {
+        cause: err,
+      });
     }
   }
 
   addr(): PeerAddr {
     const a = this.ep.addr();
-    return { nodeId: this.nodeId, direct: a.directAddresses(), relayUrl: a.relayUrl() ?? undefined };
+    return {
+      nodeId: this.nodeId,
+      direct: a.directAddresses(),
+      relayUrl: a.relayUrl() ?? undefined,
+    };
   }
 
   ticket(): string {
@@ -240,10 +258,17 @@ export class IrohTransport implements Transport {
       },
     );
     try {
-      return await withDeadline(attempt, options, `connect to ${addr.nodeId.slice(0, 10)} on ${alpn}`);
+      return await withDeadline(
+        attempt,
+        options,
+        `connect to ${addr.nodeId.slice(0, 10)} on ${alpn}`,
+      );
     } catch (err) {
       // The binding cannot cancel a dial: a success that arrives after we gave up is closed.
-      attempt.then((c) => c.close(0, 'gave up'), () => undefined);
+      attempt.then(
+        (c) => c.close(0, 'gave up'),
+        () => undefined,
+      );
       throw err;
     }
   }

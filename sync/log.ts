@@ -17,7 +17,9 @@ export interface Logger {
 
 function formatFields(fields: Record<string, unknown> | undefined): string {
   if (!fields) return '';
-  const parts = Object.entries(fields).map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`);
+  const parts = Object.entries(fields).map(
+    ([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`,
+  );
   return parts.length > 0 ? ' ' + parts.join(' ') : '';
 }
 
@@ -28,10 +30,16 @@ export function createLogger(
   sink: (line: string) => void = (line) => process.stderr.write(line + '\n'),
 ): Logger {
   const at = (l: LogLevel) => (msg: string, fields?: Record<string, unknown>) => {
-    if (RANK[l] <= RANK[level]) sink(`${l.toUpperCase()} ${component}: ${msg}${formatFields(fields)}`);
+    if (RANK[l] <= RANK[level])
+      sink(`${l.toUpperCase()} ${component}: ${msg}${formatFields(fields)}`);
   };
   return { error: at('error'), warn: at('warn'), info: at('info'), debug: at('debug') };
 }
 
 const nothing: LogFn = () => undefined;
-export const silentLogger: Logger = { error: nothing, warn: nothing, info: nothing, debug: nothing };
+export const silentLogger: Logger = {
+  error: nothing,
+  warn: nothing,
+  info: nothing,
+  debug: nothing,
+};

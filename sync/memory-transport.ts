@@ -6,7 +6,14 @@ import { randomBytes } from 'node:crypto';
 import { FltError } from './errors.js';
 import { withDeadline } from './deadline.js';
 import { nodeIdFromBytes, type NodeId } from './ids.js';
-import type { ByteStream, CloseInfo, ConnectOptions, Connection, PeerAddr, Transport } from './transport.js';
+import type {
+  ByteStream,
+  CloseInfo,
+  ConnectOptions,
+  Connection,
+  PeerAddr,
+  Transport,
+} from './transport.js';
 
 /** A one-way byte queue. */
 class Pipe {
@@ -62,8 +69,11 @@ class MemoryStream implements ByteStream {
     return this.inbound.read(max);
   }
   write(bytes: Uint8Array) {
-    this.outbound.push(bytes);
-    return Promise.resolve();
+    // A write on a closed pipe must reject (as iroh's does), never throw synchronously.
+    return new Promise<void>((resolve) => {
+      this.outbound.push(bytes);
+      resolve();
+    });
   }
   finish() {
     this.outbound.end();
@@ -114,7 +124,8 @@ class MemoryConnection implements Connection {
   private shutdown(info: CloseInfo): void {
     if (this.isClosed) return;
     this.isClosed = true;
-    for (const p of this.pipes) p.fail(new FltError('CONNECTION_LOST', `connection closed: ${info.reason}`));
+    for (const p of this.pipes)
+      p.fail(new FltError('CONNECTION_LOST', `connection closed: ${info.reason}`));
     this.notify();
     this.resolveClosed(info);
   }
@@ -165,7 +176,9 @@ export class MemoryTransport implements Transport {
     const remote = this.net.nodes.get(addr.nodeId);
     if (this.isClosed) return Promise.reject(new FltError('CLOSED', 'transport closed'));
     if (!remote || remote.isClosed || !remote.handler || !remote.alpns.includes(alpn)) {
-      return Promise.reject(new FltError('CONNECT_FAILED', `no peer ${addr.nodeId.slice(0, 10)} for ${alpn}`));
+      return Promise.reject(
+        new FltError('CONNECT_FAILED', `no peer ${addr.nodeId.slice(0, 10)} for ${alpn}`),
+      );
     }
     const mine = new MemoryConnection(remote.nodeId, alpn);
     const theirs = new MemoryConnection(this.nodeId, alpn);

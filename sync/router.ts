@@ -72,8 +72,11 @@ export class Router {
       await handler(conn);
     } catch (err) {
       // A misbehaving peer loses its connection; a bug in our code is logged loudly.
-      const log = isProgrammingError(err) ? this.log.error : this.log.warn;
-      log(`closing connection: ${messageOf(err)}`, { ...fields, code: codeOf(err) });
+      // Called as methods: a Logger may be a class that needs its `this`.
+      const msg = `closing connection: ${messageOf(err)}`;
+      const at = { ...fields, code: codeOf(err) };
+      if (isProgrammingError(err)) this.log.error(msg, at);
+      else this.log.warn(msg, at);
       if (isProgrammingError(err) && err instanceof Error) this.log.error(err.stack ?? '');
       conn.close(CloseCode.PROTOCOL_ERROR, codeOf(err));
     } finally {

@@ -7,12 +7,20 @@ import { FltError } from './errors.js';
 export const RPC_VERSION = 0;
 
 export type Envelope =
-  | { readonly t: 'req'; readonly id: number; readonly m: string; readonly ms: number; readonly b: unknown }
+  | {
+      readonly t: 'req';
+      readonly id: number;
+      readonly m: string;
+      readonly ms: number;
+      readonly b: unknown;
+    }
   | { readonly t: 'res'; readonly id: number; readonly b: unknown }
   | { readonly t: 'err'; readonly id: number; readonly code: string; readonly msg: string };
 
-const isU32 = (v: unknown): v is number => Number.isInteger(v) && (v as number) >= 0 && (v as number) <= 0xffff_ffff;
-const isShortString = (v: unknown, max: number): v is string => typeof v === 'string' && v.length > 0 && v.length <= max;
+const isU32 = (v: unknown): v is number =>
+  Number.isInteger(v) && (v as number) >= 0 && (v as number) <= 0xffff_ffff;
+const isShortString = (v: unknown, max: number): v is string =>
+  typeof v === 'string' && v.length > 0 && v.length <= max;
 
 function bad(what: string): never {
   throw new FltError('BAD_MESSAGE', `rpc: ${what}`);

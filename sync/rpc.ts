@@ -4,13 +4,13 @@
 // Wire grammar: sync/PROTOCOL.md.
 
 import { withDeadline } from './deadline.js';
-import { FltError, isErrorCode, isProgrammingError, messageOf } from './errors.js';
+import { codeOf, FltError, isErrorCode, isProgrammingError, messageOf } from './errors.js';
 import { FramedStream } from './framed-stream.js';
 import { decodeCbor, encodeCbor } from './codec.js';
 import type { NodeId } from './ids.js';
 import { silentLogger, type Logger } from './log.js';
 import { ALPN, MAX_FRAME } from './protocols.js';
-import type { Connection } from './transport.js';
+import { CloseCode, type Connection } from './transport.js';
 import { decodeEnvelope, type Envelope } from './rpc-wire.js';
 
 /** A method: its name and validators for both directions (each throws BAD_MESSAGE). */
@@ -34,11 +34,17 @@ export const MAX_IN_FLIGHT = 128;
 export const MAX_DEADLINE_MS = 10 * 60_000;
 
 export class RpcServer {
-  private readonly handlers = new Map<string, { method: RpcMethod<unknown, unknown>; fn: Handler }>();
+  private readonly handlers = new Map<
+    string,
+    { method: RpcMethod<unknown, unknown>; fn: Handler }
+  >();
 
   constructor(private readonly log: Logger = silentLogger) {}
 
-  register<Req, Res>(method: RpcMethod<Req, Res>, fn: (req: Req, ctx: RpcContext) => Promise<Res>): this {
+  register<Req, Res>(
+    method: RpcMethod<Req, Res>,
+    fn: (req: Req, ctx: RpcContext) => Promise<Res>,
+  ): this {
     this.handlers.set(method.name, { method, fn: fn as Handler });
     return this;
   }
@@ -46,12 +52,21 @@ export class RpcServer {
   /** Serves every stream the peer opens on `conn` until it closes. */
   async serve(conn: Connection): Promise<void> {
     const streams: Promise<void>[] = [];
+    let failure: Error | undefined;
     for (;;) {
       const stream = await conn.acceptStream();
       if (!stream) break;
-      streams.push(this.serveStream(conn.remoteId, new FramedStream(stream, MAX_FRAME[ALPN.rpc])));
+      // A bad stream closes the connection at once. Left for Promise.all below, its rejection
+      // would go unhandled (a crash) and the peer's connection would stay open.
+      const framed = new FramedStream(stream, MAX_FRAME[ALPN.rpc]);
+      const served = this.serveStream(conn.remoteId, framed).catch((err: unknown) => {
+        failure ??= err instanceof Error ? err : new FltError('INTERNAL', String(err));
+        conn.close(CloseCode.PROTOCOL_ERROR, codeOf(err));
+      });
+      streams.push(served);
     }
     await Promise.all(streams);
+    if (failure) throw failure;
   }
 
   private async serveStream(peer: NodeId, framed: FramedStream): Promise<void> {
@@ -68,7 +83,10 @@ export class RpcServer {
           continue;
         }
         const ac = new AbortController();
-        running.set(ac, this.handle(peer, framed, env, ac).finally(() => running.delete(ac)));
+        running.set(
+          ac,
+          this.handle(peer, framed, env, ac).finally(() => running.delete(ac)),
+        );
       }
       await Promise.all(running.values()); // answer what was asked before the peer finished
       await framed.finish();
@@ -77,19 +95,32 @@ export class RpcServer {
     }
   }
 
-  private async handle(peer: NodeId, framed: FramedStream, env: Envelope & { t: 'req' }, ac: AbortController) {
+  private async handle(
+    peer: NodeId,
+    framed: FramedStream,
+    env: Envelope & { t: 'req' },
+    ac: AbortController,
+  ) {
     let reply: Uint8Array;
     try {
       const entry = this.handlers.get(env.m);
       if (!entry) throw new FltError('RPC_UNKNOWN_METHOD', `unknown method ${env.m}`);
       const req = entry.method.request(env.b);
       const timeoutMs = Math.min(env.ms, MAX_DEADLINE_MS);
-      const res = await withDeadline(entry.fn(req, { peer, signal: ac.signal }), { timeoutMs }, env.m);
+      const res = await withDeadline(
+        entry.fn(req, { peer, signal: ac.signal }),
+        { timeoutMs },
+        env.m,
+      );
       reply = encodeCbor({ v: 0, t: 'res', id: env.id, b: entry.method.response(res) });
     } catch (err) {
       ac.abort();
-      if (isProgrammingError(err)) this.log.error(`rpc ${env.m} crashed: ${messageOf(err)}`, { stack: (err as Error).stack });
-      reply = err instanceof FltError ? errorFrame(env.id, err.code, err.message) : errorFrame(env.id, 'INTERNAL', 'internal error');
+      if (isProgrammingError(err))
+        this.log.error(`rpc ${env.m} crashed: ${messageOf(err)}`, { stack: (err as Error).stack });
+      reply =
+        err instanceof FltError
+          ? errorFrame(env.id, err.code, err.message)
+          : errorFrame(env.id, 'INTERNAL', 'internal error');
     }
     await framed.writeFrame(reply).catch(() => undefined); // the peer may be gone; nothing to do
   }
@@ -125,20 +156,40 @@ export class RpcClient {
   }
 
   static async open(conn: Connection, defaultTimeoutMs = 10_000): Promise<RpcClient> {
-    return new RpcClient(new FramedStream(await conn.openStream(), MAX_FRAME[ALPN.rpc]), conn, defaultTimeoutMs);
+    return new RpcClient(
+      new FramedStream(await conn.openStream(), MAX_FRAME[ALPN.rpc]),
+      conn,
+      defaultTimeoutMs,
+    );
   }
 
-  async call<Req, Res>(method: RpcMethod<Req, Res>, req: Req, options: CallOptions = {}): Promise<Res> {
+  async call<Req, Res>(
+    method: RpcMethod<Req, Res>,
+    req: Req,
+    options: CallOptions = {},
+  ): Promise<Res> {
     if (this.failure) throw this.failure;
+    // Checked before sending: a call aborted up front must not run on the server at all.
+    if (options.signal?.aborted)
+      throw new FltError('ABORTED', `${method.name}: aborted before it was sent`);
     const id = this.nextId;
     this.nextId = (this.nextId % 0xffff_ffff) + 1;
     const timeoutMs = options.timeoutMs ?? this.defaultTimeoutMs;
     const answer = new Promise<unknown>((resolve, reject) => {
       this.calls.set(id, { method: method, resolve, reject });
     });
+    // The read loop may reject `answer` while the write below is still pending, or the write may
+    // fail and leave `answer` unawaited: either way that rejection must not go unhandled.
+    answer.catch(() => undefined);
     try {
-      await this.framed.writeFrame(encodeCbor({ v: 0, t: 'req', id, m: method.name, ms: timeoutMs, b: req }));
-      return (await withDeadline(answer, { timeoutMs, signal: options.signal }, method.name)) as Res;
+      await this.framed.writeFrame(
+        encodeCbor({ v: 0, t: 'req', id, m: method.name, ms: timeoutMs, b: req }),
+      );
+      return (await withDeadline(
+        answer,
+        { timeoutMs, signal: options.signal },
+        method.name,
+      )) as Res;
     } finally {
       this.calls.delete(id);
     }
@@ -157,7 +208,10 @@ export class RpcClient {
         this.settle(decodeEnvelope(decodeCbor(frame)));
       }
     } catch (err) {
-      this.failure = err instanceof FltError ? err : new FltError('CONNECTION_LOST', messageOf(err), { cause: err });
+      this.failure =
+        err instanceof FltError
+          ? err
+          : new FltError('CONNECTION_LOST', messageOf(err), { cause: err });
       if (this.failure.code === 'BAD_MESSAGE') this.conn.close(1, 'BAD_MESSAGE');
       for (const c of this.calls.values()) c.reject(this.failure);
       this.calls.clear();
@@ -181,4 +235,3 @@ export class RpcClient {
     }
   }
 }
-

@@ -3,7 +3,12 @@
 // the connection. Peers in `dial` are kept connected with backoff; accepted connections come in
 // through the Router. One connection per peer carries every document.
 
-import { NetworkAdapter, type Message, type PeerId, type PeerMetadata } from '@automerge/automerge-repo';
+import {
+  NetworkAdapter,
+  type Message,
+  type PeerId,
+  type PeerMetadata,
+} from '@automerge/automerge-repo';
 import { backoffDelay, DEFAULT_BACKOFF, sleep, type BackoffPolicy } from './backoff.js';
 import { decodeCbor, encodeCbor } from './codec.js';
 import { withDeadline } from './deadline.js';
@@ -54,7 +59,9 @@ export class SyncAdapter extends NetworkAdapter {
 
   /** Resolves once every initial dial has either connected or failed once (not "connected"). */
   whenReady(): Promise<void> {
-    return this.ready ? Promise.resolve() : new Promise((resolve) => this.readyWaiters.push(resolve));
+    return this.ready
+      ? Promise.resolve()
+      : new Promise((resolve) => this.readyWaiters.push(resolve));
   }
 
   connect(peerId: PeerId, peerMetadata?: PeerMetadata): void {
@@ -85,12 +92,16 @@ export class SyncAdapter extends NetworkAdapter {
   send(message: Message): void {
     const session = this.sessions.get(message.targetId as string as NodeId);
     if (!session) {
-      this.log.debug('dropping message for unconnected peer', { peer: message.targetId.slice(0, 10) });
+      this.log.debug('dropping message for unconnected peer', {
+        peer: message.targetId.slice(0, 10),
+      });
       return;
     }
     const limit = this.options.maxQueuedBytes ?? 256 * 1024 * 1024;
     if (session.framed.queuedBytes > limit) {
-      this.log.warn('peer does not read; dropping its connection', { peer: session.remote.slice(0, 10) });
+      this.log.warn('peer does not read; dropping its connection', {
+        peer: session.remote.slice(0, 10),
+      });
       session.conn.close(CloseCode.LIMIT, 'send queue over limit');
       return;
     }
@@ -127,7 +138,11 @@ export class SyncAdapter extends NetworkAdapter {
         const framed = new FramedStream(await conn.openStream(), MAX_FRAME[ALPN.sync]);
         opened = await this.runSession(conn, framed, 'dialer', () => this.dialSettled(addr.nodeId));
       } catch (err) {
-        this.log.debug('dial failed', { peer: addr.nodeId.slice(0, 10), code: codeOf(err), err: messageOf(err) });
+        this.log.debug('dial failed', {
+          peer: addr.nodeId.slice(0, 10),
+          code: codeOf(err),
+          err: messageOf(err),
+        });
       }
       this.dialSettled(addr.nodeId);
       attempt = opened ? 0 : attempt + 1;
@@ -139,7 +154,12 @@ export class SyncAdapter extends NetworkAdapter {
    * Exchanges hellos, announces the peer, and pumps its messages until the connection ends.
    * Returns whether the session got as far as being announced.
    */
-  private async runSession(conn: Connection, framed: FramedStream, role: 'dialer' | 'acceptor', onOpen?: () => void): Promise<boolean> {
+  private async runSession(
+    conn: Connection,
+    framed: FramedStream,
+    role: 'dialer' | 'acceptor',
+    onOpen?: () => void,
+  ): Promise<boolean> {
     const remote = conn.remoteId;
     let theirs: Hello;
     try {
@@ -159,8 +179,17 @@ export class SyncAdapter extends NetworkAdapter {
     try {
       await this.pump(session);
     } catch (err) {
-      this.log.info('sync connection closed', { peer: remote.slice(0, 10), code: codeOf(err), err: messageOf(err) });
-      conn.close(err instanceof FltError && err.code === 'SENDER_MISMATCH' ? CloseCode.SENDER_MISMATCH : CloseCode.PROTOCOL_ERROR, codeOf(err));
+      this.log.info('sync connection closed', {
+        peer: remote.slice(0, 10),
+        code: codeOf(err),
+        err: messageOf(err),
+      });
+      conn.close(
+        err instanceof FltError && err.code === 'SENDER_MISMATCH'
+          ? CloseCode.SENDER_MISMATCH
+          : CloseCode.PROTOCOL_ERROR,
+        codeOf(err),
+      );
     } finally {
       this.close(session);
     }
@@ -168,7 +197,9 @@ export class SyncAdapter extends NetworkAdapter {
   }
 
   private sendHello(framed: FramedStream): Promise<void> {
-    return framed.writeFrame(encodeCbor({ v: SYNC_VERSION, type: 'hello', peerId: this.peerId, meta: this.peerMetadata }));
+    return framed.writeFrame(
+      encodeCbor({ v: SYNC_VERSION, type: 'hello', peerId: this.peerId, meta: this.peerMetadata }),
+    );
   }
 
   /** The dialer speaks first; the acceptor answers only after checking the dialer's hello. */

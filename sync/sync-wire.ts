@@ -31,7 +31,8 @@ function bad(what: string): never {
 
 const isId = (v: unknown): v is string => typeof v === 'string' && v.length > 0 && v.length <= 128;
 const isBytes = (v: unknown): v is Uint8Array => v instanceof Uint8Array;
-const isIdList = (v: unknown) => v === undefined || (Array.isArray(v) && v.length <= 1024 && v.every(isId));
+const isIdList = (v: unknown) =>
+  v === undefined || (Array.isArray(v) && v.length <= 1024 && v.every(isId));
 
 export function decodeHello(value: unknown): Hello {
   if (!isRecord(value) || value.type !== 'hello') bad('expected hello');
@@ -40,7 +41,8 @@ export function decodeHello(value: unknown): Hello {
   const meta = value.meta;
   if (!isRecord(meta)) bad('hello: bad meta');
   if (meta.storageId !== undefined && !isId(meta.storageId)) bad('hello: bad storageId');
-  if (meta.isEphemeral !== undefined && typeof meta.isEphemeral !== 'boolean') bad('hello: bad isEphemeral');
+  if (meta.isEphemeral !== undefined && typeof meta.isEphemeral !== 'boolean')
+    bad('hello: bad isEphemeral');
   const peerMeta: PeerMetadata = {};
   if (meta.storageId !== undefined) peerMeta.storageId = meta.storageId as StorageId;
   if (meta.isEphemeral !== undefined) peerMeta.isEphemeral = meta.isEphemeral;
@@ -54,17 +56,20 @@ export function decodeRepoMessage(value: unknown): Message | undefined {
   if (typeof type !== 'string') bad('message without type');
   if (!isId(value.senderId) || !isId(value.targetId)) bad(`${type}: bad senderId/targetId`);
   if (!KNOWN_TYPES.has(type)) return undefined;
-  if (type !== 'remote-subscription-change' && !isId(value.documentId)) bad(`${type}: bad documentId`);
+  if (type !== 'remote-subscription-change' && !isId(value.documentId))
+    bad(`${type}: bad documentId`);
   switch (type) {
     case 'sync':
     case 'request':
       if (!isBytes(value.data)) bad(`${type}: data is not bytes`);
       break;
     case 'ephemeral':
-      if (!isBytes(value.data) || !Number.isSafeInteger(value.count) || !isId(value.sessionId)) bad('ephemeral: bad fields');
+      if (!isBytes(value.data) || !Number.isSafeInteger(value.count) || !isId(value.sessionId))
+        bad('ephemeral: bad fields');
       break;
     case 'remote-subscription-change':
-      if (!isIdList(value.add) || !isIdList(value.remove)) bad('remote-subscription-change: bad lists');
+      if (!isIdList(value.add) || !isIdList(value.remove))
+        bad('remote-subscription-change: bad lists');
       break;
     case 'remote-heads-changed':
       if (!isHeadsMap(value.newHeads)) bad('remote-heads-changed: bad newHeads');
@@ -80,7 +85,12 @@ function isHeadsMap(v: unknown): boolean {
     entries.length <= 1024 &&
     entries.every(
       ([k, e]) =>
-        isId(k) && isRecord(e) && typeof e.timestamp === 'number' && Array.isArray(e.heads) && e.heads.length <= 1024 && e.heads.every(isId),
+        isId(k) &&
+        isRecord(e) &&
+        typeof e.timestamp === 'number' &&
+        Array.isArray(e.heads) &&
+        e.heads.length <= 1024 &&
+        e.heads.every(isId),
     )
   );
 }

@@ -31,7 +31,9 @@ describe('flt config show', () => {
     expect(fromEnv.log_level).toEqual({ value: 'error', source: 'env FLT_LOG_LEVEL' });
     expect(fromEnv.rpc_timeout!.source).toBe(`file ${file}`);
 
-    const fromFlag = await show(['--config', file, '--log-level', 'debug'], { FLT_LOG_LEVEL: 'error' });
+    const fromFlag = await show(['--config', file, '--log-level', 'debug'], {
+      FLT_LOG_LEVEL: 'error',
+    });
     expect(fromFlag.log_level).toEqual({ value: 'debug', source: 'flag --log-level' });
   });
 
@@ -44,19 +46,43 @@ describe('flt config show', () => {
 
   it.each([
     ['a wrong type in the file', 'facts_interval = true\n', {}, [], /facts_interval from file /],
-    ['an unknown key in the file', 'facts_intervall = "5s"\n', {}, [], /facts_intervall from file /],
-    ['an out-of-range flag', '', {}, ['--facts-interval', '0s'], /facts_interval from flag --facts-interval/],
-    ['an out-of-range env value', '', { FLT_BIND: '127.0.0.1:70000' }, [], /bind from env FLT_BIND/],
+    [
+      'an unknown key in the file',
+      'facts_intervall = "5s"\n',
+      {},
+      [],
+      /facts_intervall from file /,
+    ],
+    [
+      'an out-of-range flag',
+      '',
+      {},
+      ['--facts-interval', '0s'],
+      /facts_interval from flag --facts-interval/,
+    ],
+    [
+      'an out-of-range env value',
+      '',
+      { FLT_BIND: '127.0.0.1:70000' },
+      [],
+      /bind from env FLT_BIND/,
+    ],
     ['an unknown env variable', '', { FLT_BOGUS: '1' }, [], /bogus from env FLT_BOGUS/],
-  ] as const)('%s exits 2 with a line naming key and source', async (_what, toml, env, flags, line) => {
-    const file = `${dir.path}/bad.toml`;
-    await writeFile(file, toml);
-    const r = await runFlt(['config', 'show', '--state-dir', dir.path, '--config', file, ...flags], env);
-    expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/^flt: BAD_CONFIG: /m);
-    expect(r.stderr).toMatch(line);
-    expect(r.stdout).toBe('');
-  });
+  ] as const)(
+    '%s exits 2 with a line naming key and source',
+    async (_what, toml, env, flags, line) => {
+      const file = `${dir.path}/bad.toml`;
+      await writeFile(file, toml);
+      const r = await runFlt(
+        ['config', 'show', '--state-dir', dir.path, '--config', file, ...flags],
+        env,
+      );
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(/^flt: BAD_CONFIG: /m);
+      expect(r.stderr).toMatch(line);
+      expect(r.stdout).toBe('');
+    },
+  );
 
   it('an unknown flag exits 2', async () => {
     const r = await runFlt(['config', 'show', '--no-such-flag']);

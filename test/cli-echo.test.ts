@@ -16,7 +16,14 @@ let ticket: string;
 
 beforeAll(async () => {
   dir = await tempDir();
-  coordinator = new FltProcess(['--state-dir', `${dir.path}/c`, ...LOCAL, 'coordinator', '--bind', '127.0.0.1:0']);
+  coordinator = new FltProcess([
+    '--state-dir',
+    `${dir.path}/c`,
+    ...LOCAL,
+    'coordinator',
+    '--bind',
+    '127.0.0.1:0',
+  ]);
   ticket = (await coordinator.waitFor(/^(endpoint\w+)$/m))[1]!;
 });
 
@@ -27,13 +34,25 @@ afterAll(async () => {
 });
 
 const admin = (...args: string[]) =>
-  runFlt(['--state-dir', `${dir.path}/a`, ...LOCAL, 'admin', '--coordinator', ticket, 'echo', ...args]);
+  runFlt([
+    '--state-dir',
+    `${dir.path}/a`,
+    ...LOCAL,
+    'admin',
+    '--coordinator',
+    ticket,
+    'echo',
+    ...args,
+  ]);
 
 describe('echo', () => {
   it('echo_completes_admin_to_coordinator', async () => {
     const r = await admin('-n', '10', '--size', '4096', '--json');
     expect(r.code, r.stderr).toBe(0);
-    const report = JSON.parse(r.stdout) as { rounds: { rttMs: number }[]; summary: { rounds: number } };
+    const report = JSON.parse(r.stdout) as {
+      rounds: { rttMs: number }[];
+      summary: { rounds: number };
+    };
     expect(report.rounds).toHaveLength(10);
     expect(report.summary.rounds).toBe(10);
     for (const round of report.rounds) expect(round.rttMs).toBeGreaterThan(0);
@@ -48,7 +67,13 @@ describe('echo', () => {
 
   it('a corrupted echo fails with ECHO_MISMATCH', async () => {
     // A test peer that flips one byte of every payload it echoes.
-    const peer = await IrohTransport.bind({ secretKey: randomBytes(32), alpns: ALL_ALPNS, bind: '127.0.0.1:0', relay: 'disabled', discovery: 'none' });
+    const peer = await IrohTransport.bind({
+      secretKey: randomBytes(32),
+      alpns: ALL_ALPNS,
+      bind: '127.0.0.1:0',
+      relay: 'disabled',
+      discovery: 'none',
+    });
     new Router(peer).route(ALPN.echo, corruptingEcho).start();
     try {
       const r = await admin('-n', '3', '--size', '100', peer.ticket());
@@ -60,13 +85,31 @@ describe('echo', () => {
   });
 
   it('a coordinator that is not there fails with a code, not a hang', async () => {
-    const r = await runFlt(['--state-dir', `${dir.path}/a`, ...LOCAL, '--rpc-timeout', '2s', 'admin', '--coordinator', `${absentNodeId()}@127.0.0.1:9`, 'echo']);
+    const r = await runFlt([
+      '--state-dir',
+      `${dir.path}/a`,
+      ...LOCAL,
+      '--rpc-timeout',
+      '2s',
+      'admin',
+      '--coordinator',
+      `${absentNodeId()}@127.0.0.1:9`,
+      'echo',
+    ]);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/^flt: (TIMEOUT|CONNECT_FAILED): /m);
   });
 
   it('a malformed coordinator address exits 2 naming the problem', async () => {
-    const r = await runFlt(['--state-dir', `${dir.path}/a`, ...LOCAL, 'admin', '--coordinator', 'nope', 'echo']);
+    const r = await runFlt([
+      '--state-dir',
+      `${dir.path}/a`,
+      ...LOCAL,
+      'admin',
+      '--coordinator',
+      'nope',
+      'echo',
+    ]);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/^flt: BAD_ADDRESS: /m);
   });

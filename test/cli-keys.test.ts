@@ -17,7 +17,8 @@ async function idFromPub(file: string): Promise<string> {
   return blob.subarray(blob.length - 32).toString('hex');
 }
 
-const sshKeygen = (...args: string[]) => execFileSync('ssh-keygen', ['-q', ...args], { stdio: 'ignore' });
+const sshKeygen = (...args: string[]) =>
+  execFileSync('ssh-keygen', ['-q', ...args], { stdio: 'ignore' });
 
 describe('flt keygen / flt id', () => {
   it('keygen --out writes a 0600 OpenSSH key whose id flt id and ssh-keygen agree on', async () => {

@@ -20,7 +20,10 @@ function start(...args: ConstructorParameters<typeof PeerProcess>): PeerProcess 
   return p;
 }
 
-const has = (...items: string[]) => (p: PeerProcess) => items.every((i) => p.items.includes(i));
+const has =
+  (...items: string[]) =>
+  (p: PeerProcess) =>
+    items.every((i) => p.items.includes(i));
 
 it('two processes sync both ways, survive SIGKILL of either, lose nothing', async () => {
   dir = await tempDir();
@@ -59,6 +62,9 @@ it('two processes sync both ways, survive SIGKILL of either, lose nothing', asyn
   expect(bAgain.items).toEqual(expect.arrayContaining(['b1', 'b2-while-a-down']));
   await b.until('b gets a3', has('a3-while-b-down'));
   await b.command({ op: 'push', item: 'b3' });
-  await a.until('a has everything', has('a1', 'b1', 'b2-while-a-down', 'a2', 'a3-while-b-down', 'b3'));
+  await a.until(
+    'a has everything',
+    has('a1', 'b1', 'b2-while-a-down', 'a2', 'a3-while-b-down', 'b3'),
+  );
   expect([...a.items].sort()).toEqual([...b.items].sort());
 });

@@ -1,4 +1,5 @@
-import { Repo, type PeerId } from '@automerge/automerge-repo';
+import { Repo, type AutomergeUrl, type DocHandle, type PeerId } from '@automerge/automerge-repo';
+import { getPublicKeyAsync } from '@noble/ed25519';
 import { afterEach, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { IrohTransport } from '../sync/iroh-transport.js';
@@ -6,7 +7,8 @@ import { MemoryNetwork } from '../sync/memory-transport.js';
 import { ALL_ALPNS, ALPN } from '../sync/protocols.js';
 import { Router } from '../sync/router.js';
 import { SyncAdapter } from '../sync/sync-adapter.js';
-import type { PeerAddr, Transport } from '../sync/transport.js';
+import { nodeIdFromBytes, type NodeId } from '../sync/ids.js';
+import { CloseCode, type Connection, type PeerAddr, type Transport } from '../sync/transport.js';
 import { waitFor } from './helpers/wait.js';
 
 type Doc = { items: string[] };
@@ -16,30 +18,76 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-async function node(transport: Transport, dial: PeerAddr[] = []) {
-  const adapter = new SyncAdapter({ transport, dial, backoff: { initialMs: 20, maxMs: 200 } });
-  new Router(transport).route(ALPN.sync, (c) => adapter.accept(c)).start();
+function node(transport: Transport, dial: PeerAddr[] = [], handshakeTimeoutMs?: number) {
+  const adapter = new SyncAdapter({
+    transport,
+    dial,
+    backoff: { initialMs: 20, maxMs: 200 },
+    handshakeTimeoutMs,
+  });
+  const accepted: Connection[] = [];
+  new Router(transport)
+    .route(ALPN.sync, (c) => {
+      accepted.push(c);
+      return adapter.accept(c);
+    })
+    .start();
+  // The adapter's events for one peer, in order (listening before the Repo starts any dial).
+  const events: { event: 'candidate' | 'disconnected'; peer: string }[] = [];
+  adapter.on('peer-candidate', ({ peerId }) => events.push({ event: 'candidate', peer: peerId }));
+  adapter.on('peer-disconnected', ({ peerId }) =>
+    events.push({ event: 'disconnected', peer: peerId }),
+  );
   const repo = new Repo({ network: [adapter], peerId: transport.nodeId as string as PeerId });
   cleanups.push(async () => {
     await repo.shutdown();
     await transport.close();
   });
-  return { repo, adapter };
+  const eventsFor = (peer: string) => events.filter((e) => e.peer === peer).map((e) => e.event);
+  return { repo, adapter, accepted, eventsFor };
+}
+
+/** Finds a document, retrying while the first sync is still on its way. */
+function findDoc(repo: Repo, url: AutomergeUrl): Promise<DocHandle<Doc>> {
+  return waitFor('the doc is found', async () => {
+    try {
+      return await repo.find<Doc>(url);
+    } catch {
+      return undefined;
+    }
+  });
+}
+
+/** The node id of a fresh key pair that no endpoint uses. */
+async function unusedNodeId(): Promise<NodeId> {
+  return nodeIdFromBytes(await getPublicKeyAsync(randomBytes(32)));
 }
 
 const iroh = () =>
-  IrohTransport.bind({ secretKey: randomBytes(32), alpns: ALL_ALPNS, bind: '127.0.0.1:0', relay: 'disabled', discovery: 'none' });
+  IrohTransport.bind({
+    secretKey: randomBytes(32),
+    alpns: ALL_ALPNS,
+    bind: '127.0.0.1:0',
+    relay: 'disabled',
+    discovery: 'none',
+  });
 
 describe.each([
-  ['memory', () => { const net = new MemoryNetwork(); return () => Promise.resolve(net.bind(ALL_ALPNS)); }],
+  [
+    'memory',
+    () => {
+      const net = new MemoryNetwork();
+      return () => Promise.resolve(net.bind(ALL_ALPNS));
+    },
+  ],
   ['iroh', () => iroh],
 ] as const)('sync adapter over %s', (_name, makeFactory) => {
   it('syncs one document both ways', async () => {
     const make = makeFactory();
     const ta = await make();
     const tb = await make();
-    const a = await node(ta);
-    const b = await node(tb, [ta.addr()]);
+    const a = node(ta);
+    const b = node(tb, [ta.addr()]);
     const ha = a.repo.create<Doc>({ items: ['from-a'] });
     const hb = await waitFor('b finds the doc', async () => {
       try {
@@ -51,5 +99,49 @@ describe.each([
     hb.change((d) => void d.items.push('from-b'));
     await waitFor('a sees b', () => ha.doc().items.includes('from-b'));
     expect(hb.doc().items).toEqual(['from-a', 'from-b']);
+  });
+
+  it('a dropped connection: B reports the peer gone before it is back, then syncs again', async () => {
+    const make = makeFactory();
+    const ta = await make();
+    const tb = await make();
+    const a = node(ta);
+    const b = node(tb, [ta.addr()]);
+    const ha = a.repo.create<Doc>({ items: ['v1'] });
+    const hb = await findDoc(b.repo, ha.url);
+    expect(b.eventsFor(ta.nodeId)).toEqual(['candidate']);
+
+    // A drops B's connection (as a coordinator going away mid-sync would).
+    expect(a.accepted).toHaveLength(1);
+    a.accepted[0]!.close(CloseCode.SHUTDOWN, 'test: drop');
+    await waitFor(
+      'B redials A',
+      () => a.accepted.length === 2 && b.eventsFor(ta.nodeId).length >= 3,
+    );
+    expect(b.eventsFor(ta.nodeId)).toEqual(['candidate', 'disconnected', 'candidate']);
+    expect(a.eventsFor(tb.nodeId)).toEqual(['candidate', 'disconnected', 'candidate']);
+    expect(b.adapter.connectedPeers()).toEqual([ta.nodeId]);
+
+    // Changes made after the reconnect flow both ways.
+    ha.change((d) => void d.items.push('after-reconnect-a'));
+    await waitFor('B sees the change A made after the reconnect', () =>
+      hb.doc().items.includes('after-reconnect-a'),
+    );
+    hb.change((d) => void d.items.push('after-reconnect-b'));
+    await waitFor('A sees the change B made', () => ha.doc().items.includes('after-reconnect-b'));
+  });
+
+  it('whenReady resolves even when the dial target is down', async () => {
+    const make = makeFactory();
+    const tb = await make();
+    // A real key that no node serves, at an address where (for iroh) nothing answers any more.
+    const gone = await make();
+    const target: PeerAddr = { nodeId: await unusedNodeId(), direct: gone.addr().direct };
+    await gone.close();
+    const b = node(tb, [target], 2000);
+    await b.adapter.whenReady();
+    expect(b.adapter.isReady()).toBe(true);
+    expect(b.adapter.connectedPeers()).toEqual([]);
+    expect(b.eventsFor(target.nodeId)).toEqual([]);
   });
 });

@@ -64,11 +64,15 @@ export function parseCommandLine(argv: readonly string[]): ParsedArgs {
   for (const [name, spec] of Object.entries(APPLET_OPTIONS)) {
     const allowed: readonly string[] = spec.applets;
     if (values[name] !== undefined && allowed.length > 0 && !allowed.includes(applet ?? '')) {
-      throw new FltError('BAD_ARGUMENT', `--${name} is an option of ${allowed.join(', ')}, not of ${applet ?? 'flt'}`);
+      throw new FltError(
+        'BAD_ARGUMENT',
+        `--${name} is an option of ${allowed.join(', ')}, not of ${applet ?? 'flt'}`,
+      );
     }
   }
   const configFlags: ConfigFlags = {};
-  for (const name of Object.keys(CONFIG_OPTIONS)) if (values[name] !== undefined) configFlags[name] = values[name];
+  for (const name of Object.keys(CONFIG_OPTIONS))
+    if (values[name] !== undefined) configFlags[name] = values[name];
   const str = (k: string) => values[k] as string | undefined;
   const bool = (k: string) => values[k] as boolean | undefined;
   return {
@@ -91,30 +95,50 @@ export function parseCommandLine(argv: readonly string[]): ParsedArgs {
 function stripApplets<T extends Record<string, { applets: readonly string[] }>>(specs: T) {
   const out: Record<string, { type: 'string' | 'boolean'; short?: string }> = {};
   for (const [name, spec] of Object.entries(specs)) {
-    const { applets: _applets, ...rest } = spec as unknown as { applets: unknown; type: 'string' | 'boolean'; short?: string };
+    const { applets: _applets, ...rest } = spec as unknown as {
+      applets: unknown;
+      type: 'string' | 'boolean';
+      short?: string;
+    };
     out[name] = rest;
   }
   return out;
 }
 
 /** Parses a positive integer option such as `-n 10`. */
-export function positiveInt(name: string, value: string | undefined, fallback: number, max: number): number {
+export function positiveInt(
+  name: string,
+  value: string | undefined,
+  fallback: number,
+  max: number,
+): number {
   if (value === undefined) return fallback;
   const n = Number(value);
   if (!Number.isInteger(n) || n < 1 || n > max) {
-    throw new FltError('BAD_ARGUMENT', `--${name} must be an integer from 1 to ${max}, got ${JSON.stringify(value)}`);
+    throw new FltError(
+      'BAD_ARGUMENT',
+      `--${name} must be an integer from 1 to ${max}, got ${JSON.stringify(value)}`,
+    );
   }
   return n;
 }
 
 /** Parses a size such as `1024`, `64k`, `1m` (binary units) up to `max` bytes. */
-export function byteSize(name: string, value: string | undefined, fallback: number, max: number): number {
+export function byteSize(
+  name: string,
+  value: string | undefined,
+  fallback: number,
+  max: number,
+): number {
   if (value === undefined) return fallback;
   const m = /^(\d+)([kKmM]i?[bB]?)?$/.exec(value.trim());
   const unit = m?.[2]?.[0]?.toLowerCase();
   const n = m ? Number(m[1]) * (unit === 'k' ? 1024 : unit === 'm' ? 1024 * 1024 : 1) : NaN;
   if (!Number.isSafeInteger(n) || n < 0 || n > max) {
-    throw new FltError('BAD_ARGUMENT', `--${name} must be a byte size from 0 to ${max} (e.g. 4096, 64k, 1m), got ${JSON.stringify(value)}`);
+    throw new FltError(
+      'BAD_ARGUMENT',
+      `--${name} must be a byte size from 0 to ${max} (e.g. 4096, 64k, 1m), got ${JSON.stringify(value)}`,
+    );
   }
   return n;
 }

@@ -33,17 +33,24 @@ async function main(argv: readonly string[]): Promise<void> {
     case 'id':
       return runId(args, config, log, stdout);
     case 'config':
-      if (args.words[0] !== 'show') throw new FltError('BAD_ARGUMENT', 'usage: flt config show [--json]');
+      if (args.words[0] !== 'show')
+        throw new FltError('BAD_ARGUMENT', 'usage: flt config show [--json]');
       return stdout.line(formatConfig(resolved, { json: config.json }));
     default:
-      throw new FltError('BAD_ARGUMENT', `unknown command ${JSON.stringify(args.applet)} (see flt --help)`);
+      throw new FltError(
+        'BAD_ARGUMENT',
+        `unknown command ${JSON.stringify(args.applet)} (see flt --help)`,
+      );
   }
 }
 
 function runAdmin(args: ParsedArgs, echo: () => Promise<void>): Promise<void> {
   const sub = args.words[0];
   if (sub === 'echo') return echo();
-  throw new FltError('BAD_ARGUMENT', `unknown admin command ${JSON.stringify(sub ?? '')} (admin echo)`);
+  throw new FltError(
+    'BAD_ARGUMENT',
+    `unknown admin command ${JSON.stringify(sub ?? '')} (admin echo)`,
+  );
 }
 
 main(process.argv.slice(2)).then(

@@ -18,7 +18,10 @@ export const stdout: Output = {
 /** The coordinator address from `--coordinator` / FLT_COORDINATOR / the config file. */
 export function requireCoordinator(config: Config): PeerAddr {
   if (!config.coordinator) {
-    throw new FltError('BAD_ARGUMENT', 'no coordinator: pass --coordinator TICKET or NODE_ID@HOST:PORT');
+    throw new FltError(
+      'BAD_ARGUMENT',
+      'no coordinator: pass --coordinator TICKET or NODE_ID@HOST:PORT',
+    );
   }
   return parsePeerAddress(config.coordinator);
 }

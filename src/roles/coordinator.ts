@@ -27,7 +27,12 @@ export class Coordinator {
     try {
       const started = Date.now();
       const rpc = new RpcServer(log).register(nodeInfo, () =>
-        Promise.resolve({ nodeId: node.key.nodeId, role: 'coordinator', version: VERSION, uptimeMs: Date.now() - started }),
+        Promise.resolve({
+          nodeId: node.key.nodeId,
+          role: 'coordinator',
+          version: VERSION,
+          uptimeMs: Date.now() - started,
+        }),
       );
       node.router.route(ALPN.echo, serveEcho).route(ALPN.rpc, (conn) => rpc.serve(conn));
       node.start();

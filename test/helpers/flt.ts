@@ -30,7 +30,9 @@ export class FltProcess {
     });
     this.child.stdout!.on('data', (d: Buffer) => this.append('stdout', d));
     this.child.stderr!.on('data', (d: Buffer) => this.append('stderr', d));
-    this.exited = new Promise((res) => this.child.on('exit', (code, signal) => res({ code, signal })));
+    this.exited = new Promise((res) =>
+      this.child.on('exit', (code, signal) => res({ code, signal })),
+    );
   }
 
   get pid(): number {
@@ -42,7 +44,11 @@ export class FltProcess {
   }
 
   /** Waits until stdout (or stderr) matches `re`; fails with both outputs on timeout or exit. */
-  async waitFor(re: RegExp, stream: 'stdout' | 'stderr' = 'stdout', timeoutMs = 20_000): Promise<RegExpMatchArray> {
+  async waitFor(
+    re: RegExp,
+    stream: 'stdout' | 'stderr' = 'stdout',
+    timeoutMs = 20_000,
+  ): Promise<RegExpMatchArray> {
     const deadline = Date.now() + timeoutMs;
     let exited = false;
     void this.exited.then(() => (exited = true));
@@ -50,7 +56,9 @@ export class FltProcess {
       const m = this[stream].match(re);
       if (m) return m;
       if (exited || Date.now() > deadline) {
-        throw new Error(`no ${String(re)} on ${stream} (${exited ? 'process exited' : 'timeout'})\n--- stdout\n${this.stdout}\n--- stderr\n${this.stderr}`);
+        throw new Error(
+          `no ${String(re)} on ${stream} (${exited ? 'process exited' : 'timeout'})\n--- stdout\n${this.stdout}\n--- stderr\n${this.stderr}`,
+        );
       }
       await new Promise<void>((res) => {
         const t = setTimeout(res, Math.max(1, Math.min(200, deadline - Date.now())));
@@ -69,7 +77,11 @@ export class FltProcess {
 }
 
 /** Runs `flt` to completion. */
-export async function runFlt(args: readonly string[], env: Record<string, string> = {}, timeoutMs = 60_000) {
+export async function runFlt(
+  args: readonly string[],
+  env: Record<string, string> = {},
+  timeoutMs = 60_000,
+) {
   const p = new FltProcess(args, env);
   const timer = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
   const exit = await p.exited;
@@ -77,7 +89,9 @@ export async function runFlt(args: readonly string[], env: Record<string, string
   return { ...exit, stdout: p.stdout, stderr: p.stderr };
 }
 
-export async function tempDir(prefix = 'flt-test-'): Promise<{ path: string; remove: () => Promise<void> }> {
+export async function tempDir(
+  prefix = 'flt-test-',
+): Promise<{ path: string; remove: () => Promise<void> }> {
   const path = await mkdtemp(join(tmpdir(), prefix));
   return { path, remove: () => rm(path, { recursive: true, force: true }) };
 }

@@ -8,7 +8,14 @@ import { createInterface } from 'node:readline';
 
 const PEER_BIN = resolve(import.meta.dirname, '../../dist/test/helpers/repo-peer.js');
 
-type Line = { event?: string; nodeId?: string; ok?: { items?: string[]; url?: string }; error?: string; items?: string[]; addr?: string };
+type Line = {
+  event?: string;
+  nodeId?: string;
+  ok?: { items?: string[]; url?: string };
+  error?: string;
+  items?: string[];
+  addr?: string;
+};
 
 export class PeerProcess {
   readonly child: ChildProcess;
@@ -20,11 +27,17 @@ export class PeerProcess {
   readonly exited: Promise<void>;
 
   constructor(stateDir: string, secretHex: string, bind: string, dial?: string) {
-    this.child = spawn(process.execPath, [PEER_BIN, stateDir, secretHex, bind, ...(dial ? [dial] : [])], {
-      stdio: ['pipe', 'pipe', 'inherit'],
-    });
+    this.child = spawn(
+      process.execPath,
+      [PEER_BIN, stateDir, secretHex, bind, ...(dial ? [dial] : [])],
+      {
+        stdio: ['pipe', 'pipe', 'inherit'],
+      },
+    );
     this.exited = new Promise((res) => this.child.on('exit', () => res()));
-    createInterface({ input: this.child.stdout! }).on('line', (text) => this.onLine(JSON.parse(text) as Line));
+    createInterface({ input: this.child.stdout! }).on('line', (text) =>
+      this.onLine(JSON.parse(text) as Line),
+    );
   }
 
   async command(cmd: object): Promise<NonNullable<Line['ok']>> {
@@ -39,7 +52,8 @@ export class PeerProcess {
   async until(what: string, pred: (p: PeerProcess) => boolean, timeoutMs = 20_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (!pred(this)) {
-      if (Date.now() > deadline) throw new Error(`timeout waiting for ${what}; items=${JSON.stringify(this.items)}`);
+      if (Date.now() > deadline)
+        throw new Error(`timeout waiting for ${what}; items=${JSON.stringify(this.items)}`);
       await new Promise<void>((res) => {
         const t = setTimeout(res, 200);
         this.wake = () => {

@@ -15,9 +15,18 @@ import { Router } from '../../sync/router.js';
 import { SyncAdapter } from '../../sync/sync-adapter.js';
 
 type Doc = { items: string[] };
-type Command = { op: 'create' } | { op: 'open'; url: AutomergeUrl } | { op: 'push'; item: string } | { op: 'items' };
+type Command =
+  | { op: 'create' }
+  | { op: 'open'; url: AutomergeUrl }
+  | { op: 'push'; item: string }
+  | { op: 'items' };
 
-const [stateDir, secretHex, bind, dial] = process.argv.slice(2) as [string, string, string, string | undefined];
+const [stateDir, secretHex, bind, dial] = process.argv.slice(2) as [
+  string,
+  string,
+  string,
+  string | undefined,
+];
 const say = (v: unknown) => process.stdout.write(JSON.stringify(v) + '\n');
 
 const transport = await IrohTransport.bind({

@@ -10,7 +10,8 @@ export async function waitFor<T>(
   for (let i = 0; ; i++) {
     const v = await check();
     if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, Math.min(5 * 2 ** i, 100)));
   }
 }

@@ -20,20 +20,30 @@ export interface EchoRound {
   readonly mbps: number;
 }
 
-export async function runEcho(args: ParsedArgs, config: Config, log: Logger, out: Output): Promise<void> {
+export async function runEcho(
+  args: ParsedArgs,
+  config: Config,
+  log: Logger,
+  out: Output,
+): Promise<void> {
   const rounds = positiveInt('count', args.options.count, 10, 1_000_000);
   const size = byteSize('size', args.options.size, 64 * 1024, MAX_ECHO_PAYLOAD);
   const target = args.words[1] ? parsePeerAddress(args.words[1]) : requireCoordinator(config);
   const node = await FltNode.open({ role: 'admin', config, log });
   const results: EchoRound[] = [];
   try {
-    const conn = await node.transport.connect(target, ALPN.echo, { timeoutMs: config.rpcTimeoutMs });
+    const conn = await node.transport.connect(target, ALPN.echo, {
+      timeoutMs: config.rpcTimeoutMs,
+    });
     const client = await EchoClient.open(conn);
     for (let i = 1; i <= rounds; i++) {
       const rttMs = await client.round(randomBytes(size), config.rpcTimeoutMs);
       const r = { round: i, rttMs, mbps: (2 * size) / (rttMs / 1000) / 1e6 };
       results.push(r);
-      if (!config.json) out.line(`echo ${i}/${rounds}  ${size} B  rtt ${rttMs.toFixed(2)} ms  ${r.mbps.toFixed(2)} MB/s`);
+      if (!config.json)
+        out.line(
+          `echo ${i}/${rounds}  ${size} B  rtt ${rttMs.toFixed(2)} ms  ${r.mbps.toFixed(2)} MB/s`,
+        );
     }
     await client.close();
     conn.close(CloseCode.NORMAL, 'done');

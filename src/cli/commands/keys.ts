@@ -5,12 +5,22 @@ import { mkdir } from 'node:fs/promises';
 import { FltError } from '../../../sync/errors.js';
 import type { Logger } from '../../../sync/log.js';
 import type { Config } from '../../config/index.js';
-import { generateNodeKey, loadPublicKeyFile, NODE_KEY_FILE, writeKeyPair } from '../../identity/index.js';
+import {
+  generateNodeKey,
+  loadPublicKeyFile,
+  NODE_KEY_FILE,
+  writeKeyPair,
+} from '../../identity/index.js';
 import { loadNodeKey } from '../../node.js';
 import type { ParsedArgs } from '../args.js';
 import type { Output } from '../output.js';
 
-export async function runKeygen(args: ParsedArgs, config: Config, log: Logger, out: Output): Promise<void> {
+export async function runKeygen(
+  args: ParsedArgs,
+  config: Config,
+  log: Logger,
+  out: Output,
+): Promise<void> {
   let file = args.options.out;
   if (!file) {
     log.info(`state dir ${config.stateDir}`);
@@ -23,7 +33,12 @@ export async function runKeygen(args: ParsedArgs, config: Config, log: Logger, o
   else out.line(key.nodeId);
 }
 
-export async function runId(args: ParsedArgs, config: Config, log: Logger, out: Output): Promise<void> {
+export async function runId(
+  args: ParsedArgs,
+  config: Config,
+  log: Logger,
+  out: Output,
+): Promise<void> {
   if (args.options.publicKey && config.secretKey) {
     throw new FltError('BAD_ARGUMENT', 'give either --secret-key or --public-key, not both');
   }

@@ -1,0 +1,230 @@
+// flt/rpc/0 over both transports: many calls multiplexed on one stream and answered out of
+// order, every failure arriving as its stable code, deadlines and aborts honoured on both ends.
+
+import { randomBytes } from 'node:crypto';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { FltError } from '../sync/errors.js';
+import { IrohTransport } from '../sync/iroh-transport.js';
+import { MemoryNetwork } from '../sync/memory-transport.js';
+import { ALL_ALPNS, ALPN } from '../sync/protocols.js';
+import { Router } from '../sync/router.js';
+import { MAX_IN_FLIGHT, RpcClient, RpcServer, type RpcMethod } from '../sync/rpc.js';
+import { CloseCode, type Connection, type Transport } from '../sync/transport.js';
+import { waitFor } from './helpers/wait.js';
+
+interface N {
+  n: number;
+}
+const isN = (v: unknown): N => {
+  const n = (v as Partial<N> | null)?.n;
+  if (typeof n !== 'number' || !Number.isInteger(n))
+    throw new FltError('BAD_MESSAGE', 'n must be an integer');
+  return { n };
+};
+const method = (name: string): RpcMethod<N, N> => ({ name, request: isN, response: isN });
+
+/** Answers n * 2 once the test opens its gate. */
+const gated = method('test.gated');
+/** Answers n + 1 at once. */
+const inc = method('test.inc');
+/** Throws BAD_ARGUMENT. */
+const refuse = method('test.refuse');
+/** Never answers. */
+const hang = method('test.hang');
+/** Not registered on the server. */
+const missing = method('test.missing');
+
+type Make = () => Promise<Transport>;
+const kinds: [string, () => Make][] = [
+  [
+    'memory',
+    () => {
+      const net = new MemoryNetwork();
+      return () => Promise.resolve(net.bind(ALL_ALPNS));
+    },
+  ],
+  [
+    'iroh',
+    () => () =>
+      IrohTransport.bind({
+        secretKey: randomBytes(32),
+        alpns: ALL_ALPNS,
+        bind: '127.0.0.1:0',
+        relay: 'disabled',
+        discovery: 'none',
+      }),
+  ],
+];
+
+/** Promises that never settle on their own, counted, and released by the test. */
+function deferredMap<T>() {
+  const open = new Map<number, (v: T) => void>();
+  return {
+    open,
+    wait: (key: number) => new Promise<T>((resolve) => open.set(key, resolve)),
+    release(key: number, value: T) {
+      const r = open.get(key);
+      if (!r) throw new Error(`nothing waits on ${key}`);
+      open.delete(key);
+      r(value);
+    },
+  };
+}
+
+describe.each(kinds)('rpc over %s', (_kind, makeFactory) => {
+  const transports: Transport[] = [];
+  let gates: ReturnType<typeof deferredMap<N>>;
+  let signals: AbortSignal[];
+  let serverConns: Connection[];
+  let client: RpcClient;
+  let clientConn: Connection;
+
+  beforeEach(async () => {
+    const make = makeFactory();
+    const [srv, cli] = [await make(), await make()];
+    transports.push(srv, cli);
+    gates = deferredMap<N>();
+    signals = [];
+    serverConns = [];
+    const rpc = new RpcServer()
+      .register(gated, (req) => gates.wait(req.n))
+      .register(inc, (req) => Promise.resolve({ n: req.n + 1 }))
+      .register(refuse, () => Promise.reject(new FltError('BAD_ARGUMENT', 'no')))
+      .register(hang, (_req, ctx) => {
+        signals.push(ctx.signal);
+        return new Promise<N>(() => undefined);
+      });
+    new Router(srv)
+      .route(ALPN.rpc, (c) => {
+        serverConns.push(c);
+        return rpc.serve(c);
+      })
+      .start();
+    clientConn = await cli.connect(srv.addr(), ALPN.rpc, { timeoutMs: 5000 });
+    client = await RpcClient.open(clientConn, 5000);
+  });
+
+  afterEach(async () => {
+    await Promise.all(transports.splice(0).map((t) => t.close()));
+  });
+
+  it('answers 50 calls in flight on one connection, in reverse order', async () => {
+    const settled: number[] = [];
+    const calls = Array.from({ length: 50 }, (_, n) =>
+      client.call(gated, { n }).then((r) => {
+        settled.push(n);
+        return r;
+      }),
+    );
+    await waitFor('all 50 handlers running', () => gates.open.size === 50);
+    for (let n = 49; n >= 0; n--) {
+      gates.release(n, { n: n * 2 });
+      await waitFor(`answer ${n}`, () => settled.includes(n)); // one at a time: a strict order
+    }
+    expect(await Promise.all(calls)).toEqual(Array.from({ length: 50 }, (_, n) => ({ n: n * 2 })));
+    expect(settled).toEqual(Array.from({ length: 50 }, (_, i) => 49 - i));
+  });
+
+  it('a handler throwing FltError(BAD_ARGUMENT) arrives as BAD_ARGUMENT', async () => {
+    await expectCode(client.call(refuse, { n: 1 }), 'BAD_ARGUMENT');
+    expect(await client.call(inc, { n: 1 })).toEqual({ n: 2 });
+  });
+
+  it('an unknown method is RPC_UNKNOWN_METHOD', async () => {
+    await expectCode(client.call(missing, { n: 1 }), 'RPC_UNKNOWN_METHOD');
+  });
+
+  it('a request failing the method validator is BAD_MESSAGE, and the connection stays', async () => {
+    await expectCode(client.call(inc, { n: 'one' } as unknown as N), 'BAD_MESSAGE');
+    await expectCode(client.call(inc, { n: 1.5 }), 'BAD_MESSAGE');
+    expect(await client.call(inc, { n: 41 })).toEqual({ n: 42 });
+  });
+
+  it('a handler that never answers: TIMEOUT at the client, and its ctx.signal is aborted', async () => {
+    await expectCode(client.call(hang, { n: 0 }, { timeoutMs: 200 }), 'TIMEOUT');
+    const [signal] = await waitFor('the handler started', () =>
+      signals.length === 1 ? signals : undefined,
+    );
+    await waitFor('the handler is aborted at its deadline', () => signal!.aborted, 5000);
+    expect(await client.call(inc, { n: 0 })).toEqual({ n: 1 });
+  });
+
+  it('the server closing the connection rejects in-flight calls with CONNECTION_LOST', async () => {
+    // Expectations attached at once: both reject together, and neither may go unhandled.
+    const inFlight = [client.call(gated, { n: 1 }), client.call(hang, { n: 2 })].map((c) =>
+      expectCode(c, 'CONNECTION_LOST'),
+    );
+    await waitFor('both handlers running', () => gates.open.size === 1 && signals.length === 1);
+    serverConns[0]!.close(CloseCode.SHUTDOWN, 'going down');
+    await Promise.all(inFlight);
+    await expectCode(client.call(inc, { n: 1 }), 'CONNECTION_LOST');
+    await waitFor('the server aborts the running handler', () => signals[0]!.aborted, 5000);
+  });
+
+  it('an AbortSignal aborts a call with ABORTED; other calls are unaffected', async () => {
+    const ac = new AbortController();
+    const call = client.call(gated, { n: 7 }, { signal: ac.signal });
+    const other = client.call(gated, { n: 8 });
+    await waitFor('both handlers running', () => gates.open.size === 2);
+    ac.abort();
+    await expectCode(call, 'ABORTED');
+    gates.release(7, { n: 14 }); // the late answer to the aborted call is dropped
+    gates.release(8, { n: 16 });
+    expect(await other).toEqual({ n: 16 });
+  });
+
+  it('a call whose signal is already aborted is ABORTED and never reaches the server', async () => {
+    await expectCode(client.call(gated, { n: 99 }, { signal: AbortSignal.abort() }), 'ABORTED');
+    // Requests on the stream are read in order: had 99 been sent, its handler would run first.
+    expect(await client.call(inc, { n: 0 })).toEqual({ n: 1 });
+    expect(gates.open.has(99)).toBe(false);
+  });
+
+  it(`answers BUSY to calls beyond MAX_IN_FLIGHT (${MAX_IN_FLIGHT}), and serves the rest`, async () => {
+    const extra = 3;
+    const results = Array.from({ length: MAX_IN_FLIGHT + extra }, (_, n) =>
+      client.call(gated, { n }).then(
+        (r) => r.n,
+        (err: unknown) => (err instanceof FltError ? err.code : 'not an FltError'),
+      ),
+    );
+    await waitFor(
+      'the first MAX_IN_FLIGHT handlers running',
+      () => gates.open.size === MAX_IN_FLIGHT,
+    );
+    // The excess is refused while the others still run.
+    const busy = await Promise.all(results.slice(MAX_IN_FLIGHT));
+    expect(busy).toEqual(Array.from({ length: extra }, () => 'BUSY'));
+    for (const n of [...gates.open.keys()]) gates.release(n, { n: n * 2 });
+    const done = await Promise.all(results.slice(0, MAX_IN_FLIGHT));
+    expect(done).toEqual(Array.from({ length: MAX_IN_FLIGHT }, (_, n) => n * 2));
+    expect(await client.call(inc, { n: 1 })).toEqual({ n: 2 }); // room again
+  });
+
+  it('a call racing the connection close rejects with CONNECTION_LOST, leaving nothing unhandled', async () => {
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      clientConn.close(CloseCode.NORMAL, 'bye');
+      const calls = Array.from({ length: 5 }, (_, n) => client.call(inc, { n }));
+      await Promise.all(calls.map((c) => expectCode(c, 'CONNECTION_LOST')));
+      // Unhandled rejections are reported after the current macrotask; let one pass.
+      await new Promise((resolve) => setImmediate(resolve));
+      await new Promise((resolve) => setImmediate(resolve));
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+    expect(unhandled).toEqual([]);
+  });
+});
+
+async function expectCode(p: Promise<unknown>, code: string): Promise<void> {
+  await p.then(
+    (v) => expect.fail(`resolved with ${JSON.stringify(v)}; expected ${code}`),
+    (err: unknown) => {
+      expect(err).toBeInstanceOf(FltError);
+      expect((err as FltError).code).toBe(code);
+    },
+  );
+}

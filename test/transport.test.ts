@@ -1,0 +1,98 @@
+// Runs the Transport conformance suite against both implementations, plus what only iroh has:
+// tickets, and node ids that are hex but not keys.
+
+import { randomBytes } from 'node:crypto';
+import { getPublicKeyAsync } from '@noble/ed25519';
+import { afterEach, describe, expect, it } from 'vitest';
+import { nodeIdFromBytes, type NodeId } from '../sync/ids.js';
+import { IrohTransport, parseTicket } from '../sync/iroh-transport.js';
+import { MemoryNetwork } from '../sync/memory-transport.js';
+import { ALL_ALPNS, ALPN } from '../sync/protocols.js';
+import { expectCode, transportConformance } from './transport-conformance.js';
+
+const bindIroh = (alpns: readonly string[]) =>
+  IrohTransport.bind({
+    secretKey: randomBytes(32),
+    alpns,
+    bind: '127.0.0.1:0',
+    relay: 'disabled',
+    discovery: 'none',
+  });
+
+/** The node id of a fresh key pair that no endpoint uses. */
+async function unusedNodeId(): Promise<NodeId> {
+  return nodeIdFromBytes(await getPublicKeyAsync(randomBytes(32)));
+}
+
+describe('MemoryTransport', () => {
+  transportConformance(() => {
+    const net = new MemoryNetwork();
+    return {
+      bind: (alpns) => Promise.resolve(net.bind(alpns)),
+      unknownPeer: async () => ({ nodeId: await unusedNodeId(), direct: [] }),
+    };
+  });
+});
+
+describe('IrohTransport', () => {
+  transportConformance(() => ({
+    bind: bindIroh,
+    unknownPeer: async () => ({ nodeId: await unusedNodeId(), direct: [] }),
+  }));
+
+  const open: IrohTransport[] = [];
+  afterEach(async () => {
+    await Promise.all(open.splice(0).map((t) => t.close()));
+  });
+  const bind = async () => {
+    const t = await bindIroh(ALL_ALPNS);
+    open.push(t);
+    return t;
+  };
+
+  it('parseTicket(ticket()) gives back the node id and direct addresses', async () => {
+    const t = await bind();
+    const addr = parseTicket(t.ticket());
+    expect(addr.nodeId).toBe(t.nodeId);
+    expect([...addr.direct].sort()).toEqual([...t.addr().direct].sort());
+    expect(addr.direct.length).toBeGreaterThan(0);
+  });
+
+  it('parseTicket of garbage or a truncated ticket throws BAD_ADDRESS', async () => {
+    const ticket = (await bind()).ticket();
+    const bad = ['', 'garbage', 'endpoint', 'endpoint!!!!', ticket.slice(0, ticket.length >> 1)];
+    for (const text of bad) {
+      await expectCode(
+        Promise.resolve().then(() => parseTicket(text)),
+        ['BAD_ADDRESS'],
+      );
+    }
+  });
+
+  it('fails fast for an unknown node id at a live address', async () => {
+    const srv = await bind();
+    srv.listen(() => undefined);
+    const client = await bind();
+    const addr = { nodeId: await unusedNodeId(), direct: srv.addr().direct };
+    await expectCode(client.connect(addr, ALPN.echo, { timeoutMs: 3000 }), [
+      'CONNECT_FAILED',
+      'TIMEOUT',
+    ]);
+  });
+
+  it('refuses 64 hex characters that are not an ed25519 key with BAD_NODE_ID', async () => {
+    const client = await bind();
+    // About half of all 32-byte strings are not on the curve; find one (bounded search).
+    let bad: NodeId | undefined;
+    for (let i = 0; i < 200 && !bad; i++) {
+      const id = nodeIdFromBytes(randomBytes(32));
+      try {
+        await client.connect({ nodeId: id, direct: [] }, ALPN.echo, { timeoutMs: 1000 });
+      } catch (err) {
+        if ((err as { code?: string }).code === 'BAD_NODE_ID') bad = id;
+        else if (!(err instanceof Error && 'code' in err)) throw err; // a raw binding error
+      }
+    }
+    expect(bad).toBeDefined();
+  });
+});
