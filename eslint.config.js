@@ -31,7 +31,8 @@ export default tseslint.config(
     rules: { 'no-restricted-imports': ['error', { patterns: ['**/src/**', '**/sync/**'] }] },
   },
   {
-    files: ['eslint.config.js'],
+    files: ['eslint.config.js', '.ci/*.mjs'],
     extends: [tseslint.configs.disableTypeChecked],
+    languageOptions: { globals: { console: 'readonly', process: 'readonly', URL: 'readonly' } },
   },
 );

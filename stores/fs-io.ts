@@ -1,0 +1,210 @@
+// File-system primitives for FsStore (stores/fs-store.ts): the nodefs-compatible layout, the
+// crash-safe write (temp file, fsync, rename, fsync directory) and a bounded directory walk.
+// Nothing here knows about chunk formats (stores/chunk-format.ts) or problems.
+
+import { randomBytes } from 'node:crypto';
+import { mkdir, open, readdir, readFile, rename, rm, rmdir, unlink } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import type { StorageKey } from '@automerge/automerge-repo';
+import { StoreError } from './errors.js';
+import { mapBounded, type Semaphore } from './semaphore.js';
+
+/** Subdirectories one walk reads at once; the Semaphore still bounds the syscalls themselves. */
+const WALK_FANOUT = 8;
+
+/** Path segments of a key, as nodefs lays them out: `<key0[0:2]>/<key0[2:]>/<key1>/...`. */
+export function keySegments(key: StorageKey): string[] {
+  const [first = '', ...rest] = key;
+  return [first.slice(0, 2), first.slice(2), ...rest];
+}
+
+/** The key of a file at `segments` (at least two, as walk() guarantees) below the root. */
+export function segmentsKey(segments: readonly string[]): StorageKey {
+  const [a = '', b = '', ...rest] = segments;
+  return [a + b, ...rest];
+}
+
+/** Temp files are `.<name>.<8 hex>.tmp`; a key element never starts with '.' (stores/keys.ts). */
+export function isTempName(name: string): boolean {
+  return name.startsWith('.') && name.endsWith('.tmp');
+}
+
+/** The errno code of a Node error, if any. */
+export function errnoOf(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+/** The message of any thrown value. */
+export function errMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/**
+ * Runs a file operation, turning operating-system errors into StoreError('STORE_IO') with the
+ * original as `cause`. Programming errors (TypeError, RangeError) and StoreErrors pass through.
+ */
+export async function wrapIo<T>(what: string, file: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof StoreError || err instanceof TypeError || err instanceof RangeError)
+      throw err;
+    throw new StoreError('STORE_IO', `${what} ${file}: ${errMessage(err)}`, { cause: err });
+  }
+}
+
+/** Unlinks a file; false when there was none (or the path is a directory, or under a file). */
+export async function unlinkIfExists(file: string): Promise<boolean> {
+  try {
+    await unlink(file);
+    return true;
+  } catch (err) {
+    if (['ENOENT', 'ENOTDIR', 'EISDIR', 'EPERM'].includes(errnoOf(err) ?? '')) return false;
+    throw err;
+  }
+}
+
+/** Removes a directory if it is empty; false when it is not empty (or already gone). */
+export async function rmdirIfEmpty(dir: string): Promise<boolean> {
+  try {
+    await rmdir(dir);
+    return true;
+  } catch (err) {
+    if (['ENOTEMPTY', 'EEXIST', 'ENOENT'].includes(errnoOf(err) ?? '')) return false;
+    throw err;
+  }
+}
+
+/** Reads a file; undefined when there is none (or the path is a directory, or under a file). */
+export async function readIfExists(file: string): Promise<Buffer | undefined> {
+  try {
+    return await readFile(file);
+  } catch (err) {
+    if (['ENOENT', 'ENOTDIR', 'EISDIR'].includes(errnoOf(err) ?? '')) return undefined;
+    throw err;
+  }
+}
+
+/** Makes a directory's entries (creations, renames, unlinks) durable. */
+export async function fsyncDir(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** mkdir -p, then fsyncs the parent of every directory it created so they survive a crash. */
+export async function ensureDir(dir: string): Promise<void> {
+  const first = await mkdir(dir, { recursive: true });
+  if (first === undefined) return;
+  for (let created = dir; ; created = dirname(created)) {
+    await fsyncDir(dirname(created));
+    if (created === first || dirname(created) === created) return;
+  }
+}
+
+/**
+ * Writes `bytes` to `target` so that after a crash the file is either the old one or the new one:
+ * a temp file in the same directory, fsync, rename over the target, fsync the directory. The temp
+ * path is in `inFlight` while it exists, so a concurrent walk does not mistake it for a leftover.
+ */
+export async function writeAtomic(
+  target: string,
+  bytes: Uint8Array,
+  inFlight: Set<string>,
+): Promise<void> {
+  const dir = dirname(target);
+  const temp = join(dir, `.${basename(target)}.${randomBytes(4).toString('hex')}.tmp`);
+  inFlight.add(temp);
+  try {
+    await writeSynced(temp, bytes);
+    await rename(temp, target);
+  } catch (err) {
+    await rm(temp, { force: true }).catch(() => undefined); // the write already failed: report that
+    throw err;
+  } finally {
+    inFlight.delete(temp);
+  }
+  await fsyncDir(dir);
+}
+
+/** Creates `file` (which must not exist) with `bytes`, and fsyncs it. Creates the directory as needed. */
+async function writeSynced(file: string, bytes: Uint8Array): Promise<void> {
+  // A concurrent removeRange may delete an emptied directory between ensureDir and open: retry once.
+  for (let attempt = 0; ; attempt++) {
+    await ensureDir(dirname(file));
+    try {
+      const handle = await open(file, 'wx', 0o600);
+      try {
+        await handle.writeFile(bytes);
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      return;
+    } catch (err) {
+      if (attempt > 0 || errnoOf(err) !== 'ENOENT') throw err;
+    }
+  }
+}
+
+/** What a walk found below a directory; paths are absolute, segments relative to the store root. */
+export interface Listing {
+  files: { path: string; segments: string[] }[];
+  temps: string[];
+  /** Every directory visited, parents before children. */
+  dirs: string[];
+}
+
+/**
+ * Lists everything below `segments` (relative to `root`), skipping dot entries other than temp
+ * files (`.quarantine` among them). Undefined when the path is missing; 'file' when it is a file.
+ */
+export async function walk(
+  root: string,
+  segments: string[],
+  sem: Semaphore,
+): Promise<Listing | 'file' | undefined> {
+  const listing: Listing = { files: [], temps: [], dirs: [] };
+  const found = await walkInto(root, segments, sem, listing);
+  if (found !== 'dir') return found;
+  listing.files.sort((a, b) => (a.path < b.path ? -1 : 1));
+  return listing;
+}
+
+async function walkInto(
+  root: string,
+  segments: string[],
+  sem: Semaphore,
+  out: Listing,
+): Promise<'dir' | 'file' | undefined> {
+  const dir = join(root, ...segments);
+  const entries = await sem.run(() => listDir(dir));
+  if (entries === undefined || entries === 'file') return entries;
+  out.dirs.push(dir);
+  const subdirs: string[][] = [];
+  for (const entry of entries) {
+    const path = join(dir, entry.name);
+    if (isTempName(entry.name) && entry.isFile()) out.temps.push(path);
+    else if (entry.name.startsWith('.')) continue;
+    else if (entry.isDirectory()) subdirs.push([...segments, entry.name]);
+    // A file directly in the root maps to no key (keys are at least two segments deep).
+    else if (entry.isFile() && segments.length > 0)
+      out.files.push({ path, segments: [...segments, entry.name] });
+  }
+  await mapBounded(subdirs, WALK_FANOUT, (sub) => walkInto(root, sub, sem, out));
+  return 'dir';
+}
+
+async function listDir(dir: string) {
+  try {
+    return await readdir(dir, { withFileTypes: true });
+  } catch (err) {
+    if (errnoOf(err) === 'ENOENT') return undefined;
+    if (errnoOf(err) === 'ENOTDIR') return 'file' as const;
+    throw err;
+  }
+}

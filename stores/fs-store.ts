@@ -1,0 +1,275 @@
+// FsStore, flt's default Store: automerge-repo chunks as files, in the directory layout of
+// @automerge/automerge-repo-storage-nodefs (so existing data directories open), but crash-safe,
+// verified on load, with corrupt chunks quarantined rather than lost. Built on stores/fs-io.ts
+// (layout, atomic writes, walks) and stores/chunk-format.ts (header and integrity checks).
+
+import { rename } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import type { Chunk, StorageKey } from '@automerge/automerge-repo';
+import { decodeChunk, encodeChunk } from './chunk-format.js';
+import { StoreError } from './errors.js';
+import {
+  ensureDir,
+  errMessage,
+  fsyncDir,
+  keySegments,
+  readIfExists,
+  rmdirIfEmpty,
+  segmentsKey,
+  unlinkIfExists,
+  walk,
+  wrapIo,
+  writeAtomic,
+  type Listing,
+} from './fs-io.js';
+import { assertKey, assertPrefix, show } from './keys.js';
+import { checkStore, leftoverProblem, quarantineName, QUARANTINE_DIR } from './problems.js';
+import { KeyedMutex, mapBounded, Semaphore } from './semaphore.js';
+import type { Store, StoreProblem } from './store.js';
+
+/** Options of FsStore.open. */
+export interface FsStoreOptions {
+  /** Receives one line per problem found (corrupt chunk, leftover temp file). Default: stderr. */
+  logger?: (line: string) => void;
+  /** Most file operations in flight at once. Default 32: far below the usual 1,024 open files. */
+  maxConcurrency?: number;
+}
+
+/** Problems kept for problems(); older ones are dropped (they were logged). */
+const MAX_PROBLEMS = 1000;
+
+/**
+ * The default Store: one file per chunk at `<dir>/<key0[0:2]>/<key0[2:]>/<key1>/...`.
+ *
+ * - save() resolves once the chunk is durable (temp file, fsync, rename, fsync directory).
+ * - Files carry a SHA-256 header (stores/chunk-format.ts); legacy nodefs files are checked as far
+ *   as their key allows. A chunk that fails is moved to `<dir>/.quarantine/`, reported through the
+ *   logger and problems(), and treated as absent: never deleted, and never reached by removeRange.
+ * - Leftover temp files (`.*.tmp`) found by a listing are reported and removed.
+ * - Assumes one FsStore per directory at a time (one process): it cannot tell another process's
+ *   in-flight temp file from a leftover.
+ * - As in nodefs, a key cannot also be the prefix of a longer key (a file is not a directory);
+ *   such a save fails with STORE_IO. automerge-repo's keys never collide this way.
+ */
+export class FsStore implements Store {
+  readonly dir: string;
+  readonly #log: (line: string) => void;
+  readonly #limit: number;
+  readonly #sem: Semaphore;
+  /** Serializes save, remove and quarantine per file path. */
+  readonly #fileLock = new KeyedMutex();
+  readonly #tempsInFlight = new Set<string>();
+  readonly #ops = new Set<Promise<unknown>>();
+  readonly #problems: StoreProblem[] = [];
+  #closing: Promise<void> | undefined;
+
+  private constructor(dir: string, options: FsStoreOptions) {
+    this.dir = dir;
+    this.#log = options.logger ?? ((line) => process.stderr.write(line + '\n'));
+    this.#limit = options.maxConcurrency ?? 32;
+    this.#sem = new Semaphore(this.#limit);
+  }
+
+  /** Opens (creating if needed) the store in `dir`. */
+  static async open(dir: string, options: FsStoreOptions = {}): Promise<FsStore> {
+    const root = resolve(dir);
+    await wrapIo('open', root, () => ensureDir(root));
+    return new FsStore(root, options);
+  }
+
+  /**
+   * Walks the whole store in `dir` and verifies every chunk, changing nothing (for `flt doctor`).
+   * Corrupt chunks come back without `quarantinedTo`; leftover temp files are listed.
+   */
+  static async check(
+    dir: string,
+    options: { maxConcurrency?: number } = {},
+  ): Promise<StoreProblem[]> {
+    const root = resolve(dir);
+    return wrapIo('check', root, () => checkStore(root, options.maxConcurrency ?? 32));
+  }
+
+  load(key: StorageKey): Promise<Uint8Array | undefined> {
+    return this.#track(async () => {
+      assertKey(key);
+      return this.#loadVerified(key, this.#pathOf(key));
+    });
+  }
+
+  save(key: StorageKey, data: Uint8Array): Promise<void> {
+    return this.#track(async () => {
+      assertKey(key);
+      if (!(data instanceof Uint8Array))
+        throw new TypeError(`save ${show(key)}: data is not a Uint8Array`);
+      const file = this.#pathOf(key);
+      const bytes = encodeChunk(data);
+      await this.#fileLock.run(file, () =>
+        this.#sem.run(() =>
+          wrapIo('save', file, () => writeAtomic(file, bytes, this.#tempsInFlight)),
+        ),
+      );
+    });
+  }
+
+  remove(key: StorageKey): Promise<void> {
+    return this.#track(async () => {
+      assertKey(key);
+      await this.#removeFile(this.#pathOf(key));
+    });
+  }
+
+  loadRange(prefix: StorageKey): Promise<Chunk[]> {
+    return this.#track(async () => {
+      const listing = await this.#list(prefix);
+      if (listing === undefined) return [];
+      if (listing === 'file') {
+        const data = await this.#loadVerified(prefix, this.#pathOf(prefix));
+        return data === undefined ? [] : [{ key: [...prefix], data }];
+      }
+      const chunks = await mapBounded(listing.files, this.#limit, async (f) => {
+        const key = segmentsKey(f.segments);
+        return { key, data: await this.#loadVerified(key, f.path) };
+      });
+      return chunks.filter((c) => c.data !== undefined);
+    });
+  }
+
+  removeRange(prefix: StorageKey): Promise<void> {
+    return this.#track(async () => {
+      const listing = await this.#list(prefix);
+      if (listing === 'file') await this.#removeFile(this.#pathOf(prefix));
+      if (listing === undefined || listing === 'file') return;
+      await mapBounded(listing.files, this.#limit, (f) => this.#removeFile(f.path, false));
+      await this.#pruneDirs(listing);
+    });
+  }
+
+  /** Problems found since open (corrupt chunks, leftover temp files), oldest first. */
+  problems(): StoreProblem[] {
+    return this.#problems.map((p) => ({ ...p, ...(p.key && { key: [...p.key] }) }));
+  }
+
+  /** Refuses new operations and waits for running ones. Idempotent. */
+  close(): Promise<void> {
+    this.#closing ??= Promise.allSettled([...this.#ops]).then(() => undefined);
+    return this.#closing;
+  }
+
+  #track<T>(body: () => Promise<T>): Promise<T> {
+    if (this.#closing)
+      return Promise.reject(new StoreError('STORE_CLOSED', `store ${this.dir} is closed`));
+    const op = body();
+    this.#ops.add(op);
+    const done = () => void this.#ops.delete(op);
+    void op.then(done, done);
+    return op;
+  }
+
+  #pathOf(key: StorageKey): string {
+    return join(this.dir, ...keySegments(key));
+  }
+
+  /** Lists below `prefix`, cleaning leftover temp files on the way. */
+  async #list(prefix: StorageKey): Promise<Listing | 'file' | undefined> {
+    assertPrefix(prefix);
+    // A key's first element has at least 3 characters, so a shorter one matches nothing (and
+    // would otherwise name the shared 2-character directory).
+    if (prefix.length > 0 && (prefix[0] as string).length < 3) return undefined;
+    const listing = await wrapIo('list', this.dir, () =>
+      walk(this.dir, keySegments(prefix), this.#sem),
+    );
+    if (listing !== undefined && listing !== 'file') {
+      const leftovers = listing.temps.filter((t) => !this.#tempsInFlight.has(t));
+      await mapBounded(leftovers, this.#limit, (t) => this.#cleanLeftover(t));
+    }
+    return listing;
+  }
+
+  /**
+   * Removes a temp file no save of ours holds. If it is already gone, the save that made it
+   * finished after the listing: not a leftover, nothing to report.
+   */
+  async #cleanLeftover(file: string): Promise<void> {
+    const removed = await this.#sem.run(() => wrapIo('remove', file, () => unlinkIfExists(file)));
+    if (removed) this.#report(leftoverProblem(file), 'removed');
+  }
+
+  /** Reads and verifies one chunk; a corrupt one is quarantined and reads as absent. */
+  async #loadVerified(key: StorageKey, file: string): Promise<Uint8Array | undefined> {
+    const bytes = await this.#sem.run(() => wrapIo('load', file, () => readIfExists(file)));
+    if (bytes === undefined) return undefined;
+    const decoded = decodeChunk(key, bytes);
+    return decoded.ok ? decoded.data : this.#quarantine(key, file);
+  }
+
+  /**
+   * Moves a corrupt chunk aside, under the file's lock. The file is read again first: a save may
+   * have replaced it since, and then the new data is the answer.
+   */
+  #quarantine(key: StorageKey, file: string): Promise<Uint8Array | undefined> {
+    return this.#fileLock.run(file, async () => {
+      const bytes = await this.#sem.run(() => wrapIo('load', file, () => readIfExists(file)));
+      if (bytes === undefined) return undefined;
+      const decoded = decodeChunk(key, bytes);
+      if (decoded.ok) return decoded.data;
+      const problem: StoreProblem = {
+        code: 'STORE_CORRUPT',
+        key: [...key],
+        file,
+        detail: decoded.detail,
+      };
+      try {
+        problem.quarantinedTo = await this.#fileLock.run(QUARANTINE_DIR, () =>
+          this.#moveAside(key, file),
+        );
+        this.#report(problem, `moved to ${problem.quarantinedTo}`);
+      } catch (err) {
+        this.#report(problem, `could not move it to ${QUARANTINE_DIR}: ${errMessage(err)}`);
+      }
+      return undefined;
+    });
+  }
+
+  async #moveAside(key: StorageKey, file: string): Promise<string> {
+    const qdir = join(this.dir, QUARANTINE_DIR);
+    return this.#sem.run(async () => {
+      await ensureDir(qdir);
+      const target = await quarantineName(qdir, key);
+      await rename(file, target);
+      await fsyncDir(qdir);
+      await fsyncDir(dirname(file));
+      return target;
+    });
+  }
+
+  #report(problem: StoreProblem, outcome: string): void {
+    this.#problems.push(problem);
+    if (this.#problems.length > MAX_PROBLEMS) this.#problems.shift();
+    this.#log(`${problem.code} ${problem.file}: ${problem.detail}; ${outcome}`);
+  }
+
+  async #removeFile(file: string, sync = true): Promise<void> {
+    const removed = await this.#fileLock.run(file, () =>
+      this.#sem.run(() => wrapIo('remove', file, () => unlinkIfExists(file))),
+    );
+    if (removed && sync)
+      await this.#sem.run(() => wrapIo('remove', file, () => fsyncDir(dirname(file))));
+  }
+
+  /**
+   * After removeRange: remove the directories left empty (deepest first) and fsync the rest, then
+   * the parent of the top one, so the removals are durable.
+   */
+  async #pruneDirs(listing: Listing): Promise<void> {
+    const dirs = listing.dirs.filter((d) => d !== this.dir).reverse();
+    for (const dir of dirs) {
+      const gone = await this.#sem.run(() => wrapIo('remove', dir, () => rmdirIfEmpty(dir)));
+      if (!gone) await this.#sem.run(() => wrapIo('remove', dir, () => fsyncDir(dir)));
+    }
+    const top = listing.dirs[0];
+    if (top !== undefined) {
+      const parent = top === this.dir ? top : dirname(top);
+      await this.#sem.run(() => wrapIo('remove', parent, () => fsyncDir(parent)));
+    }
+  }
+}

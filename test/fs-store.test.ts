@@ -1,0 +1,329 @@
+// What only FsStore promises, beyond the conformance suite: the nodefs layout (both ways), the
+// integrity header, quarantine of corrupt chunks (THREATS.md row 18), leftover temp files, the
+// read-only check, and the nodefs data loss of REFERENCE.md reproduced next to FsStore's answer.
+
+import { createHash, randomBytes } from 'node:crypto';
+import {
+  cp,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  rm,
+  stat,
+  truncate,
+  writeFile,
+} from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as A from '@automerge/automerge';
+import { Repo, type AutomergeUrl, type StorageAdapterInterface } from '@automerge/automerge-repo';
+import { NodeFSStorageAdapter } from '@automerge/automerge-repo-storage-nodefs';
+import { afterEach, describe, expect, it } from 'vitest';
+import { CHUNK_MAGIC, HEADER_BYTES } from '../stores/chunk-format.js';
+import { StoreError } from '../stores/errors.js';
+import { FsStore } from '../stores/fs-store.js';
+
+type Doc = { items: number[]; pad: string };
+/**
+ * automerge-repo compacts on every save while the snapshot is under 1 KiB or outweighed by the
+ * incrementals. Random (incompressible) padding keeps our few small changes as incrementals.
+ */
+const PAD = randomBytes(3000).toString('base64');
+const INCREMENTALS = 6;
+
+const dirs: string[] = [];
+afterEach(async () => {
+  for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
+});
+async function tempDir(): Promise<string> {
+  const d = await mkdtemp(join(tmpdir(), 'flt-fs-store-'));
+  dirs.push(d);
+  return d;
+}
+async function open(dir: string) {
+  const lines: string[] = [];
+  const store = await FsStore.open(dir, { logger: (l) => lines.push(l) });
+  return { store, lines };
+}
+
+/** A document saved as one snapshot (items empty) plus INCREMENTALS one-item incrementals. */
+async function writeDoc(
+  storage: StorageAdapterInterface,
+): Promise<{ url: AutomergeUrl; docDir: string }> {
+  const repo = new Repo({ storage, network: [] });
+  const handle = repo.create<Doc>({ items: [], pad: PAD });
+  await repo.flush();
+  for (let i = 0; i < INCREMENTALS; i++) {
+    handle.change((d) => void d.items.push(i));
+    await repo.flush();
+  }
+  await repo.shutdown();
+  const id = handle.documentId;
+  return { url: handle.url, docDir: join(id.slice(0, 2), id.slice(2)) };
+}
+
+async function readDoc(storage: StorageAdapterInterface, url: AutomergeUrl): Promise<Doc> {
+  const repo = new Repo({ storage, network: [] });
+  try {
+    return (await repo.find<Doc>(url)).doc();
+  } finally {
+    await repo.shutdown();
+  }
+}
+
+/** The incremental files of a document, oldest change first. */
+async function incrementals(dir: string, docDir: string, header: number): Promise<string[]> {
+  const inc = join(dir, docDir, 'incremental');
+  const files = await Promise.all(
+    (await readdir(inc)).map(async (name) => {
+      const data = (await readFile(join(inc, name))).subarray(header);
+      return { file: join(inc, name), seq: A.decodeChange(data).seq };
+    }),
+  );
+  return files.sort((a, b) => a.seq - b.seq).map((f) => f.file);
+}
+
+/** Every file below `dir` with its bytes, to show something changed nothing. */
+async function snapshotTree(dir: string): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  for (const entry of await readdir(dir, { recursive: true, withFileTypes: true })) {
+    const path = join(entry.parentPath, entry.name);
+    out.set(path, entry.isFile() ? (await readFile(path)).toString('base64') : 'dir');
+  }
+  return out;
+}
+
+const exists = (p: string) =>
+  stat(p).then(
+    () => true,
+    () => false,
+  );
+const allItems = Array.from({ length: INCREMENTALS }, (_, i) => i);
+
+describe('FsStore on disk', () => {
+  it('lays files out like nodefs, each with the FLTCHNK1 header and no temp file left', async () => {
+    const dir = await tempDir();
+    const { store } = await open(dir);
+    await store.save(['3kLabcd', 'snapshot', 'h1'], Uint8Array.of(1, 2, 3));
+    await store.save(['storage-adapter-id'], Uint8Array.of(4));
+    const file = await readFile(join(dir, '3k', 'Labcd', 'snapshot', 'h1'));
+    expect(file.subarray(0, 8).equals(CHUNK_MAGIC)).toBe(true);
+    expect([...file.subarray(HEADER_BYTES)]).toEqual([1, 2, 3]);
+    expect(await exists(join(dir, 'st', 'orage-adapter-id'))).toBe(true);
+    expect((await readdir(join(dir, '3k', 'Labcd', 'snapshot'))).length).toBe(1);
+    await store.close();
+  });
+
+  it('opens a directory written by NodeFSStorageAdapter, and keeps working in it', async () => {
+    const dir = await tempDir();
+    const { url } = await writeDoc(new NodeFSStorageAdapter(dir));
+    const { store, lines } = await open(dir);
+    expect((await readDoc(store, url)).items).toEqual(allItems);
+    const repo = new Repo({ storage: store, network: [] });
+    const handle = await repo.find<Doc>(url);
+    handle.change((d) => void d.items.push(99));
+    await repo.flush();
+    await repo.shutdown();
+    expect((await readDoc((await open(dir)).store, url)).items).toEqual([...allItems, 99]);
+    expect(lines).toEqual([]);
+    expect(store.problems()).toEqual([]);
+  });
+
+  it('a save that cannot reach the disk fails with STORE_IO and leaves other data alone', async () => {
+    const dir = await tempDir();
+    const { store } = await open(dir);
+    await store.save(['abc'], Uint8Array.of(1)); // the file 'ab/c' blocks the directory 'ab/c/'
+    const err: unknown = await store.save(['abc', 'x'], Uint8Array.of(2)).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(StoreError);
+    expect((err as StoreError).code).toBe('STORE_IO');
+    expect(await store.load(['abc'])).toEqual(Uint8Array.of(1));
+  });
+
+  it('close waits for a save in flight, then refuses more', async () => {
+    const dir = await tempDir();
+    const { store } = await open(dir);
+    const saving = store.save(['docA1', 'snapshot', 'h'], new Uint8Array(100_000));
+    await store.close();
+    await saving;
+    expect((await readFile(join(dir, 'do', 'cA1', 'snapshot', 'h'))).length).toBe(
+      HEADER_BYTES + 100_000,
+    );
+    await expect(store.load(['docA1', 'snapshot', 'h'])).rejects.toMatchObject({
+      code: 'STORE_CLOSED',
+    });
+  });
+});
+
+describe('FsStore integrity (THREATS.md row 18)', () => {
+  it('quarantines a truncated and a zero-length chunk; the rest of the document loads', async () => {
+    const dir = await tempDir();
+    const written = await open(dir);
+    const { url, docDir } = await writeDoc(written.store);
+    const files = await incrementals(dir, docDir, HEADER_BYTES);
+    expect(files).toHaveLength(INCREMENTALS);
+    const [truncated, emptied] = files.slice(-2) as [string, string];
+    await truncate(truncated, (await stat(truncated)).size - 5);
+    await truncate(emptied, 0);
+    const cut = await readFile(truncated);
+
+    const { store, lines } = await open(dir);
+    expect((await readDoc(store, url)).items).toEqual(allItems.slice(0, -2));
+    const problems = store.problems();
+    expect(problems.map((p) => [p.code, p.file]).sort()).toEqual(
+      [
+        ['STORE_CORRUPT', truncated],
+        ['STORE_CORRUPT', emptied],
+      ].sort(),
+    );
+    expect(
+      lines.filter((l) => l.startsWith('STORE_CORRUPT ') && l.includes('moved to')),
+    ).toHaveLength(2);
+    for (const p of problems) {
+      expect(p.quarantinedTo).toContain(join(dir, '.quarantine'));
+      expect(await exists(p.file)).toBe(false);
+    }
+    const moved = problems.find((p) => p.file === truncated)?.quarantinedTo ?? '';
+    expect((await readFile(moved)).equals(cut)).toBe(true);
+    expect(await store.loadRange([url.slice('automerge:'.length), 'incremental'])).toHaveLength(
+      INCREMENTALS - 2,
+    );
+
+    // Compaction by automerge-repo must leave the quarantine alone. A big incompressible change
+    // makes the incrementals outweigh the snapshot, so this save or the next one compacts, and
+    // compaction deletes the chunks it loaded.
+    const repo = new Repo({ storage: store, network: [] });
+    const handle = await repo.find<Doc>(url);
+    handle.change((d) => void (d.pad = randomBytes(15_000).toString('base64')));
+    await repo.flush();
+    handle.change((d) => void d.items.push(100));
+    await repo.flush();
+    await repo.shutdown();
+    for (const intact of files.slice(0, -2)) expect(await exists(intact)).toBe(false);
+    expect((await readFile(moved)).equals(cut)).toBe(true);
+    expect(await readdir(join(dir, '.quarantine'))).toHaveLength(2);
+
+    // Removing the document, or everything, still leaves the quarantine alone.
+    await store.removeRange([url.slice('automerge:'.length)]);
+    expect(await exists(join(dir, docDir))).toBe(false);
+    await store.removeRange([]);
+    expect(await readdir(dir)).toEqual(['.quarantine']);
+    expect(await readdir(join(dir, '.quarantine'))).toHaveLength(2);
+  });
+
+  it('catches a flipped byte in the data, in the stored hash, and in a legacy incremental', async () => {
+    const dir = await tempDir();
+    const { store } = await open(dir);
+    const data = new Uint8Array(1000).fill(7);
+    for (const [key, at] of [
+      ['inData', HEADER_BYTES + 500],
+      ['inHash', 20],
+    ] as const) {
+      await store.save(['docA1', 'snapshot', key], data);
+      const file = join(dir, 'do', 'cA1', 'snapshot', key);
+      const bytes = await readFile(file);
+      bytes[at] = (bytes[at] as number) ^ 0x01;
+      await writeFile(file, bytes);
+      expect(await store.load(['docA1', 'snapshot', key])).toBeUndefined();
+    }
+    const legacy = A.saveIncremental(A.from({ a: 1 }));
+    const legacyKey = ['docA1', 'incremental', createHash('sha256').update(legacy).digest('hex')];
+    await mkdir(join(dir, 'do', 'cA1', 'incremental'), { recursive: true });
+    await writeFile(join(dir, 'do', 'cA1', 'incremental', legacyKey[2] as string), legacy);
+    expect(await store.load(legacyKey)).toEqual(legacy);
+    const flipped = Buffer.from(legacy);
+    flipped.writeUInt8(flipped.readUInt8(flipped.length - 1) ^ 0x01, flipped.length - 1);
+    await writeFile(join(dir, 'do', 'cA1', 'incremental', legacyKey[2] as string), flipped);
+    expect(await store.load(legacyKey)).toBeUndefined();
+    expect(store.problems().map((p) => p.code)).toEqual([
+      'STORE_CORRUPT',
+      'STORE_CORRUPT',
+      'STORE_CORRUPT',
+    ]);
+  });
+
+  it('catches a truncated or zero-filled legacy snapshot by its Automerge framing', async () => {
+    const dir = await tempDir();
+    const { store } = await open(dir);
+    const snapshot = A.save(A.from({ text: PAD }));
+    const legacy = (name: string, bytes: Uint8Array) =>
+      mkdir(join(dir, 'do', 'cA1', 'snapshot'), { recursive: true }).then(() =>
+        writeFile(join(dir, 'do', 'cA1', 'snapshot', name), bytes),
+      );
+    await legacy('whole', snapshot);
+    await legacy('cut', snapshot.subarray(0, snapshot.length - 1));
+    await legacy('zeros', new Uint8Array(snapshot.length));
+    expect(await store.load(['docA1', 'snapshot', 'whole'])).toEqual(snapshot);
+    expect((await store.loadRange(['docA1'])).map((c) => c.key[2])).toEqual(['whole']);
+    expect(
+      store
+        .problems()
+        .map((p) => [p.code, p.key?.[2]])
+        .sort(),
+    ).toEqual([
+      ['STORE_CORRUPT', 'cut'],
+      ['STORE_CORRUPT', 'zeros'],
+    ]);
+  });
+
+  it('reports a leftover temp file as STORE_LEFTOVER_TEMP, removes it, and never loads it', async () => {
+    const dir = await tempDir();
+    const { store: first } = await open(dir);
+    await first.save(['docA1', 'incremental', 'i1'], Uint8Array.of(1));
+    const temp = join(dir, 'do', 'cA1', 'incremental', '.i2.0badf00d.tmp');
+    await writeFile(temp, await readFile(join(dir, 'do', 'cA1', 'incremental', 'i1')));
+    const { store, lines } = await open(dir);
+    expect((await store.loadRange(['docA1'])).map((c) => c.key)).toEqual([
+      ['docA1', 'incremental', 'i1'],
+    ]);
+    expect(store.problems()).toMatchObject([{ code: 'STORE_LEFTOVER_TEMP', file: temp }]);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/^STORE_LEFTOVER_TEMP /);
+    expect(await exists(temp)).toBe(false);
+  });
+
+  it('FsStore.check reports corrupt chunks and temp files without changing any file', async () => {
+    const dir = await tempDir();
+    const { store } = await open(dir);
+    const { docDir } = await writeDoc(store);
+    const [victim] = await incrementals(dir, docDir, HEADER_BYTES);
+    await truncate(victim as string, 10);
+    const temp = join(dir, docDir, 'snapshot', '.x.12345678.tmp');
+    await writeFile(temp, 'partial');
+    const before = await snapshotTree(dir);
+    const problems = await FsStore.check(dir);
+    expect(await snapshotTree(dir)).toEqual(before);
+    expect(problems.map((p) => [p.code, p.file])).toEqual([
+      ['STORE_LEFTOVER_TEMP', temp],
+      ['STORE_CORRUPT', victim],
+    ]);
+    expect(problems[1]?.quarantinedTo).toBeUndefined();
+  });
+});
+
+describe('REFERENCE.md: nodefs silently loses changes where FsStore reports them', () => {
+  it('one truncated incremental file written by nodefs', async () => {
+    const dir = await tempDir();
+    const { url, docDir } = await writeDoc(new NodeFSStorageAdapter(dir));
+    const lastChange = (await incrementals(dir, docDir, 0)).at(-1) as string;
+    await truncate(lastChange, (await stat(lastChange)).size - 3);
+    // FsStore gets its own copy: a nodefs Repo may compact on load and delete the intact files.
+    const copy = await tempDir();
+    await cp(dir, copy, { recursive: true });
+
+    // nodefs: no error, no report, and every incremental change is gone (not just the cut one).
+    const viaNodefs = await readDoc(new NodeFSStorageAdapter(dir), url);
+    expect(viaNodefs.items).toEqual([]);
+
+    // FsStore on the same bytes: the damage is reported and the cut file kept in quarantine.
+    const { store, lines } = await open(copy);
+    expect((await readDoc(store, url)).items).toEqual(allItems.slice(0, -1));
+    expect(store.problems()).toMatchObject([
+      {
+        code: 'STORE_CORRUPT',
+        key: [url.slice('automerge:'.length), 'incremental', expect.any(String)],
+      },
+    ]);
+    expect(lines[0]).toMatch(/^STORE_CORRUPT .*moved to .*\.quarantine/);
+  });
+});
