@@ -4,8 +4,8 @@
 
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Repo, type PeerId } from '@automerge/automerge-repo';
-import { NodeFSStorageAdapter } from '@automerge/automerge-repo-storage-nodefs';
+import { Repo, type DocumentId, type PeerId } from '@automerge/automerge-repo';
+import { parsePeerAddress } from '../sync/address.js';
 import { FltError, messageOf } from '../sync/errors.js';
 import { IrohTransport, type RelaySetting } from '../sync/iroh-transport.js';
 import type { Logger } from '../sync/log.js';
@@ -14,6 +14,7 @@ import { Router } from '../sync/router.js';
 import { SyncAdapter } from '../sync/sync-adapter.js';
 import type { PeerAddr } from '../sync/transport.js';
 import { formatHostPort, type Config } from './config/index.js';
+import { FsStore } from '../stores/fs-store.js';
 import { loadOrCreateNodeKey, loadSecretKeyFile, type NodeKey } from './identity/index.js';
 
 export type Role = 'coordinator' | 'agent' | 'admin';
@@ -59,6 +60,7 @@ export class FltNode {
     readonly router: Router,
     readonly sync: SyncAdapter,
     readonly repo: Repo | undefined,
+    readonly store: FsStore | undefined,
     private readonly log: Logger,
   ) {}
 
@@ -79,14 +81,13 @@ export class FltNode {
     const router = new Router(transport, { logger: log });
     const sync = new SyncAdapter({ transport, dial: options.dial ?? [], logger: log });
     router.route(ALPN.sync, (conn) => sync.accept(conn));
-    const repo = options.repo
-      ? new Repo({
-          network: [sync],
-          storage: new NodeFSStorageAdapter(join(config.stateDir, 'repo')),
-          peerId: key.nodeId as string as PeerId,
-        })
+    const store = options.repo
+      ? await FsStore.open(join(config.stateDir, 'repo'), { logger: (line) => log.warn(line) })
       : undefined;
-    return new FltNode(key, transport, router, sync, repo, log);
+    const repo = store
+      ? new Repo({ network: [sync], storage: store, peerId: key.nodeId as string as PeerId })
+      : undefined;
+    return new FltNode(key, transport, router, sync, repo, store, log);
   }
 
   start(): void {
@@ -98,6 +99,13 @@ export class FltNode {
     return this.closing;
   }
 
+  /** Documents that are loaded (flush refuses handles still loading or requesting). */
+  private readyDocuments(): DocumentId[] {
+    return Object.values(this.repo?.handles ?? {})
+      .filter((h) => h.isReady())
+      .map((h) => h.documentId);
+  }
+
   private async shutdown(): Promise<void> {
     const failures: string[] = [];
     const step = async (name: string, fn: () => Promise<void> | void) => {
@@ -107,7 +115,11 @@ export class FltNode {
         failures.push(`${name}: ${messageOf(err)}`);
       }
     };
-    await step('flush documents', () => this.repo?.flush());
+    // Stop the network first so no new changes or sync states arrive, then make documents
+    // durable. The store is left open: automerge-repo's throttled saves may still fire after
+    // shutdown(), and they must land rather than fail (FsStore writes atomically either way).
+    await step('stop sync', () => this.sync.disconnect());
+    await step('flush documents', () => this.repo?.flush(this.readyDocuments()));
     await step('stop repo', () => this.repo?.shutdown());
     await step('close endpoint', () => this.transport.close());
     if (failures.length > 0) {
@@ -115,4 +127,15 @@ export class FltNode {
       throw new FltError('IO', `shutdown incomplete: ${failures.join('; ')}`);
     }
   }
+}
+
+/** The coordinator address from `--coordinator` / FLT_COORDINATOR / the config file. */
+export function requireCoordinator(config: Config): PeerAddr {
+  if (!config.coordinator) {
+    throw new FltError(
+      'BAD_ARGUMENT',
+      'no coordinator: pass --coordinator TICKET or NODE_ID@HOST:PORT',
+    );
+  }
+  return parsePeerAddress(config.coordinator);
 }

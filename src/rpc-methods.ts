@@ -1,39 +1,113 @@
 // The fleet's RPC methods (flt/rpc/0). sync/rpc.ts carries them; this file names them and
-// validates their bodies in both directions. Enrollment and updates join this list later.
+// validates their bodies in both directions with zod schemas (anything else: BAD_MESSAGE).
+// The byte-level envelope is in sync/PROTOCOL.md; the method table is in the README.
 
+import { z } from 'zod';
 import { FltError } from '../sync/errors.js';
-import { isRecord } from '../sync/codec.js';
 import { isNodeId, type NodeId } from '../sync/ids.js';
 import type { RpcMethod } from '../sync/rpc.js';
+import { validateVolatileFacts, type VolatileFacts } from './facts/index.js';
 
-export interface NodeInfo {
-  readonly nodeId: NodeId;
-  readonly role: string;
-  readonly version: string;
-  readonly uptimeMs: number;
+const nodeId = z
+  .string()
+  .refine(isNodeId, 'a node id')
+  .transform((s) => s as NodeId);
+const docId = z.string().min(1).max(64);
+const hex32 = z.string().regex(/^[0-9a-f]{64}$/);
+const time = z.string().max(40);
+const heads = z.array(z.string().max(128)).max(1024);
+
+function method<Req extends z.ZodType, Res extends z.ZodType>(
+  name: string,
+  request: Req,
+  response: Res,
+): RpcMethod<z.output<Req>, z.output<Res>> {
+  const check =
+    <S extends z.ZodType>(schema: S, what: string) =>
+    (value: unknown): z.output<S> => {
+      const r = schema.safeParse(value);
+      if (!r.success) {
+        const issue = r.error.issues[0];
+        throw new FltError(
+          'BAD_MESSAGE',
+          `${name} ${what}: ${issue?.path.join('.') || 'body'}: ${issue?.message ?? 'invalid'}`,
+        );
+      }
+      return r.data;
+    };
+  return { name, request: check(request, 'request'), response: check(response, 'response') };
 }
 
-function bad(what: string): never {
-  throw new FltError('BAD_MESSAGE', what);
-}
+const empty = z.object({}).strict();
 
 /** `node.info`: who is this node, which role and version it runs. Any node answers it. */
-export const nodeInfo: RpcMethod<Record<string, never>, NodeInfo> = {
-  name: 'node.info',
-  request: (v) => {
-    if (!isRecord(v) || Object.keys(v).length > 0) bad('node.info takes an empty map');
-    return {};
-  },
-  response: (v) => {
-    if (
-      !isRecord(v) ||
-      !isNodeId(v.nodeId) ||
-      typeof v.role !== 'string' ||
-      typeof v.version !== 'string'
-    ) {
-      bad('node.info: bad answer');
-    }
-    if (typeof v.uptimeMs !== 'number' || !(v.uptimeMs >= 0)) bad('node.info: bad uptime');
-    return { nodeId: v.nodeId, role: v.role, version: v.version, uptimeMs: v.uptimeMs };
-  },
-};
+export const nodeInfo = method(
+  'node.info',
+  empty,
+  z.object({
+    nodeId,
+    role: z.string().max(32),
+    version: z.string().max(64),
+    uptimeMs: z.number().nonnegative(),
+  }),
+);
+
+/** `agent.enroll`: an agent announces its facts document; idempotent. */
+export const agentEnroll = method(
+  'agent.enroll',
+  z.object({ factsDocId: docId, factsWriteKey: hex32 }).strict(),
+  z.object({
+    rootDocId: docId,
+    enrolledAt: time,
+    /** The coordinator already holds this facts document: fetch it before writing to it. */
+    known: z.boolean(),
+  }),
+);
+
+const volatile = z.unknown().transform((v, ctx): VolatileFacts => {
+  try {
+    return validateVolatileFacts(v);
+  } catch (err) {
+    ctx.addIssue({
+      code: 'custom',
+      message: err instanceof Error ? err.message : 'bad volatile facts',
+    });
+    return z.NEVER;
+  }
+});
+
+/** `agent.heartbeat`: an agent's volatile facts (load, uptime), kept out of documents. */
+export const agentHeartbeat = method(
+  'agent.heartbeat',
+  z.object({ volatile }).strict(),
+  z.object({}),
+);
+
+/** `fleet.info`: the root document to replicate, and its heads now. */
+export const fleetInfo = method(
+  'fleet.info',
+  empty,
+  z.object({ coordinator: nodeId, rootDocId: docId, rootHeads: heads }),
+);
+
+export const presenceEntry = z.object({
+  nodeId,
+  online: z.boolean(),
+  lastSeen: time.nullable(),
+  volatile: volatile.nullable(),
+});
+export type PresenceEntry = z.output<typeof presenceEntry>;
+
+/** `fleet.presence`: who is connected now, when each agent was last seen, their volatile facts. */
+export const fleetPresence = method(
+  'fleet.presence',
+  empty,
+  z.object({ now: time, agents: z.array(presenceEntry).max(100_000) }),
+);
+
+/** `doc.heads`: the coordinator's heads of a document (null: it does not hold it). */
+export const docHeads = method(
+  'doc.heads',
+  z.object({ docId }).strict(),
+  z.object({ heads: heads.nullable() }),
+);

@@ -23,6 +23,7 @@ export const ERROR_CODES = [
   'RPC_UNKNOWN_METHOD',
   'RPC_REMOTE',
   'BUSY',
+  'NOT_FOUND',
   'TIMEOUT',
   'ABORTED',
   'CLOSED',

@@ -29,6 +29,7 @@ const APPLET_OPTIONS = {
   count: { type: 'string', short: 'n', applets: ['admin'] },
   size: { type: 'string', applets: ['admin'] },
   once: { type: 'boolean', applets: ['demo'] },
+  offline: { type: 'boolean', applets: ['admin'] },
   help: { type: 'boolean', short: 'h', applets: [] },
   version: { type: 'boolean', short: 'V', applets: [] },
 } as const;
@@ -46,6 +47,7 @@ export interface ParsedArgs {
     count?: string;
     size?: string;
     once?: boolean;
+    offline?: boolean;
     help?: boolean;
     version?: boolean;
   };
@@ -86,6 +88,7 @@ export function parseCommandLine(argv: readonly string[]): ParsedArgs {
       count: str('count'),
       size: str('size'),
       once: bool('once'),
+      offline: bool('offline'),
       help: bool('help'),
       version: bool('version'),
     },

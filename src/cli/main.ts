@@ -10,6 +10,7 @@ import { VERSION } from '../version.js';
 import { parseCommandLine, type ParsedArgs } from './args.js';
 import { runCoordinator } from './commands/coordinator.js';
 import { runEcho } from './commands/echo.js';
+import { runAgent, runAgents, runFacts } from './commands/fleet.js';
 import { runId, runKeygen } from './commands/keys.js';
 import { stdout } from './output.js';
 import { USAGE } from './usage.js';
@@ -26,8 +27,14 @@ async function main(argv: readonly string[]): Promise<void> {
   switch (args.applet) {
     case 'coordinator':
       return runCoordinator(config, log, stdout);
+    case 'agent':
+      return runAgent(config, log);
     case 'admin':
-      return runAdmin(args, () => runEcho(args, config, log, stdout));
+      return runAdmin(args, {
+        echo: () => runEcho(args, config, log, stdout),
+        agents: () => runAgents(args, config, log, stdout),
+        facts: () => runFacts(args, config, log, stdout),
+      });
     case 'keygen':
       return runKeygen(args, config, log, stdout);
     case 'id':
@@ -44,13 +51,17 @@ async function main(argv: readonly string[]): Promise<void> {
   }
 }
 
-function runAdmin(args: ParsedArgs, echo: () => Promise<void>): Promise<void> {
-  const sub = args.words[0];
-  if (sub === 'echo') return echo();
-  throw new FltError(
-    'BAD_ARGUMENT',
-    `unknown admin command ${JSON.stringify(sub ?? '')} (admin echo)`,
-  );
+function runAdmin(args: ParsedArgs, commands: Record<string, () => Promise<void>>): Promise<void> {
+  const sub = args.words[0] ?? '';
+  const run = Object.hasOwn(commands, sub) ? commands[sub] : undefined;
+  if (!run) {
+    const known = Object.keys(commands).join(', ');
+    throw new FltError(
+      'BAD_ARGUMENT',
+      `unknown admin command ${JSON.stringify(sub)} (known: ${known})`,
+    );
+  }
+  return run();
 }
 
 main(process.argv.slice(2)).then(

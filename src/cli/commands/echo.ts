@@ -9,9 +9,9 @@ import type { Logger } from '../../../sync/log.js';
 import { ALPN } from '../../../sync/protocols.js';
 import { CloseCode } from '../../../sync/transport.js';
 import type { Config } from '../../config/index.js';
-import { FltNode } from '../../node.js';
+import { FltNode, requireCoordinator } from '../../node.js';
 import { byteSize, positiveInt, type ParsedArgs } from '../args.js';
-import { requireCoordinator, type Output } from '../output.js';
+import type { Output } from '../output.js';
 
 export interface EchoRound {
   readonly round: number;

@@ -1,0 +1,76 @@
+// `flt agent`, `flt admin agents` and `flt admin facts AGENT`.
+
+import type { Logger } from '../../../sync/log.js';
+import type { Config } from '../../config/index.js';
+import { Admin } from '../../roles/admin.js';
+import { Agent } from '../../roles/agent.js';
+import type { ParsedArgs } from '../args.js';
+import type { Output } from '../output.js';
+import { fleetJson, fleetTable } from '../table.js';
+import { untilSignal } from './coordinator.js';
+import { FltError } from '../../../sync/errors.js';
+
+export async function runAgent(config: Config, log: Logger): Promise<void> {
+  const stopped = untilSignal();
+  const agent = await Agent.start(config, log);
+  log.info('agent running', { node: agent.node.key.nodeId, facts: agent.factsDocId });
+  const signal = await stopped;
+  log.info(`${signal}: shutting down`);
+  await agent.close();
+  log.info('agent stopped');
+}
+
+async function withAdmin<T>(
+  config: Config,
+  log: Logger,
+  args: ParsedArgs,
+  fn: (a: Admin) => Promise<T>,
+): Promise<T> {
+  const admin = await Admin.open(config, log, args.options.offline ?? false);
+  let result: T;
+  try {
+    result = await fn(admin);
+  } catch (err) {
+    await admin.close().catch(() => undefined); // the first error is the one to report
+    throw err;
+  }
+  await admin.close();
+  return result;
+}
+
+export async function runAgents(
+  args: ParsedArgs,
+  config: Config,
+  log: Logger,
+  out: Output,
+): Promise<void> {
+  const view = await withAdmin(config, log, args, (a) => a.fleet());
+  if (config.json) out.json(fleetJson(view).agents);
+  else out.line(fleetTable(view));
+}
+
+export async function runFacts(
+  args: ParsedArgs,
+  config: Config,
+  log: Logger,
+  out: Output,
+): Promise<void> {
+  const query = args.words[1];
+  if (!query)
+    throw new FltError(
+      'BAD_ARGUMENT',
+      'usage: flt admin facts AGENT (node id, prefix or hostname)',
+    );
+  const r = await withAdmin(config, log, args, (a) => a.facts(query));
+  const body = {
+    nodeId: r.agent.nodeId,
+    asOf: r.asOf,
+    online: r.agent.online,
+    lastSeen: r.agent.lastSeen,
+    facts: r.facts,
+    volatile: r.volatile,
+  };
+  if (config.json) return out.json(body);
+  if (args.options.offline) out.line(`# offline: from the local replica as of ${r.asOf}`);
+  out.line(JSON.stringify(body, null, 2));
+}

@@ -1,0 +1,60 @@
+// The fleet table as people read it: short node id, hostname, OS, NixOS version, last seen,
+// online. Times are shown relative to "now" ("12s ago") with the absolute time in --json.
+
+import { shortId } from '../../sync/ids.js';
+import type { AgentRow, FleetView } from '../roles/admin.js';
+
+export function ago(iso: string, now: number): string {
+  const s = Math.max(0, Math.round((now - Date.parse(iso)) / 1000));
+  if (!Number.isFinite(s)) return '?';
+  if (s < 90) return `${s}s ago`;
+  if (s < 90 * 60) return `${Math.round(s / 60)}m ago`;
+  if (s < 36 * 3600) return `${Math.round(s / 3600)}h ago`;
+  return `${Math.round(s / 86400)}d ago`;
+}
+
+export function formatTable(rows: readonly (readonly string[])[]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return rows
+    .map((r) =>
+      r
+        .map((c, i) => c.padEnd(widths[i]!))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
+}
+
+export function fleetTable(view: FleetView, now = Date.now()): string {
+  const header = ['NODE', 'HOSTNAME', 'OS', 'NIXOS', 'LAST SEEN', 'ONLINE'];
+  const rows = view.agents.map((a: AgentRow) => [
+    shortId(a.nodeId),
+    a.hostname ?? '-',
+    a.os ?? '-',
+    a.nixosVersion ?? '-',
+    a.online ? 'now' : ago(a.lastSeen, now),
+    a.online === null ? '?' : a.online ? 'yes' : 'no',
+  ]);
+  const title = view.offline
+    ? `${view.agents.length} agents (offline: from the local replica as of ${view.asOf}, ${ago(view.asOf, now)})`
+    : `${view.agents.length} agents (coordinator ${shortId(view.coordinator as never)})`;
+  return `${title}\n${formatTable([header, ...rows])}`;
+}
+
+/** The JSON form of the table: one object per agent. */
+export function fleetJson(view: FleetView) {
+  return {
+    asOf: view.asOf,
+    offline: view.offline,
+    coordinator: view.coordinator,
+    agents: view.agents.map((a) => ({
+      nodeId: a.nodeId,
+      hostname: a.hostname,
+      os: a.os,
+      nixosVersion: a.nixosVersion,
+      lastSeen: a.lastSeen,
+      online: a.online,
+      factsDocId: a.factsDocId,
+    })),
+  };
+}

@@ -1,0 +1,163 @@
+// The admin: reads the fleet from its own replica of the coordinator's documents. Online, it
+// syncs the replica first (waiting until it holds the coordinator's heads) and asks for live
+// presence; offline, it answers from the replica alone and says as of when.
+
+import { join } from 'node:path';
+import { Repo, type DocumentId } from '@automerge/automerge-repo';
+import { FltError } from '../../sync/errors.js';
+import type { NodeId } from '../../sync/ids.js';
+import type { Logger } from '../../sync/log.js';
+import { RpcChannel } from '../../sync/rpc-channel.js';
+import { FsStore } from '../../stores/fs-store.js';
+import type { Config } from '../config/index.js';
+import { agentsOf, type FactsDoc, type RootDoc } from '../docs/types.js';
+import type { Facts, VolatileFacts } from '../facts/index.js';
+import { FltNode, requireCoordinator } from '../node.js';
+import { docHeads, fleetInfo, fleetPresence, type PresenceEntry } from '../rpc-methods.js';
+import { loadReplicaInfo, saveReplicaInfo, whenHasHeads, type ReplicaInfo } from './replica.js';
+
+export interface AgentRow {
+  nodeId: NodeId;
+  hostname: string | null;
+  os: string | null;
+  nixosVersion: string | null;
+  lastSeen: string;
+  /** null when offline: the replica cannot know who is connected now. */
+  online: boolean | null;
+  factsDocId: DocumentId;
+}
+
+export interface FleetView {
+  coordinator: string;
+  asOf: string;
+  offline: boolean;
+  agents: AgentRow[];
+}
+
+export class Admin {
+  /** Presence as of the last fleet(): live online, or the replica's snapshot offline. */
+  private presence = new Map<NodeId, PresenceEntry>();
+
+  private constructor(
+    private readonly repo: Repo,
+    private readonly close_: () => Promise<void>,
+    private readonly config: Config,
+    private readonly rpc: RpcChannel | undefined,
+  ) {}
+
+  static async open(config: Config, log: Logger, offline: boolean): Promise<Admin> {
+    if (offline) {
+      const store = await FsStore.open(join(config.stateDir, 'repo'), {
+        logger: (l) => log.warn(l),
+      });
+      const repo = new Repo({ storage: store, network: [] });
+      return new Admin(repo, () => repo.shutdown(), config, undefined);
+    }
+    const coordinator = requireCoordinator(config);
+    const node = await FltNode.open({
+      role: 'admin',
+      config,
+      log,
+      repo: true,
+      dial: [coordinator],
+    });
+    node.start();
+    const rpc = new RpcChannel(node.transport, coordinator, { timeoutMs: config.rpcTimeoutMs });
+    return new Admin(node.repo!, () => (rpc.close(), node.close()), config, rpc);
+  }
+
+  close(): Promise<void> {
+    return this.close_();
+  }
+
+  /** The fleet table: synced from the coordinator, or from the replica when offline. */
+  async fleet(): Promise<FleetView> {
+    const info = this.rpc ? await this.sync(this.rpc) : await loadReplicaInfo(this.config.stateDir);
+    this.presence = new Map(info.presence.map((p) => [p.nodeId, p]));
+    const root = await this.repo.find<RootDoc>(info.rootDocId as DocumentId);
+    const agents = agentsOf(root.doc()).map((a): AgentRow => {
+      const live = this.presence.get(a.nodeId);
+      return {
+        nodeId: a.nodeId,
+        hostname: a.summary?.hostname ?? null,
+        os: a.summary?.os ?? null,
+        nixosVersion: a.summary?.nixosVersion ?? null,
+        lastSeen: live?.lastSeen ?? a.lastSeen,
+        online: this.rpc ? (live?.online ?? false) : null,
+        factsDocId: a.factsDocId,
+      };
+    });
+    return { coordinator: info.coordinator, asOf: info.asOf, offline: !this.rpc, agents };
+  }
+
+  /** One agent's facts (AGENT = node id, unique prefix or hostname) from the replica. */
+  async facts(
+    query: string,
+  ): Promise<{
+    agent: AgentRow;
+    asOf: string;
+    facts: Partial<Facts> | null;
+    volatile: VolatileFacts | null;
+  }> {
+    const view = await this.fleet();
+    const agent = pick(view.agents, query);
+    if (this.rpc) await this.syncDoc(this.rpc, agent.factsDocId);
+    let doc: FactsDoc | undefined;
+    try {
+      doc = (await this.repo.find<FactsDoc>(agent.factsDocId)).doc();
+    } catch {
+      if (this.rpc)
+        throw new FltError(
+          'NOT_FOUND',
+          `the coordinator has no facts from ${agent.nodeId.slice(0, 10)} yet`,
+        );
+      throw new FltError(
+        'NOT_FOUND',
+        `no facts of ${agent.nodeId.slice(0, 10)} in the replica; run once online`,
+      );
+    }
+    const volatile = this.presence.get(agent.nodeId)?.volatile ?? null;
+    const facts = doc.facts ? { ...doc.facts, collectedAt: doc.changedAt ?? '' } : null;
+    return { agent, asOf: view.asOf, facts, volatile };
+  }
+
+  /** Brings the replica's root document up to the coordinator's heads; saves what it learned. */
+  private async sync(rpc: RpcChannel): Promise<ReplicaInfo> {
+    const info = await rpc.call(fleetInfo, {});
+    const root = await this.repo.find<RootDoc>(info.rootDocId as DocumentId);
+    await whenHasHeads(root, info.rootHeads, AbortSignal.timeout(this.config.rpcTimeoutMs));
+    const presence = await rpc.call(fleetPresence, {});
+    await this.repo.flush([root.documentId]);
+    const replica = {
+      coordinator: info.coordinator,
+      rootDocId: info.rootDocId,
+      asOf: presence.now,
+      presence: presence.agents,
+    };
+    await saveReplicaInfo(this.config.stateDir, replica);
+    return replica;
+  }
+
+  private async syncDoc(rpc: RpcChannel, docId: DocumentId): Promise<void> {
+    const { heads } = await rpc.call(docHeads, { docId });
+    if (!heads) return;
+    const handle = await this.repo.find(docId);
+    await whenHasHeads(handle, heads, AbortSignal.timeout(this.config.rpcTimeoutMs));
+    await this.repo.flush([docId]);
+  }
+}
+
+/** Finds one agent by node id, unique node id prefix, or hostname. */
+export function pick(agents: readonly AgentRow[], query: string): AgentRow {
+  const q = query.trim().toLowerCase();
+  const byId = agents.filter((a) => a.nodeId.startsWith(q));
+  const matches = byId.length > 0 ? byId : agents.filter((a) => a.hostname?.toLowerCase() === q);
+  if (matches.length === 1) return matches[0]!;
+  if (matches.length === 0)
+    throw new FltError('NOT_FOUND', `no agent matches ${JSON.stringify(query)}`);
+  const ids = matches.map((a) => `${a.nodeId.slice(0, 10)} (${a.hostname ?? '?'})`).join(', ');
+  throw new FltError(
+    'BAD_ARGUMENT',
+    `${JSON.stringify(query)} matches ${matches.length} agents: ${ids}; give more of the node id`,
+  );
+}

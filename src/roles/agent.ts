@@ -1,0 +1,172 @@
+// The agent: owns its facts document (write key and id derived from its node key), enrolls
+// with the coordinator (retrying with backoff until it answers), and publishes facts every
+// interval, writing only what changed. Volatile values go to the coordinator by heartbeat,
+// never into the document, so a year of publishing leaves a small history.
+
+import type { DocHandle, DocumentId, Repo } from '@automerge/automerge-repo';
+import { sleep } from '../../sync/backoff.js';
+import { messageOf } from '../../sync/errors.js';
+import type { Logger } from '../../sync/log.js';
+import { ALPN } from '../../sync/protocols.js';
+import { RpcChannel } from '../../sync/rpc-channel.js';
+import { serveEcho } from '../../sync/echo.js';
+import type { Config } from '../config/index.js';
+import { docIdFor } from '../docs/doc-id.js';
+import { isStored, openOwned } from '../docs/open.js';
+import { DOC_SCHEMA, type FactsDoc } from '../docs/types.js';
+import {
+  applyFactsPatch,
+  collectFacts,
+  collectVolatile,
+  diffFacts,
+  isEmptyPatch,
+  type Facts,
+} from '../facts/index.js';
+import { deriveKeyPair } from '../identity/index.js';
+import { FltNode } from '../node.js';
+import { agentEnroll, agentHeartbeat } from '../rpc-methods.js';
+import { parsePeerAddress } from '../../sync/address.js';
+import { FltError } from '../../sync/errors.js';
+
+/** What the agent collects; tests replace it to drive facts without touching the machine. */
+export type FactsSource = () => Promise<Facts>;
+
+export class Agent {
+  private readonly stop = new AbortController();
+  private running: Promise<void> | undefined;
+  private handle: DocHandle<FactsDoc> | undefined;
+  /** Resolves once the coordinator has answered the enrollment. */
+  readonly enrolled: Promise<void>;
+  private markEnrolled!: () => void;
+
+  private constructor(
+    readonly node: FltNode,
+    readonly factsDocId: DocumentId,
+    private readonly factsWriteKey: string,
+    private readonly rpc: RpcChannel,
+    private readonly config: Config,
+    private readonly log: Logger,
+    private readonly source: FactsSource,
+  ) {
+    this.enrolled = new Promise((resolve) => (this.markEnrolled = resolve));
+  }
+
+  static async start(
+    config: Config,
+    log: Logger,
+    source: FactsSource = () => collectFacts(),
+  ): Promise<Agent> {
+    if (!config.coordinator)
+      throw new FltError(
+        'BAD_ARGUMENT',
+        'the agent needs --coordinator TICKET or NODE_ID@HOST:PORT',
+      );
+    const coordinator = parsePeerAddress(config.coordinator);
+    const node = await FltNode.open({
+      role: 'agent',
+      config,
+      log,
+      repo: true,
+      dial: [coordinator],
+    });
+    const factsKey = deriveKeyPair(node.key.secret, 'flt/v1/doc/facts');
+    const rpc = new RpcChannel(node.transport, coordinator, { timeoutMs: config.rpcTimeoutMs });
+    const agent = new Agent(
+      node,
+      docIdFor(factsKey.publicKey),
+      Buffer.from(factsKey.publicKey).toString('hex'),
+      rpc,
+      config,
+      log,
+      source,
+    );
+    node.router.route(ALPN.echo, serveEcho);
+    node.start();
+    agent.running = agent.run().catch((err: unknown) => {
+      if (!agent.stop.signal.aborted) log.error(`agent stopped: ${messageOf(err)}`);
+    });
+    return agent;
+  }
+
+  /** The facts document, once open. */
+  get facts(): DocHandle<FactsDoc> | undefined {
+    return this.handle;
+  }
+
+  async close(): Promise<void> {
+    this.stop.abort();
+    this.rpc.close();
+    await this.running;
+    await this.node.close();
+  }
+
+  private async run(): Promise<void> {
+    const repo = this.node.repo!;
+    const local = await isStored(this.node.store!, this.factsDocId);
+    if (local) this.handle = await repo.find<FactsDoc>(this.factsDocId);
+    const known = await this.enroll();
+    this.handle ??= known ? await this.fetchOwn(repo) : await this.create(repo);
+    while (!this.stop.signal.aborted) {
+      await this.publish(this.handle);
+      await sleep(this.config.factsIntervalMs, this.stop.signal);
+    }
+  }
+
+  private async enroll(): Promise<boolean> {
+    let waiting = false;
+    const answer = await this.rpc.callUntilAnswered(
+      agentEnroll,
+      { factsDocId: this.factsDocId, factsWriteKey: this.factsWriteKey },
+      (err) => {
+        if (!waiting)
+          this.log.info(`waiting for the coordinator (${err.code}); retrying with backoff`);
+        waiting = true;
+      },
+    );
+    this.log.info('enrolled', { facts: this.factsDocId, enrolledAt: answer.enrolledAt });
+    this.markEnrolled();
+    return answer.known;
+  }
+
+  /** Our document exists only at the coordinator (state dir lost, key kept): fetch, then write. */
+  private async fetchOwn(repo: Repo): Promise<DocHandle<FactsDoc>> {
+    for (;;) {
+      try {
+        return await repo.find<FactsDoc>(this.factsDocId, { signal: this.stop.signal });
+      } catch (err) {
+        if (this.stop.signal.aborted) throw err;
+        this.log.info(`fetching our facts document from the coordinator: ${messageOf(err)}`);
+        await sleep(1000, this.stop.signal);
+      }
+    }
+  }
+
+  private create(repo: Repo): Promise<DocHandle<FactsDoc>> {
+    const base: FactsDoc = { kind: 'flt/facts', schema: DOC_SCHEMA, owner: this.node.key.nodeId };
+    return openOwned(repo, this.node.store!, this.factsDocId, base);
+  }
+
+  /** Collects, writes the difference (if any), and sends the volatile facts. */
+  async publish(handle: DocHandle<FactsDoc>): Promise<void> {
+    const facts = await this.source();
+    const doc = handle.doc();
+    const prev = doc.facts
+      ? ({ ...doc.facts, collectedAt: doc.changedAt ?? '' } as Facts)
+      : undefined;
+    const patch = diffFacts(prev, facts);
+    if (!isEmptyPatch(patch)) {
+      handle.change((d) => {
+        d.facts ??= {} as NonNullable<FactsDoc['facts']>;
+        applyFactsPatch(d.facts, patch);
+        d.changedAt = facts.collectedAt;
+      });
+      await this.node.repo!.flush([this.factsDocId]);
+      this.log.debug('facts changed', { fields: patch.length });
+    }
+    try {
+      await this.rpc.call(agentHeartbeat, { volatile: await collectVolatile() });
+    } catch (err) {
+      this.log.debug(`heartbeat failed: ${messageOf(err)}`);
+    }
+  }
+}

@@ -1,0 +1,70 @@
+// The admin's local replica: what it learned of the fleet, kept in its state dir so that
+// `--offline` can answer from it. `replica.json` remembers the coordinator, the root document
+// id and the last presence snapshot with the time it was taken ("as of").
+
+import { randomBytes } from 'node:crypto';
+import { readFile, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import * as A from '@automerge/automerge';
+import { decodeHeads, type DocHandle, type UrlHeads } from '@automerge/automerge-repo';
+import { FltError } from '../../sync/errors.js';
+import type { PresenceEntry } from '../rpc-methods.js';
+
+export interface ReplicaInfo {
+  coordinator: string;
+  rootDocId: string;
+  /** When the replica last matched the coordinator. */
+  asOf: string;
+  presence: PresenceEntry[];
+}
+
+const FILE = 'replica.json';
+
+export async function saveReplicaInfo(stateDir: string, info: ReplicaInfo): Promise<void> {
+  const file = join(stateDir, FILE);
+  const tmp = `${file}.${randomBytes(4).toString('hex')}.tmp`;
+  await writeFile(tmp, JSON.stringify(info, null, 2) + '\n', { mode: 0o600 });
+  await rename(tmp, file);
+}
+
+export async function loadReplicaInfo(stateDir: string): Promise<ReplicaInfo> {
+  let text: string;
+  try {
+    text = await readFile(join(stateDir, FILE), 'utf8');
+  } catch {
+    throw new FltError(
+      'BAD_ARGUMENT',
+      `no replica in ${stateDir}: run the command once with the coordinator reachable`,
+    );
+  }
+  try {
+    return JSON.parse(text) as ReplicaInfo;
+  } catch (err) {
+    throw new FltError('IO', `${join(stateDir, FILE)} is corrupt; run once online to rewrite it`, {
+      cause: err,
+    });
+  }
+}
+
+/** Resolves once `handle` contains every head in `heads` (the peer's state has arrived). */
+export function whenHasHeads(
+  handle: DocHandle<unknown>,
+  heads: readonly string[],
+  signal: AbortSignal,
+): Promise<void> {
+  const wanted = decodeHeads(heads as UrlHeads);
+  const has = () => A.hasHeads(handle.doc(), wanted);
+  if (has()) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const check = () => {
+      if (!has()) return;
+      handle.off('change', check);
+      resolve();
+    };
+    handle.on('change', check);
+    signal.addEventListener('abort', () => {
+      handle.off('change', check);
+      reject(new FltError('TIMEOUT', 'the replica did not catch up with the coordinator in time'));
+    });
+  });
+}

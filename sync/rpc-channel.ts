@@ -1,0 +1,80 @@
+// A long-lived RPC client to one peer: connects on first use, reconnects after the connection
+// drops, and retries a call with backoff until it succeeds or the caller's deadline passes.
+// Agents use it for enrollment and heartbeats; it owns its connection and closes it on close().
+
+import { backoffDelay, DEFAULT_BACKOFF, sleep, type BackoffPolicy } from './backoff.js';
+import { FltError } from './errors.js';
+import { ALPN } from './protocols.js';
+import { RpcClient, type RpcMethod } from './rpc.js';
+import type { PeerAddr, Transport } from './transport.js';
+
+/** Codes worth retrying: the peer may come back. Everything else is an answer. */
+const RETRYABLE = new Set(['CONNECT_FAILED', 'CONNECTION_LOST', 'TIMEOUT', 'BUSY', 'TRANSPORT']);
+
+export class RpcChannel {
+  private client: Promise<RpcClient> | undefined;
+  private readonly stop = new AbortController();
+
+  constructor(
+    private readonly transport: Transport,
+    readonly peer: PeerAddr,
+    private readonly options: { timeoutMs: number; backoff?: BackoffPolicy },
+  ) {}
+
+  /** One attempt: connects if needed; a lost connection is dropped so the next call redials. */
+  async call<Req, Res>(method: RpcMethod<Req, Res>, req: Req): Promise<Res> {
+    if (this.stop.signal.aborted) throw new FltError('CLOSED', 'rpc channel closed');
+    this.client ??= this.connect();
+    const client = this.client;
+    try {
+      return await (
+        await client
+      ).call(method, req, { timeoutMs: this.options.timeoutMs, signal: this.stop.signal });
+    } catch (err) {
+      if (err instanceof FltError && RETRYABLE.has(err.code) && this.client === client) {
+        this.client = undefined;
+        void client.then(
+          (c) => c.conn.close(0, 'reconnecting'),
+          () => undefined,
+        );
+      }
+      throw err;
+    }
+  }
+
+  /** Calls until an answer arrives (retrying transport failures with backoff) or close(). */
+  async callUntilAnswered<Req, Res>(
+    method: RpcMethod<Req, Res>,
+    req: Req,
+    onRetry?: (err: FltError) => void,
+  ): Promise<Res> {
+    const policy = this.options.backoff ?? DEFAULT_BACKOFF;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.call(method, req);
+      } catch (err) {
+        if (!(err instanceof FltError) || !RETRYABLE.has(err.code) || this.stop.signal.aborted)
+          throw err;
+        onRetry?.(err);
+        await sleep(backoffDelay(policy, attempt), this.stop.signal);
+      }
+    }
+  }
+
+  close(): void {
+    this.stop.abort();
+    void this.client?.then(
+      (c) => c.conn.close(0, 'closed'),
+      () => undefined,
+    );
+    this.client = undefined;
+  }
+
+  private async connect(): Promise<RpcClient> {
+    const conn = await this.transport.connect(this.peer, ALPN.rpc, {
+      timeoutMs: this.options.timeoutMs,
+      signal: this.stop.signal,
+    });
+    return RpcClient.open(conn, this.options.timeoutMs);
+  }
+}
