@@ -24,6 +24,7 @@ export const ERROR_CODES = [
   'RPC_REMOTE',
   'BUSY',
   'NOT_FOUND',
+  'STORE_CORRUPT',
   'TIMEOUT',
   'ABORTED',
   'CLOSED',

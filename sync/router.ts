@@ -75,7 +75,9 @@ export class Router {
       // Called as methods: a Logger may be a class that needs its `this`.
       const msg = `closing connection: ${messageOf(err)}`;
       const at = { ...fields, code: codeOf(err) };
-      if (isProgrammingError(err)) this.log.error(msg, at);
+      // The peer going away mid-read is how connections normally end: not worth a warning.
+      if (codeOf(err) === 'CONNECTION_LOST') this.log.debug(msg, at);
+      else if (isProgrammingError(err)) this.log.error(msg, at);
       else this.log.warn(msg, at);
       if (isProgrammingError(err) && err instanceof Error) this.log.error(err.stack ?? '');
       conn.close(CloseCode.PROTOCOL_ERROR, codeOf(err));

@@ -9,6 +9,8 @@ import { formatConfig, resolveConfig } from '../config/index.js';
 import { VERSION } from '../version.js';
 import { parseCommandLine, type ParsedArgs } from './args.js';
 import { runCoordinator } from './commands/coordinator.js';
+import { runDemo } from './commands/demo.js';
+import { runDoctor } from './commands/doctor.js';
 import { runEcho } from './commands/echo.js';
 import { runAgent, runAgents, runFacts } from './commands/fleet.js';
 import { runId, runKeygen } from './commands/keys.js';
@@ -29,6 +31,10 @@ async function main(argv: readonly string[]): Promise<void> {
       return runCoordinator(config, log, stdout);
     case 'agent':
       return runAgent(config, log);
+    case 'demo':
+      return runDemo(args, config, log, stdout);
+    case 'doctor':
+      return runDoctor(config, stdout);
     case 'admin':
       return runAdmin(args, {
         echo: () => runEcho(args, config, log, stdout),

@@ -5,9 +5,14 @@ export const USAGE = `flt: fleet management for NixOS machines over iroh
 usage: flt [options] <command> ...
 
 commands:
+  demo [--once]                    a local fleet (coordinator, 2 agents, admin view) on loopback
   coordinator                      run the coordinator until SIGINT/SIGTERM; prints its ticket
+  agent                            run an agent: enroll with --coordinator, publish facts
+  admin agents [--offline]         the fleet table (offline: from the local replica)
+  admin facts AGENT [--offline]    one agent's facts (AGENT: node id, prefix or hostname)
   admin echo [-n N] [--size B] [NODE]
                                    N verified echo rounds to the coordinator (or NODE)
+  doctor                           check the state dir's document store (read only)
   keygen [--out FILE] [--force]    make a node key (default: <state-dir>/node.key)
   id [--public-key FILE.pub]       print the node id of a key
   config show                      print the merged configuration and where each value came from

@@ -91,9 +91,7 @@ export class Admin {
   }
 
   /** One agent's facts (AGENT = node id, unique prefix or hostname) from the replica. */
-  async facts(
-    query: string,
-  ): Promise<{
+  async facts(query: string): Promise<{
     agent: AgentRow;
     asOf: string;
     facts: Partial<Facts> | null;

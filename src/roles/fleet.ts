@@ -16,6 +16,9 @@ import {
 } from '../docs/types.js';
 import { Presence } from './presence.js';
 
+/** Finds of a facts document before giving up until the agent's next heartbeat (250 ms .. 8 s). */
+const WATCH_ATTEMPTS = 6;
+
 export class Fleet {
   readonly presence: Presence;
   private readonly watched = new Set<DocumentId>();
@@ -72,23 +75,33 @@ export class Fleet {
     return this.agent(id)!;
   }
 
-  /** Replicates an agent's facts document and keeps its summary in the root document current. */
+  /**
+   * Replicates an agent's facts document and keeps its summary in the root document current.
+   * A find can race the agent's first sync (REFERENCE.md), so it is retried a few times with
+   * backoff; after that the agent's next connection or heartbeat tries again.
+   */
   watch(entry: AgentEntry): void {
     if (this.watched.has(entry.factsDocId)) return;
     this.watched.add(entry.factsDocId);
-    this.repo.find<FactsDoc>(entry.factsDocId).then(
-      (handle) => {
+    void this.follow(entry);
+  }
+
+  private async follow(entry: AgentEntry): Promise<void> {
+    for (let attempt = 0; attempt < WATCH_ATTEMPTS; attempt++) {
+      try {
+        const handle = await this.repo.find<FactsDoc>(entry.factsDocId);
         handle.on('change', () => this.updateSummary(entry.nodeId, handle));
         this.updateSummary(entry.nodeId, handle);
-      },
-      (err: unknown) => {
-        this.watched.delete(entry.factsDocId); // retried on the agent's next connection
+        return;
+      } catch (err) {
         this.log.debug('facts document not available yet', {
           agent: entry.nodeId.slice(0, 10),
           err: String(err),
         });
-      },
-    );
+        await new Promise((resolve) => setTimeout(resolve, 250 * 2 ** attempt).unref());
+      }
+    }
+    this.watched.delete(entry.factsDocId);
   }
 
   private updateSummary(id: NodeId, handle: DocHandle<FactsDoc>): void {
