@@ -19,6 +19,9 @@ import { loadOrCreateNodeKey, loadSecretKeyFile, type NodeKey } from './identity
 
 export type Role = 'coordinator' | 'agent' | 'admin';
 
+/** How long automerge-repo may delay a document save (its throttle; 100 ms is its default). */
+export const SAVE_DEBOUNCE_MS = 100;
+
 /**
  * Default bind per role. The coordinator listens on a fixed, documented port so its address
  * survives restarts; agents and admins only dial out, so any free port will do.
@@ -85,7 +88,12 @@ export class FltNode {
       ? await FsStore.open(join(config.stateDir, 'repo'), { logger: (line) => log.warn(line) })
       : undefined;
     const repo = store
-      ? new Repo({ network: [sync], storage: store, peerId: key.nodeId as string as PeerId })
+      ? new Repo({
+          network: [sync],
+          storage: store,
+          peerId: key.nodeId as string as PeerId,
+          saveDebounceRate: SAVE_DEBOUNCE_MS,
+        })
       : undefined;
     return new FltNode(key, transport, router, sync, repo, store, log);
   }
@@ -97,6 +105,21 @@ export class FltNode {
   close(): Promise<void> {
     this.closing ??= this.shutdown();
     return this.closing;
+  }
+
+  /**
+   * automerge-repo's throttled saves can still fire up to SAVE_DEBOUNCE_MS after shutdown();
+   * wait until a whole window passes with nothing running, so that exiting never interrupts a
+   * save (bounded: a few windows at most).
+   */
+  private async settleStore(): Promise<void> {
+    const store = this.store;
+    if (!store) return;
+    for (let i = 0; i < 10; i++) {
+      await store.idle();
+      await new Promise((resolve) => setTimeout(resolve, SAVE_DEBOUNCE_MS + 20));
+      if (!store.busy) return;
+    }
   }
 
   /** Documents that are loaded (flush refuses handles still loading or requesting). */
@@ -121,6 +144,7 @@ export class FltNode {
     await step('stop sync', () => this.sync.disconnect());
     await step('flush documents', () => this.repo?.flush(this.readyDocuments()));
     await step('stop repo', () => this.repo?.shutdown());
+    await step('settle store', () => this.settleStore());
     await step('close endpoint', () => this.transport.close());
     if (failures.length > 0) {
       for (const f of failures) this.log.error(`shutdown step failed: ${f}`);

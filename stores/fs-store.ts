@@ -149,6 +149,16 @@ export class FsStore implements Store {
     return this.#problems.map((p) => ({ ...p, ...(p.key && { key: [...p.key] }) }));
   }
 
+  /** Whether any operation is running right now. */
+  get busy(): boolean {
+    return this.#ops.size > 0;
+  }
+
+  /** Resolves once no operation is running (new ones may still start afterwards). */
+  async idle(): Promise<void> {
+    while (this.#ops.size > 0) await Promise.allSettled([...this.#ops]);
+  }
+
   /** Refuses new operations and waits for running ones. Idempotent. */
   close(): Promise<void> {
     this.#closing ??= Promise.allSettled([...this.#ops]).then(() => undefined);

@@ -12,16 +12,10 @@ import { RpcChannel } from '../../sync/rpc-channel.js';
 import { serveEcho } from '../../sync/echo.js';
 import type { Config } from '../config/index.js';
 import { docIdFor } from '../docs/doc-id.js';
+import { factsPatch, writeFactsPatch } from '../docs/facts-doc.js';
 import { isStored, openOwned } from '../docs/open.js';
 import { DOC_SCHEMA, type FactsDoc } from '../docs/types.js';
-import {
-  applyFactsPatch,
-  collectFacts,
-  collectVolatile,
-  diffFacts,
-  isEmptyPatch,
-  type Facts,
-} from '../facts/index.js';
+import { collectFacts, collectVolatile, isEmptyPatch, type Facts } from '../facts/index.js';
 import { deriveKeyPair } from '../identity/index.js';
 import { FltNode } from '../node.js';
 import { agentEnroll, agentHeartbeat } from '../rpc-methods.js';
@@ -149,17 +143,9 @@ export class Agent {
   /** Collects, writes the difference (if any), and sends the volatile facts. */
   async publish(handle: DocHandle<FactsDoc>): Promise<void> {
     const facts = await this.source();
-    const doc = handle.doc();
-    const prev = doc.facts
-      ? ({ ...doc.facts, collectedAt: doc.changedAt ?? '' } as Facts)
-      : undefined;
-    const patch = diffFacts(prev, facts);
+    const patch = factsPatch(handle.doc(), facts);
     if (!isEmptyPatch(patch)) {
-      handle.change((d) => {
-        d.facts ??= {} as NonNullable<FactsDoc['facts']>;
-        applyFactsPatch(d.facts, patch);
-        d.changedAt = facts.collectedAt;
-      });
+      handle.change((d) => writeFactsPatch(d, patch, facts.collectedAt));
       await this.node.repo!.flush([this.factsDocId]);
       this.log.debug('facts changed', { fields: patch.length });
     }
