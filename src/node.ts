@@ -143,7 +143,8 @@ export class FltNode {
     // shutdown(), and they must land rather than fail (FsStore writes atomically either way).
     await step('stop sync', () => this.sync.disconnect());
     await step('flush documents', () => this.repo?.flush(this.readyDocuments()));
-    await step('stop repo', () => this.repo?.shutdown());
+    // Not repo.shutdown(): it would also save handles still loading or requesting (and fail);
+    // the network is stopped and every ready document is flushed above.
     await step('settle store', () => this.settleStore());
     await step('close endpoint', () => this.transport.close());
     if (failures.length > 0) {

@@ -5,9 +5,16 @@ import type { DocHandle, DocumentId, Repo } from '@automerge/automerge-repo';
 import type { Store } from '../../stores/store.js';
 import { baseDocument } from './doc-id.js';
 
-/** True when `store` holds any chunk of the document. */
+/**
+ * True when `store` holds some of the document's content (a snapshot or incremental chunk).
+ * automerge-repo also stores a sync state per peer under the document's id, even for a document
+ * it only asked for and never got; that alone does not count.
+ */
 export async function isStored(store: Store, docId: DocumentId): Promise<boolean> {
-  return (await store.loadRange([docId])).length > 0;
+  for (const kind of ['snapshot', 'incremental']) {
+    if ((await store.loadRange([docId, kind])).length > 0) return true;
+  }
+  return false;
 }
 
 /** The owned document `docId`: from storage if there, else created from its base. */

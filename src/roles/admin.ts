@@ -139,7 +139,10 @@ export class Admin {
   private async syncDoc(rpc: RpcChannel, docId: DocumentId): Promise<void> {
     const { heads } = await rpc.call(docHeads, { docId });
     if (!heads) return;
-    const handle = await this.repo.find(docId);
+    // Our handle may already be "unavailable": a coordinator still waiting for the document asks
+    // its peers for it, we answer that we lack it, and find() then fails at once. The coordinator
+    // sends it to us when it arrives, so wait for its heads whatever the handle's state.
+    const handle = await this.repo.find(docId, { allowableStates: ['ready', 'unavailable'] });
     await whenHasHeads(handle, heads, AbortSignal.timeout(this.config.rpcTimeoutMs));
     await this.repo.flush([docId]);
   }

@@ -15,7 +15,7 @@ import { ALPN } from '../../sync/protocols.js';
 import { RpcServer } from '../../sync/rpc.js';
 import type { Config } from '../config/index.js';
 import { docIdFor } from '../docs/doc-id.js';
-import { openOwned } from '../docs/open.js';
+import { isStored, openOwned } from '../docs/open.js';
 import type { RootDoc } from '../docs/types.js';
 import { deriveKeyPair } from '../identity/index.js';
 import { FltNode } from '../node.js';
@@ -126,9 +126,13 @@ function rpcServer(node: FltNode, fleet: Fleet, rootDocId: DocumentId, log: Logg
     });
 }
 
-/** Whether this coordinator has the document (in memory or in its storage). */
+/**
+ * Whether this coordinator has the document (loaded, or in its storage). A handle that is not
+ * ready does not count, nor does a stored sync state: fleet.watch() asks for an enrolled agent's
+ * facts document before the agent has written it, which leaves both, and finding it then fails.
+ */
 async function isHeld(node: FltNode, docId: DocumentId): Promise<boolean> {
-  return docId in node.repo!.handles || (await node.store!.loadRange([docId])).length > 0;
+  return node.repo!.handles[docId]?.isReady() === true || (await isStored(node.store!, docId));
 }
 
 /** Online state from sync sessions; an agent that connects gets its facts document watched. */

@@ -46,24 +46,27 @@ export async function loadReplicaInfo(stateDir: string): Promise<ReplicaInfo> {
   }
 }
 
-/** Resolves once `handle` contains every head in `heads` (the peer's state has arrived). */
+/**
+ * Resolves once `handle` contains every head in `heads` (the peer's state has arrived). A handle
+ * that is not ready yet (requesting, unavailable) counts as "not yet"; it is checked on every
+ * `heads-changed`, whose document is current even before the handle turns ready.
+ */
 export function whenHasHeads(
   handle: DocHandle<unknown>,
   heads: readonly string[],
   signal: AbortSignal,
 ): Promise<void> {
   const wanted = decodeHeads(heads as UrlHeads);
-  const has = () => A.hasHeads(handle.doc(), wanted);
-  if (has()) return Promise.resolve();
+  if (handle.isReady() && A.hasHeads(handle.doc(), wanted)) return Promise.resolve();
   return new Promise((resolve, reject) => {
-    const check = () => {
-      if (!has()) return;
-      handle.off('change', check);
+    const check = ({ doc }: { doc: A.Doc<unknown> }) => {
+      if (!A.hasHeads(doc, wanted)) return;
+      handle.off('heads-changed', check);
       resolve();
     };
-    handle.on('change', check);
+    handle.on('heads-changed', check);
     signal.addEventListener('abort', () => {
-      handle.off('change', check);
+      handle.off('heads-changed', check);
       reject(new FltError('TIMEOUT', 'the replica did not catch up with the coordinator in time'));
     });
   });
