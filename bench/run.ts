@@ -1,5 +1,5 @@
 // `npm run bench [-- --quick] [GROUP...]`: runs the benchmark groups (transport.ts, sync.ts,
-// latency.ts) in one process, prints the environment, a table of measurements and the ratios
+// latency.ts, restart.ts, fanin.ts) in one process, prints the environment, a table of measurements and the ratios
 // against the issue's targets, and writes it all to bench/results/latest.json (see README.md).
 
 import { readFileSync } from 'node:fs';
@@ -16,6 +16,8 @@ import {
   type Ratio,
 } from './stats.js';
 import { runLatency } from './latency.js';
+import { runRestart } from './restart.js';
+import { runFanin } from './fanin.js';
 import { runSync } from './sync.js';
 import { runTransport } from './transport.js';
 
@@ -23,6 +25,8 @@ const GROUPS = {
   transport: runTransport,
   sync: runSync,
   latency: runLatency,
+  restart: runRestart,
+  fanin: runFanin,
 } as const satisfies Record<string, (opts: BenchOptions) => Promise<GroupResult>>;
 type GroupName = keyof typeof GROUPS;
 const isGroup = (s: string): s is GroupName => Object.hasOwn(GROUPS, s);
@@ -81,6 +85,7 @@ function environment() {
         '@automerge/automerge-repo',
         '@automerge/automerge-repo-network-websocket',
         '@automerge/automerge-repo-network-messagechannel',
+        '@automerge/automerge-repo-storage-nodefs',
         'ws',
       ].map((p) => [p, versionOf(p)]),
     ),
@@ -90,6 +95,12 @@ function environment() {
 /** Percentile rows come from many rounds: show their range instead of every sample. */
 function roundsSummary(xs: readonly number[]): string {
   return `${xs.length} rounds, ${fmtNumber(Math.min(...xs))}..${fmtNumber(Math.max(...xs))}`;
+}
+
+/** The samples column: every repetition, `1 run` for a single one, or a range of rounds. */
+function samplesText(m: Measurement): string {
+  if (m.stat !== 'median') return roundsSummary(m.samples);
+  return m.samples.length === 1 ? '1 run' : m.samples.map(fmtNumber).join(' ');
 }
 
 function printReport(
@@ -115,9 +126,9 @@ function printReport(
     m.group,
     m.name,
     m.stat,
-    fmtNumber(m.value),
+    `${m.lowerBound ? '> ' : ''}${fmtNumber(m.value)}`,
     m.unit,
-    m.stat === 'median' ? m.samples.map(fmtNumber).join(' ') : roundsSummary(m.samples),
+    samplesText(m),
     m.note ?? '',
   ]);
   console.log(
@@ -128,8 +139,8 @@ function printReport(
   const ratioRows = ratios.map((r) => [
     r.group,
     r.name,
-    `${r.value.toFixed(2)}x`,
-    r.target ? `${r.target.op} ${r.target.bound}` : '(lower is better)',
+    `${r.lowerBound ? '> ' : ''}${r.value.toFixed(2)}x`,
+    r.target ? `${r.target.op} ${r.target.bound}` : `(${r.better ?? 'lower'} is better)`,
     verdict(r),
   ]);
   console.log(renderTable(['group', 'ratio', 'value', 'target', 'result'], ratioRows));

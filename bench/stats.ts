@@ -9,10 +9,22 @@ export interface Measurement {
   /** Which statistic `value` is: the median of repetitions, or a percentile of rounds. */
   readonly stat: 'median' | 'p50' | 'p99';
   readonly value: number;
-  readonly unit: 'MB/s' | 'changes/s' | 'ms' | 'messages';
-  /** The raw samples, in the order measured (MB/s, changes/s or ms, like `unit`). */
+  readonly unit:
+    | 'MB/s'
+    | 'changes/s'
+    | 'ms'
+    | 'messages'
+    | 's'
+    | 'agents/s'
+    | 'KiB'
+    | 'MiB'
+    | 'docs'
+    | 'count';
+  /** The raw samples, in the order measured (in `unit`). */
   readonly samples: readonly number[];
   readonly note?: string;
+  /** The run was cut off at a deadline: the true value is above `value` (printed `> value`). */
+  readonly lowerBound?: boolean;
 }
 
 /** A ratio of two measurements, with the target from the issue when there is one. */
@@ -22,6 +34,10 @@ export interface Ratio {
   readonly value: number;
   /** `>=`: higher is better and `value` must reach `bound`; `<=`: lower is better. */
   readonly target?: { readonly op: '>=' | '<='; readonly bound: number };
+  /** The numerator was cut off at a deadline: the true ratio is above `value`. */
+  readonly lowerBound?: boolean;
+  /** Without a target, which way is better; `lower` when absent (latency ratios). */
+  readonly better?: 'higher' | 'lower';
 }
 
 export interface GroupResult {
@@ -72,11 +88,15 @@ export function fmtNumber(x: number): string {
   return x.toPrecision(3);
 }
 
-/** `ok`, `MISS` or `-` for a ratio against its target. */
+/**
+ * `ok`, `MISS` or `-` for a ratio against its target. A lower bound that already reaches a `>=`
+ * target is `ok`; one that does not is `unknown` (the cut-off run might have reached it).
+ */
 export function verdict(r: Ratio): string {
   if (!r.target) return '-';
   const { op, bound } = r.target;
   const ok = op === '>=' ? r.value >= bound : r.value <= bound;
+  if (r.lowerBound && op === '>=') return ok ? 'ok' : 'unknown (cut off)';
   return ok ? 'ok' : 'MISS';
 }
 

@@ -46,3 +46,23 @@ export async function closeAll(steps: readonly (() => Promise<void> | void)[]): 
   }
   if (errors.length > 0) throw new AggregateError(errors, `${errors.length} close step(s) failed`);
 }
+
+/** `promise`, or a rejection naming `what` once `timeoutMs` has passed (the timer is cleared). */
+export async function withDeadline<T>(
+  promise: Promise<T>,
+  timeoutMs: number,
+  what: string,
+): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)),
+      timeoutMs,
+    );
+  });
+  try {
+    return await Promise.race([promise, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

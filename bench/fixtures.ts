@@ -1,0 +1,181 @@
+// The restart group's fixture: a coordinator state dir whose store holds the root document with
+// N enrolled agents and the N agents' facts documents, as a coordinator that has run for a while
+// keeps them; the same chunks also go to a NodeFSStorageAdapter directory for the baseline.
+// Building 5,000 fsynced documents takes a while, so it is cached in bench/results/fixtures-<N>/.
+
+import { createHash, randomUUID } from 'node:crypto';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as A from '@automerge/automerge';
+import type { Chunk, DocumentId } from '@automerge/automerge-repo';
+import { NodeFSStorageAdapter } from '@automerge/automerge-repo-storage-nodefs';
+import { FsStore } from '../stores/fs-store.js';
+import { mapBounded } from '../stores/semaphore.js';
+import { baseDocument, docIdFor } from '../src/docs/doc-id.js';
+import { DOC_SCHEMA, summarize, type FactsDoc, type RootDoc } from '../src/docs/types.js';
+import { applyFactsPatch, diffFacts } from '../src/facts/index.js';
+import { deriveKeyPair, loadOrCreateNodeKey, nodeKeyFromSeed } from '../src/identity/index.js';
+import { Fleet } from '../src/roles/fleet.js';
+import { sampleFacts } from './facts-sample.js';
+
+/** Bump when the fixture's content or layout changes: cached fixtures of another version are rebuilt. */
+const FIXTURE_VERSION = 1;
+/** Saves in flight while writing a fixture (FsStore bounds its own file operations at 32). */
+const WRITE_CONCURRENCY = 64;
+
+/** What restart.ts needs to know about a fixture; also its manifest.json. */
+export interface FleetFixture {
+  readonly version: number;
+  readonly n: number;
+  /** The coordinator's state dir: node.key and repo/ in FsStore's format. */
+  readonly stateDir: string;
+  /** The same chunks, written by NodeFSStorageAdapter (raw files, no header). */
+  readonly nodefsDir: string;
+  readonly rootDocId: DocumentId;
+  readonly factsDocIds: readonly DocumentId[];
+  /** Size of the root document's snapshot, and of all facts snapshots together. */
+  readonly rootBytes: number;
+  readonly factsBytes: number;
+}
+
+/** Where fixtures live: bench/results/ (git-ignored), next to latest.json. */
+function fixtureDir(n: number): string {
+  return fileURLToPath(new URL(`../../bench/results/fixtures-${n}/`, import.meta.url));
+}
+
+/** The fixture's manifest.json, which restart-baseline.ts reads in its own process. */
+export function manifestPath(n: number): string {
+  return join(fixtureDir(n), 'manifest.json');
+}
+
+/** The cached fixture for `n` agents, built first if missing, stale or half-written. */
+export async function fleetFixture(
+  n: number,
+  progress: (line: string) => void,
+): Promise<FleetFixture> {
+  const dir = fixtureDir(n);
+  const cached = await readManifest(n);
+  if (cached?.version === FIXTURE_VERSION && cached.n === n) return cached;
+  progress(`building fixture for N = ${n} in ${dir} (cached for later runs)`);
+  const t0 = performance.now();
+  const fixture = await build(dir, n, progress);
+  progress(`fixture N = ${n} built in ${seconds(t0)} s`);
+  return fixture;
+}
+
+const seconds = (since: number) => ((performance.now() - since) / 1000).toFixed(1);
+
+async function readManifest(n: number): Promise<FleetFixture | undefined> {
+  try {
+    return JSON.parse(await readFile(manifestPath(n), 'utf8')) as FleetFixture;
+  } catch {
+    return undefined;
+  }
+}
+
+/** automerge-repo's snapshot key: SHA-256 over the concatenated hex heads (storage/keyHash.js). */
+function snapshotChunk(docId: DocumentId, doc: A.Doc<unknown>): Chunk {
+  const heads = createHash('sha256').update(A.getHeads(doc).join('')).digest('hex');
+  return { key: [docId, 'snapshot', heads], data: A.save(doc) };
+}
+
+/**
+ * One agent as the coordinator holds it: its entry in the root document (as Fleet.enroll and
+ * Fleet.updateSummary write it) and its facts document (as Agent.create and Agent.publish write
+ * it: the deterministic base, then one change with the facts), compacted into one snapshot as
+ * automerge-repo stores a small document.
+ */
+function agentOf(i: number, collectedAt: string) {
+  const seed = createHash('sha256').update(`flt-bench/agent/${i}`).digest();
+  const key = nodeKeyFromSeed(new Uint8Array(seed));
+  const factsKey = deriveKeyPair(key.secret, 'flt/v1/doc/facts');
+  const factsDocId = docIdFor(factsKey.publicKey);
+  const facts = sampleFacts(i, collectedAt);
+  const base: FactsDoc = { kind: 'flt/facts', schema: DOC_SCHEMA, owner: key.nodeId };
+  const doc = A.change(A.load<FactsDoc>(baseDocument(factsDocId, base)), (d) => {
+    d.facts ??= {} as NonNullable<FactsDoc['facts']>;
+    applyFactsPatch(d.facts, diffFacts(undefined, facts));
+    d.changedAt = facts.collectedAt;
+  });
+  const entry = {
+    nodeId: key.nodeId,
+    factsDocId,
+    factsWriteKey: Buffer.from(factsKey.publicKey).toString('hex'),
+    enrolledAt: collectedAt,
+    lastSeen: collectedAt,
+    summary: null,
+  };
+  return { entry, summary: summarize(facts), chunk: snapshotChunk(factsDocId, doc) };
+}
+
+async function build(
+  dir: string,
+  n: number,
+  progress: (line: string) => void,
+): Promise<FleetFixture> {
+  const t0 = performance.now();
+  await rm(dir, { recursive: true, force: true });
+  const stateDir = join(dir, 'flt');
+  const nodefsDir = join(dir, 'nodefs');
+  const { key } = await loadOrCreateNodeKey(stateDir);
+  const rootDocId = docIdFor(deriveKeyPair(key.secret, 'flt/v1/doc/root').publicKey);
+  let root = A.load<RootDoc>(baseDocument(rootDocId, Fleet.base(key.nodeId)));
+  const collectedAt = new Date().toISOString();
+  const facts: Chunk[] = [];
+  for (let i = 0; i < n; i++) {
+    const agent = agentOf(i, collectedAt);
+    // Two changes per agent, as a live coordinator makes them: the enrollment, then the summary
+    // once the facts document has arrived.
+    root = A.change(root, (d) => void (d.agents[agent.entry.nodeId] = { ...agent.entry }));
+    root = A.change(root, (d) => void (d.agents[agent.entry.nodeId]!.summary = agent.summary));
+    facts.push(agent.chunk);
+  }
+  const rootChunk = snapshotChunk(rootDocId, root);
+  const chunks = [rootChunk, ...facts];
+  progress(`  ${n + 1} documents made in ${seconds(t0)} s`);
+  const t1 = performance.now();
+  await writeFsStore(join(stateDir, 'repo'), chunks);
+  progress(`  written with FsStore in ${seconds(t1)} s`);
+  const t2 = performance.now();
+  await writeNodefs(nodefsDir, chunks);
+  progress(`  written with NodeFSStorageAdapter in ${seconds(t2)} s`);
+  const fixture: FleetFixture = {
+    version: FIXTURE_VERSION,
+    n,
+    stateDir,
+    nodefsDir,
+    rootDocId,
+    factsDocIds: facts.map((c) => c.key[0] as DocumentId),
+    rootBytes: rootChunk.data!.length,
+    factsBytes: facts.reduce((sum, c) => sum + c.data!.length, 0),
+  };
+  // Written last: a fixture without its manifest is rebuilt.
+  await mkdir(dir, { recursive: true });
+  await writeFile(manifestPath(n), JSON.stringify(fixture) + '\n');
+  return fixture;
+}
+
+/** Each store gets its own storage id, as a repo writes it on first start (untimed here). */
+const storageId = (): Chunk => ({
+  key: ['storage-adapter-id'],
+  data: new TextEncoder().encode(randomUUID()),
+});
+
+async function writeFsStore(dir: string, chunks: readonly Chunk[]): Promise<void> {
+  const store = await FsStore.open(dir);
+  try {
+    await mapBounded([storageId(), ...chunks], WRITE_CONCURRENCY, (c) =>
+      store.save(c.key, c.data!),
+    );
+  } finally {
+    await store.close();
+  }
+}
+
+async function writeNodefs(dir: string, chunks: readonly Chunk[]): Promise<void> {
+  const adapter = new NodeFSStorageAdapter(dir);
+  await mapBounded([storageId(), ...chunks], WRITE_CONCURRENCY, (c) =>
+    adapter.save(c.key, c.data!),
+  );
+}

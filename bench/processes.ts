@@ -1,0 +1,142 @@
+// Child processes for the fleet benchmarks: a script run to completion under a deadline (the
+// restart baseline, restart.ts) and the real `flt coordinator` CLI (fanin.ts), whose memory is
+// read from /proc so the agents running in the bench process do not count against it.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+
+/** The built CLI, as `npm run bench` leaves it (dist/bench/ -> dist/src/cli/main.js). */
+export const FLT_BIN = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+
+export interface ScriptRun {
+  readonly stdout: string;
+  readonly stderr: string;
+  readonly code: number | null;
+  /** Killed (SIGKILL) at the deadline. */
+  readonly timedOut: boolean;
+}
+
+/** Resolves once `child` has exited; listens from the moment it is called. */
+function exited(child: ChildProcess): Promise<number | null> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) resolve(child.exitCode);
+    else child.once('exit', (code) => resolve(code));
+  });
+}
+
+/**
+ * Runs `node script args...` to completion, or kills it after `timeoutMs`. Lines on its stderr
+ * that start with `progress ` are passed to `onProgress` as they come.
+ */
+export async function runScript(
+  script: string,
+  args: readonly string[],
+  timeoutMs: number,
+  onProgress: (line: string) => void,
+): Promise<ScriptRun> {
+  const child = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString('utf8')));
+  child.stderr.on('data', (d: Buffer) => {
+    const text = d.toString('utf8');
+    stderr += text;
+    for (const line of text.split('\n'))
+      if (line.startsWith('progress ')) onProgress(line.slice(9));
+  });
+  const done = exited(child);
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    child.kill('SIGKILL');
+  }, timeoutMs);
+  const code = await done;
+  clearTimeout(timer);
+  return { stdout, stderr, code, timedOut };
+}
+
+/** VmRSS and VmHWM (peak) of a process, in KiB, from /proc/<pid>/status (Linux). */
+export async function memoryOf(pid: number): Promise<{ rssKiB: number; peakKiB: number }> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  const field = (name: string) => {
+    const m = new RegExp(`^${name}:\\s+(\\d+) kB$`, 'm').exec(status);
+    if (!m) throw new Error(`no ${name} in /proc/${pid}/status`);
+    return Number(m[1]);
+  };
+  return { rssKiB: field('VmRSS'), peakKiB: field('VmHWM') };
+}
+
+/** Clock ticks per second of /proc/<pid>/stat times: USER_HZ, 100 on every Linux port we run on. */
+const USER_HZ = 100;
+
+/** CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat (Linux). */
+export async function cpuSecondsOf(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name, which is in parentheses and may contain spaces: state is
+  // field 3, utime field 14, stime field 15 (proc(5)).
+  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(rest[14 - 3]) + Number(rest[15 - 3])) / USER_HZ;
+}
+
+/** `flt coordinator` as a child process, on loopback, without relays or discovery. */
+export class CoordinatorProcess {
+  private constructor(
+    private readonly child: ChildProcess,
+    private readonly exit: Promise<number | null>,
+    readonly ticket: string,
+    private readonly output: () => string,
+  ) {}
+
+  static async start(stateDir: string, timeoutMs: number): Promise<CoordinatorProcess> {
+    const args = ['--state-dir', stateDir, '--relay', 'disabled', '--discovery', 'none'];
+    args.push('--log-level', 'warn', 'coordinator', '--bind', '127.0.0.1:0');
+    const child = spawn(process.execPath, [FLT_BIN, ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const exit = exited(child);
+    let stdout = '';
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString('utf8')));
+    const output = () => `--- stdout\n${stdout}--- stderr\n${stderr}`;
+    const ticket = await new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => fail('no ticket in time'), timeoutMs);
+      const fail = (why: string) => {
+        clearTimeout(timer);
+        child.kill('SIGKILL');
+        reject(new Error(`flt coordinator: ${why}\n${output()}`));
+      };
+      void exit.then((code) => fail(`exited with ${code} before printing its ticket`));
+      child.stdout.on('data', (d: Buffer) => {
+        stdout += d.toString('utf8');
+        const m = /^(endpoint\w+)$/m.exec(stdout);
+        if (!m) return;
+        clearTimeout(timer);
+        resolve(m[1]!);
+      });
+    });
+    return new CoordinatorProcess(child, exit, ticket, output);
+  }
+
+  get pid(): number {
+    return this.child.pid!;
+  }
+
+  memory(): Promise<{ rssKiB: number; peakKiB: number }> {
+    return memoryOf(this.pid);
+  }
+
+  cpuSeconds(): Promise<number> {
+    return cpuSecondsOf(this.pid);
+  }
+
+  /** SIGTERM (a clean shutdown: flush, close), SIGKILL if it has not exited in `graceMs`. */
+  async stop(graceMs = 15_000): Promise<void> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    this.child.kill('SIGTERM');
+    const timer = setTimeout(() => this.child.kill('SIGKILL'), graceMs);
+    const code = await this.exit;
+    clearTimeout(timer);
+    if (code !== 0) throw new Error(`flt coordinator exited with ${code}\n${this.output()}`);
+  }
+}
