@@ -116,7 +116,11 @@ describe.each([
     a.accepted[0]!.close(CloseCode.SHUTDOWN, 'test: drop');
     await waitFor(
       'B redials A',
-      () => a.accepted.length === 2 && b.eventsFor(ta.nodeId).length >= 3,
+      // A accepts the new connection before the hello exchange announces it: wait for both sides.
+      () =>
+        a.accepted.length === 2 &&
+        b.eventsFor(ta.nodeId).length >= 3 &&
+        a.eventsFor(tb.nodeId).length >= 3,
     );
     expect(b.eventsFor(ta.nodeId)).toEqual(['candidate', 'disconnected', 'candidate']);
     expect(a.eventsFor(tb.nodeId)).toEqual(['candidate', 'disconnected', 'candidate']);
