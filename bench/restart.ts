@@ -22,13 +22,13 @@ const SIZES = { full: [1000, 5000], quick: [200, 1000] } as const;
 /** The issue's target: a restarted coordinator serves 5,000 agents 20x faster than the baseline. */
 const TARGET = { n: 5000, ratio: 20 } as const;
 /**
- * Deadlines of the child runs, after which they are killed and reported as "> T s". REFERENCE.md
- * measured 86 s for the baseline at 5,000 small documents on this machine; these keep a full
- * `npm run bench` near 10 minutes. The flt run gets less: its second step (every facts document)
- * is reported for honesty, the fleet table comes within seconds.
+ * Deadlines of the child runs, after which they are killed and reported as "> T s", so that a
+ * full `npm run bench` stays near 10 minutes. REFERENCE.md measured 86 s for the baseline at
+ * 5,000 small documents on this machine. The flt run's second step (every facts document) is
+ * reported for honesty and gets less time; its first step, the fleet table, takes seconds.
  */
 const DEADLINE_MS = {
-  full: { flt: 90_000, baseline: 150_000 },
+  full: { flt: 75_000, baseline: 120_000 },
   quick: { flt: 30_000, baseline: 30_000 },
 } as const;
 /** 0: every find() at once, as an application would write it (see README: bounding it is no help). */
@@ -120,7 +120,7 @@ function row(
  */
 function seconds(runs: readonly ChildRun[], step: 'fleet' | 'all', done: string) {
   const cut = runs.find((r) => !r[step]);
-  const reached = cut?.lastProgress ? `, ${cut.lastProgress.replace(/ after .*/, '')}` : '';
+  const reached = cut?.lastProgress ? `, >= ${cut.lastProgress.replace(/ after .*/, '')}` : '';
   return {
     samples: runs.map((r) => s(r[step]?.ms ?? r.deadlineMs)),
     cutOff: cut !== undefined,
