@@ -1,6 +1,7 @@
-// Child processes for the fleet benchmarks: a script run to completion under a deadline (the
-// restart baseline, restart.ts) and the real `flt coordinator` CLI (fanin.ts), whose memory is
-// read from /proc so the agents running in the bench process do not count against it.
+// Child processes for the fleet benchmarks: a script run to completion under a deadline
+// (restart.ts), a script driven step by step over its stdin and stdout (the fan-in agents), and
+// the real `flt coordinator` CLI (fanin.ts). Memory and CPU of each are read from /proc, so that
+// one process's numbers are not mixed with another's.
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
@@ -15,6 +16,16 @@ export interface ScriptRun {
   readonly code: number | null;
   /** Killed (SIGKILL) at the deadline. */
   readonly timedOut: boolean;
+}
+
+/** Calls `onLine` with each whole line of `stream` (a chunk may end inside a line). */
+function eachLine(stream: NodeJS.ReadableStream, onLine: (line: string) => void): void {
+  let partial = '';
+  stream.on('data', (d: Buffer) => {
+    const lines = (partial + d.toString('utf8')).split('\n');
+    partial = lines.pop() ?? '';
+    for (const line of lines) onLine(line);
+  });
 }
 
 /** Resolves once `child` has exited; listens from the moment it is called. */
@@ -39,11 +50,9 @@ export async function runScript(
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString('utf8')));
-  child.stderr.on('data', (d: Buffer) => {
-    const text = d.toString('utf8');
-    stderr += text;
-    for (const line of text.split('\n'))
-      if (line.startsWith('progress ')) onProgress(line.slice(9));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString('utf8')));
+  eachLine(child.stderr, (line) => {
+    if (line.startsWith('progress ')) onProgress(line.slice(9));
   });
   const done = exited(child);
   let timedOut = false;
@@ -138,5 +147,90 @@ export class CoordinatorProcess {
     const code = await this.exit;
     clearTimeout(timer);
     if (code !== 0) throw new Error(`flt coordinator exited with ${code}\n${this.output()}`);
+  }
+}
+
+/**
+ * A script that reports JSON steps (`{"step": ...}`) on stdout, one per line, and takes commands
+ * on stdin. Lines on its stderr that start with `progress ` go to `onProgress`.
+ */
+export class StepProcess<S extends { readonly step: string }> {
+  private readonly steps: S[] = [];
+  private stderr = '';
+  private wake: (() => void) | undefined;
+  private readonly exit: Promise<number | null>;
+
+  private constructor(
+    private readonly child: ChildProcess,
+    onProgress: (line: string) => void,
+  ) {
+    this.exit = exited(child);
+    eachLine(child.stdout!, (line) => {
+      if (!line.startsWith('{')) return;
+      this.steps.push(JSON.parse(line) as S);
+      this.wake?.();
+    });
+    child.stderr!.on('data', (d: Buffer) => (this.stderr += d.toString('utf8')));
+    eachLine(child.stderr!, (line) => {
+      if (line.startsWith('progress ')) onProgress(line.slice(9));
+    });
+    void this.exit.then(() => this.wake?.());
+  }
+
+  static start<S extends { readonly step: string }>(
+    script: string,
+    args: readonly string[],
+    onProgress: (line: string) => void,
+  ): StepProcess<S> {
+    const child = spawn(process.execPath, [script, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    return new StepProcess<S>(child, onProgress);
+  }
+
+  get pid(): number {
+    return this.child.pid!;
+  }
+
+  /** The first step named `step` not yet taken; fails on timeout or when the script exits. */
+  async next<K extends S['step']>(step: K, timeoutMs: number): Promise<Extract<S, { step: K }>> {
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      const i = this.steps.findIndex((s) => s.step === step);
+      if (i >= 0) return this.steps.splice(i, 1)[0] as Extract<S, { step: K }>;
+      const left = deadline - performance.now();
+      const gone = this.child.exitCode !== null || this.child.signalCode !== null;
+      if (gone || left <= 0) {
+        const why = gone
+          ? `exited with ${this.child.exitCode ?? this.child.signalCode}`
+          : 'timed out';
+        throw new Error(`waiting for step ${step}: ${why}\n--- stderr\n${this.stderr}`);
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+  }
+
+  send(command: string): void {
+    this.child.stdin!.write(command + '\n');
+  }
+
+  memory(): Promise<{ rssKiB: number; peakKiB: number }> {
+    return memoryOf(this.pid);
+  }
+
+  cpuSeconds(): Promise<number> {
+    return cpuSecondsOf(this.pid);
+  }
+
+  /** Waits up to `graceMs` for the script to exit, then kills it; true if it exited by itself. */
+  async end(graceMs: number): Promise<boolean> {
+    const timer = setTimeout(() => this.child.kill('SIGKILL'), graceMs);
+    const code = await this.exit;
+    clearTimeout(timer);
+    return code === 0;
   }
 }

@@ -4,7 +4,7 @@
 
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Repo, type DocumentId, type PeerId } from '@automerge/automerge-repo';
+import { Repo, type DocumentId, type PeerId, type RepoConfig } from '@automerge/automerge-repo';
 import { parsePeerAddress } from '../sync/address.js';
 import { FltError, messageOf } from '../sync/errors.js';
 import { IrohTransport, type RelaySetting } from '../sync/iroh-transport.js';
@@ -16,6 +16,9 @@ import type { PeerAddr } from '../sync/transport.js';
 import { formatHostPort, type Config } from './config/index.js';
 import { FsStore } from '../stores/fs-store.js';
 import { loadOrCreateNodeKey, loadSecretKeyFile, type NodeKey } from './identity/index.js';
+
+/** automerge-repo's share configuration (its type is not exported by name). */
+export type ShareConfig = NonNullable<RepoConfig['shareConfig']>;
 
 export type Role = 'coordinator' | 'agent' | 'admin';
 
@@ -52,6 +55,12 @@ export interface NodeOptions {
   readonly dial?: readonly PeerAddr[];
   /** Open a Repo on `<state-dir>/repo` (roles that replicate documents). */
   readonly repo?: boolean;
+  /**
+   * Which documents the Repo offers to (announce) and accepts from (access) each peer; by
+   * default every document to and from every peer. Given the node key, since documents are
+   * derived from it. Announcing everything to everyone costs O(N²) when N agents connect.
+   */
+  readonly share?: (key: NodeKey) => ShareConfig;
 }
 
 export class FltNode {
@@ -93,6 +102,7 @@ export class FltNode {
           storage: store,
           peerId: key.nodeId as string as PeerId,
           saveDebounceRate: SAVE_DEBOUNCE_MS,
+          ...(options.share ? { shareConfig: options.share(key) } : {}),
         })
       : undefined;
     return new FltNode(key, transport, router, sync, repo, store, log);

@@ -14,7 +14,8 @@ const WALK_FANOUT = 8;
 
 /** Path segments of a key, as nodefs lays them out: `<key0[0:2]>/<key0[2:]>/<key1>/...`. */
 export function keySegments(key: StorageKey): string[] {
-  const [first = '', ...rest] = key;
+  const [first, ...rest] = key;
+  if (first === undefined) return []; // the empty prefix: the root itself
   return [first.slice(0, 2), first.slice(2), ...rest];
 }
 

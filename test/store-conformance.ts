@@ -29,6 +29,7 @@ export const CASES = {
   rangeLengths: 'loadRange matches prefixes of every length, and returns the full keys',
   rangeWhole: 'prefixes match whole key elements: [docA] neither loads nor removes [docAB, ...]',
   rangeFullKey: 'loadRange of a complete key returns that one chunk',
+  rangeEmpty: 'loadRange of the empty prefix returns every chunk with its full key',
   removeRange: 'removeRange removes exactly the keys with the prefix',
   concurrent: '1,000 concurrent saves are all visible afterwards',
   repo: 'a Repo finds a document, with all 50 changes, after a restart on the same store',
@@ -134,6 +135,20 @@ export function storeConformance(
     ]);
     expect(await store.loadRange(['docZ'])).toEqual([]);
     expect(await store.loadRange(['docA', 'nothing'])).toEqual([]);
+  });
+
+  test(CASES.rangeEmpty, async () => {
+    const store = await fresh();
+    await seedDocs(store);
+    await store.save(['storage-adapter-id'], bytes(3));
+    expect(keysOf(await store.loadRange([]))).toEqual([
+      ['docA', 'incremental', 'i1'],
+      ['docA', 'incremental', 'i2'],
+      ['docA', 'snapshot', 's1'],
+      ['docA', 'sync-state', 'peer1'],
+      ['docB', 'snapshot', 's1'],
+      ['storage-adapter-id'],
+    ]);
   });
 
   test(CASES.rangeWhole, async () => {

@@ -60,6 +60,8 @@ describe('NodeFSStorageAdapter (reference)', () => {
         CASES.rangeWhole,
         // A complete key is a file, and its walk calls readdir on it: ENOTDIR is thrown.
         CASES.rangeFullKey,
+        // getFilePath reads the first key element unchecked: the empty prefix throws a TypeError.
+        CASES.rangeEmpty,
         // No key validation: ['docA1', '..'] writes outside the document's directory.
         CASES.badKey,
         // It has no close().

@@ -16,11 +16,12 @@ import { factsPatch, writeFactsPatch } from '../docs/facts-doc.js';
 import { isStored, openOwned } from '../docs/open.js';
 import { DOC_SCHEMA, type FactsDoc } from '../docs/types.js';
 import { collectFacts, collectVolatile, isEmptyPatch, type Facts } from '../facts/index.js';
-import { deriveKeyPair } from '../identity/index.js';
+import { deriveKeyPair, type NodeKey } from '../identity/index.js';
 import { FltNode } from '../node.js';
 import { agentEnroll, agentHeartbeat } from '../rpc-methods.js';
 import { parsePeerAddress } from '../../sync/address.js';
 import { FltError } from '../../sync/errors.js';
+import type { PeerAddr } from '../../sync/transport.js';
 
 /** What the agent collects; tests replace it to drive facts without touching the machine. */
 export type FactsSource = () => Promise<Facts>;
@@ -38,6 +39,7 @@ export class Agent {
     readonly factsDocId: DocumentId,
     private readonly factsWriteKey: string,
     private readonly rpc: RpcChannel,
+    private readonly coordinator: PeerAddr,
     private readonly config: Config,
     private readonly log: Logger,
     private readonly source: FactsSource,
@@ -56,20 +58,29 @@ export class Agent {
         'the agent needs --coordinator TICKET or NODE_ID@HOST:PORT',
       );
     const coordinator = parsePeerAddress(config.coordinator);
+    const ownDoc = (key: NodeKey) =>
+      docIdFor(deriveKeyPair(key.secret, 'flt/v1/doc/facts').publicKey);
     const node = await FltNode.open({
       role: 'agent',
       config,
       log,
       repo: true,
-      dial: [coordinator],
+      // No dial yet: the sync session opens once enrolled (see run()), so that the coordinator
+      // already knows us as an agent and offers us our own document only.
+      share: (key) => {
+        const own = ownDoc(key);
+        const mine = (_: unknown, doc: DocumentId | undefined) => Promise.resolve(doc === own);
+        return { announce: mine, access: mine };
+      },
     });
     const factsKey = deriveKeyPair(node.key.secret, 'flt/v1/doc/facts');
     const rpc = new RpcChannel(node.transport, coordinator, { timeoutMs: config.rpcTimeoutMs });
     const agent = new Agent(
       node,
-      docIdFor(factsKey.publicKey),
+      ownDoc(node.key),
       Buffer.from(factsKey.publicKey).toString('hex'),
       rpc,
+      coordinator,
       config,
       log,
       source,
@@ -99,6 +110,7 @@ export class Agent {
     const local = await isStored(this.node.store!, this.factsDocId);
     if (local) this.handle = await repo.find<FactsDoc>(this.factsDocId);
     const known = await this.enroll();
+    this.node.sync.addPeer(this.coordinator);
     this.handle ??= known ? await this.fetchOwn(repo) : await this.create(repo);
     while (!this.stop.signal.aborted) {
       await this.publish(this.handle);
@@ -152,7 +164,11 @@ export class Agent {
     try {
       await this.rpc.call(agentHeartbeat, { volatile: await collectVolatile() });
     } catch (err) {
-      this.log.debug(`heartbeat failed: ${messageOf(err)}`);
+      // A coordinator that lost its state no longer knows us: enroll again (idempotent).
+      if (err instanceof FltError && err.code === 'UNAUTHORIZED_PEER') {
+        this.log.warn('the coordinator does not know this agent; enrolling again');
+        await this.enroll();
+      } else this.log.debug(`heartbeat failed: ${messageOf(err)}`);
     }
   }
 }

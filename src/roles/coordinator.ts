@@ -45,7 +45,18 @@ export class Coordinator {
   }
 
   static async start(config: Config, log: Logger): Promise<Coordinator> {
-    const node = await FltNode.open({ role: 'coordinator', config, log, repo: true });
+    let fleet: Fleet | undefined;
+    const node = await FltNode.open({
+      role: 'coordinator',
+      config,
+      log,
+      repo: true,
+      share: () => ({
+        announce: (peer, doc) =>
+          Promise.resolve(fleet?.offers(peer as string as NodeId, doc) ?? false),
+        access: () => Promise.resolve(true),
+      }),
+    });
     try {
       const rootKey = deriveKeyPair(node.key.secret, 'flt/v1/doc/root');
       const rootDocId = docIdFor(rootKey.publicKey);
@@ -55,7 +66,7 @@ export class Coordinator {
         rootDocId,
         Fleet.base(node.key.nodeId),
       );
-      const fleet = new Fleet(root, node.repo!, log);
+      fleet = new Fleet(root, node.repo!, log);
       const rpc = rpcServer(node, fleet, rootDocId, log);
       node.router.route(ALPN.echo, serveEcho).route(ALPN.rpc, (conn) => rpc.serve(conn));
       trackPeers(node, fleet);

@@ -50,6 +50,18 @@ export class Fleet {
     return this.agents().find((a) => a.nodeId === id);
   }
 
+  /**
+   * Whether the coordinator offers `doc` to `peer` unasked: an enrolled agent gets only its own
+   * facts document (it has no use for the others, and offering N documents to each of N agents
+   * made fan-in quadratic); any other peer (an admin) gets everything, to keep its replica whole.
+   * Agents enroll before they open their sync session, so an agent is never taken for an admin.
+   * Called for every document at every connection: O(1), no copy of the agent list.
+   */
+  offers(peer: NodeId, doc: DocumentId | undefined): boolean {
+    const entry = this.root.doc().agents[peer];
+    return entry ? entry.factsDocId === doc : true;
+  }
+
   /** Records (or refreshes) an enrollment; returns the entry. Idempotent. */
   enroll(id: NodeId, factsDocId: DocumentId, factsWriteKey: string): AgentEntry {
     const now = new Date().toISOString();

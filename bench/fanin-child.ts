@@ -1,0 +1,174 @@
+// The fan-in group's agents and admin, in a process of their own (fanin.ts drives it): N agents
+// start at once and publish to the coordinator, and the admin polls the fleet table until it is
+// complete. Kept out of the bench process so that it can be killed when a graceful close takes
+// too long, and so that automerge-repo's leftover timers end with it.
+//
+//   node dist/bench/fanin-child.js ROOT TICKET N DEADLINE_MS
+//
+// Talks in lines: JSON steps on stdout (`ready`, `started`, `fleet`, `closed`), commands on stdin
+// (`go` starts the agents, `close` closes everything). Exits when stdin closes (parent gone).
+
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Admin } from '../src/roles/admin.js';
+import { Agent } from '../src/roles/agent.js';
+import { sampleFacts } from './facts-sample.js';
+import { benchConfig, benchLogger } from './fleet-config.js';
+import { POLL_MS, type FanInStep } from './fanin-protocol.js';
+import { closeAll, withDeadline } from './wait.js';
+
+/** At most one progress line (stderr) this often while waiting. */
+const PROGRESS_MS = 10_000;
+/** Every rpc of agents and admin (default 10 s, too short for a loaded machine). */
+const RPC_TIMEOUT = '30s';
+
+const emit = (s: FanInStep) => process.stdout.write(JSON.stringify(s) + '\n');
+const progress = (line: string) => process.stderr.write(`progress ${line}\n`);
+
+/**
+ * automerge-repo 2.5.6 leaves rejections unhandled when a document a peer has is not ready here
+ * in time: CollectionSynchronizer calls `void docSynchronizer.beginSync(...)`, which awaits
+ * `handle.whenReady()` without a catch, so its 60 s `withTimeout` rejects unhandled; and
+ * `withTimeout` races xstate's `waitFor`, whose own 120 s timeout then rejects with nobody
+ * listening. Node would end the process on either; they are counted. Any other unhandled
+ * rejection still ends it, as Node would.
+ */
+let repoTimeouts = 0;
+process.on('unhandledRejection', (reason: unknown) => {
+  const e = reason instanceof Error ? reason : undefined;
+  const fromRepo = e?.name === 'TimeoutError' && e.message.startsWith('withTimeout:');
+  const fromXstate =
+    e !== undefined &&
+    /^Timeout of \d+ ms exceeded$/.test(e.message) &&
+    /xstate/.test(e.stack ?? '');
+  if (fromRepo || fromXstate) repoTimeouts++;
+  else
+    process.nextTick(() => {
+      throw reason;
+    });
+});
+
+/** Commands from the parent, one per line; the parent's exit closes stdin and ends us. */
+const commands: string[] = [];
+let wake: (() => void) | undefined;
+createInterface({ input: process.stdin })
+  .on('line', (line) => {
+    commands.push(line.trim());
+    wake?.();
+  })
+  .on('close', () => process.exit(1));
+
+async function command(word: string): Promise<void> {
+  for (;;) {
+    const next = commands.shift();
+    if (next === word) return;
+    if (next === undefined) await new Promise<void>((resolve) => (wake = resolve));
+  }
+}
+
+/**
+ * Polls the fleet table until it holds `n` agents with a hostname, or the deadline passes. A
+ * poll that fails (an rpc or sync timeout under load) is reported and retried.
+ */
+async function untilFleet(admin: Admin, n: number, t0: number, deadlineMs: number) {
+  const deadline = t0 + deadlineMs;
+  let complete = 0;
+  let polls = 0;
+  let failedPolls = 0;
+  let reportedAt = t0;
+  const cutOff = () => ({ at: deadline, complete, cutOff: true, polls, failedPolls });
+  for (;;) {
+    const left = deadline - performance.now();
+    if (left <= 0) return cutOff();
+    try {
+      const view = await withDeadline(admin.fleet(), left, 'the fleet table');
+      complete = view.agents.filter((a) => a.hostname !== null).length;
+      polls++;
+    } catch (err) {
+      if (performance.now() >= deadline) return cutOff();
+      failedPolls++;
+      progress(`fleet poll failed, retrying: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    const at = performance.now();
+    if (complete === n) return { at, complete, cutOff: false, polls, failedPolls };
+    if (at - reportedAt >= PROGRESS_MS) {
+      progress(
+        `${complete}/${n} agents in the fleet table after ${((at - t0) / 1000).toFixed(0)} s`,
+      );
+      reportedAt = at;
+    }
+    await sleep(POLL_MS);
+  }
+}
+
+/** Starts every agent at once; keeps those that started even when another one failed. */
+async function startAgents(root: string, ticket: string, n: number, into: Agent[]) {
+  const configs = await Promise.all(
+    Array.from({ length: n }, (_, i) =>
+      // Default facts interval (60 s), as deployed agents run.
+      benchConfig(join(root, `agent-${i}`), { coordinator: ticket, 'rpc-timeout': RPC_TIMEOUT }),
+    ),
+  );
+  const log = benchLogger('bench-agent');
+  const settled = await Promise.allSettled(
+    configs.map((config, i) => Agent.start(config, log, () => Promise.resolve(sampleFacts(i)))),
+  );
+  for (const r of settled) if (r.status === 'fulfilled') into.push(r.value);
+  const failed = settled.find((r) => r.status === 'rejected');
+  if (failed) throw failed.reason;
+}
+
+/** Closes agents in parallel (each waits on its own endpoint and store), reporting failures. */
+async function closeAgents(agents: readonly Agent[]): Promise<void> {
+  const settled = await Promise.allSettled(agents.map((a) => a.close()));
+  const errors: unknown[] = settled.flatMap((r) =>
+    r.status === 'rejected' ? [r.reason as unknown] : [],
+  );
+  if (errors.length > 0)
+    throw new AggregateError(errors, `${errors.length} agent(s) failed to close`);
+}
+
+async function main(): Promise<void> {
+  const [root, ticket, nText, deadlineText] = process.argv.slice(2);
+  if (root === undefined || ticket === undefined || deadlineText === undefined)
+    throw new Error('usage: fanin-child.js ROOT TICKET N DEADLINE_MS');
+  const n = Number(nText);
+  const adminConfig = await benchConfig(join(root, 'admin'), {
+    coordinator: ticket,
+    'rpc-timeout': RPC_TIMEOUT,
+  });
+  const admin = await Admin.open(adminConfig, benchLogger('bench-admin'), false);
+  const agents: Agent[] = [];
+  try {
+    await admin.fleet(); // connected and synced before the clock starts
+    emit({ step: 'ready' });
+    await command('go');
+    const heap0 = process.memoryUsage().heapUsed;
+    const t0 = performance.now();
+    await startAgents(root, ticket, n, agents);
+    emit({ step: 'started', ms: performance.now() - t0 });
+    const seen = await untilFleet(admin, n, t0, Number(deadlineText));
+    const docs = agents.map((a) => Object.keys(a.node.repo!.handles).length);
+    emit({
+      step: 'fleet',
+      ms: seen.at - t0,
+      complete: seen.complete,
+      cutOff: seen.cutOff,
+      polls: seen.polls,
+      failedPolls: seen.failedPolls,
+      docsPerAgent: docs.reduce((a, b) => a + b, 0) / docs.length,
+      heapDelta: process.memoryUsage().heapUsed - heap0,
+      repoTimeouts,
+    });
+    await command('close');
+  } finally {
+    const c0 = performance.now();
+    await closeAll([() => closeAgents(agents), () => admin.close()]);
+    emit({ step: 'closed', ms: performance.now() - c0 });
+  }
+}
+
+await main();
+// automerge-repo's 60 s and 120 s timers (above) would keep the process up that long for nothing.
+process.exit(0);

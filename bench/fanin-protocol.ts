@@ -1,0 +1,29 @@
+// What fanin.ts and its child process (fanin-child.ts) say to each other: the steps the child
+// reports on stdout, and the constants both sides name. Kept apart because importing a value from
+// fanin-child.ts would run that script.
+
+/** One line of the child's stdout. */
+export type FanInStep =
+  | { readonly step: 'ready' }
+  | { readonly step: 'started'; readonly ms: number }
+  | {
+      readonly step: 'fleet';
+      /** From `go` to the admin seeing N agents with a hostname, or to the deadline. */
+      readonly ms: number;
+      /** Agents with a hostname at the last successful poll; N unless cut off. */
+      readonly complete: number;
+      readonly cutOff: boolean;
+      /** Polls of the fleet table that answered, and that failed (rpc or sync timeouts). */
+      readonly polls: number;
+      readonly failedPolls: number;
+      /** Documents open in each agent's Repo at that moment (mean). */
+      readonly docsPerAgent: number;
+      /** heapUsed growth of this process since `go`, bytes (no forced GC). */
+      readonly heapDelta: number;
+      /** automerge-repo's unhandled timeouts so far in the child (see fanin-child.ts). */
+      readonly repoTimeouts: number;
+    }
+  | { readonly step: 'closed'; readonly ms: number };
+
+/** Between two polls of the admin's fleet table; the time resolution of the measurement. */
+export const POLL_MS = 100;

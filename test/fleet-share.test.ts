@@ -1,0 +1,103 @@
+// Who gets which document: the coordinator offers an enrolled agent its own facts document only,
+// and an agent accepts no other, so N agents cost the coordinator N sync sessions of one document
+// each rather than N × N. An admin still receives every document (its replica must be whole).
+// In one process, with real iroh endpoints on 127.0.0.1 and real state dirs.
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger } from '../sync/log.js';
+import { resolveConfig, type Config } from '../src/config/index.js';
+import { collectFacts } from '../src/facts/index.js';
+import { Admin } from '../src/roles/admin.js';
+import { Agent } from '../src/roles/agent.js';
+import { Coordinator } from '../src/roles/coordinator.js';
+import type { Store } from '../stores/store.js';
+import { tempDir } from './helpers/flt.js';
+import { waitFor } from './helpers/wait.js';
+
+const AGENTS = 3;
+const log = createLogger('warn', 'test');
+
+async function config(stateDir: string, flags: Record<string, string> = {}): Promise<Config> {
+  const { config } = await resolveConfig({
+    flags: {
+      'state-dir': stateDir,
+      relay: 'disabled',
+      discovery: 'none',
+      bind: '127.0.0.1:0',
+      ...flags,
+    },
+    env: {},
+  });
+  return config;
+}
+
+/** The documents a store holds chunks of (sync states included). */
+async function storedDocs(store: Store): Promise<Set<string>> {
+  const chunks = await store.loadRange([]);
+  return new Set(chunks.map((c) => c.key[0]!).filter((k) => k !== 'storage-adapter-id'));
+}
+
+describe('document sharing between coordinator, agents and admin', () => {
+  let dir: Awaited<ReturnType<typeof tempDir>>;
+  let coordinator: Coordinator;
+  const agents: Agent[] = [];
+  let admin: Admin;
+
+  beforeAll(async () => {
+    dir = await tempDir();
+    coordinator = await Coordinator.start(await config(`${dir.path}/c`), log);
+    const facts = await collectFacts();
+    for (let i = 0; i < AGENTS; i++) {
+      const c = await config(`${dir.path}/a${i}`, { coordinator: coordinator.ticket });
+      agents.push(
+        await Agent.start(c, log, () => Promise.resolve({ ...facts, hostname: `h${i}` })),
+      );
+    }
+    admin = await Admin.open(
+      await config(`${dir.path}/ad`, { coordinator: coordinator.ticket }),
+      log,
+      false,
+    );
+  });
+
+  afterAll(async () => {
+    await Promise.allSettled([...agents.map((a) => a.close()), admin?.close()]);
+    await coordinator?.close();
+    await dir.remove();
+  });
+
+  it('every agent reaches the fleet table', async () => {
+    const view = await waitFor('all agents with a hostname', async () => {
+      const v = await admin.fleet();
+      return v.agents.filter((a) => a.hostname !== null).length === AGENTS && v;
+    });
+    expect(view.agents.map((a) => a.hostname).sort()).toEqual(['h0', 'h1', 'h2']);
+  });
+
+  it('an agent holds and stores its own facts document only', async () => {
+    for (const agent of agents) {
+      await agent.node.repo!.flush();
+      expect(Object.keys(agent.node.repo!.handles)).toEqual([agent.factsDocId]);
+      expect([...(await storedDocs(agent.node.store!))]).toEqual([agent.factsDocId]);
+    }
+  });
+
+  it("the admin reads every agent's facts", async () => {
+    for (let i = 0; i < AGENTS; i++) {
+      const r = await admin.facts(`h${i}`);
+      expect(r.facts?.hostname).toBe(`h${i}`);
+      expect(r.agent.factsDocId).toBe(agents[i]!.factsDocId);
+    }
+  });
+
+  it('the coordinator offers an agent nothing but its own document', () => {
+    const fleet = coordinator.fleet;
+    const [a0, a1] = [agents[0]!, agents[1]!];
+    expect(fleet.offers(a0.node.key.nodeId, a0.factsDocId)).toBe(true);
+    expect(fleet.offers(a0.node.key.nodeId, a1.factsDocId)).toBe(false);
+    expect(fleet.offers(a0.node.key.nodeId, coordinator.fleet.root.documentId)).toBe(false);
+    // Any peer that is not an enrolled agent (an admin) is offered everything.
+    const stranger = 'f'.repeat(64) as typeof a0.node.key.nodeId;
+    expect(fleet.offers(stranger, a1.factsDocId)).toBe(true);
+  });
+});
