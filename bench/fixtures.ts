@@ -13,14 +13,22 @@ import { NodeFSStorageAdapter } from '@automerge/automerge-repo-storage-nodefs';
 import { FsStore } from '../stores/fs-store.js';
 import { mapBounded } from '../stores/semaphore.js';
 import { baseDocument, docIdFor } from '../src/docs/doc-id.js';
-import { DOC_SCHEMA, summarize, type FactsDoc, type RootDoc } from '../src/docs/types.js';
-import { applyFactsPatch, diffFacts } from '../src/facts/index.js';
+import { writeFactsPatch } from '../src/docs/facts-doc.js';
+import {
+  DOC_SCHEMA,
+  encodeAgent,
+  summarize,
+  type AgentEntry,
+  type FactsDoc,
+  type RootDoc,
+} from '../src/docs/types.js';
+import { diffFacts } from '../src/facts/index.js';
 import { deriveKeyPair, loadOrCreateNodeKey, nodeKeyFromSeed } from '../src/identity/index.js';
 import { Fleet } from '../src/roles/fleet.js';
 import { sampleFacts } from './facts-sample.js';
 
 /** Bump when the fixture's content or layout changes: cached fixtures of another version are rebuilt. */
-const FIXTURE_VERSION = 1;
+const FIXTURE_VERSION = 2; // 2: sealed strings, agent records (src/docs/scalars.ts)
 /** Saves in flight while writing a fixture (FsStore bounds its own file operations at 32). */
 const WRITE_CONCURRENCY = 64;
 
@@ -93,12 +101,10 @@ function agentOf(i: number, collectedAt: string) {
   const factsDocId = docIdFor(factsKey.publicKey);
   const facts = sampleFacts(i, collectedAt);
   const base: FactsDoc = { kind: 'flt/facts', schema: DOC_SCHEMA, owner: key.nodeId };
-  const doc = A.change(A.load<FactsDoc>(baseDocument(factsDocId, base)), (d) => {
-    d.facts ??= {} as NonNullable<FactsDoc['facts']>;
-    applyFactsPatch(d.facts, diffFacts(undefined, facts));
-    d.changedAt = facts.collectedAt;
-  });
-  const entry = {
+  const doc = A.change(A.load<FactsDoc>(baseDocument(factsDocId, base)), (d) =>
+    writeFactsPatch(d, diffFacts(undefined, facts), facts.collectedAt),
+  );
+  const entry: AgentEntry = {
     nodeId: key.nodeId,
     factsDocId,
     factsWriteKey: Buffer.from(factsKey.publicKey).toString('hex'),
@@ -127,8 +133,12 @@ async function build(
     const agent = agentOf(i, collectedAt);
     // Two changes per agent, as a live coordinator makes them: the enrollment, then the summary
     // once the facts document has arrived.
-    root = A.change(root, (d) => void (d.agents[agent.entry.nodeId] = { ...agent.entry }));
-    root = A.change(root, (d) => void (d.agents[agent.entry.nodeId]!.summary = agent.summary));
+    const { entry, summary } = agent;
+    root = A.change(root, (d) => void (d.agents[entry.nodeId] = encodeAgent(entry)));
+    root = A.change(
+      root,
+      (d) => void (d.agents[entry.nodeId] = encodeAgent({ ...entry, summary })),
+    );
     facts.push(agent.chunk);
   }
   const rootChunk = snapshotChunk(rootDocId, root);

@@ -12,7 +12,7 @@
 import { readFile } from 'node:fs/promises';
 import { Repo, type DocHandle, type DocumentId } from '@automerge/automerge-repo';
 import { NodeFSStorageAdapter } from '@automerge/automerge-repo-storage-nodefs';
-import type { FactsDoc } from '../src/docs/types.js';
+import { storedFacts, type FactsDoc } from '../src/docs/types.js';
 import { Coordinator } from '../src/roles/coordinator.js';
 import { mapBounded } from '../stores/semaphore.js';
 import type { FleetFixture } from './fixtures.js';
@@ -75,7 +75,7 @@ async function flt(fx: FleetFixture): Promise<void> {
     emit({ step: 'fleet', ms, agents: agents.length, lookupMs: lookups[LOOKUPS >> 1]! });
     const handles = await findAll(coordinator.node.repo!, fx.factsDocIds, 0, t0);
     const allMs = performance.now() - t0;
-    const loaded = handles.filter((h) => (h.doc() as FactsDoc).facts?.hostname).length;
+    const loaded = handles.filter((h) => storedFacts(h.doc() as FactsDoc)?.hostname).length;
     if (loaded !== fx.n) throw new Error(`${loaded} of ${fx.n} facts documents have facts`);
     emit({ step: 'all', ms: allMs, docs: loaded });
   } finally {

@@ -10,24 +10,25 @@ import {
   type Facts,
   type FactsPatch,
 } from '../facts/index.js';
-import type { FactsDoc } from './types.js';
+import { sealStrings } from './scalars.js';
+import { storedFacts, type FactsDoc } from './types.js';
 
 /** The writes that bring `doc` to `facts`; empty when nothing but collectedAt differs. */
 export function factsPatch(doc: FactsDoc, facts: Facts): FactsPatch {
-  const prev = doc.facts
-    ? ({ ...doc.facts, collectedAt: doc.changedAt ?? '' } as Facts)
-    : undefined;
-  return diffFacts(prev, facts);
+  // Our own document: what we wrote is what diffFacts produced from validated Facts.
+  const prev = storedFacts(doc) as Facts | null;
+  return diffFacts(prev ?? undefined, facts);
 }
 
 /**
- * Applies `patch` inside a change callback and stamps `changedAt`. Call it only with a non-empty
- * patch: stamping on every collection would add one change per interval to the history.
+ * Applies `patch` inside a change callback and stamps `changedAt`, every string sealed. Call it
+ * only with a non-empty patch: stamping on every collection would add one change per interval
+ * to the history.
  */
 export function writeFactsPatch(draft: FactsDoc, patch: FactsPatch, changedAt: string): void {
-  draft.facts ??= {} as NonNullable<FactsDoc['facts']>;
-  applyFactsPatch(draft.facts, patch);
-  draft.changedAt = changedAt;
+  draft.facts ??= {};
+  applyFactsPatch(draft.facts, patch, sealStrings);
+  draft.changedAt = new A.ImmutableString(changedAt);
 }
 
 /**

@@ -1,10 +1,12 @@
 // The shapes of flt's documents and what readers accept from them. Documents come from other
 // peers, so everything read is validated (bounded) before use; writers use these types.
 
+import * as A from '@automerge/automerge';
 import type { DocumentId } from '@automerge/automerge-repo';
 import { FltError } from '../../sync/errors.js';
 import { isNodeId, type NodeId } from '../../sync/ids.js';
 import type { Facts } from '../facts/index.js';
+import { plain, scalarString } from './scalars.js';
 
 export const DOC_SCHEMA = 1;
 
@@ -28,21 +30,44 @@ export interface AgentEntry {
   summary: AgentSummary | null;
 }
 
+/**
+ * The coordinator's document. Each agent is one sealed record: the JSON of its entry (without
+ * the node id, which is the key) as one ImmutableString. The coordinator is the only writer and
+ * always rewrites a whole entry, so field-level merging would buy nothing, while a map of fields
+ * costs an operation per field on every load: at 5,000 agents the record form loads ~7x faster
+ * than a map of ImmutableStrings and ~30x faster than a map of text (README, "Documents").
+ */
 export interface RootDoc {
   kind: 'flt/root';
   schema: number;
   coordinator: NodeId;
-  agents: Record<string, AgentEntry>;
+  agents: Record<string, A.ImmutableString>;
 }
+
+/** Longest agent record accepted from a root document. */
+const MAX_RECORD = 4096;
 
 export interface FactsDoc {
   kind: 'flt/facts';
   schema: number;
   owner: NodeId;
-  /** The stable facts, updated field by field; absent until the first collection. */
-  facts?: Omit<Facts, 'collectedAt'>;
+  /**
+   * The stable facts (without collectedAt), updated field by field, strings sealed (scalars.ts);
+   * absent until the first collection. Read them with storedFacts().
+   */
+  facts?: Record<string, unknown>;
   /** When the facts last changed (not when they were last checked: that would grow history). */
-  changedAt?: string;
+  changedAt?: A.ImmutableString;
+}
+
+/**
+ * The facts a facts document holds as plain values, with collectedAt = changedAt; null before
+ * the first write. Not validated: readers of another peer's document pass it to validateFacts.
+ */
+export function storedFacts(doc: FactsDoc): Record<string, unknown> | null {
+  const facts = plain(doc.facts);
+  if (typeof facts !== 'object' || facts === null || Array.isArray(facts)) return null;
+  return { ...facts, collectedAt: scalarString(doc.changedAt) ?? '' };
 }
 
 function bad(what: string): never {
@@ -51,28 +76,52 @@ function bad(what: string): never {
 
 const str = (v: unknown, max = 4096): v is string => typeof v === 'string' && v.length <= max;
 
-/** The agents of a root document, validated; malformed entries are skipped, not trusted. */
+/** The record stored for `entry` in the root document. */
+export function encodeAgent(entry: AgentEntry): A.ImmutableString {
+  const { nodeId: _, ...record } = entry;
+  return new A.ImmutableString(JSON.stringify(record));
+}
+
+/** The agent `key` of a root document's agent map, validated; undefined when malformed. */
+export function decodeAgent(key: string, value: unknown): AgentEntry | undefined {
+  const text = scalarString(value);
+  if (!isNodeId(key) || text === undefined || text.length > MAX_RECORD) return undefined;
+  let a: Record<string, unknown>;
+  try {
+    const parsed: unknown = JSON.parse(text);
+    if (typeof parsed !== 'object' || parsed === null) return undefined;
+    a = parsed as Record<string, unknown>;
+  } catch {
+    return undefined;
+  }
+  if (!str(a.factsDocId, 64) || !str(a.factsWriteKey, 64)) return undefined;
+  if (!str(a.enrolledAt, 40) || !str(a.lastSeen, 40)) return undefined;
+  return {
+    nodeId: key,
+    factsDocId: a.factsDocId as DocumentId,
+    factsWriteKey: a.factsWriteKey,
+    enrolledAt: a.enrolledAt,
+    lastSeen: a.lastSeen,
+    summary: summaryOf(a.summary),
+  };
+}
+
+/** The agents of a root document, validated and sorted; malformed entries are skipped. */
 export function agentsOf(root: unknown): AgentEntry[] {
   if (typeof root !== 'object' || root === null) bad('not a map');
   const agents = (root as { agents?: unknown }).agents;
   if (typeof agents !== 'object' || agents === null) return [];
   const out: AgentEntry[] = [];
-  for (const [key, e] of Object.entries(agents as Record<string, unknown>)) {
-    if (typeof e !== 'object' || e === null) continue;
-    const a = e as Record<string, unknown>;
-    if (!isNodeId(key) || a.nodeId !== key || !str(a.factsDocId, 64) || !str(a.factsWriteKey, 64))
-      continue;
-    if (!str(a.enrolledAt, 40) || !str(a.lastSeen, 40)) continue;
-    out.push({
-      nodeId: key,
-      factsDocId: a.factsDocId as DocumentId,
-      factsWriteKey: a.factsWriteKey,
-      enrolledAt: a.enrolledAt,
-      lastSeen: a.lastSeen,
-      summary: summaryOf(a.summary),
-    });
+  for (const [key, value] of Object.entries(agents as Record<string, unknown>)) {
+    const entry = decodeAgent(key, value);
+    if (entry) out.push(entry);
   }
-  return out.sort(
+  return sortAgents(out);
+}
+
+/** Fleet table order: by hostname, then node id. */
+export function sortAgents(agents: AgentEntry[]): AgentEntry[] {
+  return agents.sort(
     (x, y) =>
       (x.summary?.hostname ?? '').localeCompare(y.summary?.hostname ?? '') ||
       x.nodeId.localeCompare(y.nodeId),

@@ -77,9 +77,13 @@ export function deepEqual(a: unknown, b: unknown): boolean {
 
 /**
  * Applies a patch to `target` in place: a plain object, or the draft inside an Automerge
- * `change()` callback. Set values are copied so the target never aliases the patch.
+ * `change()` callback. Set values are copied (by `copy`) so the target never aliases the patch.
  */
-export function applyFactsPatch(target: Record<string, unknown>, patch: FactsPatch): void {
+export function applyFactsPatch(
+  target: Record<string, unknown>,
+  patch: FactsPatch,
+  copy: (value: unknown) => unknown = structuredClone,
+): void {
   for (const change of patch) {
     const last = change.path.at(-1);
     if (last === undefined || change.path.some(isForbiddenKey)) {
@@ -93,7 +97,7 @@ export function applyFactsPatch(target: Record<string, unknown>, patch: FactsPat
       if (!isPlainObject(next)) throw new FltError('INTERNAL', `cannot create ${key}`);
       node = next;
     }
-    if (change.op === 'set') node[last] = structuredClone(change.value);
+    if (change.op === 'set') node[last] = copy(change.value);
     else delete node[last];
   }
 }

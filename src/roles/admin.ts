@@ -10,8 +10,8 @@ import type { Logger } from '../../sync/log.js';
 import { RpcChannel } from '../../sync/rpc-channel.js';
 import { FsStore } from '../../stores/fs-store.js';
 import type { Config } from '../config/index.js';
-import { agentsOf, type FactsDoc, type RootDoc } from '../docs/types.js';
-import type { Facts, VolatileFacts } from '../facts/index.js';
+import { agentsOf, storedFacts, type FactsDoc, type RootDoc } from '../docs/types.js';
+import { validateFacts, type Facts, type VolatileFacts } from '../facts/index.js';
 import { FltNode, requireCoordinator } from '../node.js';
 import { docHeads, fleetInfo, fleetPresence, type PresenceEntry } from '../rpc-methods.js';
 import { loadReplicaInfo, saveReplicaInfo, whenHasHeads, type ReplicaInfo } from './replica.js';
@@ -115,7 +115,8 @@ export class Admin {
       );
     }
     const volatile = this.presence.get(agent.nodeId)?.volatile ?? null;
-    const facts = doc.facts ? { ...doc.facts, collectedAt: doc.changedAt ?? '' } : null;
+    const stored = storedFacts(doc);
+    const facts = stored ? validateFacts(stored) : null;
     return { agent, asOf: view.asOf, facts, volatile };
   }
 

@@ -9,6 +9,9 @@ import { validateFacts } from '../facts/index.js';
 import {
   agentsOf,
   DOC_SCHEMA,
+  encodeAgent,
+  sortAgents,
+  storedFacts,
   summarize,
   type AgentEntry,
   type FactsDoc,
@@ -22,19 +25,26 @@ const WATCH_ATTEMPTS = 6;
 export class Fleet {
   readonly presence: Presence;
   private readonly watched = new Set<DocumentId>();
+  /**
+   * The root document's agents, decoded once at start and then kept in step by put(): the
+   * coordinator is the root document's only writer, and lookups run on every rpc and, for the
+   * share policy, for every document at every connection, so they must not decode N records.
+   */
+  private readonly entries = new Map<NodeId, AgentEntry>();
 
   constructor(
     readonly root: DocHandle<RootDoc>,
     private readonly repo: Repo,
     private readonly log: Logger,
   ) {
-    this.presence = new Presence((entries) =>
-      this.root.change((d) => {
-        for (const [id, at] of entries) {
-          const a = d.agents[id];
-          if (a) a.lastSeen = at;
-        }
-      }),
+    for (const entry of agentsOf(root.doc())) this.entries.set(entry.nodeId, entry);
+    this.presence = new Presence((seen) =>
+      this.put(
+        [...seen].flatMap(([id, at]) => {
+          const entry = this.entries.get(id);
+          return entry ? [{ ...entry, lastSeen: at }] : [];
+        }),
+      ),
     );
   }
 
@@ -42,12 +52,13 @@ export class Fleet {
     return { kind: 'flt/root', schema: DOC_SCHEMA, coordinator, agents: {} };
   }
 
+  /** Every enrolled agent, in fleet table order. */
   agents(): AgentEntry[] {
-    return agentsOf(this.root.doc());
+    return sortAgents([...this.entries.values()]);
   }
 
   agent(id: NodeId): AgentEntry | undefined {
-    return this.agents().find((a) => a.nodeId === id);
+    return this.entries.get(id);
   }
 
   /**
@@ -55,36 +66,45 @@ export class Fleet {
    * facts document (it has no use for the others, and offering N documents to each of N agents
    * made fan-in quadratic); any other peer (an admin) gets everything, to keep its replica whole.
    * Agents enroll before they open their sync session, so an agent is never taken for an admin.
-   * Called for every document at every connection: O(1), no copy of the agent list.
    */
   offers(peer: NodeId, doc: DocumentId | undefined): boolean {
-    const entry = this.root.doc().agents[peer];
+    const entry = this.entries.get(peer);
     return entry ? entry.factsDocId === doc : true;
   }
 
   /** Records (or refreshes) an enrollment; returns the entry. Idempotent. */
   enroll(id: NodeId, factsDocId: DocumentId, factsWriteKey: string): AgentEntry {
-    const now = new Date().toISOString();
-    const existing = this.agent(id);
+    const existing = this.entries.get(id);
     if (
       !existing ||
       existing.factsDocId !== factsDocId ||
       existing.factsWriteKey !== factsWriteKey
     ) {
-      this.root.change((d) => {
-        d.agents[id] = {
+      const now = new Date().toISOString();
+      this.put([
+        {
           nodeId: id,
           factsDocId,
           factsWriteKey,
           enrolledAt: existing?.enrolledAt ?? now,
           lastSeen: now,
           summary: existing?.summary ?? null,
-        };
-      });
+        },
+      ]);
       this.log.info('agent enrolled', { agent: id.slice(0, 10) });
     }
-    this.watch(this.agent(id)!);
-    return this.agent(id)!;
+    const entry = this.entries.get(id)!;
+    this.watch(entry);
+    return entry;
+  }
+
+  /** Writes whole agent records, in one change, to the root document and the lookup map. */
+  private put(entries: readonly AgentEntry[]): void {
+    if (entries.length === 0) return;
+    this.root.change((d) => {
+      for (const e of entries) d.agents[e.nodeId] = encodeAgent(e);
+    });
+    for (const e of entries) this.entries.set(e.nodeId, e);
   }
 
   /**
@@ -117,20 +137,17 @@ export class Fleet {
   }
 
   private updateSummary(id: NodeId, handle: DocHandle<FactsDoc>): void {
-    const doc = handle.doc();
-    if (!doc.facts) return;
+    const facts = storedFacts(handle.doc());
+    const entry = this.entries.get(id);
+    if (!facts || !entry) return;
     let summary;
     try {
-      summary = summarize(validateFacts({ ...doc.facts, collectedAt: doc.changedAt ?? '' }));
+      summary = summarize(validateFacts(facts));
     } catch (err) {
       this.log.warn('ignoring invalid facts', { agent: id.slice(0, 10), err: String(err) });
       return;
     }
-    const current = this.agent(id)?.summary;
-    if (current && JSON.stringify(current) === JSON.stringify(summary)) return;
-    this.root.change((d) => {
-      const a = d.agents[id];
-      if (a) a.summary = summary;
-    });
+    if (entry.summary && JSON.stringify(entry.summary) === JSON.stringify(summary)) return;
+    this.put([{ ...entry, summary }]);
   }
 }
