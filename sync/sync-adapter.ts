@@ -44,6 +44,8 @@ export class SyncAdapter extends NetworkAdapter {
   private readonly sessions = new Map<NodeId, Session>();
   private readonly stop = new AbortController();
   private readonly pendingDials = new Set<NodeId>();
+  /** addPeer() calls made before connect(). */
+  private readonly laterDials: PeerAddr[] = [];
   private ready = false;
   private readyWaiters: (() => void)[] = [];
 
@@ -70,15 +72,21 @@ export class SyncAdapter extends NetworkAdapter {
     }
     this.peerId = peerId;
     this.peerMetadata = peerMetadata ?? {};
-    const targets = this.options.dial ?? [];
+    const targets = [...(this.options.dial ?? []), ...this.laterDials.splice(0)];
     for (const t of targets) this.pendingDials.add(t.nodeId);
     this.settleIfDialed();
     for (const t of targets) void this.dialLoop(t);
   }
 
-  /** Dials one more peer at runtime and keeps it connected until disconnect(). */
+  /**
+   * Dials one more peer at runtime and keeps it connected until disconnect(). Before the Repo
+   * has connected us (it does so only once its storage id is read) there is no peer id to say
+   * hello with, so the dial waits for connect().
+   */
   addPeer(addr: PeerAddr): void {
-    void this.dialLoop(addr);
+    if (this.stop.signal.aborted) return;
+    if (this.peerId) void this.dialLoop(addr);
+    else this.laterDials.push(addr);
   }
 
   /** Router handler for incoming flt/sync/0 connections. */

@@ -101,6 +101,24 @@ describe.each([
     expect(hb.doc().items).toEqual(['from-a', 'from-b']);
   });
 
+  it('addPeer before the Repo has connected the adapter dials once it has: no refused hello', async () => {
+    const make = makeFactory();
+    const ta = await make();
+    const tb = await make();
+    const a = node(ta);
+    const adapter = new SyncAdapter({ transport: tb, backoff: { initialMs: 20, maxMs: 200 } });
+    new Router(tb).route(ALPN.sync, (c) => adapter.accept(c)).start();
+    adapter.addPeer(ta.addr()); // no peer id yet: it must not say hello without one
+    const repo = new Repo({ network: [adapter], peerId: tb.nodeId as string as PeerId });
+    cleanups.push(async () => {
+      await repo.shutdown();
+      await tb.close();
+    });
+    await waitFor('A sees B', () => a.eventsFor(tb.nodeId).includes('candidate'));
+    expect(a.accepted).toHaveLength(1);
+    expect(a.eventsFor(tb.nodeId)).toEqual(['candidate']);
+  });
+
   it('a dropped connection: B reports the peer gone before it is back, then syncs again', async () => {
     const make = makeFactory();
     const ta = await make();
