@@ -1,13 +1,21 @@
-// Frames over one ByteStream. Reads are bounded (READ_CHUNK at a time, frames capped by the
-// decoder); writes issued in the same tick are coalesced into one transport write, because
-// every write through the iroh bindings has a fixed cost (Array<number> conversion, FFI).
+// Frames over one ByteStream. Reads are bounded (IDLE_READ between frames, up to READ_CHUNK while
+// a large frame arrives; frames capped by the decoder); writes issued in the same tick are
+// coalesced into one transport write, because every write through the iroh bindings has a fixed
+// cost (Array<number> conversion, FFI).
 
 import { FltError } from './errors.js';
 import { encodeFrame, FrameDecoder } from './framing.js';
 import type { ByteStream } from './transport.js';
 
-/** Largest single read from the transport. */
+/** Largest single read from the transport, while a large frame is arriving. */
 export const READ_CHUNK = 1 << 20;
+/**
+ * A read with no frame in progress (the usual state: waiting for the next small message). The
+ * iroh binding allocates the whole `max` for every pending read, so a connection that idles in a
+ * 1 MiB read holds 1 MiB of native memory: measured at the coordinator, that was ~2 MiB per
+ * agent (two streams each); with 64 KiB it is ~0.1 MiB.
+ */
+export const IDLE_READ = 1 << 16;
 /** Coalesced writes are cut at this size so that one write never holds a huge array. */
 export const WRITE_BATCH = 1 << 20;
 
@@ -35,7 +43,8 @@ export class FramedStream {
   /** The next frame body, or null at a clean end of stream. */
   async readFrame(): Promise<Uint8Array | null> {
     while (this.ready.length === 0) {
-      const chunk = await this.stream.read(READ_CHUNK);
+      const size = Math.min(READ_CHUNK, Math.max(IDLE_READ, this.decoder.missing));
+      const chunk = await this.stream.read(size);
       if (chunk === null) {
         this.decoder.end();
         return null;

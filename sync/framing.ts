@@ -31,6 +31,11 @@ export class FrameDecoder {
 
   constructor(readonly maxFrame: number) {}
 
+  /** Bytes still to come for the frame in progress (0 while its length is unknown). */
+  get missing(): number {
+    return this.need === undefined ? 0 : Math.max(0, this.need - this.buffered);
+  }
+
   /** Bytes held for a frame not yet complete. */
   get pending(): number {
     return this.buffered;

@@ -3,6 +3,7 @@
 // the connection. Peers in `dial` are kept connected with backoff; accepted connections come in
 // through the Router. One connection per peer carries every document.
 
+import { setMaxListeners } from 'node:events';
 import {
   NetworkAdapter,
   type Message,
@@ -53,6 +54,8 @@ export class SyncAdapter extends NetworkAdapter {
     super();
     this.transport = options.transport;
     this.log = options.logger ?? silentLogger;
+    // Every handshake in flight listens on `stop`: many agents connecting at once is normal.
+    setMaxListeners(0, this.stop.signal);
   }
 
   isReady(): boolean {

@@ -4,10 +4,10 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { FltError } from '../sync/errors.js';
-import { FramedStream, WRITE_BATCH } from '../sync/framed-stream.js';
+import { FramedStream, IDLE_READ, READ_CHUNK, WRITE_BATCH } from '../sync/framed-stream.js';
 import { encodeFrame, FrameDecoder, LENGTH_BYTES } from '../sync/framing.js';
 import { MemoryNetwork } from '../sync/memory-transport.js';
-import { CloseCode, type Connection } from '../sync/transport.js';
+import { CloseCode, type ByteStream, type Connection } from '../sync/transport.js';
 
 const CAP = 1 << 20;
 
@@ -164,6 +164,38 @@ describe('encodeFrame / FrameDecoder', () => {
   it('encodeFrame refuses a body over the cap', () => {
     expectCode(() => encodeFrame(new Uint8Array(101), 100), 'FRAME_TOO_LARGE');
     expect(encodeFrame(new Uint8Array(100), 100)).toHaveLength(100 + LENGTH_BYTES);
+  });
+});
+
+describe('FramedStream read sizes', () => {
+  it('asks for IDLE_READ between frames and up to READ_CHUNK while a large frame arrives', async () => {
+    // The iroh binding allocates `max` for each pending read: idle reads must stay small.
+    const big = randomBytes(3 * READ_CHUNK);
+    const wire = [
+      encodeFrame(new Uint8Array([1, 2, 3]), 8 * READ_CHUNK),
+      encodeFrame(big, 8 * READ_CHUNK),
+    ];
+    let bytes = Buffer.concat(wire);
+    const asked: number[] = [];
+    const stream: ByteStream = {
+      read(max) {
+        asked.push(max);
+        if (bytes.length === 0) return Promise.resolve(null);
+        const step = Math.min(max, 4096 + asked.length * 100_000); // arrives in uneven pieces
+        const chunk = bytes.subarray(0, step);
+        bytes = bytes.subarray(step);
+        return Promise.resolve(new Uint8Array(chunk));
+      },
+      write: () => Promise.resolve(),
+      finish: () => Promise.resolve(),
+    };
+    const framed = new FramedStream(stream, 8 * READ_CHUNK);
+    expect(await framed.readFrame()).toEqual(new Uint8Array([1, 2, 3]));
+    expect(Buffer.compare(Buffer.from((await framed.readFrame())!), big)).toBe(0);
+    expect(await framed.readFrame()).toBeNull();
+    expect(asked[0]).toBe(IDLE_READ);
+    expect(Math.max(...asked)).toBe(READ_CHUNK);
+    expect(asked.at(-1)).toBe(IDLE_READ); // the frame done, back to idle reads
   });
 });
 
