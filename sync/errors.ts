@@ -31,6 +31,8 @@ export const ERROR_CODES = [
   'TRANSPORT',
   'IO',
   'INTERNAL',
+  'BAD_SIGNATURE',
+  'SMALL_ORDER_KEY',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];
