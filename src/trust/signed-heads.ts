@@ -93,7 +93,7 @@ export function verifySignedHeads(
   if (!Array.isArray(heads) || heads.length > MAX_SIGNED_HEADS) throw bad('bad heads');
   if (!heads.every((h) => isHex(h, HEAD_BYTES))) throw bad('bad head');
   if (!isHex(writeKey, 32) || !isHex(sig, 64)) throw bad('bad key or signature');
-  const sorted = [...(heads)].sort();
+  const sorted = [...heads].sort();
   if (sorted.some((h, i) => h !== heads[i] || (i > 0 && h === sorted[i - 1])))
     throw bad('heads not sorted and unique');
   if (docId !== expect.docId)
