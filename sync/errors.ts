@@ -33,6 +33,14 @@ export const ERROR_CODES = [
   'INTERNAL',
   'BAD_SIGNATURE',
   'SMALL_ORDER_KEY',
+  'WRONG_FLEET',
+  'NOT_ADMIN',
+  'REVOKED',
+  'OP_REPLAYED',
+  'TOKEN_EXPIRED',
+  'TOKEN_REUSED',
+  'TOKEN_FORGED',
+  'TOKEN_OTHER_FLEET',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];
