@@ -11,7 +11,7 @@ import { IrohTransport, type RelaySetting } from '../sync/iroh-transport.js';
 import type { Logger } from '../sync/log.js';
 import { ALL_ALPNS, ALPN } from '../sync/protocols.js';
 import { Router } from '../sync/router.js';
-import { SyncAdapter } from '../sync/sync-adapter.js';
+import { SyncAdapter, type SyncAdapterOptions } from '../sync/sync-adapter.js';
 import type { PeerAddr } from '../sync/transport.js';
 import { formatHostPort, type Config } from './config/index.js';
 import { FsStore } from '../stores/fs-store.js';
@@ -61,6 +61,8 @@ export interface NodeOptions {
    * derived from it. Announcing everything to everyone costs O(N²) when N agents connect.
    */
   readonly share?: (key: NodeKey) => ShareConfig;
+  /** Checks each incoming sync message (see SyncAdapterOptions.admit). */
+  readonly admit?: SyncAdapterOptions['admit'];
 }
 
 export class FltNode {
@@ -91,7 +93,12 @@ export class FltNode {
       logger: log,
     });
     const router = new Router(transport, { logger: log });
-    const sync = new SyncAdapter({ transport, dial: options.dial ?? [], logger: log });
+    const sync = new SyncAdapter({
+      transport,
+      dial: options.dial ?? [],
+      logger: log,
+      ...(options.admit ? { admit: options.admit } : {}),
+    });
     router.route(ALPN.sync, (conn) => sync.accept(conn));
     const store = options.repo
       ? await FsStore.open(join(config.stateDir, 'repo'), { logger: (line) => log.warn(line) })

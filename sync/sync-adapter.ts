@@ -31,7 +31,19 @@ export interface SyncAdapterOptions {
   readonly handshakeTimeoutMs?: number;
   /** Bytes queued for one peer that does not read before its connection is dropped. */
   readonly maxQueuedBytes?: number;
+  /**
+   * Checks every message from an authenticated peer before the Repo sees it. Throwing refuses
+   * it: the message is dropped, the refusal logged with the peer's node id, and the connection
+   * closed (UNAUTHORIZED_PEER: code 2, anything else: protocol error). The fleet layer uses it
+   * to accept changes to a single-writer document only from its writer.
+   */
+  readonly admit?: (peer: NodeId, message: Message) => void;
 }
+
+const CLOSE_FOR: Partial<Record<string, number>> = {
+  SENDER_MISMATCH: CloseCode.SENDER_MISMATCH,
+  UNAUTHORIZED_PEER: CloseCode.UNAUTHORIZED,
+};
 
 interface Session {
   readonly remote: NodeId;
@@ -190,17 +202,11 @@ export class SyncAdapter extends NetworkAdapter {
     try {
       await this.pump(session);
     } catch (err) {
-      this.log.info('sync connection closed', {
-        peer: remote.slice(0, 10),
-        code: codeOf(err),
-        err: messageOf(err),
-      });
-      conn.close(
-        err instanceof FltError && err.code === 'SENDER_MISMATCH'
-          ? CloseCode.SENDER_MISMATCH
-          : CloseCode.PROTOCOL_ERROR,
-        codeOf(err),
-      );
+      const code = codeOf(err);
+      const fields = { peer: remote, code, err: messageOf(err) };
+      if (code === 'UNAUTHORIZED_PEER') this.log.warn('refused a sync message', fields);
+      else this.log.info('sync connection closed', { ...fields, peer: remote.slice(0, 10) });
+      conn.close(CLOSE_FOR[code] ?? CloseCode.PROTOCOL_ERROR, code);
     } finally {
       this.close(session);
     }
@@ -251,6 +257,7 @@ export class SyncAdapter extends NetworkAdapter {
         throw new FltError('SENDER_MISMATCH', `message claims sender ${msg.senderId.slice(0, 10)}`);
       }
       if (msg.targetId !== this.peerId) continue; // not for us (we do not relay)
+      this.options.admit?.(session.remote, msg);
       this.emit('message', msg);
     }
   }

@@ -54,8 +54,10 @@ export class Coordinator {
       share: () => ({
         announce: (peer, doc) =>
           Promise.resolve(fleet?.offers(peer as string as NodeId, doc) ?? false),
-        access: () => Promise.resolve(true),
+        access: (peer, doc) =>
+          Promise.resolve(fleet?.offers(peer as string as NodeId, doc) ?? false),
       }),
+      admit: (peer, message) => fleet?.admit(peer, message),
     });
     try {
       const rootKey = deriveKeyPair(node.key.secret, 'flt/v1/doc/root');

@@ -2,7 +2,9 @@
 // summaries, lastSeen) and the facts documents it replicates. Everything it serves after a
 // restart comes from the root document, so the fleet is visible before any agent reconnects.
 
-import type { DocHandle, DocumentId, Repo } from '@automerge/automerge-repo';
+import * as A from '@automerge/automerge';
+import type { DocHandle, DocumentId, Message, Repo } from '@automerge/automerge-repo';
+import { FltError } from '../../sync/errors.js';
 import type { NodeId } from '../../sync/ids.js';
 import type { Logger } from '../../sync/log.js';
 import { validateFacts } from '../facts/index.js';
@@ -70,6 +72,34 @@ export class Fleet {
   offers(peer: NodeId, doc: DocumentId | undefined): boolean {
     const entry = this.entries.get(peer);
     return entry ? entry.factsDocId === doc : true;
+  }
+
+  /**
+   * Refuses (UNAUTHORIZED_PEER, which closes the connection) a sync message that carries changes
+   * to a document the peer does not write (ARCHITECTURE.md §5.1): an agent writes its own facts
+   * document only, and nobody but this coordinator writes the root document. An agent has no
+   * business with any other document at all, so any message of its about one is refused.
+   * Other messages without changes (requests, acknowledgements, heads) pass.
+   */
+  admit(peer: NodeId, message: Message): void {
+    if (!('documentId' in message) || message.documentId === undefined) return;
+    const docId = message.documentId;
+    const agent = this.entries.get(peer);
+    if (agent?.factsDocId === docId) return;
+    if (agent)
+      throw new FltError('UNAUTHORIZED_PEER', `agent ${peer} sent a ${message.type} for ${docId}`);
+    if ((message.type !== 'sync' && message.type !== 'request') || !message.data) return;
+    let changes: number;
+    try {
+      changes = A.decodeSyncMessage(message.data).changes.length;
+    } catch (err) {
+      throw new FltError('BAD_MESSAGE', `undecodable sync message for ${docId}`, { cause: err });
+    }
+    if (changes === 0) return;
+    throw new FltError(
+      'UNAUTHORIZED_PEER',
+      `${peer} sent ${changes} change(s) to ${docId}, which it does not write`,
+    );
   }
 
   /** Records (or refreshes) an enrollment; returns the entry. Idempotent. */
