@@ -274,8 +274,8 @@ export class Authority {
 
   /**
    * Enrolls `agent` with a one-time token at `now`; returns the entry to append to the trail.
-   * Refuses, changing nothing, in this order: BAD_MESSAGE (malformed), TOKEN_FORGED (bad
-   * signature, or the issuer never was an admin), TOKEN_OTHER_FLEET, TOKEN_FORGED (never issued
+   * Refuses, changing nothing, in this order: BAD_MESSAGE (malformed), TOKEN_OTHER_FLEET,
+   * TOKEN_FORGED (bad signature, or the issuer never was an admin), TOKEN_FORGED (never issued
    * in this trail, or its issuer is no longer an admin), TOKEN_EXPIRED, TOKEN_REUSED; then for the
    * agent: BAD_KEY / SMALL_ORDER_KEY, REVOKED (only an admin's agent.approve undoes a revocation,
    * never a token), BAD_ARGUMENT (already an admin or agent). Before all of them, BAD_ARGUMENT
