@@ -25,10 +25,11 @@ import {
 import { diffFacts } from '../src/facts/index.js';
 import { deriveKeyPair, loadOrCreateNodeKey, nodeKeyFromSeed } from '../src/identity/index.js';
 import { Fleet } from '../src/roles/fleet.js';
+import { signHeads } from '../src/trust/signed-heads.js';
 import { sampleFacts } from './facts-sample.js';
 
 /** Bump when the fixture's content or layout changes: cached fixtures of another version are rebuilt. */
-const FIXTURE_VERSION = 2; // 2: sealed strings, agent records (src/docs/scalars.ts)
+const FIXTURE_VERSION = 3; // 2: sealed strings, agent records; 3: signed facts heads
 /** Saves in flight while writing a fixture (FsStore bounds its own file operations at 32). */
 const WRITE_CONCURRENCY = 64;
 
@@ -111,6 +112,7 @@ function agentOf(i: number, collectedAt: string) {
     enrolledAt: collectedAt,
     lastSeen: collectedAt,
     summary: null,
+    factsHeads: signHeads(factsDocId, 1, A.getHeads(doc), factsKey.secret, factsKey.publicKey),
   };
   return { entry, summary: summarize(facts), chunk: snapshotChunk(factsDocId, doc) };
 }

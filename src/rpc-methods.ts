@@ -79,7 +79,9 @@ const volatile = z.unknown().transform((v, ctx): VolatileFacts => {
 /** `agent.heartbeat`: an agent's volatile facts (load, uptime), kept out of documents. */
 export const agentHeartbeat = method(
   'agent.heartbeat',
-  z.object({ volatile }).strict(),
+  // factsHeads: the agent's signed heads of its facts document (src/trust/signed-heads.ts),
+  // verified by the coordinator against the write key the agent enrolled with.
+  z.object({ volatile, factsHeads: z.unknown().optional() }).strict(),
   z.object({}),
 );
 
@@ -87,7 +89,8 @@ export const agentHeartbeat = method(
 export const fleetInfo = method(
   'fleet.info',
   empty,
-  z.object({ coordinator: nodeId, rootDocId: docId, rootHeads: heads }),
+  // rootSigned: the root document's heads signed with its write key; readers verify it.
+  z.object({ coordinator: nodeId, rootDocId: docId, rootHeads: heads, rootSigned: z.unknown() }),
 );
 
 export const presenceEntry = z.object({

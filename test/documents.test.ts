@@ -24,6 +24,7 @@ const entry = (hostname: string): AgentEntry => ({
   enrolledAt: '2026-11-26T09:00:00.000Z',
   lastSeen: '2026-11-26T09:10:00.000Z',
   summary: { hostname, os: 'NixOS 25.05', nixosVersion: '25.05', kernel: '6.12.7', arch: 'x86_64' },
+  factsHeads: null,
 });
 
 describe('agent records in the root document', () => {

@@ -25,6 +25,10 @@ export function formatTable(rows: readonly (readonly string[])[]): string {
     .join('\n');
 }
 
+/** Said whenever a document has changes that no verified signature covers (they are not shown). */
+export const UNVERIFIED_NOTE =
+  'note: newer changes exist that no writer signature covers; they are not shown (unverified)';
+
 export function fleetTable(view: FleetView, now = Date.now()): string {
   const header = ['NODE', 'HOSTNAME', 'OS', 'NIXOS', 'LAST SEEN', 'ONLINE'];
   const rows = view.agents.map((a: AgentRow) => [
@@ -38,7 +42,8 @@ export function fleetTable(view: FleetView, now = Date.now()): string {
   const title = view.offline
     ? `${view.agents.length} agents (offline: from the local replica as of ${view.asOf}, ${ago(view.asOf, now)})`
     : `${view.agents.length} agents (coordinator ${shortId(view.coordinator as never)})`;
-  return `${title}\n${formatTable([header, ...rows])}`;
+  const note = view.unverified ? `\n${UNVERIFIED_NOTE}` : '';
+  return `${title}\n${formatTable([header, ...rows])}${note}`;
 }
 
 /** The JSON form of the table: one object per agent. */

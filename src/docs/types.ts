@@ -28,6 +28,12 @@ export interface AgentEntry {
   /** The last connect or disconnect the coordinator recorded (rate-limited; see README). */
   lastSeen: string;
   summary: AgentSummary | null;
+  /**
+   * The newest signed heads of the facts document the coordinator verified (src/trust), as
+   * stored: readers other than the coordinator verify it again before trusting it. The summary
+   * above was computed from the facts at these heads.
+   */
+  factsHeads: unknown;
 }
 
 /**
@@ -103,6 +109,7 @@ export function decodeAgent(key: string, value: unknown): AgentEntry | undefined
     enrolledAt: a.enrolledAt,
     lastSeen: a.lastSeen,
     summary: summaryOf(a.summary),
+    factsHeads: a.factsHeads ?? null,
   };
 }
 

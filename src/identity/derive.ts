@@ -40,11 +40,14 @@ export function deriveSeed(nodeSecret: Uint8Array, purpose: DerivePurpose): Uint
   return hkdf(sha256, nodeSecret, DERIVE_SALT, info, SEED_BYTES);
 }
 
+/** An ed25519 key pair: the 32-byte seed and its public key. */
+export interface KeyPair {
+  readonly secret: Uint8Array;
+  readonly publicKey: Uint8Array;
+}
+
 /** The ed25519 key pair for `purpose`: the derived seed and its public key. */
-export function deriveKeyPair(
-  nodeSecret: Uint8Array,
-  purpose: DerivePurpose,
-): { secret: Uint8Array; publicKey: Uint8Array } {
+export function deriveKeyPair(nodeSecret: Uint8Array, purpose: DerivePurpose): KeyPair {
   const secret = deriveSeed(nodeSecret, purpose);
   return { secret, publicKey: ed25519PublicKey(secret) };
 }

@@ -19,4 +19,10 @@ export {
   parseOpenSshPrivateKey,
   parseOpenSshPublicKey,
 } from './openssh.js';
-export { type DerivePurpose, DERIVE_PURPOSES, deriveKeyPair, deriveSeed } from './derive.js';
+export {
+  type DerivePurpose,
+  type KeyPair,
+  DERIVE_PURPOSES,
+  deriveKeyPair,
+  deriveSeed,
+} from './derive.js';

@@ -10,7 +10,14 @@ import type { Logger } from '../../sync/log.js';
 import { RpcChannel } from '../../sync/rpc-channel.js';
 import { FsStore } from '../../stores/fs-store.js';
 import type { Config } from '../config/index.js';
-import { agentsOf, storedFacts, type FactsDoc, type RootDoc } from '../docs/types.js';
+import {
+  agentsOf,
+  storedFacts,
+  type AgentEntry,
+  type FactsDoc,
+  type RootDoc,
+} from '../docs/types.js';
+import { trustedView, verifySignedHeads, type SignedHeads } from '../trust/signed-heads.js';
 import { validateFacts, type Facts, type VolatileFacts } from '../facts/index.js';
 import { FltNode, requireCoordinator } from '../node.js';
 import { docHeads, fleetInfo, fleetPresence, type PresenceEntry } from '../rpc-methods.js';
@@ -32,11 +39,15 @@ export interface FleetView {
   asOf: string;
   offline: boolean;
   agents: AgentRow[];
+  /** The root document has changes its signed heads do not cover (not shown). */
+  unverified: boolean;
 }
 
 export class Admin {
   /** Presence as of the last fleet(): live online, or the replica's snapshot offline. */
   private presence = new Map<NodeId, PresenceEntry>();
+  /** The trusted root document's agents as of the last fleet(). */
+  private entries = new Map<NodeId, AgentEntry>();
 
   private constructor(
     private readonly repo: Repo,
@@ -74,8 +85,12 @@ export class Admin {
   async fleet(): Promise<FleetView> {
     const info = this.rpc ? await this.sync(this.rpc) : await loadReplicaInfo(this.config.stateDir);
     this.presence = new Map(info.presence.map((p) => [p.nodeId, p]));
-    const root = await this.repo.find<RootDoc>(info.rootDocId as DocumentId);
-    const agents = agentsOf(root.doc()).map((a): AgentRow => {
+    const rootDocId = info.rootDocId as DocumentId;
+    const signed = verifySignedHeads(info.rootSigned, { docId: rootDocId });
+    const root = await this.repo.find<RootDoc>(rootDocId);
+    const view = trustedView(root.doc(), signed);
+    this.entries = new Map(agentsOf(view.doc ?? {}).map((a) => [a.nodeId, a]));
+    const agents = [...this.entries.values()].map((a): AgentRow => {
       const live = this.presence.get(a.nodeId);
       return {
         nodeId: a.nodeId,
@@ -87,19 +102,32 @@ export class Admin {
         factsDocId: a.factsDocId,
       };
     });
-    return { coordinator: info.coordinator, asOf: info.asOf, offline: !this.rpc, agents };
+    return {
+      coordinator: info.coordinator,
+      asOf: info.asOf,
+      offline: !this.rpc,
+      agents,
+      unverified: view.unverified,
+    };
   }
 
-  /** One agent's facts (AGENT = node id, unique prefix or hostname) from the replica. */
+  /**
+   * One agent's facts (AGENT = node id, unique prefix or hostname) from the replica, as of the
+   * newest signed heads the root document holds for it (the trusted view): a change its writer
+   * did not sign is never shown, whoever relayed it; `unverified` says whether one exists.
+   */
   async facts(query: string): Promise<{
     agent: AgentRow;
     asOf: string;
     facts: Partial<Facts> | null;
     volatile: VolatileFacts | null;
+    unverified: boolean;
   }> {
     const view = await this.fleet();
     const agent = pick(view.agents, query);
-    if (this.rpc) await this.syncDoc(this.rpc, agent.factsDocId);
+    const entry = this.entries.get(agent.nodeId)!;
+    const signed = verifiedFactsHeads(entry);
+    if (this.rpc) await this.syncDoc(this.rpc, agent.factsDocId, signed);
     let doc: FactsDoc | undefined;
     try {
       doc = (await this.repo.find<FactsDoc>(agent.factsDocId)).doc();
@@ -114,22 +142,34 @@ export class Admin {
         `no facts of ${agent.nodeId.slice(0, 10)} in the replica; run once online`,
       );
     }
-    const volatile = this.presence.get(agent.nodeId)?.volatile ?? null;
-    const stored = storedFacts(doc);
+    const trusted = trustedView(doc, signed);
+    const stored = trusted.doc ? storedFacts(trusted.doc) : null;
     const facts = stored ? validateFacts(stored) : null;
-    return { agent, asOf: view.asOf, facts, volatile };
+    const volatile = this.presence.get(agent.nodeId)?.volatile ?? null;
+    return { agent, asOf: view.asOf, facts, volatile, unverified: trusted.unverified };
   }
 
   /** Brings the replica's root document up to the coordinator's heads; saves what it learned. */
   private async sync(rpc: RpcChannel): Promise<ReplicaInfo> {
     const info = await rpc.call(fleetInfo, {});
-    const root = await this.repo.find<RootDoc>(info.rootDocId as DocumentId);
-    await whenHasHeads(root, info.rootHeads, AbortSignal.timeout(this.config.rpcTimeoutMs));
+    const pinned = await loadReplicaInfo(this.config.stateDir).catch(() => undefined);
+    if (pinned?.coordinator === info.coordinator && pinned.rootDocId !== info.rootDocId)
+      throw new FltError(
+        'WRONG_FLEET',
+        `the coordinator now names root ${info.rootDocId}, not ${pinned.rootDocId} as before; ` +
+          `refusing (use a new --state-dir to trust it)`,
+      );
+    const rootDocId = info.rootDocId as DocumentId;
+    const signed = verifySignedHeads(info.rootSigned, { docId: rootDocId });
+    const root = await this.repo.find<RootDoc>(rootDocId);
+    const deadline = AbortSignal.timeout(this.config.rpcTimeoutMs);
+    await whenHasHeads(root, [...signed.heads, ...info.rootHeads], deadline);
     const presence = await rpc.call(fleetPresence, {});
     await this.repo.flush([root.documentId]);
     const replica = {
       coordinator: info.coordinator,
       rootDocId: info.rootDocId,
+      rootSigned: signed,
       asOf: presence.now,
       presence: presence.agents,
     };
@@ -137,15 +177,34 @@ export class Admin {
     return replica;
   }
 
-  private async syncDoc(rpc: RpcChannel, docId: DocumentId): Promise<void> {
+  /** Brings one document up to the coordinator's heads, and to the signed heads if any. */
+  private async syncDoc(
+    rpc: RpcChannel,
+    docId: DocumentId,
+    signed: SignedHeads | undefined,
+  ): Promise<void> {
     const { heads } = await rpc.call(docHeads, { docId });
     if (!heads) return;
     // Our handle may already be "unavailable": a coordinator still waiting for the document asks
     // its peers for it, we answer that we lack it, and find() then fails at once. The coordinator
     // sends it to us when it arrives, so wait for its heads whatever the handle's state.
     const handle = await this.repo.find(docId, { allowableStates: ['ready', 'unavailable'] });
-    await whenHasHeads(handle, heads, AbortSignal.timeout(this.config.rpcTimeoutMs));
+    const wanted = [...heads, ...(signed?.heads ?? [])];
+    await whenHasHeads(handle, wanted, AbortSignal.timeout(this.config.rpcTimeoutMs));
     await this.repo.flush([docId]);
+  }
+}
+
+/** The agent's facts heads as the root document holds them, if they verify; else undefined. */
+function verifiedFactsHeads(entry: AgentEntry): SignedHeads | undefined {
+  if (!entry.factsHeads) return undefined;
+  try {
+    return verifySignedHeads(entry.factsHeads, {
+      docId: entry.factsDocId,
+      writeKey: entry.factsWriteKey,
+    });
+  } catch {
+    return undefined;
   }
 }
 

@@ -3,6 +3,7 @@
 // interval, writing only what changed. Volatile values go to the coordinator by heartbeat,
 // never into the document, so a year of publishing leaves a small history.
 
+import * as A from '@automerge/automerge';
 import type { DocHandle, DocumentId, Repo } from '@automerge/automerge-repo';
 import { sleep } from '../../sync/backoff.js';
 import { messageOf } from '../../sync/errors.js';
@@ -16,12 +17,15 @@ import { factsPatch, writeFactsPatch } from '../docs/facts-doc.js';
 import { isStored, openOwned } from '../docs/open.js';
 import { DOC_SCHEMA, type FactsDoc } from '../docs/types.js';
 import { collectFacts, collectVolatile, isEmptyPatch, type Facts } from '../facts/index.js';
-import { deriveKeyPair, type NodeKey } from '../identity/index.js';
+import { deriveKeyPair, type KeyPair, type NodeKey } from '../identity/index.js';
+import { signHeads, type SignedHeads } from '../trust/signed-heads.js';
 import { FltNode } from '../node.js';
 import { agentEnroll, agentHeartbeat } from '../rpc-methods.js';
 import { parsePeerAddress } from '../../sync/address.js';
 import { FltError } from '../../sync/errors.js';
 import type { PeerAddr } from '../../sync/transport.js';
+
+const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
 
 /** What the agent collects; tests replace it to drive facts without touching the machine. */
 export type FactsSource = () => Promise<Facts>;
@@ -30,6 +34,7 @@ export class Agent {
   private readonly stop = new AbortController();
   private running: Promise<void> | undefined;
   private handle: DocHandle<FactsDoc> | undefined;
+  private lastSigned: SignedHeads | undefined;
   /** Resolves once the coordinator has answered the enrollment. */
   readonly enrolled: Promise<void>;
   private markEnrolled!: () => void;
@@ -37,7 +42,7 @@ export class Agent {
   private constructor(
     readonly node: FltNode,
     readonly factsDocId: DocumentId,
-    private readonly factsWriteKey: string,
+    private readonly factsKey: KeyPair,
     private readonly rpc: RpcChannel,
     private readonly coordinator: PeerAddr,
     private readonly config: Config,
@@ -78,7 +83,7 @@ export class Agent {
     const agent = new Agent(
       node,
       ownDoc(node.key),
-      Buffer.from(factsKey.publicKey).toString('hex'),
+      factsKey,
       rpc,
       coordinator,
       config,
@@ -122,7 +127,7 @@ export class Agent {
     let waiting = false;
     const answer = await this.rpc.callUntilAnswered(
       agentEnroll,
-      { factsDocId: this.factsDocId, factsWriteKey: this.factsWriteKey },
+      { factsDocId: this.factsDocId, factsWriteKey: hex(this.factsKey.publicKey) },
       (err) => {
         if (!waiting)
           this.log.info(`waiting for the coordinator (${err.code}); retrying with backoff`);
@@ -152,6 +157,22 @@ export class Agent {
     return openOwned(repo, this.node.store!, this.factsDocId, base);
   }
 
+  /**
+   * Our facts document's current heads, signed with its write key (ARCHITECTURE.md §5.2); signed
+   * again only when the heads move. seq is a millisecond clock kept strictly increasing, so it
+   * keeps growing across restarts and a lost state dir.
+   */
+  private signed(handle: DocHandle<FactsDoc>): SignedHeads {
+    const heads = A.getHeads(handle.doc());
+    const last = this.lastSigned;
+    if (last && last.heads.length === heads.length && heads.every((h) => last.heads.includes(h)))
+      return last;
+    const seq = Math.max(Date.now(), (last?.seq ?? 0) + 1);
+    const { secret, publicKey } = this.factsKey;
+    this.lastSigned = signHeads(this.factsDocId, seq, heads, secret, publicKey);
+    return this.lastSigned;
+  }
+
   /** Collects, writes the difference (if any), and sends the volatile facts. */
   async publish(handle: DocHandle<FactsDoc>): Promise<void> {
     const facts = await this.source();
@@ -162,7 +183,8 @@ export class Agent {
       this.log.debug('facts changed', { fields: patch.length });
     }
     try {
-      await this.rpc.call(agentHeartbeat, { volatile: await collectVolatile() });
+      const factsHeads = this.signed(handle);
+      await this.rpc.call(agentHeartbeat, { volatile: await collectVolatile(), factsHeads });
     } catch (err) {
       // A coordinator that lost its state no longer knows us: enroll again (idempotent).
       if (err instanceof FltError && err.code === 'UNAUTHORIZED_PEER') {

@@ -6,6 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import * as A from '@automerge/automerge';
 import type { DocumentId, PeerId } from '@automerge/automerge-repo';
 import { serveEcho } from '../../sync/echo.js';
 import { FltError } from '../../sync/errors.js';
@@ -68,7 +69,7 @@ export class Coordinator {
         rootDocId,
         Fleet.base(node.key.nodeId),
       );
-      fleet = new Fleet(root, node.repo!, log);
+      fleet = new Fleet(root, rootKey, node.repo!, log);
       const rpc = rpcServer(node, fleet, rootDocId, log);
       node.router.route(ALPN.echo, serveEcho).route(ALPN.rpc, (conn) => rpc.serve(conn));
       trackPeers(node, fleet);
@@ -111,6 +112,7 @@ function rpcServer(node: FltNode, fleet: Fleet, rootDocId: DocumentId, log: Logg
       const entry = fleet.agent(ctx.peer);
       if (!entry) throw new FltError('UNAUTHORIZED_PEER', 'not enrolled');
       fleet.presence.heartbeat(ctx.peer, req.volatile);
+      if (req.factsHeads !== undefined) fleet.recordHeads(ctx.peer, req.factsHeads);
       fleet.watch(entry); // a first enrollment comes before the document exists: fetch it now
       return Promise.resolve({});
     })
@@ -118,7 +120,8 @@ function rpcServer(node: FltNode, fleet: Fleet, rootDocId: DocumentId, log: Logg
       Promise.resolve({
         coordinator: node.key.nodeId,
         rootDocId,
-        rootHeads: fleet.root.heads(),
+        rootHeads: A.getHeads(fleet.root.doc()),
+        rootSigned: fleet.signedRoot(),
       }),
     )
     .register(fleetPresence, () =>
@@ -135,7 +138,7 @@ function rpcServer(node: FltNode, fleet: Fleet, rootDocId: DocumentId, log: Logg
     .register(docHeads, async (req) => {
       const docId = req.docId as DocumentId;
       if (!(await isHeld(node, docId))) return { heads: null };
-      return { heads: (await repo.find(docId)).heads() };
+      return { heads: A.getHeads((await repo.find(docId)).doc()) };
     });
 }
 

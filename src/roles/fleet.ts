@@ -19,7 +19,20 @@ import {
   type FactsDoc,
   type RootDoc,
 } from '../docs/types.js';
+import type { KeyPair } from '../identity/index.js';
 import { Presence } from './presence.js';
+import {
+  newer,
+  signHeads,
+  trustedView,
+  verifySignedHeads,
+  type SignedHeads,
+} from '../trust/signed-heads.js';
+
+const sameHeads = (a: readonly string[], b: readonly string[]) =>
+  a.length === b.length && [...a].sort().every((h, i) => h === [...b].sort()[i]);
+const sameRecord = (a: SignedHeads | undefined, b: SignedHeads) =>
+  a !== undefined && a.seq === b.seq && sameHeads(a.heads, b.heads);
 
 /** Finds of a facts document before giving up until the agent's next heartbeat (250 ms .. 8 s). */
 const WATCH_ATTEMPTS = 6;
@@ -33,13 +46,24 @@ export class Fleet {
    * share policy, for every document at every connection, so they must not decode N records.
    */
   private readonly entries = new Map<NodeId, AgentEntry>();
+  /** Signed heads of facts documents verified since start (the root keeps the newest too). */
+  private readonly verified = new Map<NodeId, SignedHeads>();
+  private readonly handles = new Map<NodeId, DocHandle<FactsDoc>>();
+  private rootSigned: SignedHeads | undefined;
+  private rootSeq = 0;
 
   constructor(
     readonly root: DocHandle<RootDoc>,
+    private readonly rootKey: KeyPair,
     private readonly repo: Repo,
     private readonly log: Logger,
   ) {
-    for (const entry of agentsOf(root.doc())) this.entries.set(entry.nodeId, entry);
+    for (const entry of agentsOf(root.doc())) {
+      this.entries.set(entry.nodeId, entry);
+      // Verified before we stored it, and only we write the root document: not checked again,
+      // which would cost a signature check per agent at every start.
+      if (entry.factsHeads) this.verified.set(entry.nodeId, entry.factsHeads as SignedHeads);
+    }
     this.presence = new Presence((seen) =>
       this.put(
         [...seen].flatMap(([id, at]) => {
@@ -119,6 +143,7 @@ export class Fleet {
           enrolledAt: existing?.enrolledAt ?? now,
           lastSeen: now,
           summary: existing?.summary ?? null,
+          factsHeads: existing?.factsHeads ?? null,
         },
       ]);
       this.log.info('agent enrolled', { agent: id.slice(0, 10) });
@@ -152,6 +177,7 @@ export class Fleet {
     for (let attempt = 0; attempt < WATCH_ATTEMPTS; attempt++) {
       try {
         const handle = await this.repo.find<FactsDoc>(entry.factsDocId);
+        this.handles.set(entry.nodeId, handle);
         handle.on('change', () => this.updateSummary(entry.nodeId, handle));
         this.updateSummary(entry.nodeId, handle);
         return;
@@ -166,9 +192,52 @@ export class Fleet {
     this.watched.delete(entry.factsDocId);
   }
 
-  private updateSummary(id: NodeId, handle: DocHandle<FactsDoc>): void {
-    const facts = storedFacts(handle.doc());
+  /**
+   * Takes an agent's signed heads of its facts document (sent with each heartbeat): verified
+   * against the write key it enrolled with, kept when newer, stored in its root record, and the
+   * summary recomputed from the facts at those heads. A bad record is refused (BAD_SIGNATURE).
+   */
+  recordHeads(id: NodeId, value: unknown): void {
     const entry = this.entries.get(id);
+    if (!entry) throw new FltError('UNAUTHORIZED_PEER', 'not enrolled');
+    const signed = verifySignedHeads(value, {
+      docId: entry.factsDocId,
+      writeKey: entry.factsWriteKey,
+    });
+    if (
+      newer(this.verified.get(id), signed) !== signed ||
+      sameRecord(this.verified.get(id), signed)
+    )
+      return;
+    this.verified.set(id, signed);
+    this.put([{ ...entry, factsHeads: signed }]);
+    const handle = this.handles.get(id);
+    if (handle) this.updateSummary(id, handle);
+  }
+
+  /**
+   * The root document's heads signed with the root write key, for readers to verify
+   * (ARCHITECTURE.md §5.2). Signed on demand and cached until the heads move.
+   */
+  signedRoot(): SignedHeads {
+    const heads = A.getHeads(this.root.doc());
+    if (this.rootSigned && sameHeads(this.rootSigned.heads, heads)) return this.rootSigned;
+    this.rootSeq = Math.max(Date.now(), this.rootSeq + 1);
+    this.rootSigned = signHeads(
+      this.root.documentId,
+      this.rootSeq,
+      heads,
+      this.rootKey.secret,
+      this.rootKey.publicKey,
+    );
+    return this.rootSigned;
+  }
+
+  /** The summary comes from the trusted view only: facts no verified signature covers never count. */
+  private updateSummary(id: NodeId, handle: DocHandle<FactsDoc>): void {
+    const entry = this.entries.get(id);
+    const view = trustedView(handle.doc(), this.verified.get(id));
+    const facts = view.doc ? storedFacts(view.doc) : null;
     if (!facts || !entry) return;
     let summary;
     try {

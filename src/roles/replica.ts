@@ -6,13 +6,16 @@ import { randomBytes } from 'node:crypto';
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as A from '@automerge/automerge';
-import { decodeHeads, type DocHandle, type UrlHeads } from '@automerge/automerge-repo';
+import type { DocHandle } from '@automerge/automerge-repo';
 import { FltError } from '../../sync/errors.js';
 import type { PresenceEntry } from '../rpc-methods.js';
 
 export interface ReplicaInfo {
   coordinator: string;
+  /** Pinned at first contact: a coordinator that later names another root is refused. */
   rootDocId: string;
+  /** The root's signed heads as last verified; checked again whenever read (also offline). */
+  rootSigned: unknown;
   /** When the replica last matched the coordinator. */
   asOf: string;
   presence: PresenceEntry[];
@@ -47,16 +50,16 @@ export async function loadReplicaInfo(stateDir: string): Promise<ReplicaInfo> {
 }
 
 /**
- * Resolves once `handle` contains every head in `heads` (the peer's state has arrived). A handle
- * that is not ready yet (requesting, unavailable) counts as "not yet"; it is checked on every
- * `heads-changed`, whose document is current even before the handle turns ready.
+ * Resolves once `handle` contains every head in `heads` (hex change hashes: the peer's state has
+ * arrived). A handle that is not ready yet (requesting, unavailable) counts as "not yet"; it is
+ * checked on every `heads-changed`, whose document is current even before the handle is ready.
  */
 export function whenHasHeads(
   handle: DocHandle<unknown>,
   heads: readonly string[],
   signal: AbortSignal,
 ): Promise<void> {
-  const wanted = decodeHeads(heads as UrlHeads);
+  const wanted = [...heads];
   if (handle.isReady() && A.hasHeads(handle.doc(), wanted)) return Promise.resolve();
   return new Promise((resolve, reject) => {
     const check = ({ doc }: { doc: A.Doc<unknown> }) => {

@@ -6,7 +6,7 @@ import { Admin } from '../../roles/admin.js';
 import { Agent } from '../../roles/agent.js';
 import type { ParsedArgs } from '../args.js';
 import type { Output } from '../output.js';
-import { fleetJson, fleetTable } from '../table.js';
+import { UNVERIFIED_NOTE, fleetJson, fleetTable } from '../table.js';
 import { untilSignal } from './coordinator.js';
 import { FltError } from '../../../sync/errors.js';
 
@@ -45,8 +45,10 @@ export async function runAgents(
   out: Output,
 ): Promise<void> {
   const view = await withAdmin(config, log, args, (a) => a.fleet());
-  if (config.json) out.json(fleetJson(view).agents);
-  else out.line(fleetTable(view));
+  if (config.json) {
+    out.json(fleetJson(view).agents); // an array, as documented: the note goes to stderr
+    if (view.unverified) log.warn(UNVERIFIED_NOTE);
+  } else out.line(fleetTable(view));
 }
 
 export async function runFacts(
@@ -69,8 +71,11 @@ export async function runFacts(
     lastSeen: r.agent.lastSeen,
     facts: r.facts,
     volatile: r.volatile,
+    /** The facts document has changes its writer did not sign; `facts` leaves them out. */
+    unverified: r.unverified,
   };
   if (config.json) return out.json(body);
   if (args.options.offline) out.line(`# offline: from the local replica as of ${r.asOf}`);
   out.line(JSON.stringify(body, null, 2));
+  if (r.unverified) out.line(UNVERIFIED_NOTE);
 }

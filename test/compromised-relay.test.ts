@@ -1,0 +1,90 @@
+// Compromised relay (ARCHITECTURE.md §5.2): a coordinator stand-in (here the coordinator itself,
+// writing straight into its copy of the document, as a compromised one could) adds a change to
+// agent A's facts document that A never signed and serves it to an admin. The admin's trusted
+// view leaves it out, online and from its offline replica, and says an unverified change exists.
+
+import * as A from '@automerge/automerge';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger } from '../sync/log.js';
+import { resolveConfig, type Config } from '../src/config/index.js';
+import type { FactsDoc } from '../src/docs/types.js';
+import { collectFacts } from '../src/facts/index.js';
+import { Admin } from '../src/roles/admin.js';
+import { Agent } from '../src/roles/agent.js';
+import { Coordinator } from '../src/roles/coordinator.js';
+import { tempDir } from './helpers/flt.js';
+import { waitFor } from './helpers/wait.js';
+
+const log = createLogger('error', 'test');
+
+async function config(stateDir: string, flags: Record<string, string> = {}): Promise<Config> {
+  const { config } = await resolveConfig({
+    flags: {
+      'state-dir': stateDir,
+      relay: 'disabled',
+      discovery: 'none',
+      bind: '127.0.0.1:0',
+      ...flags,
+    },
+    env: {},
+  });
+  return config;
+}
+
+describe('compromised relay', () => {
+  let dir: Awaited<ReturnType<typeof tempDir>>;
+  let coordinator: Coordinator;
+  let agent: Agent;
+
+  beforeAll(async () => {
+    dir = await tempDir();
+    coordinator = await Coordinator.start(await config(`${dir.path}/c`), log);
+    const facts = { ...(await collectFacts()), hostname: 'host-a' };
+    const c = await config(`${dir.path}/a`, { coordinator: coordinator.ticket });
+    agent = await Agent.start(c, log, () => Promise.resolve(facts));
+    await waitFor(
+      'A in the fleet with its facts',
+      () => coordinator.fleet.agent(agent.node.key.nodeId)?.summary?.hostname === 'host-a',
+    );
+  });
+
+  afterAll(async () => {
+    await agent?.close();
+    await coordinator?.close();
+    await dir.remove();
+  });
+
+  it("an unsigned change to an agent's facts never reaches the admin's trusted view", async () => {
+    const adminConfig = await config(`${dir.path}/ad`, { coordinator: coordinator.ticket });
+    const admin = await Admin.open(adminConfig, log, false);
+    try {
+      const clean = await admin.facts('host-a');
+      expect(clean.facts?.hostname).toBe('host-a');
+      expect(clean.unverified).toBe(false);
+
+      // The stand-in writes into A's document: no signature of A covers this change.
+      const handle = coordinator.node.repo!.handles[agent.factsDocId]!;
+      handle.change((d) => {
+        (d as FactsDoc).facts!.hostname = new A.ImmutableString('evil');
+      });
+
+      const served = await admin.facts(agent.node.key.nodeId);
+      expect(served.unverified).toBe(true);
+      expect(served.facts?.hostname).toBe('host-a');
+      // The coordinator's own summary comes from the trusted view too.
+      expect(coordinator.fleet.agent(agent.node.key.nodeId)?.summary?.hostname).toBe('host-a');
+    } finally {
+      await admin.close();
+    }
+
+    // From the admin's replica alone, with nothing running to ask.
+    const offline = await Admin.open(adminConfig, log, true);
+    try {
+      const r = await offline.facts('host-a');
+      expect(r.facts?.hostname).toBe('host-a');
+      expect(r.unverified).toBe(true);
+    } finally {
+      await offline.close();
+    }
+  });
+});
