@@ -10,7 +10,7 @@ import { FltError, messageOf } from '../sync/errors.js';
 import { IrohTransport, type RelaySetting } from '../sync/iroh-transport.js';
 import type { Logger } from '../sync/log.js';
 import { ALL_ALPNS, ALPN } from '../sync/protocols.js';
-import { Router } from '../sync/router.js';
+import { Router, type AccessCheck } from '../sync/router.js';
 import { SyncAdapter, type SyncAdapterOptions } from '../sync/sync-adapter.js';
 import type { PeerAddr } from '../sync/transport.js';
 import { formatHostPort, type Config } from './config/index.js';
@@ -63,6 +63,8 @@ export interface NodeOptions {
   readonly share?: (key: NodeKey) => ShareConfig;
   /** Checks each incoming sync message (see SyncAdapterOptions.admit). */
   readonly admit?: SyncAdapterOptions['admit'];
+  /** Which peers may open which protocols, checked before any of their bytes are read. */
+  readonly access?: AccessCheck;
 }
 
 export class FltNode {
@@ -92,7 +94,10 @@ export class FltNode {
       discovery: config.discovery,
       logger: log,
     });
-    const router = new Router(transport, { logger: log });
+    const router = new Router(transport, {
+      logger: log,
+      ...(options.access ? { access: options.access } : {}),
+    });
     const sync = new SyncAdapter({
       transport,
       dial: options.dial ?? [],

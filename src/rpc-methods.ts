@@ -55,7 +55,10 @@ export const nodeInfo = method(
 /** `agent.enroll`: an agent announces its facts document; idempotent. */
 export const agentEnroll = method(
   'agent.enroll',
-  z.object({ factsDocId: docId, factsWriteKey: hex32 }).strict(),
+  // token: a one-time enrollment token (src/trust/tokens.ts), for an agent not yet approved.
+  z
+    .object({ factsDocId: docId, factsWriteKey: hex32, token: z.string().max(1024).optional() })
+    .strict(),
   z.object({
     rootDocId: docId,
     enrolledAt: time,
@@ -113,4 +116,22 @@ export const docHeads = method(
   'doc.heads',
   z.object({ docId }).strict(),
   z.object({ heads: heads.nullable() }),
+);
+
+/** `admin.op`: one admin-signed operation (src/trust/authority.ts), applied and recorded. */
+export const adminOp = method(
+  'admin.op',
+  z.object({ op: z.unknown() }).strict(),
+  z.object({ index: z.number().int().nonnegative() }),
+);
+
+/** `fleet.audit`: the audit trail as stored, for the admin to replay and verify. */
+export const fleetAudit = method(
+  'fleet.audit',
+  empty,
+  z.object({
+    fleet: docId,
+    initialAdmins: z.array(nodeId).max(10_000),
+    entries: z.array(z.unknown()).max(1_000_000),
+  }),
 );

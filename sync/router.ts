@@ -21,7 +21,8 @@ export interface RouterOptions {
 
 export class Router {
   private readonly handlers = new Map<string, ProtocolHandler>();
-  private readonly perPeer = new Map<NodeId, number>();
+  /** Open connections per peer (for the per-peer cap and for disconnect()). */
+  private readonly live = new Map<NodeId, Set<Connection>>();
   private readonly log: Logger;
   private readonly maxPerPeer: number;
 
@@ -53,17 +54,18 @@ export class Router {
       return;
     }
     if (this.options.access && !this.options.access(conn.remoteId, conn.alpn)) {
-      this.log.warn('refused connection: unauthorized peer', fields);
+      this.log.warn('refused connection: unauthorized peer', { ...fields, peer: conn.remoteId });
       conn.close(CloseCode.UNAUTHORIZED, 'UNAUTHORIZED_PEER');
       return;
     }
-    const count = (this.perPeer.get(conn.remoteId) ?? 0) + 1;
-    if (count > this.maxPerPeer) {
+    const open = this.live.get(conn.remoteId) ?? new Set<Connection>();
+    if (open.size >= this.maxPerPeer) {
       this.log.warn('refused connection: too many from this peer', fields);
       conn.close(CloseCode.LIMIT, 'too many connections');
       return;
     }
-    this.perPeer.set(conn.remoteId, count);
+    open.add(conn);
+    this.live.set(conn.remoteId, open);
     void this.run(handler, conn, fields);
   }
 
@@ -82,9 +84,17 @@ export class Router {
       if (isProgrammingError(err) && err instanceof Error) this.log.error(err.stack ?? '');
       conn.close(CloseCode.PROTOCOL_ERROR, codeOf(err));
     } finally {
-      const left = (this.perPeer.get(conn.remoteId) ?? 1) - 1;
-      if (left > 0) this.perPeer.set(conn.remoteId, left);
-      else this.perPeer.delete(conn.remoteId);
+      const open = this.live.get(conn.remoteId);
+      open?.delete(conn);
+      if (open?.size === 0) this.live.delete(conn.remoteId);
     }
+  }
+
+  /**
+   * Closes every connection `peer` opened to us (a peer whose rights were just revoked); the
+   * access check refuses its next ones. Connections we dialed are not tracked here.
+   */
+  disconnect(peer: NodeId, code: number = CloseCode.UNAUTHORIZED, reason = 'UNAUTHORIZED_PEER') {
+    for (const conn of this.live.get(peer) ?? []) conn.close(code, reason);
   }
 }

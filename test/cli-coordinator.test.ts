@@ -3,7 +3,7 @@
 
 import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { FltProcess, LOCAL, runFlt, tempDir } from './helpers/flt.js';
+import { FltProcess, LOCAL, nodeIdOf, runFlt, tempDir } from './helpers/flt.js';
 
 let dir: Awaited<ReturnType<typeof tempDir>>;
 beforeAll(async () => {
@@ -22,6 +22,8 @@ it.each(['SIGINT', 'SIGTERM'] as const)(
       'coordinator',
       '--bind',
       '127.0.0.1:0',
+      '--admin',
+      await nodeIdOf(`${state}-admin`), // only members may echo
     ]);
     const ticket = (await c.waitFor(/^(endpoint\w+)$/m))[1]!;
     expect((await readFile(`${state}/coordinator.ticket`, 'utf8')).trim()).toBe(ticket);

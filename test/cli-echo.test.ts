@@ -8,7 +8,7 @@ import { ALL_ALPNS, ALPN, MAX_FRAME } from '../sync/protocols.js';
 import { Router } from '../sync/router.js';
 import type { Connection } from '../sync/transport.js';
 import { generateNodeKey } from '../src/identity/index.js';
-import { FltProcess, LOCAL, runFlt, tempDir } from './helpers/flt.js';
+import { FltProcess, LOCAL, nodeIdOf, runFlt, tempDir } from './helpers/flt.js';
 
 let dir: Awaited<ReturnType<typeof tempDir>>;
 let coordinator: FltProcess;
@@ -23,6 +23,8 @@ beforeAll(async () => {
     'coordinator',
     '--bind',
     '127.0.0.1:0',
+    '--admin',
+    await nodeIdOf(`${dir.path}/a`), // only members may echo
   ]);
   ticket = (await coordinator.waitFor(/^(endpoint\w+)$/m))[1]!;
 });

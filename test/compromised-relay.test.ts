@@ -6,42 +6,29 @@
 import * as A from '@automerge/automerge';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../sync/log.js';
-import { resolveConfig, type Config } from '../src/config/index.js';
 import type { FactsDoc } from '../src/docs/types.js';
 import { collectFacts } from '../src/facts/index.js';
 import { Admin } from '../src/roles/admin.js';
-import { Agent } from '../src/roles/agent.js';
-import { Coordinator } from '../src/roles/coordinator.js';
+import type { Agent } from '../src/roles/agent.js';
+import type { Coordinator } from '../src/roles/coordinator.js';
 import { tempDir } from './helpers/flt.js';
+import { localConfig, testFleet, type TestFleet } from './helpers/fleet.js';
 import { waitFor } from './helpers/wait.js';
 
 const log = createLogger('error', 'test');
 
-async function config(stateDir: string, flags: Record<string, string> = {}): Promise<Config> {
-  const { config } = await resolveConfig({
-    flags: {
-      'state-dir': stateDir,
-      relay: 'disabled',
-      discovery: 'none',
-      bind: '127.0.0.1:0',
-      ...flags,
-    },
-    env: {},
-  });
-  return config;
-}
-
 describe('compromised relay', () => {
   let dir: Awaited<ReturnType<typeof tempDir>>;
+  let fleet: TestFleet;
   let coordinator: Coordinator;
   let agent: Agent;
 
   beforeAll(async () => {
     dir = await tempDir();
-    coordinator = await Coordinator.start(await config(`${dir.path}/c`), log);
+    fleet = await testFleet(dir.path, log);
+    coordinator = fleet.coordinator;
     const facts = { ...(await collectFacts()), hostname: 'host-a' };
-    const c = await config(`${dir.path}/a`, { coordinator: coordinator.ticket });
-    agent = await Agent.start(c, log, () => Promise.resolve(facts));
+    agent = await fleet.addAgent('a', () => Promise.resolve(facts));
     await waitFor(
       'A in the fleet with its facts',
       () => coordinator.fleet.agent(agent.node.key.nodeId)?.summary?.hostname === 'host-a',
@@ -49,15 +36,14 @@ describe('compromised relay', () => {
   });
 
   afterAll(async () => {
-    await agent?.close();
-    await coordinator?.close();
+    await fleet?.close();
     await dir.remove();
   });
 
   it("an unsigned change to an agent's facts never reaches the admin's trusted view", async () => {
-    const adminConfig = await config(`${dir.path}/ad`, { coordinator: coordinator.ticket });
-    const admin = await Admin.open(adminConfig, log, false);
-    try {
+    const adminConfig = await localConfig(`${dir.path}/admin`, { coordinator: coordinator.ticket });
+    const admin = fleet.admin;
+    {
       const clean = await admin.facts('host-a');
       expect(clean.facts?.hostname).toBe('host-a');
       expect(clean.unverified).toBe(false);
@@ -73,8 +59,6 @@ describe('compromised relay', () => {
       expect(served.facts?.hostname).toBe('host-a');
       // The coordinator's own summary comes from the trusted view too.
       expect(coordinator.fleet.agent(agent.node.key.nodeId)?.summary?.hostname).toBe('host-a');
-    } finally {
-      await admin.close();
     }
 
     // From the admin's replica alone, with nothing running to ask.

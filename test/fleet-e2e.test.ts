@@ -12,8 +12,9 @@ import { IrohTransport } from '../sync/iroh-transport.js';
 import { ALL_ALPNS } from '../sync/protocols.js';
 import { RpcChannel } from '../sync/rpc-channel.js';
 import { docIdFor } from '../src/docs/doc-id.js';
+import { deriveKeyPair } from '../src/identity/index.js';
 import { agentEnroll } from '../src/rpc-methods.js';
-import { FltProcess, LOCAL, runFlt, tempDir } from './helpers/flt.js';
+import { FltProcess, LOCAL, nodeIdOf, runFlt, tempDir } from './helpers/flt.js';
 import { freeUdpPort } from './helpers/peer-process.js';
 
 interface AgentJson {
@@ -59,15 +60,17 @@ afterAll(async () => {
   await Promise.all(left.map((p) => p.exited));
 });
 
-/** The node id of the key in `stateDir`, creating the key (so a coordinator's id is known first). */
-async function nodeIdOf(stateDir: string): Promise<string> {
-  const r = await runFlt(['--state-dir', stateDir, 'id']);
-  expect(r.code, r.stderr).toBe(0);
-  return r.stdout.trim();
-}
-
-async function startCoordinator(stateDir: string, port: number): Promise<FltProcess> {
-  const c = spawnFlt(stateDir, 'coordinator', '--bind', `127.0.0.1:${port}`);
+/**
+ * A coordinator whose initial admins are the keys of `admins` (state dirs, named by node id):
+ * the bootstrap of a new fleet.
+ */
+async function startCoordinator(
+  stateDir: string,
+  port: number,
+  admins: readonly string[],
+): Promise<FltProcess> {
+  const named = await Promise.all(admins.map(async (d) => ['--admin', await nodeIdOf(d)]));
+  const c = spawnFlt(stateDir, 'coordinator', '--bind', `127.0.0.1:${port}`, ...named.flat());
   await c.waitFor(/^endpoint\w+$/m); // printed once it listens
   return c;
 }
@@ -137,8 +140,11 @@ describe('fleet: coordinator, agent and admin', () => {
     const [coordinatorId, id] = await Promise.all([nodeIdOf(path('c')), nodeIdOf(path('ag'))]);
     agentId = id;
     addr = `${coordinatorId}@127.0.0.1:${port}`;
-    coordinator = await startCoordinator(path('c'), port);
-    agent = startAgent(path('ag'), addr);
+    coordinator = await startCoordinator(path('c'), port, [path('ad'), path('ad2')]);
+    // The agent enrolls with a one-time token from the admin.
+    const token = await runFlt(admin(path('ad'), addr, 'enroll-token', '--expires', '10m'));
+    expect(token.code, token.stderr).toBe(0);
+    agent = startAgent(path('ag'), addr, '--enroll-token', token.stdout.trim());
   });
 
   afterAll(() => dir.remove());
@@ -177,7 +183,7 @@ describe('fleet: coordinator, agent and admin', () => {
     );
     // ...then both die without a chance to flush or say goodbye, and only the coordinator returns.
     await Promise.all([stop(coordinator, 'SIGKILL'), stop(agent, 'SIGKILL')]);
-    coordinator = await startCoordinator(path('c'), port);
+    coordinator = await startCoordinator(path('c'), port, [path('ad')]);
 
     // A fresh admin: whatever it shows comes from the restarted coordinator's storage, since
     // the agent is not running. Nothing more can arrive, so few runs: they only cover NOT_YET.
@@ -256,7 +262,11 @@ describe('agents that are late or silent', () => {
     await agent.waitFor(/waiting for the coordinator/, 'stderr');
     expect(agent.stderr).not.toMatch(/enrolled/);
 
-    coordinator = await startCoordinator(`${dir.path}/c`, port);
+    coordinator = await startCoordinator(`${dir.path}/c`, port, [`${dir.path}/ad`]);
+    // Now the agent reaches the coordinator but is not approved yet; an admin approves it.
+    await agent.waitFor(/not approved yet/, 'stderr', 30_000);
+    const approve = await runFlt(admin(`${dir.path}/ad`, addr, 'approve', agentId));
+    expect(approve.code, approve.stderr).toBe(0);
     await agent.waitFor(/enrolled/, 'stderr', 30_000);
     const r = await until(
       'facts of the late agent',
@@ -275,7 +285,7 @@ describe('agents that are late or silent', () => {
   it('an agent that enrolled but never published is NOT_FOUND, not an internal error', async () => {
     // This process plays an agent that enrolls and dies before its first sync: the coordinator
     // knows the facts document's id but has nothing of it.
-    coordinator ??= await startCoordinator(`${dir.path}/c`, port);
+    coordinator ??= await startCoordinator(`${dir.path}/c`, port, [`${dir.path}/ad`]);
     const transport = await IrohTransport.bind({
       secretKey: randomBytes(32),
       alpns: ALL_ALPNS,
@@ -285,7 +295,9 @@ describe('agents that are late or silent', () => {
     });
     const rpc = new RpcChannel(transport, parsePeerAddress(addr), { timeoutMs: 10_000 });
     try {
-      const writeKey = randomBytes(32);
+      const approve = await runFlt(admin(`${dir.path}/ad`, addr, 'approve', transport.nodeId));
+      expect(approve.code, approve.stderr).toBe(0);
+      const writeKey = Buffer.from(deriveKeyPair(randomBytes(32), 'flt/v1/doc/facts').publicKey);
       await rpc.call(agentEnroll, {
         factsDocId: docIdFor(writeKey),
         factsWriteKey: writeKey.toString('hex'),

@@ -5,31 +5,17 @@
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../sync/log.js';
-import { resolveConfig, type Config } from '../src/config/index.js';
 import { collectFacts } from '../src/facts/index.js';
-import { Admin } from '../src/roles/admin.js';
-import { Agent } from '../src/roles/agent.js';
-import { Coordinator } from '../src/roles/coordinator.js';
+import type { Admin } from '../src/roles/admin.js';
+import type { Agent } from '../src/roles/agent.js';
+import type { Coordinator } from '../src/roles/coordinator.js';
 import type { Store } from '../stores/store.js';
 import { tempDir } from './helpers/flt.js';
+import { testFleet, type TestFleet } from './helpers/fleet.js';
 import { waitFor } from './helpers/wait.js';
 
 const AGENTS = 3;
 const log = createLogger('warn', 'test');
-
-async function config(stateDir: string, flags: Record<string, string> = {}): Promise<Config> {
-  const { config } = await resolveConfig({
-    flags: {
-      'state-dir': stateDir,
-      relay: 'disabled',
-      discovery: 'none',
-      bind: '127.0.0.1:0',
-      ...flags,
-    },
-    env: {},
-  });
-  return config;
-}
 
 /** The documents a store holds chunks of (sync states included). */
 async function storedDocs(store: Store): Promise<Set<string>> {
@@ -39,30 +25,24 @@ async function storedDocs(store: Store): Promise<Set<string>> {
 
 describe('document sharing between coordinator, agents and admin', () => {
   let dir: Awaited<ReturnType<typeof tempDir>>;
+  let fleet: TestFleet;
   let coordinator: Coordinator;
   const agents: Agent[] = [];
   let admin: Admin;
 
   beforeAll(async () => {
     dir = await tempDir();
-    coordinator = await Coordinator.start(await config(`${dir.path}/c`), log);
+    fleet = await testFleet(dir.path, log);
+    ({ coordinator, admin } = fleet);
     const facts = await collectFacts();
-    for (let i = 0; i < AGENTS; i++) {
-      const c = await config(`${dir.path}/a${i}`, { coordinator: coordinator.ticket });
+    for (let i = 0; i < AGENTS; i++)
       agents.push(
-        await Agent.start(c, log, () => Promise.resolve({ ...facts, hostname: `h${i}` })),
+        await fleet.addAgent(`a${i}`, () => Promise.resolve({ ...facts, hostname: `h${i}` })),
       );
-    }
-    admin = await Admin.open(
-      await config(`${dir.path}/ad`, { coordinator: coordinator.ticket }),
-      log,
-      false,
-    );
   });
 
   afterAll(async () => {
-    await Promise.allSettled([...agents.map((a) => a.close()), admin?.close()]);
-    await coordinator?.close();
+    await fleet?.close();
     await dir.remove();
   });
 
@@ -91,13 +71,13 @@ describe('document sharing between coordinator, agents and admin', () => {
   });
 
   it('the coordinator offers an agent nothing but its own document', () => {
-    const fleet = coordinator.fleet;
+    const fleet = coordinator.fleet; // the coordinator's, not the test's
     const [a0, a1] = [agents[0]!, agents[1]!];
     expect(fleet.offers(a0.node.key.nodeId, a0.factsDocId)).toBe(true);
     expect(fleet.offers(a0.node.key.nodeId, a1.factsDocId)).toBe(false);
     expect(fleet.offers(a0.node.key.nodeId, coordinator.fleet.root.documentId)).toBe(false);
-    // Any peer that is not an enrolled agent (an admin) is offered everything.
+    // Any other peer is offered nothing by the fleet (admins get everything from the gate).
     const stranger = 'f'.repeat(64) as typeof a0.node.key.nodeId;
-    expect(fleet.offers(stranger, a1.factsDocId)).toBe(true);
+    expect(fleet.offers(stranger, a1.factsDocId)).toBe(false);
   });
 });

@@ -1,7 +1,7 @@
 // Forged writes (ARCHITECTURE.md §5.1): only a document's writer may change it. An enrolled agent
-// B pushes changes to agent A's facts document, and a peer that is no agent pushes changes to
-// the root document; the coordinator refuses both, logs the peer's node id, drops the peer's
-// connection, and neither document changes. In one process, with real iroh endpoints.
+// B pushes changes to agent A's facts document, and an admin C (who may read everything) pushes
+// changes to the root document; the coordinator refuses both, logs the peer's node id, drops
+// the peer's connection, and neither document changes. In one process, with real iroh endpoints.
 
 import { randomBytes } from 'node:crypto';
 import * as A from '@automerge/automerge';
@@ -14,38 +14,23 @@ import { ALL_ALPNS, ALPN } from '../sync/protocols.js';
 import { Router } from '../sync/router.js';
 import { RpcChannel } from '../sync/rpc-channel.js';
 import { SyncAdapter } from '../sync/sync-adapter.js';
-import { resolveConfig, type Config } from '../src/config/index.js';
 import { baseDocument, docIdFor } from '../src/docs/doc-id.js';
 import { DOC_SCHEMA, storedFacts, type FactsDoc } from '../src/docs/types.js';
 import { collectFacts } from '../src/facts/index.js';
-import { deriveKeyPair, nodeKeyFromSeed } from '../src/identity/index.js';
-import { Agent } from '../src/roles/agent.js';
-import { Coordinator } from '../src/roles/coordinator.js';
+import { deriveKeyPair, nodeKeyFromSeed, type NodeKey } from '../src/identity/index.js';
+import type { Agent } from '../src/roles/agent.js';
+import type { Coordinator } from '../src/roles/coordinator.js';
 import { Fleet } from '../src/roles/fleet.js';
 import { agentEnroll } from '../src/rpc-methods.js';
 import { tempDir } from './helpers/flt.js';
+import { testFleet, type TestFleet } from './helpers/fleet.js';
 import { waitFor } from './helpers/wait.js';
 
 const lines: string[] = [];
-const log = createLogger('warn', 'coordinator', (l) => lines.push(l));
-
-async function config(stateDir: string, flags: Record<string, string> = {}): Promise<Config> {
-  const { config } = await resolveConfig({
-    flags: {
-      'state-dir': stateDir,
-      relay: 'disabled',
-      discovery: 'none',
-      bind: '127.0.0.1:0',
-      ...flags,
-    },
-    env: {},
-  });
-  return config;
-}
+const log = createLogger('warn', 'fleet', (l) => lines.push(l));
 
 /** A misbehaving peer: its own endpoint and Repo, syncing with the coordinator. */
-async function rogue(ticket: string, enroll: boolean) {
-  const key = nodeKeyFromSeed(randomBytes(32));
+async function rogue(ticket: string, key: NodeKey, token?: string) {
   const transport = await IrohTransport.bind({
     secretKey: key.secret,
     alpns: ALL_ALPNS,
@@ -54,12 +39,13 @@ async function rogue(ticket: string, enroll: boolean) {
     discovery: 'none',
   });
   const coordinator = parsePeerAddress(ticket);
-  if (enroll) {
+  if (token) {
     const facts = deriveKeyPair(key.secret, 'flt/v1/doc/facts');
     const rpc = new RpcChannel(transport, coordinator, { timeoutMs: 10_000 });
     await rpc.call(agentEnroll, {
       factsDocId: docIdFor(facts.publicKey),
       factsWriteKey: Buffer.from(facts.publicKey).toString('hex'),
+      token,
     });
     rpc.close();
   }
@@ -73,7 +59,6 @@ async function rogue(ticket: string, enroll: boolean) {
     repo.import<T>(baseDocument(docId, base), { docId }).change(change);
   };
   return {
-    nodeId: key.nodeId,
     forge,
     connect: () => adapter.addPeer(coordinator),
     disconnects: () => disconnects,
@@ -86,16 +71,17 @@ async function rogue(ticket: string, enroll: boolean) {
 
 describe('forged writes', () => {
   let dir: Awaited<ReturnType<typeof tempDir>>;
+  let fleet: TestFleet;
   let coordinator: Coordinator;
   let agentA: Agent;
   const rogues: Awaited<ReturnType<typeof rogue>>[] = [];
 
   beforeAll(async () => {
     dir = await tempDir();
-    coordinator = await Coordinator.start(await config(`${dir.path}/c`), log);
+    fleet = await testFleet(dir.path, log);
+    coordinator = fleet.coordinator;
     const facts = { ...(await collectFacts()), hostname: 'host-a' };
-    const c = await config(`${dir.path}/a`, { coordinator: coordinator.ticket });
-    agentA = await Agent.start(c, createLogger('error'), () => Promise.resolve(facts));
+    agentA = await fleet.addAgent('a', () => Promise.resolve(facts));
     await waitFor(
       'A in the fleet with its facts',
       () => coordinator.fleet.agent(agentA.node.key.nodeId)?.summary?.hostname === 'host-a',
@@ -104,8 +90,7 @@ describe('forged writes', () => {
 
   afterAll(async () => {
     await Promise.allSettled(rogues.map((r) => r.close()));
-    await agentA?.close();
-    await coordinator?.close();
+    await fleet?.close();
     await dir.remove();
   });
 
@@ -118,34 +103,41 @@ describe('forged writes', () => {
     const docA = agentA.factsDocId;
     const repo = coordinator.node.repo!;
     const before = repo.handles[docA]!.heads();
-    const b = await rogue(coordinator.ticket, true);
+    const key = nodeKeyFromSeed(randomBytes(32));
+    const { token } = await fleet.admin.enrollToken(60_000);
+    const b = await rogue(coordinator.ticket, key, token);
     rogues.push(b);
     const base: FactsDoc = { kind: 'flt/facts', schema: DOC_SCHEMA, owner: agentA.node.key.nodeId };
     b.forge<FactsDoc>(docA, base, (d) => {
       d.facts = { hostname: new A.ImmutableString('forged') };
     });
     b.connect();
-    await waitFor('the refusal, logged with B', () => refusedFor(b.nodeId, docA));
+    await waitFor('the refusal, logged with B', () => refusedFor(key.nodeId, docA));
     await waitFor('B disconnected', () => b.disconnects() > 0);
     expect(repo.handles[docA]!.heads()).toEqual(before);
     expect(storedFacts(repo.handles[docA]!.doc() as FactsDoc)?.hostname).toBe('host-a');
     expect(coordinator.fleet.agent(agentA.node.key.nodeId)?.summary?.hostname).toBe('host-a');
   });
 
-  it('a peer that is no agent cannot change the root document', async () => {
+  it('an admin, who reads every document, cannot change the root document', async () => {
     const root = coordinator.fleet.root;
     const before = root.heads();
     const agentsBefore = coordinator.fleet.agents();
-    const c = await rogue(coordinator.ticket, false);
+    const key = nodeKeyFromSeed(randomBytes(32));
+    await fleet.admin.submit({ op: 'admin.add', node: key.nodeId });
+    const c = await rogue(coordinator.ticket, key);
     rogues.push(c);
-    const base = Fleet.base(coordinator.node.key.nodeId);
-    c.forge<{ agents: Record<string, unknown> }>(root.documentId, base, (d) => {
-      d.agents[c.nodeId] = new A.ImmutableString('{"forged":true}');
-    });
+    c.forge<{ agents: Record<string, unknown> }>(
+      root.documentId,
+      Fleet.base(coordinator.node.key.nodeId),
+      (d) => {
+        d.agents[key.nodeId] = new A.ImmutableString('{"forged":true}');
+      },
+    );
     c.connect();
-    await waitFor('the refusal, logged with the peer', () => refusedFor(c.nodeId, root.documentId));
+    await waitFor('the refusal, logged with C', () => refusedFor(key.nodeId, root.documentId));
     expect(root.heads()).toEqual(before);
     expect(coordinator.fleet.agents()).toEqual(agentsBefore);
-    expect(Object.keys(root.doc().agents)).not.toContain(c.nodeId);
+    expect(Object.keys(root.doc().agents)).not.toContain(key.nodeId);
   });
 });

@@ -16,6 +16,7 @@ const CONFIG_OPTIONS = {
   bind: { type: 'string' },
   coordinator: { type: 'string' },
   admin: { type: 'string', multiple: true },
+  'enroll-token': { type: 'string' },
   'facts-interval': { type: 'string' },
   'rpc-timeout': { type: 'string' },
   json: { type: 'boolean' },
@@ -30,6 +31,7 @@ const APPLET_OPTIONS = {
   size: { type: 'string', applets: ['admin'] },
   once: { type: 'boolean', applets: ['demo'] },
   offline: { type: 'boolean', applets: ['admin'] },
+  expires: { type: 'string', applets: ['admin'] },
   help: { type: 'boolean', short: 'h', applets: [] },
   version: { type: 'boolean', short: 'V', applets: [] },
 } as const;
@@ -48,6 +50,7 @@ export interface ParsedArgs {
     size?: string;
     once?: boolean;
     offline?: boolean;
+    expires?: string;
     help?: boolean;
     version?: boolean;
   };
@@ -89,6 +92,7 @@ export function parseCommandLine(argv: readonly string[]): ParsedArgs {
       size: str('size'),
       once: bool('once'),
       offline: bool('offline'),
+      expires: str('expires'),
       help: bool('help'),
       version: bool('version'),
     },

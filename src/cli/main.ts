@@ -12,6 +12,7 @@ import { runCoordinator } from './commands/coordinator.js';
 import { runDemo } from './commands/demo.js';
 import { runDoctor } from './commands/doctor.js';
 import { runEcho } from './commands/echo.js';
+import { runAdmins, runApproveRevoke, runAudit, runEnrollToken } from './commands/trust.js';
 import { runAgent, runAgents, runFacts } from './commands/fleet.js';
 import { runId, runKeygen } from './commands/keys.js';
 import { stdout } from './output.js';
@@ -40,6 +41,11 @@ async function main(argv: readonly string[]): Promise<void> {
         echo: () => runEcho(args, config, log, stdout),
         agents: () => runAgents(args, config, log, stdout),
         facts: () => runFacts(args, config, log, stdout),
+        'enroll-token': () => runEnrollToken(args, config, log, stdout),
+        approve: () => runApproveRevoke(args, config, log, stdout, 'agent.approve'),
+        revoke: () => runApproveRevoke(args, config, log, stdout, 'agent.revoke'),
+        admins: () => runAdmins(args, config, log, stdout),
+        audit: () => runAudit(config, log, stdout),
       });
     case 'keygen':
       return runKeygen(args, config, log, stdout);

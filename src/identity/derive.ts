@@ -16,6 +16,7 @@ export const DERIVE_PURPOSES = [
   'flt/v1/doc/status',
   'flt/v1/doc/root',
   'flt/v1/author',
+  'flt/v1/doc/audit',
 ] as const;
 
 export type DerivePurpose = (typeof DERIVE_PURPOSES)[number];

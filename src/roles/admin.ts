@@ -17,10 +17,34 @@ import {
   type FactsDoc,
   type RootDoc,
 } from '../docs/types.js';
-import { trustedView, verifySignedHeads, type SignedHeads } from '../trust/signed-heads.js';
+import {
+  trustedView,
+  verifySignedHeads,
+  type SignedHeads,
+  type TrustedView,
+} from '../trust/signed-heads.js';
+
+/** Extra fleet.info round trips fleet() makes while the root has changes newer than signed. */
+const RESIGN_ATTEMPTS = 2;
 import { validateFacts, type Facts, type VolatileFacts } from '../facts/index.js';
 import { FltNode, requireCoordinator } from '../node.js';
-import { docHeads, fleetInfo, fleetPresence, type PresenceEntry } from '../rpc-methods.js';
+import {
+  adminOp,
+  docHeads,
+  fleetAudit,
+  fleetInfo,
+  fleetPresence,
+  type PresenceEntry,
+} from '../rpc-methods.js';
+import {
+  Authority,
+  issueToken,
+  signOp,
+  type AuditEntry,
+  type OpBody,
+  type SignedOp,
+} from '../trust/authority.js';
+import type { NodeKey } from '../identity/index.js';
 import { loadReplicaInfo, saveReplicaInfo, whenHasHeads, type ReplicaInfo } from './replica.js';
 
 export interface AgentRow {
@@ -54,6 +78,8 @@ export class Admin {
     private readonly close_: () => Promise<void>,
     private readonly config: Config,
     private readonly rpc: RpcChannel | undefined,
+    /** This admin's node key: it signs every operation (online only). */
+    private readonly key: NodeKey | undefined,
   ) {}
 
   static async open(config: Config, log: Logger, offline: boolean): Promise<Admin> {
@@ -62,7 +88,7 @@ export class Admin {
         logger: (l) => log.warn(l),
       });
       const repo = new Repo({ storage: store, network: [] });
-      return new Admin(repo, () => repo.shutdown(), config, undefined);
+      return new Admin(repo, () => repo.shutdown(), config, undefined, undefined);
     }
     const coordinator = requireCoordinator(config);
     const node = await FltNode.open({
@@ -74,7 +100,8 @@ export class Admin {
     });
     node.start();
     const rpc = new RpcChannel(node.transport, coordinator, { timeoutMs: config.rpcTimeoutMs });
-    return new Admin(node.repo!, () => (rpc.close(), node.close()), config, rpc);
+    const close = () => (rpc.close(), node.close());
+    return new Admin(node.repo!, close, config, rpc, node.key);
   }
 
   close(): Promise<void> {
@@ -83,12 +110,18 @@ export class Admin {
 
   /** The fleet table: synced from the coordinator, or from the replica when offline. */
   async fleet(): Promise<FleetView> {
-    const info = this.rpc ? await this.sync(this.rpc) : await loadReplicaInfo(this.config.stateDir);
+    let info: ReplicaInfo;
+    let view: TrustedView<RootDoc>;
+    // Online, changes that landed after the coordinator signed are normally signed a moment
+    // later: ask again (a few times) before calling them unverified.
+    for (let attempt = 0; ; attempt++) {
+      info = this.rpc ? await this.sync(this.rpc) : await loadReplicaInfo(this.config.stateDir);
+      const rootDocId = info.rootDocId as DocumentId;
+      const signed = verifySignedHeads(info.rootSigned, { docId: rootDocId });
+      view = trustedView((await this.repo.find<RootDoc>(rootDocId)).doc(), signed);
+      if (!view.unverified || !this.rpc || attempt === RESIGN_ATTEMPTS) break;
+    }
     this.presence = new Map(info.presence.map((p) => [p.nodeId, p]));
-    const rootDocId = info.rootDocId as DocumentId;
-    const signed = verifySignedHeads(info.rootSigned, { docId: rootDocId });
-    const root = await this.repo.find<RootDoc>(rootDocId);
-    const view = trustedView(root.doc(), signed);
     this.entries = new Map(agentsOf(view.doc ?? {}).map((a) => [a.nodeId, a]));
     const agents = [...this.entries.values()].map((a): AgentRow => {
       const live = this.presence.get(a.nodeId);
@@ -147,6 +180,49 @@ export class Admin {
     const facts = stored ? validateFacts(stored) : null;
     const volatile = this.presence.get(agent.nodeId)?.volatile ?? null;
     return { agent, asOf: view.asOf, facts, volatile, unverified: trusted.unverified };
+  }
+
+  /** Signs `body` with this admin's key and has the coordinator apply it; returns its index. */
+  async submit(body: OpBody): Promise<number> {
+    const { rpc, key } = this.online();
+    const { rootDocId } = await rpc.call(fleetInfo, {});
+    return this.submitSigned(signOp(body, rootDocId, key));
+  }
+
+  /** Hands an already signed operation to the coordinator (it checks the signer's rights). */
+  async submitSigned(op: SignedOp): Promise<number> {
+    const { index } = await this.online().rpc.call(adminOp, { op });
+    return index;
+  }
+
+  /** A one-time enrollment token, recorded in the trail before it is handed out. */
+  async enrollToken(expiresInMs: number): Promise<{ token: string; expires: string }> {
+    const { rpc, key } = this.online();
+    const info = await rpc.call(fleetInfo, {});
+    const issued = issueToken(
+      { fleet: info.rootDocId, coordinator: info.coordinator, expiresInMs },
+      key,
+    );
+    await rpc.call(adminOp, { op: issued.op });
+    return { token: issued.token, expires: issued.payload.expires };
+  }
+
+  /**
+   * The audit trail, replayed here: every signature and every right is checked again, so what
+   * this returns is what the trail proves, not what the coordinator says.
+   */
+  async audit(): Promise<{ authority: Authority; entries: readonly AuditEntry[] }> {
+    const { rpc } = this.online();
+    const trail = await rpc.call(fleetAudit, {});
+    if (trail.initialAdmins.length === 0) throw new FltError('NOT_FOUND', 'the fleet has no admin');
+    const authority = Authority.replay(trail.fleet, trail.initialAdmins, trail.entries);
+    return { authority, entries: authority.entries() };
+  }
+
+  private online(): { rpc: RpcChannel; key: NodeKey } {
+    if (!this.rpc || !this.key)
+      throw new FltError('BAD_ARGUMENT', 'this command needs the coordinator (not --offline)');
+    return { rpc: this.rpc, key: this.key };
   }
 
   /** Brings the replica's root document up to the coordinator's heads; saves what it learned. */

@@ -25,6 +25,9 @@ import { parsePeerAddress } from '../../sync/address.js';
 import { FltError } from '../../sync/errors.js';
 import type { PeerAddr } from '../../sync/transport.js';
 
+/** How often an agent that is not approved yet asks again. */
+const APPROVAL_POLL_MS = 2000;
+
 const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
 
 /** What the agent collects; tests replace it to drive facts without touching the machine. */
@@ -38,6 +41,10 @@ export class Agent {
   /** Resolves once the coordinator has answered the enrollment. */
   readonly enrolled: Promise<void>;
   private markEnrolled!: () => void;
+  /** Rejects if the agent stops on its own: its enrollment was refused (a code says why). */
+  readonly failed: Promise<never>;
+  private fail!: (err: unknown) => void;
+  private tokenUsed = false;
 
   private constructor(
     readonly node: FltNode,
@@ -50,6 +57,8 @@ export class Agent {
     private readonly source: FactsSource,
   ) {
     this.enrolled = new Promise((resolve) => (this.markEnrolled = resolve));
+    this.failed = new Promise((_, reject) => (this.fail = reject));
+    this.failed.catch(() => undefined); // observed by whoever awaits it, if anyone
   }
 
   static async start(
@@ -93,7 +102,9 @@ export class Agent {
     node.router.route(ALPN.echo, serveEcho);
     node.start();
     agent.running = agent.run().catch((err: unknown) => {
-      if (!agent.stop.signal.aborted) log.error(`agent stopped: ${messageOf(err)}`);
+      if (agent.stop.signal.aborted) return;
+      log.error(`agent stopped: ${messageOf(err)}`);
+      agent.fail(err);
     });
     return agent;
   }
@@ -123,20 +134,45 @@ export class Agent {
     }
   }
 
+  /**
+   * Enrolls: retries while the coordinator is unreachable and, without a token, while no admin
+   * has approved us yet (polling every APPROVAL_POLL_MS). A refused token, a revocation or any
+   * other refusal ends the agent (see `failed`). The token is sent until one enrollment succeeds.
+   */
   private async enroll(): Promise<boolean> {
     let waiting = false;
-    const answer = await this.rpc.callUntilAnswered(
-      agentEnroll,
-      { factsDocId: this.factsDocId, factsWriteKey: hex(this.factsKey.publicKey) },
-      (err) => {
-        if (!waiting)
-          this.log.info(`waiting for the coordinator (${err.code}); retrying with backoff`);
-        waiting = true;
-      },
-    );
-    this.log.info('enrolled', { facts: this.factsDocId, enrolledAt: answer.enrolledAt });
-    this.markEnrolled();
-    return answer.known;
+    let unapproved = false;
+    for (;;) {
+      const token = this.tokenUsed ? undefined : this.config.enrollToken;
+      try {
+        const answer = await this.rpc.callUntilAnswered(
+          agentEnroll,
+          {
+            factsDocId: this.factsDocId,
+            factsWriteKey: hex(this.factsKey.publicKey),
+            ...(token === undefined ? {} : { token }),
+          },
+          (err) => {
+            if (!waiting)
+              this.log.info(`waiting for the coordinator (${err.code}); retrying with backoff`);
+            waiting = true;
+          },
+        );
+        this.tokenUsed = true;
+        this.log.info('enrolled', { facts: this.factsDocId, enrolledAt: answer.enrolledAt });
+        this.markEnrolled();
+        return answer.known;
+      } catch (err) {
+        if (!(err instanceof FltError) || err.code !== 'UNAUTHORIZED_PEER' || token) throw err;
+        if (!unapproved)
+          this.log.warn(
+            `not approved yet: an admin runs \`flt admin approve ${this.node.key.nodeId}\` ` +
+              '(or start the agent with --enroll-token); asking again',
+          );
+        unapproved = true;
+        await sleep(APPROVAL_POLL_MS, this.stop.signal);
+      }
+    }
   }
 
   /** Our document exists only at the coordinator (state dir lost, key kept): fetch, then write. */

@@ -10,20 +10,24 @@ import * as A from '@automerge/automerge';
 import type { DocumentId, PeerId } from '@automerge/automerge-repo';
 import { serveEcho } from '../../sync/echo.js';
 import { FltError } from '../../sync/errors.js';
-import type { NodeId } from '../../sync/ids.js';
+import { isNodeId, nodeIdBytes, type NodeId } from '../../sync/ids.js';
 import type { Logger } from '../../sync/log.js';
 import { ALPN } from '../../sync/protocols.js';
-import { RpcServer } from '../../sync/rpc.js';
+import { RpcServer, type RpcContext } from '../../sync/rpc.js';
 import type { Config } from '../config/index.js';
 import { docIdFor } from '../docs/doc-id.js';
 import { isStored, openOwned } from '../docs/open.js';
 import type { RootDoc } from '../docs/types.js';
-import { deriveKeyPair } from '../identity/index.js';
+import { deriveKeyPair, loadPublicKeyFile } from '../identity/index.js';
+import { assertAdmissibleKey } from '../trust/ed25519.js';
+import { Gate } from './gate.js';
 import { FltNode } from '../node.js';
 import {
+  adminOp,
   agentEnroll,
   agentHeartbeat,
   docHeads,
+  fleetAudit,
   fleetInfo,
   fleetPresence,
   nodeInfo,
@@ -46,19 +50,24 @@ export class Coordinator {
   }
 
   static async start(config: Config, log: Logger): Promise<Coordinator> {
+    const admins = await resolveAdmins(config.admins);
+    // Bound once the documents are open; until then (no peer can be connected yet) nothing is
+    // offered and every connection is refused.
     let fleet: Fleet | undefined;
+    let gate: Gate | undefined;
+    const offers = (peer: NodeId, doc: DocumentId | undefined) =>
+      gate?.role(peer) === 'admin' || (fleet?.offers(peer, doc) ?? false);
     const node = await FltNode.open({
       role: 'coordinator',
       config,
       log,
       repo: true,
       share: () => ({
-        announce: (peer, doc) =>
-          Promise.resolve(fleet?.offers(peer as string as NodeId, doc) ?? false),
-        access: (peer, doc) =>
-          Promise.resolve(fleet?.offers(peer as string as NodeId, doc) ?? false),
+        announce: (peer, doc) => Promise.resolve(offers(peer as string as NodeId, doc)),
+        access: (peer, doc) => Promise.resolve(offers(peer as string as NodeId, doc)),
       }),
       admit: (peer, message) => fleet?.admit(peer, message),
+      access: (peer, alpn) => gate?.allows(peer, alpn) ?? false,
     });
     try {
       const rootKey = deriveKeyPair(node.key.secret, 'flt/v1/doc/root');
@@ -70,7 +79,16 @@ export class Coordinator {
         Fleet.base(node.key.nodeId),
       );
       fleet = new Fleet(root, rootKey, node.repo!, log);
-      const rpc = rpcServer(node, fleet, rootDocId, log);
+      gate = await Gate.open({
+        repo: node.repo!,
+        store: node.store!,
+        key: node.key,
+        fleet: rootDocId,
+        admins,
+        log,
+        onRevoked: (peer) => node.router.disconnect(peer),
+      });
+      const rpc = rpcServer(node, fleet, gate, rootDocId, log);
       node.router.route(ALPN.echo, serveEcho).route(ALPN.rpc, (conn) => rpc.serve(conn));
       trackPeers(node, fleet);
       node.start();
@@ -90,25 +108,51 @@ export class Coordinator {
   }
 }
 
-function rpcServer(node: FltNode, fleet: Fleet, rootDocId: DocumentId, log: Logger): RpcServer {
+function rpcServer(
+  node: FltNode,
+  fleet: Fleet,
+  gate: Gate,
+  rootDocId: DocumentId,
+  log: Logger,
+): RpcServer {
   const started = Date.now();
   const repo = node.repo!;
+  const admin = (ctx: RpcContext) => gate.requireAdmin(ctx.peer);
+  const member = (ctx: RpcContext) => gate.requireMember(ctx.peer);
   return new RpcServer(log)
-    .register(nodeInfo, () =>
-      Promise.resolve({
+    .register(nodeInfo, (_, ctx) => {
+      member(ctx);
+      return Promise.resolve({
         nodeId: node.key.nodeId,
         role: 'coordinator',
         version: VERSION,
         uptimeMs: Date.now() - started,
-      }),
-    )
+      });
+    })
     .register(agentEnroll, async (req, ctx) => {
+      // The one method open to unknown peers: approved beforehand, or with a token now.
       const factsDocId = req.factsDocId as DocumentId;
+      const key = Buffer.from(req.factsWriteKey, 'hex');
+      assertAdmissibleKey(key, 'facts write key');
+      if (docIdFor(key) !== factsDocId)
+        throw new FltError('BAD_ARGUMENT', 'the facts document id does not belong to that key');
+      if (gate.role(ctx.peer) !== 'agent') {
+        if (req.token === undefined) {
+          member(ctx); // REVOKED, or an admin enrolling as an agent
+          throw new FltError(
+            'UNAUTHORIZED_PEER',
+            `${ctx.peer} is not approved: an admin runs \`flt admin approve ${ctx.peer}\`, ` +
+              'or the agent enrolls with --enroll-token',
+          );
+        }
+        gate.enroll(req.token, ctx.peer);
+      }
       const known = await isHeld(node, factsDocId);
       const entry = fleet.enroll(ctx.peer, factsDocId, req.factsWriteKey);
       return { rootDocId, enrolledAt: entry.enrolledAt, known };
     })
     .register(agentHeartbeat, (req, ctx) => {
+      member(ctx);
       const entry = fleet.agent(ctx.peer);
       if (!entry) throw new FltError('UNAUTHORIZED_PEER', 'not enrolled');
       fleet.presence.heartbeat(ctx.peer, req.volatile);
@@ -116,16 +160,18 @@ function rpcServer(node: FltNode, fleet: Fleet, rootDocId: DocumentId, log: Logg
       fleet.watch(entry); // a first enrollment comes before the document exists: fetch it now
       return Promise.resolve({});
     })
-    .register(fleetInfo, () =>
-      Promise.resolve({
+    .register(fleetInfo, (_, ctx) => {
+      admin(ctx);
+      return Promise.resolve({
         coordinator: node.key.nodeId,
         rootDocId,
         rootHeads: A.getHeads(fleet.root.doc()),
         rootSigned: fleet.signedRoot(),
-      }),
-    )
-    .register(fleetPresence, () =>
-      Promise.resolve({
+      });
+    })
+    .register(fleetPresence, (_, ctx) => {
+      admin(ctx);
+      return Promise.resolve({
         now: new Date().toISOString(),
         agents: fleet.agents().map((a) => ({
           nodeId: a.nodeId,
@@ -133,13 +179,37 @@ function rpcServer(node: FltNode, fleet: Fleet, rootDocId: DocumentId, log: Logg
           lastSeen: fleet.presence.lastSeen(a.nodeId) ?? a.lastSeen,
           volatile: fleet.presence.volatileOf(a.nodeId),
         })),
-      }),
-    )
-    .register(docHeads, async (req) => {
+      });
+    })
+    .register(docHeads, async (req, ctx) => {
+      admin(ctx);
       const docId = req.docId as DocumentId;
       if (!(await isHeld(node, docId))) return { heads: null };
       return { heads: A.getHeads((await repo.find(docId)).doc()) };
+    })
+    .register(adminOp, (req, ctx) => {
+      admin(ctx);
+      gate.apply(req.op);
+      return Promise.resolve({ index: gate.trail().entries.length - 1 });
+    })
+    .register(fleetAudit, (_, ctx) => {
+      admin(ctx);
+      return Promise.resolve({ fleet: rootDocId, ...gate.trail() });
     });
+}
+
+/**
+ * The configured initial admins: node ids, or OpenSSH public key files (`ssh-ed25519 ...`). Each
+ * is checked as a key before it is trusted (a small-order key never becomes an admin).
+ */
+async function resolveAdmins(values: readonly string[]): Promise<NodeId[]> {
+  const out: NodeId[] = [];
+  for (const v of values) {
+    const id = isNodeId(v) ? v : await loadPublicKeyFile(v);
+    assertAdmissibleKey(nodeIdBytes(id), `admin ${v}`);
+    out.push(id);
+  }
+  return out;
 }
 
 /**

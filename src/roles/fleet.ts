@@ -88,14 +88,12 @@ export class Fleet {
   }
 
   /**
-   * Whether the coordinator offers `doc` to `peer` unasked: an enrolled agent gets only its own
-   * facts document (it has no use for the others, and offering N documents to each of N agents
-   * made fan-in quadratic); any other peer (an admin) gets everything, to keep its replica whole.
-   * Agents enroll before they open their sync session, so an agent is never taken for an admin.
+   * Whether an enrolled agent may sync `doc` with the coordinator: only its own facts document
+   * (it has no use for the others, and offering N documents to each of N agents made fan-in
+   * quadratic). Admins get everything (the coordinator asks its Gate first); others nothing.
    */
   offers(peer: NodeId, doc: DocumentId | undefined): boolean {
-    const entry = this.entries.get(peer);
-    return entry ? entry.factsDocId === doc : true;
+    return this.entries.get(peer)?.factsDocId === doc;
   }
 
   /**

@@ -95,3 +95,10 @@ export async function tempDir(
   const path = await mkdtemp(join(tmpdir(), prefix));
   return { path, remove: () => rm(path, { recursive: true, force: true }) };
 }
+
+/** The node id of the key in `stateDir`, creating the key (so an id is known before its node runs). */
+export async function nodeIdOf(stateDir: string): Promise<string> {
+  const r = await runFlt(['--state-dir', stateDir, 'id']);
+  if (r.code !== 0) throw new Error(`flt id failed: ${r.stderr}`);
+  return r.stdout.trim();
+}

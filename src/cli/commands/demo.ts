@@ -11,6 +11,7 @@ import type { Config } from '../../config/index.js';
 import { Admin, type FleetView } from '../../roles/admin.js';
 import { Agent } from '../../roles/agent.js';
 import { Coordinator } from '../../roles/coordinator.js';
+import { loadOrCreateNodeKey } from '../../identity/index.js';
 import type { ParsedArgs } from '../args.js';
 import type { Output } from '../output.js';
 import { fleetJson, fleetTable } from '../table.js';
@@ -41,8 +42,17 @@ export async function runDemo(
     createLogger(config.logLevel === 'debug' ? 'debug' : 'warn', name);
   const nodes: { close(): Promise<void> }[] = [];
   try {
+    // The bootstrap a real fleet goes through: the admin's key is the coordinator's initial
+    // admin; agent1 enrolls with a one-time token, agent2 is approved by node id beforehand.
+    const adminId = (await loadOrCreateNodeKey(join(dir, 'admin'))).key.nodeId;
+    const agent2Id = (await loadOrCreateNodeKey(join(dir, 'agent2'))).key.nodeId;
     const coordinator = await Coordinator.start(
-      { ...local, stateDir: join(dir, 'coordinator'), bind: { host: '127.0.0.1', port: 0 } },
+      {
+        ...local,
+        stateDir: join(dir, 'coordinator'),
+        bind: { host: '127.0.0.1', port: 0 },
+        admins: [adminId],
+      },
       quiet('coordinator'),
     );
     nodes.push(coordinator);
@@ -51,14 +61,23 @@ export async function runDemo(
       coordinator: coordinator.ticket,
       factsIntervalMs: Math.min(config.factsIntervalMs, 10_000),
     };
-    for (const name of ['agent1', 'agent2'])
-      nodes.push(await Agent.start({ ...joinFleet, stateDir: join(dir, name) }, quiet(name)));
     const admin = await Admin.open(
       { ...joinFleet, stateDir: join(dir, 'admin') },
       quiet('admin'),
       false,
     );
     nodes.push(admin);
+    const { token } = await admin.enrollToken(10 * 60_000);
+    await admin.submit({ op: 'agent.approve', node: agent2Id }).catch((err: unknown) => {
+      if (!(err instanceof FltError && err.code === 'BAD_ARGUMENT')) throw err; // approved before
+    });
+    for (const [name, enrollToken] of [
+      ['agent1', token],
+      ['agent2', undefined],
+    ] as const)
+      nodes.push(
+        await Agent.start({ ...joinFleet, enrollToken, stateDir: join(dir, name) }, quiet(name)),
+      );
     await watch(admin, out, config.json, args.options.once ?? false, stopped.signal);
   } finally {
     for (const n of nodes.reverse())

@@ -14,9 +14,12 @@ export async function runAgent(config: Config, log: Logger): Promise<void> {
   const stopped = untilSignal();
   const agent = await Agent.start(config, log);
   log.info('agent running', { node: agent.node.key.nodeId, facts: agent.factsDocId });
-  const signal = await stopped;
-  log.info(`${signal}: shutting down`);
-  await agent.close();
+  try {
+    const signal = await Promise.race([stopped, agent.failed]);
+    log.info(`${signal}: shutting down`);
+  } finally {
+    await agent.close();
+  }
   log.info('agent stopped');
 }
 

@@ -1,0 +1,166 @@
+// The coordinator's gate (ARCHITECTURE.md §6): who may do what, decided from the audit trail.
+// The trail is a document the coordinator writes (key `flt/v1/doc/audit`): the initial admins
+// from its configuration, then every admin-signed operation and every token enrollment, in the
+// order applied. At start the trail is replayed, re-verifying every signature, so the rights in
+// force are exactly those the trail proves; an admin can replay the same trail to check them.
+
+import * as A from '@automerge/automerge';
+import type { DocHandle, Repo } from '@automerge/automerge-repo';
+import { FltError } from '../../sync/errors.js';
+import type { NodeId } from '../../sync/ids.js';
+import type { Logger } from '../../sync/log.js';
+import { ALPN } from '../../sync/protocols.js';
+import type { Store } from '../../stores/store.js';
+import { docIdFor } from '../docs/doc-id.js';
+import { openOwned } from '../docs/open.js';
+import { DOC_SCHEMA } from '../docs/types.js';
+import { deriveKeyPair, type NodeKey } from '../identity/index.js';
+import { Authority, verifyOp, type AuditEntry, type Role } from '../trust/authority.js';
+
+export interface AuditDoc {
+  kind: 'flt/audit';
+  schema: number;
+  coordinator: NodeId;
+  /** JSON array of node ids: the admins named in the configuration when the trail began. */
+  initialAdmins?: A.ImmutableString;
+  /** One JSON AuditEntry each, oldest first; never edited or removed. */
+  entries: A.ImmutableString[];
+}
+
+/** What each role may open, before any of its bytes are read. */
+const OPEN_TO: Record<Role, ReadonlySet<string>> = {
+  admin: new Set([ALPN.rpc, ALPN.sync, ALPN.echo]),
+  agent: new Set([ALPN.rpc, ALPN.sync, ALPN.echo]),
+  // Only to enroll (the rpc server refuses every other method from it).
+  unknown: new Set([ALPN.rpc]),
+  revoked: new Set(),
+};
+
+export class Gate {
+  private constructor(
+    /** Undefined while no admin was ever configured: everyone is unknown, nothing applies. */
+    private readonly authority: Authority | undefined,
+    readonly audit: DocHandle<AuditDoc>,
+    private readonly log: Logger,
+    private readonly onRevoked: (peer: NodeId) => void,
+  ) {}
+
+  /**
+   * Opens (or starts) the trail and replays it. `admins` are the configured initial admins; they
+   * count only when the trail begins: afterwards admins change by signed operations alone.
+   */
+  static async open(opts: {
+    repo: Repo;
+    store: Store;
+    key: NodeKey;
+    fleet: string;
+    admins: readonly NodeId[];
+    log: Logger;
+    onRevoked: (peer: NodeId) => void;
+  }): Promise<Gate> {
+    const auditKey = deriveKeyPair(opts.key.secret, 'flt/v1/doc/audit');
+    const base: AuditDoc = {
+      kind: 'flt/audit',
+      schema: DOC_SCHEMA,
+      coordinator: opts.key.nodeId,
+      entries: [],
+    };
+    const audit = await openOwned(opts.repo, opts.store, docIdFor(auditKey.publicKey), base);
+    let initial = initialAdmins(audit.doc());
+    if (initial === undefined && opts.admins.length > 0) {
+      initial = [...opts.admins];
+      const text = JSON.stringify(initial);
+      audit.change((d) => void (d.initialAdmins = new A.ImmutableString(text)));
+    }
+    if (initial === undefined) {
+      opts.log.warn('no admin configured: nobody can enroll agents; start with --admin NODE_ID');
+      return new Gate(undefined, audit, opts.log, opts.onRevoked);
+    }
+    const begun = initial;
+    if (opts.admins.some((a) => !begun.includes(a)))
+      opts.log.warn('--admin counts only when the fleet begins; use `flt admin admins add`');
+    const entries = audit.doc().entries.map((e) => JSON.parse(e.val) as unknown);
+    const authority = Authority.replay(opts.fleet, initial, entries);
+    return new Gate(authority, audit, opts.log, opts.onRevoked);
+  }
+
+  role(peer: NodeId): Role {
+    return this.authority?.role(peer) ?? 'unknown';
+  }
+
+  /** The router's check: may `peer` open `alpn` at all? */
+  allows(peer: NodeId, alpn: string): boolean {
+    return OPEN_TO[this.role(peer)].has(alpn);
+  }
+
+  /** Throws NOT_ADMIN (or REVOKED) unless `peer` is an admin now. */
+  requireAdmin(peer: NodeId): void {
+    const role = this.role(peer);
+    if (role === 'admin') return;
+    throw new FltError(role === 'revoked' ? 'REVOKED' : 'NOT_ADMIN', `${peer} is not an admin`);
+  }
+
+  /** Throws unless `peer` is an enrolled agent (or an admin) now. */
+  requireMember(peer: NodeId): void {
+    const role = this.role(peer);
+    if (role === 'admin' || role === 'agent') return;
+    throw new FltError(
+      role === 'revoked' ? 'REVOKED' : 'UNAUTHORIZED_PEER',
+      `${peer} is not approved`,
+    );
+  }
+
+  /** Applies one admin-signed operation (verified here) and appends it to the trail. */
+  apply(value: unknown): AuditEntry {
+    const authority = this.require();
+    const entry = authority.apply(verifyOp(value, authority.fleet));
+    this.append(entry);
+    if (entry.kind === 'op') {
+      const { body } = entry.op;
+      if (body.op === 'agent.revoke' || body.op === 'admin.remove') this.revoked(body.node);
+    }
+    return entry;
+  }
+
+  /** Enrolls `agent` with a one-time token (TOKEN_* codes when refused). */
+  enroll(token: string, agent: NodeId): AuditEntry {
+    const entry = this.require().useToken(token, agent);
+    this.append(entry);
+    return entry;
+  }
+
+  admins(): NodeId[] {
+    return this.authority?.admins() ?? [];
+  }
+
+  private require(): Authority {
+    if (this.authority) return this.authority;
+    throw new FltError(
+      'NOT_ADMIN',
+      'this fleet has no admin yet: restart the coordinator with --admin',
+    );
+  }
+
+  /** The trail as stored: the initial admins and every entry, for admins to replay. */
+  trail(): { initialAdmins: NodeId[]; entries: unknown[] } {
+    const doc = this.audit.doc();
+    return {
+      initialAdmins: initialAdmins(doc) ?? [],
+      entries: doc.entries.map((e) => JSON.parse(e.val) as unknown),
+    };
+  }
+
+  private append(entry: AuditEntry): void {
+    const text = JSON.stringify(entry);
+    this.audit.change((d) => void d.entries.push(new A.ImmutableString(text)));
+    this.log.info('audit', { entry: entry.kind === 'op' ? entry.op.body.op : 'enroll' });
+  }
+
+  private revoked(peer: NodeId): void {
+    if (this.role(peer) === 'revoked') this.onRevoked(peer);
+  }
+}
+
+function initialAdmins(doc: AuditDoc): NodeId[] | undefined {
+  return doc.initialAdmins ? (JSON.parse(doc.initialAdmins.val) as NodeId[]) : undefined;
+}

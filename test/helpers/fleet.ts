@@ -1,0 +1,65 @@
+// An in-process fleet for tests: a coordinator whose initial admin is a real Admin, with its
+// agents enrolled the way a user enrolls them (one-time tokens from that admin). Real iroh
+// endpoints on 127.0.0.1, real state dirs under `root`.
+
+import type { Logger } from '../../sync/log.js';
+import { resolveConfig, type Config } from '../../src/config/index.js';
+import type { Facts } from '../../src/facts/index.js';
+import { loadOrCreateNodeKey } from '../../src/identity/index.js';
+import { Admin } from '../../src/roles/admin.js';
+import { Agent } from '../../src/roles/agent.js';
+import { Coordinator } from '../../src/roles/coordinator.js';
+
+/** A Config as `flt --state-dir DIR --relay disabled --discovery none --bind 127.0.0.1:0` has it. */
+export async function localConfig(
+  stateDir: string,
+  flags: Record<string, string | string[]> = {},
+): Promise<Config> {
+  const { config } = await resolveConfig({
+    flags: {
+      'state-dir': stateDir,
+      relay: 'disabled',
+      discovery: 'none',
+      bind: '127.0.0.1:0',
+      ...flags,
+    },
+    env: {},
+  });
+  return config;
+}
+
+export interface TestFleet {
+  readonly coordinator: Coordinator;
+  readonly admin: Admin;
+  /** Starts an agent in `root/name` that enrolls with a fresh token. */
+  addAgent(name: string, facts: () => Promise<Facts>): Promise<Agent>;
+  /** Closes agents, admin and coordinator (in that order). */
+  close(): Promise<void>;
+}
+
+export async function testFleet(root: string, log: Logger): Promise<TestFleet> {
+  const adminDir = `${root}/admin`;
+  const adminId = (await loadOrCreateNodeKey(adminDir)).key.nodeId;
+  const coordinator = await Coordinator.start(
+    await localConfig(`${root}/coordinator`, { admin: [adminId] }),
+    log,
+  );
+  const join = { coordinator: coordinator.ticket };
+  const admin = await Admin.open(await localConfig(adminDir, join), log, false);
+  const agents: Agent[] = [];
+  return {
+    coordinator,
+    admin,
+    async addAgent(name, facts) {
+      const { token } = await admin.enrollToken(60_000);
+      const config = await localConfig(`${root}/${name}`, { ...join, 'enroll-token': token });
+      const agent = await Agent.start(config, log, facts);
+      agents.push(agent);
+      return agent;
+    },
+    async close() {
+      await Promise.allSettled([...agents.map((a) => a.close()), admin.close()]);
+      await coordinator.close();
+    },
+  };
+}
