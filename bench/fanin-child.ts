@@ -103,11 +103,15 @@ async function untilFleet(admin: Admin, n: number, t0: number, deadlineMs: numbe
 }
 
 /** Starts every agent at once; keeps those that started even when another one failed. */
-async function startAgents(root: string, ticket: string, n: number, into: Agent[]) {
+async function startAgents(tokens: readonly string[], root: string, ticket: string, into: Agent[]) {
   const configs = await Promise.all(
-    Array.from({ length: n }, (_, i) =>
+    tokens.map((token, i) =>
       // Default facts interval (60 s), as deployed agents run.
-      benchConfig(join(root, `agent-${i}`), { coordinator: ticket, 'rpc-timeout': RPC_TIMEOUT }),
+      benchConfig(join(root, `agent-${i}`), {
+        coordinator: ticket,
+        'rpc-timeout': RPC_TIMEOUT,
+        'enroll-token': token,
+      }),
     ),
   );
   const log = benchLogger('bench-agent');
@@ -142,11 +146,14 @@ async function main(): Promise<void> {
   const agents: Agent[] = [];
   try {
     await admin.fleet(); // connected and synced before the clock starts
+    // One enrollment token per agent, issued (and recorded) before the clock starts.
+    const tokens: string[] = [];
+    for (let i = 0; i < n; i++) tokens.push((await admin.enrollToken(3600_000)).token);
     emit({ step: 'ready' });
     await command('go');
     const heap0 = process.memoryUsage().heapUsed;
     const t0 = performance.now();
-    await startAgents(root, ticket, n, agents);
+    await startAgents(tokens, root, ticket, agents);
     emit({ step: 'started', ms: performance.now() - t0 });
     const seen = await untilFleet(admin, n, t0, Number(deadlineText));
     const docs = agents.map((a) => Object.keys(a.node.repo!.handles).length);

@@ -8,6 +8,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { loadOrCreateNodeKey } from '../src/identity/index.js';
 import { POLL_MS, type FanInStep } from './fanin-protocol.js';
 import { CoordinatorProcess, StepProcess } from './processes.js';
 import { median, type BenchOptions, type GroupResult, type Measurement } from './stats.js';
@@ -53,7 +54,13 @@ async function fanInOnce(
   let coordinator: CoordinatorProcess | undefined;
   let agents: StepProcess<FanInStep> | undefined;
   try {
-    coordinator = await CoordinatorProcess.start(join(root, 'coordinator'), START_TIMEOUT_MS);
+    // The child's admin is the fleet's initial admin; it hands each agent a one-time token.
+    const adminId = (await loadOrCreateNodeKey(join(root, 'admin'))).key.nodeId;
+    coordinator = await CoordinatorProcess.start(
+      join(root, 'coordinator'),
+      START_TIMEOUT_MS,
+      adminId,
+    );
     const args = [root, coordinator.ticket, String(n), String(deadlineMs)];
     agents = StepProcess.start<FanInStep>(CHILD, args, (line) => progress(`  ${line}`));
     await agents.next('ready', START_TIMEOUT_MS);

@@ -97,9 +97,13 @@ export class CoordinatorProcess {
     private readonly output: () => string,
   ) {}
 
-  static async start(stateDir: string, timeoutMs: number): Promise<CoordinatorProcess> {
+  static async start(
+    stateDir: string,
+    timeoutMs: number,
+    admin: string,
+  ): Promise<CoordinatorProcess> {
     const args = ['--state-dir', stateDir, '--relay', 'disabled', '--discovery', 'none'];
-    args.push('--log-level', 'warn', 'coordinator', '--bind', '127.0.0.1:0');
+    args.push('--log-level', 'warn', 'coordinator', '--bind', '127.0.0.1:0', '--admin', admin);
     const child = spawn(process.execPath, [FLT_BIN, ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
