@@ -6,18 +6,17 @@ import { describe, expect, it } from 'vitest';
 import { FltError } from '../sync/errors.js';
 import type { NodeId } from '../sync/ids.js';
 import { type NodeKey, generateNodeKey } from '../src/identity/index.js';
-import {
-  type AuditEntry,
-  Authority,
-  type OpBody,
-  type SignedOp,
-  issueToken,
-  signOp,
-  verifyOp,
-} from '../src/trust/authority.js';
+import { type OpBody, type SignedOp, signOp, verifyOp } from '../src/trust/admin-ops.js';
+import { type AuditEntry, Authority } from '../src/trust/authority.js';
 import { canonicalJson } from '../src/trust/canonical.js';
 import { sign } from '../src/trust/ed25519.js';
-import { MAX_TOKEN_LENGTH, TOKEN_PREFIX, parseToken, signToken } from '../src/trust/tokens.js';
+import {
+  MAX_TOKEN_LENGTH,
+  TOKEN_PREFIX,
+  issueToken,
+  parseToken,
+  signToken,
+} from '../src/trust/tokens.js';
 
 const FLEET = '4Nq7bP2xYzR1cVw9kLmT3sHdFgJa';
 const OTHER_FLEET = '9Zz7bP2xYzR1cVw9kLmT3sHdFgJa';

@@ -23,7 +23,8 @@ import {
 } from '../src/identity/index.js';
 import { Admin } from '../src/roles/admin.js';
 import { agentEnroll, fleetInfo, nodeInfo } from '../src/rpc-methods.js';
-import { issueToken, signOp } from '../src/trust/authority.js';
+import { signOp } from '../src/trust/admin-ops.js';
+import { issueToken } from '../src/trust/tokens.js';
 import { tempDir } from './helpers/flt.js';
 import { localConfig, testFleet, type TestFleet } from './helpers/fleet.js';
 import { waitFor } from './helpers/wait.js';

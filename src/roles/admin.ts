@@ -36,14 +36,9 @@ import {
   fleetPresence,
   type PresenceEntry,
 } from '../rpc-methods.js';
-import {
-  Authority,
-  issueToken,
-  signOp,
-  type AuditEntry,
-  type OpBody,
-  type SignedOp,
-} from '../trust/authority.js';
+import { signOp, type OpBody, type SignedOp } from '../trust/admin-ops.js';
+import { Authority, type AuditEntry } from '../trust/authority.js';
+import { issueToken } from '../trust/tokens.js';
 import type { NodeKey } from '../identity/index.js';
 import { loadReplicaInfo, saveReplicaInfo, whenHasHeads, type ReplicaInfo } from './replica.js';
 

@@ -15,7 +15,8 @@ import { docIdFor } from '../docs/doc-id.js';
 import { openOwned } from '../docs/open.js';
 import { DOC_SCHEMA } from '../docs/types.js';
 import { deriveKeyPair, type NodeKey } from '../identity/index.js';
-import { Authority, verifyOp, type AuditEntry, type Role } from '../trust/authority.js';
+import { verifyOp } from '../trust/admin-ops.js';
+import { Authority, type AuditEntry, type Role } from '../trust/authority.js';
 
 export interface AuditDoc {
   kind: 'flt/audit';

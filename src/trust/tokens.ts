@@ -1,7 +1,7 @@
 // One-time enrollment tokens (ARCHITECTURE.md §6): a short text an admin signs and hands to a new
 // node, which presents it to the coordinator to enroll as an agent. This module owns the text
 // form only. What makes a token count (issued in the audit trail, issuer still an admin, not
-// expired, used once) is decided by Authority.useToken in authority.ts, which also issues them.
+// expired, used once) is decided by Authority.useToken in authority.ts.
 //
 // Text form: "flt-enroll-1." base64url(canonicalJson(payload)) "." base64url(64-byte signature),
 // the signature by the issuer's node key over UTF-8 "flt/v1/enroll-token" 0x00 canonicalJson(payload).
@@ -18,6 +18,7 @@ import {
   isIsoTime,
   signedMessage,
 } from './canonical.js';
+import { TOKEN_ID_BYTES, signOp, type SignedOp } from './admin-ops.js';
 import { SIGNATURE_BYTES, sign, verify } from './ed25519.js';
 
 export const TOKEN_PREFIX = 'flt-enroll-1.';
@@ -26,8 +27,7 @@ export const TOKEN_PREFIX = 'flt-enroll-1.';
  * for JSON escapes and bounds the work done on untrusted text before anything is decoded.
  */
 export const MAX_TOKEN_LENGTH = 1024;
-/** Token ids are 16 random bytes: unguessable, and never repeated by chance. */
-export const TOKEN_ID_BYTES = 16;
+export { TOKEN_ID_BYTES };
 
 const DOMAIN = 'flt/v1/enroll-token\0';
 const PAYLOAD_KEYS = ['v', 'fleet', 'coordinator', 'id', 'expires', 'issuer'] as const;
@@ -125,4 +125,39 @@ function checkPayload(value: unknown, code: 'BAD_MESSAGE' | 'BAD_ARGUMENT'): Tok
 
 function bad(what: string, cause?: unknown): FltError {
   return new FltError('BAD_MESSAGE', `enrollment token: ${what}`, { cause });
+}
+
+/**
+ * Issues a one-time enrollment token for `opts.fleet`, valid for `expiresInMs` from `now`, and
+ * the `token.issue` operation (same id and expiry) that the coordinator must apply before the
+ * token enrolls anyone.
+ * @throws FltError BAD_ARGUMENT for a bad fleet, coordinator or lifetime.
+ */
+export function issueToken(
+  opts: { fleet: string; coordinator: NodeId; expiresInMs: number; now?: Date },
+  key: NodeKey,
+): { token: string; payload: TokenPayload; op: SignedOp } {
+  const now = opts.now ?? new Date();
+  const expires = new Date(now.getTime() + opts.expiresInMs);
+  if (!Number.isSafeInteger(opts.expiresInMs) || opts.expiresInMs <= 0 || Number.isNaN(+expires))
+    throw new FltError(
+      'BAD_ARGUMENT',
+      'a token lifetime is a positive whole number of ms, and a valid date',
+    );
+  const payload: TokenPayload = {
+    v: 1,
+    fleet: opts.fleet,
+    coordinator: opts.coordinator,
+    id: newTokenId(),
+    expires: expires.toISOString(),
+    issuer: key.nodeId,
+  };
+  const token = signToken(payload, key);
+  const op = signOp(
+    { op: 'token.issue', tokenId: payload.id, expires: payload.expires },
+    opts.fleet,
+    key,
+    now,
+  );
+  return { token, payload, op };
 }
