@@ -6,7 +6,7 @@
 import * as A from '@automerge/automerge';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../sync/log.js';
-import type { FactsDoc } from '../src/docs/types.js';
+import { storedFacts, type FactsDoc } from '../src/docs/types.js';
 import { collectFacts } from '../src/facts/index.js';
 import { Admin } from '../src/roles/admin.js';
 import type { Agent } from '../src/roles/agent.js';
@@ -15,7 +15,8 @@ import { tempDir } from './helpers/flt.js';
 import { localConfig, testFleet, type TestFleet } from './helpers/fleet.js';
 import { waitFor } from './helpers/wait.js';
 
-const log = createLogger('error', 'test');
+const lines: string[] = [];
+const log = createLogger('warn', 'fleet', (l) => lines.push(l));
 
 describe('compromised relay', () => {
   let dir: Awaited<ReturnType<typeof tempDir>>;
@@ -59,6 +60,12 @@ describe('compromised relay', () => {
       expect(served.facts?.hostname).toBe('host-a');
       // The coordinator's own summary comes from the trusted view too.
       expect(coordinator.fleet.agent(agent.node.key.nodeId)?.summary?.hostname).toBe('host-a');
+      // The stand-in pushes the change to A too; A refuses it (it would sign over it otherwise).
+      const coordinatorId = coordinator.node.key.nodeId;
+      await waitFor('A refusing the change', () =>
+        lines.some((l) => l.includes('refused a sync message') && l.includes(coordinatorId)),
+      );
+      expect(storedFacts(agent.facts!.doc())?.hostname).toBe('host-a');
     }
 
     // From the admin's replica alone, with nothing running to ask.

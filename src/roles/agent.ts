@@ -18,6 +18,7 @@ import { isStored, openOwned } from '../docs/open.js';
 import { DOC_SCHEMA, type FactsDoc } from '../docs/types.js';
 import { collectFacts, collectVolatile, isEmptyPatch, type Facts } from '../facts/index.js';
 import { deriveKeyPair, type KeyPair, type NodeKey } from '../identity/index.js';
+import { changesIn } from '../trust/changes.js';
 import { signHeads, type SignedHeads } from '../trust/signed-heads.js';
 import { FltNode } from '../node.js';
 import { agentEnroll, agentHeartbeat } from '../rpc-methods.js';
@@ -74,6 +75,7 @@ export class Agent {
     const coordinator = parsePeerAddress(config.coordinator);
     const ownDoc = (key: NodeKey) =>
       docIdFor(deriveKeyPair(key.secret, 'flt/v1/doc/facts').publicKey);
+    const ref: { agent?: Agent } = {}; // bound below, once the agent exists
     const node = await FltNode.open({
       role: 'agent',
       config,
@@ -81,6 +83,13 @@ export class Agent {
       repo: true,
       // No dial yet: the sync session opens once enrolled (see run()), so that the coordinator
       // already knows us as an agent and offers us our own document only.
+      // Our document is ours to write: once it is open, changes to it from the coordinator
+      // (which we would then sign over) are refused. Before that, a lost state dir is restored
+      // from the coordinator's copy (fetchOwn), the one time we take its changes.
+      admit: (peer, message) => {
+        if (ref.agent?.handle && changesIn(message) > 0)
+          throw new FltError('UNAUTHORIZED_PEER', `${peer} sent changes to our own document`);
+      },
       share: (key) => {
         const own = ownDoc(key);
         const mine = (_: unknown, doc: DocumentId | undefined) => Promise.resolve(doc === own);
@@ -99,6 +108,7 @@ export class Agent {
       log,
       source,
     );
+    ref.agent = agent;
     node.router.route(ALPN.echo, serveEcho);
     node.start();
     agent.running = agent.run().catch((err: unknown) => {

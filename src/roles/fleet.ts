@@ -20,6 +20,7 @@ import {
   type RootDoc,
 } from '../docs/types.js';
 import type { KeyPair } from '../identity/index.js';
+import { changesIn } from '../trust/changes.js';
 import { Presence } from './presence.js';
 import {
   newer,
@@ -110,13 +111,7 @@ export class Fleet {
     if (agent?.factsDocId === docId) return;
     if (agent)
       throw new FltError('UNAUTHORIZED_PEER', `agent ${peer} sent a ${message.type} for ${docId}`);
-    if ((message.type !== 'sync' && message.type !== 'request') || !message.data) return;
-    let changes: number;
-    try {
-      changes = A.decodeSyncMessage(message.data).changes.length;
-    } catch (err) {
-      throw new FltError('BAD_MESSAGE', `undecodable sync message for ${docId}`, { cause: err });
-    }
+    const changes = changesIn(message);
     if (changes === 0) return;
     throw new FltError(
       'UNAUTHORIZED_PEER',
