@@ -3,7 +3,7 @@
 // refusal must name its code and change nothing; times are explicit dates, never the clock.
 
 import { describe, expect, it } from 'vitest';
-import { FltError } from '../sync/errors.js';
+import { thrownCode } from './helpers/errors.js';
 import type { NodeId } from '../sync/ids.js';
 import { type NodeKey, generateNodeKey } from '../src/identity/index.js';
 import { type OpBody, type SignedOp, signOp, verifyOp } from '../src/trust/admin-ops.js';
@@ -33,14 +33,7 @@ const N = generateNodeKey(); // never an admin
 const X = generateNodeKey().nodeId;
 const Y = generateNodeKey().nodeId;
 
-const codeOf = (fn: () => unknown) => {
-  try {
-    fn();
-  } catch (err) {
-    return err instanceof FltError ? err.code : String(err);
-  }
-  return 'no error';
-};
+const codeOf = thrownCode;
 const viaJson = (value: unknown): unknown => JSON.parse(JSON.stringify(value));
 /** A plain, mutable deep copy of an operation, for tampering. */
 const mutable = (op: SignedOp) =>

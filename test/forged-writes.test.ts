@@ -8,9 +8,8 @@ import * as A from '@automerge/automerge';
 import { Repo, type DocumentId, type PeerId } from '@automerge/automerge-repo';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parsePeerAddress } from '../sync/address.js';
-import { IrohTransport } from '../sync/iroh-transport.js';
 import { createLogger } from '../sync/log.js';
-import { ALL_ALPNS, ALPN } from '../sync/protocols.js';
+import { ALPN } from '../sync/protocols.js';
 import { Router } from '../sync/router.js';
 import { RpcChannel } from '../sync/rpc-channel.js';
 import { SyncAdapter } from '../sync/sync-adapter.js';
@@ -23,7 +22,7 @@ import type { Coordinator } from '../src/roles/coordinator.js';
 import { Fleet } from '../src/roles/fleet.js';
 import { agentEnroll } from '../src/rpc-methods.js';
 import { tempDir } from './helpers/flt.js';
-import { testFleet, type TestFleet } from './helpers/fleet.js';
+import { bindLocal, testFleet, type TestFleet } from './helpers/fleet.js';
 import { waitFor } from './helpers/wait.js';
 
 const lines: string[] = [];
@@ -31,13 +30,7 @@ const log = createLogger('warn', 'fleet', (l) => lines.push(l));
 
 /** A misbehaving peer: its own endpoint and Repo, syncing with the coordinator. */
 async function rogue(ticket: string, key: NodeKey, token?: string) {
-  const transport = await IrohTransport.bind({
-    secretKey: key.secret,
-    alpns: ALL_ALPNS,
-    bind: '127.0.0.1:0',
-    relay: 'disabled',
-    discovery: 'none',
-  });
+  const transport = await bindLocal(key.secret);
   const coordinator = parsePeerAddress(ticket);
   if (token) {
     const facts = deriveKeyPair(key.secret, 'flt/v1/doc/facts');

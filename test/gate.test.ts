@@ -7,9 +7,8 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parsePeerAddress } from '../sync/address.js';
 import { FltError } from '../sync/errors.js';
-import { IrohTransport } from '../sync/iroh-transport.js';
 import { createLogger } from '../sync/log.js';
-import { ALL_ALPNS, ALPN } from '../sync/protocols.js';
+import { ALPN } from '../sync/protocols.js';
 import { RpcChannel } from '../sync/rpc-channel.js';
 import type { Transport } from '../sync/transport.js';
 import { docIdFor } from '../src/docs/doc-id.js';
@@ -26,7 +25,7 @@ import { agentEnroll, fleetInfo, nodeInfo } from '../src/rpc-methods.js';
 import { signOp } from '../src/trust/admin-ops.js';
 import { issueToken } from '../src/trust/tokens.js';
 import { tempDir } from './helpers/flt.js';
-import { localConfig, testFleet, type TestFleet } from './helpers/fleet.js';
+import { bindLocal, localConfig, testFleet, type TestFleet } from './helpers/fleet.js';
 import { waitFor } from './helpers/wait.js';
 
 const lines: string[] = [];
@@ -40,13 +39,7 @@ const codeOf = async (p: Promise<unknown>) =>
 
 /** An outsider with its own endpoint, talking rpc to the coordinator. */
 async function outsider(ticket: string, key: NodeKey = nodeKeyFromSeed(randomBytes(32))) {
-  const transport = await IrohTransport.bind({
-    secretKey: key.secret,
-    alpns: ALL_ALPNS,
-    bind: '127.0.0.1:0',
-    relay: 'disabled',
-    discovery: 'none',
-  });
+  const transport = await bindLocal(key.secret);
   const addr = parsePeerAddress(ticket);
   const rpc = new RpcChannel(transport, addr, { timeoutMs: 10_000 });
   const facts = deriveKeyPair(key.secret, 'flt/v1/doc/facts');

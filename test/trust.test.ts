@@ -4,7 +4,7 @@
 
 import * as A from '@automerge/automerge';
 import { describe, expect, it } from 'vitest';
-import { FltError } from '../sync/errors.js';
+import { thrownCode } from './helpers/errors.js';
 import { baseDocument, docIdFor } from '../src/docs/doc-id.js';
 import { deriveKeyPair, generateNodeKey } from '../src/identity/index.js';
 import { assertAdmissibleKey, publicKeyOf, sign, verify } from '../src/trust/ed25519.js';
@@ -17,14 +17,7 @@ import {
 } from '../src/trust/signed-heads.js';
 
 const hex = (s: string) => Uint8Array.from(Buffer.from(s, 'hex'));
-const codeOf = (fn: () => unknown) => {
-  try {
-    fn();
-  } catch (err) {
-    return err instanceof FltError ? err.code : String(err);
-  }
-  return 'no error';
-};
+const codeOf = thrownCode;
 
 /** RFC 8032 §7.1, TEST 1 to TEST 3. */
 const RFC8032 = [

@@ -2,7 +2,9 @@
 // agents enrolled the way a user enrolls them (one-time tokens from that admin). Real iroh
 // endpoints on 127.0.0.1, real state dirs under `root`.
 
+import { IrohTransport } from '../../sync/iroh-transport.js';
 import type { Logger } from '../../sync/log.js';
+import { ALL_ALPNS } from '../../sync/protocols.js';
 import { resolveConfig, type Config } from '../../src/config/index.js';
 import type { Facts } from '../../src/facts/index.js';
 import { loadOrCreateNodeKey } from '../../src/identity/index.js';
@@ -26,6 +28,17 @@ export async function localConfig(
     env: {},
   });
   return config;
+}
+
+/** An endpoint of our own on 127.0.0.1 (no relay, no discovery), speaking every flt ALPN. */
+export function bindLocal(secretKey: Uint8Array): Promise<IrohTransport> {
+  return IrohTransport.bind({
+    secretKey,
+    alpns: ALL_ALPNS,
+    bind: '127.0.0.1:0',
+    relay: 'disabled',
+    discovery: 'none',
+  });
 }
 
 export interface TestFleet {
