@@ -1,0 +1,79 @@
+// Packaging, the way Nix's buildNpmPackage will use it (issue: Nix): the lockfile pins the iroh
+// addon for both Linux architectures the flake builds, and the packed tarball alone (its `files`
+// and `bin`) installs into an empty prefix and runs, with nothing taken from the source tree.
+// The install is offline: it takes the dependencies from npm's cache, which `npm ci` filled.
+
+import { execFile } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tempDir } from './helpers/flt.js';
+
+const run = promisify(execFile);
+const ROOT = resolve(import.meta.dirname, '..');
+
+interface LockEntry {
+  version?: string;
+  os?: string[];
+  cpu?: string[];
+  libc?: string[];
+  optional?: boolean;
+}
+
+describe('package-lock.json', () => {
+  it('holds the Linux x64 and arm64 (glibc) entries of the iroh addon, at the binding version', async () => {
+    const lock = JSON.parse(await readFile(join(ROOT, 'package-lock.json'), 'utf8')) as {
+      packages: Record<string, LockEntry>;
+    };
+    const binding = lock.packages['node_modules/@number0/iroh']!;
+    expect(binding.version).toMatch(/^\d+\.\d+\.\d+$/);
+    for (const cpu of ['x64', 'arm64']) {
+      const entry = lock.packages[`node_modules/@number0/iroh-linux-${cpu}-gnu`];
+      expect(entry, cpu).toBeDefined();
+      expect(entry).toMatchObject({ version: binding.version, os: ['linux'], cpu: [cpu] });
+      expect(entry!.libc).toEqual(['glibc']);
+      expect(entry!.optional).toBe(true);
+    }
+  });
+});
+
+describe('the packed tarball', () => {
+  let dir: Awaited<ReturnType<typeof tempDir>>;
+  let flt: string;
+
+  beforeAll(async () => {
+    dir = await tempDir();
+    // dist/ is built by the test setup; pack exactly what `files` and `bin` name.
+    const packed = await run('npm', ['pack', '--json', '--pack-destination', dir.path], {
+      cwd: ROOT,
+    });
+    const [info] = JSON.parse(packed.stdout) as { filename: string }[];
+    const tarball = join(dir.path, info!.filename);
+    const prefix = join(dir.path, 'prefix');
+    await run(
+      'npm',
+      ['install', '--offline', '--no-audit', '--no-fund', '--global', '--prefix', prefix, tarball],
+      { cwd: dir.path, timeout: 240_000 },
+    );
+    flt = join(prefix, 'bin', 'flt');
+  }, 300_000);
+
+  afterAll(() => dir?.remove());
+
+  it('runs `flt --version` from the install prefix', async () => {
+    const { version } = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as {
+      version: string;
+    };
+    const r = await run(flt, ['--version'], { cwd: dir.path });
+    expect(r.stdout.trim()).toContain(version);
+  });
+
+  it('runs `flt demo --once` from the install prefix, away from the source tree', async () => {
+    const r = await run(flt, ['--state-dir', join(dir.path, 'state'), 'demo', '--once'], {
+      cwd: dir.path,
+      timeout: 90_000,
+    });
+    expect(r.stdout).toMatch(/2 agents/);
+  }, 120_000);
+});
