@@ -1,0 +1,155 @@
+# services.flt-coordinator: the fleet's coordinator as a hardened systemd service. Its state (node
+# key, documents, audit trail, ticket) lives in /var/lib/flt-coordinator; `settings` becomes
+# flt's JSON config file (same keys as `flt config show`).
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}:
+let
+  cfg = config.services.flt-coordinator;
+  format = pkgs.formats.json { };
+  configFile = format.generate "flt-coordinator.json" cfg.settings;
+  port = lib.toInt (lib.last (lib.splitString ":" cfg.settings.bind));
+in
+{
+  options.services.flt-coordinator = {
+    enable = lib.mkEnableOption "the flt coordinator";
+
+    package = lib.mkOption {
+      type = lib.types.package;
+      # The package file of this flake, so the module works without blueprint's module args.
+      default = import ../../packages/flt/default.nix { inherit pkgs; };
+      defaultText = lib.literalExpression "flt.packages.\${system}.flt";
+      description = "The flt package to run.";
+    };
+
+    settings = lib.mkOption {
+      description = ''
+        flt configuration (RFC 42): written to a JSON file passed with --config. Any key of
+        `flt config show` may be set; the common ones are typed below.
+      '';
+      default = { };
+      type = lib.types.submodule {
+        freeformType = format.type;
+        options = {
+          bind = lib.mkOption {
+            type = lib.types.str;
+            default = "0.0.0.0:7447";
+            description = "Socket to listen on (HOST:PORT); agents and admins dial it.";
+          };
+          admins = lib.mkOption {
+            type = lib.types.listOf lib.types.str;
+            default = [ ];
+            example = [ "3b6a27bc..." ];
+            description = ''
+              Initial admins of a new fleet: node ids (`flt id` on the admin's machine) or
+              paths of OpenSSH ed25519 public keys. They count only when the fleet begins;
+              later changes are signed `flt admin admins add|remove` operations.
+            '';
+          };
+          relay = lib.mkOption {
+            type = lib.types.str;
+            default = "default";
+            description = "iroh relays: `disabled`, `default` (n0's), or a relay URL.";
+          };
+          discovery = lib.mkOption {
+            type = lib.types.enum [
+              "none"
+              "n0"
+            ];
+            default = "n0";
+            description = "iroh address discovery.";
+          };
+          log_level = lib.mkOption {
+            type = lib.types.enum [
+              "error"
+              "warn"
+              "info"
+              "debug"
+            ];
+            default = "info";
+            description = "How much to log (to the journal).";
+          };
+        };
+      };
+    };
+
+    keyFile = lib.mkOption {
+      type = lib.types.nullOr lib.types.path;
+      default = null;
+      example = "/etc/ssh/ssh_host_ed25519_key";
+      description = ''
+        An unencrypted OpenSSH ed25519 private key to use as the node key (passed with
+        systemd's LoadCredential, so the service user need not own it). Default: a key
+        created in the state directory on first start.
+      '';
+    };
+
+    openFirewall = lib.mkOption {
+      type = lib.types.bool;
+      default = false;
+      description = "Open the UDP port of `settings.bind` (QUIC) in the firewall.";
+    };
+  };
+
+  config = lib.mkIf cfg.enable {
+    networking.firewall.allowedUDPPorts = lib.mkIf cfg.openFirewall [ port ];
+
+    systemd.services.flt-coordinator = {
+      description = "flt coordinator";
+      wantedBy = [ "multi-user.target" ];
+      after = [ "network-online.target" ];
+      wants = [ "network-online.target" ];
+      environment.FLT_STATE_DIR = "/var/lib/flt-coordinator";
+      serviceConfig = {
+        ExecStart = lib.escapeShellArgs (
+          [
+            (lib.getExe cfg.package)
+            "--config"
+            configFile
+          ]
+          ++ lib.optionals (cfg.keyFile != null) [
+            "--secret-key"
+            "%d/node-key"
+          ]
+          ++ [ "coordinator" ]
+        );
+        LoadCredential = lib.optional (cfg.keyFile != null) "node-key:${cfg.keyFile}";
+        Restart = "on-failure";
+        RestartSec = 2;
+        DynamicUser = true;
+        StateDirectory = "flt-coordinator";
+        StateDirectoryMode = "0700";
+        # Hardening: a network daemon that writes only its state directory.
+        CapabilityBoundingSet = "";
+        NoNewPrivileges = true;
+        PrivateDevices = true;
+        PrivateTmp = true;
+        ProtectSystem = "strict";
+        ProtectHome = true;
+        ProtectKernelTunables = true;
+        ProtectKernelModules = true;
+        ProtectKernelLogs = true;
+        ProtectControlGroups = true;
+        ProtectClock = true;
+        ProtectHostname = true;
+        ProtectProc = "invisible";
+        RestrictAddressFamilies = [
+          "AF_INET"
+          "AF_INET6"
+          "AF_UNIX"
+          "AF_NETLINK"
+        ];
+        RestrictNamespaces = true;
+        RestrictRealtime = true;
+        RestrictSUIDSGID = true;
+        LockPersonality = true;
+        SystemCallArchitectures = "native";
+        SystemCallFilter = [ "@system-service" ];
+        UMask = "0077";
+      };
+    };
+  };
+}

@@ -1,0 +1,100 @@
+# The flt package: buildNpmPackage over the repository's own package-lock.json (importNpmLock:
+# no dependency hash to keep in step), on a pinned Node. The iroh transport is a prebuilt N-API
+# addon (@number0/iroh-<platform>): autoPatchelfHook points it at the C++ runtime it links.
+{
+  pkgs,
+  lib ? pkgs.lib,
+  ...
+}:
+let
+  nodejs = pkgs.nodejs_22;
+  root = ../../..;
+  # Only what the build and the tests read: editing the README or nix/ rebuilds nothing.
+  src = lib.fileset.toSource {
+    inherit root;
+    fileset = lib.fileset.unions [
+      (root + "/package.json")
+      (root + "/package-lock.json")
+      (root + "/tsconfig.json")
+      (root + "/tsconfig.build.json")
+      (root + "/vitest.config.ts")
+      (root + "/eslint.config.js")
+      (root + "/src")
+      (root + "/sync")
+      (root + "/stores")
+      (root + "/bench")
+      (root + "/test")
+      (root + "/README.md")
+    ];
+  };
+  version = (lib.importJSON (root + "/package.json")).version;
+
+  flt = pkgs.buildNpmPackage {
+    pname = "flt";
+    inherit version src nodejs;
+
+    npmDeps = pkgs.importNpmLock { npmRoot = src; };
+    npmConfigHook = pkgs.importNpmLock.npmConfigHook;
+    npmBuildScript = "build";
+
+    nativeBuildInputs = lib.optionals pkgs.stdenv.hostPlatform.isLinux [ pkgs.autoPatchelfHook ];
+    buildInputs = lib.optionals pkgs.stdenv.hostPlatform.isLinux [ pkgs.stdenv.cc.cc.lib ];
+    # npm installs only the addon for this platform; should a musl variant come along, it
+    # links against musl's libc, which a glibc system does not have and never loads.
+    autoPatchelfIgnoreMissingDeps = [ "libc.musl-*.so.1" ];
+    postInstall = ''
+      rm -rf $out/lib/node_modules/flt/node_modules/@number0/iroh-linux-*-musl
+    '';
+
+    doInstallCheck = true;
+    installCheckPhase = ''
+      runHook preInstallCheck
+      $out/bin/flt --version
+      runHook postInstallCheck
+    '';
+
+    passthru.tests.suite = tests;
+
+    meta = {
+      description = "Fleet management for NixOS machines over iroh";
+      mainProgram = "flt";
+      license = lib.licenses.mit;
+      platforms = [
+        "x86_64-linux"
+        "aarch64-linux"
+        "x86_64-darwin"
+        "aarch64-darwin"
+      ];
+    };
+  };
+
+  # The test suite in the build sandbox: loopback works there, the network and the real Nix
+  # store do not, so tests that need them skip themselves (FLT_SANDBOX, see test/helpers/env.ts).
+  tests = pkgs.buildNpmPackage {
+    pname = "flt-tests";
+    inherit version src nodejs;
+    npmDeps = pkgs.importNpmLock { npmRoot = src; };
+    npmConfigHook = pkgs.importNpmLock.npmConfigHook;
+    nativeBuildInputs = lib.optionals pkgs.stdenv.hostPlatform.isLinux [ pkgs.autoPatchelfHook ];
+    buildInputs = lib.optionals pkgs.stdenv.hostPlatform.isLinux [ pkgs.stdenv.cc.cc.lib ];
+    autoPatchelfIgnoreMissingDeps = [ "libc.musl-*.so.1" ];
+    nativeCheckInputs = [ pkgs.openssh ];
+    dontNpmBuild = true;
+    doCheck = true;
+    FLT_SANDBOX = "1";
+    # The addon is patched for $out in the fixup phase; the tests load it from the build tree.
+    preCheck = lib.optionalString pkgs.stdenv.hostPlatform.isLinux ''
+      autoPatchelf node_modules/@number0
+    '';
+    checkPhase = ''
+      runHook preCheck
+      export HOME=$TMPDIR
+      npx vitest run
+      runHook postCheck
+    '';
+    installPhase = ''
+      touch $out
+    '';
+  };
+in
+flt

@@ -1,0 +1,102 @@
+// The Nix side, as far as this machine can check it (no nixpkgs here, so nothing is built):
+// every .nix file parses (`nix-instantiate --parse`, from Debian's nix-bin, which .ci/run
+// installs), and the JSON config file the NixOS modules render from `settings` is one flt reads,
+// with the same keys the modules document.
+
+import { execFile } from 'node:child_process';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { KEY_SPECS } from '../src/config/schema.js';
+import { runFlt, tempDir } from './helpers/flt.js';
+
+const run = promisify(execFile);
+const ROOT = resolve(import.meta.dirname, '..');
+const MODULES = ['coordinator', 'agent'] as const;
+
+async function nixFiles(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const e of await readdir(dir, { withFileTypes: true })) {
+    const path = join(dir, e.name);
+    if (e.isDirectory()) out.push(...(await nixFiles(path)));
+    else if (e.name.endsWith('.nix')) out.push(path);
+  }
+  return out;
+}
+
+async function hasNixInstantiate(): Promise<boolean> {
+  return run('nix-instantiate', ['--version']).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** The typed keys of a module's `settings` submodule: `<name> = lib.mkOption` inside it. */
+async function documentedKeys(module: string): Promise<string[]> {
+  const text = await readFile(join(ROOT, 'nix/modules/nixos', `${module}.nix`), 'utf8');
+  const start = text.indexOf('settings = lib.mkOption');
+  const end = text.indexOf('keyFile = lib.mkOption', start);
+  const block = text.slice(start, end);
+  return [...block.matchAll(/^\s+(\w+) = lib\.mkOption/gm)].map((m) => m[1]!);
+}
+
+/** A value for each key as a module user would write it in `settings`. */
+const SAMPLE: Record<string, unknown> = {
+  bind: '0.0.0.0:7447',
+  admins: ['0e3f3b2f3cdb6e2bdf7b0fb2b5e7b5d3b0a3e1c0e0f6a8d5c7b8a9e0f1d2c3b4'],
+  relay: 'disabled',
+  discovery: 'none',
+  log_level: 'debug',
+  coordinator: 'endpointabc',
+  facts_interval: '30s',
+};
+
+describe('nix files', () => {
+  it('every .nix file parses', async (ctx) => {
+    if (!(await hasNixInstantiate())) {
+      // CI installs nix-bin (.ci/run); only a developer machine without Nix gets here.
+      if (process.env.CI) throw new Error('nix-instantiate is missing: .ci/run installs nix-bin');
+      ctx.skip('nix-instantiate is not installed (Debian: apt-get install nix-bin)');
+    }
+    const files = [join(ROOT, 'flake.nix'), ...(await nixFiles(join(ROOT, 'nix')))];
+    expect(files.length).toBeGreaterThanOrEqual(6);
+    for (const f of files) {
+      const failure = await run('nix-instantiate', ['--parse', f]).then(
+        () => '',
+        (err: Error & { stderr?: string }) => err.stderr ?? err.message,
+      );
+      expect(failure, f).toBe('');
+    }
+  }, 60_000);
+});
+
+describe('NixOS module settings', () => {
+  let dir: Awaited<ReturnType<typeof tempDir>>;
+  beforeAll(async () => {
+    dir = await tempDir();
+  });
+  afterAll(() => dir?.remove());
+
+  it.each(MODULES)(
+    '%s: every documented key is a flt key, and flt reads the rendered file',
+    async (module) => {
+      const keys = await documentedKeys(module);
+      expect(keys.length).toBeGreaterThan(3);
+      const fltKeys = new Set(KEY_SPECS.map((s) => s.key as string));
+      for (const k of keys) expect(fltKeys, `${module}.nix settings.${k}`).toContain(k);
+      // What pkgs.formats.json renders: one JSON object of the settings.
+      const settings = Object.fromEntries(keys.map((k) => [k, SAMPLE[k]]));
+      for (const k of keys) expect(SAMPLE, `a sample value for ${k}`).toHaveProperty(k);
+      const file = join(dir.path, `${module}.json`);
+      await writeFile(file, JSON.stringify(settings, null, 2));
+      const r = await runFlt(['--config', file, '--json', 'config', 'show']);
+      expect(r.code, r.stderr).toBe(0);
+      const shown = JSON.parse(r.stdout) as Record<string, { value: unknown; source: string }>;
+      for (const k of keys) {
+        expect(shown[k]!.source, k).toMatch(/^file /);
+        expect(shown[k]!.value, k).toEqual(settings[k]);
+      }
+    },
+  );
+});
