@@ -3,25 +3,12 @@
 // environment), on loopback without relays or discovery.
 
 import { createLogger, type Logger } from '../sync/log.js';
-import { resolveConfig, type Config } from '../src/config/index.js';
 
-/** A Config as `flt --state-dir DIR --relay disabled --discovery none --bind 127.0.0.1:0` has it. */
-export async function benchConfig(
-  stateDir: string,
-  flags: Readonly<Record<string, string>> = {},
-): Promise<Config> {
-  const { config } = await resolveConfig({
-    flags: {
-      'state-dir': stateDir,
-      relay: 'disabled',
-      discovery: 'none',
-      bind: '127.0.0.1:0',
-      ...flags,
-    },
-    env: {},
-  });
-  return config;
-}
+/**
+ * A Config as `flt --state-dir DIR --relay disabled --discovery none --bind 127.0.0.1:0` has it:
+ * the same helper the tests use.
+ */
+export { localConfig as benchConfig } from '../test/helpers/fleet.js';
 
 /** Warnings and errors only (a corrupt chunk, a failed shutdown step), tagged with `who`. */
 export function benchLogger(who: string): Logger {

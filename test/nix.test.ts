@@ -32,13 +32,19 @@ async function hasNixInstantiate(): Promise<boolean> {
   );
 }
 
-/** The typed keys of a module's `settings` submodule: `<name> = lib.mkOption` inside it. */
+const optionNames = (text: string) =>
+  [...text.matchAll(/^\s+(\w+) = lib\.mkOption/gm)].map((m) => m[1]!);
+
+/**
+ * The typed keys of a module's `settings` submodule: `<name> = lib.mkOption` inside it, plus the
+ * ones both modules share (nix/settings.nix).
+ */
 async function documentedKeys(module: string): Promise<string[]> {
   const text = await readFile(join(ROOT, 'nix/modules/nixos', `${module}.nix`), 'utf8');
   const start = text.indexOf('settings = lib.mkOption');
   const end = text.indexOf('keyFile = lib.mkOption', start);
-  const block = text.slice(start, end);
-  return [...block.matchAll(/^\s+(\w+) = lib\.mkOption/gm)].map((m) => m[1]!);
+  const shared = await readFile(join(ROOT, 'nix/settings.nix'), 'utf8');
+  return [...optionNames(shared), ...optionNames(text.slice(start, end))];
 }
 
 /** A value for each key as a module user would write it in `settings`. */

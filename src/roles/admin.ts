@@ -67,6 +67,7 @@ export class Admin {
   private presence = new Map<NodeId, PresenceEntry>();
   /** The trusted root document's agents as of the last fleet(). */
   private entries = new Map<NodeId, AgentEntry>();
+  private identity: Promise<{ coordinator: NodeId; rootDocId: string }> | undefined;
 
   private constructor(
     private readonly repo: Repo,
@@ -179,8 +180,8 @@ export class Admin {
 
   /** Signs `body` with this admin's key and has the coordinator apply it; returns its index. */
   async submit(body: OpBody): Promise<number> {
-    const { rpc, key } = this.online();
-    const { rootDocId } = await rpc.call(fleetInfo, {});
+    const { key } = this.online();
+    const { rootDocId } = await this.fleetIdentity();
     return this.submitSigned(signOp(body, rootDocId, key));
   }
 
@@ -193,7 +194,7 @@ export class Admin {
   /** A one-time enrollment token, recorded in the trail before it is handed out. */
   async enrollToken(expiresInMs: number): Promise<{ token: string; expires: string }> {
     const { rpc, key } = this.online();
-    const info = await rpc.call(fleetInfo, {});
+    const info = await this.fleetIdentity();
     const issued = issueToken(
       { fleet: info.rootDocId, coordinator: info.coordinator, expiresInMs },
       key,
@@ -212,6 +213,17 @@ export class Admin {
     if (trail.initialAdmins.length === 0) throw new FltError('NOT_FOUND', 'the fleet has no admin');
     const authority = Authority.replay(trail.fleet, trail.initialAdmins, trail.entries);
     return { authority, entries: authority.entries() };
+  }
+
+  /** The coordinator and its root document id (the fleet id): asked once per Admin. */
+  private fleetIdentity(): Promise<{ coordinator: NodeId; rootDocId: string }> {
+    this.identity ??= this.online()
+      .rpc.call(fleetInfo, {})
+      .catch((err: unknown) => {
+        this.identity = undefined; // a failed answer is not kept
+        throw err;
+      });
+    return this.identity;
   }
 
   private online(): { rpc: RpcChannel; key: NodeKey } {

@@ -190,7 +190,7 @@ function rpcServer(
     .register(adminOp, (req, ctx) => {
       admin(ctx);
       gate.apply(req.op);
-      return Promise.resolve({ index: gate.trail().entries.length - 1 });
+      return Promise.resolve({ index: gate.size - 1 });
     })
     .register(fleetAudit, (_, ctx) => {
       admin(ctx);

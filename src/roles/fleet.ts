@@ -30,10 +30,19 @@ import {
   type SignedHeads,
 } from '../trust/signed-heads.js';
 
-const sameHeads = (a: readonly string[], b: readonly string[]) =>
-  a.length === b.length && [...a].sort().every((h, i) => h === [...b].sort()[i]);
-const sameRecord = (a: SignedHeads | undefined, b: SignedHeads) =>
-  a !== undefined && a.seq === b.seq && sameHeads(a.heads, b.heads);
+/** Signed heads keep their heads sorted (signed-heads.ts); compare `current` sorted too. */
+const sameHeads = (signed: readonly string[], current: readonly string[]) => {
+  const sorted = [...current].sort();
+  return signed.length === sorted.length && signed.every((h, i) => h === sorted[i]);
+};
+
+/**
+ * The facts heads in an agent's root record. Verified before the coordinator stored them, and
+ * only the coordinator writes the root document, so they are not checked again here (at start
+ * that would cost a signature check per agent).
+ */
+const headsOf = (entry: AgentEntry | undefined) =>
+  (entry?.factsHeads ?? undefined) as SignedHeads | undefined;
 
 /** Finds of a facts document before giving up until the agent's next heartbeat (250 ms .. 8 s). */
 const WATCH_ATTEMPTS = 6;
@@ -47,8 +56,6 @@ export class Fleet {
    * share policy, for every document at every connection, so they must not decode N records.
    */
   private readonly entries = new Map<NodeId, AgentEntry>();
-  /** Signed heads of facts documents verified since start (the root keeps the newest too). */
-  private readonly verified = new Map<NodeId, SignedHeads>();
   private readonly handles = new Map<NodeId, DocHandle<FactsDoc>>();
   private rootSigned: SignedHeads | undefined;
   private rootSeq = 0;
@@ -59,12 +66,7 @@ export class Fleet {
     private readonly repo: Repo,
     private readonly log: Logger,
   ) {
-    for (const entry of agentsOf(root.doc())) {
-      this.entries.set(entry.nodeId, entry);
-      // Verified before we stored it, and only we write the root document: not checked again,
-      // which would cost a signature check per agent at every start.
-      if (entry.factsHeads) this.verified.set(entry.nodeId, entry.factsHeads as SignedHeads);
-    }
+    for (const entry of agentsOf(root.doc())) this.entries.set(entry.nodeId, entry);
     this.presence = new Presence((seen) =>
       this.put(
         [...seen].flatMap(([id, at]) => {
@@ -193,16 +195,14 @@ export class Fleet {
   recordHeads(id: NodeId, value: unknown): void {
     const entry = this.entries.get(id);
     if (!entry) throw new FltError('UNAUTHORIZED_PEER', 'not enrolled');
+    const held = headsOf(entry);
+    // Every heartbeat carries the record; an unchanged one needs no signature check.
+    if (held && (value as Partial<SignedHeads> | null)?.sig === held.sig) return;
     const signed = verifySignedHeads(value, {
       docId: entry.factsDocId,
       writeKey: entry.factsWriteKey,
     });
-    if (
-      newer(this.verified.get(id), signed) !== signed ||
-      sameRecord(this.verified.get(id), signed)
-    )
-      return;
-    this.verified.set(id, signed);
+    if (newer(held, signed) !== signed || held?.seq === signed.seq) return;
     this.put([{ ...entry, factsHeads: signed }]);
     const handle = this.handles.get(id);
     if (handle) this.updateSummary(id, handle);
@@ -229,7 +229,7 @@ export class Fleet {
   /** The summary comes from the trusted view only: facts no verified signature covers never count. */
   private updateSummary(id: NodeId, handle: DocHandle<FactsDoc>): void {
     const entry = this.entries.get(id);
-    const view = trustedView(handle.doc(), this.verified.get(id));
+    const view = trustedView(handle.doc(), headsOf(entry));
     const facts = view.doc ? storedFacts(view.doc) : null;
     if (!facts || !entry) return;
     let summary;

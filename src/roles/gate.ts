@@ -111,6 +111,11 @@ export class Gate {
     );
   }
 
+  /** How many entries the trail holds. */
+  get size(): number {
+    return this.audit.doc().entries.length;
+  }
+
   /** Applies one admin-signed operation (verified here) and appends it to the trail. */
   apply(value: unknown): AuditEntry {
     const authority = this.require();

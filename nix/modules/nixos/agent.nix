@@ -40,7 +40,7 @@ in
       default = { };
       type = lib.types.submodule {
         freeformType = format.type;
-        options = {
+        options = import ../../settings.nix { inherit lib; } // {
           coordinator = lib.mkOption {
             type = lib.types.str;
             example = "endpointabc...";
@@ -50,29 +50,6 @@ in
             type = lib.types.str;
             default = "60s";
             description = "How often facts are collected; only changes are written.";
-          };
-          relay = lib.mkOption {
-            type = lib.types.str;
-            default = "default";
-            description = "iroh relays: `disabled`, `default` (n0's), or a relay URL.";
-          };
-          discovery = lib.mkOption {
-            type = lib.types.enum [
-              "none"
-              "n0"
-            ];
-            default = "n0";
-            description = "iroh address discovery.";
-          };
-          log_level = lib.mkOption {
-            type = lib.types.enum [
-              "error"
-              "warn"
-              "info"
-              "debug"
-            ];
-            default = "info";
-            description = "How much to log (to the journal).";
           };
         };
       };

@@ -33,7 +33,7 @@ in
       default = { };
       type = lib.types.submodule {
         freeformType = format.type;
-        options = {
+        options = import ../../settings.nix { inherit lib; } // {
           bind = lib.mkOption {
             type = lib.types.str;
             default = "0.0.0.0:7447";
@@ -48,29 +48,6 @@ in
               paths of OpenSSH ed25519 public keys. They count only when the fleet begins;
               later changes are signed `flt admin admins add|remove` operations.
             '';
-          };
-          relay = lib.mkOption {
-            type = lib.types.str;
-            default = "default";
-            description = "iroh relays: `disabled`, `default` (n0's), or a relay URL.";
-          };
-          discovery = lib.mkOption {
-            type = lib.types.enum [
-              "none"
-              "n0"
-            ];
-            default = "n0";
-            description = "iroh address discovery.";
-          };
-          log_level = lib.mkOption {
-            type = lib.types.enum [
-              "error"
-              "warn"
-              "info"
-              "debug"
-            ];
-            default = "info";
-            description = "How much to log (to the journal).";
           };
         };
       };

@@ -29,19 +29,21 @@ let
   };
   version = (lib.importJSON (root + "/package.json")).version;
 
-  flt = pkgs.buildNpmPackage {
-    pname = "flt";
+  # What the package and its test run share: sources, dependencies, and the addon's patching.
+  common = {
     inherit version src nodejs;
-
     npmDeps = pkgs.importNpmLock { npmRoot = src; };
     npmConfigHook = pkgs.importNpmLock.npmConfigHook;
-    npmBuildScript = "build";
-
     nativeBuildInputs = lib.optionals pkgs.stdenv.hostPlatform.isLinux [ pkgs.autoPatchelfHook ];
     buildInputs = lib.optionals pkgs.stdenv.hostPlatform.isLinux [ pkgs.stdenv.cc.cc.lib ];
     # npm installs only the addon for this platform; should a musl variant come along, it
     # links against musl's libc, which a glibc system does not have and never loads.
     autoPatchelfIgnoreMissingDeps = [ "libc.musl-*.so.1" ];
+  };
+
+  flt = pkgs.buildNpmPackage (common // {
+    pname = "flt";
+    npmBuildScript = "build";
     postInstall = ''
       rm -rf $out/lib/node_modules/flt/node_modules/@number0/iroh-linux-*-musl
     '';
@@ -66,18 +68,12 @@ let
         "aarch64-darwin"
       ];
     };
-  };
+  });
 
   # The test suite in the build sandbox: loopback works there, the network and the real Nix
   # store do not, so tests that need them skip themselves (FLT_SANDBOX, see test/helpers/env.ts).
-  tests = pkgs.buildNpmPackage {
+  tests = pkgs.buildNpmPackage (common // {
     pname = "flt-tests";
-    inherit version src nodejs;
-    npmDeps = pkgs.importNpmLock { npmRoot = src; };
-    npmConfigHook = pkgs.importNpmLock.npmConfigHook;
-    nativeBuildInputs = lib.optionals pkgs.stdenv.hostPlatform.isLinux [ pkgs.autoPatchelfHook ];
-    buildInputs = lib.optionals pkgs.stdenv.hostPlatform.isLinux [ pkgs.stdenv.cc.cc.lib ];
-    autoPatchelfIgnoreMissingDeps = [ "libc.musl-*.so.1" ];
     nativeCheckInputs = [ pkgs.openssh ];
     dontNpmBuild = true;
     doCheck = true;
@@ -95,6 +91,6 @@ let
     installPhase = ''
       touch $out
     '';
-  };
+  });
 in
 flt
