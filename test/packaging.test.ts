@@ -1,10 +1,13 @@
 // Packaging, the way Nix's buildNpmPackage will use it (issue: Nix): the lockfile pins the iroh
 // addon for both Linux architectures the flake builds, and the packed tarball alone (its `files`
-// and `bin`) installs into an empty prefix and runs, with nothing taken from the source tree.
-// The install is offline: it takes the dependencies from npm's cache, which `npm ci` filled.
+// and `bin`) installs into an empty directory and runs, with nothing taken from the source tree.
+// The install is offline and from the lockfile (`npm ci --offline --omit=dev`): it needs only the
+// package tarballs that the project's own `npm ci` put in npm's cache, looked up by integrity.
+// (`npm install --offline TARBALL` would also need registry metadata that `npm ci` never caches,
+// so it failed on a new machine: issue 9.1.)
 
 import { execFile } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { copyFile, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -52,31 +55,38 @@ describe.skipIf(
       cwd: ROOT,
     });
     const [info] = JSON.parse(packed.stdout) as { filename: string }[];
-    const tarball = join(dir.path, info!.filename);
-    const prefix = join(dir.path, 'prefix');
-    await run(
-      'npm',
-      ['install', '--offline', '--no-audit', '--no-fund', '--global', '--prefix', prefix, tarball],
-      { cwd: dir.path, timeout: 240_000 },
-    );
-    flt = join(prefix, 'bin', 'flt');
+    await run('tar', ['-xzf', join(dir.path, info!.filename), '-C', dir.path]);
+    const pkg = join(dir.path, 'package');
+    await copyFile(join(ROOT, 'package-lock.json'), join(pkg, 'package-lock.json'));
+    await run('npm', ['ci', '--offline', '--omit=dev', '--no-audit', '--no-fund'], {
+      cwd: pkg,
+      timeout: 240_000,
+    });
+    const manifest = JSON.parse(await readFile(join(pkg, 'package.json'), 'utf8')) as {
+      bin: { flt: string };
+    };
+    flt = join(pkg, manifest.bin.flt);
   }, 300_000);
 
   afterAll(() => dir?.remove());
 
-  it('runs `flt --version` from the install prefix', async () => {
+  it('runs `flt --version` from the installed package', async () => {
     const { version } = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as {
       version: string;
     };
-    const r = await run(flt, ['--version'], { cwd: dir.path });
+    const r = await run(process.execPath, [flt, '--version'], { cwd: dir.path });
     expect(r.stdout.trim()).toContain(version);
   });
 
-  it('runs `flt demo --once` from the install prefix, away from the source tree', async () => {
-    const r = await run(flt, ['--state-dir', join(dir.path, 'state'), 'demo', '--once'], {
-      cwd: dir.path,
-      timeout: 90_000,
-    });
+  it('runs `flt demo --once` from the installed package, away from the source tree', async () => {
+    const r = await run(
+      process.execPath,
+      [flt, '--state-dir', join(dir.path, 'state'), 'demo', '--once'],
+      {
+        cwd: dir.path,
+        timeout: 90_000,
+      },
+    );
     expect(r.stdout).toMatch(/2 agents/);
   }, 120_000);
 });
