@@ -15,6 +15,8 @@ it('flt demo --once brings up a fleet and exits 0 once both agents are listed', 
   const r = await runFlt(['--state-dir', dir.path, '--json', 'demo', '--once']);
   expect(r.code, r.stderr).toBe(0);
   expect(r.stdout).toContain(join(dir.path, 'demo'));
+  // A healthy fleet logs no warning (issue 9.3: an admin's empty answer was taken for a write).
+  expect(r.stderr).not.toMatch(/\b(WARN|ERROR)\b/);
   // The last JSON table printed lists both agents, online, with their hostname.
   const tables = r.stdout
     .split('\n[')
