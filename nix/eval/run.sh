@@ -30,32 +30,38 @@ for d in nixpkgs.lib/lib blueprint/lib nixpkgs/pkgs/build-support/node/import-np
 done
 
 # The checkout and the harness, read-only, at fixed places inside the chroot.
-mnt="$chroot_dir/mnt/flt"
-harness="$chroot_dir/mnt/flt-eval"
+# Per run, so that runs side by side do not share mounts.
+mnt="$chroot_dir/mnt/flt-$$"
+harness="$chroot_dir/mnt/flt-eval-$$"
 mkdir -p "$mnt" "$harness" "$chroot_dir/proc"
 cleanup() {
   umount "$mnt" 2>/dev/null || true
   umount "$harness" 2>/dev/null || true
+  rmdir "$mnt" "$harness" 2>/dev/null || true
 }
 trap cleanup EXIT
 mountpoint -q "$chroot_dir/proc" || mount -t proc proc "$chroot_dir/proc"
 mount --bind -o ro "$repo" "$mnt"
 mount --bind -o ro "$(cd "$(dirname "$0")" && pwd)" "$harness"
 
-nix_config=$'sandbox = false\nbuild-users-group =\nexperimental-features = nix-command\n'
+# The tarball builds trust what this host trusts (a TLS-inspecting proxy's CA included).
+cp /etc/ssl/certs/ca-certificates.crt "$chroot_dir$inputs/ca-bundle.crt"
+
+nix_config=$'sandbox = false\nbuild-users-group =\nsubstituters =\nexperimental-features = nix-command\n'
 in_chroot() { chroot "$chroot_dir" env -i PATH=/usr/bin:/bin HOME=/root NIX_CONFIG="$nix_config" "$@"; }
-args=(--arg inputsDir "$inputs" --arg repo /mnt/flt)
+args=(--arg inputsDir "$inputs" --arg repo "/mnt/flt-$$")
+entry="/mnt/flt-eval-$$/default.nix"
 
 case "$mode" in
   report)
-    in_chroot nix-instantiate --read-write-mode --eval --strict --json /mnt/flt-eval/default.nix "${args[@]}" -A report
+    in_chroot nix-instantiate --read-write-mode --eval --strict --json "$entry" "${args[@]}" -A report
     ;;
   tarballs)
-    in_chroot nix-build --no-out-link /mnt/flt-eval/default.nix "${args[@]}" -A tarballs >&2
-    in_chroot nix-instantiate --read-write-mode --eval --strict --json /mnt/flt-eval/default.nix "${args[@]}" -A report
+    in_chroot nix-build --no-out-link "$entry" "${args[@]}" -A tarballs >&2
+    in_chroot nix-instantiate --read-write-mode --eval --strict --json "$entry" "${args[@]}" -A report
     ;;
   npm-deps)
-    in_chroot nix-build --no-out-link --max-jobs 2 /mnt/flt-eval/default.nix "${args[@]}" -A npmDeps
+    in_chroot nix-build --no-out-link --max-jobs 2 "$entry" "${args[@]}" -A npmDeps
     ;;
   *) die "unknown mode $mode" ;;
 esac

@@ -101,7 +101,8 @@ let
     cacert = mkDrv "cacert-stub" {
       buildCommand = ''
         mkdir -p "$out/etc/ssl/certs"
-        cp /etc/ssl/certs/ca-certificates.crt "$out/etc/ssl/certs/ca-bundle.crt"
+        # The host's bundle (run.sh copies it in): it holds any CA of a TLS-inspecting proxy.
+        cp /eval-inputs/ca-bundle.crt "$out/etc/ssl/certs/ca-bundle.crt"
       '';
     };
     autoPatchelfHook = mkDrv "auto-patchelf-hook-stub" { };
