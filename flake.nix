@@ -10,8 +10,8 @@
   };
 
   # Folders under nix/ become outputs (numtide/blueprint): packages/flt -> packages.*.flt,
-  # packages/default.nix -> packages.*.default, devshells/default.nix -> devShells.*.default, modules/nixos/*.nix ->
-  # nixosModules.*, checks/*.nix -> checks.*.
+  # packages/default.nix -> packages.*.default, devshells/default.nix -> devShells.*.default,
+  # modules/nixos/*.nix -> nixosModules.*, checks/*.nix -> checks.*.
   outputs =
     inputs:
     inputs.blueprint {
