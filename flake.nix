@@ -9,19 +9,19 @@
     blueprint.inputs.nixpkgs.follows = "nixpkgs";
   };
 
-  # Folders under nix/ become outputs (numtide/blueprint): packages/flt -> packages.*.flt (and
-  # default), devshells/default.nix -> devShells.*.default, modules/nixos/*.nix ->
-  # nixosModules.*, checks/*.nix -> checks.*.
+  # Folders under nix/ become outputs (numtide/blueprint): packages/flt -> packages.*.flt,
+  # packages/default.nix -> packages.*.default, devshells/default.nix -> devShells.*.default,
+  # modules/nixos/*.nix -> nixosModules.*, checks/*.nix -> checks.*.
   outputs =
     inputs:
     inputs.blueprint {
       inherit inputs;
       prefix = "nix/";
-      # The iroh addon is prebuilt for these; NixOS modules and VM checks are Linux only.
+      # Only where the prebuilt iroh addon (@number0/iroh 1.1.0) exists: its linux-arm64-gnu
+      # addon is listed but not published, and it has no darwin-x64 one. The NixOS modules and
+      # the VM check are Linux only.
       systems = [
         "x86_64-linux"
-        "aarch64-linux"
-        "x86_64-darwin"
         "aarch64-darwin"
       ];
     };

@@ -1,9 +1,11 @@
 // The Nix side, as far as this machine can check it (no nixpkgs here, so nothing is built):
 // every .nix file parses (`nix-instantiate --parse`, from Debian's nix-bin, which .ci/run
 // installs), and the JSON config file the NixOS modules render from `settings` is one flt reads,
-// with the same keys the modules document.
+// with the same keys the modules document. Where the evaluation chroot exists (nix/eval/run.sh:
+// Nix 2.26, nixpkgs' lib, blueprint and importNpmLock), the flake itself is evaluated too.
 
 import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -105,4 +107,111 @@ describe('NixOS module settings', () => {
       }
     },
   );
+});
+
+/** The chroot nix/eval/run.sh evaluates in; absent on CI and most machines. */
+const CHROOT = process.env.CHROOT ?? '/work/chroot-trixie';
+
+interface Outcome {
+  builds: boolean;
+  failedAssertions: string[];
+  unitsEvaluate: boolean;
+}
+
+interface Report {
+  systems: string[];
+  packages: Record<string, string[]>;
+  checks: Record<string, string[]>;
+  platforms: string[];
+  drvPaths: Record<string, string>;
+  npm: {
+    lockEntries: number;
+    withIntegrity: number;
+    resolvedToStore: number;
+    unresolved: string[];
+    packageJsonDepsInStore: boolean;
+    hashesAreIntegrity: boolean;
+    anyRegistryHostInLock: boolean;
+  };
+  node: { package: string; configHookNodeGyp: boolean; configHookNodeSrc: string };
+  modules: Record<string, Outcome> & {
+    agentKeyPathLiteralRefused: boolean;
+    coordinatorKeyPathLiteralRefused: boolean;
+    agentExecStart: { LoadCredential: string[]; ExecStart: string };
+  };
+}
+
+const EVAL_USABLE =
+  process.getuid?.() === 0 &&
+  existsSync(join(CHROOT, 'usr/bin/nix-instantiate')) &&
+  existsSync(join(CHROOT, 'eval-inputs/blueprint/lib'));
+const EVAL_SUITE = EVAL_USABLE
+  ? 'flake evaluation (nix/eval)'
+  : `flake evaluation (nix/eval): skipped, no evaluation chroot at ${CHROOT} or not root (see nix/eval/run.sh)`;
+
+describe.skipIf(!EVAL_USABLE)(EVAL_SUITE, () => {
+  let report: Report;
+  beforeAll(async () => {
+    const r = await run(join(ROOT, 'nix/eval/run.sh'), ['report', ROOT], {
+      env: { ...process.env, CHROOT },
+      maxBuffer: 16 * 1024 * 1024,
+    });
+    report = JSON.parse(r.stdout) as Report;
+  }, 300_000);
+
+  it('claims only systems with an iroh addon, each with packages.flt and .default', () => {
+    expect(report.systems).toEqual(['aarch64-darwin', 'x86_64-linux']);
+    expect(report.platforms).toEqual(['x86_64-linux', 'aarch64-darwin']);
+    for (const system of report.systems) {
+      expect(report.packages[system]).toEqual(['default', 'flt']);
+      expect(report.checks[system]).toEqual(
+        expect.arrayContaining(['pkgs-flt', 'pkgs-flt-suite', 'vm-fleet', 'devshell-default']),
+      );
+    }
+    expect(report.drvPaths.default).toBe(report.drvPaths.flt);
+    for (const drv of Object.values(report.drvPaths))
+      expect(drv).toMatch(/^\/nix\/store\/.+\.drv$/);
+  });
+
+  it('points every locked tarball at a store path hashed by its integrity, skipping the rest', () => {
+    const { npm } = report;
+    expect(npm.resolvedToStore).toBe(npm.withIntegrity);
+    expect(npm.hashesAreIntegrity).toBe(true);
+    expect(npm.packageJsonDepsInStore).toBe(true);
+    expect(npm.anyRegistryHostInLock).toBe(false);
+    // Only addons npm could not lock (no tarball published for them) are left without a source.
+    expect(npm.unresolved.length).toBe(npm.lockEntries - npm.withIntegrity);
+    for (const p of npm.unresolved)
+      expect(p).toMatch(/@(number0\/iroh|cbor-extract\/cbor-extract)-/);
+  });
+
+  it('gives the npm config hook the pinned Node', () => {
+    expect(report.node.package).toBe('nodejs-22-stub');
+    expect(report.node.configHookNodeGyp).toBe(true);
+    expect(report.node.configHookNodeSrc).toBe('nodejs-22-stub-source');
+  });
+
+  it('agent without a coordinator: an assertion says what to set', () => {
+    const o = report.modules.agentWithoutCoordinator!;
+    expect(o.builds).toBe(false);
+    expect(o.unitsEvaluate).toBe(true);
+    expect(o.failedAssertions).toHaveLength(1);
+    expect(o.failedAssertions[0]).toMatch(/services\.flt-agent\.settings\.coordinator must be set/);
+    expect(report.modules.agent!.builds).toBe(true);
+    expect(report.modules.coordinator!.builds).toBe(true);
+  });
+
+  it('secret paths: strings outside the store; a store path, a relative one or a path literal is refused', () => {
+    for (const name of ['agentKeyInStore', 'agentTokenInStore', 'coordinatorKeyInStore']) {
+      const o = report.modules[name]!;
+      expect(o.builds, name).toBe(false);
+      expect(o.failedAssertions.join('\n'), name).toMatch(/is in the Nix store/);
+    }
+    expect(report.modules.agentKeyRelative!.failedAssertions.join('\n')).toMatch(/absolute path/);
+    expect(report.modules.agentKeyPathLiteralRefused).toBe(true);
+    expect(report.modules.coordinatorKeyPathLiteralRefused).toBe(true);
+    expect(report.modules.agentExecStart.LoadCredential).toEqual([
+      'node-key:/etc/ssh/ssh_host_ed25519_key',
+    ]);
+  });
 });

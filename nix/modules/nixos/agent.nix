@@ -10,7 +10,9 @@
 let
   cfg = config.services.flt-agent;
   format = pkgs.formats.json { };
-  configFile = format.generate "flt-agent.json" cfg.settings;
+  # Unset typed keys are null: left out of the file.
+  configFile = format.generate "flt-agent.json" (lib.filterAttrs (_: v: v != null) cfg.settings);
+  secretPathAssertions = import ../../secret-path.nix { inherit lib; };
   # The token is read from its file at start and handed over in the environment, never on the
   # command line (which every user can read in /proc).
   start = pkgs.writeShellScript "flt-agent-start" ''
@@ -42,9 +44,12 @@ in
         freeformType = format.type;
         options = import ../../settings.nix { inherit lib; } // {
           coordinator = lib.mkOption {
-            type = lib.types.str;
+            # Null rather than no default, so that forgetting it is an assertion that says
+            # what to set, not "accessed but has no value defined".
+            type = lib.types.nullOr lib.types.str;
+            default = null;
             example = "endpointabc...";
-            description = "The coordinator to join: its ticket, or NODE_ID@HOST:PORT.";
+            description = "The coordinator to join: its ticket, or NODE_ID@HOST:PORT. Required.";
           };
           facts_interval = lib.mkOption {
             type = lib.types.str;
@@ -56,23 +61,24 @@ in
     };
 
     keyFile = lib.mkOption {
-      type = lib.types.nullOr lib.types.path;
+      type = lib.types.nullOr lib.types.str;
       default = null;
       example = "/etc/ssh/ssh_host_ed25519_key";
       description = ''
-        An unencrypted OpenSSH ed25519 private key to use as the node key: the machine's SSH
-        host key makes its SSH identity its fleet identity. Default: a key created in
-        /var/lib/flt-agent on first start.
+        Path (a string, outside the Nix store) of an unencrypted OpenSSH ed25519 private key to
+        use as the node key: the machine's SSH host key makes its SSH identity its fleet
+        identity. Default: a key created in /var/lib/flt-agent on first start.
       '';
     };
 
     enrollTokenFile = lib.mkOption {
-      type = lib.types.nullOr lib.types.path;
+      type = lib.types.nullOr lib.types.str;
       default = null;
       example = "/run/secrets/flt-enroll-token";
       description = ''
-        A file holding a one-time enrollment token (`flt admin enroll-token`). Without one, the
-        agent waits until an admin runs `flt admin approve NODE_ID`.
+        Path (a string, outside the Nix store) of a file holding a one-time enrollment token
+        (`flt admin enroll-token`). Without one, the agent waits until an admin runs
+        `flt admin approve NODE_ID`.
       '';
     };
 
@@ -87,6 +93,15 @@ in
   };
 
   config = lib.mkIf cfg.enable {
+    assertions = [
+      {
+        assertion = cfg.settings.coordinator != null;
+        message = "services.flt-agent.settings.coordinator must be set: the coordinator's ticket (`cat /var/lib/private/flt-coordinator/coordinator.ticket` on it), or NODE_ID@HOST:PORT.";
+      }
+    ]
+    ++ secretPathAssertions "services.flt-agent.keyFile" cfg.keyFile
+    ++ secretPathAssertions "services.flt-agent.enrollTokenFile" cfg.enrollTokenFile;
+
     networking.firewall.allowedUDPPorts = lib.mkIf (cfg.openFirewall && cfg.settings ? bind) [
       (lib.toInt (lib.last (lib.splitString ":" cfg.settings.bind)))
     ];

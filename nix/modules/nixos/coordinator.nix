@@ -12,6 +12,7 @@ let
   format = pkgs.formats.json { };
   configFile = format.generate "flt-coordinator.json" cfg.settings;
   port = lib.toInt (lib.last (lib.splitString ":" cfg.settings.bind));
+  secretPathAssertions = import ../../secret-path.nix { inherit lib; };
 in
 {
   options.services.flt-coordinator = {
@@ -54,13 +55,13 @@ in
     };
 
     keyFile = lib.mkOption {
-      type = lib.types.nullOr lib.types.path;
+      type = lib.types.nullOr lib.types.str;
       default = null;
       example = "/etc/ssh/ssh_host_ed25519_key";
       description = ''
-        An unencrypted OpenSSH ed25519 private key to use as the node key (passed with
-        systemd's LoadCredential, so the service user need not own it). Default: a key
-        created in the state directory on first start.
+        Path (a string, outside the Nix store) of an unencrypted OpenSSH ed25519 private key to
+        use as the node key (passed with systemd's LoadCredential, so the service user need not
+        own it). Default: a key created in the state directory on first start.
       '';
     };
 
@@ -72,6 +73,8 @@ in
   };
 
   config = lib.mkIf cfg.enable {
+    assertions = secretPathAssertions "services.flt-coordinator.keyFile" cfg.keyFile;
+
     networking.firewall.allowedUDPPorts = lib.mkIf cfg.openFirewall [ port ];
 
     systemd.services.flt-coordinator = {

@@ -1,6 +1,7 @@
-# The flt package: buildNpmPackage over the repository's own package-lock.json (importNpmLock:
-# no dependency hash to keep in step), on a pinned Node. The iroh transport is a prebuilt N-API
-# addon (@number0/iroh-<platform>): autoPatchelfHook points it at the C++ runtime it links.
+# The flt package: buildNpmPackage over the repository's own package-lock.json (importNpmLock,
+# with each tarball checked against the lockfile's integrity: npm-deps.nix), on a pinned Node.
+# The iroh transport is a prebuilt N-API addon (@number0/iroh-<platform>): autoPatchelfHook
+# points it at the C++ runtime it links.
 {
   pkgs,
   lib ? pkgs.lib,
@@ -29,11 +30,35 @@ let
   };
   version = (lib.importJSON (root + "/package.json")).version;
 
+  # Platforms with a published iroh addon (@number0/iroh 1.1.0): the linux arm64 one is listed
+  # but not published, and there is no darwin x64 one at all.
+  platforms = [
+    "x86_64-linux"
+    "aarch64-darwin"
+  ];
+
+  npmDeps = import ./npm-deps.nix {
+    inherit lib nodejs;
+    inherit (pkgs) runCommand cacert importNpmLock;
+  } { npmRoot = src; };
+
+  # importNpmLock's hook runs `npm install` and builds native addons (cbor-extract) against
+  # Node's headers: the pinned Node, not pkgs.nodejs. Built from the same hooks file as
+  # pkgs.importNpmLock.npmConfigHook, so it does not depend on how nixpkgs wraps that attribute.
+  npmConfigHook =
+    (pkgs.callPackages (pkgs.path + "/pkgs/build-support/node/import-npm-lock/hooks") {
+      inherit nodejs;
+    }).npmConfigHook;
+
   # What the package and its test run share: sources, dependencies, and the addon's patching.
   common = {
-    inherit version src nodejs;
-    npmDeps = pkgs.importNpmLock { npmRoot = src; };
-    npmConfigHook = pkgs.importNpmLock.npmConfigHook;
+    inherit
+      version
+      src
+      nodejs
+      npmDeps
+      npmConfigHook
+      ;
     nativeBuildInputs = lib.optionals pkgs.stdenv.hostPlatform.isLinux [ pkgs.autoPatchelfHook ];
     buildInputs = lib.optionals pkgs.stdenv.hostPlatform.isLinux [ pkgs.stdenv.cc.cc.lib ];
     # npm installs only the addon for this platform; should a musl variant come along, it
@@ -55,18 +80,16 @@ let
       runHook postInstallCheck
     '';
 
-    passthru.tests.suite = tests;
+    passthru = {
+      tests.suite = tests;
+      inherit npmDeps;
+    };
 
     meta = {
       description = "Fleet management for NixOS machines over iroh";
       mainProgram = "flt";
       license = lib.licenses.mit;
-      platforms = [
-        "x86_64-linux"
-        "aarch64-linux"
-        "x86_64-darwin"
-        "aarch64-darwin"
-      ];
+      inherit platforms;
     };
   });
 
@@ -91,6 +114,7 @@ let
     installPhase = ''
       touch $out
     '';
+    meta = { inherit platforms; };
   });
 in
 flt

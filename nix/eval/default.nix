@@ -1,0 +1,184 @@
+# Evaluates this flake the way `nix flake check` would, with the real nixpkgs `lib`, the real
+# numtide/blueprint and nixpkgs' real importNpmLock, and stub-pkgs.nix for the rest of nixpkgs.
+# nix/eval/run.sh runs it with Nix 2.26 (Debian trixie's nix-bin) and says where the upstream
+# sources come from. `report` is what test/nix.test.ts asserts on; `tarballs` builds a few of
+# the npm tarball derivations for real (npm pack, checked against the lockfile's integrity).
+{
+  # Where run.sh put the upstream sources: nixpkgs.lib/, blueprint/, nixpkgs/ (a few files).
+  inputsDir,
+  # The flt checkout to evaluate.
+  repo ? ../..,
+}:
+let
+  lib = import (inputsDir + "/nixpkgs.lib/lib");
+  nixpkgsPath = inputsDir + "/nixpkgs";
+
+  # The flake's source as Nix would copy it: without node_modules, build output and .git.
+  src = builtins.path {
+    path = repo;
+    name = "source";
+    filter =
+      path: _type:
+      !(lib.elem (baseNameOf path) [
+        ".git"
+        "node_modules"
+        "dist"
+        ".flt-state"
+      ]);
+  };
+
+  evalNixos = import ./nixos-stub.nix { inherit lib; };
+  pkgsFor = system: import ./stub-pkgs.nix { inherit lib system nixpkgsPath evalNixos; };
+
+  allSystems = [
+    "x86_64-linux"
+    "aarch64-linux"
+    "x86_64-darwin"
+    "aarch64-darwin"
+  ];
+  nixpkgs = {
+    inherit lib;
+    outPath = nixpkgsPath;
+    legacyPackages = lib.genAttrs allSystems pkgsFor;
+  };
+  # blueprint's flake output is this same lib, applied to its own inputs (`follows` nixpkgs).
+  blueprint = import (inputsDir + "/blueprint/lib") { inputs = { inherit nixpkgs; }; };
+
+  flake = import (src + "/flake.nix");
+  self = outputs // {
+    outPath = src;
+    inherit inputs;
+  };
+  inputs = {
+    inherit self nixpkgs blueprint;
+  };
+  outputs = flake.outputs inputs;
+
+  pkgs = pkgsFor "x86_64-linux";
+  flt = outputs.packages.x86_64-linux.flt;
+  # The patched files importNpmLock writes (their store paths are only read here, not built).
+  lock = builtins.fromJSON (builtins.unsafeDiscardStringContext flt.npmDeps.packageLock);
+  packageJson = builtins.fromJSON (builtins.unsafeDiscardStringContext flt.npmDeps.package);
+  origLock = lib.importJSON (src + "/package-lock.json");
+
+  # One NixOS system made of the given modules plus flt's module.
+  nixos = module: extra: evalNixos pkgs [
+    outputs.nixosModules.${module}
+    extra
+  ];
+  # Whether NixOS would build it; the failed assertions' messages if not. The units are forced
+  # too (deepSeq), as building them would.
+  outcome =
+    sys:
+    let
+      built = builtins.tryEval (builtins.deepSeq sys.toplevel true);
+    in
+    {
+      builds = built.success;
+      failedAssertions = sys.failedAssertions;
+      # Evaluating the units fails only where an option has no value (the old coordinator).
+      unitsEvaluate =
+        (builtins.tryEval (builtins.deepSeq (builtins.toJSON sys.config.systemd.services) true)).success;
+    };
+  typeRefuses = value: !(builtins.tryEval (builtins.deepSeq value true)).success;
+
+  agentBase = {
+    services.flt-agent.enable = true;
+    services.flt-agent.settings.coordinator = "endpointabc";
+  };
+  coordinatorBase.services.flt-coordinator.enable = true;
+  storeKey = "${builtins.storeDir}/0000000000000000000000000000000-key/key";
+in
+{
+  inherit outputs;
+
+  report = {
+    systems = lib.attrNames outputs.packages;
+    packages = lib.mapAttrs (_: lib.attrNames) outputs.packages;
+    checks = lib.mapAttrs (_: lib.attrNames) outputs.checks;
+    devShells = lib.mapAttrs (_: lib.attrNames) outputs.devShells;
+    nixosModules = lib.attrNames outputs.nixosModules;
+    platforms = flt.meta.platforms;
+
+    drvPaths = {
+      flt = flt.drvPath;
+      default = outputs.packages.x86_64-linux.default.drvPath;
+      suite = flt.tests.suite.drvPath;
+      npmDeps = flt.npmDeps.drvPath;
+      darwinFlt = outputs.packages.aarch64-darwin.flt.drvPath;
+      devShell = outputs.devShells.x86_64-linux.default.drvPath;
+      vmFleet = outputs.checks.x86_64-linux.vm-fleet.drvPath;
+    };
+
+    npm = {
+      lockEntries = lib.length (lib.attrNames origLock.packages) - 1;
+      withIntegrity = lib.length (
+        lib.attrNames (lib.filterAttrs (p: e: p != "" && e ? integrity) origLock.packages)
+      );
+      # Entries the patched lockfile points at a store path, and those it leaves without one.
+      resolvedToStore = lib.length (
+        lib.attrNames (
+          lib.filterAttrs (_: e: lib.hasPrefix "file:${builtins.storeDir}/" (e.resolved or "")) lock.packages
+        )
+      );
+      unresolved = lib.attrNames (lib.filterAttrs (p: e: p != "" && !(e ? resolved)) lock.packages);
+      # Every direct dependency of package.json, now a tarball in the store.
+      packageJsonDepsInStore = lib.all (v: lib.hasPrefix "file:${builtins.storeDir}/" v) (
+        lib.attrValues (packageJson.dependencies // packageJson.devDependencies)
+      );
+      # The hash of each tarball derivation is the lockfile's integrity.
+      hashesAreIntegrity = lib.all (
+        p:
+        let
+          drv = flt.npmDeps.tarballs.${p} or null;
+        in
+        drv == null || drv.outputHash == origLock.packages.${p}.integrity
+      ) (lib.attrNames origLock.packages);
+      anyRegistryHostInLock = lib.any (e: lib.hasInfix "://" (e.resolved or "")) (lib.attrValues lock.packages);
+    };
+
+    node = {
+      package = flt.stubArgs.nodejs.name;
+      # The hook's node-gyp and headers come from the pinned Node.
+      configHookNodeGyp = lib.hasPrefix "${pkgs.nodejs_22}/" flt.stubArgs.npmConfigHook.substitutions.nodeGyp;
+      configHookNodeSrc = flt.stubArgs.npmConfigHook.substitutions.nodeSrc.name;
+    };
+
+    modules = {
+      agentWithoutCoordinator = outcome (nixos "agent" { services.flt-agent.enable = true; });
+      agent = outcome (nixos "agent" agentBase);
+      agentKeyInStore = outcome (nixos "agent" (lib.recursiveUpdate agentBase { services.flt-agent.keyFile = storeKey; }));
+      agentKeyRelative = outcome (nixos "agent" (lib.recursiveUpdate agentBase { services.flt-agent.keyFile = "key"; }));
+      agentTokenInStore = outcome (
+        nixos "agent" (lib.recursiveUpdate agentBase { services.flt-agent.enrollTokenFile = storeKey; })
+      );
+      agentKeyPathLiteralRefused = typeRefuses
+        (nixos "agent" (lib.recursiveUpdate agentBase { services.flt-agent.keyFile = ./default.nix; }))
+        .config.services.flt-agent.keyFile;
+      agentExecStart =
+        (nixos "agent" (
+          lib.recursiveUpdate agentBase { services.flt-agent.keyFile = "/etc/ssh/ssh_host_ed25519_key"; }
+        )).config.systemd.services.flt-agent.serviceConfig;
+      coordinator = outcome (nixos "coordinator" coordinatorBase);
+      coordinatorKeyInStore = outcome (
+        nixos "coordinator" (lib.recursiveUpdate coordinatorBase { services.flt-coordinator.keyFile = storeKey; })
+      );
+      coordinatorKeyPathLiteralRefused = typeRefuses
+        (nixos "coordinator" (lib.recursiveUpdate coordinatorBase { services.flt-coordinator.keyFile = ./default.nix; }))
+        .config.services.flt-coordinator.keyFile;
+    };
+  };
+
+  # A few tarball derivations to build for real: scoped, alias, the iroh addon, a plain one.
+  tarballs =
+    let
+      o = flt.npmDeps.tarballs;
+    in
+    [
+      o."node_modules/zod"
+      o."node_modules/@number0/iroh-linux-x64-gnu"
+      o."node_modules/string-width-cjs"
+      o."node_modules/@automerge/automerge-repo"
+    ];
+  npmDeps = flt.npmDeps;
+}
