@@ -45,6 +45,20 @@ function assertElement(key: StorageKey, element: unknown): void {
   if (bad) throw new TypeError(`storage key ${show(key)}: bad element ${JSON.stringify(element)}`);
 }
 
+/**
+ * Throws TypeError unless `data` can be stored: a Uint8Array, not empty, not only zeros. FsStore
+ * keeps values without a header of its own, and an empty or zero-filled file is what a crash leaves
+ * on some filesystems, so it reads such a file as corrupt; automerge-repo never writes one. Every
+ * store refuses them, so code that works on one store works on all.
+ */
+export function assertValue(key: StorageKey, data: unknown): asserts data is Uint8Array {
+  if (!(data instanceof Uint8Array))
+    throw new TypeError(`storage value for ${show(key)} is not a Uint8Array`);
+  if (data.length === 0) throw new TypeError(`storage value for ${show(key)} is empty`);
+  if (data.every((byte) => byte === 0))
+    throw new TypeError(`storage value for ${show(key)} is only zeros`);
+}
+
 /** True when `key` starts with every element of `prefix` (array elements, not string prefixes). */
 export function hasPrefix(key: StorageKey, prefix: StorageKey): boolean {
   return prefix.length <= key.length && prefix.every((element, i) => key[i] === element);
