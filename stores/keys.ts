@@ -1,4 +1,4 @@
-// Storage key rules shared by every store, so a key MemoryStore accepts is one FsStore can map to
+// Storage key and value rules shared by every store, so a key MemoryStore accepts is one FsStore can map to
 // a file name. Keys come from automerge-repo and from flt code: a bad one is a programming error
 // (TypeError), never data to be stored.
 

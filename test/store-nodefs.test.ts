@@ -187,6 +187,11 @@ describe('FsStore migrates state dirs of flt 0.1', () => {
     );
     expect(() => A.load(readFileSync(snapshotFile))).toThrow(/magic/i); // why nodefs cannot read it
 
+    // `flt doctor` (FsStore.check) reads flt 0.1's files as they are: only the damaged one is wrong.
+    expect((await FsStore.check(dir)).map((p) => [p.code, p.key])).toEqual([
+      ['STORE_CORRUPT', ['otherDoc1', 'snapshot', 's1']],
+    ]);
+
     const { store, lines } = await openFs(dir);
     // Before any read: every file is now the plain value, the damaged one moved aside.
     expect(await files(dir)).toEqual(plain);
