@@ -1,5 +1,6 @@
-// Storage key and value rules shared by every store, so a key MemoryStore accepts is one FsStore can map to
-// a file name. Keys come from automerge-repo and from flt code: a bad one is a programming error
+// Storage key and value rules shared by every store, so a key MemoryStore accepts is one FsStore
+// can map to a file name, and a value it accepts is one FsStore can tell from a crash's leftovers.
+// Keys and values come from automerge-repo and flt code: a bad one is a programming error
 // (TypeError), never data to be stored.
 
 import type { StorageKey } from '@automerge/automerge-repo';
