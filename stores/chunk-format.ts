@@ -1,95 +1,145 @@
-// The bytes of one chunk file, as FsStore (stores/fs-store.ts) writes and verifies it:
-//   magic "FLTCHNK1" (8 bytes) | SHA-256 of the data (32 bytes) | data
-// Files without the magic were written by automerge-repo-storage-nodefs and are checked as far as
-// their key allows (see decodeChunk).
+// How FsStore (stores/fs-store.ts) checks the bytes of a file. Files hold plain automerge-repo
+// values, exactly as @automerge/automerge-repo-storage-nodefs writes them, so no header of our own:
+// - an Automerge chunk checks itself (magic bytes, and a checksum over its type, length and body);
+// - automerge-repo names an incremental chunk by the SHA-256 of its bytes (keyHash in its
+//   storage/keyHash.js) and a snapshot by a hash of its heads, 64 hex digits either way.
+// Files in flt 0.1's format (`FLTCHNK1 ‖ sha256(data) ‖ data`) are still read; FsStore rewrites them.
 
 import { createHash } from 'node:crypto';
+import { inflateRawSync } from 'node:zlib';
 import type { StorageKey } from '@automerge/automerge-repo';
 
-/** First bytes of every file FsStore writes; the trailing digit is the format version. */
-export const CHUNK_MAGIC = Buffer.from('FLTCHNK1', 'latin1');
-/** Magic plus a SHA-256. */
-export const HEADER_BYTES = CHUNK_MAGIC.length + 32;
-/** Every Automerge chunk (document, change, compressed change) starts with these bytes. */
-const AUTOMERGE_MAGIC = Buffer.from([0x85, 0x6f, 0x4a, 0x83]);
+/** First bytes of every file flt 0.1's FsStore wrote; the digit was its format version. */
+export const LEGACY_MAGIC = Buffer.from('FLTCHNK1', 'latin1');
+/** flt 0.1's header: magic plus the SHA-256 of the data. */
+export const LEGACY_HEADER_BYTES = LEGACY_MAGIC.length + 32;
+/** Every Automerge chunk starts with these bytes (MAGIC_BYTES in automerge's storage.rs). */
+export const AUTOMERGE_MAGIC = Buffer.from([0x85, 0x6f, 0x4a, 0x83]);
+/** How automerge-repo names the chunks it writes: a SHA-256 in lowercase hex. */
+const HASH_NAME = /^[0-9a-f]{64}$/;
+/** Chunk types automerge knows (ChunkType in automerge's storage/chunk.rs). */
+const DOCUMENT = 0;
+const CHANGE = 1;
+const COMPRESSED = 2;
+const BUNDLE = 3;
+/**
+ * Largest body a compressed change may inflate to while we check it. Automerge compresses single
+ * changes; 256 MiB is far above any change flt writes, and bounds what a damaged body can cost.
+ */
+const MAX_INFLATED = 256 * 1024 * 1024;
 
-/** The outcome of reading a chunk file: its data, or why it must not be trusted. */
-export type Decoded = { ok: true; data: Uint8Array } | { ok: false; detail: string };
+/** The outcome of reading a file: its value (and whether it is in flt 0.1's format), or why not. */
+export type Decoded =
+  | { ok: true; data: Uint8Array; legacy: boolean }
+  | { ok: false; detail: string };
 
 export function sha256(data: Uint8Array): Buffer {
   return createHash('sha256').update(data).digest();
 }
 
-/** The file bytes for `data`: header then a copy of the data (so later mutation cannot race). */
-export function encodeChunk(data: Uint8Array): Buffer {
-  const file = Buffer.allocUnsafe(HEADER_BYTES + data.length);
-  CHUNK_MAGIC.copy(file, 0);
-  file.set(data, HEADER_BYTES);
-  sha256(file.subarray(HEADER_BYTES)).copy(file, CHUNK_MAGIC.length);
-  return file;
+/** True when `data` starts with flt 0.1's header magic (and would be read as that format). */
+export function hasLegacyMagic(data: Uint8Array): boolean {
+  return data.length >= LEGACY_MAGIC.length && LEGACY_MAGIC.equals(data.subarray(0, 8));
 }
 
 /**
- * Verifies a chunk file read for `key`. Empty files, files cut inside the header and legacy files
- * of zeros only are corrupt whatever the key. Files with the magic must match their hash. Legacy (nodefs) files carry no
- * hash of their own, so:
- * - `[doc, 'incremental', h]`: automerge-repo names these by sha256(data), checked here;
- * - `[doc, 'snapshot', h]`: named by a hash of the heads, which only loading the document could
- *   check; we check the Automerge chunk framing instead (magic, lengths add up), which catches
- *   truncation and zero-fill but not a flipped byte;
- * - any other key (sync state, storage id, other users' data): accepted as is. A damaged legacy
- *   file of this kind goes unnoticed until it is rewritten in the new format.
+ * Checks the bytes of the file holding `key`. A file in flt 0.1's format must match its header's
+ * hash; then the value inside (or the whole file) must pass checkValue.
  */
-export function decodeChunk(key: StorageKey, file: Uint8Array): Decoded {
-  if (file.length === 0) return bad('empty file');
-  const buf = Buffer.from(file.buffer, file.byteOffset, file.length);
-  const magicLength = Math.min(buf.length, CHUNK_MAGIC.length);
-  if (buf.subarray(0, magicLength).equals(CHUNK_MAGIC.subarray(0, magicLength))) {
-    return decodeOwn(buf);
+export function decodeFile(key: StorageKey, file: Uint8Array): Decoded {
+  if (!hasLegacyMagic(file)) {
+    const detail = checkValue(key, file);
+    return detail === undefined ? { ok: true, data: copy(file), legacy: false } : bad(detail);
   }
-  const detail = checkLegacy(key, buf);
-  return detail === undefined ? { ok: true, data: new Uint8Array(buf) } : bad(detail);
+  if (file.length < LEGACY_HEADER_BYTES)
+    return bad(`truncated flt 0.1 header (${file.length} bytes)`);
+  const data = file.subarray(LEGACY_HEADER_BYTES);
+  if (!sha256(data).equals(file.subarray(LEGACY_MAGIC.length, LEGACY_HEADER_BYTES))) {
+    return bad(
+      `flt 0.1 chunk: hash mismatch over ${data.length} data bytes (truncated or damaged)`,
+    );
+  }
+  const detail = checkValue(key, data);
+  if (detail !== undefined)
+    return bad(`flt 0.1 chunk: ${detail}, which the plain format cannot keep`);
+  return { ok: true, data: copy(data), legacy: true };
 }
 
-function decodeOwn(buf: Buffer): Decoded {
-  if (buf.length < HEADER_BYTES) return bad(`truncated header (${buf.length} bytes)`);
-  const data = buf.subarray(HEADER_BYTES);
-  if (!sha256(data).equals(buf.subarray(CHUNK_MAGIC.length, HEADER_BYTES))) {
-    return bad(`hash mismatch over ${data.length} data bytes (truncated or damaged)`);
+/**
+ * Why `data` cannot be the value of `key`, or undefined when it can. Rules, by what the bytes and
+ * the key promise:
+ * - no value is empty or only zeros: that is what a crash leaves on some filesystems (ext4
+ *   data=writeback, XFS), and automerge-repo never writes one;
+ * - `[doc, 'incremental', <64 hex>]`: the SHA-256 of the bytes must be the name (covers every byte);
+ * - `[doc, 'snapshot' | 'incremental', name]` starting with Automerge's magic: every chunk must
+ *   parse and match its checksum, and the chunks must fill the file exactly;
+ * - `[doc, 'snapshot', <64 hex>]` must be Automerge chunks (a damaged magic is caught here);
+ * - anything else (sync states, the storage id, other users' values, chunks under names
+ *   automerge-repo does not give) has no structure to check and is accepted as it is. A damaged
+ *   sync state costs a full sync: automerge-repo drops one that does not decode.
+ */
+export function checkValue(key: StorageKey, data: Uint8Array): string | undefined {
+  if (data.length === 0) return 'empty';
+  if (data.every((byte) => byte === 0)) return `zero-filled (${data.length} bytes)`;
+  const kind = key.length === 3 ? key[1] : undefined;
+  if (kind !== 'snapshot' && kind !== 'incremental') return undefined;
+  const named = HASH_NAME.test(key[2] as string);
+  if (kind === 'incremental' && named) {
+    return sha256(data).toString('hex') === key[2]
+      ? undefined
+      : `incremental chunk does not match its name, the SHA-256 of its ${data.length} bytes (truncated or damaged)`;
   }
-  return { ok: true, data: new Uint8Array(data) };
+  if (startsWith(data, AUTOMERGE_MAGIC)) return checkAutomergeChunks(data);
+  return named ? `not an Automerge chunk (no magic bytes)` : undefined;
 }
 
-function checkLegacy(key: StorageKey, buf: Buffer): string | undefined {
-  // No value automerge-repo writes is all zeros (chunks, sync states and ids all start otherwise);
-  // a zero-filled file is what a crash leaves on some filesystems (ext4 data=writeback, XFS).
-  if (buf.every((byte) => byte === 0)) return `zero-filled (${buf.length} bytes)`;
-  if (key.length !== 3) return undefined;
-  if (key[1] === 'incremental' && sha256(buf).toString('hex') !== key[2]) {
-    return `legacy incremental chunk does not match its hash over ${buf.length} bytes (truncated or damaged)`;
-  }
-  if (key[1] === 'snapshot') return checkAutomergeFraming(buf);
-  return undefined;
-}
-
-/** Walks the Automerge chunks in `buf` (magic, 4-byte checksum, type, uleb128 length, body). */
-function checkAutomergeFraming(buf: Buffer): string | undefined {
-  let at = 0;
-  while (at < buf.length) {
-    if (!buf.subarray(at, at + 4).equals(AUTOMERGE_MAGIC)) {
-      return `legacy snapshot: no Automerge chunk at byte ${at}`;
-    }
-    const length = readUleb(buf, at + 9);
-    if (length === undefined) return `legacy snapshot: bad chunk length at byte ${at + 9}`;
+/**
+ * Walks the Automerge chunks in `buf`: magic (4), checksum (4), type (1), uleb128 body length,
+ * body. The checksum is the first 4 bytes of SHA-256(type ‖ uleb128(length) ‖ body); for a
+ * compressed change, of the inflated change (type 1) it holds (Header::hash in chunk.rs).
+ */
+export function checkAutomergeChunks(buf: Uint8Array): string | undefined {
+  const bytes = Buffer.from(buf.buffer, buf.byteOffset, buf.length);
+  // Each round consumes at least 10 bytes, so this ends.
+  for (let at = 0; at < bytes.length; ) {
+    if (!startsWith(bytes.subarray(at), AUTOMERGE_MAGIC)) return `no Automerge chunk at byte ${at}`;
+    const type = bytes[at + 8];
+    if (type === undefined) return `Automerge chunk header cut at byte ${bytes.length}`;
+    if (type > BUNDLE) return `unknown Automerge chunk type ${type} at byte ${at}`;
+    const length = readUleb(bytes, at + 9);
+    if (length === undefined) return `bad Automerge chunk length at byte ${at + 9}`;
     const end = length.next + length.value;
-    if (end > buf.length)
-      return `legacy snapshot truncated: chunk needs ${end} bytes, file has ${buf.length}`;
+    if (end > bytes.length)
+      return `Automerge chunk truncated: needs ${end} bytes, the file has ${bytes.length}`;
+    const body = bytes.subarray(length.next, end);
+    const detail = checkChecksum(type, body, bytes.subarray(at + 4, at + 8));
+    if (detail !== undefined) return `${detail} (chunk at byte ${at})`;
     at = end;
   }
   return undefined;
 }
 
-/** An unsigned LEB128 of at most 7 bytes (2^49, far above any file we will hold in memory). */
+function checkChecksum(type: number, body: Buffer, checksum: Buffer): string | undefined {
+  let hashedType = type;
+  let hashed = body;
+  if (type === COMPRESSED) {
+    try {
+      hashed = inflateRawSync(body, { maxOutputLength: MAX_INFLATED });
+    } catch {
+      return 'compressed Automerge change does not inflate';
+    }
+    hashedType = CHANGE;
+  }
+  const hash = createHash('sha256')
+    .update(Uint8Array.of(hashedType, ...uleb(hashed.length)))
+    .update(hashed)
+    .digest();
+  if (hash.subarray(0, 4).equals(checksum)) return undefined;
+  const what = hashedType === DOCUMENT ? 'document' : hashedType === CHANGE ? 'change' : 'bundle';
+  return `Automerge ${what} chunk does not match its checksum (damaged)`;
+}
+
+/** An unsigned LEB128 of at most 7 bytes (2^49, far above any file we hold in memory). */
 function readUleb(buf: Buffer, at: number): { value: number; next: number } | undefined {
   let value = 0;
   for (let i = 0; i < 7 && at + i < buf.length; i++) {
@@ -98,6 +148,26 @@ function readUleb(buf: Buffer, at: number): { value: number; next: number } | un
     if ((byte & 0x80) === 0) return { value, next: at + i + 1 };
   }
   return undefined;
+}
+
+/** The shortest uleb128 of `n`, as automerge hashes it. */
+function uleb(n: number): number[] {
+  const out: number[] = [];
+  do {
+    const low = n % 128;
+    n = Math.floor(n / 128);
+    out.push(n > 0 ? low | 0x80 : low);
+  } while (n > 0);
+  return out;
+}
+
+function startsWith(data: Uint8Array, prefix: Buffer): boolean {
+  return data.length >= prefix.length && prefix.equals(data.subarray(0, prefix.length));
+}
+
+/** A plain Uint8Array copy (callers may keep or mutate it; vitest's toStrictEqual wants the type). */
+function copy(data: Uint8Array): Uint8Array {
+  return new Uint8Array(data);
 }
 
 function bad(detail: string): Decoded {

@@ -1,12 +1,12 @@
-// FsStore, flt's default Store: automerge-repo chunks as files, in the directory layout of
-// @automerge/automerge-repo-storage-nodefs (so existing data directories open), but crash-safe,
-// verified on load, with corrupt chunks quarantined rather than lost. Built on stores/fs-io.ts
-// (layout, atomic writes, walks) and stores/chunk-format.ts (header and integrity checks).
+// FsStore, flt's default Store: automerge-repo values as plain files, in the exact layout of
+// @automerge/automerge-repo-storage-nodefs (so a state dir opens with nodefs and the other way
+// round), but crash-safe, verified on load, with corrupt chunks quarantined rather than lost. Built
+// on stores/fs-io.ts (layout, atomic writes, walks) and stores/chunk-format.ts (integrity checks).
 
 import { rename } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import type { Chunk, StorageKey } from '@automerge/automerge-repo';
-import { decodeChunk, encodeChunk } from './chunk-format.js';
+import { checkValue, decodeFile, hasLegacyMagic, type Decoded } from './chunk-format.js';
 import { StoreError } from './errors.js';
 import {
   ensureDir,
@@ -22,7 +22,7 @@ import {
   writeAtomic,
   type Listing,
 } from './fs-io.js';
-import { assertKey, assertPrefix, show } from './keys.js';
+import { assertKey, assertPrefix, assertValue, show } from './keys.js';
 import { checkStore, leftoverProblem, quarantineName, QUARANTINE_DIR } from './problems.js';
 import { KeyedMutex, mapBounded, Semaphore } from './semaphore.js';
 import type { Store, StoreProblem } from './store.js';
@@ -39,12 +39,24 @@ export interface FsStoreOptions {
 const MAX_PROBLEMS = 1000;
 
 /**
+ * A file in the store's root saying its files are in the plain format (2; flt 0.1 wrote format 1,
+ * with a header). Without it, open() checks every file once and rewrites those of format 1. nodefs
+ * never reads it: it only reads below a document's directory.
+ */
+const FORMAT_FILE = '.flt-store-format';
+const FORMAT_TEXT = '2\n';
+
+/**
  * The default Store: one file per chunk at `<dir>/<key0[0:2]>/<key0[2:]>/<key1>/...`.
  *
  * - save() resolves once the chunk is durable (temp file, fsync, rename, fsync directory).
- * - Files carry a SHA-256 header (stores/chunk-format.ts); legacy nodefs files are checked as far
- *   as their key allows. A chunk that fails is moved to `<dir>/.quarantine/`, reported through the
+ * - A file holds the value itself, as nodefs writes it. It is checked on every load by what it
+ *   claims to be (stores/chunk-format.ts): Automerge chunks by their checksums, incremental chunks
+ *   by their names. A file that fails is moved to `<dir>/.quarantine/`, reported through the
  *   logger and problems(), and treated as absent: never deleted, and never reached by removeRange.
+ *   save() refuses a value that would fail (TypeError), so an acknowledged save always loads.
+ * - Files in flt 0.1's format (with a header) are rewritten plain: all of them by open(), and any
+ *   met later (written by an older flt since) when read.
  * - Leftover temp files (`.*.tmp`) found by a listing are reported and removed.
  * - Assumes one FsStore per directory at a time (one process): it cannot tell another process's
  *   in-flight temp file from a leftover.
@@ -70,11 +82,17 @@ export class FsStore implements Store {
     this.#sem = new Semaphore(this.#limit);
   }
 
-  /** Opens (creating if needed) the store in `dir`. */
+  /**
+   * Opens (creating if needed) the store in `dir`. The first open of a directory without the
+   * format file (new, written by nodefs, or by flt 0.1) reads every file once: each is checked,
+   * quarantined if corrupt, and rewritten plain if it has flt 0.1's header.
+   */
   static async open(dir: string, options: FsStoreOptions = {}): Promise<FsStore> {
     const root = resolve(dir);
     await wrapIo('open', root, () => ensureDir(root));
-    return new FsStore(root, options);
+    const store = new FsStore(root, options);
+    await store.#upgrade();
+    return store;
   }
 
   /**
@@ -99,10 +117,14 @@ export class FsStore implements Store {
   save(key: StorageKey, data: Uint8Array): Promise<void> {
     return this.#track(async () => {
       assertKey(key);
-      if (!(data instanceof Uint8Array))
-        throw new TypeError(`save ${show(key)}: data is not a Uint8Array`);
+      assertValue(key, data);
+      const bytes = data.slice(); // a copy, so a caller mutating `data` cannot race the write
+      const problem = hasLegacyMagic(bytes)
+        ? "it starts with flt 0.1's header magic"
+        : checkValue(key, bytes);
+      if (problem !== undefined)
+        throw new TypeError(`save ${show(key)}: refused, it would not load back: ${problem}`);
       const file = this.#pathOf(key);
-      const bytes = encodeChunk(data);
       await this.#fileLock.run(file, () =>
         this.#sem.run(() =>
           wrapIo('save', file, () => writeAtomic(file, bytes, this.#tempsInFlight)),
@@ -208,36 +230,73 @@ export class FsStore implements Store {
   async #loadVerified(key: StorageKey, file: string): Promise<Uint8Array | undefined> {
     const bytes = await this.#sem.run(() => wrapIo('load', file, () => readIfExists(file)));
     if (bytes === undefined) return undefined;
-    const decoded = decodeChunk(key, bytes);
-    return decoded.ok ? decoded.data : this.#quarantine(key, file);
+    const decoded = decodeFile(key, bytes);
+    return decoded.ok && !decoded.legacy ? decoded.data : this.#settle(key, file);
   }
 
   /**
-   * Moves a corrupt chunk aside, under the file's lock. The file is read again first: a save may
-   * have replaced it since, and then the new data is the answer.
+   * Under the file's lock, moves a corrupt chunk aside or rewrites one in flt 0.1's format plain.
+   * The file is read again first: a save may have replaced it since, and then the new data is the
+   * answer.
    */
-  #quarantine(key: StorageKey, file: string): Promise<Uint8Array | undefined> {
+  #settle(key: StorageKey, file: string): Promise<Uint8Array | undefined> {
     return this.#fileLock.run(file, async () => {
       const bytes = await this.#sem.run(() => wrapIo('load', file, () => readIfExists(file)));
       if (bytes === undefined) return undefined;
-      const decoded = decodeChunk(key, bytes);
-      if (decoded.ok) return decoded.data;
-      const problem: StoreProblem = {
-        code: 'STORE_CORRUPT',
-        key: [...key],
-        file,
-        detail: decoded.detail,
-      };
-      try {
-        problem.quarantinedTo = await this.#fileLock.run(QUARANTINE_DIR, () =>
-          this.#moveAside(key, file),
+      const decoded = decodeFile(key, bytes);
+      if (!decoded.ok) return this.#quarantine(key, file, decoded);
+      if (decoded.legacy) {
+        const data = decoded.data;
+        await this.#sem.run(() =>
+          wrapIo('rewrite', file, () => writeAtomic(file, data, this.#tempsInFlight)),
         );
-        this.#report(problem, `moved to ${problem.quarantinedTo}`);
-      } catch (err) {
-        this.#report(problem, `could not move it to ${QUARANTINE_DIR}: ${errMessage(err)}`);
       }
-      return undefined;
+      return decoded.data;
     });
+  }
+
+  /** Moves a corrupt chunk to the quarantine; the caller holds the file's lock. */
+  async #quarantine(
+    key: StorageKey,
+    file: string,
+    decoded: Decoded & { ok: false },
+  ): Promise<undefined> {
+    const problem: StoreProblem = {
+      code: 'STORE_CORRUPT',
+      key: [...key],
+      file,
+      detail: decoded.detail,
+    };
+    try {
+      problem.quarantinedTo = await this.#fileLock.run(QUARANTINE_DIR, () =>
+        this.#moveAside(key, file),
+      );
+      this.#report(problem, `moved to ${problem.quarantinedTo}`);
+    } catch (err) {
+      this.#report(problem, `could not move it to ${QUARANTINE_DIR}: ${errMessage(err)}`);
+    }
+    return undefined;
+  }
+
+  /**
+   * Without the format file: checks every file once (quarantining the corrupt, rewriting flt 0.1's
+   * plain), then writes the format file. A crash part way leaves each file old or new, and the
+   * next open starts over.
+   */
+  async #upgrade(): Promise<void> {
+    const marker = join(this.dir, FORMAT_FILE);
+    const found = await this.#sem.run(() => wrapIo('open', marker, () => readIfExists(marker)));
+    if (found?.toString('latin1') === FORMAT_TEXT) return;
+    const listing = await this.#list([]);
+    if (listing !== undefined && listing !== 'file') {
+      await mapBounded(listing.files, this.#limit, async (f) => {
+        await this.#loadVerified(segmentsKey(f.segments), f.path);
+      });
+    }
+    const text = Buffer.from(FORMAT_TEXT, 'latin1');
+    await this.#sem.run(() =>
+      wrapIo('open', marker, () => writeAtomic(marker, text, this.#tempsInFlight)),
+    );
   }
 
   async #moveAside(key: StorageKey, file: string): Promise<string> {

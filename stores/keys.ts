@@ -1,5 +1,6 @@
-// Storage key rules shared by every store, so a key MemoryStore accepts is one FsStore can map to
-// a file name. Keys come from automerge-repo and from flt code: a bad one is a programming error
+// Storage key and value rules shared by every store, so a key MemoryStore accepts is one FsStore
+// can map to a file name, and a value it accepts is one FsStore can tell from a crash's leftovers.
+// Keys and values come from automerge-repo and flt code: a bad one is a programming error
 // (TypeError), never data to be stored.
 
 import type { StorageKey } from '@automerge/automerge-repo';
@@ -43,6 +44,20 @@ function assertElement(key: StorageKey, element: unknown): void {
     element.includes('\0') ||
     Buffer.byteLength(element) > MAX_KEY_ELEMENT_BYTES;
   if (bad) throw new TypeError(`storage key ${show(key)}: bad element ${JSON.stringify(element)}`);
+}
+
+/**
+ * Throws TypeError unless `data` can be stored: a Uint8Array, not empty, not only zeros. FsStore
+ * keeps values without a header of its own, and an empty or zero-filled file is what a crash leaves
+ * on some filesystems, so it reads such a file as corrupt; automerge-repo never writes one. Every
+ * store refuses them, so code that works on one store works on all.
+ */
+export function assertValue(key: StorageKey, data: unknown): asserts data is Uint8Array {
+  if (!(data instanceof Uint8Array))
+    throw new TypeError(`storage value for ${show(key)} is not a Uint8Array`);
+  if (data.length === 0) throw new TypeError(`storage value for ${show(key)} is empty`);
+  if (data.every((byte) => byte === 0))
+    throw new TypeError(`storage value for ${show(key)} is only zeros`);
 }
 
 /** True when `key` starts with every element of `prefix` (array elements, not string prefixes). */

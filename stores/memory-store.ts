@@ -1,10 +1,10 @@
-// An in-memory Store for tests and ephemeral nodes. It follows the same key rules as FsStore
-// (stores/keys.ts) and passes the same conformance suite (test/store-conformance.ts); data is
+// An in-memory Store for tests and ephemeral nodes. It follows the same key and value rules as
+// FsStore (stores/keys.ts) and passes the same conformance suite (test/store-conformance.ts); data is
 // copied in and out, so callers can never alias stored bytes.
 
 import type { Chunk, StorageKey } from '@automerge/automerge-repo';
 import { StoreError } from './errors.js';
-import { assertKey, assertPrefix, hasPrefix } from './keys.js';
+import { assertKey, assertPrefix, assertValue, hasPrefix } from './keys.js';
 import type { Store } from './store.js';
 
 /** A Store that keeps every chunk in a Map; nothing survives the process. */
@@ -24,6 +24,7 @@ export class MemoryStore implements Store {
   save(key: StorageKey, data: Uint8Array): Promise<void> {
     return this.#op(() => {
       assertKey(key);
+      assertValue(key, data);
       this.#chunks.set(key.join('/'), { key: [...key], data: data.slice() });
     });
   }

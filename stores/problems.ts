@@ -5,7 +5,7 @@
 import { lstat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import type { StorageKey } from '@automerge/automerge-repo';
-import { decodeChunk, sha256 } from './chunk-format.js';
+import { decodeFile, sha256 } from './chunk-format.js';
 import { errnoOf, readIfExists, segmentsKey, walk } from './fs-io.js';
 import { mapBounded, Semaphore } from './semaphore.js';
 import type { StoreProblem } from './store.js';
@@ -47,7 +47,7 @@ async function checkFile(
   const bytes = await sem.run(() => readIfExists(found.path));
   if (bytes === undefined) return undefined;
   const key = segmentsKey(found.segments);
-  const decoded = decodeChunk(key, bytes);
+  const decoded = decodeFile(key, bytes);
   return decoded.ok
     ? undefined
     : { code: 'STORE_CORRUPT', key, file: found.path, detail: decoded.detail };

@@ -1,6 +1,7 @@
-// What only FsStore promises, beyond the conformance suite: the nodefs layout (both ways), the
-// integrity header, quarantine of corrupt chunks (THREATS.md row 18), leftover temp files, the
-// read-only check, and the nodefs data loss of REFERENCE.md reproduced next to FsStore's answer.
+// What only FsStore promises, beyond the conformance suite: the nodefs layout with plain values,
+// integrity checks without a header of its own, quarantine of corrupt chunks (THREATS.md row 18),
+// leftover temp files, the read-only check, and the nodefs data loss of REFERENCE.md reproduced
+// next to FsStore's answer. Reading and writing with nodefs itself: test/store-nodefs.test.ts.
 
 import { createHash, randomBytes } from 'node:crypto';
 import {
@@ -16,11 +17,11 @@ import {
 } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { deflateRawSync } from 'node:zlib';
 import * as A from '@automerge/automerge';
 import { Repo, type AutomergeUrl, type StorageAdapterInterface } from '@automerge/automerge-repo';
 import { NodeFSStorageAdapter } from '@automerge/automerge-repo-storage-nodefs';
 import { afterEach, describe, expect, it } from 'vitest';
-import { CHUNK_MAGIC, HEADER_BYTES } from '../stores/chunk-format.js';
 import { StoreError } from '../stores/errors.js';
 import { FsStore } from '../stores/fs-store.js';
 
@@ -73,11 +74,11 @@ async function readDoc(storage: StorageAdapterInterface, url: AutomergeUrl): Pro
 }
 
 /** The incremental files of a document, oldest change first. */
-async function incrementals(dir: string, docDir: string, header: number): Promise<string[]> {
+async function incrementals(dir: string, docDir: string): Promise<string[]> {
   const inc = join(dir, docDir, 'incremental');
   const files = await Promise.all(
     (await readdir(inc)).map(async (name) => {
-      const data = (await readFile(join(inc, name))).subarray(header);
+      const data = await readFile(join(inc, name));
       return { file: join(inc, name), seq: A.decodeChange(data).seq };
     }),
   );
@@ -94,6 +95,23 @@ async function snapshotTree(dir: string): Promise<Map<string, string>> {
   return out;
 }
 
+const sha256Hex = (data: Uint8Array) => createHash('sha256').update(data).digest('hex');
+
+/** `chunk` (one Automerge change chunk) as a compressed chunk (type 2), as automerge writes one. */
+function compress(chunk: Uint8Array): Uint8Array {
+  const buf = Buffer.from(chunk);
+  let at = 9;
+  while ((buf[at] as number) & 0x80) at++;
+  const body = deflateRawSync(buf.subarray(at + 1));
+  const length: number[] = [];
+  for (let n = body.length; ; ) {
+    length.push((n & 0x7f) | (n >= 0x80 ? 0x80 : 0));
+    n >>>= 7;
+    if (n === 0) break;
+  }
+  return Buffer.concat([buf.subarray(0, 8), Uint8Array.of(2, ...length), body]);
+}
+
 const exists = (p: string) =>
   stat(p).then(
     () => true,
@@ -102,32 +120,18 @@ const exists = (p: string) =>
 const allItems = Array.from({ length: INCREMENTALS }, (_, i) => i);
 
 describe('FsStore on disk', () => {
-  it('lays files out like nodefs, each with the FLTCHNK1 header and no temp file left', async () => {
+  it('lays files out like nodefs, as the plain values, with no temp file left', async () => {
     const dir = await tempDir();
     const { store } = await open(dir);
-    await store.save(['3kLabcd', 'snapshot', 'h1'], Uint8Array.of(1, 2, 3));
+    const snapshot = A.save(A.from({ a: 1 }));
+    await store.save(['3kLabcd', 'snapshot', 'h1'], snapshot);
     await store.save(['storage-adapter-id'], Uint8Array.of(4));
     const file = await readFile(join(dir, '3k', 'Labcd', 'snapshot', 'h1'));
-    expect(file.subarray(0, 8).equals(CHUNK_MAGIC)).toBe(true);
-    expect([...file.subarray(HEADER_BYTES)]).toEqual([1, 2, 3]);
-    expect(await exists(join(dir, 'st', 'orage-adapter-id'))).toBe(true);
+    expect(file.equals(snapshot)).toBe(true);
+    expect([...(await readFile(join(dir, 'st', 'orage-adapter-id')))]).toEqual([4]);
     expect((await readdir(join(dir, '3k', 'Labcd', 'snapshot'))).length).toBe(1);
+    expect(await readFile(join(dir, '.flt-store-format'), 'latin1')).toBe('2\n');
     await store.close();
-  });
-
-  it('opens a directory written by NodeFSStorageAdapter, and keeps working in it', async () => {
-    const dir = await tempDir();
-    const { url } = await writeDoc(new NodeFSStorageAdapter(dir));
-    const { store, lines } = await open(dir);
-    expect((await readDoc(store, url)).items).toEqual(allItems);
-    const repo = new Repo({ storage: store, network: [] });
-    const handle = await repo.find<Doc>(url);
-    handle.change((d) => void d.items.push(99));
-    await repo.flush();
-    await repo.shutdown();
-    expect((await readDoc((await open(dir)).store, url)).items).toEqual([...allItems, 99]);
-    expect(lines).toEqual([]);
-    expect(store.problems()).toEqual([]);
   });
 
   it('a save that cannot reach the disk fails with STORE_IO and leaves other data alone', async () => {
@@ -143,12 +147,10 @@ describe('FsStore on disk', () => {
   it('close waits for a save in flight, then refuses more', async () => {
     const dir = await tempDir();
     const { store } = await open(dir);
-    const saving = store.save(['docA1', 'snapshot', 'h'], new Uint8Array(100_000));
+    const saving = store.save(['docA1', 'snapshot', 'h'], new Uint8Array(100_000).fill(7));
     await store.close();
     await saving;
-    expect((await readFile(join(dir, 'do', 'cA1', 'snapshot', 'h'))).length).toBe(
-      HEADER_BYTES + 100_000,
-    );
+    expect((await readFile(join(dir, 'do', 'cA1', 'snapshot', 'h'))).length).toBe(100_000);
     await expect(store.load(['docA1', 'snapshot', 'h'])).rejects.toMatchObject({
       code: 'STORE_CLOSED',
     });
@@ -160,7 +162,7 @@ describe('FsStore integrity (THREATS.md row 18)', () => {
     const dir = await tempDir();
     const written = await open(dir);
     const { url, docDir } = await writeDoc(written.store);
-    const files = await incrementals(dir, docDir, HEADER_BYTES);
+    const files = await incrementals(dir, docDir);
     expect(files).toHaveLength(INCREMENTALS);
     const [truncated, emptied] = files.slice(-2) as [string, string];
     await truncate(truncated, (await stat(truncated)).size - 5);
@@ -207,52 +209,59 @@ describe('FsStore integrity (THREATS.md row 18)', () => {
     await store.removeRange([url.slice('automerge:'.length)]);
     expect(await exists(join(dir, docDir))).toBe(false);
     await store.removeRange([]);
-    expect(await readdir(dir)).toEqual(['.quarantine']);
+    expect((await readdir(dir)).sort()).toEqual(['.flt-store-format', '.quarantine']);
     expect(await readdir(join(dir, '.quarantine'))).toHaveLength(2);
   });
 
-  it('catches a flipped byte in the data, in the stored hash, and in a legacy incremental', async () => {
+  it('catches a flipped byte anywhere in an Automerge chunk, by its checksum or its name', async () => {
     const dir = await tempDir();
     const { store } = await open(dir);
-    const data = new Uint8Array(1000).fill(7);
-    for (const [key, at] of [
-      ['inData', HEADER_BYTES + 500],
-      ['inHash', 20],
-    ] as const) {
-      await store.save(['docA1', 'snapshot', key], data);
-      const file = join(dir, 'do', 'cA1', 'snapshot', key);
-      const bytes = await readFile(file);
-      bytes[at] = (bytes[at] as number) ^ 0x01;
-      await writeFile(file, bytes);
-      expect(await store.load(['docA1', 'snapshot', key])).toBeUndefined();
+    const put = async (key: string[], bytes: Uint8Array) => {
+      const path = join(dir, 'do', 'cA1', ...key.slice(1));
+      await mkdir(join(path, '..'), { recursive: true });
+      await writeFile(path, bytes);
+    };
+    const snapshot = A.save(A.from({ text: PAD }));
+    const change = A.getLastLocalChange(A.change(A.from({ a: 1 }), (d) => void (d.a = 2)))!;
+    const compressed = compress(change);
+    const cases: [string[], Uint8Array][] = [
+      [['docA1', 'snapshot', sha256Hex(Uint8Array.of(1))], snapshot],
+      [['docA1', 'snapshot', 'any-name'], snapshot],
+      [['docA1', 'incremental', sha256Hex(change)], change],
+      [['docA1', 'incremental', 'any-name'], change],
+      [['docA1', 'incremental', 'compressed'], compressed],
+    ];
+    let corrupt = 0;
+    for (const [key, intact] of cases) {
+      await put(key, intact);
+      expect(await store.load(key), `${key[2]} intact`).toEqual(new Uint8Array(intact));
+      // Bytes 0-3 magic, 4-7 checksum, 8 type, 9- length then body; and the last byte.
+      const spots = [1, 5, 8, 9, 40, intact.length - 1];
+      // A flipped magic leaves bytes that no longer claim to be Automerge: only a hash name tells.
+      if (!/^[0-9a-f]{64}$/.test(key[2] as string)) spots.shift();
+      for (const at of spots) {
+        const flipped = Buffer.from(intact);
+        flipped[at] = (flipped[at] as number) ^ 0x01;
+        await put(key, flipped);
+        expect(await store.load(key), `${key[2]} with byte ${at} flipped`).toBeUndefined();
+        corrupt++;
+      }
     }
-    const legacy = A.saveIncremental(A.from({ a: 1 }));
-    const legacyKey = ['docA1', 'incremental', createHash('sha256').update(legacy).digest('hex')];
-    await mkdir(join(dir, 'do', 'cA1', 'incremental'), { recursive: true });
-    await writeFile(join(dir, 'do', 'cA1', 'incremental', legacyKey[2] as string), legacy);
-    expect(await store.load(legacyKey)).toEqual(legacy);
-    const flipped = Buffer.from(legacy);
-    flipped.writeUInt8(flipped.readUInt8(flipped.length - 1) ^ 0x01, flipped.length - 1);
-    await writeFile(join(dir, 'do', 'cA1', 'incremental', legacyKey[2] as string), flipped);
-    expect(await store.load(legacyKey)).toBeUndefined();
-    expect(store.problems().map((p) => p.code)).toEqual([
-      'STORE_CORRUPT',
-      'STORE_CORRUPT',
-      'STORE_CORRUPT',
-    ]);
+    expect(store.problems().map((p) => p.code)).toEqual(Array(corrupt).fill('STORE_CORRUPT'));
   });
 
-  it('catches a truncated or zero-filled legacy snapshot by its Automerge framing', async () => {
+  it('catches a truncated or zero-filled snapshot by its Automerge framing', async () => {
     const dir = await tempDir();
     const { store } = await open(dir);
     const snapshot = A.save(A.from({ text: PAD }));
-    const legacy = (name: string, bytes: Uint8Array) =>
+    const write = (name: string, bytes: Uint8Array) =>
       mkdir(join(dir, 'do', 'cA1', 'snapshot'), { recursive: true }).then(() =>
         writeFile(join(dir, 'do', 'cA1', 'snapshot', name), bytes),
       );
-    await legacy('whole', snapshot);
-    await legacy('cut', snapshot.subarray(0, snapshot.length - 1));
-    await legacy('zeros', new Uint8Array(snapshot.length));
+    await write('whole', snapshot);
+    await write('cut', snapshot.subarray(0, snapshot.length - 1));
+    await write('zeros', new Uint8Array(snapshot.length));
+    await write('empty', new Uint8Array(0));
     expect(await store.load(['docA1', 'snapshot', 'whole'])).toEqual(snapshot);
     expect((await store.loadRange(['docA1'])).map((c) => c.key[2])).toEqual(['whole']);
     expect(
@@ -262,8 +271,27 @@ describe('FsStore integrity (THREATS.md row 18)', () => {
         .sort(),
     ).toEqual([
       ['STORE_CORRUPT', 'cut'],
+      ['STORE_CORRUPT', 'empty'],
       ['STORE_CORRUPT', 'zeros'],
     ]);
+  });
+
+  it('save refuses, with a TypeError and no file, a value that would not load back', async () => {
+    const dir = await tempDir();
+    const { store } = await open(dir);
+    const change = A.saveIncremental(A.from({ a: 1 }));
+    const damaged = Buffer.from(change);
+    damaged[20] = (damaged[20] as number) ^ 0x01;
+    const refused: [string[], Uint8Array][] = [
+      [['docA1', 'incremental', sha256Hex(Uint8Array.of(1))], change], // not its hash
+      [['docA1', 'snapshot', sha256Hex(Uint8Array.of(1))], Uint8Array.of(1, 2, 3)], // not Automerge
+      [['docA1', 'snapshot', 'h'], damaged], // bad checksum
+      [['docA1', 'sync-state', 'p'], Buffer.concat([Buffer.from('FLTCHNK1'), Buffer.alloc(40, 1)])],
+    ];
+    for (const [key, data] of refused) {
+      await expect(store.save(key, data), key.join('/')).rejects.toBeInstanceOf(TypeError);
+    }
+    expect(await exists(join(dir, 'do'))).toBe(false);
   });
 
   it('reports a leftover temp file as STORE_LEFTOVER_TEMP, removes it, and never loads it', async () => {
@@ -286,7 +314,7 @@ describe('FsStore integrity (THREATS.md row 18)', () => {
     const dir = await tempDir();
     const { store } = await open(dir);
     const { docDir } = await writeDoc(store);
-    const [victim] = await incrementals(dir, docDir, HEADER_BYTES);
+    const [victim] = await incrementals(dir, docDir);
     await truncate(victim as string, 10);
     const temp = join(dir, docDir, 'snapshot', '.x.12345678.tmp');
     await writeFile(temp, 'partial');
@@ -305,7 +333,7 @@ describe('REFERENCE.md: nodefs silently loses changes where FsStore reports them
   it('one truncated incremental file written by nodefs', async () => {
     const dir = await tempDir();
     const { url, docDir } = await writeDoc(new NodeFSStorageAdapter(dir));
-    const lastChange = (await incrementals(dir, docDir, 0)).at(-1) as string;
+    const lastChange = (await incrementals(dir, docDir)).at(-1) as string;
     await truncate(lastChange, (await stat(lastChange)).size - 3);
     // FsStore gets its own copy: a nodefs Repo may compact on load and delete the intact files.
     const copy = await tempDir();

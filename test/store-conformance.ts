@@ -22,7 +22,7 @@ export interface ConformanceOptions {
 /** The tests, by name, so a caller can list the ones an implementation fails. */
 export const CASES = {
   missing: 'load of a missing key is undefined',
-  roundTrip: 'save then load returns the same bytes, for sizes 0 B to 300 KB',
+  roundTrip: 'save then load returns the same bytes, for sizes 1 B to 300 KB',
   copies: 'stored bytes are copies: mutating the saved input or a loaded result changes nothing',
   overwrite: 'save over an existing key replaces its value',
   remove: 'remove deletes a key; removing a missing key succeeds',
@@ -35,10 +35,13 @@ export const CASES = {
   repo: 'a Repo finds a document, with all 50 changes, after a restart on the same store',
   close: 'close is idempotent, and later operations reject with STORE_CLOSED',
   badKey: 'a malformed key is a TypeError (a programming error), and stores nothing',
+  badValue:
+    'an empty or all-zero value is a TypeError (a crash leaves such files), and stores nothing',
 } as const;
 
+/** `n` bytes, never 0 (stores refuse values of zeros only: stores/keys.ts). */
 const bytes = (n: number, seed = 1) =>
-  Uint8Array.from({ length: n }, (_, i) => (i * 31 + seed) & 0xff);
+  Uint8Array.from({ length: n }, (_, i) => ((i * 31 + seed) % 255) + 1);
 const sortChunks = (cs: Chunk[]) =>
   [...cs].sort((a, b) => (a.key.join('/') < b.key.join('/') ? -1 : 1));
 const keysOf = (cs: Chunk[]) => sortChunks(cs).map((c) => c.key);
@@ -70,7 +73,7 @@ export function storeConformance(
 
   test(CASES.roundTrip, async () => {
     const store = await fresh();
-    for (const n of [0, 1, 1000, 300_000]) {
+    for (const n of [1, 1000, 300_000]) {
       await store.save(['docA1', 'incremental', `size${n}`], bytes(n));
       const loaded = await store.load(['docA1', 'incremental', `size${n}`]);
       expect(loaded).toBeInstanceOf(Uint8Array);
@@ -231,6 +234,19 @@ export function storeConformance(
     }
     await expect(store.loadRange(['docA1', '..'])).rejects.toBeInstanceOf(TypeError);
     expect(await store.loadRange([])).toEqual([]);
+  });
+
+  test(CASES.badValue, async () => {
+    const store = await fresh();
+    const values: [StorageKey, Uint8Array][] = [
+      [['docA1', 'sync-state', 'peer'], new Uint8Array(0)],
+      [['docA1', 'snapshot', 'h'], new Uint8Array(4096)],
+      [['storage-adapter-id'], Uint8Array.of(0)],
+    ];
+    for (const [key, data] of values) {
+      await expect(store.save(key, data), JSON.stringify(key)).rejects.toBeInstanceOf(TypeError);
+      expect(await store.load(key)).toBeUndefined();
+    }
   });
 
   test(CASES.close, async () => {

@@ -66,6 +66,8 @@ describe('NodeFSStorageAdapter (reference)', () => {
         CASES.badKey,
         // It has no close().
         CASES.close,
+        // It stores empty and all-zero values, which cannot be told from a crash's leftovers.
+        CASES.badValue,
       ],
     },
   );
