@@ -25,7 +25,7 @@ export function hostProblem(host: string): string | undefined {
   if (NUMERIC_LABEL.test(labels[labels.length - 1] ?? '')) {
     return isIPv4(host)
       ? undefined
-      : `${JSON.stringify(host)} is not an IPv4 address (four numbers 0-255, e.g. 192.0.2.10)`;
+      : `${JSON.stringify(host)} is not an IPv4 address (four numbers 0-255 without leading zeros, e.g. 192.0.2.10)`;
   }
   const ok = host.length <= 253 && labels.every((label) => HOSTNAME_LABEL.test(label));
   return ok ? undefined : `${JSON.stringify(host)} is not a valid host name`;
