@@ -63,7 +63,7 @@ describe('an unusable --state-dir', () => {
     const asRoot = process.getuid?.() === 0;
     const parent = join(dir.path, 'perm');
     await mkdir(parent);
-    await chmod(parent, 0o755);
+    for (const d of [dir.path, parent]) await chmod(d, 0o755); // reachable: only `state` is shut
     const state = join(parent, 'state');
     await mkdir(state);
     await chmod(state, 0o555);
@@ -77,7 +77,7 @@ describe('an unusable --state-dir', () => {
       );
       const e = refusal(r);
       expect(e).toMatchObject({ exit: 2, code: 'BAD_CONFIG' });
-      expect(e.message).toContain(state);
+      expect(e.message).toContain(`${state} is not writable`);
     }
     expect(await readdir(state)).toEqual([]);
   });
