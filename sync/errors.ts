@@ -64,9 +64,26 @@ export function isProgrammingError(err: unknown): boolean {
   return err instanceof TypeError || err instanceof RangeError || err instanceof ReferenceError;
 }
 
-/** The code of any thrown value: ours, or INTERNAL for everything else. */
+/** Codes of stores/errors.ts's StoreError (stores/ may not import this file) and ours for them. */
+const STORE_CODES: Readonly<Record<string, ErrorCode>> = {
+  STORE_CORRUPT: 'STORE_CORRUPT',
+  STORE_IO: 'IO',
+  STORE_CLOSED: 'CLOSED',
+};
+
+/**
+ * The code of any thrown value: ours; a StoreError's, mapped to ours; `IO` for an operating-system
+ * error (ENOENT, EACCES, ENOTDIR... from node:fs or node:net); INTERNAL for everything else,
+ * programming errors (TypeError and friends) included.
+ */
 export function codeOf(err: unknown): ErrorCode {
-  return err instanceof FltError ? err.code : 'INTERNAL';
+  if (err instanceof FltError) return err.code;
+  if (!(err instanceof Error) || isProgrammingError(err)) return 'INTERNAL';
+  const { code, errno, syscall } = err as { code?: unknown; errno?: unknown; syscall?: unknown };
+  if (err.name === 'StoreError' && typeof code === 'string') return STORE_CODES[code] ?? 'INTERNAL';
+  if (typeof code === 'string' && typeof errno === 'number' && typeof syscall === 'string')
+    return 'IO';
+  return 'INTERNAL';
 }
 
 export function messageOf(err: unknown): string {

@@ -1,5 +1,6 @@
 // Branded identifiers, parsed once at the edge (CLI, config, wire) and trusted inside.
 
+import { Point } from '@noble/ed25519';
 import { FltError } from './errors.js';
 
 /** An iroh endpoint id: the ed25519 public key of a node, 64 lowercase hex characters. */
@@ -11,6 +12,14 @@ export function isNodeId(value: unknown): value is NodeId {
   return typeof value === 'string' && NODE_ID_RE.test(value);
 }
 
+/**
+ * Parses a node id typed by a person or read from the wire: 64 hex characters that encode an
+ * ed25519 public key (RFC 8032: a canonical encoding of a curve point, not of small order).
+ * About half of all 64-hex strings are not, `ff…ff` among them; the binding accepts some of those
+ * and a dial then fails late with CONNECT_FAILED, so they are refused here, at the edge.
+ * (src/trust/ed25519.ts holds the signature rules; sync/ may not import src/, hence the check
+ * here with the same library.)
+ */
 export function parseNodeId(value: string): NodeId {
   const lower = value.trim().toLowerCase();
   if (!isNodeId(lower)) {
@@ -19,6 +28,16 @@ export function parseNodeId(value: string): NodeId {
       `not a node id (64 hex characters): ${JSON.stringify(value)}`,
     );
   }
+  let point: Point;
+  try {
+    point = Point.fromHex(lower, false);
+  } catch (err) {
+    throw new FltError('BAD_NODE_ID', `${shortId(lower)}… is not an ed25519 public key`, {
+      cause: err,
+    });
+  }
+  if (point.isSmallOrder())
+    throw new FltError('BAD_NODE_ID', `${shortId(lower)}… is a small-order point, no node's key`);
   return lower;
 }
 

@@ -8,6 +8,7 @@ import * as iroh from '@number0/iroh/index.js';
 import { FltError, messageOf } from './errors.js';
 import { parseNodeId, type NodeId } from './ids.js';
 import { withDeadline } from './deadline.js';
+import { bindingReason } from './iroh-errors.js';
 import { silentLogger, type Logger } from './log.js';
 import type {
   ByteStream,
@@ -65,7 +66,7 @@ function wrap(
 ) {
   return err instanceof FltError
     ? err
-    : new FltError(code, `${what}: ${firstLine(err)}`, { cause: err });
+    : new FltError(code, `${what}: ${bindingReason(err)}`, { cause: err });
 }
 
 class IrohStream implements ByteStream {
@@ -161,7 +162,7 @@ function endpointId(id: NodeId): iroh.EndpointId {
   } catch (err) {
     throw new FltError(
       'BAD_NODE_ID',
-      `${id.slice(0, 10)}… is not an ed25519 public key: ${firstLine(err)}`,
+      `${id.slice(0, 10)}… is not an ed25519 public key: ${bindingReason(err)}`,
       { cause: err },
     );
   }
@@ -196,6 +197,34 @@ async function resolveDirect(direct: readonly string[]): Promise<string[]> {
   return out;
 }
 
+/**
+ * The socket addresses to bind for `HOST:PORT`. The binding (1.1.0) exposes only iroh's
+ * `bind_addr`, which replaces iroh's default socket of that address family and keeps the other
+ * family's default, a socket on all interfaces (`[::]:0` or `0.0.0.0:0`); iroh's
+ * `clear_ip_transports` is not exposed. So a specific address gets the other family confined to
+ * its loopback address (reachable from this machine only) instead; an unspecified host
+ * (`0.0.0.0`, `[::]`) means every interface, and keeps the other family's default too.
+ * A host name is resolved to its first address: the binding binds socket addresses only.
+ */
+async function bindPlan(bind: string): Promise<string[]> {
+  const m = /^(?:\[([^\]]*)\]|([^:]*)):(\d+)$/.exec(bind);
+  if (!m) throw new FltError('BAD_ADDRESS', `cannot bind ${bind}: expected HOST:PORT`);
+  let host = m[1] ?? m[2] ?? '';
+  if (isIP(host) === 0) {
+    try {
+      host = (await lookup(host)).address;
+    } catch (err) {
+      throw new FltError('BAD_ADDRESS', `cannot bind ${bind}: cannot resolve ${host}`, {
+        cause: err,
+      });
+    }
+  }
+  const v6 = isIP(host) === 6;
+  const addr = v6 ? `[${host}]:${m[3]}` : `${host}:${m[3]}`;
+  if (host === '0.0.0.0' || (v6 && /^[0:]+$/.test(host))) return [addr];
+  return [addr, v6 ? '127.0.0.1:0' : '[::1]:0'];
+}
+
 export class IrohTransport implements Transport {
   readonly nodeId: NodeId;
   private handler: ((conn: Connection) => void) | undefined;
@@ -209,19 +238,34 @@ export class IrohTransport implements Transport {
     this.nodeId = parseNodeId(ep.id().toString());
   }
 
-  /** Binds one endpoint for the whole process, advertising `alpns`. */
+  /**
+   * Binds one endpoint for the whole process, advertising `alpns`, on `options.bind` only (see
+   * bindPlan for the one socket of the other address family that the binding always opens).
+   */
   static async bind(options: IrohTransportOptions): Promise<IrohTransport> {
-    const b = iroh.Endpoint.builder();
-    if (options.discovery === 'n0') iroh.presetN0(b);
-    else iroh.presetMinimal(b);
-    b.relayMode(relayMode(options.relay));
-    b.secretKey(toArray(options.secretKey));
-    b.bindAddr(options.bind);
-    b.alpns(options.alpns.map(utf8));
+    const plan = await bindPlan(options.bind);
+    const attempt = async (addrs: readonly string[]) => {
+      const b = iroh.Endpoint.builder();
+      if (options.discovery === 'n0') iroh.presetN0(b);
+      else iroh.presetMinimal(b);
+      b.relayMode(relayMode(options.relay));
+      b.secretKey(toArray(options.secretKey));
+      for (const a of addrs) b.bindAddr(a);
+      b.alpns(options.alpns.map(utf8));
+      return b.bind();
+    };
     try {
-      return new IrohTransport(await b.bind(), options.logger ?? silentLogger);
+      let ep: iroh.Endpoint;
+      try {
+        ep = await attempt(plan);
+      } catch (err) {
+        // No IPv6 (or IPv4) loopback on this host: bind what was asked for alone.
+        if (plan.length < 2 || !/os error (97|99)\b/.test(messageOf(err))) throw err;
+        ep = await attempt(plan.slice(0, 1));
+      }
+      return new IrohTransport(ep, options.logger ?? silentLogger);
     } catch (err) {
-      throw new FltError('TRANSPORT', `cannot bind ${options.bind}: ${firstLine(err)}`, {
+      throw new FltError('TRANSPORT', `cannot bind ${options.bind}: ${bindingReason(err)}`, {
         cause: err,
       });
     }
@@ -336,6 +380,6 @@ export function parseTicket(ticket: string): PeerAddr {
       relayUrl: a.relayUrl() ?? undefined,
     };
   } catch (err) {
-    throw new FltError('BAD_ADDRESS', `not a valid ticket: ${firstLine(err)}`, { cause: err });
+    throw new FltError('BAD_ADDRESS', `not a valid ticket: ${bindingReason(err)}`, { cause: err });
   }
 }

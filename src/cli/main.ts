@@ -1,11 +1,13 @@
 #!/usr/bin/env node
 // The `flt` command. Parses the command line, resolves the configuration, runs one applet, and
 // turns any failure into one line `flt: CODE: message` on stderr with a non-zero exit:
-// 2 for bad usage or configuration, 1 for everything else.
+// 2 for bad usage or configuration, 1 for everything else. Only INTERNAL (a bug) adds a stack
+// trace; `--log-level debug` adds the chain of causes (e.g. the iroh binding's own error text).
 
 import { codeOf, FltError, messageOf } from '../../sync/errors.js';
 import { createLogger } from '../../sync/log.js';
 import { formatConfig, resolveConfig } from '../config/index.js';
+import { prepareStateDir, type StateDirUse } from '../config/state-dir.js';
 import { VERSION } from '../version.js';
 import { parseCommandLine, type ParsedArgs } from './args.js';
 import { runCoordinator } from './commands/coordinator.js';
@@ -20,13 +22,19 @@ import { USAGE } from './usage.js';
 
 const USAGE_CODES = new Set(['BAD_ARGUMENT', 'BAD_CONFIG', 'BAD_ADDRESS', 'BAD_NODE_ID']);
 
+/** Set once the configuration is known: print the causes of a failure too. */
+let debug = false;
+
 async function main(argv: readonly string[]): Promise<void> {
   const args = parseCommandLine(argv);
   if (args.options.version) return stdout.line(VERSION);
   if (args.options.help || !args.applet) return stdout.line(USAGE);
   const resolved = await resolveConfig({ flags: args.configFlags, env: process.env });
   const config = resolved.config;
+  debug = config.logLevel === 'debug';
   const log = createLogger(config.logLevel);
+  const use = stateDirUse(args, config.secretKey !== undefined);
+  if (use) await prepareStateDir(resolved, use);
   switch (args.applet) {
     case 'coordinator':
       return runCoordinator(config, log, stdout);
@@ -63,6 +71,28 @@ async function main(argv: readonly string[]): Promise<void> {
   }
 }
 
+/**
+ * How the applet uses the state dir, if at all. Admin commands always do (the endpoint opens
+ * there, and the replica lives there); keygen --out, id --secret-key/--public-key and config do not.
+ */
+function stateDirUse(args: ParsedArgs, hasSecretKey: boolean): StateDirUse | undefined {
+  switch (args.applet) {
+    case 'coordinator':
+    case 'agent':
+    case 'demo':
+    case 'admin':
+      return 'write';
+    case 'keygen':
+      return args.options.out ? undefined : 'write';
+    case 'id':
+      return args.options.publicKey || hasSecretKey ? undefined : 'write';
+    case 'doctor':
+      return 'read';
+    default:
+      return undefined;
+  }
+}
+
 function runAdmin(args: ParsedArgs, commands: Record<string, () => Promise<void>>): Promise<void> {
   const sub = args.words[0] ?? '';
   const run = Object.hasOwn(commands, sub) ? commands[sub] : undefined;
@@ -81,7 +111,19 @@ main(process.argv.slice(2)).then(
   (err: unknown) => {
     const code = codeOf(err);
     process.stderr.write(`flt: ${code}: ${messageOf(err)}\n`);
-    if (!(err instanceof FltError)) process.stderr.write(`${(err as Error).stack ?? ''}\n`);
+    if (code === 'INTERNAL') process.stderr.write(`${(err as Error).stack ?? ''}\n`);
+    else if (debug) for (const line of causes(err)) process.stderr.write(`${line}\n`);
     process.exit(USAGE_CODES.has(code) ? 2 : 1);
   },
 );
+
+/** `caused by: ...` for each error in the `cause` chain (bounded), with their full text. */
+function causes(err: unknown): string[] {
+  const out: string[] = [];
+  const causeOf = (e: unknown) => (e instanceof Error ? e.cause : undefined);
+  for (let cur = causeOf(err), depth = 0; cur !== undefined && depth < 8; depth++) {
+    out.push(`caused by: ${messageOf(cur)}`);
+    cur = causeOf(cur);
+  }
+  return out;
+}

@@ -3,8 +3,9 @@
 // resolve.ts merges the sources against this table; show.ts prints values back in file form.
 
 import path from 'node:path';
-import { isIPv4, isIPv6 } from 'node:net';
+import { isIPv6 } from 'node:net';
 import { z } from 'zod';
+import { hostProblem } from '../../sync/host.js';
 
 /** What a computed default may look at; passed in so resolution stays a function of its input. */
 export interface DefaultContext {
@@ -193,16 +194,10 @@ export interface HostPort {
   readonly port: number;
 }
 
-const HOSTNAME_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i;
-
 function checkHost(host: string): Invalid | undefined {
-  if (host === '') return new Invalid('missing host before ":PORT"');
   if (host.includes(':')) return new Invalid('an IPv6 host must be in brackets, e.g. [::1]:4433');
-  if (/^[\d.]+$/.test(host))
-    return isIPv4(host) ? undefined : new Invalid(`"${host}" is not an IPv4 address`);
-  const labels = host.split('.');
-  const ok = host.length <= 253 && labels.every((label) => HOSTNAME_LABEL.test(label));
-  return ok ? undefined : new Invalid(`"${host}" is not a valid hostname`);
+  const problem = hostProblem(host);
+  return problem === undefined ? undefined : new Invalid(problem);
 }
 
 function checkPort(text: string): number | Invalid {

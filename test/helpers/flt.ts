@@ -23,10 +23,16 @@ export class FltProcess {
   private readonly child: ChildProcess;
   private watchers: (() => void)[] = [];
 
-  constructor(args: readonly string[], env: Record<string, string> = {}) {
+  /** `as` runs the child as another user (uid and gid; only a root parent may). */
+  constructor(
+    args: readonly string[],
+    env: Record<string, string> = {},
+    as?: { readonly uid: number; readonly gid: number },
+  ) {
     this.child = spawn(process.execPath, [FLT_BIN, ...args], {
       env: { ...process.env, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
+      ...as,
     });
     this.child.stdout!.on('data', (d: Buffer) => this.append('stdout', d));
     this.child.stderr!.on('data', (d: Buffer) => this.append('stderr', d));
@@ -81,8 +87,9 @@ export async function runFlt(
   args: readonly string[],
   env: Record<string, string> = {},
   timeoutMs = 60_000,
+  as?: { readonly uid: number; readonly gid: number },
 ) {
-  const p = new FltProcess(args, env);
+  const p = new FltProcess(args, env, as);
   const timer = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
   const exit = await p.exited;
   clearTimeout(timer);
