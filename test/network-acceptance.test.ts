@@ -11,7 +11,7 @@ import {
   type SetupFn,
 } from '@automerge/automerge-repo/helpers/tests/network-adapter-tests.js';
 import { randomBytes } from 'node:crypto';
-import { afterAll } from 'vitest';
+import { afterAll, describe } from 'vitest';
 import { IrohTransport } from '../sync/iroh-transport.js';
 import { MemoryNetwork } from '../sync/memory-transport.js';
 import { ALL_ALPNS, ALPN } from '../sync/protocols.js';
@@ -45,22 +45,35 @@ async function meshOf(make: () => Promise<Transport>): ReturnType<SetupFn> {
   return { adapters: [adapters[0]!, adapters[1]!, adapters[2]!], teardown };
 }
 
-const memory = new MemoryNetwork();
-runNetworkAdapterTests(
-  () => meshOf(() => Promise.resolve(memory.bind(ALL_ALPNS))),
-  'flt SyncAdapter over MemoryTransport',
-);
+/**
+ * "can sync 2 repos" runs twice, once with Bob as the peer that only accepts. Such an adapter has
+ * no dial to wait for, so its whenReady() resolves at once (the interface promises that initial
+ * dials have settled, not that peers have arrived), and Bob's find() relies on the suite's fixed
+ * `pause(50)` ("let connections complete. this shouldn't be necessary") for Alice's dial to land.
+ * On a loaded machine a QUIC handshake can take longer: measured here, 1 run in 18 with three
+ * copies of this file running at once (load average 15 on 2 cores). Only that outcome, the
+ * find() reporting the document unavailable, is retried; any other failure fails at once.
+ */
+const RACE_WITH_PAUSE = { retry: { count: 2, condition: /Document .* is unavailable/ } };
 
-runNetworkAdapterTests(
-  () =>
-    meshOf(() =>
-      IrohTransport.bind({
-        secretKey: randomBytes(32),
-        alpns: ALL_ALPNS,
-        bind: '127.0.0.1:0',
-        relay: 'disabled',
-        discovery: 'none',
-      }),
-    ),
-  'flt SyncAdapter over IrohTransport',
-);
+describe('automerge-repo network suite', RACE_WITH_PAUSE, () => {
+  const memory = new MemoryNetwork();
+  runNetworkAdapterTests(
+    () => meshOf(() => Promise.resolve(memory.bind(ALL_ALPNS))),
+    'flt SyncAdapter over MemoryTransport',
+  );
+
+  runNetworkAdapterTests(
+    () =>
+      meshOf(() =>
+        IrohTransport.bind({
+          secretKey: randomBytes(32),
+          alpns: ALL_ALPNS,
+          bind: '127.0.0.1:0',
+          relay: 'disabled',
+          discovery: 'none',
+        }),
+      ),
+    'flt SyncAdapter over IrohTransport',
+  );
+});
