@@ -150,16 +150,16 @@ export class SyncAdapter extends NetworkAdapter {
       conn.close(CloseCode.SHUTDOWN, 'not connected');
       return;
     }
-    let stream;
     try {
-      stream = await withDeadline(conn.acceptStream(), this.deadline(run), 'sync hello');
+      const stream = await withDeadline(conn.acceptStream(), this.deadline(run), 'sync hello');
+      if (!stream) return;
+      const framed = new FramedStream(stream, MAX_FRAME[ALPN.sync]);
+      await this.runSession(run, conn, framed, 'acceptor');
     } catch (err) {
+      // Our own disconnect() cut the handshake short: the peer did nothing wrong.
       if (!run.stop.signal.aborted) throw err;
       conn.close(CloseCode.SHUTDOWN, 'shutdown');
-      return;
     }
-    if (!stream) return;
-    await this.runSession(run, conn, new FramedStream(stream, MAX_FRAME[ALPN.sync]), 'acceptor');
   }
 
   send(message: Message): void {
