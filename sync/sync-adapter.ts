@@ -1,7 +1,8 @@
 // automerge-repo NetworkAdapter over flt/sync/0. The peer id of a session is the iroh-
 // authenticated node id of the connection; a hello or message claiming any other sender closes
 // the connection. Peers in `dial` are kept connected with backoff; accepted connections come in
-// through the Router. One connection per peer carries every document.
+// through the Router. One connection per peer carries every document. disconnect() ends a run
+// (sessions, dials, handshakes); connect() starts a fresh one, so a Repo can reconnect.
 
 import { setMaxListeners } from 'node:events';
 import {
@@ -51,65 +52,114 @@ interface Session {
   readonly framed: FramedStream;
 }
 
+/** One connect() .. disconnect() span: everything started in it stops on its signal. */
+interface Run {
+  readonly stop: AbortController;
+  /** Dials whenReady() waits for: every target known when the run started. */
+  readonly pendingDials: Set<NodeId>;
+  /** Targets with a dial loop in this run (one loop per peer). */
+  readonly dialing: Set<NodeId>;
+}
+
+interface ReadyWaiter {
+  resolve(): void;
+  reject(err: FltError): void;
+}
+
 export class SyncAdapter extends NetworkAdapter {
   private readonly transport: Transport;
   private readonly log: Logger;
   private readonly sessions = new Map<NodeId, Session>();
-  private readonly stop = new AbortController();
-  private readonly pendingDials = new Set<NodeId>();
-  /** addPeer() calls made before connect(). */
-  private readonly laterDials: PeerAddr[] = [];
+  /** Peers kept connected while connected: `dial` plus addPeer(); they outlive a disconnect(). */
+  private readonly targets = new Map<NodeId, PeerAddr>();
+  /** The current run; undefined before connect() and after disconnect(). */
+  private run: Run | undefined;
+  /** Why the last connect() was refused; whenReady() rejects with it until a good connect(). */
+  private failure: FltError | undefined;
   private ready = false;
-  private readyWaiters: (() => void)[] = [];
+  private readyWaiters: ReadyWaiter[] = [];
 
   constructor(private readonly options: SyncAdapterOptions) {
     super();
     this.transport = options.transport;
     this.log = options.logger ?? silentLogger;
-    // Every handshake in flight listens on `stop`: many agents connecting at once is normal.
-    setMaxListeners(0, this.stop.signal);
+    for (const t of options.dial ?? []) this.targets.set(t.nodeId, t);
   }
 
   isReady(): boolean {
     return this.ready;
   }
 
-  /** Resolves once every initial dial has either connected or failed once (not "connected"). */
+  /**
+   * Resolves once every dial of this run has either connected or failed once (not
+   * "connected"). Rejects with BAD_ARGUMENT after connect() refused the Repo's peer id, so that
+   * the Repo's find() fails with the reason instead of waiting for peers that never come.
+   */
   whenReady(): Promise<void> {
-    return this.ready
-      ? Promise.resolve()
-      : new Promise((resolve) => this.readyWaiters.push(resolve));
-  }
-
-  connect(peerId: PeerId, peerMetadata?: PeerMetadata): void {
-    if (peerId !== (this.transport.nodeId as string)) {
-      throw new FltError('INTERNAL', 'the Repo peerId must be the node id of the transport');
-    }
-    this.peerId = peerId;
-    this.peerMetadata = peerMetadata ?? {};
-    const targets = [...(this.options.dial ?? []), ...this.laterDials.splice(0)];
-    for (const t of targets) this.pendingDials.add(t.nodeId);
-    this.settleIfDialed();
-    for (const t of targets) void this.dialLoop(t);
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.ready) return Promise.resolve();
+    return new Promise((resolve, reject) => this.readyWaiters.push({ resolve, reject }));
   }
 
   /**
-   * Dials one more peer at runtime and keeps it connected until disconnect(). Before the Repo
-   * has connected us (it does so only once its storage id is read) there is no peer id to say
-   * hello with, so the dial waits for connect().
+   * Starts a run: dials every target and accepts connections, until disconnect(). The Repo's
+   * peer id must be the transport's node id (peers check each other by it); any other id
+   * throws BAD_ARGUMENT, logged as an error, and makes whenReady() reject: automerge-repo
+   * swallows an exception from connect() into a debug log, and the Repo would otherwise never
+   * connect without a word. Connecting again while connected only updates the metadata.
+   */
+  connect(peerId: PeerId, peerMetadata?: PeerMetadata): void {
+    if (peerId !== (this.transport.nodeId as string)) this.refusePeerId(peerId);
+    this.failure = undefined;
+    this.peerId = peerId;
+    // Repo.networkSubsystem.reconnect() passes no metadata: keep the storage id we had.
+    this.peerMetadata = peerMetadata ?? this.peerMetadata ?? {};
+    if (this.run) return;
+    const run: Run = {
+      stop: new AbortController(),
+      pendingDials: new Set(this.targets.keys()),
+      dialing: new Set(),
+    };
+    // Every handshake in flight listens on `stop`: many agents connecting at once is normal.
+    setMaxListeners(0, run.stop.signal);
+    this.run = run;
+    this.ready = false;
+    this.settleIfDialed(run);
+    for (const peer of this.targets.keys()) this.startDialing(run, peer);
+  }
+
+  /**
+   * Dials one more peer and keeps it connected while the adapter is connected (also after a
+   * disconnect() and connect()). Before the Repo has connected us (it does so only once its
+   * storage id is read) there is no peer id to say hello with, so the dial waits for connect().
+   * A known peer gets the new address for its next dial.
    */
   addPeer(addr: PeerAddr): void {
-    if (this.stop.signal.aborted) return;
-    if (this.peerId) void this.dialLoop(addr);
-    else this.laterDials.push(addr);
+    this.targets.set(addr.nodeId, addr);
+    if (this.run) this.startDialing(this.run, addr.nodeId);
   }
 
   /** Router handler for incoming flt/sync/0 connections. */
   async accept(conn: Connection): Promise<void> {
-    if (!this.peerId) throw new FltError('CLOSED', 'sync adapter not connected to a Repo');
-    const stream = await withDeadline(conn.acceptStream(), this.deadline(), 'sync hello');
-    if (!stream) return;
-    await this.runSession(conn, new FramedStream(stream, MAX_FRAME[ALPN.sync]), 'acceptor');
+    const run = this.run;
+    if (!run) {
+      // Not connected (before the Repo's connect(), after disconnect()): the dialer retries.
+      this.log.debug('refused sync connection: not connected', {
+        peer: conn.remoteId.slice(0, 10),
+      });
+      conn.close(CloseCode.SHUTDOWN, 'not connected');
+      return;
+    }
+    try {
+      const stream = await withDeadline(conn.acceptStream(), this.deadline(run), 'sync hello');
+      if (!stream) return;
+      const framed = new FramedStream(stream, MAX_FRAME[ALPN.sync]);
+      await this.runSession(run, conn, framed, 'acceptor');
+    } catch (err) {
+      // Our own disconnect() cut the handshake short: the peer did nothing wrong.
+      if (!run.stop.signal.aborted) throw err;
+      conn.close(CloseCode.SHUTDOWN, 'shutdown');
+    }
   }
 
   send(message: Message): void {
@@ -135,12 +185,21 @@ export class SyncAdapter extends NetworkAdapter {
     }
   }
 
+  /**
+   * Ends the run: stops dialing, closes every connection and reports each peer gone at once
+   * (nothing is sent after this returns). Idempotent. connect() starts again; the adapter
+   * never emits `close`, which would unregister it from the Repo for good.
+   */
   disconnect(): void {
-    if (this.stop.signal.aborted) return;
-    this.stop.abort();
-    for (const s of this.sessions.values()) s.conn.close(CloseCode.SHUTDOWN, 'shutdown');
+    const run = this.run;
+    if (!run) return;
+    this.run = undefined;
+    run.stop.abort();
+    for (const s of [...this.sessions.values()]) {
+      s.conn.close(CloseCode.SHUTDOWN, 'shutdown');
+      this.close(s);
+    }
     this.markReady();
-    this.emit('close');
   }
 
   /** Node ids with a live session (for status displays and tests). */
@@ -148,28 +207,54 @@ export class SyncAdapter extends NetworkAdapter {
     return [...this.sessions.keys()];
   }
 
-  private deadline() {
-    return { timeoutMs: this.options.handshakeTimeoutMs ?? 10_000, signal: this.stop.signal };
+  private deadline(run: Run) {
+    return { timeoutMs: this.options.handshakeTimeoutMs ?? 10_000, signal: run.stop.signal };
   }
 
-  private async dialLoop(addr: PeerAddr): Promise<void> {
+  private refusePeerId(peerId: PeerId): never {
+    const err = new FltError(
+      'BAD_ARGUMENT',
+      `the Repo's peer id ${JSON.stringify(peerId.slice(0, 80))} is not this node's id ` +
+        `${this.transport.nodeId}: flt peers know each other by node id, so create the Repo ` +
+        `with peerId set to the transport's nodeId`,
+    );
+    this.log.error('sync adapter refused to connect', { code: err.code, err: err.message });
+    if (!this.run) {
+      this.failure = err;
+      for (const w of this.readyWaiters.splice(0)) w.reject(err);
+    }
+    throw err;
+  }
+
+  private startDialing(run: Run, peer: NodeId): void {
+    if (run.dialing.has(peer)) return;
+    run.dialing.add(peer);
+    void this.dialLoop(run, peer).finally(() => run.dialing.delete(peer));
+  }
+
+  /** Keeps one target connected for as long as the run lasts; reads its address each attempt. */
+  private async dialLoop(run: Run, peer: NodeId): Promise<void> {
     const policy = this.options.backoff ?? DEFAULT_BACKOFF;
-    for (let attempt = 0; !this.stop.signal.aborted; ) {
+    for (let attempt = 0; !run.stop.signal.aborted; ) {
+      const addr = this.targets.get(peer);
+      if (!addr) return;
       let opened = false;
       try {
-        const conn = await this.transport.connect(addr, ALPN.sync, this.deadline());
+        const conn = await this.transport.connect(addr, ALPN.sync, this.deadline(run));
         const framed = new FramedStream(await conn.openStream(), MAX_FRAME[ALPN.sync]);
-        opened = await this.runSession(conn, framed, 'dialer', () => this.dialSettled(addr.nodeId));
+        opened = await this.runSession(run, conn, framed, 'dialer', () =>
+          this.dialSettled(run, peer),
+        );
       } catch (err) {
         this.log.debug('dial failed', {
-          peer: addr.nodeId.slice(0, 10),
+          peer: peer.slice(0, 10),
           code: codeOf(err),
           err: messageOf(err),
         });
       }
-      this.dialSettled(addr.nodeId);
+      this.dialSettled(run, peer);
       attempt = opened ? 0 : attempt + 1;
-      await sleep(backoffDelay(policy, attempt), this.stop.signal);
+      await sleep(backoffDelay(policy, attempt), run.stop.signal);
     }
   }
 
@@ -178,6 +263,7 @@ export class SyncAdapter extends NetworkAdapter {
    * Returns whether the session got as far as being announced.
    */
   private async runSession(
+    run: Run,
     conn: Connection,
     framed: FramedStream,
     role: 'dialer' | 'acceptor',
@@ -186,9 +272,10 @@ export class SyncAdapter extends NetworkAdapter {
     const remote = conn.remoteId;
     let theirs: Hello;
     try {
-      theirs = await this.handshake(framed, role);
+      theirs = await this.handshake(run, framed, role);
     } catch (err) {
-      conn.close(CloseCode.PROTOCOL_ERROR, codeOf(err));
+      const stopped = run.stop.signal.aborted;
+      conn.close(stopped ? CloseCode.SHUTDOWN : CloseCode.PROTOCOL_ERROR, codeOf(err));
       throw err;
     }
     if ((theirs.peerId as string) !== remote) {
@@ -196,6 +283,11 @@ export class SyncAdapter extends NetworkAdapter {
       return false;
     }
     if (role === 'acceptor') await this.sendHello(framed);
+    if (run.stop.signal.aborted) {
+      // disconnect() came during the handshake: this session belongs to a run that is over.
+      conn.close(CloseCode.SHUTDOWN, 'shutdown');
+      return false;
+    }
     const session: Session = { remote, conn, framed };
     this.open(session, theirs.meta);
     onOpen?.();
@@ -205,7 +297,8 @@ export class SyncAdapter extends NetworkAdapter {
       const code = codeOf(err);
       const fields = { peer: remote, code, err: messageOf(err) };
       if (code === 'UNAUTHORIZED_PEER') this.log.warn('refused a sync message', fields);
-      else this.log.info('sync connection closed', { ...fields, peer: remote.slice(0, 10) });
+      else if (!run.stop.signal.aborted)
+        this.log.info('sync connection closed', { ...fields, peer: remote.slice(0, 10) });
       conn.close(CLOSE_FOR[code] ?? CloseCode.PROTOCOL_ERROR, code);
     } finally {
       this.close(session);
@@ -220,9 +313,13 @@ export class SyncAdapter extends NetworkAdapter {
   }
 
   /** The dialer speaks first; the acceptor answers only after checking the dialer's hello. */
-  private async handshake(framed: FramedStream, role: 'dialer' | 'acceptor'): Promise<Hello> {
+  private async handshake(
+    run: Run,
+    framed: FramedStream,
+    role: 'dialer' | 'acceptor',
+  ): Promise<Hello> {
     if (role === 'dialer') await this.sendHello(framed);
-    const first = await withDeadline(framed.readFrame(), this.deadline(), 'sync hello');
+    const first = await withDeadline(framed.readFrame(), this.deadline(run), 'sync hello');
     if (first === null) throw new FltError('CONNECTION_LOST', 'peer left before its hello');
     return decodeHello(decodeCbor(first));
   }
@@ -270,17 +367,17 @@ export class SyncAdapter extends NetworkAdapter {
     conn.close(CloseCode.SENDER_MISMATCH, 'SENDER_MISMATCH');
   }
 
-  private dialSettled(peer: NodeId): void {
-    if (this.pendingDials.delete(peer)) this.settleIfDialed();
+  private dialSettled(run: Run, peer: NodeId): void {
+    if (run.pendingDials.delete(peer)) this.settleIfDialed(run);
   }
 
-  private settleIfDialed(): void {
-    if (this.pendingDials.size === 0) this.markReady();
+  private settleIfDialed(run: Run): void {
+    if (run === this.run && run.pendingDials.size === 0) this.markReady();
   }
 
   private markReady(): void {
     if (this.ready) return;
     this.ready = true;
-    for (const w of this.readyWaiters.splice(0)) w();
+    for (const w of this.readyWaiters.splice(0)) w.resolve();
   }
 }

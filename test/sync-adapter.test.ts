@@ -9,6 +9,10 @@ import { Router } from '../sync/router.js';
 import { SyncAdapter } from '../sync/sync-adapter.js';
 import { nodeIdFromBytes, type NodeId } from '../sync/ids.js';
 import { CloseCode, type Connection, type PeerAddr, type Transport } from '../sync/transport.js';
+import { withDeadline } from '../sync/deadline.js';
+import { codeOf } from '../sync/errors.js';
+import { silentLogger } from '../sync/log.js';
+import { thrownCode } from './helpers/errors.js';
 import { waitFor } from './helpers/wait.js';
 
 type Doc = { items: string[] };
@@ -151,6 +155,85 @@ describe.each([
     );
     hb.change((d) => void d.items.push('after-reconnect-b'));
     await waitFor('A sees the change B made', () => ha.doc().items.includes('after-reconnect-b'));
+  });
+
+  it('disconnect() then connect(): the adapter redials, accepts redials and syncs again', async () => {
+    const make = makeFactory();
+    const ta = await make();
+    const tb = await make();
+    const a = node(ta);
+    const b = node(tb, [ta.addr()]);
+    const ha = a.repo.create<Doc>({ items: ['v1'] });
+    const hb = await findDoc(b.repo, ha.url);
+    const peers = () => [a.eventsFor(tb.nodeId), b.eventsFor(ta.nodeId)];
+
+    // The dialer leaves: both sides see the peer go, and B is gone at once (sends nothing more).
+    b.adapter.disconnect();
+    b.adapter.disconnect(); // idempotent: no second round of events
+    expect(b.adapter.connectedPeers()).toEqual([]);
+    await waitFor('A sees B go', () => a.eventsFor(tb.nodeId).length === 2);
+    expect(peers()).toEqual([
+      ['candidate', 'disconnected'],
+      ['candidate', 'disconnected'],
+    ]);
+    // ...and comes back: its dial to A works again.
+    b.adapter.connect(tb.nodeId as string as PeerId);
+    await waitFor('B redials A', () => peers().every((e) => e.length === 3));
+
+    // The acceptor leaves and comes back: B's redial is accepted, not refused as aborted.
+    a.adapter.disconnect();
+    expect(a.adapter.connectedPeers()).toEqual([]);
+    a.adapter.connect(ta.nodeId as string as PeerId);
+    await waitFor('A accepts B again', () => peers().every((e) => e.length === 5));
+    const cycle = ['candidate', 'disconnected', 'candidate', 'disconnected', 'candidate'];
+    expect(peers()).toEqual([cycle, cycle]);
+    expect(a.adapter.connectedPeers()).toEqual([tb.nodeId]);
+    expect(b.adapter.connectedPeers()).toEqual([ta.nodeId]);
+    await a.adapter.whenReady();
+    await b.adapter.whenReady();
+
+    ha.change((d) => void d.items.push('after-reconnect-a'));
+    await waitFor('B sees A again', () => hb.doc().items.includes('after-reconnect-a'));
+    hb.change((d) => void d.items.push('after-reconnect-b'));
+    await waitFor('A sees B again', () => ha.doc().items.includes('after-reconnect-b'));
+  });
+
+  it('a Repo whose peer id is not the node id fails loudly (BAD_ARGUMENT), not silently', async () => {
+    const make = makeFactory();
+    const ta = await make();
+    const tb = await make();
+    const a = node(ta);
+    const ha = a.repo.create<Doc>({ items: ['v1'] });
+    const errors: string[] = [];
+    const log = { ...silentLogger, error: (msg: string) => void errors.push(msg) };
+    const adapter = new SyncAdapter({ transport: tb, dial: [ta.addr()], logger: log });
+    new Router(tb).route(ALPN.sync, (c) => adapter.accept(c)).start();
+    // automerge-repo calls connect() itself and swallows what it throws: find() must fail
+    // with the reason instead of waiting for a peer that never comes.
+    const repo = new Repo({ network: [adapter], peerId: 'alice' as PeerId });
+    cleanups.push(async () => {
+      await repo.shutdown();
+      await tb.close();
+    });
+    const found = await withDeadline(
+      repo.find<Doc>(ha.url).then(
+        () => 'found',
+        (err: unknown) => codeOf(err),
+      ),
+      { timeoutMs: 20_000 },
+      'find with a refused peer id',
+    );
+    expect(found).toBe('BAD_ARGUMENT');
+    expect(errors).toHaveLength(1);
+    expect(a.eventsFor(tb.nodeId)).toEqual([]);
+    // Called directly, connect() throws the same code; the right id then connects.
+    expect(thrownCode(() => adapter.connect('bob' as PeerId))).toBe('BAD_ARGUMENT');
+    await expect(adapter.whenReady()).rejects.toMatchObject({ code: 'BAD_ARGUMENT' });
+    adapter.connect(tb.nodeId as string as PeerId);
+    await adapter.whenReady();
+    await waitFor('A sees B once its id is right', () =>
+      a.eventsFor(tb.nodeId).includes('candidate'),
+    );
   });
 
   it('whenReady resolves even when the dial target is down', async () => {
