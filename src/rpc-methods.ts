@@ -88,6 +88,13 @@ export const agentHeartbeat = method(
   z.object({}),
 );
 
+/**
+ * `agent.ping`: liveness, every few seconds (src/roles/liveness.ts). Empty both ways and checked
+ * with no signature, so that thousands of agents cost the coordinator little; a ping that fails
+ * makes the agent drop its connections to the coordinator and redial.
+ */
+export const agentPing = method('agent.ping', empty, z.object({}));
+
 /** `fleet.info`: the root document to replicate, and its heads now. */
 export const fleetInfo = method(
   'fleet.info',
@@ -101,6 +108,12 @@ export const presenceEntry = z.object({
   online: z.boolean(),
   lastSeen: time.nullable(),
   volatile: volatile.nullable(),
+  /**
+   * The agent signed newer heads of its facts document than the coordinator holds: its root
+   * record (and so every read) shows the newest state the coordinator has, and more is coming.
+   * Optional: a coordinator before this field sends none.
+   */
+  pending: z.boolean().optional(),
 });
 export type PresenceEntry = z.output<typeof presenceEntry>;
 

@@ -51,12 +51,21 @@ interface Session {
   readonly framed: FramedStream;
 }
 
+/** A dial loop's state, for redial() and dialNow(). */
+interface Dial {
+  /** Aborted to cut the loop's current connect attempt or backoff sleep short. */
+  kick: AbortController;
+  /** When the connect attempt in flight began; undefined while a session runs or it sleeps. */
+  attemptSince: number | undefined;
+}
+
 export class SyncAdapter extends NetworkAdapter {
   private readonly transport: Transport;
   private readonly log: Logger;
   private readonly sessions = new Map<NodeId, Session>();
   private readonly stop = new AbortController();
   private readonly pendingDials = new Set<NodeId>();
+  private readonly dials = new Map<NodeId, Dial>();
   /** addPeer() calls made before connect(). */
   private readonly laterDials: PeerAddr[] = [];
   private ready = false;
@@ -148,18 +157,62 @@ export class SyncAdapter extends NetworkAdapter {
     return [...this.sessions.keys()];
   }
 
+  // Liveness (src/roles/liveness.ts). QUIC notices a dead peer only at its idle timeout (~30 s,
+  // not configurable through the iroh binding), so a node that learns it otherwise (a failed
+  // ping) tells the adapter here.
+
+  /** Whether a session with `peer` is open. */
+  hasSession(peer: NodeId): boolean {
+    return this.sessions.has(peer);
+  }
+
+  /**
+   * Drops the session with `peer` (if any: its connection is presumed dead) and, if we dial
+   * it, dials again at once rather than after a backoff step.
+   */
+  redial(peer: NodeId, reason: string): void {
+    const session = this.sessions.get(peer);
+    if (session) {
+      this.log.info('dropping sync session', { peer: peer.slice(0, 10), reason });
+      session.conn.close(CloseCode.NORMAL, reason);
+    }
+    this.dials.get(peer)?.kick.abort();
+  }
+
+  /**
+   * Without a session to `peer`, dials it now: cuts a backoff sleep short, and gives up a connect
+   * attempt older than `staleMs` (one begun while the peer was down can wait seconds for QUIC to
+   * resend its first packet). An attempt younger than that is left to finish.
+   */
+  dialNow(peer: NodeId, staleMs: number): void {
+    const dial = this.dials.get(peer);
+    if (!dial || this.sessions.has(peer)) return;
+    if (dial.attemptSince === undefined || Date.now() - dial.attemptSince >= staleMs)
+      dial.kick.abort();
+  }
+
   private deadline() {
     return { timeoutMs: this.options.handshakeTimeoutMs ?? 10_000, signal: this.stop.signal };
   }
 
   private async dialLoop(addr: PeerAddr): Promise<void> {
     const policy = this.options.backoff ?? DEFAULT_BACKOFF;
+    const dial: Dial = { kick: new AbortController(), attemptSince: undefined };
+    this.dials.set(addr.nodeId, dial);
     for (let attempt = 0; !this.stop.signal.aborted; ) {
       let opened = false;
+      const cut = AbortSignal.any([this.stop.signal, dial.kick.signal]);
       try {
-        const conn = await this.transport.connect(addr, ALPN.sync, this.deadline());
+        dial.attemptSince = Date.now();
+        const conn = await this.transport.connect(addr, ALPN.sync, {
+          ...this.deadline(),
+          signal: cut,
+        });
         const framed = new FramedStream(await conn.openStream(), MAX_FRAME[ALPN.sync]);
-        opened = await this.runSession(conn, framed, 'dialer', () => this.dialSettled(addr.nodeId));
+        opened = await this.runSession(conn, framed, 'dialer', () => {
+          dial.attemptSince = undefined;
+          this.dialSettled(addr.nodeId);
+        });
       } catch (err) {
         this.log.debug('dial failed', {
           peer: addr.nodeId.slice(0, 10),
@@ -167,10 +220,20 @@ export class SyncAdapter extends NetworkAdapter {
           err: messageOf(err),
         });
       }
+      dial.attemptSince = undefined;
       this.dialSettled(addr.nodeId);
       attempt = opened ? 0 : attempt + 1;
-      await sleep(backoffDelay(policy, attempt), this.stop.signal);
+      if (!dial.kick.signal.aborted)
+        await sleep(
+          backoffDelay(policy, attempt),
+          AbortSignal.any([this.stop.signal, dial.kick.signal]),
+        );
+      if (dial.kick.signal.aborted) {
+        dial.kick = new AbortController(); // redial() or dialNow(): at once, from the first step
+        attempt = 0;
+      }
     }
+    if (this.dials.get(addr.nodeId) === dial) this.dials.delete(addr.nodeId);
   }
 
   /**

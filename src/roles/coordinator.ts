@@ -26,6 +26,7 @@ import {
   adminOp,
   agentEnroll,
   agentHeartbeat,
+  agentPing,
   docHeads,
   fleetAudit,
   fleetInfo,
@@ -160,6 +161,12 @@ function rpcServer(
       fleet.watch(entry); // a first enrollment comes before the document exists: fetch it now
       return Promise.resolve({});
     })
+    .register(agentPing, (_, ctx) => {
+      // Every few seconds from every agent: map lookups only, no signature, no document write.
+      member(ctx);
+      if (fleet.agent(ctx.peer)) fleet.presence.heard(ctx.peer);
+      return Promise.resolve({});
+    })
     .register(fleetInfo, (_, ctx) => {
       admin(ctx);
       return Promise.resolve({
@@ -178,6 +185,7 @@ function rpcServer(
           online: fleet.presence.isOnline(a.nodeId),
           lastSeen: fleet.presence.lastSeen(a.nodeId) ?? a.lastSeen,
           volatile: fleet.presence.volatileOf(a.nodeId),
+          pending: fleet.pending(a.nodeId),
         })),
       });
     })
