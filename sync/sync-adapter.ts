@@ -181,14 +181,13 @@ export class SyncAdapter extends NetworkAdapter {
 
   /**
    * Without a session to `peer`, dials it now: cuts a backoff sleep short, and gives up a connect
-   * attempt older than `staleMs` (one begun while the peer was down can wait seconds for QUIC to
-   * resend its first packet). An attempt younger than that is left to finish.
+   * attempt begun before `staleBefore` (a Date.now() time). One begun while the peer was down
+   * can wait seconds for QUIC to resend its first packet; a younger one is left to finish.
    */
-  dialNow(peer: NodeId, staleMs: number): void {
+  dialNow(peer: NodeId, staleBefore: number): void {
     const dial = this.dials.get(peer);
     if (!dial || this.sessions.has(peer)) return;
-    if (dial.attemptSince === undefined || Date.now() - dial.attemptSince >= staleMs)
-      dial.kick.abort();
+    if (dial.attemptSince === undefined || dial.attemptSince < staleBefore) dial.kick.abort();
   }
 
   private deadline() {

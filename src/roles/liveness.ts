@@ -26,8 +26,11 @@ export const PING_INTERVAL_MS = 2000;
  * relayed across continents: a few hundred ms), short against the 30 s idle timeout.
  */
 export const PING_TIMEOUT_MS = 2000;
-/** Retries while the coordinator does not answer: 250 ms doubling to one ping period. */
-const RETRY: BackoffPolicy = { initialMs: 250, maxMs: PING_INTERVAL_MS };
+/**
+ * Retries while the coordinator does not answer: 250 ms doubling to 1 s, so that a restarted
+ * coordinator is reached within about a second of being ready (each attempt dials afresh).
+ */
+const RETRY: BackoffPolicy = { initialMs: 250, maxMs: 1000 };
 
 /** Failures that say nothing answered. Any other answer, even an error, proves it alive. */
 const SILENT = new Set(['CONNECT_FAILED', 'CONNECTION_LOST', 'TIMEOUT', 'TRANSPORT']);
@@ -45,13 +48,16 @@ export class Liveness {
   async run(): Promise<void> {
     let failures = 0;
     while (!this.signal.aborted) {
+      const sent = Date.now();
       const failure = await this.ping();
       if (this.signal.aborted) return;
       if (failure === undefined) {
+        // A sync dial begun while the coordinator was away may wait seconds more for QUIC to
+        // resend: dial now. After failures, any dial older than this ping is such a dial; else
+        // only one older than a ping may take (a dial just begun is left to finish).
+        this.sync.dialNow(this.peer, failures > 0 ? sent : Date.now() - PING_TIMEOUT_MS);
         if (failures > 0) this.log.info('the coordinator answers again', { after: failures });
         failures = 0;
-        // A sync dial begun while the coordinator was away may wait seconds more: dial now.
-        this.sync.dialNow(this.peer, PING_TIMEOUT_MS);
         await sleep(PING_INTERVAL_MS * (1 + 0.1 * Math.random()), this.signal);
         continue;
       }
