@@ -90,10 +90,15 @@ export const agentHeartbeat = method(
 
 /**
  * `agent.ping`: liveness, every few seconds (src/roles/liveness.ts). Empty both ways and checked
- * with no signature, so that thousands of agents cost the coordinator little; a ping that fails
- * makes the agent drop its connections to the coordinator and redial.
+ * with no signature, so that thousands of agents cost the coordinator little. A ping that fails,
+ * or an answer from a new coordinator process, makes the agent redial (src/roles/liveness.ts).
  */
-export const agentPing = method('agent.ping', empty, z.object({}));
+export const agentPing = method(
+  'agent.ping',
+  empty,
+  // boot: random per coordinator process; a new value tells the agent the coordinator restarted.
+  z.object({ boot: z.string().max(64) }),
+);
 
 /** `fleet.info`: the root document to replicate, and its heads now. */
 export const fleetInfo = method(

@@ -49,6 +49,8 @@ interface Session {
   readonly remote: NodeId;
   readonly conn: Connection;
   readonly framed: FramedStream;
+  /** Date.now() when the session opened (liveness asks whether it predates a restart). */
+  readonly openedAt: number;
 }
 
 /** A dial loop's state, for redial() and dialNow(). */
@@ -161,9 +163,9 @@ export class SyncAdapter extends NetworkAdapter {
   // not configurable through the iroh binding), so a node that learns it otherwise (a failed
   // ping) tells the adapter here.
 
-  /** Whether a session with `peer` is open. */
-  hasSession(peer: NodeId): boolean {
-    return this.sessions.has(peer);
+  /** When the open session with `peer` began (Date.now()), or undefined without one. */
+  sessionOpenedAt(peer: NodeId): number | undefined {
+    return this.sessions.get(peer)?.openedAt;
   }
 
   /**
@@ -258,7 +260,7 @@ export class SyncAdapter extends NetworkAdapter {
       return false;
     }
     if (role === 'acceptor') await this.sendHello(framed);
-    const session: Session = { remote, conn, framed };
+    const session: Session = { remote, conn, framed, openedAt: Date.now() };
     this.open(session, theirs.meta);
     onOpen?.();
     try {

@@ -45,9 +45,11 @@ describe('liveness: coordinator restart and silent agents', () => {
       timeoutMs: BELOW_IDLE_TIMEOUT_MS,
     });
     console.info(`coordinator ready -> 3 agents online: ${((at - ready) / 1000).toFixed(1)} s`);
-    // Each agent came back by its failed ping, not by the old connection's idle timeout.
+    // Each agent came back by its pings (one failed, one answered by a new process), not by
+    // the old connection's idle timeout.
     for (const a of agents) {
       expect(a.p.stderr).toMatch(/did not answer a ping/);
+      expect(a.p.stderr).toMatch(/the coordinator restarted/);
       expect(a.p.stderr).toMatch(/dropping sync session/);
     }
   }, 60_000);

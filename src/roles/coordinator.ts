@@ -117,6 +117,8 @@ function rpcServer(
   log: Logger,
 ): RpcServer {
   const started = Date.now();
+  /** Told to agents in every ping answer: a new value means a new process (liveness.ts). */
+  const boot = randomBytes(8).toString('hex');
   const repo = node.repo!;
   const admin = (ctx: RpcContext) => gate.requireAdmin(ctx.peer);
   const member = (ctx: RpcContext) => gate.requireMember(ctx.peer);
@@ -165,7 +167,7 @@ function rpcServer(
       // Every few seconds from every agent: map lookups only, no signature, no document write.
       member(ctx);
       if (fleet.agent(ctx.peer)) fleet.presence.heard(ctx.peer);
-      return Promise.resolve({});
+      return Promise.resolve({ boot });
     })
     .register(fleetInfo, (_, ctx) => {
       admin(ctx);

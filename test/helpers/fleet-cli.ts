@@ -90,7 +90,8 @@ export class CliFleet {
 
   /**
    * Runs `agents --json` until `accept` holds for the table: bounded by `attempts` runs and
-   * `timeoutMs`. Returns the accepted table and when it was seen (performance.now()).
+   * `timeoutMs`. A run that fails (a TIMEOUT on a loaded machine) is tried again; the last
+   * failure is in the error. Returns the accepted table and when it was seen (performance.now()).
    */
   async until(
     what: string,
@@ -98,12 +99,18 @@ export class CliFleet {
     { attempts = 60, timeoutMs = 30_000 } = {},
   ): Promise<{ agents: AgentJson[]; at: number }> {
     const deadline = performance.now() + timeoutMs;
-    let last: AgentJson[] = [];
+    let last = 'never ran';
     for (let i = 0; i < attempts && performance.now() < deadline; i++) {
-      last = await this.agents();
-      if (accept(last)) return { agents: last, at: performance.now() };
+      const r = await runFlt(this.admin('agents', '--json'));
+      if (r.code !== 0) {
+        last = `exit ${r.code}: ${r.stderr}`;
+        continue;
+      }
+      const agents = JSON.parse(r.stdout) as AgentJson[];
+      if (accept(agents)) return { agents, at: performance.now() };
+      last = r.stdout;
     }
-    throw new Error(`${what}: not seen in ${timeoutMs} ms; last table: ${JSON.stringify(last)}`);
+    throw new Error(`${what}: not seen in ${timeoutMs} ms; last run: ${last}`);
   }
 
   async stopAll(): Promise<void> {
