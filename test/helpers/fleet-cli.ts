@@ -101,7 +101,8 @@ export class CliFleet {
     const deadline = performance.now() + timeoutMs;
     let last = 'never ran';
     for (let i = 0; i < attempts && performance.now() < deadline; i++) {
-      const r = await runFlt(this.admin('agents', '--json'));
+      const left = Math.max(1_000, deadline - performance.now());
+      const r = await runFlt(this.admin('agents', '--json'), {}, left);
       if (r.code !== 0) {
         last = `exit ${r.code}: ${r.stderr}`;
         continue;
