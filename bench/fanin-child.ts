@@ -7,11 +7,14 @@
 //
 // Talks in lines: JSON steps on stdout (`ready`, `started`, `fleet`, `closed`), commands on stdin
 // (`go` starts the agents, `close` closes everything). Exits when stdin closes (parent gone).
+// The recover group (recover.ts) also sends, after `fleet`, `online` (wait until every agent is
+// online) and `recover` (a new admin waits until every agent is online again), any number of
+// times, before `close`.
 
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Admin } from '../src/roles/admin.js';
+import { Admin, type AgentRow } from '../src/roles/admin.js';
 import { Agent } from '../src/roles/agent.js';
 import { sampleFacts } from './facts-sample.js';
 import { benchConfig, benchLogger } from './fleet-config.js';
@@ -60,9 +63,14 @@ createInterface({ input: process.stdin })
   .on('close', () => process.exit(1));
 
 async function command(word: string): Promise<void> {
+  await nextCommand([word]);
+}
+
+/** The next command that is one of `words` (others are skipped). */
+async function nextCommand(words: readonly string[]): Promise<string> {
   for (;;) {
     const next = commands.shift();
-    if (next === word) return;
+    if (next !== undefined && words.includes(next)) return next;
     if (next === undefined) await new Promise<void>((resolve) => (wake = resolve));
   }
 }
@@ -71,7 +79,13 @@ async function command(word: string): Promise<void> {
  * Polls the fleet table until it holds `n` agents with a hostname, or the deadline passes. A
  * poll that fails (an rpc or sync timeout under load) is reported and retried.
  */
-async function untilFleet(admin: Admin, n: number, t0: number, deadlineMs: number) {
+async function untilFleet(
+  admin: Admin,
+  n: number,
+  t0: number,
+  deadlineMs: number,
+  counts: (a: AgentRow) => boolean = (a) => a.hostname !== null,
+) {
   const deadline = t0 + deadlineMs;
   let complete = 0;
   let polls = 0;
@@ -83,7 +97,7 @@ async function untilFleet(admin: Admin, n: number, t0: number, deadlineMs: numbe
     if (left <= 0) return cutOff();
     try {
       const view = await withDeadline(admin.fleet(), left, 'the fleet table');
-      complete = view.agents.filter((a) => a.hostname !== null).length;
+      complete = view.agents.filter(counts).length;
       polls++;
     } catch (err) {
       if (performance.now() >= deadline) return cutOff();
@@ -142,7 +156,7 @@ async function main(): Promise<void> {
     coordinator: ticket,
     'rpc-timeout': RPC_TIMEOUT,
   });
-  const admin = await Admin.open(adminConfig, benchLogger('bench-admin'), false);
+  let admin = await Admin.open(adminConfig, benchLogger('bench-admin'), false);
   const agents: Agent[] = [];
   try {
     await admin.fleet(); // connected and synced before the clock starts
@@ -168,7 +182,26 @@ async function main(): Promise<void> {
       heapDelta: process.memoryUsage().heapUsed - heap0,
       repoTimeouts,
     });
-    await command('close');
+    const online = (a: AgentRow) => a.online === true;
+    for (;;) {
+      const next = await nextCommand(['online', 'recover', 'close']);
+      if (next === 'close') break;
+      const t1 = performance.now();
+      if (next === 'recover') {
+        // The old admin's connections died with the coordinator: a new one, as a CLI run is.
+        await withDeadline(admin.close(), 10_000, 'closing the old admin').catch(() => undefined);
+        admin = await Admin.open(adminConfig, benchLogger('bench-admin'), false);
+      }
+      const r = await untilFleet(admin, n, t1, Number(deadlineText), online);
+      emit({
+        step: next === 'online' ? 'online' : 'recovered',
+        ms: r.at - t1,
+        complete: r.complete,
+        cutOff: r.cutOff,
+        polls: r.polls,
+        failedPolls: r.failedPolls,
+      });
+    }
   } finally {
     const c0 = performance.now();
     await closeAll([() => closeAgents(agents), () => admin.close()]);

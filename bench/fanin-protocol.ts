@@ -2,6 +2,20 @@
 // reports on stdout, and the constants both sides name. Kept apart because importing a value from
 // fanin-child.ts would run that script.
 
+/**
+ * After `online` (every agent online, admin as is) or `recover` (a new admin, as a CLI run would
+ * be, once the parent restarted the coordinator): from the command to the admin seeing N agents
+ * online, or to the deadline. Used by the recover group (recover.ts).
+ */
+export interface OnlineStep {
+  readonly ms: number;
+  /** Agents online at the last successful poll; N unless cut off. */
+  readonly complete: number;
+  readonly cutOff: boolean;
+  readonly polls: number;
+  readonly failedPolls: number;
+}
+
 /** One line of the child's stdout. */
 export type FanInStep =
   | { readonly step: 'ready' }
@@ -23,6 +37,8 @@ export type FanInStep =
       /** automerge-repo's unhandled timeouts so far in the child (see fanin-child.ts). */
       readonly repoTimeouts: number;
     }
+  | ({ readonly step: 'online' } & OnlineStep)
+  | ({ readonly step: 'recovered' } & OnlineStep)
   | { readonly step: 'closed'; readonly ms: number };
 
 /** Between two polls of the admin's fleet table; the time resolution of the measurement. */

@@ -97,13 +97,15 @@ export class CoordinatorProcess {
     private readonly output: () => string,
   ) {}
 
+  /** `bind`: 127.0.0.1:0 unless given (the recover group restarts it on one fixed address). */
   static async start(
     stateDir: string,
     timeoutMs: number,
     admin: string,
+    bind = '127.0.0.1:0',
   ): Promise<CoordinatorProcess> {
     const args = ['--state-dir', stateDir, '--relay', 'disabled', '--discovery', 'none'];
-    args.push('--log-level', 'warn', 'coordinator', '--bind', '127.0.0.1:0', '--admin', admin);
+    args.push('--log-level', 'warn', 'coordinator', '--bind', bind, '--admin', admin);
     const child = spawn(process.execPath, [FLT_BIN, ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -141,6 +143,13 @@ export class CoordinatorProcess {
 
   cpuSeconds(): Promise<number> {
     return cpuSecondsOf(this.pid);
+  }
+
+  /** SIGKILL, as a crash: no flush, no goodbye to any peer. Resolves once it has exited. */
+  async kill(): Promise<void> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    this.child.kill('SIGKILL');
+    await this.exit;
   }
 
   /** SIGTERM (a clean shutdown: flush, close), SIGKILL if it has not exited in `graceMs`. */

@@ -1,5 +1,5 @@
 // `npm run bench [-- --quick] [GROUP...]`: runs the benchmark groups (transport.ts, sync.ts,
-// latency.ts, restart.ts, fanin.ts) in one process, prints the environment, a table of measurements and the ratios
+// latency.ts, restart.ts, fanin.ts, recover.ts) in one process, prints the environment, a table of measurements and the ratios
 // against the issue's targets, and writes it all to bench/results/latest.json (see README.md).
 
 import { readFileSync } from 'node:fs';
@@ -18,6 +18,7 @@ import {
 import { runLatency } from './latency.js';
 import { runRestart } from './restart.js';
 import { runFanin } from './fanin.js';
+import { runRecover } from './recover.js';
 import { runSync } from './sync.js';
 import { runTransport } from './transport.js';
 
@@ -27,6 +28,7 @@ const GROUPS = {
   latency: runLatency,
   restart: runRestart,
   fanin: runFanin,
+  recover: runRecover,
 } as const satisfies Record<string, (opts: BenchOptions) => Promise<GroupResult>>;
 type GroupName = keyof typeof GROUPS;
 const isGroup = (s: string): s is GroupName => Object.hasOwn(GROUPS, s);

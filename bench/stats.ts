@@ -19,7 +19,8 @@ export interface Measurement {
     | 'KiB'
     | 'MiB'
     | 'docs'
-    | 'count';
+    | 'count'
+    | '% core';
   /** The raw samples, in the order measured (in `unit`). */
   readonly samples: readonly number[];
   readonly note?: string;

@@ -88,6 +88,18 @@ export const agentHeartbeat = method(
   z.object({}),
 );
 
+/**
+ * `agent.ping`: liveness, every few seconds (src/roles/liveness.ts). Empty both ways and checked
+ * with no signature, so that thousands of agents cost the coordinator little. A ping that fails,
+ * or an answer from a new coordinator process, makes the agent redial (src/roles/liveness.ts).
+ */
+export const agentPing = method(
+  'agent.ping',
+  empty,
+  // boot: random per coordinator process; a new value tells the agent the coordinator restarted.
+  z.object({ boot: z.string().max(64) }),
+);
+
 /** `fleet.info`: the root document to replicate, and its heads now. */
 export const fleetInfo = method(
   'fleet.info',
@@ -101,6 +113,12 @@ export const presenceEntry = z.object({
   online: z.boolean(),
   lastSeen: time.nullable(),
   volatile: volatile.nullable(),
+  /**
+   * The agent signed newer heads of its facts document than the coordinator holds: its root
+   * record (and so every read) shows the newest state the coordinator has, and more is coming.
+   * Optional: a coordinator before this field sends none.
+   */
+  pending: z.boolean().optional(),
 });
 export type PresenceEntry = z.output<typeof presenceEntry>;
 

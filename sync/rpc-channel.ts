@@ -3,6 +3,7 @@
 // Agents use it for enrollment and heartbeats; it owns its connection and closes it on close().
 
 import { backoffDelay, DEFAULT_BACKOFF, sleep, type BackoffPolicy } from './backoff.js';
+import { withDeadline } from './deadline.js';
 import { FltError } from './errors.js';
 import { ALPN } from './protocols.js';
 import { RpcClient, type RpcMethod } from './rpc.js';
@@ -21,15 +22,27 @@ export class RpcChannel {
     private readonly options: { timeoutMs: number; backoff?: BackoffPolicy },
   ) {}
 
-  /** One attempt: connects if needed; a lost connection is dropped so the next call redials. */
-  async call<Req, Res>(method: RpcMethod<Req, Res>, req: Req): Promise<Res> {
+  /**
+   * One attempt: connects if needed; a lost connection is dropped so the next call redials.
+   * `timeoutMs` (default: the channel's) bounds the whole attempt, connecting included: a
+   * liveness ping must fail within its own deadline even while a dial hangs.
+   */
+  async call<Req, Res>(
+    method: RpcMethod<Req, Res>,
+    req: Req,
+    options: { timeoutMs?: number } = {},
+  ): Promise<Res> {
     if (this.stop.signal.aborted) throw new FltError('CLOSED', 'rpc channel closed');
     this.client ??= this.connect();
     const client = this.client;
+    const timeoutMs = options.timeoutMs ?? this.options.timeoutMs;
+    const signal = this.stop.signal;
     try {
-      return await (
-        await client
-      ).call(method, req, { timeoutMs: this.options.timeoutMs, signal: this.stop.signal });
+      if (options.timeoutMs === undefined)
+        return await (await client).call(method, req, { timeoutMs, signal });
+      const end = Date.now() + timeoutMs;
+      const c = await withDeadline(client, { timeoutMs, signal }, `${method.name}: connect`);
+      return await c.call(method, req, { timeoutMs: Math.max(1, end - Date.now()), signal });
     } catch (err) {
       if (err instanceof FltError && RETRYABLE.has(err.code) && this.client === client) {
         this.client = undefined;

@@ -50,6 +50,16 @@ interface Session {
   readonly remote: NodeId;
   readonly conn: Connection;
   readonly framed: FramedStream;
+  /** Date.now() when the session opened (liveness asks whether it predates a restart). */
+  readonly openedAt: number;
+}
+
+/** A dial loop's state, for redial() and dialNow(). */
+interface Dial {
+  /** Aborted to cut the loop's current connect attempt or backoff sleep short. */
+  kick: AbortController;
+  /** When the connect attempt in flight began; undefined while a session runs or it sleeps. */
+  attemptSince: number | undefined;
 }
 
 /** One connect() .. disconnect() span: everything started in it stops on its signal. */
@@ -58,7 +68,7 @@ interface Run {
   /** Dials whenReady() waits for: every target known when the run started. */
   readonly pendingDials: Set<NodeId>;
   /** Targets with a dial loop in this run (one loop per peer). */
-  readonly dialing: Set<NodeId>;
+  readonly dials: Map<NodeId, Dial>;
 }
 
 interface ReadyWaiter {
@@ -118,7 +128,7 @@ export class SyncAdapter extends NetworkAdapter {
     const run: Run = {
       stop: new AbortController(),
       pendingDials: new Set(this.targets.keys()),
-      dialing: new Set(),
+      dials: new Map(),
     };
     // Every handshake in flight listens on `stop`: many agents connecting at once is normal.
     setMaxListeners(0, run.stop.signal);
@@ -207,6 +217,39 @@ export class SyncAdapter extends NetworkAdapter {
     return [...this.sessions.keys()];
   }
 
+  // Liveness (src/roles/liveness.ts). QUIC notices a dead peer only at its idle timeout (~30 s,
+  // not configurable through the iroh binding), so a node that learns it otherwise (a failed
+  // ping) tells the adapter here.
+
+  /** When the open session with `peer` began (Date.now()), or undefined without one. */
+  sessionOpenedAt(peer: NodeId): number | undefined {
+    return this.sessions.get(peer)?.openedAt;
+  }
+
+  /**
+   * Drops the session with `peer` (if any: its connection is presumed dead) and, if we dial
+   * it, dials again at once rather than after a backoff step.
+   */
+  redial(peer: NodeId, reason: string): void {
+    const session = this.sessions.get(peer);
+    if (session) {
+      this.log.info('dropping sync session', { peer: peer.slice(0, 10), reason });
+      session.conn.close(CloseCode.NORMAL, reason);
+    }
+    this.run?.dials.get(peer)?.kick.abort();
+  }
+
+  /**
+   * Without a session to `peer`, dials it now: cuts a backoff sleep short, and gives up a connect
+   * attempt begun before `staleBefore` (a Date.now() time). One begun while the peer was down
+   * can wait seconds for QUIC to resend its first packet; a younger one is left to finish.
+   */
+  dialNow(peer: NodeId, staleBefore: number): void {
+    const dial = this.run?.dials.get(peer);
+    if (!dial || this.sessions.has(peer)) return;
+    if (dial.attemptSince === undefined || dial.attemptSince < staleBefore) dial.kick.abort();
+  }
+
   private deadline(run: Run) {
     return { timeoutMs: this.options.handshakeTimeoutMs ?? 10_000, signal: run.stop.signal };
   }
@@ -227,24 +270,34 @@ export class SyncAdapter extends NetworkAdapter {
   }
 
   private startDialing(run: Run, peer: NodeId): void {
-    if (run.dialing.has(peer)) return;
-    run.dialing.add(peer);
-    void this.dialLoop(run, peer).finally(() => run.dialing.delete(peer));
+    if (run.dials.has(peer)) return;
+    const dial: Dial = { kick: new AbortController(), attemptSince: undefined };
+    run.dials.set(peer, dial);
+    void this.dialLoop(run, peer, dial).finally(() => run.dials.delete(peer));
   }
 
-  /** Keeps one target connected for as long as the run lasts; reads its address each attempt. */
-  private async dialLoop(run: Run, peer: NodeId): Promise<void> {
+  /**
+   * Keeps one target connected for as long as the run lasts; reads its address each attempt.
+   * redial()/dialNow() abort `dial.kick` to cut a connect attempt or a backoff sleep short.
+   */
+  private async dialLoop(run: Run, peer: NodeId, dial: Dial): Promise<void> {
     const policy = this.options.backoff ?? DEFAULT_BACKOFF;
     for (let attempt = 0; !run.stop.signal.aborted; ) {
       const addr = this.targets.get(peer);
       if (!addr) return;
       let opened = false;
       try {
-        const conn = await this.transport.connect(addr, ALPN.sync, this.deadline(run));
+        dial.attemptSince = Date.now();
+        const signal = AbortSignal.any([run.stop.signal, dial.kick.signal]);
+        const conn = await this.transport.connect(addr, ALPN.sync, {
+          ...this.deadline(run),
+          signal,
+        });
         const framed = new FramedStream(await conn.openStream(), MAX_FRAME[ALPN.sync]);
-        opened = await this.runSession(run, conn, framed, 'dialer', () =>
-          this.dialSettled(run, peer),
-        );
+        opened = await this.runSession(run, conn, framed, 'dialer', () => {
+          dial.attemptSince = undefined;
+          this.dialSettled(run, peer);
+        });
       } catch (err) {
         this.log.debug('dial failed', {
           peer: peer.slice(0, 10),
@@ -252,9 +305,18 @@ export class SyncAdapter extends NetworkAdapter {
           err: messageOf(err),
         });
       }
+      dial.attemptSince = undefined;
       this.dialSettled(run, peer);
       attempt = opened ? 0 : attempt + 1;
-      await sleep(backoffDelay(policy, attempt), run.stop.signal);
+      if (!dial.kick.signal.aborted)
+        await sleep(
+          backoffDelay(policy, attempt),
+          AbortSignal.any([run.stop.signal, dial.kick.signal]),
+        );
+      if (dial.kick.signal.aborted) {
+        dial.kick = new AbortController(); // redial() or dialNow(): at once, from the first step
+        attempt = 0;
+      }
     }
   }
 
@@ -288,7 +350,7 @@ export class SyncAdapter extends NetworkAdapter {
       conn.close(CloseCode.SHUTDOWN, 'shutdown');
       return false;
     }
-    const session: Session = { remote, conn, framed };
+    const session: Session = { remote, conn, framed, openedAt: Date.now() };
     this.open(session, theirs.meta);
     onOpen?.();
     try {

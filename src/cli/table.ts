@@ -29,6 +29,10 @@ export function formatTable(rows: readonly (readonly string[])[]): string {
 export const UNVERIFIED_NOTE =
   'note: newer changes exist that no writer signature covers; they are not shown (unverified)';
 
+/** Said when an agent signed newer facts than the coordinator holds yet (they are on the way). */
+export const PENDING_NOTE =
+  'note: the agent has newer changes that have not reached the coordinator yet; showing the newest verified state (pending)';
+
 export function fleetTable(view: FleetView, now = Date.now()): string {
   const header = ['NODE', 'HOSTNAME', 'OS', 'NIXOS', 'LAST SEEN', 'ONLINE'];
   const rows = view.agents.map((a: AgentRow) => [

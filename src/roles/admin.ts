@@ -151,12 +151,14 @@ export class Admin {
     facts: Partial<Facts> | null;
     volatile: VolatileFacts | null;
     unverified: boolean;
+    /** The agent signed newer facts than the coordinator holds yet; `facts` is older. */
+    pending: boolean;
   }> {
     const view = await this.fleet();
     const agent = pick(view.agents, query);
     const entry = this.entries.get(agent.nodeId)!;
     const signed = verifiedFactsHeads(entry);
-    if (this.rpc) await this.syncDoc(this.rpc, agent.factsDocId, signed);
+    if (this.rpc) await this.syncDoc(this.rpc, agent.factsDocId);
     let doc: FactsDoc | undefined;
     try {
       doc = (await this.repo.find<FactsDoc>(agent.factsDocId)).doc();
@@ -174,8 +176,12 @@ export class Admin {
     const trusted = trustedView(doc, signed);
     const stored = trusted.doc ? storedFacts(trusted.doc) : null;
     const facts = stored ? validateFacts(stored) : null;
-    const volatile = this.presence.get(agent.nodeId)?.volatile ?? null;
-    return { agent, asOf: view.asOf, facts, volatile, unverified: trusted.unverified };
+    const live = this.presence.get(agent.nodeId);
+    // Signed heads we lack after syncing to the coordinator's heads are heads it lacks too
+    // (a record a crash left ahead of its document): shown as pending, never waited for.
+    const pending = live?.pending === true || (signed !== undefined && trusted.doc === undefined);
+    const volatile = live?.volatile ?? null;
+    return { agent, asOf: view.asOf, facts, volatile, unverified: trusted.unverified, pending };
   }
 
   /** Signs `body` with this admin's key and has the coordinator apply it; returns its index. */
@@ -260,20 +266,19 @@ export class Admin {
     return replica;
   }
 
-  /** Brings one document up to the coordinator's heads, and to the signed heads if any. */
-  private async syncDoc(
-    rpc: RpcChannel,
-    docId: DocumentId,
-    signed: SignedHeads | undefined,
-  ): Promise<void> {
+  /**
+   * Brings one document up to the coordinator's heads. Not to signed heads beyond them: those
+   * the coordinator does not hold, and waiting for them would only time out (facts() then says
+   * newer changes are pending).
+   */
+  private async syncDoc(rpc: RpcChannel, docId: DocumentId): Promise<void> {
     const { heads } = await rpc.call(docHeads, { docId });
     if (!heads) return;
     // Our handle may already be "unavailable": a coordinator still waiting for the document asks
     // its peers for it, we answer that we lack it, and find() then fails at once. The coordinator
     // sends it to us when it arrives, so wait for its heads whatever the handle's state.
     const handle = await this.repo.find(docId, { allowableStates: ['ready', 'unavailable'] });
-    const wanted = [...heads, ...(signed?.heads ?? [])];
-    await whenHasHeads(handle, wanted, AbortSignal.timeout(this.config.rpcTimeoutMs));
+    await whenHasHeads(handle, heads, AbortSignal.timeout(this.config.rpcTimeoutMs));
     await this.repo.flush([docId]);
   }
 }

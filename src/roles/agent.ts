@@ -21,6 +21,7 @@ import { deriveKeyPair, type KeyPair, type NodeKey } from '../identity/index.js'
 import { changesIn } from '../trust/changes.js';
 import { signHeads, type SignedHeads } from '../trust/signed-heads.js';
 import { FltNode } from '../node.js';
+import { Liveness } from './liveness.js';
 import { agentEnroll, agentHeartbeat } from '../rpc-methods.js';
 import { parsePeerAddress } from '../../sync/address.js';
 import { FltError } from '../../sync/errors.js';
@@ -37,6 +38,8 @@ export type FactsSource = () => Promise<Facts>;
 export class Agent {
   private readonly stop = new AbortController();
   private running: Promise<void> | undefined;
+  /** Pings the coordinator from enrollment on (see liveness.ts). */
+  private liveness: Promise<void> | undefined;
   private handle: DocHandle<FactsDoc> | undefined;
   private lastSigned: SignedHeads | undefined;
   /** Resolves once the coordinator has answered the enrollment. */
@@ -128,6 +131,7 @@ export class Agent {
     this.stop.abort();
     this.rpc.close();
     await this.running;
+    await this.liveness;
     await this.node.close();
   }
 
@@ -137,6 +141,18 @@ export class Agent {
     if (local) this.handle = await repo.find<FactsDoc>(this.factsDocId);
     const known = await this.enroll();
     this.node.sync.addPeer(this.coordinator);
+    this.liveness = new Liveness(
+      this.rpc,
+      this.node.sync,
+      this.coordinator.nodeId,
+      this.log,
+      this.stop.signal,
+    )
+      .run()
+      .catch((err: unknown) => {
+        this.log.error(`liveness check stopped: ${messageOf(err)}`);
+        this.fail(err);
+      });
     this.handle ??= known ? await this.fetchOwn(repo) : await this.create(repo);
     while (!this.stop.signal.aborted) {
       await this.publish(this.handle);

@@ -26,6 +26,7 @@ import {
   adminOp,
   agentEnroll,
   agentHeartbeat,
+  agentPing,
   docHeads,
   fleetAudit,
   fleetInfo,
@@ -116,6 +117,8 @@ function rpcServer(
   log: Logger,
 ): RpcServer {
   const started = Date.now();
+  /** Told to agents in every ping answer: a new value means a new process (liveness.ts). */
+  const boot = randomBytes(8).toString('hex');
   const repo = node.repo!;
   const admin = (ctx: RpcContext) => gate.requireAdmin(ctx.peer);
   const member = (ctx: RpcContext) => gate.requireMember(ctx.peer);
@@ -160,6 +163,12 @@ function rpcServer(
       fleet.watch(entry); // a first enrollment comes before the document exists: fetch it now
       return Promise.resolve({});
     })
+    .register(agentPing, (_, ctx) => {
+      // Every few seconds from every agent: map lookups only, no signature, no document write.
+      member(ctx);
+      if (fleet.agent(ctx.peer)) fleet.presence.heard(ctx.peer);
+      return Promise.resolve({ boot });
+    })
     .register(fleetInfo, (_, ctx) => {
       admin(ctx);
       return Promise.resolve({
@@ -178,6 +187,7 @@ function rpcServer(
           online: fleet.presence.isOnline(a.nodeId),
           lastSeen: fleet.presence.lastSeen(a.nodeId) ?? a.lastSeen,
           volatile: fleet.presence.volatileOf(a.nodeId),
+          pending: fleet.pending(a.nodeId),
         })),
       });
     })

@@ -57,6 +57,13 @@ export class Fleet {
    */
   private readonly entries = new Map<NodeId, AgentEntry>();
   private readonly handles = new Map<NodeId, DocHandle<FactsDoc>>();
+  /**
+   * Verified signed heads newer than an agent's root record whose changes this coordinator does
+   * not hold yet (a heartbeat can outrun the sync session: after a restart, or while a dead
+   * session is being replaced). Recorded once the changes arrive, so that a root record never
+   * names heads a reader would wait for in vain.
+   */
+  private readonly waiting = new Map<NodeId, SignedHeads>();
   private rootSigned: SignedHeads | undefined;
   private rootSeq = 0;
 
@@ -173,8 +180,8 @@ export class Fleet {
       try {
         const handle = await this.repo.find<FactsDoc>(entry.factsDocId);
         this.handles.set(entry.nodeId, handle);
-        handle.on('change', () => this.updateSummary(entry.nodeId, handle));
-        this.updateSummary(entry.nodeId, handle);
+        handle.on('change', () => this.arrived(entry.nodeId, handle));
+        this.arrived(entry.nodeId, handle);
         return;
       } catch (err) {
         this.log.debug('facts document not available yet', {
@@ -189,23 +196,40 @@ export class Fleet {
 
   /**
    * Takes an agent's signed heads of its facts document (sent with each heartbeat): verified
-   * against the write key it enrolled with, kept when newer, stored in its root record, and the
-   * summary recomputed from the facts at those heads. A bad record is refused (BAD_SIGNATURE).
+   * against the write key it enrolled with, kept when newer, and stored in its root record once
+   * this coordinator holds the changes they name (until then they wait, see `waiting`); the
+   * summary is recomputed from the facts at those heads. A bad record is refused (BAD_SIGNATURE).
    */
   recordHeads(id: NodeId, value: unknown): void {
     const entry = this.entries.get(id);
     if (!entry) throw new FltError('UNAUTHORIZED_PEER', 'not enrolled');
-    const held = headsOf(entry);
+    const latest = newer(headsOf(entry), this.waiting.get(id));
     // Every heartbeat carries the record; an unchanged one needs no signature check.
-    if (held && (value as Partial<SignedHeads> | null)?.sig === held.sig) return;
+    if (latest && (value as Partial<SignedHeads> | null)?.sig === latest.sig) return;
     const signed = verifySignedHeads(value, {
       docId: entry.factsDocId,
       writeKey: entry.factsWriteKey,
     });
-    if (newer(held, signed) !== signed || held?.seq === signed.seq) return;
-    this.put([{ ...entry, factsHeads: signed }]);
+    if (newer(latest, signed) !== signed || latest?.seq === signed.seq) return;
+    this.waiting.set(id, signed);
     const handle = this.handles.get(id);
-    if (handle) this.updateSummary(id, handle);
+    if (handle) this.arrived(id, handle);
+  }
+
+  /** Whether the agent signed heads that this coordinator does not hold yet. */
+  pending(id: NodeId): boolean {
+    return this.waiting.has(id);
+  }
+
+  /** The facts document changed (or was found): record waiting heads it now holds, summarize. */
+  private arrived(id: NodeId, handle: DocHandle<FactsDoc>): void {
+    const signed = this.waiting.get(id);
+    const entry = this.entries.get(id);
+    if (signed && entry && A.hasHeads(handle.doc(), [...signed.heads])) {
+      this.waiting.delete(id);
+      this.put([{ ...entry, factsHeads: signed }]);
+    }
+    this.updateSummary(id, handle);
   }
 
   /**

@@ -1,0 +1,179 @@
+// Group `recover`: N agents online with one coordinator, which is then SIGKILLed and restarted
+// on the same state dir and address, timed from the restarted coordinator being ready (its
+// ticket printed) until a new admin sees all N agents online again. Agents notice the dead
+// coordinator by their liveness pings (src/roles/liveness.ts) and redial. The processes are
+// those of the fan-in group: the coordinator CLI (processes.ts) and the agents and admin in
+// fanin-child.ts. Also reads the coordinator's CPU while N agents only ping it.
+
+import { createSocket } from 'node:dgram';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { loadOrCreateNodeKey } from '../src/identity/index.js';
+import { PING_INTERVAL_MS } from '../src/roles/liveness.js';
+import type { FanInStep } from './fanin-protocol.js';
+import { CoordinatorProcess, StepProcess } from './processes.js';
+import { median, type BenchOptions, type GroupResult, type Measurement } from './stats.js';
+import { closeAll } from './wait.js';
+
+const SIZES = { full: 100, quick: 20 } as const;
+/** Restarts per run (each is one sample); `--reps` overrides. */
+const RESTARTS = { full: 3, quick: 1 } as const;
+/** The issue's target: the whole fleet online within 5 s of the coordinator being ready again. */
+const TARGET_S = 5;
+/** For the fleet to form at first, and for it to come back after each restart. */
+const DEADLINE_MS = 90_000;
+const START_TIMEOUT_MS = 30_000;
+/** The window over which the coordinator's CPU is read while the agents only ping it. */
+const IDLE_WINDOW_MS = 10_000;
+const CLOSE_GRACE_MS = 30_000;
+
+const CHILD = fileURLToPath(new URL('./fanin-child.js', import.meta.url));
+
+/** A UDP port free on 127.0.0.1 right now (the coordinator binds it, twice). */
+async function freeUdpPort(): Promise<number> {
+  const sock = createSocket('udp4');
+  await new Promise<void>((resolve) => sock.bind(0, '127.0.0.1', resolve));
+  const { port } = sock.address();
+  await new Promise<void>((resolve) => sock.close(() => resolve()));
+  return port;
+}
+
+interface Restart {
+  /** SIGKILL -> the new coordinator printed its ticket. */
+  readonly restartMs: number;
+  /** Ready -> a new admin sees N agents online (as the child measured it from the command). */
+  readonly recovered: Extract<FanInStep, { step: 'recovered' }>;
+}
+
+interface RecoverRun {
+  readonly restarts: Restart[];
+  /** Coordinator CPU seconds over IDLE_WINDOW_MS with N agents online and idle. */
+  readonly idleCpuS: number;
+}
+
+async function recoverRun(
+  n: number,
+  restarts: number,
+  progress: (line: string) => void,
+): Promise<RecoverRun> {
+  const root = await mkdtemp(join(tmpdir(), 'flt-bench-recover-'));
+  let coordinator: CoordinatorProcess | undefined;
+  let agents: StepProcess<FanInStep> | undefined;
+  try {
+    const adminId = (await loadOrCreateNodeKey(join(root, 'admin'))).key.nodeId;
+    const bind = `127.0.0.1:${await freeUdpPort()}`;
+    const stateDir = join(root, 'coordinator');
+    coordinator = await CoordinatorProcess.start(stateDir, START_TIMEOUT_MS, adminId, bind);
+    const args = [root, coordinator.ticket, String(n), String(DEADLINE_MS)];
+    agents = StepProcess.start<FanInStep>(CHILD, args, (line) => progress(`  ${line}`));
+    await agents.next('ready', START_TIMEOUT_MS);
+    progress(`  starting ${n} agents`);
+    agents.send('go');
+    const fleet = await agents.next('fleet', DEADLINE_MS + START_TIMEOUT_MS);
+    if (fleet.cutOff) throw new Error(`only ${fleet.complete}/${n} agents joined in time`);
+    agents.send('online');
+    const online = await agents.next('online', DEADLINE_MS + START_TIMEOUT_MS);
+    if (online.cutOff) throw new Error(`only ${online.complete}/${n} agents online in time`);
+
+    progress(`  coordinator CPU over ${IDLE_WINDOW_MS / 1000} s with ${n} agents pinging`);
+    const cpu0 = await coordinator.cpuSeconds();
+    await sleep(IDLE_WINDOW_MS);
+    const idleCpuS = (await coordinator.cpuSeconds()) - cpu0;
+
+    const done: Restart[] = [];
+    for (let i = 1; i <= restarts; i++) {
+      progress(`  SIGKILL and restart of the coordinator (${i}/${restarts})`);
+      await coordinator.kill();
+      const killed = performance.now();
+      coordinator = await CoordinatorProcess.start(stateDir, START_TIMEOUT_MS, adminId, bind);
+      const restartMs = performance.now() - killed;
+      agents.send('recover');
+      const recovered = await agents.next('recovered', DEADLINE_MS + START_TIMEOUT_MS);
+      progress(
+        `  ${recovered.complete}/${n} online ${(recovered.ms / 1000).toFixed(1)} s after ready` +
+          (recovered.cutOff ? ' (cut off)' : ''),
+      );
+      done.push({ restartMs, recovered });
+    }
+    agents.send('close');
+    await agents.next('closed', CLOSE_GRACE_MS).catch(() => undefined);
+    return { restarts: done, idleCpuS };
+  } finally {
+    const [c, a] = [coordinator, agents];
+    await closeAll([
+      async () => void (await a?.end(5_000)),
+      () => c?.stop(),
+      () => rm(root, { recursive: true, force: true }),
+    ]);
+  }
+}
+
+export async function runRecover(opts: BenchOptions): Promise<GroupResult> {
+  const n = opts.quick ? SIZES.quick : SIZES.full;
+  const restarts = opts.reps ?? (opts.quick ? RESTARTS.quick : RESTARTS.full);
+  opts.progress(`${n} agents, coordinator SIGKILLed and restarted ${restarts} time(s)`);
+  const run = await recoverRun(n, restarts, opts.progress);
+  const row = (
+    name: string,
+    unit: Measurement['unit'],
+    samples: number[],
+    note: string,
+    lowerBound = false,
+  ): Measurement => ({
+    group: 'recover',
+    name,
+    stat: 'median',
+    value: median(samples),
+    unit,
+    samples,
+    note,
+    lowerBound,
+  });
+  const cut = run.restarts.find((r) => r.recovered.cutOff);
+  const back = row(
+    `${n} agents: coordinator ready -> all online`,
+    's',
+    run.restarts.map((r) => r.recovered.ms / 1000),
+    cut
+      ? `cut off at ${DEADLINE_MS / 1000} s with ${cut.recovered.complete}/${n} online`
+      : 'new admin polls every 100 ms; includes opening that admin',
+    cut !== undefined,
+  );
+  const pingsPerS = n / ((PING_INTERVAL_MS * 1.05) / 1000);
+  const cpuPerS = run.idleCpuS / (IDLE_WINDOW_MS / 1000);
+  return {
+    measurements: [
+      back,
+      row(
+        'coordinator SIGKILL -> ready again',
+        's',
+        run.restarts.map((r) => r.restartMs / 1000),
+        'process start, root document load, endpoint bound, ticket printed',
+      ),
+      row(
+        `coordinator CPU, ${n} agents idle`,
+        '% core',
+        [cpuPerS * 100],
+        `user + system over ${IDLE_WINDOW_MS / 1000} s: pings every ~${PING_INTERVAL_MS / 1000} s, nothing else`,
+      ),
+      row(
+        'coordinator CPU per ping',
+        'ms',
+        [(cpuPerS / pingsPerS) * 1000],
+        `the line above / ${pingsPerS.toFixed(0)} pings/s (includes the idle process's own cost)`,
+      ),
+    ],
+    ratios: [
+      {
+        group: 'recover',
+        name: `ready -> all ${n} online / ${TARGET_S} s`,
+        value: back.value / TARGET_S,
+        lowerBound: cut !== undefined,
+        target: { op: '<=', bound: 1 },
+      },
+    ],
+  };
+}
