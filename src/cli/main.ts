@@ -12,7 +12,13 @@ import { runCoordinator } from './commands/coordinator.js';
 import { runDemo } from './commands/demo.js';
 import { runDoctor } from './commands/doctor.js';
 import { runEcho } from './commands/echo.js';
-import { runAdmins, runApproveRevoke, runAudit, runEnrollToken } from './commands/trust.js';
+import {
+  runAdmins,
+  runApproveRevoke,
+  runAudit,
+  runEnrollToken,
+  runReset,
+} from './commands/trust.js';
 import { runAgent, runAgents, runFacts } from './commands/fleet.js';
 import { runId, runKeygen } from './commands/keys.js';
 import { stdout } from './output.js';
@@ -44,6 +50,7 @@ async function main(argv: readonly string[]): Promise<void> {
         'enroll-token': () => runEnrollToken(args, config, log, stdout),
         approve: () => runApproveRevoke(args, config, log, stdout, 'agent.approve'),
         revoke: () => runApproveRevoke(args, config, log, stdout, 'agent.revoke'),
+        reset: () => runReset(args, config, log, stdout),
         admins: () => runAdmins(args, config, log, stdout),
         audit: () => runAudit(config, log, stdout),
       });

@@ -15,6 +15,8 @@ commands:
   admin enroll-token [--expires D] a one-time token an agent enrolls with (default 1h)
   admin approve NODE_ID            approve an agent (before or after it starts)
   admin revoke NODE_ID             revoke an agent: refused from now on
+  admin reset NODE_ID              clear a forked agent: the coordinator drops its copy of the
+                                   agent's facts and takes them from the next instance that syncs
   admin admins add|remove NODE_ID  change the admins; admin admins list
   admin audit                      the audit trail, every signature verified locally
   doctor                           check the state dir's document store (read only)

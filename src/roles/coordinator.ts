@@ -67,6 +67,7 @@ export class Coordinator {
         access: (peer, doc) => Promise.resolve(offers(peer as string as NodeId, doc)),
       }),
       admit: (peer, message) => fleet?.admit(peer, message),
+      onReplaced: (peer) => fleet?.replaced(peer),
       access: (peer, alpn) => gate?.allows(peer, alpn) ?? false,
     });
     try {
@@ -78,7 +79,7 @@ export class Coordinator {
         rootDocId,
         Fleet.base(node.key.nodeId),
       );
-      fleet = new Fleet(root, rootKey, node.repo!, log);
+      fleet = new Fleet(root, rootKey, node.repo!, node.store!, log);
       gate = await Gate.open({
         repo: node.repo!,
         store: node.store!,
@@ -149,7 +150,9 @@ function rpcServer(
       }
       const known = await isHeld(node, factsDocId);
       const entry = fleet.enroll(ctx.peer, factsDocId, req.factsWriteKey);
-      return { rootDocId, enrolledAt: entry.enrolledAt, known };
+      // A forked agent is not told which history to follow: an admin decides that.
+      const factsHeads = entry.forked ? null : entry.factsHeads;
+      return { rootDocId, enrolledAt: entry.enrolledAt, known, factsHeads };
     })
     .register(agentHeartbeat, (req, ctx) => {
       member(ctx);
@@ -187,10 +190,15 @@ function rpcServer(
       if (!(await isHeld(node, docId))) return { heads: null };
       return { heads: A.getHeads((await repo.find(docId)).doc()) };
     })
-    .register(adminOp, (req, ctx) => {
+    .register(adminOp, async (req, ctx) => {
       admin(ctx);
+      const { body } = gate.check(req.op);
+      if (body.op === 'agent.reset' && !fleet.isForked(body.node))
+        throw new FltError('BAD_ARGUMENT', `${body.node} is not forked: nothing to reset`);
       gate.apply(req.op);
-      return Promise.resolve({ index: gate.size - 1 });
+      const index = gate.size - 1;
+      if (body.op === 'agent.reset') await fleet.reset(body.node);
+      return { index };
     })
     .register(fleetAudit, (_, ctx) => {
       admin(ctx);

@@ -15,7 +15,7 @@ import { docIdFor } from '../docs/doc-id.js';
 import { openOwned } from '../docs/open.js';
 import { DOC_SCHEMA } from '../docs/types.js';
 import { deriveKeyPair, type NodeKey } from '../identity/index.js';
-import { verifyOp } from '../trust/admin-ops.js';
+import { verifyOp, type SignedOp } from '../trust/admin-ops.js';
 import { Authority, type AuditEntry, type Role } from '../trust/authority.js';
 
 export interface AuditDoc {
@@ -114,6 +114,14 @@ export class Gate {
   /** How many entries the trail holds. */
   get size(): number {
     return this.audit.doc().entries.length;
+  }
+
+  /** Verifies an operation and checks that it could apply now, changing nothing. */
+  check(value: unknown): SignedOp {
+    const authority = this.require();
+    const op = verifyOp(value, authority.fleet);
+    authority.check(op);
+    return op;
   }
 
   /** Applies one admin-signed operation (verified here) and appends it to the trail. */

@@ -28,7 +28,7 @@ const OP_KEYS = [...UNSIGNED_KEYS, 'sig'] as const;
 /** What an admin operation does. */
 export type OpBody =
   | {
-      readonly op: 'admin.add' | 'admin.remove' | 'agent.approve' | 'agent.revoke';
+      readonly op: 'admin.add' | 'admin.remove' | 'agent.approve' | 'agent.revoke' | 'agent.reset';
       readonly node: NodeId;
     }
   | { readonly op: 'token.issue'; readonly tokenId: string; readonly expires: string };
@@ -109,7 +109,8 @@ function parseBody(value: unknown): OpBody | undefined {
     case 'admin.add':
     case 'admin.remove':
     case 'agent.approve':
-    case 'agent.revoke': {
+    case 'agent.revoke':
+    case 'agent.reset': {
       const r = exactRecord(value, ['op', 'node']);
       return r && isNodeId(r.node) ? Object.freeze({ op, node: r.node }) : undefined;
     }

@@ -189,6 +189,11 @@ export class Authority {
         if (this.status.get(body.node) === 'revoked')
           throw arg(`${shortId(body.node)} is already revoked`);
         return;
+      case 'agent.reset':
+        // Whether it is forked is the coordinator's to check (its fleet state, not the trail's).
+        if (this.status.get(body.node) !== 'approved')
+          throw arg(`${shortId(body.node)} is not an approved agent`);
+        return;
       case 'token.issue':
         if (Date.parse(body.expires) <= Date.parse(op.at))
           throw arg('token.issue: expires must be after the operation time');
@@ -220,6 +225,8 @@ export class Authority {
       case 'agent.revoke':
         this.status.set(body.node, 'revoked');
         break;
+      case 'agent.reset':
+        break; // the coordinator forgets the agent's facts; its rights do not change
       case 'token.issue':
         this.issued.set(body.tokenId, { issuer: op.signer, expires: body.expires });
         break;

@@ -6,9 +6,14 @@ import type { Message } from '@automerge/automerge-repo';
 import { FltError } from '../../sync/errors.js';
 
 export function changesIn(message: Message): number {
-  if ((message.type !== 'sync' && message.type !== 'request') || !message.data) return 0;
+  return changesOf(message).length;
+}
+
+/** The Automerge changes an automerge-repo message carries (encoded), in the order sent. */
+export function changesOf(message: Message): Uint8Array[] {
+  if ((message.type !== 'sync' && message.type !== 'request') || !message.data) return [];
   try {
-    return A.decodeSyncMessage(message.data).changes.length;
+    return A.decodeSyncMessage(message.data).changes;
   } catch (err) {
     throw new FltError('BAD_MESSAGE', `undecodable sync message for ${message.documentId}`, {
       cause: err,

@@ -6,7 +6,7 @@ import { Admin } from '../../roles/admin.js';
 import { Agent } from '../../roles/agent.js';
 import type { ParsedArgs } from '../args.js';
 import type { Output } from '../output.js';
-import { UNVERIFIED_NOTE, fleetJson, fleetTable } from '../table.js';
+import { UNVERIFIED_NOTE, fleetJson, fleetTable, forkNote } from '../table.js';
 import { untilSignal } from './coordinator.js';
 import { FltError } from '../../../sync/errors.js';
 
@@ -76,9 +76,12 @@ export async function runFacts(
     volatile: r.volatile,
     /** The facts document has changes its writer did not sign; `facts` leaves them out. */
     unverified: r.unverified,
+    /** Set when the coordinator marked the agent forked; `facts` are as of before the fork. */
+    forked: r.agent.forked,
   };
   if (config.json) return out.json(body);
   if (args.options.offline) out.line(`# offline: from the local replica as of ${r.asOf}`);
   out.line(JSON.stringify(body, null, 2));
   if (r.unverified) out.line(UNVERIFIED_NOTE);
+  if (r.agent.forked) out.line(forkNote(r.agent));
 }

@@ -1,4 +1,4 @@
-// `flt admin enroll-token|approve|revoke|admins|audit`: the admin operations of ARCHITECTURE.md
+// `flt admin enroll-token|approve|revoke|reset|admins|audit`: the admin operations of ARCHITECTURE.md
 // §6. Each is signed here with this admin's node key and applied by the coordinator, which
 // records it in the audit trail; a refusal exits non-zero with one line naming its code.
 
@@ -53,6 +53,19 @@ export async function runApproveRevoke(
   const node = nodeArg(args, 1, `flt admin ${verb} NODE_ID`);
   const index = await withOnlineAdmin(config, log, (a) => a.submit({ op, node }));
   out.line(`${verb}d ${node} (audit entry ${index})`);
+}
+
+/**
+ * `flt admin reset NODE_ID`: the decision on a forked agent (README, "Forks"). Signed and
+ * recorded like every admin operation; the coordinator refuses it (BAD_ARGUMENT) unless the
+ * agent is forked.
+ */
+export async function runReset(args: ParsedArgs, config: Config, log: Logger, out: Output) {
+  const node = nodeArg(args, 1, 'flt admin reset NODE_ID');
+  const index = await withOnlineAdmin(config, log, (a) => a.submit({ op: 'agent.reset', node }));
+  out.line(
+    `reset ${node} (audit entry ${index}): its facts are taken from the next instance that syncs`,
+  );
 }
 
 export async function runAdmins(args: ParsedArgs, config: Config, log: Logger, out: Output) {
