@@ -19,7 +19,7 @@ import { DOC_SCHEMA, type FactsDoc } from '../docs/types.js';
 import { collectFacts, collectVolatile, isEmptyPatch, type Facts } from '../facts/index.js';
 import { deriveKeyPair, type KeyPair, type NodeKey } from '../identity/index.js';
 import { changesIn, changesOf } from '../trust/changes.js';
-import { sameHeads } from '../trust/fork.js';
+import { headsAfter, sameHeads } from '../trust/fork.js';
 import { signHeads, verifySignedHeads, type SignedHeads } from '../trust/signed-heads.js';
 import { FltNode } from '../node.js';
 import { agentEnroll, agentHeartbeat } from '../rpc-methods.js';
@@ -103,7 +103,7 @@ export class Agent {
       // Restored from an older backup, we take the history that our own signature covers.
       admit: (peer, message) => {
         const agent = ref.agent;
-        if (!agent?.handle || changesIn(message) === 0 || agent.catchesUp(message)) return;
+        if (!agent?.handle || changesIn(message) === 0 || agent.harmless(message)) return;
         throw new FltError('UNAUTHORIZED_PEER', `${peer} sent changes to our own document`);
       },
       share: (key) => {
@@ -233,16 +233,17 @@ export class Agent {
   }
 
   /**
-   * Whether `message` brings our document exactly to heads we signed and do not hold yet (we
-   * were restored from an older copy of our state): our signature vouches for that history.
-   * Anything else, or once we hold them, stays refused.
+   * Whether changes `message` brings to our own document may be taken: ones we hold already (a
+   * resend changes nothing), or, while we were restored from an older copy of our state, ones
+   * that bring it exactly to heads we signed (our signature vouches for that history).
    */
-  catchesUp(message: Message): boolean {
-    const target = this.behind;
+  harmless(message: Message): boolean {
     const handle = this.handle;
-    if (!target || !handle || message.documentId !== this.factsDocId) return false;
-    const [next] = A.applyChanges(A.clone(handle.doc()), changesOf(message));
-    return sameHeads(A.getHeads(next), target);
+    if (!handle || message.documentId !== this.factsDocId) return false;
+    const doc = handle.doc();
+    const next = headsAfter(doc, changesOf(message));
+    if (!next) return false;
+    return sameHeads(next, A.getHeads(doc)) || (!!this.behind && sameHeads(next, this.behind.heads));
   }
 
   /**

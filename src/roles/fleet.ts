@@ -278,8 +278,12 @@ export class Fleet {
     const rel = relate(handle.doc(), pair[0], pair[1]);
     if (rel === 'unknown') return;
     this.unchecked.delete(id);
+    // The later record may have been taken meanwhile (its changes had not arrived): the
+    // agent's view goes back to the heads held before the fork.
     if (rel === 'forked')
-      this.markForked(id, 'two histories of its facts document, neither containing the other');
+      this.markForked(id, 'two histories of its facts document, neither containing the other', {
+        factsHeads: pair[0],
+      });
   }
 
   /**
@@ -304,10 +308,10 @@ export class Fleet {
    * Marks an agent forked (once: logged once) and stops taking its document's changes: admit()
    * drops them and the share policy stops syncing the document with it.
    */
-  private markForked(id: NodeId, reason: string): void {
+  private markForked(id: NodeId, reason: string, more: Partial<AgentEntry> = {}): void {
     const entry = this.entries.get(id);
     if (!entry || entry.forked) return;
-    this.put([{ ...entry, forked: { at: new Date().toISOString(), reason } }]);
+    this.put([{ ...entry, ...more, forked: { at: new Date().toISOString(), reason } }]);
     this.unchecked.delete(id);
     this.log.warn(
       `agent forked: ${reason} (a cloned machine or a copied state dir?); its facts are ` +
@@ -349,8 +353,11 @@ export class Fleet {
    * still marked forked (watch() and the share policy leave the document alone until then).
    */
   private async forget(docId: DocumentId): Promise<void> {
-    if (this.repo.handles[docId]) this.repo.delete(docId);
-    else void this.store.removeRange([docId]);
+    if (this.repo.handles[docId]) {
+      // A save still pending would write the old copy back after the delete.
+      await this.repo.flush([docId]).catch(() => undefined);
+      this.repo.delete(docId);
+    } else void this.store.removeRange([docId]);
     for (let i = 0; i < FORGET_POLLS; i++) {
       if ((await this.store.loadRange([docId])).length === 0) return;
       await new Promise((resolve) => setTimeout(resolve, FORGET_POLL_MS));

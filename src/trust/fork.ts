@@ -28,8 +28,23 @@ export function relate(doc: A.Doc<unknown>, a: SignedHeads, b: SignedHeads): Hea
   return 'forked';
 }
 
-/** Whether `heads` are exactly the signed ones (both sorted hex). */
-export function sameHeads(heads: readonly string[], signed: SignedHeads): boolean {
-  const sorted = [...heads].sort();
-  return sorted.length === signed.heads.length && sorted.every((h, i) => h === signed.heads[i]);
+/** Whether two sets of heads are the same, in whatever order. */
+export function sameHeads(a: readonly string[], b: readonly string[]): boolean {
+  const x = [...a].sort();
+  const y = [...b].sort();
+  return x.length === y.length && x.every((h, i) => h === y[i]);
+}
+
+/**
+ * The heads `doc` would have after taking `chunks` (changes or document chunks, as a sync
+ * message carries them), without changing it; undefined when they do not load.
+ */
+export function headsAfter(doc: A.Doc<unknown>, chunks: readonly Uint8Array[]) {
+  try {
+    let next = A.clone(doc);
+    for (const chunk of chunks) next = A.loadIncremental(next, chunk);
+    return A.getHeads(next);
+  } catch {
+    return undefined;
+  }
 }
