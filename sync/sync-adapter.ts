@@ -41,11 +41,10 @@ export interface SyncAdapterOptions {
    * Checks every message from an authenticated peer before the Repo sees it. Throwing refuses
    * it: the message is dropped, the refusal logged with the peer's node id, and the connection
    * closed (UNAUTHORIZED_PEER: code 2, anything else: protocol error). Returning false drops
-   * the message quietly and keeps the connection; returning a message hands that to the Repo
-   * instead (the same message with fewer changes). The fleet layer uses it to accept changes to
-   * a single-writer document only from its writer (and none from a forked one).
+   * the message quietly and keeps the connection. The fleet layer uses it to accept changes to a
+   * single-writer document only from its writer (and none from a forked one).
    */
-  readonly admit?: (peer: NodeId, message: Message) => boolean | void | Message;
+  readonly admit?: (peer: NodeId, message: Message) => boolean | void;
   /** A peer's live session was replaced by a newer connection of the same node id. */
   readonly onReplaced?: (peer: NodeId) => void;
 }
@@ -300,9 +299,8 @@ export class SyncAdapter extends NetworkAdapter {
         throw new FltError('SENDER_MISMATCH', `message claims sender ${msg.senderId.slice(0, 10)}`);
       }
       if (msg.targetId !== this.peerId) continue; // not for us (we do not relay)
-      const verdict = this.options.admit?.(session.remote, msg);
-      if (verdict === false) continue;
-      this.emit('message', typeof verdict === 'object' ? verdict : msg);
+      if (this.options.admit?.(session.remote, msg) === false) continue;
+      this.emit('message', msg);
     }
   }
 

@@ -19,7 +19,7 @@ import { DOC_SCHEMA, type FactsDoc } from '../docs/types.js';
 import { collectFacts, collectVolatile, isEmptyPatch, type Facts } from '../facts/index.js';
 import { deriveKeyPair, type KeyPair, type NodeKey } from '../identity/index.js';
 import { changesIn, changesOf } from '../trust/changes.js';
-import { ownPart } from '../trust/fork.js';
+import { headsAfter, sameHeads } from '../trust/fork.js';
 import { signHeads, verifySignedHeads, type SignedHeads } from '../trust/signed-heads.js';
 import { FltNode } from '../node.js';
 import { agentEnroll, agentHeartbeat } from '../rpc-methods.js';
@@ -53,7 +53,6 @@ export class Agent {
   private behind: SignedHeads | undefined;
   /** Our seqs stay above every seq we signed before, whatever the clock says. */
   private minSeq = 0;
-  private warnedForeign = false;
   /** Resolves once the coordinator has answered the enrollment. */
   readonly enrolled: Promise<void>;
   private markEnrolled!: () => void;
@@ -101,14 +100,11 @@ export class Agent {
       // Our document is ours to write: once it is open, changes to it from the coordinator
       // (which we would then sign over) are refused. Before that, a lost state dir is restored
       // from the coordinator's copy (fetchOwn), the one time we take its changes.
-      // Restored from an older backup, we take the history that our own signature covers;
-      // changes we did not sign (another instance's, after a fork) are left out, quietly.
+      // Restored from an older backup, we take the history that our own signature covers.
       admit: (peer, message) => {
         const agent = ref.agent;
-        if (!agent?.handle || changesIn(message) === 0) return;
-        if (message.documentId !== agent.factsDocId)
-          throw new FltError('UNAUTHORIZED_PEER', `${peer} sent changes to a document not ours`);
-        return agent.ownHistory(message);
+        if (!agent?.handle || changesIn(message) === 0 || agent.harmless(message)) return;
+        throw new FltError('UNAUTHORIZED_PEER', `${peer} sent changes to our own document`);
       },
       share: (key) => {
         const own = ownDoc(key);
@@ -237,24 +233,17 @@ export class Agent {
   }
 
   /**
-   * `message` (changes to our own document) with only the changes we signed ourselves: while
-   * we were restored from an older copy of our state, those up to the heads we signed last
-   * (our signature vouches for them); else none (we hold all we wrote). Other changes, which
-   * only another instance with our key can have written (a fork: the coordinator flags it),
-   * are left out and the rest of the message is kept, so the session goes on.
+   * Whether changes `message` brings to our own document may be taken: ones we hold already (a
+   * resend changes nothing), or, while we were restored from an older copy of our state, ones
+   * that bring it exactly to heads we signed (our signature vouches for that history).
    */
-  ownHistory(message: Message): Message {
-    const doc = this.handle!.doc();
-    const signed = this.behind?.heads ?? A.getHeads(doc);
-    const { data, left } = ownPart(doc, (message as { data: Uint8Array }).data, signed);
-    if (left > 0 && !this.warnedForeign) {
-      this.warnedForeign = true;
-      this.log.warn(
-        'the coordinator holds changes to our facts document that we did not sign (another ' +
-          'instance with our key? see `flt admin agents`); not taking them',
-      );
-    }
-    return { ...message, data } as Message;
+  harmless(message: Message): boolean {
+    const handle = this.handle;
+    if (!handle || message.documentId !== this.factsDocId) return false;
+    const doc = handle.doc();
+    const next = headsAfter(doc, changesOf(message));
+    if (!next) return false;
+    return sameHeads(next, A.getHeads(doc)) || (!!this.behind && sameHeads(next, this.behind.heads));
   }
 
   /**

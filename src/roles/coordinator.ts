@@ -79,7 +79,7 @@ export class Coordinator {
         rootDocId,
         Fleet.base(node.key.nodeId),
       );
-      fleet = new Fleet(root, rootKey, node.repo!, log);
+      fleet = new Fleet(root, rootKey, node.repo!, node.store!, log);
       gate = await Gate.open({
         repo: node.repo!,
         store: node.store!,
@@ -197,7 +197,7 @@ function rpcServer(
         throw new FltError('BAD_ARGUMENT', `${body.node} is not forked: nothing to reset`);
       gate.apply(req.op);
       const index = gate.size - 1;
-      if (body.op === 'agent.reset') fleet.reset(body.node);
+      if (body.op === 'agent.reset') await fleet.reset(body.node);
       return { index };
     })
     .register(fleetAudit, (_, ctx) => {

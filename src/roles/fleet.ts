@@ -7,6 +7,7 @@ import type { DocHandle, DocumentId, Message, Repo } from '@automerge/automerge-
 import { FltError } from '../../sync/errors.js';
 import type { NodeId } from '../../sync/ids.js';
 import type { Logger } from '../../sync/log.js';
+import type { Store } from '../../stores/store.js';
 import { validateFacts } from '../facts/index.js';
 import {
   agentsOf,
@@ -56,7 +57,9 @@ const WATCH_ATTEMPTS = 6;
  * (sync-adapter.ts, REPLACED_BACKOFF) they do so ~10 times in their first minute.
  */
 export const REPLACE_STORM = 4;
-
+/** Waiting for the Repo to remove a document from storage: 100 × 20 ms. */
+const FORGET_POLLS = 100;
+const FORGET_POLL_MS = 20;
 export const REPLACE_WINDOW_MS = 60_000;
 
 export class Fleet {
@@ -82,6 +85,7 @@ export class Fleet {
     readonly root: DocHandle<RootDoc>,
     private readonly rootKey: KeyPair,
     private readonly repo: Repo,
+    private readonly store: Store,
     private readonly log: Logger,
   ) {
     for (const entry of agentsOf(root.doc())) this.entries.set(entry.nodeId, entry);
@@ -323,24 +327,42 @@ export class Fleet {
   }
 
   /**
-   * An admin's decision on a forked agent (`flt admin reset`): the coordinator forgets the
-   * agent's signed heads and the fork mark, and follows the next instance that signs. History
-   * is never erased (admins' replicas hold it too): the other branch stays in the document,
-   * outside every view, since views follow signed heads; the agent leaves it out (agent.ts).
-   * Throws BAD_ARGUMENT, changing nothing, unless it is forked.
+   * An admin's decision on a forked agent (`flt admin reset`): the coordinator forgets its copy
+   * of the agent's facts document, its signed heads and the fork mark, and takes the history of
+   * the next instance that syncs. Throws BAD_ARGUMENT, changing nothing, unless it is forked.
    */
-  reset(id: NodeId): void {
+  async reset(id: NodeId): Promise<void> {
     const entry = this.entries.get(id);
     if (!entry?.forked)
       throw new FltError('BAD_ARGUMENT', `${id} is not a forked agent; nothing to reset`);
+    const docId = entry.factsDocId;
+    this.handles.delete(id);
+    this.watched.delete(docId);
     this.replacements.delete(id);
-    this.unchecked.delete(id);
-    this.put([{ ...entry, factsHeads: null, forked: null }]);
-    this.log.info('agent reset: its facts are taken again from the next instance that signs', {
+    await this.forget(docId);
+    this.put([{ ...this.entries.get(id)!, factsHeads: null, forked: null }]);
+    this.log.info('agent reset: its facts are taken again from the next instance that syncs', {
       agent: id.slice(0, 10),
     });
     this.repo.shareConfigChanged();
-    this.watch(this.entries.get(id)!);
+  }
+
+  /**
+   * Drops the coordinator's copy of a document, in memory and in storage. The Repo removes the
+   * storage itself but does not say when it is done: wait for it (bounded), while the agent is
+   * still marked forked (watch() and the share policy leave the document alone until then).
+   */
+  private async forget(docId: DocumentId): Promise<void> {
+    if (this.repo.handles[docId]) {
+      // A save still pending would write the old copy back after the delete.
+      await this.repo.flush([docId]).catch(() => undefined);
+      this.repo.delete(docId);
+    } else void this.store.removeRange([docId]);
+    for (let i = 0; i < FORGET_POLLS; i++) {
+      if ((await this.store.loadRange([docId])).length === 0) return;
+      await new Promise((resolve) => setTimeout(resolve, FORGET_POLL_MS));
+    }
+    throw new FltError('IO', `could not remove the stored copy of ${docId}`);
   }
 
   /** Whether `id` is an agent marked forked. */

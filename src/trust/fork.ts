@@ -36,26 +36,15 @@ export function sameHeads(a: readonly string[], b: readonly string[]): boolean {
 }
 
 /**
- * A sync message (automerge's encoding) for a single-writer document, keeping of its changes
- * (or whole-document chunks) only those `doc` lacks that the history up to `signed` contains,
- * and of the sender's heads only those `doc` will then hold; `left` counts the changes left
- * out. Without the heads, the receiver would ask for the left-out changes forever (measured:
- * an endless exchange of empty messages). While `doc` plus the chunks does not reach `signed`
- * yet, new changes cannot be told apart, so all are left out. Throws on a bad message.
+ * The heads `doc` would have after taking `chunks` (changes or document chunks, as a sync
+ * message carries them), without changing it; undefined when they do not load.
  */
-export function ownPart(doc: A.Doc<unknown>, data: Uint8Array, signed: readonly string[]) {
-  const sync = A.decodeSyncMessage(data);
-  let all = A.clone(doc);
-  for (const chunk of sync.changes) all = A.loadIncremental(all, chunk);
-  const added = A.getChanges(doc, all);
-  const foreign = A.hasHeads(all, [...signed])
-    ? new Set(A.getChangesMetaSince(all, [...signed]).map((c) => c.hash))
-    : undefined;
-  const keep = foreign ? added.filter((c) => !foreign.has(A.decodeChange(c).hash)) : [];
-  const kept = new Set(keep.map((c) => A.decodeChange(c).hash));
-  const heads = sync.heads.filter((h) => kept.has(h) || A.hasHeads(doc, [h]));
-  return {
-    data: A.encodeSyncMessage({ ...sync, heads, changes: keep }),
-    left: added.length - keep.length,
-  };
+export function headsAfter(doc: A.Doc<unknown>, chunks: readonly Uint8Array[]) {
+  try {
+    let next = A.clone(doc);
+    for (const chunk of chunks) next = A.loadIncremental(next, chunk);
+    return A.getHeads(next);
+  } catch {
+    return undefined;
+  }
 }
