@@ -67,7 +67,8 @@ describe('forks of an agent facts document', () => {
   });
 
   afterAll(async () => {
-    if (process.env.FORK_LOG) (await import('node:fs')).writeFileSync(process.env.FORK_LOG, lines.join('\n'));
+    if (process.env.FORK_LOG)
+      (await import('node:fs')).writeFileSync(process.env.FORK_LOG, lines.join('\n'));
     await Promise.allSettled([...running].map((a) => a.close()));
     await fleet?.close();
     await dir.remove();
@@ -94,7 +95,10 @@ describe('forks of an agent facts document', () => {
       clone.write({ ...base, hostname: 'clone' });
       clone.connect();
       await clone.heartbeat();
-      const forked = await waitFor('forked', () => fleet.coordinator.fleet.agent(id)?.forked ?? false);
+      const forked = await waitFor(
+        'forked',
+        () => fleet.coordinator.fleet.agent(id)?.forked ?? false,
+      );
       expect(forked.reason).toMatch(/two histories/);
       expect(lines.filter((l) => l.includes('agent forked')).length).toBe(1);
       expect(hostnameOf(id)).toBe('orig-2'); // the clone's facts were never taken

@@ -243,7 +243,9 @@ export class Agent {
     const doc = handle.doc();
     const next = headsAfter(doc, changesOf(message));
     if (!next) return false;
-    return sameHeads(next, A.getHeads(doc)) || (!!this.behind && sameHeads(next, this.behind.heads));
+    return (
+      sameHeads(next, A.getHeads(doc)) || (!!this.behind && sameHeads(next, this.behind.heads))
+    );
   }
 
   /**

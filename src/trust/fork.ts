@@ -20,8 +20,7 @@ export function covers(doc: A.Doc<unknown>, outer: readonly string[], inner: rea
  * forked (neither contains the other), or unknown while `doc` lacks either's changes.
  */
 export function relate(doc: A.Doc<unknown>, a: SignedHeads, b: SignedHeads): HeadsRelation {
-  if (a.heads.length === b.heads.length && a.heads.every((h, i) => h === b.heads[i]))
-    return 'same';
+  if (a.heads.length === b.heads.length && a.heads.every((h, i) => h === b.heads[i])) return 'same';
   if (!A.hasHeads(doc, [...a.heads]) || !A.hasHeads(doc, [...b.heads])) return 'unknown';
   if (covers(doc, b.heads, a.heads)) return 'ahead';
   if (covers(doc, a.heads, b.heads)) return 'behind';
