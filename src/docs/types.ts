@@ -124,7 +124,8 @@ export function decodeAgent(key: string, value: unknown): AgentEntry | undefined
     lastSeen: a.lastSeen,
     summary: summaryOf(a.summary),
     factsHeads: a.factsHeads ?? null,
-    forked: forkOf(a.forked),
+    // Left out when absent, as encodeAgent leaves it out: a record round-trips unchanged.
+    ...(a.forked ? { forked: forkOf(a.forked) } : {}),
   };
 }
 
