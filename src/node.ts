@@ -63,6 +63,8 @@ export interface NodeOptions {
   readonly share?: (key: NodeKey) => ShareConfig;
   /** Checks each incoming sync message (see SyncAdapterOptions.admit). */
   readonly admit?: SyncAdapterOptions['admit'];
+  /** Told when a peer's live sync session is replaced by another of its connections. */
+  readonly onReplaced?: SyncAdapterOptions['onReplaced'];
   /** Which peers may open which protocols, checked before any of their bytes are read. */
   readonly access?: AccessCheck;
 }
@@ -103,6 +105,7 @@ export class FltNode {
       dial: options.dial ?? [],
       logger: log,
       ...(options.admit ? { admit: options.admit } : {}),
+      ...(options.onReplaced ? { onReplaced: options.onReplaced } : {}),
     });
     router.route(ALPN.sync, (conn) => sync.accept(conn));
     const store = options.repo

@@ -64,6 +64,11 @@ export const agentEnroll = method(
     enrolledAt: time,
     /** The coordinator already holds this facts document: fetch it before writing to it. */
     known: z.boolean(),
+    /**
+     * The newest signed heads of the facts document the coordinator verified (none while the
+     * agent is forked): an agent restored from an older copy of its state catches up to them.
+     */
+    factsHeads: z.unknown().optional(),
   }),
 );
 

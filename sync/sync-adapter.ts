@@ -20,7 +20,13 @@ import type { NodeId } from './ids.js';
 import { silentLogger, type Logger } from './log.js';
 import { ALPN, MAX_FRAME } from './protocols.js';
 import { decodeHello, decodeRepoMessage, SYNC_VERSION, type Hello } from './sync-wire.js';
-import { CloseCode, type Connection, type PeerAddr, type Transport } from './transport.js';
+import {
+  CloseCode,
+  type CloseInfo,
+  type Connection,
+  type PeerAddr,
+  type Transport,
+} from './transport.js';
 
 export interface SyncAdapterOptions {
   readonly transport: Transport;
@@ -35,11 +41,25 @@ export interface SyncAdapterOptions {
   /**
    * Checks every message from an authenticated peer before the Repo sees it. Throwing refuses
    * it: the message is dropped, the refusal logged with the peer's node id, and the connection
-   * closed (UNAUTHORIZED_PEER: code 2, anything else: protocol error). The fleet layer uses it
-   * to accept changes to a single-writer document only from its writer.
+   * closed (UNAUTHORIZED_PEER: code 2, anything else: protocol error). Returning false drops
+   * the message quietly and keeps the connection. The fleet layer uses it to accept changes to a
+   * single-writer document only from its writer (and none from a forked one).
    */
-  readonly admit?: (peer: NodeId, message: Message) => void;
+  readonly admit?: (peer: NodeId, message: Message) => boolean | void;
+  /** A peer's live session was replaced by a newer connection of the same node id. */
+  readonly onReplaced?: (peer: NodeId) => void;
 }
+
+/**
+ * Redials after our session was replaced by another connection with our node id (close code
+ * REPLACED from the peer): another instance runs with our key. Backing off (1 s doubling to
+ * 60 s, jittered) turns two clones' replacement loop (10 a second) into a few a minute, while
+ * the coordinator flags the fork; a lone instance is never replaced while it is connected.
+ */
+export const REPLACED_BACKOFF: BackoffPolicy = { initialMs: 1000, maxMs: 60_000 };
+
+/** How long to wait for a finished session's close reason (it comes with the connection's end). */
+const CLOSE_INFO_MS = 2000;
 
 const CLOSE_FOR: Partial<Record<string, number>> = {
   SENDER_MISMATCH: CloseCode.SENDER_MISMATCH,
@@ -282,10 +302,12 @@ export class SyncAdapter extends NetworkAdapter {
    */
   private async dialLoop(run: Run, peer: NodeId, dial: Dial): Promise<void> {
     const policy = this.options.backoff ?? DEFAULT_BACKOFF;
+    let replaced = 0;
     for (let attempt = 0; !run.stop.signal.aborted; ) {
       const addr = this.targets.get(peer);
       if (!addr) return;
       let opened = false;
+      let ended: CloseInfo | undefined;
       try {
         dial.attemptSince = Date.now();
         const signal = AbortSignal.any([run.stop.signal, dial.kick.signal]);
@@ -298,6 +320,8 @@ export class SyncAdapter extends NetworkAdapter {
           dial.attemptSince = undefined;
           this.dialSettled(run, peer);
         });
+        // redial() closed it on purpose: no need to learn why it ended.
+        if (!dial.kick.signal.aborted) ended = await closeInfo(conn);
       } catch (err) {
         this.log.debug('dial failed', {
           peer: peer.slice(0, 10),
@@ -307,7 +331,15 @@ export class SyncAdapter extends NetworkAdapter {
       }
       dial.attemptSince = undefined;
       this.dialSettled(run, peer);
-      attempt = opened ? 0 : attempt + 1;
+      if (ended?.byPeer && ended.code === CloseCode.REPLACED) {
+        // Not cut short by dialNow(): the liveness pings of a clone are answered all along.
+        await this.replacedPause(peer, replaced++, run.stop.signal);
+        dial.kick = new AbortController();
+        continue;
+      }
+      replaced = 0;
+      // A session that ended in a refusal (ours or theirs) would end the same way at once.
+      attempt = opened && !refusal(ended) ? 0 : attempt + 1;
       if (!dial.kick.signal.aborted)
         await sleep(
           backoffDelay(policy, attempt),
@@ -318,6 +350,16 @@ export class SyncAdapter extends NetworkAdapter {
         attempt = 0;
       }
     }
+  }
+
+  private async replacedPause(peer: NodeId, times: number, signal: AbortSignal): Promise<void> {
+    const delay = backoffDelay(REPLACED_BACKOFF, times);
+    (times === 0 ? this.log.warn : this.log.debug)(
+      'another node with our node id connected and replaced our sync connection ' +
+        '(is this state dir or machine image cloned?); redialing with backoff',
+      { peer: peer.slice(0, 10), times: times + 1, retryMs: Math.round(delay) },
+    );
+    await sleep(delay, signal);
   }
 
   /**
@@ -359,6 +401,8 @@ export class SyncAdapter extends NetworkAdapter {
       const code = codeOf(err);
       const fields = { peer: remote, code, err: messageOf(err) };
       if (code === 'UNAUTHORIZED_PEER') this.log.warn('refused a sync message', fields);
+      else if (this.sessions.get(remote) !== session)
+        this.log.debug('replaced sync connection closed', { ...fields, peer: remote.slice(0, 10) });
       else if (!run.stop.signal.aborted)
         this.log.info('sync connection closed', { ...fields, peer: remote.slice(0, 10) });
       conn.close(CLOSE_FOR[code] ?? CloseCode.PROTOCOL_ERROR, code);
@@ -390,13 +434,17 @@ export class SyncAdapter extends NetworkAdapter {
     const old = this.sessions.get(session.remote);
     if (old) {
       // A peer that reconnects (restart, new path) replaces its old session; the Repo must see
-      // the old one go before the new one comes, or it keeps stale sync state.
+      // the old one go before the new one comes, or it keeps stale sync state. Logged at debug:
+      // two instances of one node do this on every redial (the owner of onReplaced says so once).
       this.sessions.delete(session.remote);
       old.conn.close(CloseCode.REPLACED, 'replaced by a newer connection');
       this.emit('peer-disconnected', { peerId: session.remote as string as PeerId });
-    }
+      this.log.debug('sync peer reconnected, replacing its connection', {
+        peer: session.remote.slice(0, 10),
+      });
+      this.options.onReplaced?.(session.remote);
+    } else this.log.info('sync peer connected', { peer: session.remote.slice(0, 10) });
     this.sessions.set(session.remote, session);
-    this.log.info('sync peer connected', { peer: session.remote.slice(0, 10) });
     this.emit('peer-candidate', { peerId: session.remote as string as PeerId, peerMetadata: meta });
   }
 
@@ -416,7 +464,7 @@ export class SyncAdapter extends NetworkAdapter {
         throw new FltError('SENDER_MISMATCH', `message claims sender ${msg.senderId.slice(0, 10)}`);
       }
       if (msg.targetId !== this.peerId) continue; // not for us (we do not relay)
-      this.options.admit?.(session.remote, msg);
+      if (this.options.admit?.(session.remote, msg) === false) continue;
       this.emit('message', msg);
     }
   }
@@ -442,4 +490,23 @@ export class SyncAdapter extends NetworkAdapter {
     this.ready = true;
     for (const w of this.readyWaiters.splice(0)) w.resolve();
   }
+}
+
+/** Why a finished session's connection closed, if it says so within CLOSE_INFO_MS. */
+async function closeInfo(conn: Connection): Promise<CloseInfo | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => resolve(undefined), CLOSE_INFO_MS);
+  });
+  try {
+    return await Promise.race([conn.closed, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** A close that refused the session (either side), as opposed to a shutdown or a lost path. */
+function refusal(info: CloseInfo | undefined): boolean {
+  const code = info?.code;
+  return code !== undefined && code !== CloseCode.NORMAL && code !== CloseCode.SHUTDOWN;
 }

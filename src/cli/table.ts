@@ -46,8 +46,20 @@ export function fleetTable(view: FleetView, now = Date.now()): string {
   const title = view.offline
     ? `${view.agents.length} agents (offline: from the local replica as of ${view.asOf}, ${ago(view.asOf, now)})`
     : `${view.agents.length} agents (coordinator ${shortId(view.coordinator as never)})`;
+  const notes = view.agents
+    .filter((a) => a.forked)
+    .map((a) => `\n${forkNote(a)}`)
+    .join('');
   const note = view.unverified ? `\n${UNVERIFIED_NOTE}` : '';
-  return `${title}\n${formatTable([header, ...rows])}${note}`;
+  return `${title}\n${formatTable([header, ...rows])}${notes}${note}`;
+}
+
+/** The line the table and `admin facts` show under a forked agent. */
+export function forkNote(a: AgentRow): string {
+  return (
+    `FORKED ${shortId(a.nodeId)} since ${a.forked?.at ?? '?'}: ${a.forked?.reason ?? ''}; ` +
+    `its facts are refused until an admin decides: \`flt admin revoke ${a.nodeId}\``
+  );
 }
 
 /** The JSON form of the table: one object per agent. */
@@ -64,6 +76,7 @@ export function fleetJson(view: FleetView) {
       lastSeen: a.lastSeen,
       online: a.online,
       factsDocId: a.factsDocId,
+      forked: a.forked,
     })),
   };
 }

@@ -34,6 +34,19 @@ export interface AgentEntry {
    * above was computed from the facts at these heads.
    */
   factsHeads: unknown;
+  /**
+   * Set when the coordinator saw two histories of the facts document that neither contains (or
+   * two live instances of the agent replacing each other's connection): a cloned machine or a
+   * restored copy of its state dir that kept running. The coordinator then takes no more of the
+   * document's changes until an admin revokes the agent or resets it (README, "Forks").
+   */
+  forked?: ForkMark | null;
+}
+
+/** Why and when an agent was marked forked; kept until an admin decides. */
+export interface ForkMark {
+  at: string;
+  reason: string;
 }
 
 /**
@@ -84,8 +97,9 @@ const str = (v: unknown, max = 4096): v is string => typeof v === 'string' && v.
 
 /** The record stored for `entry` in the root document. */
 export function encodeAgent(entry: AgentEntry): A.ImmutableString {
-  const { nodeId: _, ...record } = entry;
-  return new A.ImmutableString(JSON.stringify(record));
+  // No fork mark is the usual case: left out, so that records stay as small as before.
+  const { nodeId: _, forked, ...record } = entry;
+  return new A.ImmutableString(JSON.stringify(forked ? { ...record, forked } : record));
 }
 
 /** The agent `key` of a root document's agent map, validated; undefined when malformed. */
@@ -110,7 +124,16 @@ export function decodeAgent(key: string, value: unknown): AgentEntry | undefined
     lastSeen: a.lastSeen,
     summary: summaryOf(a.summary),
     factsHeads: a.factsHeads ?? null,
+    // Left out when absent, as encodeAgent leaves it out: a record round-trips unchanged.
+    ...(a.forked ? { forked: forkOf(a.forked) } : {}),
   };
+}
+
+function forkOf(v: unknown): ForkMark | null {
+  if (typeof v !== 'object' || v === null) return null;
+  const f = v as Record<string, unknown>;
+  // A mark whose fields are malformed still marks the agent: being forked is what matters.
+  return { at: str(f.at, 40) ? f.at : '', reason: str(f.reason, 300) ? f.reason : 'forked' };
 }
 
 /** The agents of a root document, validated and sorted; malformed entries are skipped. */

@@ -15,6 +15,7 @@ import {
   storedFacts,
   type AgentEntry,
   type FactsDoc,
+  type ForkMark,
   type RootDoc,
 } from '../docs/types.js';
 import {
@@ -51,6 +52,8 @@ export interface AgentRow {
   /** null when offline: the replica cannot know who is connected now. */
   online: boolean | null;
   factsDocId: DocumentId;
+  /** Set when the coordinator marked the agent forked (src/trust/fork.ts): why and when. */
+  forked: ForkMark | null;
 }
 
 export interface FleetView {
@@ -129,6 +132,7 @@ export class Admin {
         lastSeen: live?.lastSeen ?? a.lastSeen,
         online: this.rpc ? (live?.online ?? false) : null,
         factsDocId: a.factsDocId,
+        forked: a.forked ?? null,
       };
     });
     return {

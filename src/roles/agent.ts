@@ -4,7 +4,7 @@
 // never into the document, so a year of publishing leaves a small history.
 
 import * as A from '@automerge/automerge';
-import type { DocHandle, DocumentId, Repo } from '@automerge/automerge-repo';
+import type { DocHandle, DocumentId, Message, Repo } from '@automerge/automerge-repo';
 import { sleep } from '../../sync/backoff.js';
 import { messageOf } from '../../sync/errors.js';
 import type { Logger } from '../../sync/log.js';
@@ -18,8 +18,9 @@ import { isStored, openOwned } from '../docs/open.js';
 import { DOC_SCHEMA, type FactsDoc } from '../docs/types.js';
 import { collectFacts, collectVolatile, isEmptyPatch, type Facts } from '../facts/index.js';
 import { deriveKeyPair, type KeyPair, type NodeKey } from '../identity/index.js';
-import { changesIn } from '../trust/changes.js';
-import { signHeads, type SignedHeads } from '../trust/signed-heads.js';
+import { changesIn, chunksOf } from '../trust/changes.js';
+import { headsAfter, sameHeads } from '../trust/fork.js';
+import { signHeads, verifySignedHeads, type SignedHeads } from '../trust/signed-heads.js';
 import { FltNode } from '../node.js';
 import { Liveness } from './liveness.js';
 import { agentEnroll, agentHeartbeat } from '../rpc-methods.js';
@@ -29,6 +30,11 @@ import type { PeerAddr } from '../../sync/transport.js';
 
 /** How often an agent that is not approved yet asks again. */
 const APPROVAL_POLL_MS = 2000;
+/**
+ * How long a restored agent waits for the coordinator's copy of its own newer history before
+ * writing anyway (which then forks its document, and the coordinator flags it for an admin).
+ */
+const CATCH_UP_MS = 60_000;
 
 const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
 
@@ -42,6 +48,14 @@ export class Agent {
   private liveness: Promise<void> | undefined;
   private handle: DocHandle<FactsDoc> | undefined;
   private lastSigned: SignedHeads | undefined;
+  /**
+   * Heads of our document that we signed (verified with our write key), as the coordinator
+   * holds them, while our own copy lacks them: we were restored from an older copy of our
+   * state. Until we hold them, changes that lead exactly to them are taken (see admit).
+   */
+  private behind: SignedHeads | undefined;
+  /** Our seqs stay above every seq we signed before, whatever the clock says. */
+  private minSeq = 0;
   /** Resolves once the coordinator has answered the enrollment. */
   readonly enrolled: Promise<void>;
   private markEnrolled!: () => void;
@@ -89,9 +103,11 @@ export class Agent {
       // Our document is ours to write: once it is open, changes to it from the coordinator
       // (which we would then sign over) are refused. Before that, a lost state dir is restored
       // from the coordinator's copy (fetchOwn), the one time we take its changes.
+      // Restored from an older backup, we take the history that our own signature covers.
       admit: (peer, message) => {
-        if (ref.agent?.handle && changesIn(message) > 0)
-          throw new FltError('UNAUTHORIZED_PEER', `${peer} sent changes to our own document`);
+        const agent = ref.agent;
+        if (!agent?.handle || changesIn(message) === 0 || agent.harmless(message)) return;
+        throw new FltError('UNAUTHORIZED_PEER', `${peer} sent changes to our own document`);
       },
       share: (key) => {
         const own = ownDoc(key);
@@ -139,7 +155,8 @@ export class Agent {
     const repo = this.node.repo!;
     const local = await isStored(this.node.store!, this.factsDocId);
     if (local) this.handle = await repo.find<FactsDoc>(this.factsDocId);
-    const known = await this.enroll();
+    const { known, factsHeads } = await this.enroll();
+    this.behind = this.ownSigned(factsHeads);
     this.node.sync.addPeer(this.coordinator);
     this.liveness = new Liveness(
       this.rpc,
@@ -154,6 +171,7 @@ export class Agent {
         this.fail(err);
       });
     this.handle ??= known ? await this.fetchOwn(repo) : await this.create(repo);
+    await this.catchUp(this.handle);
     while (!this.stop.signal.aborted) {
       await this.publish(this.handle);
       await sleep(this.config.factsIntervalMs, this.stop.signal);
@@ -165,7 +183,7 @@ export class Agent {
    * has approved us yet (polling every APPROVAL_POLL_MS). A refused token, a revocation or any
    * other refusal ends the agent (see `failed`). The token is sent until one enrollment succeeds.
    */
-  private async enroll(): Promise<boolean> {
+  private async enroll(): Promise<{ known: boolean; factsHeads?: unknown }> {
     let waiting = false;
     let unapproved = false;
     for (;;) {
@@ -187,7 +205,7 @@ export class Agent {
         this.tokenUsed = true;
         this.log.info('enrolled', { facts: this.factsDocId, enrolledAt: answer.enrolledAt });
         this.markEnrolled();
-        return answer.known;
+        return answer;
       } catch (err) {
         if (!(err instanceof FltError) || err.code !== 'UNAUTHORIZED_PEER' || token) throw err;
         if (!unapproved)
@@ -214,6 +232,73 @@ export class Agent {
     }
   }
 
+  /** Signed heads of our document from the coordinator, if our own write key signed them. */
+  private ownSigned(value: unknown): SignedHeads | undefined {
+    if (value === undefined || value === null) return undefined;
+    try {
+      const signed = verifySignedHeads(value, {
+        docId: this.factsDocId,
+        writeKey: hex(this.factsKey.publicKey),
+      });
+      this.minSeq = Math.max(this.minSeq, signed.seq);
+      return signed;
+    } catch (err) {
+      this.log.warn(`ignoring the coordinator's signed heads of our document: ${messageOf(err)}`);
+      return undefined;
+    }
+  }
+
+  /**
+   * Whether changes `message` brings to our own document may be taken: ones we hold already (a
+   * resend changes nothing), or, while we were restored from an older copy of our state, ones
+   * that bring it exactly to heads we signed (our signature vouches for that history).
+   */
+  harmless(message: Message): boolean {
+    const handle = this.handle;
+    if (!handle || message.documentId !== this.factsDocId) return false;
+    const doc = handle.doc();
+    const next = headsAfter(doc, chunksOf(message));
+    if (!next) return false;
+    return (
+      sameHeads(next, A.getHeads(doc)) || (!!this.behind && sameHeads(next, this.behind.heads))
+    );
+  }
+
+  /**
+   * Before writing, brings our document up to the heads we signed last, when the coordinator
+   * holds newer ones than our copy (a restored backup): writing on the old copy would fork our
+   * own history. Waits up to CATCH_UP_MS for sync to bring them.
+   */
+  private async catchUp(handle: DocHandle<FactsDoc>): Promise<void> {
+    const target = this.behind;
+    const has = () => !target || A.hasHeads(handle.doc(), [...target.heads]);
+    if (has()) return void (this.behind = undefined);
+    this.log.info(
+      'our facts document is older than heads we signed before (restored from a backup?); ' +
+        'catching up from the coordinator',
+    );
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        handle.off('change', check);
+        clearTimeout(timer);
+        this.stop.signal.removeEventListener('abort', done);
+        resolve();
+      };
+      const check = () => void (has() && done());
+      const timer = setTimeout(done, CATCH_UP_MS);
+      this.stop.signal.addEventListener('abort', done);
+      handle.on('change', check);
+      check();
+    });
+    this.behind = undefined;
+    if (has()) this.log.info('caught up with our own history');
+    else if (!this.stop.signal.aborted)
+      this.log.warn(
+        'could not catch up with our own newer history; writing on our copy (the ' +
+          'coordinator will flag the agent forked for an admin to decide)',
+      );
+  }
+
   private create(repo: Repo): Promise<DocHandle<FactsDoc>> {
     const base: FactsDoc = { kind: 'flt/facts', schema: DOC_SCHEMA, owner: this.node.key.nodeId };
     return openOwned(repo, this.node.store!, this.factsDocId, base);
@@ -229,7 +314,7 @@ export class Agent {
     const last = this.lastSigned;
     if (last && last.heads.length === heads.length && heads.every((h) => last.heads.includes(h)))
       return last;
-    const seq = Math.max(Date.now(), (last?.seq ?? 0) + 1);
+    const seq = Math.max(Date.now(), (last?.seq ?? this.minSeq) + 1);
     const { secret, publicKey } = this.factsKey;
     this.lastSigned = signHeads(this.factsDocId, seq, heads, secret, publicKey);
     return this.lastSigned;

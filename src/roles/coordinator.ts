@@ -68,6 +68,7 @@ export class Coordinator {
         access: (peer, doc) => Promise.resolve(offers(peer as string as NodeId, doc)),
       }),
       admit: (peer, message) => fleet?.admit(peer, message),
+      onReplaced: (peer) => fleet?.replaced(peer),
       access: (peer, alpn) => gate?.allows(peer, alpn) ?? false,
     });
     try {
@@ -152,7 +153,9 @@ function rpcServer(
       }
       const known = await isHeld(node, factsDocId);
       const entry = fleet.enroll(ctx.peer, factsDocId, req.factsWriteKey);
-      return { rootDocId, enrolledAt: entry.enrolledAt, known };
+      // A forked agent is not told which history to follow: an admin decides that.
+      const factsHeads = entry.forked ? null : entry.factsHeads;
+      return { rootDocId, enrolledAt: entry.enrolledAt, known, factsHeads };
     })
     .register(agentHeartbeat, (req, ctx) => {
       member(ctx);

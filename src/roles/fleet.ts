@@ -21,6 +21,7 @@ import {
 } from '../docs/types.js';
 import type { KeyPair } from '../identity/index.js';
 import { changesIn } from '../trust/changes.js';
+import { relate, type HeadsRelation } from '../trust/fork.js';
 import { Presence } from './presence.js';
 import {
   newer,
@@ -47,6 +48,16 @@ const headsOf = (entry: AgentEntry | undefined) =>
 /** Finds of a facts document before giving up until the agent's next heartbeat (250 ms .. 8 s). */
 const WATCH_ATTEMPTS = 6;
 
+/**
+ * Replacements of an agent's live sync connection by another connection of the same node id,
+ * within REPLACE_WINDOW_MS, that mark it forked. One instance replaces its own connection only
+ * when it redials before the coordinator noticed the old one die (a restart, a new path): once
+ * in a while. Two instances with one key replace each other on every redial; even backing off
+ * (sync-adapter.ts, REPLACED_BACKOFF) they do so ~10 times in their first minute.
+ */
+export const REPLACE_STORM = 4;
+export const REPLACE_WINDOW_MS = 60_000;
+
 export class Fleet {
   readonly presence: Presence;
   private readonly watched = new Set<DocumentId>();
@@ -66,6 +77,12 @@ export class Fleet {
   private readonly waiting = new Map<NodeId, SignedHeads>();
   private rootSigned: SignedHeads | undefined;
   private rootSeq = 0;
+  /** Per agent: the signed heads it held and newer ones not yet comparable (changes missing). */
+  private readonly unchecked = new Map<NodeId, [SignedHeads, SignedHeads]>();
+  /** Per agent: when its live connection was replaced, within REPLACE_WINDOW_MS. */
+  private readonly replacements = new Map<NodeId, number[]>();
+  /** Per agent: sync messages with changes dropped because it is forked (for status and tests). */
+  private readonly refused = new Map<NodeId, number>();
 
   constructor(
     readonly root: DocHandle<RootDoc>,
@@ -103,7 +120,8 @@ export class Fleet {
    * quadratic). Admins get everything (the coordinator asks its Gate first); others nothing.
    */
   offers(peer: NodeId, doc: DocumentId | undefined): boolean {
-    return this.entries.get(peer)?.factsDocId === doc;
+    const entry = this.entries.get(peer);
+    return entry !== undefined && entry.factsDocId === doc && !entry.forked;
   }
 
   /**
@@ -112,16 +130,22 @@ export class Fleet {
    * document only, and nobody but this coordinator writes the root document. An agent has no
    * business with any other document at all, so any message of its about one is refused.
    * Other messages without changes (requests, acknowledgements, heads) pass.
+   * A forked agent's changes to its own document are dropped (false), quietly: its connection
+   * stays, so that its heartbeats still arrive, and `flt admin agents` says why.
    */
-  admit(peer: NodeId, message: Message): void {
-    if (!('documentId' in message) || message.documentId === undefined) return;
+  admit(peer: NodeId, message: Message): boolean {
+    if (!('documentId' in message) || message.documentId === undefined) return true;
     const docId = message.documentId;
     const agent = this.entries.get(peer);
-    if (agent?.factsDocId === docId) return;
+    if (agent?.factsDocId === docId) {
+      if (!agent.forked || changesIn(message) === 0) return true;
+      this.refused.set(peer, (this.refused.get(peer) ?? 0) + 1);
+      return false;
+    }
     if (agent)
       throw new FltError('UNAUTHORIZED_PEER', `agent ${peer} sent a ${message.type} for ${docId}`);
     const changes = changesIn(message);
-    if (changes === 0) return;
+    if (changes === 0) return true;
     throw new FltError(
       'UNAUTHORIZED_PEER',
       `${peer} sent ${changes} change(s) to ${docId}, which it does not write`,
@@ -146,6 +170,7 @@ export class Fleet {
           lastSeen: now,
           summary: existing?.summary ?? null,
           factsHeads: existing?.factsHeads ?? null,
+          forked: existing?.forked ?? null,
         },
       ]);
       this.log.info('agent enrolled', { agent: id.slice(0, 10) });
@@ -170,7 +195,8 @@ export class Fleet {
    * backoff; after that the agent's next connection or heartbeat tries again.
    */
   watch(entry: AgentEntry): void {
-    if (this.watched.has(entry.factsDocId)) return;
+    // A forked agent's document is frozen as it is: an admin decides (revoke).
+    if (this.watched.has(entry.factsDocId) || this.entries.get(entry.nodeId)?.forked) return;
     this.watched.add(entry.factsDocId);
     void this.follow(entry);
   }
@@ -180,7 +206,10 @@ export class Fleet {
       try {
         const handle = await this.repo.find<FactsDoc>(entry.factsDocId);
         this.handles.set(entry.nodeId, handle);
-        handle.on('change', () => this.arrived(entry.nodeId, handle));
+        handle.on('change', () => {
+          this.checkPending(entry.nodeId, handle);
+          this.arrived(entry.nodeId, handle);
+        });
         this.arrived(entry.nodeId, handle);
         return;
       } catch (err) {
@@ -210,6 +239,12 @@ export class Fleet {
       docId: entry.factsDocId,
       writeKey: entry.factsWriteKey,
     });
+    if (entry.forked) return; // the heads it held stay as they were until an admin decides
+    const held = headsOf(entry);
+    if (held && this.diverged(id, held, signed)) return;
+    const rel = held ? this.relation(id, held, signed) : 'ahead';
+    // Behind: an older state of ours (a restored backup before it caught up): never go back.
+    if (rel === 'same' || rel === 'behind') return;
     if (newer(latest, signed) !== signed || latest?.seq === signed.seq) return;
     this.waiting.set(id, signed);
     const handle = this.handles.get(id);
@@ -225,11 +260,91 @@ export class Fleet {
   private arrived(id: NodeId, handle: DocHandle<FactsDoc>): void {
     const signed = this.waiting.get(id);
     const entry = this.entries.get(id);
-    if (signed && entry && A.hasHeads(handle.doc(), [...signed.heads])) {
+    if (entry?.forked) this.waiting.delete(id);
+    else if (signed && entry && A.hasHeads(handle.doc(), [...signed.heads])) {
       this.waiting.delete(id);
       this.put([{ ...entry, factsHeads: signed }]);
     }
     this.updateSummary(id, handle);
+  }
+
+  /**
+   * Whether `signed` and the `held` heads prove a fork; if so the agent is marked. Two records
+   * with one seq and other heads do at once; otherwise the document must hold both, and when it
+   * does not yet, the pair is compared again as its changes arrive (checkPending).
+   */
+  private diverged(id: NodeId, held: SignedHeads, signed: SignedHeads): boolean {
+    const rel = this.relation(id, held, signed);
+    if (held.seq === signed.seq && rel !== 'same') {
+      this.markForked(id, `two different signed heads with one seq (${signed.seq})`);
+      return true;
+    }
+    if (rel === 'forked') {
+      this.markForked(id, 'two histories of its facts document, neither containing the other');
+      return true;
+    }
+    if (rel === 'unknown') this.unchecked.set(id, [held, signed]);
+    return false;
+  }
+
+  private relation(id: NodeId, a: SignedHeads, b: SignedHeads): HeadsRelation {
+    const handle = this.handles.get(id);
+    return handle ? relate(handle.doc(), a, b) : 'unknown';
+  }
+
+  /** Compares a pair of signed heads left unchecked once the document holds both. */
+  private checkPending(id: NodeId, handle: DocHandle<FactsDoc>): void {
+    const pair = this.unchecked.get(id);
+    if (!pair) return;
+    const rel = relate(handle.doc(), pair[0], pair[1]);
+    if (rel === 'unknown') return;
+    this.unchecked.delete(id);
+    // The later record may have been taken meanwhile (its changes had not arrived): the
+    // agent's view goes back to the heads held before the fork.
+    if (rel === 'forked')
+      this.markForked(id, 'two histories of its facts document, neither containing the other', {
+        factsHeads: pair[0],
+      });
+  }
+
+  /**
+   * A live sync connection of `id` was replaced by a newer one of the same node id (the sync
+   * adapter tells). REPLACE_STORM of them within REPLACE_WINDOW_MS mark the agent forked.
+   */
+  replaced(id: NodeId): void {
+    if (!this.entries.has(id)) return;
+    const now = Date.now();
+    const recent = (this.replacements.get(id) ?? []).filter((t) => now - t < REPLACE_WINDOW_MS);
+    recent.push(now);
+    this.replacements.set(id, recent);
+    if (recent.length >= REPLACE_STORM)
+      this.markForked(
+        id,
+        `its connection was replaced ${recent.length} times within ${REPLACE_WINDOW_MS / 1000} s ` +
+          'by another connection with its node id: two machines run with one identity',
+      );
+  }
+
+  /**
+   * Marks an agent forked (once: logged once) and stops taking its document's changes: admit()
+   * drops them and the share policy stops syncing the document with it.
+   */
+  private markForked(id: NodeId, reason: string, more: Partial<AgentEntry> = {}): void {
+    const entry = this.entries.get(id);
+    if (!entry || entry.forked) return;
+    this.put([{ ...entry, ...more, forked: { at: new Date().toISOString(), reason } }]);
+    this.unchecked.delete(id);
+    this.log.warn(
+      `agent forked: ${reason} (a cloned machine or a copied state dir?); its facts are ` +
+        `refused until an admin revokes it (\`flt admin revoke ${id}\`)`,
+      { agent: id.slice(0, 10) },
+    );
+    this.repo.shareConfigChanged();
+  }
+
+  /** Sync messages with changes refused from a forked agent so far. */
+  refusedFrom(id: NodeId): number {
+    return this.refused.get(id) ?? 0;
   }
 
   /**

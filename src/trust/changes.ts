@@ -15,21 +15,33 @@ const CHUNK_TYPE_AT = 8;
 const DOCUMENT_CHUNK = 0;
 
 export function changesIn(message: Message): number {
-  if ((message.type !== 'sync' && message.type !== 'request') || !message.data) return 0;
+  let count = 0;
+  for (const chunk of chunksOf(message)) count += changesInChunk(chunk, message);
+  return count;
+}
+
+/** The chunks (changes or whole documents) an automerge-repo message carries, in order sent. */
+export function chunksOf(message: Message): Uint8Array[] {
+  if ((message.type !== 'sync' && message.type !== 'request') || !message.data) return [];
   try {
-    let count = 0;
-    for (const chunk of A.decodeSyncMessage(message.data).changes) count += changesInChunk(chunk);
-    return count;
+    return A.decodeSyncMessage(message.data).changes;
   } catch (err) {
-    throw new FltError('BAD_MESSAGE', `undecodable sync message for ${message.documentId}`, {
-      cause: err,
-    });
+    throw undecodable(message, err);
   }
 }
 
+const undecodable = (message: Message, err: unknown) =>
+  new FltError('BAD_MESSAGE', `undecodable sync message for ${message.documentId}`, {
+    cause: err,
+  });
+
 /** A change chunk (plain or compressed) is one change; a document chunk holds any number. */
-function changesInChunk(chunk: Uint8Array): number {
+function changesInChunk(chunk: Uint8Array, message: Message): number {
   if (chunk[CHUNK_TYPE_AT] !== DOCUMENT_CHUNK) return 1;
-  const doc = A.load(chunk);
-  return A.getHeads(doc).length === 0 ? 0 : A.getAllChanges(doc).length;
+  try {
+    const doc = A.load(chunk);
+    return A.getHeads(doc).length === 0 ? 0 : A.getAllChanges(doc).length;
+  } catch (err) {
+    throw undecodable(message, err);
+  }
 }

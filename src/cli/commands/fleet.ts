@@ -6,7 +6,7 @@ import { Admin } from '../../roles/admin.js';
 import { Agent } from '../../roles/agent.js';
 import type { ParsedArgs } from '../args.js';
 import type { Output } from '../output.js';
-import { PENDING_NOTE, UNVERIFIED_NOTE, fleetJson, fleetTable } from '../table.js';
+import { PENDING_NOTE, UNVERIFIED_NOTE, fleetJson, fleetTable, forkNote } from '../table.js';
 import { untilSignal } from './coordinator.js';
 import { FltError } from '../../../sync/errors.js';
 
@@ -78,10 +78,13 @@ export async function runFacts(
     unverified: r.unverified,
     /** The agent signed newer facts than the coordinator holds yet; `facts` is the newest it has. */
     pending: r.pending,
+    /** Set when the coordinator marked the agent forked; `facts` are as of before the fork. */
+    forked: r.agent.forked,
   };
   if (config.json) return out.json(body);
   if (args.options.offline) out.line(`# offline: from the local replica as of ${r.asOf}`);
   out.line(JSON.stringify(body, null, 2));
   if (r.unverified) out.line(UNVERIFIED_NOTE);
   if (r.pending) out.line(PENDING_NOTE);
+  if (r.agent.forked) out.line(forkNote(r.agent));
 }
