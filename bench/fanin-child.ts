@@ -128,9 +128,10 @@ async function startAgents(tokens: readonly string[], root: string, ticket: stri
       }),
     ),
   );
-  const log = benchLogger('bench-agent');
   const settled = await Promise.allSettled(
-    configs.map((config, i) => Agent.start(config, log, () => Promise.resolve(sampleFacts(i)))),
+    configs.map((config, i) =>
+      Agent.start(config, benchLogger(`agent-${i}`), () => Promise.resolve(sampleFacts(i))),
+    ),
   );
   for (const r of settled) if (r.status === 'fulfilled') into.push(r.value);
   const failed = settled.find((r) => r.status === 'rejected');

@@ -2,6 +2,7 @@
 // fanin.ts): resolved the way the CLI resolves it, from flags only (no config file, no FLT_*
 // environment), on loopback without relays or discovery.
 
+import { appendFileSync } from 'node:fs';
 import { createLogger, type Logger } from '../sync/log.js';
 
 /**
@@ -10,7 +11,12 @@ import { createLogger, type Logger } from '../sync/log.js';
  */
 export { localConfig as benchConfig } from '../test/helpers/fleet.js';
 
-/** Warnings and errors only (a corrupt chunk, a failed shutdown step), tagged with `who`. */
+/**
+ * Warnings and errors only (a corrupt chunk, a failed shutdown step), tagged with `who`. With
+ * BENCH_LOG=FILE, everything from info up goes to FILE instead (to see why a run was slow).
+ */
 export function benchLogger(who: string): Logger {
-  return createLogger('warn', who);
+  const file = process.env.BENCH_LOG;
+  if (!file) return createLogger('warn', who);
+  return createLogger('info', who, (line) => appendFileSync(file, `${Date.now()} ${line}\n`));
 }

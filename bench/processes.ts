@@ -3,6 +3,7 @@
 // the real `flt coordinator` CLI (fanin.ts). Memory and CPU of each are read from /proc, so that
 // one process's numbers are not mixed with another's.
 
+import { appendFileSync } from 'node:fs';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
@@ -105,10 +106,14 @@ export class CoordinatorProcess {
     bind = '127.0.0.1:0',
   ): Promise<CoordinatorProcess> {
     const args = ['--state-dir', stateDir, '--relay', 'disabled', '--discovery', 'none'];
-    args.push('--log-level', 'warn', 'coordinator', '--bind', bind, '--admin', admin);
+    const logFile = process.env.BENCH_LOG; // see benchLogger
+    args.push('--log-level', logFile ? 'info' : 'warn');
+    args.push('coordinator', '--bind', bind, '--admin', admin);
     const child = spawn(process.execPath, [FLT_BIN, ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
+    if (logFile)
+      child.stderr.on('data', (d: Buffer) => appendFileSync(`${logFile}.coordinator`, d));
     const exit = exited(child);
     let stdout = '';
     let stderr = '';

@@ -222,7 +222,10 @@ async function bindPlan(bind: string): Promise<string[]> {
   const v6 = isIP(host) === 6;
   const addr = v6 ? `[${host}]:${m[3]}` : `${host}:${m[3]}`;
   if (host === '0.0.0.0' || (v6 && /^[0:]+$/.test(host))) return [addr];
-  return [addr, v6 ? '127.0.0.1:0' : '[::1]:0'];
+  // The same port, so that a ticket naming both addresses stays right across a restart: with a
+  // random one, agents dialing an old ticket tried the dead loopback address too, and a restarted
+  // coordinator took them up to 35 s to reach (bench `recover`).
+  return [addr, v6 ? `127.0.0.1:${m[3]}` : `[::1]:${m[3]}`];
 }
 
 export class IrohTransport implements Transport {
@@ -259,9 +262,13 @@ export class IrohTransport implements Transport {
       try {
         ep = await attempt(plan);
       } catch (err) {
-        // No IPv6 (or IPv4) loopback on this host: bind what was asked for alone.
-        if (plan.length < 2 || !/os error (97|99)\b/.test(messageOf(err))) throw err;
-        ep = await attempt(plan.slice(0, 1));
+        // No IPv6 (or IPv4) loopback on this host: bind what was asked for alone. The port
+        // taken on the other family's loopback (by someone else): any port there.
+        if (plan.length < 2) throw err;
+        if (/os error (97|99)\b/.test(messageOf(err))) ep = await attempt(plan.slice(0, 1));
+        else if (/os error 98\b/.test(messageOf(err)) && !plan[1]!.endsWith(':0'))
+          ep = await attempt([plan[0]!, plan[1]!.replace(/:\d+$/, ':0')]);
+        else throw err;
       }
       return new IrohTransport(ep, options.logger ?? silentLogger);
     } catch (err) {

@@ -181,12 +181,15 @@ export class RpcClient {
     // The read loop may reject `answer` while the write below is still pending, or the write may
     // fail and leave `answer` unawaited: either way that rejection must not go unhandled.
     answer.catch(() => undefined);
+    // The deadline covers the write too: on a connection whose peer died without closing, a
+    // write can wait for QUIC's idle timeout (~30 s), and a liveness ping must fail in time.
+    const exchange = this.framed
+      .writeFrame(encodeCbor({ v: 0, t: 'req', id, m: method.name, ms: timeoutMs, b: req }))
+      .then(() => answer);
+    exchange.catch(() => undefined);
     try {
-      await this.framed.writeFrame(
-        encodeCbor({ v: 0, t: 'req', id, m: method.name, ms: timeoutMs, b: req }),
-      );
       return (await withDeadline(
-        answer,
+        exchange,
         { timeoutMs, signal: options.signal },
         method.name,
       )) as Res;

@@ -228,3 +228,23 @@ async function expectCode(p: Promise<unknown>, code: string): Promise<void> {
     },
   );
 }
+
+describe('rpc deadlines', () => {
+  it('cover the write: a call on a stream whose write never completes is TIMEOUT', async () => {
+    // What a connection to a peer that died without closing can do until QUIC's idle timeout
+    // (~30 s): accept no more bytes. A liveness ping must still fail within its deadline.
+    const never = () => new Promise<never>(() => undefined);
+    const stalled: Connection = {
+      remoteId: 'f'.repeat(64) as Connection['remoteId'],
+      alpn: ALPN.rpc,
+      openStream: () => Promise.resolve({ read: never, write: never, finish: never }),
+      acceptStream: () => Promise.resolve(null),
+      close: () => undefined,
+      closed: never(),
+    };
+    const client = await RpcClient.open(stalled, 5000);
+    await expect(client.call(inc, { n: 1 }, { timeoutMs: 200 })).rejects.toMatchObject({
+      code: 'TIMEOUT',
+    });
+  });
+});

@@ -2,6 +2,7 @@
 // tickets, and node ids that are hex but not keys.
 
 import { randomBytes } from 'node:crypto';
+import { createSocket } from 'node:dgram';
 import { getPublicKeyAsync } from '@noble/ed25519';
 import { afterEach, describe, expect, it } from 'vitest';
 import { nodeIdFromBytes, type NodeId } from '../sync/ids.js';
@@ -96,3 +97,44 @@ describe('IrohTransport', () => {
     expect(bad).toBeDefined();
   });
 });
+
+describe('IrohTransport addresses across a restart', () => {
+  it('binding 127.0.0.1:PORT advertises [::1] on the same PORT, so a ticket survives a restart', async () => {
+    // The binding always opens a socket of the other address family too (here [::1]). On a
+    // random port, a restarted coordinator's old ticket named a dead address, and agents took
+    // up to 35 s to reach it again (bench `recover`).
+    const port = await freeUdpPort();
+    const t = await IrohTransport.bind({
+      secretKey: randomBytes(32),
+      alpns: ALL_ALPNS,
+      bind: `127.0.0.1:${port}`,
+      relay: 'disabled',
+      discovery: 'none',
+    });
+    try {
+      const direct = t.addr().direct;
+      expect(direct).toContain(`127.0.0.1:${port}`);
+      for (const a of direct.filter((d) => d.startsWith('['))) expect(a).toBe(`[::1]:${port}`);
+    } finally {
+      await t.close();
+    }
+  });
+});
+
+/** A UDP port free on both loopbacks right now. */
+async function freeUdpPort(): Promise<number> {
+  for (let i = 0; i < 20; i++) {
+    const v4 = createSocket('udp4');
+    await new Promise<void>((resolve) => v4.bind(0, '127.0.0.1', resolve));
+    const port = v4.address().port;
+    const v6 = createSocket('udp6');
+    const free = await new Promise<boolean>((resolve) => {
+      v6.once('error', () => resolve(false));
+      v6.bind(port, '::1', () => resolve(true));
+    });
+    v4.close();
+    v6.close();
+    if (free) return port;
+  }
+  throw new Error('no UDP port free on both loopbacks');
+}
