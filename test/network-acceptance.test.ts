@@ -12,7 +12,7 @@ import {
 } from '@automerge/automerge-repo/helpers/tests/network-adapter-tests.js';
 import { randomBytes } from 'node:crypto';
 import { afterAll, describe } from 'vitest';
-import { IrohTransport } from '../sync/iroh-transport.js';
+import { bindLocal } from './helpers/fleet.js';
 import { MemoryNetwork } from '../sync/memory-transport.js';
 import { ALL_ALPNS, ALPN } from '../sync/protocols.js';
 import { Router } from '../sync/router.js';
@@ -64,16 +64,7 @@ describe('automerge-repo network suite', RACE_WITH_PAUSE, () => {
   );
 
   runNetworkAdapterTests(
-    () =>
-      meshOf(() =>
-        IrohTransport.bind({
-          secretKey: randomBytes(32),
-          alpns: ALL_ALPNS,
-          bind: '127.0.0.1:0',
-          relay: 'disabled',
-          discovery: 'none',
-        }),
-      ),
+    () => meshOf(() => bindLocal(randomBytes(32))),
     'flt SyncAdapter over IrohTransport',
   );
 });

@@ -149,12 +149,7 @@ describe.each([
     expect(b.adapter.connectedPeers()).toEqual([ta.nodeId]);
 
     // Changes made after the reconnect flow both ways.
-    ha.change((d) => void d.items.push('after-reconnect-a'));
-    await waitFor('B sees the change A made after the reconnect', () =>
-      hb.doc().items.includes('after-reconnect-a'),
-    );
-    hb.change((d) => void d.items.push('after-reconnect-b'));
-    await waitFor('A sees the change B made', () => ha.doc().items.includes('after-reconnect-b'));
+    await syncsBothWays(ha, hb);
   });
 
   it('disconnect() then connect(): the adapter redials, accepts redials and syncs again', async () => {
@@ -192,10 +187,7 @@ describe.each([
     await a.adapter.whenReady();
     await b.adapter.whenReady();
 
-    ha.change((d) => void d.items.push('after-reconnect-a'));
-    await waitFor('B sees A again', () => hb.doc().items.includes('after-reconnect-a'));
-    hb.change((d) => void d.items.push('after-reconnect-b'));
-    await waitFor('A sees B again', () => ha.doc().items.includes('after-reconnect-b'));
+    await syncsBothWays(ha, hb);
   });
 
   it('a Repo whose peer id is not the node id fails loudly (BAD_ARGUMENT), not silently', async () => {
@@ -250,3 +242,13 @@ describe.each([
     expect(b.eventsFor(target.nodeId)).toEqual([]);
   });
 });
+
+/** A change on each side after a reconnect reaches the other. */
+async function syncsBothWays(ha: DocHandle<Doc>, hb: DocHandle<Doc>): Promise<void> {
+  ha.change((d) => void d.items.push('after-reconnect-a'));
+  await waitFor('B sees the change A made after the reconnect', () =>
+    hb.doc().items.includes('after-reconnect-a'),
+  );
+  hb.change((d) => void d.items.push('after-reconnect-b'));
+  await waitFor('A sees the change B made', () => ha.doc().items.includes('after-reconnect-b'));
+}
