@@ -26,6 +26,7 @@ import {
   type Facts,
 } from '../src/facts/index.js';
 import { FltError, type ErrorCode } from '../sync/errors.js';
+import { COLLECTORS } from '../src/facts/collectors.js';
 
 const NIXOS_RELEASE = `ANSI_COLOR="0;38;2;126;186;228"
 BUILD_ID="25.05.20250612.abcdef1"
@@ -201,6 +202,19 @@ describe('collectFacts on a fake NixOS root', () => {
     await put('proc/meminfo', 'MemTotal:       2048 kB\nMemAvailable:    1000 kB\n');
     const v = await collectVolatile({ root });
     expect(v.memoryAvailableBytes).toBe(1000 * 1024);
+  });
+});
+
+describe('the collector list', () => {
+  it('fills each fact once, and every fact a collection returns has its collector', async () => {
+    const keys = COLLECTORS.map((c) => c.key);
+    expect(new Set(keys).size).toBe(keys.length);
+    const facts = await collectFacts();
+    const filled = Object.keys(facts).filter(
+      (k) => !['schema', 'collectedAt', 'notes'].includes(k),
+    );
+    expect(keys).toEqual(expect.arrayContaining(filled));
+    expect(filled).toEqual(keys.filter((k) => k in facts)); // in the list's order
   });
 });
 

@@ -1,16 +1,14 @@
-// Runs every collector and assembles Facts (stable) or VolatileFacts (sampled). Each collector
-// fails soft: whatever it throws becomes a note and its fact is left out or empty, so a broken
+// Runs every collector of collectors.ts and assembles Facts (stable), or samples VolatileFacts.
+// Each collector fails soft: whatever it throws becomes a note and its fact is left out or empty, so a broken
 // tool or a bug in one collector never stops an agent from publishing the rest.
 
 import { FltError } from '../../sync/errors.js';
 import { MAX_STRING } from './bounded.js';
-import { collectDisks } from './disks.js';
+import { COLLECTORS, type CollectContext, type Collector, type FactKey } from './collectors.js';
 import { describeError, execTool, type ExecFn } from './exec.js';
-import { collectNixos } from './nixos.js';
-import { DEFAULT_OS, readOsRelease } from './os-release.js';
-import { FACTS_SCHEMA_VERSION, type Facts, type VolatileFacts } from './schema.js';
+import { DEFAULT_OS } from './os-release.js';
+import { FACTS_SCHEMA_VERSION, type Facts, type OsInfo, type VolatileFacts } from './schema.js';
 import * as system from './system.js';
-import { collectFacter, collectNix } from './tools.js';
 
 /** Options of {@link collectFacts} and {@link collectVolatile}; all default to the real host. */
 export interface CollectOptions {
@@ -56,45 +54,33 @@ export async function collectFacts(options: CollectOptions = {}): Promise<Facts>
   const run: ExecFn = (file, args, o) => exec(file, args, { ...o, signal });
   const collectedAt = (options.now ?? (() => new Date()))().toISOString();
 
-  const osP = soft('os-release', DEFAULT_OS, (note) => readOsRelease(root, note));
-  const [os, hostname, kernel, arch, cpus, memory, disks, network, machineIdHash, nix, facter] =
-    await Promise.all([
-      osP,
-      soft('hostname', '', () => system.hostname()),
-      soft('kernel', { name: '', release: '', version: '' }, () => system.kernel()),
-      soft('arch', '', () => system.arch()),
-      soft('cpus', { model: '', count: 0 }, (note) => system.cpus(note)),
-      soft('memory', { totalBytes: 0 }, () => system.memory()),
-      soft('disks', [], (note) => collectDisks(root, note)),
-      soft('network', [], (note) => system.network(note)),
-      soft('machine-id', undefined, (note) => system.machineIdHash(root, note)),
-      soft('nix', undefined, (note) => collectNix(run, note)),
-      soft('facter', undefined, (note) => collectFacter(run, note)),
-    ]);
-  const nixos = await soft('nixos', undefined, (note) => collectNixos(root, run, os.value, note));
+  const results = new Map<FactKey, Soft<unknown>>();
+  const round = (list: readonly Collector[], ctx: CollectContext) =>
+    Promise.all(
+      list.map(async (c) =>
+        results.set(c.key, await soft(c.name, c.fallback, (note) => c.collect(ctx, note))),
+      ),
+    );
+  await round(
+    COLLECTORS.filter((c) => !c.afterOs),
+    { root, run, os: DEFAULT_OS },
+  );
+  const os = (results.get('os')?.value ?? DEFAULT_OS) as OsInfo;
+  await round(
+    COLLECTORS.filter((c) => c.afterOs),
+    { root, run, os },
+  );
   if (signal?.aborted === true) {
     throw new FltError('ABORTED', 'facts collection aborted', { cause: signal.reason });
   }
 
-  const parts: readonly Soft<unknown>[] = [os, hostname, kernel, arch, cpus, memory, disks];
-  const notes = [...parts, network, machineIdHash, nix, nixos, facter].flatMap((r) => r.notes);
-  return {
-    schema: FACTS_SCHEMA_VERSION,
-    collectedAt,
-    hostname: hostname.value,
-    os: os.value,
-    kernel: kernel.value,
-    arch: arch.value,
-    cpus: cpus.value,
-    memory: memory.value,
-    disks: disks.value,
-    network: network.value,
-    ...(machineIdHash.value === undefined ? {} : { machineIdHash: machineIdHash.value }),
-    ...(nix.value === undefined ? {} : { nix: nix.value }),
-    ...(nixos.value === undefined ? {} : { nixos: nixos.value }),
-    ...(facter.value === undefined ? {} : { facter: facter.value }),
-    notes: clipNotes(notes),
-  };
+  const facts: Record<string, unknown> = { schema: FACTS_SCHEMA_VERSION, collectedAt };
+  for (const c of COLLECTORS) {
+    const value = results.get(c.key)?.value;
+    if (value !== undefined) facts[c.key] = value;
+  }
+  facts.notes = clipNotes(COLLECTORS.flatMap((c) => results.get(c.key)?.notes ?? []));
+  return facts as Facts;
 }
 
 function clipNotes(notes: readonly string[]): string[] {
