@@ -1,17 +1,17 @@
 // FsStore, flt's default Store: automerge-repo values as plain files, in the exact layout of
 // @automerge/automerge-repo-storage-nodefs (so a state dir opens with nodefs and the other way
 // round), but crash-safe, verified on load, with corrupt chunks quarantined rather than lost. Built
-// on stores/fs-io.ts (layout, atomic writes, walks) and stores/chunk-format.ts (integrity checks).
+// on stores/fs-io.ts (layout, walks), stores/atomic-write.ts (crash-safe writes) and
+// stores/chunk-format.ts (integrity checks).
 
 import { rename } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import type { Chunk, StorageKey } from '@automerge/automerge-repo';
+import { type AtomicWriteOptions, ensureDir, fsyncDir, writeFileAtomic } from './atomic-write.js';
 import { checkValue, decodeFile, hasLegacyMagic, type Decoded } from './chunk-format.js';
 import { StoreError } from './errors.js';
 import {
-  ensureDir,
   errMessage,
-  fsyncDir,
   keySegments,
   readIfExists,
   rmdirIfEmpty,
@@ -19,7 +19,6 @@ import {
   unlinkIfExists,
   walk,
   wrapIo,
-  writeAtomic,
   type Listing,
 } from './fs-io.js';
 import { assertKey, assertPrefix, assertValue, show } from './keys.js';
@@ -71,6 +70,7 @@ export class FsStore implements Store {
   /** Serializes save, remove and quarantine per file path. */
   readonly #fileLock = new KeyedMutex();
   readonly #tempsInFlight = new Set<string>();
+  readonly #writeOptions: AtomicWriteOptions = { createDir: true, inFlight: this.#tempsInFlight };
   readonly #ops = new Set<Promise<unknown>>();
   readonly #problems: StoreProblem[] = [];
   #closing: Promise<void> | undefined;
@@ -127,7 +127,7 @@ export class FsStore implements Store {
       const file = this.#pathOf(key);
       await this.#fileLock.run(file, () =>
         this.#sem.run(() =>
-          wrapIo('save', file, () => writeAtomic(file, bytes, this.#tempsInFlight)),
+          wrapIo('save', file, () => writeFileAtomic(file, bytes, this.#writeOptions)),
         ),
       );
     });
@@ -248,7 +248,7 @@ export class FsStore implements Store {
       if (decoded.legacy) {
         const data = decoded.data;
         await this.#sem.run(() =>
-          wrapIo('rewrite', file, () => writeAtomic(file, data, this.#tempsInFlight)),
+          wrapIo('rewrite', file, () => writeFileAtomic(file, data, this.#writeOptions)),
         );
       }
       return decoded.data;
@@ -295,7 +295,7 @@ export class FsStore implements Store {
     }
     const text = Buffer.from(FORMAT_TEXT, 'latin1');
     await this.#sem.run(() =>
-      wrapIo('open', marker, () => writeAtomic(marker, text, this.#tempsInFlight)),
+      wrapIo('open', marker, () => writeFileAtomic(marker, text, this.#writeOptions)),
     );
   }
 
