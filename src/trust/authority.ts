@@ -111,16 +111,11 @@ export class Authority {
   }
 
   /**
-   * Throws, changing nothing, if `op` cannot apply now: verifyOp's codes, then OP_REPLAYED (nonce
-   * or token id seen), NOT_ADMIN (signer), BAD_KEY / SMALL_ORDER_KEY (node added or approved),
-   * BAD_ARGUMENT (an operation that would change nothing, remove the last admin, or issue a token
-   * that expires before it is issued).
+   * Applies `op`; returns the entry to append to the trail. Throws, changing nothing, if `op`
+   * cannot apply now: verifyOp's codes, then OP_REPLAYED (nonce or token id seen), NOT_ADMIN
+   * (signer), BAD_KEY / SMALL_ORDER_KEY (node added or approved), BAD_ARGUMENT (an operation that
+   * would change nothing, remove the last admin, or issue a token that expires before it is issued).
    */
-  check(op: SignedOp): void {
-    this.rules(verifyOp(op, this.fleet));
-  }
-
-  /** check() then applies `op`; returns the entry to append to the trail. */
   apply(op: SignedOp): AuditEntry {
     const verified = verifyOp(op, this.fleet);
     this.rules(verified);
