@@ -52,8 +52,8 @@ const remove = (node: NodeId, key?: NodeKey) => op({ op: 'admin.remove', node },
 const approve = (node: NodeId, key?: NodeKey) => op({ op: 'agent.approve', node }, key);
 const revoke = (node: NodeId, key?: NodeKey) => op({ op: 'agent.revoke', node }, key);
 const newAuthority = () => new Authority(FLEET, [A.nodeId]);
-const token = (key: NodeKey = A, fleet = FLEET) =>
-  issueToken({ fleet, coordinator: C.nodeId, expiresInMs: HOUR, now: T0 }, key);
+const token = (key: NodeKey = A, fleetId = FLEET) =>
+  issueToken({ fleetId, coordinator: C.nodeId, expiresInMs: HOUR, now: T0 }, key);
 
 describe('canonicalJson', () => {
   it('sorts keys at every depth and writes no whitespace', () => {
@@ -305,7 +305,7 @@ describe('enrollment tokens', () => {
     expect(payload.expires).toBe(at(HOUR).toISOString());
     expect(codeOf(() => signToken(payload, B))).toBe('BAD_ARGUMENT');
     const lifetime = (expiresInMs: number) => () =>
-      issueToken({ fleet: FLEET, coordinator: C.nodeId, expiresInMs, now: T0 }, A);
+      issueToken({ fleetId: FLEET, coordinator: C.nodeId, expiresInMs, now: T0 }, A);
     for (const ms of [0, -1, 1.5, NaN, 1e300, 9e15, 3e14])
       expect(codeOf(lifetime(ms))).toBe('BAD_ARGUMENT');
   });

@@ -206,7 +206,7 @@ export class Admin {
     const { rpc, key } = this.online();
     const info = await this.fleetIdentity();
     const issued = issueToken(
-      { fleet: info.rootDocId, coordinator: info.coordinator, expiresInMs },
+      { fleetId: info.rootDocId, coordinator: info.coordinator, expiresInMs },
       key,
     );
     await rpc.call(adminOp, { op: issued.op });

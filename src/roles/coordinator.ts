@@ -85,7 +85,7 @@ export class Coordinator {
         repo: node.repo!,
         store: node.store!,
         key: node.key,
-        fleet: rootDocId,
+        fleetId: rootDocId,
         admins,
         log,
         onRevoked: (peer) => node.router.disconnect(peer),
