@@ -12,6 +12,7 @@ import {
   WebSocketServerAdapter,
 } from '@automerge/automerge-repo-network-websocket';
 import { WebSocketServer } from 'ws';
+import { shortId } from '../sync/ids.js';
 import { IrohTransport } from '../sync/iroh-transport.js';
 import { ALL_ALPNS, ALPN } from '../sync/protocols.js';
 import { Router } from '../sync/router.js';
@@ -49,7 +50,7 @@ export async function openPair(kind: TransportKind): Promise<RepoPair> {
 function seesPeer(repo: Repo, peer: PeerId): Promise<number> {
   const net = repo.networkSubsystem;
   return until(
-    `${repo.peerId.slice(0, 10)} to see peer ${peer.slice(0, 10)}`,
+    `${shortId(repo.peerId)} to see peer ${shortId(peer)}`,
     () => repo.peers.includes(peer),
     (listener) => {
       net.on('peer', listener);

@@ -1,10 +1,9 @@
-// File-system primitives for FsStore (stores/fs-store.ts): the nodefs-compatible layout, the
-// crash-safe write (temp file, fsync, rename, fsync directory) and a bounded directory walk.
+// File-system primitives for FsStore (stores/fs-store.ts): the nodefs-compatible layout, error
+// wrapping and a bounded directory walk. The crash-safe write is stores/atomic-write.ts.
 // Nothing here knows about chunk formats (stores/chunk-format.ts) or problems.
 
-import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, readFile, rename, rm, rmdir, unlink } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { readdir, readFile, rmdir, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { StorageKey } from '@automerge/automerge-repo';
 import { StoreError } from './errors.js';
 import { mapBounded, type Semaphore } from './semaphore.js';
@@ -84,71 +83,6 @@ export async function readIfExists(file: string): Promise<Buffer | undefined> {
   } catch (err) {
     if (['ENOENT', 'ENOTDIR', 'EISDIR'].includes(errnoOf(err) ?? '')) return undefined;
     throw err;
-  }
-}
-
-/** Makes a directory's entries (creations, renames, unlinks) durable. */
-export async function fsyncDir(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
-/** mkdir -p, then fsyncs the parent of every directory it created so they survive a crash. */
-export async function ensureDir(dir: string): Promise<void> {
-  const first = await mkdir(dir, { recursive: true });
-  if (first === undefined) return;
-  for (let created = dir; ; created = dirname(created)) {
-    await fsyncDir(dirname(created));
-    if (created === first || dirname(created) === created) return;
-  }
-}
-
-/**
- * Writes `bytes` to `target` so that after a crash the file is either the old one or the new one:
- * a temp file in the same directory, fsync, rename over the target, fsync the directory. The temp
- * path is in `inFlight` while it exists, so a concurrent walk does not mistake it for a leftover.
- */
-export async function writeAtomic(
-  target: string,
-  bytes: Uint8Array,
-  inFlight: Set<string>,
-): Promise<void> {
-  const dir = dirname(target);
-  const temp = join(dir, `.${basename(target)}.${randomBytes(4).toString('hex')}.tmp`);
-  inFlight.add(temp);
-  try {
-    await writeSynced(temp, bytes);
-    await rename(temp, target);
-  } catch (err) {
-    await rm(temp, { force: true }).catch(() => undefined); // the write already failed: report that
-    throw err;
-  } finally {
-    inFlight.delete(temp);
-  }
-  await fsyncDir(dir);
-}
-
-/** Creates `file` (which must not exist) with `bytes`, and fsyncs it. Creates the directory as needed. */
-async function writeSynced(file: string, bytes: Uint8Array): Promise<void> {
-  // A concurrent removeRange may delete an emptied directory between ensureDir and open: retry once.
-  for (let attempt = 0; ; attempt++) {
-    await ensureDir(dirname(file));
-    try {
-      const handle = await open(file, 'wx', 0o600);
-      try {
-        await handle.writeFile(bytes);
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
-      return;
-    } catch (err) {
-      if (attempt > 0 || errnoOf(err) !== 'ENOENT') throw err;
-    }
   }
 }
 

@@ -1,17 +1,17 @@
 // FsStore, flt's default Store: automerge-repo values as plain files, in the exact layout of
 // @automerge/automerge-repo-storage-nodefs (so a state dir opens with nodefs and the other way
 // round), but crash-safe, verified on load, with corrupt chunks quarantined rather than lost. Built
-// on stores/fs-io.ts (layout, atomic writes, walks) and stores/chunk-format.ts (integrity checks).
+// on stores/fs-io.ts (layout, walks), stores/atomic-write.ts (crash-safe writes) and
+// stores/chunk-format.ts (integrity checks).
 
 import { rename } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import type { Chunk, StorageKey } from '@automerge/automerge-repo';
+import { type AtomicWriteOptions, ensureDir, fsyncDir, writeFileAtomic } from './atomic-write.js';
 import { checkValue, decodeFile, hasLegacyMagic, type Decoded } from './chunk-format.js';
 import { StoreError } from './errors.js';
 import {
-  ensureDir,
   errMessage,
-  fsyncDir,
   keySegments,
   readIfExists,
   rmdirIfEmpty,
@@ -19,7 +19,6 @@ import {
   unlinkIfExists,
   walk,
   wrapIo,
-  writeAtomic,
   type Listing,
 } from './fs-io.js';
 import { assertKey, assertPrefix, assertValue, show } from './keys.js';
@@ -65,21 +64,25 @@ const FORMAT_TEXT = '2\n';
  */
 export class FsStore implements Store {
   readonly dir: string;
-  readonly #log: (line: string) => void;
-  readonly #limit: number;
-  readonly #sem: Semaphore;
+  private readonly log: (line: string) => void;
+  private readonly limit: number;
+  private readonly sem: Semaphore;
   /** Serializes save, remove and quarantine per file path. */
-  readonly #fileLock = new KeyedMutex();
-  readonly #tempsInFlight = new Set<string>();
-  readonly #ops = new Set<Promise<unknown>>();
-  readonly #problems: StoreProblem[] = [];
-  #closing: Promise<void> | undefined;
+  private readonly fileLock = new KeyedMutex();
+  private readonly tempsInFlight = new Set<string>();
+  private readonly writeOptions: AtomicWriteOptions = {
+    createDir: true,
+    inFlight: this.tempsInFlight,
+  };
+  private readonly ops = new Set<Promise<unknown>>();
+  private readonly reported: StoreProblem[] = [];
+  private closing: Promise<void> | undefined;
 
   private constructor(dir: string, options: FsStoreOptions) {
     this.dir = dir;
-    this.#log = options.logger ?? ((line) => process.stderr.write(line + '\n'));
-    this.#limit = options.maxConcurrency ?? 32;
-    this.#sem = new Semaphore(this.#limit);
+    this.log = options.logger ?? ((line) => process.stderr.write(line + '\n'));
+    this.limit = options.maxConcurrency ?? 32;
+    this.sem = new Semaphore(this.limit);
   }
 
   /**
@@ -91,7 +94,7 @@ export class FsStore implements Store {
     const root = resolve(dir);
     await wrapIo('open', root, () => ensureDir(root));
     const store = new FsStore(root, options);
-    await store.#upgrade();
+    await store.upgrade();
     return store;
   }
 
@@ -108,14 +111,14 @@ export class FsStore implements Store {
   }
 
   load(key: StorageKey): Promise<Uint8Array | undefined> {
-    return this.#track(async () => {
+    return this.track(async () => {
       assertKey(key);
-      return this.#loadVerified(key, this.#pathOf(key));
+      return this.loadVerified(key, this.pathOf(key));
     });
   }
 
   save(key: StorageKey, data: Uint8Array): Promise<void> {
-    return this.#track(async () => {
+    return this.track(async () => {
       assertKey(key);
       assertValue(key, data);
       const bytes = data.slice(); // a copy, so a caller mutating `data` cannot race the write
@@ -124,95 +127,95 @@ export class FsStore implements Store {
         : checkValue(key, bytes);
       if (problem !== undefined)
         throw new TypeError(`save ${show(key)}: refused, it would not load back: ${problem}`);
-      const file = this.#pathOf(key);
-      await this.#fileLock.run(file, () =>
-        this.#sem.run(() =>
-          wrapIo('save', file, () => writeAtomic(file, bytes, this.#tempsInFlight)),
+      const file = this.pathOf(key);
+      await this.fileLock.run(file, () =>
+        this.sem.run(() =>
+          wrapIo('save', file, () => writeFileAtomic(file, bytes, this.writeOptions)),
         ),
       );
     });
   }
 
   remove(key: StorageKey): Promise<void> {
-    return this.#track(async () => {
+    return this.track(async () => {
       assertKey(key);
-      await this.#removeFile(this.#pathOf(key));
+      await this.removeFile(this.pathOf(key));
     });
   }
 
   loadRange(prefix: StorageKey): Promise<Chunk[]> {
-    return this.#track(async () => {
-      const listing = await this.#list(prefix);
+    return this.track(async () => {
+      const listing = await this.list(prefix);
       if (listing === undefined) return [];
       if (listing === 'file') {
-        const data = await this.#loadVerified(prefix, this.#pathOf(prefix));
+        const data = await this.loadVerified(prefix, this.pathOf(prefix));
         return data === undefined ? [] : [{ key: [...prefix], data }];
       }
-      const chunks = await mapBounded(listing.files, this.#limit, async (f) => {
+      const chunks = await mapBounded(listing.files, this.limit, async (f) => {
         const key = segmentsKey(f.segments);
-        return { key, data: await this.#loadVerified(key, f.path) };
+        return { key, data: await this.loadVerified(key, f.path) };
       });
       return chunks.filter((c) => c.data !== undefined);
     });
   }
 
   removeRange(prefix: StorageKey): Promise<void> {
-    return this.#track(async () => {
-      const listing = await this.#list(prefix);
-      if (listing === 'file') await this.#removeFile(this.#pathOf(prefix));
+    return this.track(async () => {
+      const listing = await this.list(prefix);
+      if (listing === 'file') await this.removeFile(this.pathOf(prefix));
       if (listing === undefined || listing === 'file') return;
-      await mapBounded(listing.files, this.#limit, (f) => this.#removeFile(f.path, false));
-      await this.#pruneDirs(listing);
+      await mapBounded(listing.files, this.limit, (f) => this.removeFile(f.path, false));
+      await this.pruneDirs(listing);
     });
   }
 
   /** Problems found since open (corrupt chunks, leftover temp files), oldest first. */
   problems(): StoreProblem[] {
-    return this.#problems.map((p) => ({ ...p, ...(p.key && { key: [...p.key] }) }));
+    return this.reported.map((p) => ({ ...p, ...(p.key && { key: [...p.key] }) }));
   }
 
   /** Whether any operation is running right now. */
   get busy(): boolean {
-    return this.#ops.size > 0;
+    return this.ops.size > 0;
   }
 
   /** Resolves once no operation is running (new ones may still start afterwards). */
   async idle(): Promise<void> {
-    while (this.#ops.size > 0) await Promise.allSettled([...this.#ops]);
+    while (this.ops.size > 0) await Promise.allSettled([...this.ops]);
   }
 
   /** Refuses new operations and waits for running ones. Idempotent. */
   close(): Promise<void> {
-    this.#closing ??= Promise.allSettled([...this.#ops]).then(() => undefined);
-    return this.#closing;
+    this.closing ??= Promise.allSettled([...this.ops]).then(() => undefined);
+    return this.closing;
   }
 
-  #track<T>(body: () => Promise<T>): Promise<T> {
-    if (this.#closing)
+  private track<T>(body: () => Promise<T>): Promise<T> {
+    if (this.closing)
       return Promise.reject(new StoreError('STORE_CLOSED', `store ${this.dir} is closed`));
     const op = body();
-    this.#ops.add(op);
-    const done = () => void this.#ops.delete(op);
+    this.ops.add(op);
+    const done = () => void this.ops.delete(op);
     void op.then(done, done);
     return op;
   }
 
-  #pathOf(key: StorageKey): string {
+  private pathOf(key: StorageKey): string {
     return join(this.dir, ...keySegments(key));
   }
 
   /** Lists below `prefix`, cleaning leftover temp files on the way. */
-  async #list(prefix: StorageKey): Promise<Listing | 'file' | undefined> {
+  private async list(prefix: StorageKey): Promise<Listing | 'file' | undefined> {
     assertPrefix(prefix);
     // A key's first element has at least 3 characters, so a shorter one matches nothing (and
     // would otherwise name the shared 2-character directory).
     if (prefix.length > 0 && (prefix[0] as string).length < 3) return undefined;
     const listing = await wrapIo('list', this.dir, () =>
-      walk(this.dir, keySegments(prefix), this.#sem),
+      walk(this.dir, keySegments(prefix), this.sem),
     );
     if (listing !== undefined && listing !== 'file') {
-      const leftovers = listing.temps.filter((t) => !this.#tempsInFlight.has(t));
-      await mapBounded(leftovers, this.#limit, (t) => this.#cleanLeftover(t));
+      const leftovers = listing.temps.filter((t) => !this.tempsInFlight.has(t));
+      await mapBounded(leftovers, this.limit, (t) => this.cleanLeftover(t));
     }
     return listing;
   }
@@ -221,17 +224,17 @@ export class FsStore implements Store {
    * Removes a temp file no save of ours holds. If it is already gone, the save that made it
    * finished after the listing: not a leftover, nothing to report.
    */
-  async #cleanLeftover(file: string): Promise<void> {
-    const removed = await this.#sem.run(() => wrapIo('remove', file, () => unlinkIfExists(file)));
-    if (removed) this.#report(leftoverProblem(file), 'removed');
+  private async cleanLeftover(file: string): Promise<void> {
+    const removed = await this.sem.run(() => wrapIo('remove', file, () => unlinkIfExists(file)));
+    if (removed) this.report(leftoverProblem(file), 'removed');
   }
 
   /** Reads and verifies one chunk; a corrupt one is quarantined and reads as absent. */
-  async #loadVerified(key: StorageKey, file: string): Promise<Uint8Array | undefined> {
-    const bytes = await this.#sem.run(() => wrapIo('load', file, () => readIfExists(file)));
+  private async loadVerified(key: StorageKey, file: string): Promise<Uint8Array | undefined> {
+    const bytes = await this.sem.run(() => wrapIo('load', file, () => readIfExists(file)));
     if (bytes === undefined) return undefined;
     const decoded = decodeFile(key, bytes);
-    return decoded.ok && !decoded.legacy ? decoded.data : this.#settle(key, file);
+    return decoded.ok && !decoded.legacy ? decoded.data : this.settle(key, file);
   }
 
   /**
@@ -239,16 +242,16 @@ export class FsStore implements Store {
    * The file is read again first: a save may have replaced it since, and then the new data is the
    * answer.
    */
-  #settle(key: StorageKey, file: string): Promise<Uint8Array | undefined> {
-    return this.#fileLock.run(file, async () => {
-      const bytes = await this.#sem.run(() => wrapIo('load', file, () => readIfExists(file)));
+  private settle(key: StorageKey, file: string): Promise<Uint8Array | undefined> {
+    return this.fileLock.run(file, async () => {
+      const bytes = await this.sem.run(() => wrapIo('load', file, () => readIfExists(file)));
       if (bytes === undefined) return undefined;
       const decoded = decodeFile(key, bytes);
-      if (!decoded.ok) return this.#quarantine(key, file, decoded);
+      if (!decoded.ok) return this.quarantine(key, file, decoded);
       if (decoded.legacy) {
         const data = decoded.data;
-        await this.#sem.run(() =>
-          wrapIo('rewrite', file, () => writeAtomic(file, data, this.#tempsInFlight)),
+        await this.sem.run(() =>
+          wrapIo('rewrite', file, () => writeFileAtomic(file, data, this.writeOptions)),
         );
       }
       return decoded.data;
@@ -256,7 +259,7 @@ export class FsStore implements Store {
   }
 
   /** Moves a corrupt chunk to the quarantine; the caller holds the file's lock. */
-  async #quarantine(
+  private async quarantine(
     key: StorageKey,
     file: string,
     decoded: Decoded & { ok: false },
@@ -268,12 +271,12 @@ export class FsStore implements Store {
       detail: decoded.detail,
     };
     try {
-      problem.quarantinedTo = await this.#fileLock.run(QUARANTINE_DIR, () =>
-        this.#moveAside(key, file),
+      problem.quarantinedTo = await this.fileLock.run(QUARANTINE_DIR, () =>
+        this.moveAside(key, file),
       );
-      this.#report(problem, `moved to ${problem.quarantinedTo}`);
+      this.report(problem, `moved to ${problem.quarantinedTo}`);
     } catch (err) {
-      this.#report(problem, `could not move it to ${QUARANTINE_DIR}: ${errMessage(err)}`);
+      this.report(problem, `could not move it to ${QUARANTINE_DIR}: ${errMessage(err)}`);
     }
     return undefined;
   }
@@ -283,25 +286,25 @@ export class FsStore implements Store {
    * plain), then writes the format file. A crash part way leaves each file old or new, and the
    * next open starts over.
    */
-  async #upgrade(): Promise<void> {
+  private async upgrade(): Promise<void> {
     const marker = join(this.dir, FORMAT_FILE);
-    const found = await this.#sem.run(() => wrapIo('open', marker, () => readIfExists(marker)));
+    const found = await this.sem.run(() => wrapIo('open', marker, () => readIfExists(marker)));
     if (found?.toString('latin1') === FORMAT_TEXT) return;
-    const listing = await this.#list([]);
+    const listing = await this.list([]);
     if (listing !== undefined && listing !== 'file') {
-      await mapBounded(listing.files, this.#limit, async (f) => {
-        await this.#loadVerified(segmentsKey(f.segments), f.path);
+      await mapBounded(listing.files, this.limit, async (f) => {
+        await this.loadVerified(segmentsKey(f.segments), f.path);
       });
     }
     const text = Buffer.from(FORMAT_TEXT, 'latin1');
-    await this.#sem.run(() =>
-      wrapIo('open', marker, () => writeAtomic(marker, text, this.#tempsInFlight)),
+    await this.sem.run(() =>
+      wrapIo('open', marker, () => writeFileAtomic(marker, text, this.writeOptions)),
     );
   }
 
-  async #moveAside(key: StorageKey, file: string): Promise<string> {
+  private async moveAside(key: StorageKey, file: string): Promise<string> {
     const qdir = join(this.dir, QUARANTINE_DIR);
-    return this.#sem.run(async () => {
+    return this.sem.run(async () => {
       await ensureDir(qdir);
       const target = await quarantineName(qdir, key);
       await rename(file, target);
@@ -311,34 +314,34 @@ export class FsStore implements Store {
     });
   }
 
-  #report(problem: StoreProblem, outcome: string): void {
-    this.#problems.push(problem);
-    if (this.#problems.length > MAX_PROBLEMS) this.#problems.shift();
-    this.#log(`${problem.code} ${problem.file}: ${problem.detail}; ${outcome}`);
+  private report(problem: StoreProblem, outcome: string): void {
+    this.reported.push(problem);
+    if (this.reported.length > MAX_PROBLEMS) this.reported.shift();
+    this.log(`${problem.code} ${problem.file}: ${problem.detail}; ${outcome}`);
   }
 
-  async #removeFile(file: string, sync = true): Promise<void> {
-    const removed = await this.#fileLock.run(file, () =>
-      this.#sem.run(() => wrapIo('remove', file, () => unlinkIfExists(file))),
+  private async removeFile(file: string, sync = true): Promise<void> {
+    const removed = await this.fileLock.run(file, () =>
+      this.sem.run(() => wrapIo('remove', file, () => unlinkIfExists(file))),
     );
     if (removed && sync)
-      await this.#sem.run(() => wrapIo('remove', file, () => fsyncDir(dirname(file))));
+      await this.sem.run(() => wrapIo('remove', file, () => fsyncDir(dirname(file))));
   }
 
   /**
    * After removeRange: remove the directories left empty (deepest first) and fsync the rest, then
    * the parent of the top one, so the removals are durable.
    */
-  async #pruneDirs(listing: Listing): Promise<void> {
+  private async pruneDirs(listing: Listing): Promise<void> {
     const dirs = listing.dirs.filter((d) => d !== this.dir).reverse();
     for (const dir of dirs) {
-      const gone = await this.#sem.run(() => wrapIo('remove', dir, () => rmdirIfEmpty(dir)));
-      if (!gone) await this.#sem.run(() => wrapIo('remove', dir, () => fsyncDir(dir)));
+      const gone = await this.sem.run(() => wrapIo('remove', dir, () => rmdirIfEmpty(dir)));
+      if (!gone) await this.sem.run(() => wrapIo('remove', dir, () => fsyncDir(dir)));
     }
     const top = listing.dirs[0];
     if (top !== undefined) {
       const parent = top === this.dir ? top : dirname(top);
-      await this.#sem.run(() => wrapIo('remove', parent, () => fsyncDir(parent)));
+      await this.sem.run(() => wrapIo('remove', parent, () => fsyncDir(parent)));
     }
   }
 }

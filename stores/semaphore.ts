@@ -4,36 +4,36 @@
 
 /** A counting semaphore: at most `limit` holders at a time, served in arrival order. */
 export class Semaphore {
-  #free: number;
-  readonly #waiters: (() => void)[] = [];
+  private free: number;
+  private readonly waiters: (() => void)[] = [];
 
   constructor(limit: number) {
     if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`bad semaphore limit ${limit}`);
-    this.#free = limit;
+    this.free = limit;
   }
 
   /** Runs `fn` while holding one permit. */
   async run<T>(fn: () => Promise<T>): Promise<T> {
-    await this.#acquire();
+    await this.acquire();
     try {
       return await fn();
     } finally {
-      this.#release();
+      this.release();
     }
   }
 
-  #acquire(): Promise<void> {
-    if (this.#free > 0) {
-      this.#free--;
+  private acquire(): Promise<void> {
+    if (this.free > 0) {
+      this.free--;
       return Promise.resolve();
     }
-    return new Promise((resolve) => this.#waiters.push(resolve));
+    return new Promise((resolve) => this.waiters.push(resolve));
   }
 
-  #release(): void {
-    const next = this.#waiters.shift();
+  private release(): void {
+    const next = this.waiters.shift();
     if (next) next();
-    else this.#free++;
+    else this.free++;
   }
 }
 
@@ -68,20 +68,20 @@ export async function mapBounded<T, R>(
 
 /** Serializes tasks per name; idle names hold no memory. */
 export class KeyedMutex {
-  readonly #tails = new Map<string, Promise<void>>();
+  private readonly tails = new Map<string, Promise<void>>();
 
   /** Runs `fn` once every earlier task for `name` has settled. */
   async run<T>(name: string, fn: () => Promise<T>): Promise<T> {
-    const before = this.#tails.get(name) ?? Promise.resolve();
+    const before = this.tails.get(name) ?? Promise.resolve();
     let done!: () => void;
     const tail = new Promise<void>((resolve) => (done = resolve));
-    this.#tails.set(name, tail);
+    this.tails.set(name, tail);
     await before;
     try {
       return await fn();
     } finally {
       done();
-      if (this.#tails.get(name) === tail) this.#tails.delete(name);
+      if (this.tails.get(name) === tail) this.tails.delete(name);
     }
   }
 }

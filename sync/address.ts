@@ -53,9 +53,3 @@ export function parsePeerAddress(text: string): PeerAddr {
   if (problem !== undefined) throw bad(problem);
   return { nodeId, direct: [hostPort] };
 }
-
-/** The `NODE_ID@HOST:PORT` form of an address, using its first direct address. */
-export function formatPeerAddress(addr: PeerAddr): string {
-  const first = addr.direct[0];
-  return first ? `${addr.nodeId}@${first}` : addr.nodeId;
-}

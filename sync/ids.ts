@@ -51,7 +51,10 @@ export function nodeIdBytes(id: NodeId): Uint8Array {
   return new Uint8Array(Buffer.from(id, 'hex'));
 }
 
-/** The short form people read in tables and logs (same length as iroh's fmtShort). */
-export function shortId(id: NodeId): string {
+/**
+ * The short form people read in tables and logs (same length as iroh's fmtShort), of a node id or
+ * of anything spelled like one (a peer id, a write key).
+ */
+export function shortId(id: string): string {
   return id.slice(0, 10);
 }

@@ -6,7 +6,7 @@ import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import * as iroh from '@number0/iroh/index.js';
 import { FltError, messageOf } from './errors.js';
-import { parseNodeId, type NodeId } from './ids.js';
+import { parseNodeId, type NodeId, shortId } from './ids.js';
 import { withDeadline } from './deadline.js';
 import { bindingReason } from './iroh-errors.js';
 import { silentLogger, type Logger } from './log.js';
@@ -162,7 +162,7 @@ function endpointId(id: NodeId): iroh.EndpointId {
   } catch (err) {
     throw new FltError(
       'BAD_NODE_ID',
-      `${id.slice(0, 10)}… is not an ed25519 public key: ${bindingReason(err)}`,
+      `${shortId(id)}… is not an ed25519 public key: ${bindingReason(err)}`,
       { cause: err },
     );
   }
@@ -305,15 +305,11 @@ export class IrohTransport implements Transport {
     const attempt = this.ep.connect(target, utf8(alpn)).then(
       (c) => this.adopt(c),
       (err: unknown) => {
-        throw wrap('CONNECT_FAILED', `connect to ${addr.nodeId.slice(0, 10)}`, err);
+        throw wrap('CONNECT_FAILED', `connect to ${shortId(addr.nodeId)}`, err);
       },
     );
     try {
-      return await withDeadline(
-        attempt,
-        options,
-        `connect to ${addr.nodeId.slice(0, 10)} on ${alpn}`,
-      );
+      return await withDeadline(attempt, options, `connect to ${shortId(addr.nodeId)} on ${alpn}`);
     } catch (err) {
       // The binding cannot cancel a dial: a success that arrives after we gave up is closed.
       attempt.then(

@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { FltError } from './errors.js';
 import { withDeadline } from './deadline.js';
-import { nodeIdFromBytes, type NodeId } from './ids.js';
+import { nodeIdFromBytes, type NodeId, shortId } from './ids.js';
 import type {
   ByteStream,
   CloseInfo,
@@ -169,7 +169,7 @@ export class MemoryTransport implements Transport {
   }
 
   connect(addr: PeerAddr, alpn: string, options: ConnectOptions = {}): Promise<Connection> {
-    return withDeadline(this.dial(addr, alpn), options, `connect to ${addr.nodeId.slice(0, 10)}`);
+    return withDeadline(this.dial(addr, alpn), options, `connect to ${shortId(addr.nodeId)}`);
   }
 
   private dial(addr: PeerAddr, alpn: string): Promise<Connection> {
@@ -177,7 +177,7 @@ export class MemoryTransport implements Transport {
     if (this.isClosed) return Promise.reject(new FltError('CLOSED', 'transport closed'));
     if (!remote || remote.isClosed || !remote.handler || !remote.alpns.includes(alpn)) {
       return Promise.reject(
-        new FltError('CONNECT_FAILED', `no peer ${addr.nodeId.slice(0, 10)} for ${alpn}`),
+        new FltError('CONNECT_FAILED', `no peer ${shortId(addr.nodeId)} for ${alpn}`),
       );
     }
     const mine = new MemoryConnection(remote.nodeId, alpn);

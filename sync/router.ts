@@ -3,7 +3,7 @@
 // peer can see, and the process keeps serving everyone else.
 
 import { codeOf, FltError, isProgrammingError, messageOf } from './errors.js';
-import type { NodeId } from './ids.js';
+import { shortId, type NodeId } from './ids.js';
 import { silentLogger, type Logger } from './log.js';
 import { CloseCode, type Connection, type Transport } from './transport.js';
 
@@ -47,7 +47,7 @@ export class Router {
 
   private dispatch(conn: Connection): void {
     const handler = this.handlers.get(conn.alpn);
-    const fields = { peer: conn.remoteId.slice(0, 10), alpn: conn.alpn };
+    const fields = { peer: shortId(conn.remoteId), alpn: conn.alpn };
     if (!handler) {
       this.log.warn('refused connection: unknown protocol', fields);
       conn.close(CloseCode.PROTOCOL_ERROR, 'UNKNOWN_ALPN');

@@ -16,7 +16,7 @@ import { decodeCbor, encodeCbor } from './codec.js';
 import { withDeadline } from './deadline.js';
 import { codeOf, FltError, messageOf } from './errors.js';
 import { FramedStream } from './framed-stream.js';
-import type { NodeId } from './ids.js';
+import { shortId, type NodeId } from './ids.js';
 import { silentLogger, type Logger } from './log.js';
 import { ALPN, MAX_FRAME } from './protocols.js';
 import { decodeHello, decodeRepoMessage, SYNC_VERSION, type Hello } from './sync-wire.js';
@@ -175,7 +175,7 @@ export class SyncAdapter extends NetworkAdapter {
     if (!run) {
       // Not connected (before the Repo's connect(), after disconnect()): the dialer retries.
       this.log.debug('refused sync connection: not connected', {
-        peer: conn.remoteId.slice(0, 10),
+        peer: shortId(conn.remoteId),
       });
       conn.close(CloseCode.SHUTDOWN, 'not connected');
       return;
@@ -196,14 +196,14 @@ export class SyncAdapter extends NetworkAdapter {
     const session = this.sessions.get(message.targetId as string as NodeId);
     if (!session) {
       this.log.debug('dropping message for unconnected peer', {
-        peer: message.targetId.slice(0, 10),
+        peer: shortId(message.targetId),
       });
       return;
     }
     const limit = this.options.maxQueuedBytes ?? 256 * 1024 * 1024;
     if (session.framed.queuedBytes > limit) {
       this.log.warn('peer does not read; dropping its connection', {
-        peer: session.remote.slice(0, 10),
+        peer: shortId(session.remote),
       });
       session.conn.close(CloseCode.LIMIT, 'send queue over limit');
       return;
@@ -253,7 +253,7 @@ export class SyncAdapter extends NetworkAdapter {
   redial(peer: NodeId, reason: string): void {
     const session = this.sessions.get(peer);
     if (session) {
-      this.log.info('dropping sync session', { peer: peer.slice(0, 10), reason });
+      this.log.info('dropping sync session', { peer: shortId(peer), reason });
       session.conn.close(CloseCode.NORMAL, reason);
     }
     this.run?.dials.get(peer)?.kick.abort();
@@ -324,7 +324,7 @@ export class SyncAdapter extends NetworkAdapter {
         if (!dial.kick.signal.aborted) ended = await closeInfo(conn);
       } catch (err) {
         this.log.debug('dial failed', {
-          peer: peer.slice(0, 10),
+          peer: shortId(peer),
           code: codeOf(err),
           err: messageOf(err),
         });
@@ -357,7 +357,7 @@ export class SyncAdapter extends NetworkAdapter {
     (times === 0 ? this.log.warn : this.log.debug)(
       'another node with our node id connected and replaced our sync connection ' +
         '(is this state dir or machine image cloned?); redialing with backoff',
-      { peer: peer.slice(0, 10), times: times + 1, retryMs: Math.round(delay) },
+      { peer: shortId(peer), times: times + 1, retryMs: Math.round(delay) },
     );
     await sleep(delay, signal);
   }
@@ -402,9 +402,9 @@ export class SyncAdapter extends NetworkAdapter {
       const fields = { peer: remote, code, err: messageOf(err) };
       if (code === 'UNAUTHORIZED_PEER') this.log.warn('refused a sync message', fields);
       else if (this.sessions.get(remote) !== session)
-        this.log.debug('replaced sync connection closed', { ...fields, peer: remote.slice(0, 10) });
+        this.log.debug('replaced sync connection closed', { ...fields, peer: shortId(remote) });
       else if (!run.stop.signal.aborted)
-        this.log.info('sync connection closed', { ...fields, peer: remote.slice(0, 10) });
+        this.log.info('sync connection closed', { ...fields, peer: shortId(remote) });
       conn.close(CLOSE_FOR[code] ?? CloseCode.PROTOCOL_ERROR, code);
     } finally {
       this.close(session);
@@ -440,10 +440,10 @@ export class SyncAdapter extends NetworkAdapter {
       old.conn.close(CloseCode.REPLACED, 'replaced by a newer connection');
       this.emit('peer-disconnected', { peerId: session.remote as string as PeerId });
       this.log.debug('sync peer reconnected, replacing its connection', {
-        peer: session.remote.slice(0, 10),
+        peer: shortId(session.remote),
       });
       this.options.onReplaced?.(session.remote);
-    } else this.log.info('sync peer connected', { peer: session.remote.slice(0, 10) });
+    } else this.log.info('sync peer connected', { peer: shortId(session.remote) });
     this.sessions.set(session.remote, session);
     this.emit('peer-candidate', { peerId: session.remote as string as PeerId, peerMetadata: meta });
   }
@@ -461,7 +461,7 @@ export class SyncAdapter extends NetworkAdapter {
       const msg = decodeRepoMessage(decodeCbor(frame));
       if (!msg) continue; // a newer automerge-repo message type: ignore, stay compatible
       if ((msg.senderId as string) !== session.remote) {
-        throw new FltError('SENDER_MISMATCH', `message claims sender ${msg.senderId.slice(0, 10)}`);
+        throw new FltError('SENDER_MISMATCH', `message claims sender ${shortId(msg.senderId)}`);
       }
       if (msg.targetId !== this.peerId) continue; // not for us (we do not relay)
       if (this.options.admit?.(session.remote, msg) === false) continue;
@@ -471,8 +471,8 @@ export class SyncAdapter extends NetworkAdapter {
 
   private refuseImpostor(conn: Connection, claimed: string): void {
     this.log.warn('refused sync peer: claimed sender differs from its node id', {
-      peer: conn.remoteId.slice(0, 10),
-      claimed: claimed.slice(0, 10),
+      peer: shortId(conn.remoteId),
+      claimed: shortId(claimed),
     });
     conn.close(CloseCode.SENDER_MISMATCH, 'SENDER_MISMATCH');
   }

@@ -6,6 +6,7 @@
 
 import { cp } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { shortId } from '../sync/ids.js';
 import { FltProcess, LOCAL, nodeIdOf, runFlt, tempDir } from './helpers/flt.js';
 import { freeUdpPort } from './helpers/peer-process.js';
 
@@ -108,7 +109,7 @@ describe('a cloned agent state dir', () => {
 
     // They replace each other's connection; count the coordinator's connections of that node.
     const connections = new RegExp(
-      `sync peer (connected|reconnected)[^\\n]*peer=${id.slice(0, 10)}`,
+      `sync peer (connected|reconnected)[^\\n]*peer=${shortId(id)}`,
       'g',
     );
     const from = coordinator.stderr.length;

@@ -121,7 +121,7 @@ describe('the gate', () => {
     // Expired: issued (and recorded) in the past with a lifetime long gone.
     const old = issueToken(
       {
-        fleet: fleetId,
+        fleetId,
         coordinator: coordinatorId,
         expiresInMs: 1000,
         now: new Date(Date.now() - 3600_000),
@@ -133,13 +133,13 @@ describe('the gate', () => {
     // Forged: signed by a key that is no admin.
     const stranger = generateNodeKey();
     const forged = issueToken(
-      { fleet: fleetId, coordinator: coordinatorId, expiresInMs: 60_000 },
+      { fleetId, coordinator: coordinatorId, expiresInMs: 60_000 },
       stranger,
     );
     expect(await codeOf(o.enroll(forged.token))).toBe('TOKEN_FORGED');
     // Another fleet's token, by one of this fleet's admins even.
     const other = issueToken(
-      { fleet: 'another-fleet', coordinator: coordinatorId, expiresInMs: 60_000 },
+      { fleetId: 'another-fleet', coordinator: coordinatorId, expiresInMs: 60_000 },
       key,
     );
     expect(await codeOf(o.enroll(other.token))).toBe('TOKEN_OTHER_FLEET');

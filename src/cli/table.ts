@@ -45,7 +45,7 @@ export function fleetTable(view: FleetView, now = Date.now()): string {
   ]);
   const title = view.offline
     ? `${view.agents.length} agents (offline: from the local replica as of ${view.asOf}, ${ago(view.asOf, now)})`
-    : `${view.agents.length} agents (coordinator ${shortId(view.coordinator as never)})`;
+    : `${view.agents.length} agents (coordinator ${shortId(view.coordinator)})`;
   const notes = view.agents
     .filter((a) => a.forked)
     .map((a) => `\n${forkNote(a)}`)

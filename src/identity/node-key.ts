@@ -3,9 +3,10 @@
 // rules (0600, crash-safe creation, refusing keys others can read); openssh.ts owns the bytes.
 
 import { randomBytes } from 'node:crypto';
-import { type FileHandle, constants, link, lstat, mkdir, open, rename, rm } from 'node:fs/promises';
+import { type FileHandle, constants, lstat, mkdir, open } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import { basename, dirname, join } from 'node:path';
+import { join } from 'node:path';
+import { writeFileAtomic } from '../../stores/atomic-write.js';
 import { FltError } from '../../sync/errors.js';
 import { type NodeId, nodeIdFromBytes } from '../../sync/ids.js';
 import {
@@ -58,7 +59,7 @@ export async function loadOrCreateNodeKey(
   if (existing !== undefined) return { key: secretKeyFromFile(existing, path), created: false };
   const key = generateNodeKey();
   const text = encodeOpenSshPrivateKey(key.secret, `flt@${hostname()}`);
-  if (await writeFileAtomic(path, text, { mode: 0o600, exclusive: true })) {
+  if (await writeKeyFile(path, text, 0o600, false)) {
     return { key, created: true };
   }
   return { key: await loadSecretKeyFile(path), created: false };
@@ -170,64 +171,20 @@ async function assertAbsent(paths: readonly string[]): Promise<void> {
 }
 
 async function writeOrRefuse(path: string, text: string, mode: number, force: boolean) {
-  if (!(await writeFileAtomic(path, text, { mode, exclusive: !force }))) throw alreadyExists(path);
+  if (!(await writeKeyFile(path, text, mode, force))) throw alreadyExists(path);
 }
 
 /**
- * Writes a temp file in the same directory, fsyncs it, then moves it into place and fsyncs the
- * directory, so a crash leaves the old file or the new one, never half of one. `exclusive` uses
- * link(2), which, unlike rename(2), fails when the target exists: then it returns false.
+ * Writes `path` crash-safely (stores/atomic-write.ts). Without `force` the write refuses an existing
+ * file, so when two processes race for the same path only one wins: false for the loser.
  */
-async function writeFileAtomic(
-  path: string,
-  text: string,
-  opts: { mode: number; exclusive: boolean },
-): Promise<boolean> {
-  const dir = dirname(path);
-  const tmp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+async function writeKeyFile(path: string, text: string, mode: number, force: boolean) {
   try {
-    await writeSynced(tmp, text, opts.mode);
-    if (opts.exclusive) {
-      if (!(await linkIfAbsent(tmp, path))) return false;
-      await rm(tmp);
-    } else {
-      await rename(tmp, path);
-    }
-    await fsyncDir(dir);
+    await writeFileAtomic(path, text, { mode, noOverwrite: !force });
     return true;
   } catch (err) {
-    throw err instanceof FltError ? err : ioError(path, err);
-  } finally {
-    await rm(tmp, { force: true });
-  }
-}
-
-async function writeSynced(path: string, text: string, mode: number): Promise<void> {
-  const fh = await open(path, 'wx', mode);
-  try {
-    await fh.writeFile(text);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
-
-async function linkIfAbsent(from: string, to: string): Promise<boolean> {
-  try {
-    await link(from, to);
-    return true;
-  } catch (err) {
-    if (errnoOf(err) === 'EEXIST') return false;
-    throw err;
-  }
-}
-
-async function fsyncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
+    if (!force && errnoOf(err) === 'EEXIST') return false;
+    throw ioError(path, err);
   }
 }
 

@@ -5,7 +5,7 @@
 import { join } from 'node:path';
 import { Repo, type DocumentId } from '@automerge/automerge-repo';
 import { FltError } from '../../sync/errors.js';
-import type { NodeId } from '../../sync/ids.js';
+import { shortId, type NodeId } from '../../sync/ids.js';
 import type { Logger } from '../../sync/log.js';
 import { RpcChannel } from '../../sync/rpc-channel.js';
 import { FsStore } from '../../stores/fs-store.js';
@@ -170,11 +170,11 @@ export class Admin {
       if (this.rpc)
         throw new FltError(
           'NOT_FOUND',
-          `the coordinator has no facts from ${agent.nodeId.slice(0, 10)} yet`,
+          `the coordinator has no facts from ${shortId(agent.nodeId)} yet`,
         );
       throw new FltError(
         'NOT_FOUND',
-        `no facts of ${agent.nodeId.slice(0, 10)} in the replica; run once online`,
+        `no facts of ${shortId(agent.nodeId)} in the replica; run once online`,
       );
     }
     const trusted = trustedView(doc, signed);
@@ -206,7 +206,7 @@ export class Admin {
     const { rpc, key } = this.online();
     const info = await this.fleetIdentity();
     const issued = issueToken(
-      { fleet: info.rootDocId, coordinator: info.coordinator, expiresInMs },
+      { fleetId: info.rootDocId, coordinator: info.coordinator, expiresInMs },
       key,
     );
     await rpc.call(adminOp, { op: issued.op });
@@ -308,7 +308,7 @@ export function pick(agents: readonly AgentRow[], query: string): AgentRow {
   if (matches.length === 1) return matches[0]!;
   if (matches.length === 0)
     throw new FltError('NOT_FOUND', `no agent matches ${JSON.stringify(query)}`);
-  const ids = matches.map((a) => `${a.nodeId.slice(0, 10)} (${a.hostname ?? '?'})`).join(', ');
+  const ids = matches.map((a) => `${shortId(a.nodeId)} (${a.hostname ?? '?'})`).join(', ');
   throw new FltError(
     'BAD_ARGUMENT',
     `${JSON.stringify(query)} matches ${matches.length} agents: ${ids}; give more of the node id`,

@@ -4,10 +4,10 @@
 // When ready it writes its ticket to <state-dir>/coordinator.ticket.
 
 import { randomBytes } from 'node:crypto';
-import { rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as A from '@automerge/automerge';
 import type { DocumentId, PeerId } from '@automerge/automerge-repo';
+import { writeFileAtomic } from '../../stores/atomic-write.js';
 import { serveEcho } from '../../sync/echo.js';
 import { FltError } from '../../sync/errors.js';
 import { isNodeId, nodeIdBytes, type NodeId } from '../../sync/ids.js';
@@ -85,7 +85,7 @@ export class Coordinator {
         repo: node.repo!,
         store: node.store!,
         key: node.key,
-        fleet: rootDocId,
+        fleetId: rootDocId,
         admins,
         log,
         onRevoked: (peer) => node.router.disconnect(peer),
@@ -95,7 +95,8 @@ export class Coordinator {
       trackPeers(node, fleet);
       node.start();
       const ticket = node.transport.ticket();
-      await writeAtomically(join(config.stateDir, TICKET_FILE), ticket + '\n');
+      // Readers of the ticket file never see half a ticket.
+      await writeFileAtomic(join(config.stateDir, TICKET_FILE), ticket + '\n', { mode: 0o644 });
       return new Coordinator(node, fleet, ticket);
     } catch (err) {
       await node.close().catch(() => undefined);
@@ -246,11 +247,4 @@ function trackPeers(node: FltNode, fleet: Fleet): void {
     if (fleet.agent(peerId as string as NodeId))
       fleet.presence.disconnected(peerId as string as NodeId);
   });
-}
-
-/** Readers of the ticket file never see half a ticket. */
-async function writeAtomically(file: string, text: string): Promise<void> {
-  const tmp = `${file}.${randomBytes(4).toString('hex')}.tmp`;
-  await writeFile(tmp, text, { mode: 0o644 });
-  await rename(tmp, file);
 }

@@ -5,7 +5,7 @@
 import * as A from '@automerge/automerge';
 import type { DocHandle, DocumentId, Message, Repo } from '@automerge/automerge-repo';
 import { FltError } from '../../sync/errors.js';
-import type { NodeId } from '../../sync/ids.js';
+import { shortId, type NodeId } from '../../sync/ids.js';
 import type { Logger } from '../../sync/log.js';
 import { validateFacts } from '../facts/index.js';
 import {
@@ -173,7 +173,7 @@ export class Fleet {
           forked: existing?.forked ?? null,
         },
       ]);
-      this.log.info('agent enrolled', { agent: id.slice(0, 10) });
+      this.log.info('agent enrolled', { agent: shortId(id) });
     }
     const entry = this.entries.get(id)!;
     this.watch(entry);
@@ -214,7 +214,7 @@ export class Fleet {
         return;
       } catch (err) {
         this.log.debug('facts document not available yet', {
-          agent: entry.nodeId.slice(0, 10),
+          agent: shortId(entry.nodeId),
           err: String(err),
         });
         await new Promise((resolve) => setTimeout(resolve, 250 * 2 ** attempt).unref());
@@ -337,7 +337,7 @@ export class Fleet {
     this.log.warn(
       `agent forked: ${reason} (a cloned machine or a copied state dir?); its facts are ` +
         `refused until an admin revokes it (\`flt admin revoke ${id}\`)`,
-      { agent: id.slice(0, 10) },
+      { agent: shortId(id) },
     );
     this.repo.shareConfigChanged();
   }
@@ -375,7 +375,7 @@ export class Fleet {
     try {
       summary = summarize(validateFacts(facts));
     } catch (err) {
-      this.log.warn('ignoring invalid facts', { agent: id.slice(0, 10), err: String(err) });
+      this.log.warn('ignoring invalid facts', { agent: shortId(id), err: String(err) });
       return;
     }
     if (entry.summary && JSON.stringify(entry.summary) === JSON.stringify(summary)) return;

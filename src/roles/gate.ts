@@ -54,7 +54,7 @@ export class Gate {
     repo: Repo;
     store: Store;
     key: NodeKey;
-    fleet: string;
+    fleetId: string;
     admins: readonly NodeId[];
     log: Logger;
     onRevoked: (peer: NodeId) => void;
@@ -81,7 +81,7 @@ export class Gate {
     if (opts.admins.some((a) => !begun.includes(a)))
       opts.log.warn('--admin counts only when the fleet begins; use `flt admin admins add`');
     const entries = audit.doc().entries.map((e) => JSON.parse(e.val) as unknown);
-    const authority = Authority.replay(opts.fleet, initial, entries);
+    const authority = Authority.replay(opts.fleetId, initial, entries);
     return new Gate(authority, audit, opts.log, opts.onRevoked);
   }
 
@@ -119,7 +119,7 @@ export class Gate {
   /** Applies one admin-signed operation (verified here) and appends it to the trail. */
   apply(value: unknown): AuditEntry {
     const authority = this.require();
-    const entry = authority.apply(verifyOp(value, authority.fleet));
+    const entry = authority.apply(verifyOp(value, authority.fleetId));
     this.append(entry);
     if (entry.kind === 'op') {
       const { body } = entry.op;

@@ -2,11 +2,11 @@
 // `--offline` can answer from it. `replica.json` remembers the coordinator, the root document
 // id and the last presence snapshot with the time it was taken ("as of").
 
-import { randomBytes } from 'node:crypto';
-import { readFile, rename, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as A from '@automerge/automerge';
 import type { DocHandle } from '@automerge/automerge-repo';
+import { writeFileAtomic } from '../../stores/atomic-write.js';
 import { FltError } from '../../sync/errors.js';
 import type { PresenceEntry } from '../rpc-methods.js';
 
@@ -25,9 +25,7 @@ const FILE = 'replica.json';
 
 export async function saveReplicaInfo(stateDir: string, info: ReplicaInfo): Promise<void> {
   const file = join(stateDir, FILE);
-  const tmp = `${file}.${randomBytes(4).toString('hex')}.tmp`;
-  await writeFile(tmp, JSON.stringify(info, null, 2) + '\n', { mode: 0o600 });
-  await rename(tmp, file);
+  await writeFileAtomic(file, JSON.stringify(info, null, 2) + '\n', { mode: 0o600 });
 }
 
 export async function loadReplicaInfo(stateDir: string): Promise<ReplicaInfo> {

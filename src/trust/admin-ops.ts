@@ -47,13 +47,13 @@ export interface SignedOp {
 }
 
 /**
- * Signs `body` for `fleet` as `key`, at `now`, with a fresh random nonce.
+ * Signs `body` for the fleet `fleetId` as `key`, at `now`, with a fresh random nonce.
  * @throws FltError BAD_ARGUMENT when the fleet or body is not one that verifyOp would accept.
  */
-export function signOp(body: OpBody, fleet: string, key: NodeKey, now = new Date()): SignedOp {
+export function signOp(body: OpBody, fleetId: string, key: NodeKey, now = new Date()): SignedOp {
   const unsigned = {
     v: 1,
-    fleet,
+    fleet: fleetId,
     body,
     at: now.toISOString(),
     nonce: randomBytes(NONCE_BYTES).toString('hex'),
@@ -70,15 +70,15 @@ export function signOp(body: OpBody, fleet: string, key: NodeKey, now = new Date
  * @throws FltError BAD_MESSAGE when malformed, WRONG_FLEET, BAD_SIGNATURE, and BAD_KEY or
  *   SMALL_ORDER_KEY for a signature that verifies only because the signer's key is degenerate.
  */
-export function verifyOp(value: unknown, fleet: string): SignedOp {
+export function verifyOp(value: unknown, fleetId: string): SignedOp {
   const record = exactRecord(value, OP_KEYS);
   if (record === undefined)
     throw bad(`admin operation: not a record with exactly ${OP_KEYS.join(', ')}`);
   const { sig, ...rest } = record;
   if (!isHexBytes(sig, SIGNATURE_BYTES)) throw bad('admin operation: bad sig');
   const op = parseUnsigned(rest, 'BAD_MESSAGE');
-  if (op.fleet !== fleet)
-    throw new FltError('WRONG_FLEET', `admin operation for fleet ${op.fleet}, not ${fleet}`);
+  if (op.fleet !== fleetId)
+    throw new FltError('WRONG_FLEET', `admin operation for fleet ${op.fleet}, not ${fleetId}`);
   const key = nodeIdBytes(op.signer);
   if (!verify(Buffer.from(sig, 'hex'), signedMessage(OP_DOMAIN, op), key))
     throw new FltError('BAD_SIGNATURE', `${op.body.op} by ${shortId(op.signer)}: bad signature`);

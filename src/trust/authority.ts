@@ -50,10 +50,10 @@ export class Authority {
 
   /** @throws FltError BAD_ARGUMENT (bad fleet, no admin), BAD_KEY, SMALL_ORDER_KEY. */
   constructor(
-    readonly fleet: string,
+    readonly fleetId: string,
     initialAdmins: readonly NodeId[],
   ) {
-    if (!isFleetId(fleet)) throw arg(`not a fleet id: ${JSON.stringify(fleet).slice(0, 80)}`);
+    if (!isFleetId(fleetId)) throw arg(`not a fleet id: ${JSON.stringify(fleetId).slice(0, 80)}`);
     if (initialAdmins.length === 0) throw arg('a fleet needs at least one initial admin');
     for (const admin of initialAdmins) {
       admissible(admin, 'initial admin');
@@ -69,11 +69,11 @@ export class Authority {
    * @throws FltError with the failing entry's code and its index in the message.
    */
   static replay(
-    fleet: string,
+    fleetId: string,
     initialAdmins: readonly NodeId[],
     entries: readonly unknown[],
   ): Authority {
-    const authority = new Authority(fleet, initialAdmins);
+    const authority = new Authority(fleetId, initialAdmins);
     entries.forEach((entry, i) => {
       try {
         authority.replayEntry(entry);
@@ -111,18 +111,13 @@ export class Authority {
   }
 
   /**
-   * Throws, changing nothing, if `op` cannot apply now: verifyOp's codes, then OP_REPLAYED (nonce
-   * or token id seen), NOT_ADMIN (signer), BAD_KEY / SMALL_ORDER_KEY (node added or approved),
-   * BAD_ARGUMENT (an operation that would change nothing, remove the last admin, or issue a token
-   * that expires before it is issued).
+   * Applies `op`; returns the entry to append to the trail. Throws, changing nothing, if `op`
+   * cannot apply now: verifyOp's codes, then OP_REPLAYED (nonce or token id seen), NOT_ADMIN
+   * (signer), BAD_KEY / SMALL_ORDER_KEY (node added or approved), BAD_ARGUMENT (an operation that
+   * would change nothing, remove the last admin, or issue a token that expires before it is issued).
    */
-  check(op: SignedOp): void {
-    this.rules(verifyOp(op, this.fleet));
-  }
-
-  /** check() then applies `op`; returns the entry to append to the trail. */
   apply(op: SignedOp): AuditEntry {
-    const verified = verifyOp(op, this.fleet);
+    const verified = verifyOp(op, this.fleetId);
     this.rules(verified);
     return this.commitOp(verified);
   }
@@ -148,7 +143,7 @@ export class Authority {
     if (kind === 'op') {
       const r = exactRecord(value, ['kind', 'op']);
       if (r === undefined) throw bad('audit entry: not an op entry with exactly kind, op');
-      const op = verifyOp(r.op, this.fleet);
+      const op = verifyOp(r.op, this.fleetId);
       this.rules(op);
       this.commitOp(op);
       return;
@@ -231,10 +226,10 @@ export class Authority {
   private enrollment(token: string, agent: NodeId, at: string, checkExpiry: boolean) {
     const { payload, signatureValid } = parseToken(token);
     // The fleet first: a token of another fleet (whoever signed it) is named as such.
-    if (payload.fleet !== this.fleet)
+    if (payload.fleet !== this.fleetId)
       throw new FltError(
         'TOKEN_OTHER_FLEET',
-        `token for fleet ${payload.fleet}, not ${this.fleet}`,
+        `token for fleet ${payload.fleet}, not ${this.fleetId}`,
       );
     if (!signatureValid || !this.everAdmins.has(payload.issuer))
       throw forged('not signed by an admin of this fleet');

@@ -10,6 +10,7 @@
 import * as A from '@automerge/automerge';
 import type { DocumentId } from '@automerge/automerge-repo';
 import { FltError } from '../../sync/errors.js';
+import { shortId } from '../../sync/ids.js';
 import { docIdFor } from '../docs/doc-id.js';
 import { sign, verify } from './ed25519.js';
 
@@ -102,7 +103,7 @@ export function verifySignedHeads(
     throw new FltError('BAD_SIGNATURE', `signed heads of ${docId} by another key than its writer`);
   const key = Buffer.from(writeKey, 'hex');
   if (docIdFor(key) !== docId)
-    throw new FltError('BAD_SIGNATURE', `key ${writeKey.slice(0, 10)} does not own ${docId}`);
+    throw new FltError('BAD_SIGNATURE', `key ${shortId(writeKey)} does not own ${docId}`);
   if (!verify(Buffer.from(sig, 'hex'), message(docId, seq, sorted), key))
     throw new FltError('BAD_SIGNATURE', `signature over the heads of ${docId} does not verify`);
   return { docId: docId as DocumentId, seq, heads: sorted, writeKey, sig };

@@ -128,13 +128,13 @@ function bad(what: string, cause?: unknown): FltError {
 }
 
 /**
- * Issues a one-time enrollment token for `opts.fleet`, valid for `expiresInMs` from `now`, and
+ * Issues a one-time enrollment token for `opts.fleetId`, valid for `expiresInMs` from `now`, and
  * the `token.issue` operation (same id and expiry) that the coordinator must apply before the
  * token enrolls anyone.
  * @throws FltError BAD_ARGUMENT for a bad fleet, coordinator or lifetime.
  */
 export function issueToken(
-  opts: { fleet: string; coordinator: NodeId; expiresInMs: number; now?: Date },
+  opts: { fleetId: string; coordinator: NodeId; expiresInMs: number; now?: Date },
   key: NodeKey,
 ): { token: string; payload: TokenPayload; op: SignedOp } {
   const now = opts.now ?? new Date();
@@ -146,7 +146,7 @@ export function issueToken(
     );
   const payload: TokenPayload = {
     v: 1,
-    fleet: opts.fleet,
+    fleet: opts.fleetId,
     coordinator: opts.coordinator,
     id: newTokenId(),
     expires: expires.toISOString(),
@@ -155,7 +155,7 @@ export function issueToken(
   const token = signToken(payload, key);
   const op = signOp(
     { op: 'token.issue', tokenId: payload.id, expires: payload.expires },
-    opts.fleet,
+    opts.fleetId,
     key,
     now,
   );

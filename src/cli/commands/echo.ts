@@ -5,6 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { parsePeerAddress } from '../../../sync/address.js';
 import { EchoClient, MAX_ECHO_PAYLOAD } from '../../../sync/echo.js';
+import { shortId } from '../../../sync/ids.js';
 import type { Logger } from '../../../sync/log.js';
 import { ALPN } from '../../../sync/protocols.js';
 import { CloseCode } from '../../../sync/transport.js';
@@ -79,5 +80,5 @@ export function summarize(results: readonly EchoRound[], size: number): EchoSumm
 
 function formatSummary(s: EchoSummary, target: string): string {
   const ms = (n: number) => n.toFixed(2);
-  return `${s.rounds} rounds ok with ${target.slice(0, 10)}: rtt min ${ms(s.minMs)} / p50 ${ms(s.p50Ms)} / avg ${ms(s.avgMs)} / max ${ms(s.maxMs)} ms, ${s.mbps.toFixed(2)} MB/s`;
+  return `${s.rounds} rounds ok with ${shortId(target)}: rtt min ${ms(s.minMs)} / p50 ${ms(s.p50Ms)} / avg ${ms(s.avgMs)} / max ${ms(s.maxMs)} ms, ${s.mbps.toFixed(2)} MB/s`;
 }
