@@ -5,7 +5,7 @@
 // The byte-level envelope is in sync/PROTOCOL.md; the method table is in the README.
 
 import { z } from 'zod';
-import { FltError } from '../sync/errors.js';
+import { FltError } from './errors.js';
 import { isNodeId, type NodeId } from '../sync/ids.js';
 import { ANYONE, type RpcMethod } from '../sync/rpc.js';
 import type { Role } from './trust/authority.js';
