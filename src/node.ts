@@ -6,7 +6,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Repo, type DocumentId, type PeerId, type RepoConfig } from '@automerge/automerge-repo';
 import { parsePeerAddress } from '../sync/address.js';
-import { FltError, messageOf } from '../sync/errors.js';
+import { FltError, messageOf } from './errors.js';
 import { IrohTransport, type RelaySetting } from '../sync/iroh-transport.js';
 import type { Logger } from '../sync/log.js';
 import { ALL_ALPNS, ALPN } from '../sync/protocols.js';

@@ -1,11 +1,14 @@
 // The fleet's RPC methods (flt/rpc/0). sync/rpc.ts carries them; this file names them and
-// validates their bodies in both directions with zod schemas (anything else: BAD_MESSAGE).
+// validates their bodies in both directions with zod schemas (anything else: BAD_MESSAGE), and
+// declares who may call each (`allow`), which the coordinator's RpcServer enforces before the
+// body is read: refused callers get the codes of `refusal` below.
 // The byte-level envelope is in sync/PROTOCOL.md; the method table is in the README.
 
 import { z } from 'zod';
-import { FltError } from '../sync/errors.js';
+import { FltError } from './errors.js';
 import { isNodeId, type NodeId } from '../sync/ids.js';
-import type { RpcMethod } from '../sync/rpc.js';
+import { ANYONE, type RpcMethod } from '../sync/rpc.js';
+import type { Role } from './trust/authority.js';
 import { validateVolatileFacts, type VolatileFacts } from './facts/index.js';
 
 const nodeId = z
@@ -17,8 +20,26 @@ const hex32 = z.string().regex(/^[0-9a-f]{64}$/);
 const time = z.string().max(40);
 const heads = z.array(z.string().max(128)).max(1024);
 
+/** Who may call a method: roles of the coordinator's gate, or anyone at all. */
+export type Caller = Role | typeof ANYONE;
+
+const ADMIN = ['admin'] as const satisfies readonly Caller[];
+const MEMBER = ['agent', 'admin'] as const satisfies readonly Caller[];
+
+/**
+ * The error for a peer whose role a method does not allow: REVOKED for a revoked peer; for
+ * everyone else UNAUTHORIZED_PEER where members may call, NOT_ADMIN where only admins may.
+ */
+export function refusal(peer: NodeId, role: string, method: RpcMethod<unknown, unknown>): FltError {
+  if (role === 'revoked') return new FltError('REVOKED', `${peer} is revoked (${method.name})`);
+  if (method.allow.includes('agent'))
+    return new FltError('UNAUTHORIZED_PEER', `${peer} is not approved (${method.name})`);
+  return new FltError('NOT_ADMIN', `${peer} is not an admin (${method.name})`);
+}
+
 function method<Req extends z.ZodType, Res extends z.ZodType>(
   name: string,
+  allow: readonly Caller[],
   request: Req,
   response: Res,
 ): RpcMethod<z.output<Req>, z.output<Res>> {
@@ -35,7 +56,12 @@ function method<Req extends z.ZodType, Res extends z.ZodType>(
       }
       return r.data;
     };
-  return { name, request: check(request, 'request'), response: check(response, 'response') };
+  return {
+    name,
+    allow,
+    request: check(request, 'request'),
+    response: check(response, 'response'),
+  };
 }
 
 const empty = z.object({}).strict();
@@ -43,6 +69,7 @@ const empty = z.object({}).strict();
 /** `node.info`: who is this node, which role and version it runs. Any node answers it. */
 export const nodeInfo = method(
   'node.info',
+  MEMBER,
   empty,
   z.object({
     nodeId,
@@ -52,9 +79,11 @@ export const nodeInfo = method(
   }),
 );
 
-/** `agent.enroll`: an agent announces its facts document; idempotent. */
+/** `agent.enroll`: an agent announces its facts document; idempotent. The one method open
+ * to unknown peers: the handler decides (approved beforehand, or a token now). */
 export const agentEnroll = method(
   'agent.enroll',
+  [ANYONE],
   // token: a one-time enrollment token (src/trust/tokens.ts), for an agent not yet approved.
   z
     .object({ factsDocId: docId, factsWriteKey: hex32, token: z.string().max(1024).optional() })
@@ -87,6 +116,7 @@ const volatile = z.unknown().transform((v, ctx): VolatileFacts => {
 /** `agent.heartbeat`: an agent's volatile facts (load, uptime), kept out of documents. */
 export const agentHeartbeat = method(
   'agent.heartbeat',
+  MEMBER,
   // factsHeads: the agent's signed heads of its facts document (src/trust/signed-heads.ts),
   // verified by the coordinator against the write key the agent enrolled with.
   z.object({ volatile, factsHeads: z.unknown().optional() }).strict(),
@@ -100,6 +130,7 @@ export const agentHeartbeat = method(
  */
 export const agentPing = method(
   'agent.ping',
+  MEMBER,
   empty,
   // boot: random per coordinator process; a new value tells the agent the coordinator restarted.
   z.object({ boot: z.string().max(64) }),
@@ -108,6 +139,7 @@ export const agentPing = method(
 /** `fleet.info`: the root document to replicate, and its heads now. */
 export const fleetInfo = method(
   'fleet.info',
+  ADMIN,
   empty,
   // rootSigned: the root document's heads signed with its write key; readers verify it.
   z.object({ coordinator: nodeId, rootDocId: docId, rootHeads: heads, rootSigned: z.unknown() }),
@@ -130,6 +162,7 @@ export type PresenceEntry = z.output<typeof presenceEntry>;
 /** `fleet.presence`: who is connected now, when each agent was last seen, their volatile facts. */
 export const fleetPresence = method(
   'fleet.presence',
+  ADMIN,
   empty,
   z.object({ now: time, agents: z.array(presenceEntry).max(100_000) }),
 );
@@ -137,6 +170,7 @@ export const fleetPresence = method(
 /** `doc.heads`: the coordinator's heads of a document (null: it does not hold it). */
 export const docHeads = method(
   'doc.heads',
+  ADMIN,
   z.object({ docId }).strict(),
   z.object({ heads: heads.nullable() }),
 );
@@ -144,6 +178,7 @@ export const docHeads = method(
 /** `admin.op`: one admin-signed operation (src/trust/authority.ts), applied and recorded. */
 export const adminOp = method(
   'admin.op',
+  ADMIN,
   z.object({ op: z.unknown() }).strict(),
   z.object({ index: z.number().int().nonnegative() }),
 );
@@ -151,6 +186,7 @@ export const adminOp = method(
 /** `fleet.audit`: the audit trail as stored, for the admin to replay and verify. */
 export const fleetAudit = method(
   'fleet.audit',
+  ADMIN,
   empty,
   z.object({
     fleet: docId,

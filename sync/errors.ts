@@ -1,16 +1,15 @@
 // The one error class of flt. Every failure a caller may act on carries a stable `code`;
 // tests and scripts match the code, never the message text. The original cause is kept.
 
-/** Stable error codes. Add new ones at the end; never rename one that shipped. */
-export const ERROR_CODES = [
-  'BAD_CONFIG',
+/**
+ * This layer's codes (transport, framing, rpc, sync) and the generic ones every layer uses. A
+ * layer above declares its own (src/errors.ts: the fleet's), so that this one names nothing of
+ * fleets. Add new ones at the end; never rename one that shipped: tests and scripts match them.
+ */
+export const SYNC_ERROR_CODES = [
   'BAD_ARGUMENT',
   'BAD_NODE_ID',
   'BAD_ADDRESS',
-  'BAD_KEY',
-  'KEY_ENCRYPTED',
-  'KEY_WRONG_TYPE',
-  'KEY_PERMISSIONS',
   'FRAME_TOO_LARGE',
   'BAD_MESSAGE',
   'UNSUPPORTED_VERSION',
@@ -24,26 +23,46 @@ export const ERROR_CODES = [
   'RPC_REMOTE',
   'BUSY',
   'NOT_FOUND',
-  'STORE_CORRUPT',
   'TIMEOUT',
   'ABORTED',
   'CLOSED',
   'TRANSPORT',
   'IO',
   'INTERNAL',
-  'BAD_SIGNATURE',
-  'SMALL_ORDER_KEY',
-  'WRONG_FLEET',
-  'NOT_ADMIN',
-  'REVOKED',
-  'OP_REPLAYED',
-  'TOKEN_EXPIRED',
-  'TOKEN_REUSED',
-  'TOKEN_FORGED',
-  'TOKEN_OTHER_FLEET',
 ] as const;
 
-export type ErrorCode = (typeof ERROR_CODES)[number];
+/**
+ * The codes of every layer, one member per layer. A layer adds its own by merging into this
+ * interface (`declare module '.../sync/errors.js' { interface ErrorCodes { name: ... } }`) and
+ * declaring them at run time with `declareErrorCodes`.
+ */
+export interface ErrorCodes {
+  sync: (typeof SYNC_ERROR_CODES)[number];
+}
+
+export type ErrorCode = ErrorCodes[keyof ErrorCodes];
+
+/** Gives a layer's own error type (one this layer cannot import) its code, or undefined. */
+export type CodeTranslator = (err: Error) => ErrorCode | undefined;
+
+const known = new Set<string>(SYNC_ERROR_CODES);
+const translators: CodeTranslator[] = [];
+
+/**
+ * Declares a layer's codes (each once, across all layers), and optionally how its own error
+ * type maps to codes (for codeOf). Called once when the layer's errors module loads.
+ */
+export function declareErrorCodes(codes: readonly ErrorCode[], translate?: CodeTranslator): void {
+  const twice = codes.filter((c, i) => known.has(c) || codes.indexOf(c) !== i);
+  if (twice.length > 0) throw new TypeError(`error codes declared twice: ${twice.join(', ')}`);
+  for (const c of codes) known.add(c);
+  if (translate) translators.push(translate);
+}
+
+/** Every code declared so far, this layer's first. */
+export function errorCodes(): ErrorCode[] {
+  return [...known] as ErrorCode[];
+}
 
 export class FltError extends Error {
   readonly code: ErrorCode;
@@ -55,8 +74,9 @@ export class FltError extends Error {
   }
 }
 
+/** Whether `value` is a code some loaded layer declared (an rpc peer's code, say). */
 export function isErrorCode(value: unknown): value is ErrorCode {
-  return typeof value === 'string' && (ERROR_CODES as readonly string[]).includes(value);
+  return typeof value === 'string' && known.has(value);
 }
 
 /** True for errors that mean "the program is wrong", which must never be swallowed. */
@@ -64,23 +84,20 @@ export function isProgrammingError(err: unknown): boolean {
   return err instanceof TypeError || err instanceof RangeError || err instanceof ReferenceError;
 }
 
-/** Codes of stores/errors.ts's StoreError (stores/ may not import this file) and ours for them. */
-const STORE_CODES: Readonly<Record<string, ErrorCode>> = {
-  STORE_CORRUPT: 'STORE_CORRUPT',
-  STORE_IO: 'IO',
-  STORE_CLOSED: 'CLOSED',
-};
-
 /**
- * The code of any thrown value: ours; a StoreError's, mapped to ours; `IO` for an operating-system
- * error (ENOENT, EACCES, ENOTDIR... from node:fs or node:net); INTERNAL for everything else,
+ * The code of any thrown value: ours; another layer's error type's, through the translator its
+ * layer declared (src/errors.ts maps the stores' StoreError); `IO` for an operating-system error
+ * (ENOENT, EACCES, ENOTDIR... from node:fs or node:net); INTERNAL for everything else,
  * programming errors (TypeError and friends) included.
  */
 export function codeOf(err: unknown): ErrorCode {
   if (err instanceof FltError) return err.code;
   if (!(err instanceof Error) || isProgrammingError(err)) return 'INTERNAL';
+  for (const translate of translators) {
+    const code = translate(err);
+    if (code !== undefined) return code;
+  }
   const { code, errno, syscall } = err as { code?: unknown; errno?: unknown; syscall?: unknown };
-  if (err.name === 'StoreError' && typeof code === 'string') return STORE_CODES[code] ?? 'INTERNAL';
   if (typeof code === 'string' && typeof errno === 'number' && typeof syscall === 'string')
     return 'IO';
   return 'INTERNAL';

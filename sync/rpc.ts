@@ -1,6 +1,8 @@
 // flt/rpc/0: typed request/response. A client opens one stream per connection and multiplexes
 // requests over it by id, so many calls are in flight at once. Each request carries its
 // deadline; errors come back as stable codes. Methods (enroll, submit, query) live in src/.
+// Who may call what is declared on each method (`allow`) and checked here, before the request
+// body is even validated; what the roles are is the server's owner's business (`RpcAccess`).
 // Wire grammar: sync/PROTOCOL.md.
 
 import { withDeadline } from './deadline.js';
@@ -13,9 +15,18 @@ import { ALPN, MAX_FRAME } from './protocols.js';
 import { CloseCode, type Connection } from './transport.js';
 import { decodeEnvelope, type Envelope } from './rpc-wire.js';
 
-/** A method: its name and validators for both directions (each throws BAD_MESSAGE). */
+/** In a method's `allow`: every peer, whatever role `RpcAccess.roleOf` gives it. */
+export const ANYONE = 'anyone';
+
+/** A method: its name, who may call it and validators for both directions (each throws BAD_MESSAGE). */
 export interface RpcMethod<Req, Res> {
   readonly name: string;
+  /**
+   * The roles (as `RpcAccess.roleOf` names them) that may call it, or `ANYONE`. Deny by default:
+   * a peer whose role is not listed is refused before its request is read, and a method with no
+   * role listed cannot be registered at all.
+   */
+  readonly allow: readonly string[];
   readonly request: (value: unknown) => Req;
   readonly response: (value: unknown) => Res;
 }
@@ -28,6 +39,24 @@ export interface RpcContext {
 
 type Handler = (req: unknown, ctx: RpcContext) => Promise<unknown>;
 
+/** The server owner's view of its peers: their role now, and the error a refused call gets. */
+export interface RpcAccess {
+  roleOf(peer: NodeId): string;
+  refuse(peer: NodeId, role: string, method: RpcMethod<unknown, unknown>): FltError;
+}
+
+/** Without an owner's access: every peer has the role `peer`. */
+const PEERS: RpcAccess = {
+  roleOf: () => 'peer',
+  refuse: (peer, role, method) =>
+    new FltError('UNAUTHORIZED_PEER', `${peer} (${role}) may not call ${method.name}`),
+};
+
+/** Whether `role` may call `method`. */
+export function allows(method: RpcMethod<unknown, unknown>, role: string): boolean {
+  return method.allow.includes(ANYONE) || method.allow.includes(role);
+}
+
 /** Requests one connection may have running at once; more get BUSY. */
 export const MAX_IN_FLIGHT = 128;
 /** Deadlines are capped so a peer cannot pin a handler forever. */
@@ -39,14 +68,31 @@ export class RpcServer {
     { method: RpcMethod<unknown, unknown>; fn: Handler }
   >();
 
-  constructor(private readonly log: Logger = silentLogger) {}
+  readonly access: RpcAccess;
+  private readonly log: Logger;
 
+  constructor(opts: { access?: RpcAccess; log?: Logger } = {}) {
+    this.access = opts.access ?? PEERS;
+    this.log = opts.log ?? silentLogger;
+  }
+
+  /**
+   * Serves `method` with `fn` (replacing an earlier handler of the same name). A method that
+   * allows nobody is a programming error, thrown here so that it never starts serving.
+   */
   register<Req, Res>(
     method: RpcMethod<Req, Res>,
     fn: (req: Req, ctx: RpcContext) => Promise<Res>,
   ): this {
+    if (!Array.isArray(method.allow) || method.allow.length === 0)
+      throw new TypeError(`rpc method ${method.name} declares no caller (allow)`);
     this.handlers.set(method.name, { method, fn: fn as Handler });
     return this;
+  }
+
+  /** The registered methods, in registration order. */
+  methods(): RpcMethod<unknown, unknown>[] {
+    return [...this.handlers.values()].map((e) => e.method);
   }
 
   /** Serves every stream the peer opens on `conn` until it closes. */
@@ -105,6 +151,8 @@ export class RpcServer {
     try {
       const entry = this.handlers.get(env.m);
       if (!entry) throw new FltError('RPC_UNKNOWN_METHOD', `unknown method ${env.m}`);
+      const role = this.access.roleOf(peer);
+      if (!allows(entry.method, role)) throw this.access.refuse(peer, role, entry.method);
       const req = entry.method.request(env.b);
       const timeoutMs = Math.min(env.ms, MAX_DEADLINE_MS);
       const res = await withDeadline(

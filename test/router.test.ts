@@ -13,7 +13,7 @@ import { IrohTransport } from '../sync/iroh-transport.js';
 import type { Logger } from '../sync/log.js';
 import { ALL_ALPNS, ALPN } from '../sync/protocols.js';
 import { Router } from '../sync/router.js';
-import { RpcClient, RpcServer, type RpcMethod } from '../sync/rpc.js';
+import { ANYONE, RpcClient, RpcServer, type RpcMethod } from '../sync/rpc.js';
 import { SyncAdapter } from '../sync/sync-adapter.js';
 import { CloseCode, type Connection, type Transport } from '../sync/transport.js';
 import { waitFor } from './helpers/wait.js';
@@ -34,6 +34,7 @@ interface Sum {
 }
 const add: RpcMethod<{ a: number; b: number }, Sum> = {
   name: 'test.add',
+  allow: [ANYONE],
   request: (v) => {
     const r = v as { a?: unknown; b?: unknown } | null;
     if (typeof r?.a !== 'number' || typeof r.b !== 'number') {

@@ -8,7 +8,7 @@ import { IrohTransport } from '../sync/iroh-transport.js';
 import { MemoryNetwork } from '../sync/memory-transport.js';
 import { ALL_ALPNS, ALPN } from '../sync/protocols.js';
 import { Router } from '../sync/router.js';
-import { MAX_IN_FLIGHT, RpcClient, RpcServer, type RpcMethod } from '../sync/rpc.js';
+import { ANYONE, MAX_IN_FLIGHT, RpcClient, RpcServer, type RpcMethod } from '../sync/rpc.js';
 import { CloseCode, type Connection, type Transport } from '../sync/transport.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -21,7 +21,12 @@ const isN = (v: unknown): N => {
     throw new FltError('BAD_MESSAGE', 'n must be an integer');
   return { n };
 };
-const method = (name: string): RpcMethod<N, N> => ({ name, request: isN, response: isN });
+const method = (name: string, allow: readonly string[] = [ANYONE]): RpcMethod<N, N> => ({
+  name,
+  allow,
+  request: isN,
+  response: isN,
+});
 
 /** Answers n * 2 once the test opens its gate. */
 const gated = method('test.gated');
@@ -246,5 +251,56 @@ describe('rpc deadlines', () => {
     await expect(client.call(inc, { n: 1 }, { timeoutMs: 200 })).rejects.toMatchObject({
       code: 'TIMEOUT',
     });
+  });
+});
+
+describe('rpc access: who may call is declared on each method, deny by default', () => {
+  it('refuses a method that allows nobody at registration', () => {
+    const server = new RpcServer();
+    expect(() =>
+      server.register(method('test.nobody', []), () => Promise.resolve({ n: 0 })),
+    ).toThrow(TypeError);
+    const untyped = { name: 'test.untyped', request: isN, response: isN } as unknown as RpcMethod<
+      N,
+      N
+    >;
+    expect(() => server.register(untyped, () => Promise.resolve({ n: 0 }))).toThrow(TypeError);
+    expect(server.methods()).toEqual([]);
+  });
+
+  it("refuses a role the method does not list with the owner's error, before the body is read or the handler runs", async () => {
+    const net = new MemoryNetwork();
+    const srv = net.bind(ALL_ALPNS);
+    const roles = new Map<string, string>();
+    const ran: string[] = [];
+    const vip = method('test.vip', ['vip']);
+    const open = method('test.open');
+    const server = new RpcServer({
+      access: {
+        roleOf: (peer) => roles.get(peer) ?? 'stranger',
+        refuse: (_peer, role, m) => new FltError('BAD_ARGUMENT', `${role} may not ${m.name}`),
+      },
+    })
+      .register(vip, (req) => (ran.push(vip.name), Promise.resolve(req)))
+      .register(open, (req) => (ran.push(open.name), Promise.resolve(req)));
+    new Router(srv).route(ALPN.rpc, (c) => server.serve(c)).start();
+    const cli = net.bind(ALL_ALPNS);
+    const client = await RpcClient.open(await cli.connect(srv.addr(), ALPN.rpc), 5000);
+    try {
+      // Refused with the owner's code, even with a body that would fail validation.
+      await expectCode(client.call(vip, { n: 1 }), 'BAD_ARGUMENT');
+      await expectCode(client.call(vip, { n: 'x' } as unknown as N), 'BAD_ARGUMENT');
+      expect(ran).toEqual([]);
+      // ANYONE lets the stranger through; an unknown method is still RPC_UNKNOWN_METHOD.
+      expect(await client.call(open, { n: 2 })).toEqual({ n: 2 });
+      await expectCode(client.call(missing, { n: 1 }), 'RPC_UNKNOWN_METHOD');
+      // The role is asked at every call: once a vip, the same connection gets through.
+      roles.set(cli.nodeId, 'vip');
+      expect(await client.call(vip, { n: 3 })).toEqual({ n: 3 });
+      await expectCode(client.call(vip, { n: 'x' } as unknown as N), 'BAD_MESSAGE');
+      expect(ran).toEqual([open.name, vip.name]);
+    } finally {
+      await Promise.all([srv.close(), cli.close()]);
+    }
   });
 });

@@ -4,7 +4,7 @@
 // 2 for bad usage or configuration, 1 for everything else. Only INTERNAL (a bug) adds a stack
 // trace; `--log-level debug` adds the chain of causes (e.g. the iroh binding's own error text).
 
-import { codeOf, FltError, messageOf } from '../../sync/errors.js';
+import { codeOf, FltError, messageOf } from '../errors.js';
 import { createLogger } from '../../sync/log.js';
 import { formatConfig, resolveConfig } from '../config/index.js';
 import { prepareStateDir, type StateDirUse } from '../config/state-dir.js';

@@ -13,7 +13,7 @@ import { FltError } from '../../sync/errors.js';
 import { isNodeId, nodeIdBytes, type NodeId } from '../../sync/ids.js';
 import type { Logger } from '../../sync/log.js';
 import { ALPN } from '../../sync/protocols.js';
-import { RpcServer, type RpcContext } from '../../sync/rpc.js';
+import { RpcServer } from '../../sync/rpc.js';
 import type { Config } from '../config/index.js';
 import { docIdFor } from '../docs/doc-id.js';
 import { isStored, openOwned } from '../docs/open.js';
@@ -32,6 +32,7 @@ import {
   fleetInfo,
   fleetPresence,
   nodeInfo,
+  refusal,
 } from '../rpc-methods.js';
 import { VERSION } from '../version.js';
 import { Fleet } from './fleet.js';
@@ -44,6 +45,8 @@ export class Coordinator {
   private constructor(
     readonly node: FltNode,
     readonly fleet: Fleet,
+    /** Its rpc server: every method it answers, with who may call each (`rpc.methods()`). */
+    readonly rpc: RpcServer,
     readonly ticket: string,
   ) {
     this.flushTimer = setInterval(() => fleet.presence.flush(), 60_000);
@@ -97,7 +100,7 @@ export class Coordinator {
       const ticket = node.transport.ticket();
       // Readers of the ticket file never see half a ticket.
       await writeFileAtomic(join(config.stateDir, TICKET_FILE), ticket + '\n', { mode: 0o644 });
-      return new Coordinator(node, fleet, ticket);
+      return new Coordinator(node, fleet, rpc, ticket);
     } catch (err) {
       await node.close().catch(() => undefined);
       throw err;
@@ -122,28 +125,29 @@ function rpcServer(
   /** Told to agents in every ping answer: a new value means a new process (liveness.ts). */
   const boot = randomBytes(8).toString('hex');
   const repo = node.repo!;
-  const admin = (ctx: RpcContext) => gate.requireAdmin(ctx.peer);
-  const member = (ctx: RpcContext) => gate.requireMember(ctx.peer);
-  return new RpcServer(log)
-    .register(nodeInfo, (_, ctx) => {
-      member(ctx);
-      return Promise.resolve({
+  // Who may call each method is declared on it (src/rpc-methods.ts) and checked by the server
+  // before the request is read: the handlers below only run for callers their method allows.
+  const access = { roleOf: (peer: NodeId) => gate.role(peer), refuse: refusal };
+  return new RpcServer({ access, log })
+    .register(nodeInfo, () =>
+      Promise.resolve({
         nodeId: node.key.nodeId,
         role: 'coordinator',
         version: VERSION,
         uptimeMs: Date.now() - started,
-      });
-    })
+      }),
+    )
     .register(agentEnroll, async (req, ctx) => {
-      // The one method open to unknown peers: approved beforehand, or with a token now.
+      // Open to anyone (even unknown peers): approved beforehand, or with a token now.
       const factsDocId = req.factsDocId as DocumentId;
       const key = Buffer.from(req.factsWriteKey, 'hex');
       assertAdmissibleKey(key, 'facts write key');
       if (docIdFor(key) !== factsDocId)
         throw new FltError('BAD_ARGUMENT', 'the facts document id does not belong to that key');
-      if (gate.role(ctx.peer) !== 'agent') {
+      const role = gate.role(ctx.peer);
+      if (role !== 'agent') {
         if (req.token === undefined) {
-          member(ctx); // REVOKED, or an admin enrolling as an agent
+          if (role === 'revoked') throw refusal(ctx.peer, role, agentEnroll);
           throw new FltError(
             'UNAUTHORIZED_PEER',
             `${ctx.peer} is not approved: an admin runs \`flt admin approve ${ctx.peer}\`, ` +
@@ -159,7 +163,6 @@ function rpcServer(
       return { rootDocId, enrolledAt: entry.enrolledAt, known, factsHeads };
     })
     .register(agentHeartbeat, (req, ctx) => {
-      member(ctx);
       const entry = fleet.agent(ctx.peer);
       if (!entry) throw new FltError('UNAUTHORIZED_PEER', 'not enrolled');
       fleet.presence.heartbeat(ctx.peer, req.volatile);
@@ -169,22 +172,19 @@ function rpcServer(
     })
     .register(agentPing, (_, ctx) => {
       // Every few seconds from every agent: map lookups only, no signature, no document write.
-      member(ctx);
       if (fleet.agent(ctx.peer)) fleet.presence.heard(ctx.peer);
       return Promise.resolve({ boot });
     })
-    .register(fleetInfo, (_, ctx) => {
-      admin(ctx);
-      return Promise.resolve({
+    .register(fleetInfo, () =>
+      Promise.resolve({
         coordinator: node.key.nodeId,
         rootDocId,
         rootHeads: A.getHeads(fleet.root.doc()),
         rootSigned: fleet.signedRoot(),
-      });
-    })
-    .register(fleetPresence, (_, ctx) => {
-      admin(ctx);
-      return Promise.resolve({
+      }),
+    )
+    .register(fleetPresence, () =>
+      Promise.resolve({
         now: new Date().toISOString(),
         agents: fleet.agents().map((a) => ({
           nodeId: a.nodeId,
@@ -193,23 +193,18 @@ function rpcServer(
           volatile: fleet.presence.volatileOf(a.nodeId),
           pending: fleet.pending(a.nodeId),
         })),
-      });
-    })
-    .register(docHeads, async (req, ctx) => {
-      admin(ctx);
+      }),
+    )
+    .register(docHeads, async (req) => {
       const docId = req.docId as DocumentId;
       if (!(await isHeld(node, docId))) return { heads: null };
       return { heads: A.getHeads((await repo.find(docId)).doc()) };
     })
-    .register(adminOp, (req, ctx) => {
-      admin(ctx);
+    .register(adminOp, (req) => {
       gate.apply(req.op);
       return Promise.resolve({ index: gate.size - 1 });
     })
-    .register(fleetAudit, (_, ctx) => {
-      admin(ctx);
-      return Promise.resolve({ fleet: rootDocId, ...gate.trail() });
-    });
+    .register(fleetAudit, () => Promise.resolve({ fleet: rootDocId, ...gate.trail() }));
 }
 
 /**

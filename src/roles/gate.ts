@@ -94,23 +94,6 @@ export class Gate {
     return OPEN_TO[this.role(peer)].has(alpn);
   }
 
-  /** Throws NOT_ADMIN (or REVOKED) unless `peer` is an admin now. */
-  requireAdmin(peer: NodeId): void {
-    const role = this.role(peer);
-    if (role === 'admin') return;
-    throw new FltError(role === 'revoked' ? 'REVOKED' : 'NOT_ADMIN', `${peer} is not an admin`);
-  }
-
-  /** Throws unless `peer` is an enrolled agent (or an admin) now. */
-  requireMember(peer: NodeId): void {
-    const role = this.role(peer);
-    if (role === 'admin' || role === 'agent') return;
-    throw new FltError(
-      role === 'revoked' ? 'REVOKED' : 'UNAUTHORIZED_PEER',
-      `${peer} is not approved`,
-    );
-  }
-
   /** How many entries the trail holds. */
   get size(): number {
     return this.audit.doc().entries.length;

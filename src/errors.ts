@@ -1,0 +1,46 @@
+// The fleet's error codes: flt's one error class (FltError, sync/errors.ts) with the codes this
+// layer owns (configuration, keys, trust, the fleet's documents), and the stores' StoreError
+// given ours. Import FltError and codeOf from here in src/: loading this file is what makes the
+// codes below known (to codeOf, and to the rpc client reading a peer's error).
+
+import { StoreError, type StoreErrorCode } from '../stores/errors.js';
+import { declareErrorCodes, type ErrorCode } from '../sync/errors.js';
+
+export { codeOf, FltError, isErrorCode, messageOf, type ErrorCode } from '../sync/errors.js';
+
+/** Codes of this layer. Add new ones at the end; never rename one that shipped. */
+export const FLEET_ERROR_CODES = [
+  'BAD_CONFIG',
+  'BAD_KEY',
+  'KEY_ENCRYPTED',
+  'KEY_WRONG_TYPE',
+  'KEY_PERMISSIONS',
+  'STORE_CORRUPT',
+  'BAD_SIGNATURE',
+  'SMALL_ORDER_KEY',
+  'WRONG_FLEET',
+  'NOT_ADMIN',
+  'REVOKED',
+  'OP_REPLAYED',
+  'TOKEN_EXPIRED',
+  'TOKEN_REUSED',
+  'TOKEN_FORGED',
+  'TOKEN_OTHER_FLEET',
+] as const;
+
+declare module '../sync/errors.js' {
+  interface ErrorCodes {
+    fleet: (typeof FLEET_ERROR_CODES)[number];
+  }
+}
+
+/** A StoreError's code as ours; every store code has one (a new one fails to compile here). */
+const STORE_CODES: Readonly<Record<StoreErrorCode, ErrorCode>> = {
+  STORE_CORRUPT: 'STORE_CORRUPT',
+  STORE_IO: 'IO',
+  STORE_CLOSED: 'CLOSED',
+};
+
+declareErrorCodes(FLEET_ERROR_CODES, (err) =>
+  err instanceof StoreError ? STORE_CODES[err.code] : undefined,
+);
