@@ -1,6 +1,7 @@
 // The admin: reads the fleet from its own replica of the coordinator's documents. Online, it
 // syncs the replica first (waiting until it holds the coordinator's heads) and asks for live
-// presence; offline, it answers from the replica alone and says as of when.
+// presence; offline, it answers from the replica alone and says as of when. The node (iroh, the
+// router, the sync adapter) is imported only when opening online: an offline read never loads it.
 
 import { join } from 'node:path';
 import { Repo, type DocumentId } from '@automerge/automerge-repo';
@@ -28,7 +29,6 @@ import {
 /** Extra fleet.info round trips fleet() makes while the root has changes newer than signed. */
 const RESIGN_ATTEMPTS = 2;
 import { validateFacts, type Facts, type VolatileFacts } from '../facts/index.js';
-import { FltNode, requireCoordinator } from '../node.js';
 import {
   adminOp,
   docHeads,
@@ -89,6 +89,7 @@ export class Admin {
       const repo = new Repo({ storage: store, network: [] });
       return new Admin(repo, () => repo.shutdown(), config, undefined, undefined);
     }
+    const { FltNode, requireCoordinator } = await import('../node.js');
     const coordinator = requireCoordinator(config);
     const node = await FltNode.open({
       role: 'admin',
