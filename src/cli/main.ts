@@ -3,9 +3,8 @@
 // turns any failure into one line `flt: CODE: message` on stderr with a non-zero exit:
 // 2 for bad usage or configuration, 1 for everything else. Only INTERNAL (a bug) adds a stack
 // trace; `--log-level debug` adds the chain of causes (e.g. the iroh binding's own error text).
-
 //
-// Startup cost: only what `--version` and `--help` need is imported up front. The configuration
+// Start-up cost: only what `--version` and `--help` need is imported up front. The configuration
 // (zod) and each command (and through it iroh, Automerge and the roles) are imported when a
 // command runs, each by the branch that runs it (bench `cli` group; README "Benchmarks").
 
