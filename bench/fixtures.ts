@@ -12,6 +12,7 @@ import type { Chunk, DocumentId } from '@automerge/automerge-repo';
 import { NodeFSStorageAdapter } from '@automerge/automerge-repo-storage-nodefs';
 import { FsStore } from '../stores/fs-store.js';
 import { mapBounded } from '../stores/semaphore.js';
+import type { NodeId } from '../sync/ids.js';
 import { baseDocument, docIdFor } from '../src/docs/doc-id.js';
 import { writeFactsPatch } from '../src/docs/facts-doc.js';
 import {
@@ -25,6 +26,7 @@ import {
 import { diffFacts } from '../src/facts/index.js';
 import { deriveKeyPair, loadOrCreateNodeKey, nodeKeyFromSeed } from '../src/identity/index.js';
 import { Fleet } from '../src/roles/fleet.js';
+import { saveReplicaInfo, type ReplicaInfo } from '../src/roles/replica.js';
 import { signHeads } from '../src/trust/signed-heads.js';
 import { sampleFacts } from './facts-sample.js';
 
@@ -190,4 +192,57 @@ async function writeNodefs(dir: string, chunks: readonly Chunk[]): Promise<void>
   await mapBounded([storageId(), ...chunks], WRITE_CONCURRENCY, (c) =>
     adapter.save(c.key, c.data!),
   );
+}
+
+/** An admin's state dir holding a replica of a fleet, for `flt admin agents --offline`. */
+export interface ReplicaFixture {
+  /** The admin's state dir: replica.json and repo/ (the root document only). */
+  readonly stateDir: string;
+  readonly n: number;
+  readonly rootDocId: DocumentId;
+}
+
+/**
+ * The state dir an admin has after one online `flt admin agents` against the coordinator of
+ * `fleetFixture(n)`: its FsStore holds the root document (the share policy gives an admin the
+ * root, and facts documents only when asked for), and replica.json the coordinator, the root
+ * id, the root's heads signed with the root write key (as `Fleet.signedRoot` signs them) and a
+ * presence snapshot of every agent. Built from the cached fleet fixture in a second or two, and
+ * rebuilt on every call: it is small, and never stale.
+ */
+export async function replicaFixture(
+  n: number,
+  progress: (line: string) => void,
+): Promise<ReplicaFixture> {
+  const fleet = await fleetFixture(n, progress);
+  const stateDir = join(fixtureDir(n), 'replica');
+  await rm(stateDir, { recursive: true, force: true });
+  const source = await FsStore.open(join(fleet.stateDir, 'repo'));
+  const chunks = await source.loadRange([fleet.rootDocId]).finally(() => source.close());
+  let root = A.init<RootDoc>();
+  for (const c of chunks) root = A.loadIncremental(root, c.data!);
+  const { key } = await loadOrCreateNodeKey(fleet.stateDir);
+  const rootKey = deriveKeyPair(key.secret, 'flt/v1/doc/root');
+  const now = new Date().toISOString();
+  const info: ReplicaInfo = {
+    coordinator: key.nodeId,
+    rootDocId: fleet.rootDocId,
+    rootSigned: signHeads(
+      fleet.rootDocId,
+      Date.now(),
+      A.getHeads(root),
+      rootKey.secret,
+      rootKey.publicKey,
+    ),
+    asOf: now,
+    presence: Object.keys(root.agents).map((nodeId) => ({
+      nodeId: nodeId as NodeId,
+      online: true,
+      lastSeen: now,
+      volatile: null,
+    })),
+  };
+  await writeFsStore(join(stateDir, 'repo'), chunks);
+  await saveReplicaInfo(stateDir, info);
+  return { stateDir, n, rootDocId: fleet.rootDocId };
 }

@@ -1,5 +1,5 @@
 // `npm run bench [-- --quick] [GROUP...]`: runs the benchmark groups (transport.ts, sync.ts,
-// latency.ts, restart.ts, fanin.ts, recover.ts) in one process, prints the environment, a table of measurements and the ratios
+// latency.ts, restart.ts, fanin.ts, recover.ts, cli.ts) in one process, prints the environment, a table of measurements and the ratios
 // against the issue's targets, and writes it all to bench/results/latest.json (see README.md).
 
 import { readFileSync } from 'node:fs';
@@ -15,6 +15,7 @@ import {
   type Measurement,
   type Ratio,
 } from './stats.js';
+import { runCli } from './cli.js';
 import { runLatency } from './latency.js';
 import { runRestart } from './restart.js';
 import { runFanin } from './fanin.js';
@@ -29,6 +30,7 @@ const GROUPS = {
   restart: runRestart,
   fanin: runFanin,
   recover: runRecover,
+  cli: runCli,
 } as const satisfies Record<string, (opts: BenchOptions) => Promise<GroupResult>>;
 type GroupName = keyof typeof GROUPS;
 const isGroup = (s: string): s is GroupName => Object.hasOwn(GROUPS, s);

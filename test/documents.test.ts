@@ -4,7 +4,9 @@
 
 import * as A from '@automerge/automerge';
 import type { DocumentId } from '@automerge/automerge-repo';
+import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import { docIdFor } from '../src/docs/doc-id.js';
 import { sealStrings, plain } from '../src/docs/scalars.js';
 import {
   agentsOf,
@@ -92,3 +94,21 @@ describe('sealed strings', () => {
     });
   });
 });
+
+describe('document ids', () => {
+  it('are the DocumentId automerge-repo derives from the same 16 bytes (checksum, canonical form)', async () => {
+    const { parseAutomergeUrl, stringifyAutomergeUrl } = await import('@automerge/automerge-repo');
+    type Url = Parameters<typeof parseAutomergeUrl>[0];
+    // A fixed key and the id automerge-repo's own URL helpers gave for it.
+    expect(docIdFor(new Uint8Array(32).fill(7))).toBe(FIXED_DOC_ID);
+    for (let i = 0; i < 200; i++) {
+      const id = docIdFor(randomBytes(32));
+      const { binaryDocumentId } = parseAutomergeUrl(`automerge:${id}` as Url);
+      expect(binaryDocumentId.length).toBe(16);
+      expect(parseAutomergeUrl(stringifyAutomergeUrl(binaryDocumentId)).documentId).toBe(id);
+    }
+  });
+});
+
+/** docIdFor(32 bytes of 7), as automerge-repo's stringifyAutomergeUrl encoded it before. */
+const FIXED_DOC_ID = 'azFifDYeM36A74CqXSwE7swKYsP';

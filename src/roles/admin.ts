@@ -1,13 +1,16 @@
 // The admin: reads the fleet from its own replica of the coordinator's documents. Online, it
 // syncs the replica first (waiting until it holds the coordinator's heads) and asks for live
-// presence; offline, it answers from the replica alone and says as of when.
+// presence; offline, it answers from the replica alone and says as of when. Offline reads the
+// documents straight from the store with Automerge: neither the node (iroh, the router, the sync
+// adapter) nor automerge-repo's Repo is loaded, which is most of the CLI's start-up time.
 
 import { join } from 'node:path';
-import { Repo, type DocumentId } from '@automerge/automerge-repo';
+import type * as A from '@automerge/automerge';
+import type { DocumentId, Repo } from '@automerge/automerge-repo';
 import { FltError } from '../../sync/errors.js';
 import { shortId, type NodeId } from '../../sync/ids.js';
 import type { Logger } from '../../sync/log.js';
-import { RpcChannel } from '../../sync/rpc-channel.js';
+import type { RpcChannel } from '../../sync/rpc-channel.js';
 import { FsStore } from '../../stores/fs-store.js';
 import type { Config } from '../config/index.js';
 import {
@@ -28,7 +31,6 @@ import {
 /** Extra fleet.info round trips fleet() makes while the root has changes newer than signed. */
 const RESIGN_ATTEMPTS = 2;
 import { validateFacts, type Facts, type VolatileFacts } from '../facts/index.js';
-import { FltNode, requireCoordinator } from '../node.js';
 import {
   adminOp,
   docHeads,
@@ -41,7 +43,13 @@ import { signOp, type OpBody, type SignedOp } from '../trust/admin-ops.js';
 import { Authority, type AuditEntry } from '../trust/authority.js';
 import { issueToken } from '../trust/tokens.js';
 import type { NodeKey } from '../identity/index.js';
-import { loadReplicaInfo, saveReplicaInfo, whenHasHeads, type ReplicaInfo } from './replica.js';
+import {
+  loadReplicaInfo,
+  loadStoredDoc,
+  saveReplicaInfo,
+  whenHasHeads,
+  type ReplicaInfo,
+} from './replica.js';
 
 export interface AgentRow {
   nodeId: NodeId;
@@ -73,7 +81,9 @@ export class Admin {
   private identity: Promise<{ coordinator: NodeId; rootDocId: string }> | undefined;
 
   private constructor(
-    private readonly repo: Repo,
+    /** Online: the node's Repo. Offline: undefined, documents come from `store`. */
+    private readonly repo: Repo | undefined,
+    private readonly store: FsStore | undefined,
     private readonly close_: () => Promise<void>,
     private readonly config: Config,
     private readonly rpc: RpcChannel | undefined,
@@ -86,9 +96,10 @@ export class Admin {
       const store = await FsStore.open(join(config.stateDir, 'repo'), {
         logger: (l) => log.warn(l),
       });
-      const repo = new Repo({ storage: store, network: [] });
-      return new Admin(repo, () => repo.shutdown(), config, undefined, undefined);
+      return new Admin(undefined, store, () => store.close(), config, undefined, undefined);
     }
+    const { FltNode, requireCoordinator } = await import('../node.js');
+    const { RpcChannel } = await import('../../sync/rpc-channel.js');
     const coordinator = requireCoordinator(config);
     const node = await FltNode.open({
       role: 'admin',
@@ -100,7 +111,7 @@ export class Admin {
     node.start();
     const rpc = new RpcChannel(node.transport, coordinator, { timeoutMs: config.rpcTimeoutMs });
     const close = () => (rpc.close(), node.close());
-    return new Admin(node.repo!, close, config, rpc, node.key);
+    return new Admin(node.repo, undefined, close, config, rpc, node.key);
   }
 
   close(): Promise<void> {
@@ -117,7 +128,7 @@ export class Admin {
       info = this.rpc ? await this.sync(this.rpc) : await loadReplicaInfo(this.config.stateDir);
       const rootDocId = info.rootDocId as DocumentId;
       const signed = verifySignedHeads(info.rootSigned, { docId: rootDocId });
-      view = trustedView((await this.repo.find<RootDoc>(rootDocId)).doc(), signed);
+      view = trustedView(await this.doc<RootDoc>(rootDocId), signed);
       if (!view.unverified || !this.rpc || attempt === RESIGN_ATTEMPTS) break;
     }
     this.presence = new Map(info.presence.map((p) => [p.nodeId, p]));
@@ -165,7 +176,7 @@ export class Admin {
     if (this.rpc) await this.syncDoc(this.rpc, agent.factsDocId);
     let doc: FactsDoc | undefined;
     try {
-      doc = (await this.repo.find<FactsDoc>(agent.factsDocId)).doc();
+      doc = await this.doc<FactsDoc>(agent.factsDocId);
     } catch {
       if (this.rpc)
         throw new FltError(
@@ -236,6 +247,12 @@ export class Admin {
     return this.identity;
   }
 
+  /** A document of the replica: through the Repo online, straight from the store offline. */
+  private async doc<T>(docId: DocumentId): Promise<A.Doc<T>> {
+    if (this.repo) return (await this.repo.find<T>(docId)).doc();
+    return loadStoredDoc<T>(this.store!, docId);
+  }
+
   private online(): { rpc: RpcChannel; key: NodeKey } {
     if (!this.rpc || !this.key)
       throw new FltError('BAD_ARGUMENT', 'this command needs the coordinator (not --offline)');
@@ -254,11 +271,12 @@ export class Admin {
       );
     const rootDocId = info.rootDocId as DocumentId;
     const signed = verifySignedHeads(info.rootSigned, { docId: rootDocId });
-    const root = await this.repo.find<RootDoc>(rootDocId);
+    const repo = this.repo!; // online: the node's Repo
+    const root = await repo.find<RootDoc>(rootDocId);
     const deadline = AbortSignal.timeout(this.config.rpcTimeoutMs);
     await whenHasHeads(root, [...signed.heads, ...info.rootHeads], deadline);
     const presence = await rpc.call(fleetPresence, {});
-    await this.repo.flush([root.documentId]);
+    await repo.flush([root.documentId]);
     const replica = {
       coordinator: info.coordinator,
       rootDocId: info.rootDocId,
@@ -281,9 +299,10 @@ export class Admin {
     // Our handle may already be "unavailable": a coordinator still waiting for the document asks
     // its peers for it, we answer that we lack it, and find() then fails at once. The coordinator
     // sends it to us when it arrives, so wait for its heads whatever the handle's state.
-    const handle = await this.repo.find(docId, { allowableStates: ['ready', 'unavailable'] });
+    const repo = this.repo!; // online: the node's Repo
+    const handle = await repo.find(docId, { allowableStates: ['ready', 'unavailable'] });
     await whenHasHeads(handle, heads, AbortSignal.timeout(this.config.rpcTimeoutMs));
-    await this.repo.flush([docId]);
+    await repo.flush([docId]);
   }
 }
 

@@ -5,9 +5,10 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as A from '@automerge/automerge';
-import type { DocHandle } from '@automerge/automerge-repo';
+import type { DocHandle, DocumentId } from '@automerge/automerge-repo';
 import { writeFileAtomic } from '../../stores/atomic-write.js';
 import { FltError } from '../../sync/errors.js';
+import type { FsStore } from '../../stores/fs-store.js';
 import type { PresenceEntry } from '../rpc-methods.js';
 
 export interface ReplicaInfo {
@@ -45,6 +46,21 @@ export async function loadReplicaInfo(stateDir: string): Promise<ReplicaInfo> {
       cause: err,
     });
   }
+}
+
+/**
+ * A document as the replica's store holds it, loaded without a Repo (for offline reads): its
+ * snapshot chunks, then its incremental chunks, into an empty document, as automerge-repo's
+ * storage subsystem loads them. Throws (as `Repo.find` does) when the store holds none.
+ */
+export async function loadStoredDoc<T>(store: FsStore, docId: DocumentId): Promise<A.Doc<T>> {
+  const chunks = [
+    ...(await store.loadRange([docId, 'snapshot'])),
+    ...(await store.loadRange([docId, 'incremental'])),
+  ];
+  const parts = chunks.flatMap((c) => (c.data ? [c.data] : []));
+  if (parts.length === 0) throw new Error(`Document ${docId} is unavailable`);
+  return A.loadIncremental(A.init<T>(), Buffer.concat(parts));
 }
 
 /**

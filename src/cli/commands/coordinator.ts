@@ -1,8 +1,8 @@
 // `flt coordinator`: runs until SIGINT or SIGTERM, then flushes and closes cleanly (exit 0).
+// The role is imported when the command runs: `untilSignal` is shared with light commands.
 
 import type { Logger } from '../../../sync/log.js';
 import type { Config } from '../../config/index.js';
-import { Coordinator } from '../../roles/coordinator.js';
 import type { Output } from '../output.js';
 
 export async function runCoordinator(config: Config, log: Logger, out: Output): Promise<void> {
@@ -10,6 +10,7 @@ export async function runCoordinator(config: Config, log: Logger, out: Output): 
   // handler installed only after the endpoint is bound is, measured, sometimes not yet in
   // place for a signal sent right after the ticket is printed.)
   const stopped = untilSignal();
+  const { Coordinator } = await import('../../roles/coordinator.js');
   const coordinator = await Coordinator.start(config, log);
   const node = coordinator.node;
   log.info('coordinator ready', {

@@ -1,9 +1,9 @@
-// `flt agent`, `flt admin agents` and `flt admin facts AGENT`.
+// `flt agent`, `flt admin agents` and `flt admin facts AGENT`. The roles are imported by the
+// runner that uses them: an offline read never loads the agent (or iroh, see roles/admin.ts).
 
 import type { Logger } from '../../../sync/log.js';
 import type { Config } from '../../config/index.js';
-import { Admin } from '../../roles/admin.js';
-import { Agent } from '../../roles/agent.js';
+import type { Admin } from '../../roles/admin.js';
 import type { ParsedArgs } from '../args.js';
 import type { Output } from '../output.js';
 import { PENDING_NOTE, UNVERIFIED_NOTE, fleetJson, fleetTable, forkNote } from '../table.js';
@@ -12,6 +12,7 @@ import { FltError } from '../../../sync/errors.js';
 
 export async function runAgent(config: Config, log: Logger): Promise<void> {
   const stopped = untilSignal();
+  const { Agent } = await import('../../roles/agent.js');
   const agent = await Agent.start(config, log);
   log.info('agent running', { node: agent.node.key.nodeId, facts: agent.factsDocId });
   try {
@@ -29,6 +30,7 @@ async function withAdmin<T>(
   args: ParsedArgs,
   fn: (a: Admin) => Promise<T>,
 ): Promise<T> {
+  const { Admin } = await import('../../roles/admin.js');
   const admin = await Admin.open(config, log, args.options.offline ?? false);
   let result: T;
   try {
