@@ -7,7 +7,7 @@
 import { z } from 'zod';
 import { FltError } from './errors.js';
 import { isNodeId, type NodeId } from '../sync/ids.js';
-import { ANYONE, type RpcMethod } from '../sync/rpc.js';
+import { ANYONE, type RpcMethod } from '../sync/rpc-method.js';
 import type { Role } from './trust/authority.js';
 import { validateVolatileFacts, type VolatileFacts } from './facts/index.js';
 

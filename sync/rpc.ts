@@ -14,22 +14,9 @@ import { silentLogger, type Logger } from './log.js';
 import { ALPN, MAX_FRAME } from './protocols.js';
 import { CloseCode, type Connection } from './transport.js';
 import { decodeEnvelope, type Envelope } from './rpc-wire.js';
+import { ANYONE, allows, type RpcMethod } from './rpc-method.js';
 
-/** In a method's `allow`: every peer, whatever role `RpcAccess.roleOf` gives it. */
-export const ANYONE = 'anyone';
-
-/** A method: its name, who may call it and validators for both directions (each throws BAD_MESSAGE). */
-export interface RpcMethod<Req, Res> {
-  readonly name: string;
-  /**
-   * The roles (as `RpcAccess.roleOf` names them) that may call it, or `ANYONE`. Deny by default:
-   * a peer whose role is not listed is refused before its request is read, and a method with no
-   * role listed cannot be registered at all.
-   */
-  readonly allow: readonly string[];
-  readonly request: (value: unknown) => Req;
-  readonly response: (value: unknown) => Res;
-}
+export { ANYONE, allows, type RpcMethod };
 
 export interface RpcContext {
   readonly peer: NodeId;
@@ -51,11 +38,6 @@ const PEERS: RpcAccess = {
   refuse: (peer, role, method) =>
     new FltError('UNAUTHORIZED_PEER', `${peer} (${role}) may not call ${method.name}`),
 };
-
-/** Whether `role` may call `method`. */
-export function allows(method: RpcMethod<unknown, unknown>, role: string): boolean {
-  return method.allow.includes(ANYONE) || method.allow.includes(role);
-}
 
 /** Requests one connection may have running at once; more get BUSY. */
 export const MAX_IN_FLIGHT = 128;
