@@ -14,26 +14,17 @@ import { Router, type AccessCheck } from '../sync/router.js';
 import { SyncAdapter, type SyncAdapterOptions } from '../sync/sync-adapter.js';
 import type { PeerAddr } from '../sync/transport.js';
 import { formatHostPort, type Config } from './config/index.js';
+import { BIND_PER_ROLE, type Role } from './config-keys.js';
 import { FsStore } from '../stores/fs-store.js';
 import { loadOrCreateNodeKey, loadSecretKeyFile, type NodeKey } from './identity/index.js';
 
 /** automerge-repo's share configuration (its type is not exported by name). */
 export type ShareConfig = NonNullable<RepoConfig['shareConfig']>;
 
-export type Role = 'coordinator' | 'agent' | 'admin';
+export type { Role } from './config-keys.js';
 
 /** How long automerge-repo may delay a document save (its throttle; 100 ms is its default). */
 export const SAVE_DEBOUNCE_MS = 100;
-
-/**
- * Default bind per role. The coordinator listens on a fixed, documented port so its address
- * survives restarts; agents and admins only dial out, so any free port will do.
- */
-export const DEFAULT_BIND: Record<Role, string> = {
-  coordinator: '0.0.0.0:7447',
-  agent: '0.0.0.0:0',
-  admin: '0.0.0.0:0',
-};
 
 /** The node key: `--secret-key FILE` if given, else `<state-dir>/node.key` (created once). */
 export async function loadNodeKey(config: Config, log: Logger): Promise<NodeKey> {
@@ -91,7 +82,7 @@ export class FltNode {
     const transport = await IrohTransport.bind({
       secretKey: key.secret,
       alpns: ALL_ALPNS,
-      bind: config.bind ? formatHostPort(config.bind) : DEFAULT_BIND[options.role],
+      bind: config.bind ? formatHostPort(config.bind) : BIND_PER_ROLE[options.role],
       relay: relaySetting(config.relay),
       discovery: config.discovery,
       logger: log,

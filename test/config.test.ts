@@ -2,7 +2,7 @@
 // every problem with its key and source, XDG defaults, and `flt config show` output.
 // Config files are real files in a fresh temp dir per test.
 
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -16,6 +16,8 @@ import {
   type ConfigProblem,
   type ResolveInput,
 } from '../src/config/index.js';
+import { parseCommandLine } from '../src/cli/args.js';
+import { USAGE } from '../src/cli/usage.js';
 
 let dir: string;
 
@@ -283,6 +285,30 @@ describe('the key table', () => {
       expect(spec.env).toBe(`FLT_${spec.key.toUpperCase()}`);
       const flag = spec.key === 'admins' ? 'admin' : spec.key.replaceAll('_', '-');
       expect(spec.flag).toBe(flag);
+    }
+  });
+
+  it('gives every key a flag the parser passes to the resolver, and a line of --help', () => {
+    for (const spec of KEY_SPECS) {
+      const value = spec.kind === 'boolean' ? [] : ['x'];
+      const args = parseCommandLine([`--${spec.flag}`, ...value, 'config', 'show']);
+      const expected = spec.kind === 'boolean' ? true : spec.kind === 'list' ? ['x'] : 'x';
+      expect(args.configFlags[spec.flag], spec.flag).toEqual(expected);
+      expect(USAGE, spec.flag).toMatch(new RegExp(`^  --${spec.flag}\\b`, 'm'));
+    }
+  });
+
+  it("is README's configuration table: one row per key, with its env and flag", async () => {
+    const readme = await readFile(path.join(import.meta.dirname, '..', 'README.md'), 'utf8');
+    const rows = readme
+      .split('\n')
+      .filter((line) => /^\| `[a-z_]+` \| `FLT_/.test(line))
+      .map((line) => line.split('|').map((cell) => cell.trim()));
+    expect(rows.map((r) => r[1])).toEqual(KEY_SPECS.map((s) => `\`${s.key}\``));
+    for (const [, key, env, flag] of rows) {
+      const spec = KEY_SPECS.find((s) => `\`${s.key}\`` === key);
+      expect(env, key).toMatch(new RegExp(`^\`${spec?.env}\``));
+      expect(flag, key).toMatch(new RegExp(`^\`--${spec?.flag}\``));
     }
   });
 });

@@ -4,23 +4,10 @@
 
 import { parseArgs } from 'node:util';
 import { FltError } from '../../sync/errors.js';
+import { configFlagOptions } from '../config-keys.js';
 
-/** Options that are configuration keys (see src/config/schema.ts): flag name -> takes a value. */
-const CONFIG_OPTIONS = {
-  'state-dir': { type: 'string' },
-  'secret-key': { type: 'string' },
-  config: { type: 'string' },
-  'log-level': { type: 'string' },
-  relay: { type: 'string' },
-  discovery: { type: 'string' },
-  bind: { type: 'string' },
-  coordinator: { type: 'string' },
-  admin: { type: 'string', multiple: true },
-  'enroll-token': { type: 'string' },
-  'facts-interval': { type: 'string' },
-  'rpc-timeout': { type: 'string' },
-  json: { type: 'boolean' },
-} as const;
+/** Options that are configuration keys (and `--config`): declared in src/config-keys.ts. */
+const CONFIG_OPTIONS = configFlagOptions();
 
 /** Options that belong to one applet, and which applets accept them. */
 const APPLET_OPTIONS = {

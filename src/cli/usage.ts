@@ -1,4 +1,10 @@
-// The help text. Kept next to the parser so that a new option lands in both.
+// The help text. The options come from the key declarations (src/config-keys.ts), as the
+// parser's do; the commands are listed here, next to the parser's applet options.
+
+import { configOptionsHelp } from '../config-keys.js';
+
+/** Width of the option column, `--state-dir DIR` and the like. */
+const WIDTH = 22;
 
 export const USAGE = `flt: fleet management for NixOS machines over iroh
 
@@ -23,19 +29,7 @@ commands:
   config show                      print the merged configuration and where each value came from
 
 options (also FLT_<NAME> environment variables and config file keys; flags win):
-  --state-dir DIR        state directory (default: ~/.local/state/flt, /var/lib/flt for root)
-  --secret-key FILE      use an unencrypted OpenSSH ed25519 key as the node key
-  --config FILE          TOML or JSON configuration file
-  --log-level L          error | warn | info | debug (logs go to stderr)
-  --bind HOST:PORT       socket to bind (coordinator 0.0.0.0:7447; others 0.0.0.0:0)
-  --relay R              disabled | default | https://relay.example (iroh relays)
-  --discovery D          none | n0 (iroh address discovery)
-  --coordinator ADDR     coordinator ticket, or NODE_ID@HOST:PORT
-  --admin NODE_ID|FILE   initial admin of a new fleet: node id or OpenSSH .pub (repeatable)
-  --enroll-token TOKEN   one-time enrollment token (agent)
-  --facts-interval D     how often agents publish facts (e.g. 60s)
-  --rpc-timeout D        deadline of one request or echo round (e.g. 10s)
-  --json                 machine-readable output
-  -V, --version          print the version
-  -h, --help             this text
+${configOptionsHelp(WIDTH).join('\n')}
+${'  -V, --version'.padEnd(WIDTH + 2)} print the version
+${'  -h, --help'.padEnd(WIDTH + 2)} this text
 `;

@@ -1,8 +1,8 @@
-// flt's hierarchical configuration: the key table (schema.ts), merging defaults, file, env and
-// flags (resolve.ts), and printing the result with its sources (show.ts). Import from here.
+// flt's hierarchical configuration: the keys (declared in src/config-keys.ts, validated by
+// schema.ts), merging defaults, file, env and flags (resolve.ts), and printing the result with
+// its sources (show.ts). Import from here.
 
 export {
-  CONFIG_KEYS,
   KEY_SPECS,
   defaultStateDir,
   describeValue,
@@ -20,6 +20,7 @@ export {
   type KeySpec,
   type RelaySetting,
 } from './schema.js';
+export { KEY_DECLS } from '../config-keys.js';
 export {
   ConfigError,
   formatProblem,

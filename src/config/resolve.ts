@@ -1,10 +1,11 @@
-// Merges built-in defaults < config file < FLT_* environment < flags against the key table in
-// schema.ts. Every value given is validated and every problem collected, so one run reports
-// all that is wrong at once. The CLI feeds it parsed flags; show.ts prints the result.
+// Merges built-in defaults < config file < FLT_* environment < flags against the keys declared in
+// src/config-keys.ts and validated by schema.ts. Every value given is validated and every problem
+// collected, so one run reports all that is wrong at once. The CLI feeds it parsed flags.
 
 import { readFile } from 'node:fs/promises';
 import { parse as parseToml, TomlError } from 'smol-toml';
 import { FltError } from '../../sync/errors.js';
+import { CONFIG_FILE } from '../config-keys.js';
 import {
   describeValue,
   KEY_SPECS,
@@ -76,8 +77,8 @@ export class ConfigError extends FltError {
   }
 }
 
-const CONFIG_FLAG = 'config';
-const CONFIG_ENV = 'FLT_CONFIG';
+const CONFIG_FLAG = CONFIG_FILE.flag;
+const CONFIG_ENV = CONFIG_FILE.env;
 const FILE_ALLOWED = 'a readable TOML (.toml) or JSON (.json) file holding a table of settings';
 const DEFAULT: Source = { kind: 'default' };
 const BY_KEY = new Map(KEY_SPECS.map((s) => [s.key as string, s]));

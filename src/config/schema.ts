@@ -1,44 +1,27 @@
-// The table of flt's configuration keys: for each key its names in files, the environment
-// and flags, its default, and the zod schema that turns a raw value into a typed one.
-// resolve.ts merges the sources against this table; show.ts prints values back in file form.
+// The zod validator of each configuration key declared in src/config-keys.ts (names, default,
+// help), and the value syntaxes they parse: durations, booleans, bind addresses, relays.
+// resolve.ts merges the sources against KEY_SPECS; show.ts prints values back in file form.
 
-import path from 'node:path';
 import { isIPv6 } from 'node:net';
 import { z } from 'zod';
 import { hostProblem } from '../../sync/host.js';
+import {
+  allowedOf,
+  DISCOVERY,
+  envOf,
+  flagOf,
+  KEY_DECLS,
+  LOG_LEVELS,
+  type ConfigKey,
+  type KeyDecl,
+} from '../config-keys.js';
 
-/** What a computed default may look at; passed in so resolution stays a function of its input. */
-export interface DefaultContext {
-  readonly uid: number;
-  readonly home: string | undefined;
-  readonly env: Readonly<Record<string, string | undefined>>;
-}
-
-/**
- * How a key is written in the environment and on the command line: `list` is comma-separated
- * in env and repeatable as a flag; `boolean` may be a bare flag; the rest are one string.
- */
-export type KeyKind = 'text' | 'list' | 'boolean' | 'duration';
-
-/** A raw default, validated by the key's schema like any other value. */
-type RawDefault = string | boolean | readonly string[];
-
-interface KeyShape {
-  /** snake_case, as written in a config file. */
-  readonly key: string;
-  /** camelCase field of {@link Config}. */
-  readonly field: string;
-  readonly env: string;
-  /** Flag name without the leading `--`. */
-  readonly flag: string;
-  readonly kind: KeyKind;
-  readonly description: string;
-  /** What is allowed, for error messages. */
-  readonly allowed: string;
-  /** `undefined` means unset; a function computes it and returns `undefined` when it cannot. */
-  readonly default: RawDefault | ((ctx: DefaultContext) => string | undefined) | undefined;
-  readonly schema: z.ZodType;
-}
+export {
+  defaultStateDir,
+  type ConfigKey,
+  type DefaultContext,
+  type KeyKind,
+} from '../config-keys.js';
 
 // ---- value helpers ---------------------------------------------------------------------------
 
@@ -154,9 +137,6 @@ function durationSchema(minMs: number, maxMs: number) {
     );
 }
 
-const durationAllowed = (min: string, max: string) =>
-  `a duration from ${min} to ${max}, e.g. 500ms, 60s, 5m, 1h30m (a bare number means seconds)`;
-
 // ---- booleans --------------------------------------------------------------------------------
 
 const BOOLEAN_WORDS: ReadonlyMap<string, boolean> = new Map([
@@ -241,182 +221,69 @@ function parseRelay(text: string): RelaySetting | Invalid {
   return URL.canParse(text) ? text : new Invalid(`${describeValue(text)} is not a valid URL`);
 }
 
-// ---- the table -------------------------------------------------------------------------------
+// ---- the validators --------------------------------------------------------------------------
 
-/** `$XDG_STATE_HOME/flt` (ignored unless absolute, as the XDG spec says), then `~/.local/state/flt`. */
-export function defaultStateDir(ctx: DefaultContext): string | undefined {
-  if (ctx.uid === 0) return '/var/lib/flt';
-  const xdg = ctx.env.XDG_STATE_HOME;
-  if (xdg !== undefined && path.isAbsolute(xdg)) return path.join(xdg, 'flt');
-  return ctx.home === undefined || ctx.home === ''
-    ? undefined
-    : path.join(ctx.home, '.local', 'state', 'flt');
+/** A duration key's schema, bounded by the range its declaration gives. */
+function durationOf(key: ConfigKey) {
+  const decl: KeyDecl | undefined = KEY_DECLS.find((d) => d.key === key);
+  const [min, max] = (decl?.range ?? []).map((text) => parseDuration(text));
+  if (min === undefined || max === undefined)
+    throw new Error(`config key ${key} declares no duration range`);
+  return durationSchema(min, max);
 }
 
-const LOG_LEVELS = ['error', 'warn', 'info', 'debug'] as const;
-const DISCOVERY = ['none', 'n0'] as const;
-
 /**
- * Every configuration key, lowest-level facts first. Names follow one rule (env = `FLT_` +
- * upper-case key, flag = key with `-` for `_`) except `admins`, whose repeatable flag is
- * `--admin`. Add a key here and resolve/show pick it up.
+ * The zod schema of each key declared in src/config-keys.ts, which turns a raw value from a
+ * file, the environment or a flag into a typed one. Add a key there and its validator here.
  */
-export const CONFIG_KEYS = [
-  {
-    key: 'state_dir',
-    field: 'stateDir',
-    env: 'FLT_STATE_DIR',
-    flag: 'state-dir',
-    kind: 'text',
-    description: 'Directory for keys, documents and tickets',
-    allowed: 'a non-empty path',
-    default: defaultStateDir,
-    schema: nonEmpty('a path'),
-  },
-  {
-    key: 'secret_key',
-    field: 'secretKey',
-    env: 'FLT_SECRET_KEY',
-    flag: 'secret-key',
-    kind: 'text',
-    description: 'File holding this node’s secret key (default: inside state_dir)',
-    allowed: 'a non-empty path',
-    default: undefined,
-    schema: nonEmpty('a path'),
-  },
-  {
-    key: 'log_level',
-    field: 'logLevel',
-    env: 'FLT_LOG_LEVEL',
-    flag: 'log-level',
-    kind: 'text',
-    description: 'How much to log',
-    allowed: `one of ${LOG_LEVELS.join(', ')}`,
-    default: 'info',
-    schema: z.enum(LOG_LEVELS, {
-      error: (iss) => `${describeValue(iss.input)} is not a log level`,
-    }),
-  },
-  {
-    key: 'relay',
-    field: 'relay',
-    env: 'FLT_RELAY',
-    flag: 'relay',
-    kind: 'text',
-    description: 'Relay servers: none, n0’s public ones, or our own',
-    allowed: '"disabled", "default", or an http:// or https:// URL',
-    default: 'default',
-    schema: parsedString('a string', parseRelay),
-  },
-  {
-    key: 'discovery',
-    field: 'discovery',
-    env: 'FLT_DISCOVERY',
-    flag: 'discovery',
-    kind: 'text',
-    description: 'How peers find each other’s addresses',
-    allowed: `one of ${DISCOVERY.join(', ')}`,
-    default: 'n0',
-    schema: z.enum(DISCOVERY, {
-      error: (iss) => `${describeValue(iss.input)} is not a discovery mode`,
-    }),
-  },
-  {
-    key: 'bind',
-    field: 'bind',
-    env: 'FLT_BIND',
-    flag: 'bind',
-    kind: 'text',
-    description: 'Address to listen on (each role has its own default)',
-    allowed: 'HOST:PORT with an IPv4 address, [IPv6] address or hostname, and a port 0..65535',
-    default: undefined,
-    schema: parsedString('HOST:PORT', parseHostPort),
-  },
-  {
-    key: 'coordinator',
-    field: 'coordinator',
-    env: 'FLT_COORDINATOR',
-    flag: 'coordinator',
-    kind: 'text',
-    description: 'Coordinator to join: a ticket or NODE_ID@HOST:PORT',
-    allowed: 'a non-empty ticket or NODE_ID@HOST:PORT',
-    default: undefined,
-    schema: nonEmpty('a string'), // syntax is checked where it is dialed
-  },
-  {
-    key: 'admins',
-    field: 'admins',
-    env: 'FLT_ADMINS',
-    flag: 'admin',
-    kind: 'list',
-    description: 'Initial admins of a new fleet: node ids or OpenSSH public key files',
-    allowed: 'a list of node ids or key files (comma-separated in env, --admin repeated)',
-    default: [],
-    schema: z.array(nonEmpty('a node id'), { error: expected('a list of node ids') }),
-  },
-  {
-    key: 'enroll_token',
-    field: 'enrollToken',
-    env: 'FLT_ENROLL_TOKEN',
-    flag: 'enroll-token',
-    kind: 'text',
-    description: 'One-time token an agent enrolls with (from `flt admin enroll-token`)',
-    allowed: 'a token as printed by `flt admin enroll-token`',
-    default: undefined,
-    schema: nonEmpty('a token'),
-  },
-  {
-    key: 'facts_interval',
-    field: 'factsIntervalMs',
-    env: 'FLT_FACTS_INTERVAL',
-    flag: 'facts-interval',
-    kind: 'duration',
-    description: 'How often an agent collects and publishes facts',
-    allowed: durationAllowed('1s', '1d'),
-    default: '60s',
-    schema: durationSchema(1000, 86_400_000),
-  },
-  {
-    key: 'rpc_timeout',
-    field: 'rpcTimeoutMs',
-    env: 'FLT_RPC_TIMEOUT',
-    flag: 'rpc-timeout',
-    kind: 'duration',
-    description: 'How long to wait for a remote call',
-    allowed: durationAllowed('100ms', '10m'),
-    default: '10s',
-    schema: durationSchema(100, 600_000),
-  },
-  {
-    key: 'json',
-    field: 'json',
-    env: 'FLT_JSON',
-    flag: 'json',
-    kind: 'boolean',
-    description: 'Print JSON for scripts instead of text for people',
-    allowed: 'true or false (also yes/no, 1/0 in env and flags)',
-    default: false,
-    schema: booleanSchema,
-  },
-] as const satisfies readonly KeyShape[];
+const VALIDATORS = {
+  state_dir: nonEmpty('a path'),
+  secret_key: nonEmpty('a path'),
+  log_level: z.enum(LOG_LEVELS, {
+    error: (iss) => `${describeValue(iss.input)} is not a log level`,
+  }),
+  relay: parsedString('a string', parseRelay),
+  discovery: z.enum(DISCOVERY, {
+    error: (iss) => `${describeValue(iss.input)} is not a discovery mode`,
+  }),
+  bind: parsedString('HOST:PORT', parseHostPort),
+  coordinator: nonEmpty('a string'), // syntax is checked where it is dialed
+  admins: z.array(nonEmpty('a node id'), { error: expected('a list of node ids') }),
+  enroll_token: nonEmpty('a token'),
+  facts_interval: durationOf('facts_interval'),
+  rpc_timeout: durationOf('rpc_timeout'),
+  json: booleanSchema,
+} as const satisfies Record<ConfigKey, z.ZodType>;
 
-type Spec = (typeof CONFIG_KEYS)[number];
-
-/** A configuration key as written in files (snake_case). */
-export type ConfigKey = Spec['key'];
+type Decl = (typeof KEY_DECLS)[number];
 
 /** The resolved configuration: camelCase fields, durations in milliseconds, unset keys `undefined`. */
 export type Config = {
-  readonly [S in Spec as S['field']]:
-    | z.output<S['schema']>
-    | (S['default'] extends undefined ? undefined : never);
+  readonly [D in Decl as D['field']]:
+    | z.output<(typeof VALIDATORS)[D['key']]>
+    | (D['default'] extends undefined ? undefined : never);
 };
 
-/** One row of {@link CONFIG_KEYS}, typed for code that walks the whole table. */
-export type KeySpec = KeyShape & { readonly key: ConfigKey; readonly field: keyof Config };
+/** One key as resolution sees it: its declaration, names, allowed text and schema. */
+export interface KeySpec extends KeyDecl {
+  readonly key: ConfigKey;
+  readonly field: keyof Config;
+  readonly env: string;
+  /** Flag name without the leading `--`. */
+  readonly flag: string;
+  /** What is allowed, for error messages. */
+  readonly allowed: string;
+  readonly schema: z.ZodType;
+}
 
-/** {@link CONFIG_KEYS} seen row by row. */
-export const KEY_SPECS: readonly KeySpec[] = CONFIG_KEYS;
+/** Every key, in declaration order, with its validator. */
+export const KEY_SPECS: readonly KeySpec[] = KEY_DECLS.map((decl) => ({
+  ...decl,
+  env: envOf(decl),
+  flag: flagOf(decl),
+  allowed: allowedOf(decl),
+  schema: VALIDATORS[decl.key],
+}));
 
 /** A value as a config file would hold it; `null` for unset. */
 export type FileValue = string | boolean | readonly string[] | null;

@@ -1,0 +1,277 @@
+// The one declaration of each configuration key: its file key, field, flag, environment name,
+// default, what is allowed, and its help line. The CLI's flag parser and `--help` are derived from
+// this table, and config/schema.ts adds one zod validator per key for resolution and `config
+// show`. It lives outside config/ and imports nothing heavy, so `flt --help` loads no zod.
+
+import path from 'node:path';
+
+/** What a computed default may look at; passed in so resolution stays a function of its input. */
+export interface DefaultContext {
+  readonly uid: number;
+  readonly home: string | undefined;
+  readonly env: Readonly<Record<string, string | undefined>>;
+}
+
+/**
+ * How a key is written in the environment and on the command line: `list` is comma-separated
+ * in env and repeatable as a flag; `boolean` may be a bare flag; the rest are one string.
+ */
+export type KeyKind = 'text' | 'list' | 'boolean' | 'duration';
+
+/** A raw default, validated by the key's schema like any other value. */
+export type RawDefault = string | boolean | readonly string[];
+
+/** The roles a node runs as; a key may have a default for each (see `perRole`). */
+export type Role = 'coordinator' | 'agent' | 'admin';
+
+/** One key as declared in {@link KEY_DECLS}. */
+export interface KeyDecl {
+  /** snake_case, as written in a config file. */
+  readonly key: string;
+  /** camelCase field of the resolved `Config`. */
+  readonly field: string;
+  /** Flag name without the leading `--`, when it is not the key with `-` for `_`. */
+  readonly flagName?: string;
+  readonly kind: KeyKind;
+  /** The value's placeholder in `--help` (`--state-dir DIR`); none for a boolean. */
+  readonly metavar?: string;
+  /** One line for `--help`, without the default (with `choices`: a note after them). */
+  readonly help: string;
+  /** The only values allowed, if the key is one of a few words. */
+  readonly choices?: readonly string[];
+  /** What is allowed, for error messages; derived from `choices` or `range` if absent. */
+  readonly allowed?: string;
+  /** A duration key's bounds, as duration text (checked by the key's schema). */
+  readonly range?: readonly [min: string, max: string];
+  /** `undefined` means unset; a function computes it and returns `undefined` when it cannot. */
+  readonly default: RawDefault | ((ctx: DefaultContext) => string | undefined) | undefined;
+  /** The default as `--help` shows it, when the value alone would not say it. */
+  readonly defaultHelp?: string;
+  /** A default that depends on the role, applied by the role (the key itself stays unset). */
+  readonly perRole?: Readonly<Record<Role, string>>;
+}
+
+/** `$XDG_STATE_HOME/flt` (ignored unless absolute, as the XDG spec says), then `~/.local/state/flt`. */
+export function defaultStateDir(ctx: DefaultContext): string | undefined {
+  if (ctx.uid === 0) return '/var/lib/flt';
+  const xdg = ctx.env.XDG_STATE_HOME;
+  if (xdg !== undefined && path.isAbsolute(xdg)) return path.join(xdg, 'flt');
+  return ctx.home === undefined || ctx.home === ''
+    ? undefined
+    : path.join(ctx.home, '.local', 'state', 'flt');
+}
+
+/**
+ * `bind` per role. The coordinator listens on a fixed, documented port so its address survives
+ * restarts; agents and admins only dial out, so any free port will do.
+ */
+export const BIND_PER_ROLE: Readonly<Record<Role, string>> = {
+  coordinator: '0.0.0.0:7447',
+  agent: '0.0.0.0:0',
+  admin: '0.0.0.0:0',
+};
+
+export const LOG_LEVELS = ['error', 'warn', 'info', 'debug'] as const;
+export const DISCOVERY = ['none', 'n0'] as const;
+
+/**
+ * Every configuration key, lowest-level facts first. Names follow one rule (env = `FLT_` +
+ * upper-case key, flag = key with `-` for `_`) except `admins`, whose repeatable flag is
+ * `--admin`. Add a key here and its validator in config/schema.ts; flags, env, help,
+ * resolution and `config show` pick it up.
+ */
+export const KEY_DECLS = [
+  {
+    key: 'state_dir',
+    field: 'stateDir',
+    kind: 'text',
+    metavar: 'DIR',
+    help: 'state directory',
+    allowed: 'a non-empty path',
+    default: defaultStateDir,
+    defaultHelp: '~/.local/state/flt, /var/lib/flt for root',
+  },
+  {
+    key: 'secret_key',
+    field: 'secretKey',
+    kind: 'text',
+    metavar: 'FILE',
+    help: 'node key: an unencrypted OpenSSH ed25519 key',
+    allowed: 'a non-empty path',
+    default: undefined,
+    defaultHelp: '<state-dir>/node.key',
+  },
+  {
+    key: 'log_level',
+    field: 'logLevel',
+    kind: 'text',
+    metavar: 'L',
+    help: 'logs go to stderr',
+    choices: LOG_LEVELS,
+    default: 'info',
+  },
+  {
+    key: 'relay',
+    field: 'relay',
+    kind: 'text',
+    metavar: 'R',
+    help: 'iroh relays: disabled | default | https://relay.example',
+    allowed: '"disabled", "default", or an http:// or https:// URL',
+    default: 'default',
+  },
+  {
+    key: 'discovery',
+    field: 'discovery',
+    kind: 'text',
+    metavar: 'D',
+    help: 'iroh address discovery',
+    choices: DISCOVERY,
+    default: 'n0',
+  },
+  {
+    key: 'bind',
+    field: 'bind',
+    kind: 'text',
+    metavar: 'HOST:PORT',
+    help: 'socket to bind',
+    allowed: 'HOST:PORT with an IPv4 address, [IPv6] address or hostname, and a port 0..65535',
+    default: undefined,
+    perRole: BIND_PER_ROLE,
+  },
+  {
+    key: 'coordinator',
+    field: 'coordinator',
+    kind: 'text',
+    metavar: 'ADDR',
+    help: 'coordinator to join: a ticket or NODE_ID@HOST:PORT',
+    allowed: 'a non-empty ticket or NODE_ID@HOST:PORT',
+    default: undefined,
+  },
+  {
+    key: 'admins',
+    field: 'admins',
+    flagName: 'admin',
+    kind: 'list',
+    metavar: 'NODE_ID|FILE',
+    help: 'initial admin of a new fleet: node id or OpenSSH .pub',
+    allowed: 'a list of node ids or key files (comma-separated in env, --admin repeated)',
+    default: [],
+  },
+  {
+    key: 'enroll_token',
+    field: 'enrollToken',
+    kind: 'text',
+    metavar: 'TOKEN',
+    help: 'one-time enrollment token (agent)',
+    allowed: 'a token as printed by `flt admin enroll-token`',
+    default: undefined,
+  },
+  {
+    key: 'facts_interval',
+    field: 'factsIntervalMs',
+    kind: 'duration',
+    metavar: 'D',
+    help: 'how often agents publish facts',
+    range: ['1s', '1d'],
+    default: '60s',
+  },
+  {
+    key: 'rpc_timeout',
+    field: 'rpcTimeoutMs',
+    kind: 'duration',
+    metavar: 'D',
+    help: 'deadline of one request or echo round',
+    range: ['100ms', '10m'],
+    default: '10s',
+  },
+  {
+    key: 'json',
+    field: 'json',
+    kind: 'boolean',
+    help: 'machine-readable output',
+    allowed: 'true or false (also yes/no, 1/0 in env and flags)',
+    default: false,
+  },
+] as const satisfies readonly KeyDecl[];
+
+/** {@link KEY_DECLS} seen row by row. */
+const DECLS: readonly KeyDecl[] = KEY_DECLS;
+
+/** A configuration key as written in files (snake_case). */
+export type ConfigKey = (typeof KEY_DECLS)[number]['key'];
+
+/** The config file itself: a flag and a variable, but not a key (a file cannot name a file). */
+export const CONFIG_FILE = {
+  flag: 'config',
+  env: 'FLT_CONFIG',
+  metavar: 'FILE',
+  help: 'TOML or JSON configuration file',
+} as const;
+
+/** `--state-dir`'s name without dashes; `admins` is the one key whose flag differs. */
+export function flagOf(decl: KeyDecl): string {
+  return decl.flagName ?? decl.key.replaceAll('_', '-');
+}
+
+export function envOf(decl: KeyDecl): string {
+  return `FLT_${decl.key.toUpperCase()}`;
+}
+
+/** What is allowed, as error messages say it. */
+export function allowedOf(decl: KeyDecl): string {
+  if (decl.allowed !== undefined) return decl.allowed;
+  if (decl.choices !== undefined) return `one of ${decl.choices.join(', ')}`;
+  if (decl.range !== undefined) {
+    const [min, max] = decl.range;
+    return `a duration from ${min} to ${max}, e.g. 500ms, 60s, 5m, 1h30m (a bare number means seconds)`;
+  }
+  throw new Error(`config key ${decl.key} declares neither allowed, choices nor range`);
+}
+
+/** `node:util` parseArgs options for every config flag (and `--config`). */
+export function configFlagOptions(): Record<
+  string,
+  { type: 'string' | 'boolean'; multiple?: true }
+> {
+  const options: Record<string, { type: 'string' | 'boolean'; multiple?: true }> = {
+    [CONFIG_FILE.flag]: { type: 'string' },
+  };
+  for (const decl of DECLS) {
+    if (decl.kind === 'boolean') options[flagOf(decl)] = { type: 'boolean' };
+    else if (decl.kind === 'list') options[flagOf(decl)] = { type: 'string', multiple: true };
+    else options[flagOf(decl)] = { type: 'string' };
+  }
+  return options;
+}
+
+/** What `--help` says a key defaults to, if anything. */
+function defaultText(decl: KeyDecl): string | undefined {
+  if (decl.defaultHelp !== undefined) return decl.defaultHelp;
+  if (decl.perRole !== undefined) {
+    const { coordinator, agent, admin } = decl.perRole;
+    return agent === admin ? `coordinator ${coordinator}; others ${agent}` : undefined;
+  }
+  return typeof decl.default === 'string' && decl.default !== '' ? decl.default : undefined;
+}
+
+/** The `--help` line's text for a key: its choices or help, then notes and its default. */
+function helpText(decl: KeyDecl): string {
+  const fallback = defaultText(decl);
+  const notes = [
+    decl.choices === undefined ? undefined : decl.help,
+    decl.kind === 'list' ? 'repeatable' : undefined,
+    fallback === undefined ? undefined : `default: ${fallback}`,
+  ].filter((note) => note !== undefined);
+  const main = decl.choices === undefined ? decl.help : decl.choices.join(' | ');
+  return notes.length === 0 ? main : `${main} (${notes.join('; ')})`;
+}
+
+/** `--help` lines for every config flag: `  --state-dir DIR   directory ... (default: ...)`. */
+export function configOptionsHelp(width: number): string[] {
+  const line = (flag: string, metavar: string | undefined, text: string) =>
+    `  ${`--${flag}${metavar === undefined ? '' : ` ${metavar}`}`.padEnd(width)} ${text}`;
+  return [
+    line(CONFIG_FILE.flag, CONFIG_FILE.metavar, CONFIG_FILE.help),
+    ...DECLS.map((d) => line(flagOf(d), d.metavar, helpText(d))),
+  ];
+}
