@@ -51,6 +51,11 @@ export interface NodeOptions {
   readonly role: Role;
   readonly config: Config;
   readonly log: Logger;
+  /**
+   * The node key, when the role loaded it beforehand (loadNodeKey) to derive its documents
+   * before the node opens; else loaded here.
+   */
+  readonly key?: NodeKey;
   /** Peers whose documents this node keeps in sync (agents and admins: the coordinator). */
   readonly dial?: readonly PeerAddr[];
   /** Open a Repo on `<state-dir>/repo` (roles that replicate documents). */
@@ -87,7 +92,7 @@ export class FltNode {
     const { config, log } = options;
     log.info(`state dir ${config.stateDir}`);
     await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
-    const key = await loadNodeKey(config, log);
+    const key = options.key ?? (await loadNodeKey(config, log));
     const transport = await IrohTransport.bind({
       secretKey: key.secret,
       alpns: ALL_ALPNS,

@@ -12,14 +12,13 @@ import { serveEcho } from '../../sync/echo.js';
 import { FltError } from '../../sync/errors.js';
 import { isNodeId, nodeIdBytes, type NodeId } from '../../sync/ids.js';
 import type { Logger } from '../../sync/log.js';
+import { docIdFor, isStored, OwnedDoc } from '../../sync/owned-doc.js';
 import { ALPN } from '../../sync/protocols.js';
 import { RpcServer } from '../../sync/rpc.js';
 import type { Config } from '../config/index.js';
-import { docIdFor } from '../docs/doc-id.js';
-import { isStored, openOwned } from '../docs/open.js';
 import type { RootDoc } from '../docs/types.js';
 import { deriveKeyPair, loadPublicKeyFile } from '../identity/index.js';
-import { assertAdmissibleKey } from '../trust/ed25519.js';
+import { assertAdmissibleKey } from '../../sync/ed25519.js';
 import { Gate } from './gate.js';
 import { FltNode } from '../node.js';
 import {
@@ -75,15 +74,10 @@ export class Coordinator {
       access: (peer, alpn) => gate?.allows(peer, alpn) ?? false,
     });
     try {
-      const rootKey = deriveKeyPair(node.key.secret, 'flt/v1/doc/root');
-      const rootDocId = docIdFor(rootKey.publicKey);
-      const root = await openOwned<RootDoc>(
-        node.repo!,
-        node.store!,
-        rootDocId,
-        Fleet.base(node.key.nodeId),
-      );
-      fleet = new Fleet(root, rootKey, node.repo!, log);
+      const root = new OwnedDoc<RootDoc>(deriveKeyPair(node.key.secret, 'flt/v1/doc/root'));
+      const rootDocId = root.docId;
+      await root.open(node.repo!, node.store!, Fleet.base(node.key.nodeId));
+      fleet = new Fleet(root, node.repo!, log);
       gate = await Gate.open({
         repo: node.repo!,
         store: node.store!,

@@ -9,10 +9,9 @@ import type { DocHandle, Repo } from '@automerge/automerge-repo';
 import { FltError } from '../../sync/errors.js';
 import type { NodeId } from '../../sync/ids.js';
 import type { Logger } from '../../sync/log.js';
+import { OwnedDoc } from '../../sync/owned-doc.js';
 import { ALPN } from '../../sync/protocols.js';
 import type { Store } from '../../stores/store.js';
-import { docIdFor } from '../docs/doc-id.js';
-import { openOwned } from '../docs/open.js';
 import { DOC_SCHEMA } from '../docs/types.js';
 import { deriveKeyPair, type NodeKey } from '../identity/index.js';
 import { verifyOp } from '../trust/admin-ops.js';
@@ -59,14 +58,14 @@ export class Gate {
     log: Logger;
     onRevoked: (peer: NodeId) => void;
   }): Promise<Gate> {
-    const auditKey = deriveKeyPair(opts.key.secret, 'flt/v1/doc/audit');
     const base: AuditDoc = {
       kind: 'flt/audit',
       schema: DOC_SCHEMA,
       coordinator: opts.key.nodeId,
       entries: [],
     };
-    const audit = await openOwned(opts.repo, opts.store, docIdFor(auditKey.publicKey), base);
+    const owned = new OwnedDoc<AuditDoc>(deriveKeyPair(opts.key.secret, 'flt/v1/doc/audit'));
+    const audit = await owned.open(opts.repo, opts.store, base);
     let initial = initialAdmins(audit.doc());
     if (initial === undefined && opts.admins.length > 0) {
       initial = [...opts.admins];
