@@ -35,6 +35,34 @@ export const DEFAULT_BIND: Record<Role, string> = {
   admin: '0.0.0.0:0',
 };
 
+/**
+ * A node's documents: its store and Repo, which can open before the node does (its network is
+ * attached by FltNode.open), so that a role opens the documents it owns, and builds what depends
+ * on them, before any peer can reach it.
+ */
+export interface NodeDocuments {
+  readonly repo: Repo;
+  readonly store: FsStore;
+}
+
+/** Opens `<state-dir>/repo` and a Repo on it, with no network yet. */
+export async function openDocuments(
+  config: Config,
+  key: NodeKey,
+  log: Logger,
+): Promise<NodeDocuments> {
+  await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
+  const store = await FsStore.open(join(config.stateDir, 'repo'), {
+    logger: (line) => log.warn(line),
+  });
+  const repo = new Repo({
+    storage: store,
+    peerId: key.nodeId as string as PeerId,
+    saveDebounceRate: SAVE_DEBOUNCE_MS,
+  });
+  return { repo, store };
+}
+
 /** The node key: `--secret-key FILE` if given, else `<state-dir>/node.key` (created once). */
 export async function loadNodeKey(config: Config, log: Logger): Promise<NodeKey> {
   if (config.secretKey) return loadSecretKeyFile(config.secretKey);
@@ -60,6 +88,8 @@ export interface NodeOptions {
   readonly dial?: readonly PeerAddr[];
   /** Open a Repo on `<state-dir>/repo` (roles that replicate documents). */
   readonly repo?: boolean;
+  /** The Repo, opened beforehand with openDocuments (with `key`); implies `repo`. */
+  readonly documents?: NodeDocuments;
   /**
    * Which documents the Repo offers to (announce) and accepts from (access) each peer; by
    * default every document to and from every peer. Given the node key, since documents are
@@ -113,19 +143,13 @@ export class FltNode {
       ...(options.onReplaced ? { onReplaced: options.onReplaced } : {}),
     });
     router.route(ALPN.sync, (conn) => sync.accept(conn));
-    const store = options.repo
-      ? await FsStore.open(join(config.stateDir, 'repo'), { logger: (line) => log.warn(line) })
-      : undefined;
-    const repo = store
-      ? new Repo({
-          network: [sync],
-          storage: store,
-          peerId: key.nodeId as string as PeerId,
-          saveDebounceRate: SAVE_DEBOUNCE_MS,
-          ...(options.share ? { shareConfig: options.share(key) } : {}),
-        })
-      : undefined;
-    return new FltNode(key, transport, router, sync, repo, store, log);
+    const docs =
+      options.documents ?? (options.repo ? await openDocuments(config, key, log) : undefined);
+    if (docs) {
+      if (options.share) docs.repo.shareConfig = options.share(key);
+      docs.repo.networkSubsystem.addNetworkAdapter(sync);
+    }
+    return new FltNode(key, transport, router, sync, docs?.repo, docs?.store, log);
   }
 
   start(): void {
