@@ -13,7 +13,7 @@ import { NodeFSStorageAdapter } from '@automerge/automerge-repo-storage-nodefs';
 import { FsStore } from '../stores/fs-store.js';
 import { mapBounded } from '../stores/semaphore.js';
 import type { NodeId } from '../sync/ids.js';
-import { baseDocument, docIdFor } from '../src/docs/doc-id.js';
+import { baseDocument, docIdFor } from '../sync/owned-doc.js';
 import { writeFactsPatch } from '../src/docs/facts-doc.js';
 import {
   DOC_SCHEMA,
@@ -27,7 +27,7 @@ import { diffFacts } from '../src/facts/index.js';
 import { deriveKeyPair, loadOrCreateNodeKey, nodeKeyFromSeed } from '../src/identity/index.js';
 import { Fleet } from '../src/roles/fleet.js';
 import { saveReplicaInfo, type ReplicaInfo } from '../src/roles/replica.js';
-import { signHeads } from '../src/trust/signed-heads.js';
+import { signHeads } from '../sync/owned-doc.js';
 import { sampleFacts } from './facts-sample.js';
 
 /** Bump when the fixture's content or layout changes: cached fixtures of another version are rebuilt. */

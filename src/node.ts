@@ -26,6 +26,34 @@ export type { Role } from './config-keys.js';
 /** How long automerge-repo may delay a document save (its throttle; 100 ms is its default). */
 export const SAVE_DEBOUNCE_MS = 100;
 
+/**
+ * A node's documents: its store and Repo, which can open before the node does (its network is
+ * attached by FltNode.open), so that a role opens the documents it owns, and builds what depends
+ * on them, before any peer can reach it.
+ */
+export interface NodeDocuments {
+  readonly repo: Repo;
+  readonly store: FsStore;
+}
+
+/** Opens `<state-dir>/repo` and a Repo on it, with no network yet. */
+export async function openDocuments(
+  config: Config,
+  key: NodeKey,
+  log: Logger,
+): Promise<NodeDocuments> {
+  await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
+  const store = await FsStore.open(join(config.stateDir, 'repo'), {
+    logger: (line) => log.warn(line),
+  });
+  const repo = new Repo({
+    storage: store,
+    peerId: key.nodeId as string as PeerId,
+    saveDebounceRate: SAVE_DEBOUNCE_MS,
+  });
+  return { repo, store };
+}
+
 /** The node key: `--secret-key FILE` if given, else `<state-dir>/node.key` (created once). */
 export async function loadNodeKey(config: Config, log: Logger): Promise<NodeKey> {
   if (config.secretKey) return loadSecretKeyFile(config.secretKey);
@@ -42,10 +70,17 @@ export interface NodeOptions {
   readonly role: Role;
   readonly config: Config;
   readonly log: Logger;
+  /**
+   * The node key, when the role loaded it beforehand (loadNodeKey) to derive its documents
+   * before the node opens; else loaded here.
+   */
+  readonly key?: NodeKey;
   /** Peers whose documents this node keeps in sync (agents and admins: the coordinator). */
   readonly dial?: readonly PeerAddr[];
   /** Open a Repo on `<state-dir>/repo` (roles that replicate documents). */
   readonly repo?: boolean;
+  /** The Repo, opened beforehand with openDocuments (with `key`); implies `repo`. */
+  readonly documents?: NodeDocuments;
   /**
    * Which documents the Repo offers to (announce) and accepts from (access) each peer; by
    * default every document to and from every peer. Given the node key, since documents are
@@ -78,7 +113,7 @@ export class FltNode {
     const { config, log } = options;
     log.info(`state dir ${config.stateDir}`);
     await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
-    const key = await loadNodeKey(config, log);
+    const key = options.key ?? (await loadNodeKey(config, log));
     const transport = await IrohTransport.bind({
       secretKey: key.secret,
       alpns: ALL_ALPNS,
@@ -99,19 +134,13 @@ export class FltNode {
       ...(options.onReplaced ? { onReplaced: options.onReplaced } : {}),
     });
     router.route(ALPN.sync, (conn) => sync.accept(conn));
-    const store = options.repo
-      ? await FsStore.open(join(config.stateDir, 'repo'), { logger: (line) => log.warn(line) })
-      : undefined;
-    const repo = store
-      ? new Repo({
-          network: [sync],
-          storage: store,
-          peerId: key.nodeId as string as PeerId,
-          saveDebounceRate: SAVE_DEBOUNCE_MS,
-          ...(options.share ? { shareConfig: options.share(key) } : {}),
-        })
-      : undefined;
-    return new FltNode(key, transport, router, sync, repo, store, log);
+    const docs =
+      options.documents ?? (options.repo ? await openDocuments(config, key, log) : undefined);
+    if (docs) {
+      if (options.share) docs.repo.shareConfig = options.share(key);
+      docs.repo.networkSubsystem.addNetworkAdapter(sync);
+    }
+    return new FltNode(key, transport, router, sync, docs?.repo, docs?.store, log);
   }
 
   start(): void {

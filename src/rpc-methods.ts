@@ -117,7 +117,7 @@ const volatile = z.unknown().transform((v, ctx): VolatileFacts => {
 export const agentHeartbeat = method(
   'agent.heartbeat',
   MEMBER,
-  // factsHeads: the agent's signed heads of its facts document (src/trust/signed-heads.ts),
+  // factsHeads: the agent's signed heads of its facts document (sync/owned-doc.ts),
   // verified by the coordinator against the write key the agent enrolled with.
   z.object({ volatile, factsHeads: z.unknown().optional() }).strict(),
   z.object({}),

@@ -17,8 +17,8 @@ export function isNodeId(value: unknown): value is NodeId {
  * ed25519 public key (RFC 8032: a canonical encoding of a curve point, not of small order).
  * About half of all 64-hex strings are not, `ff…ff` among them; the binding accepts some of those
  * and a dial then fails late with CONNECT_FAILED, so they are refused here, at the edge.
- * (src/trust/ed25519.ts holds the signature rules; sync/ may not import src/, hence the check
- * here with the same library.)
+ * (sync/ed25519.ts holds the signature rules; the same checks here answer BAD_NODE_ID, the code
+ * a mistyped node id gets.)
  */
 export function parseNodeId(value: string): NodeId {
   const lower = value.trim().toLowerCase();

@@ -9,7 +9,7 @@ import { type NodeKey, generateNodeKey } from '../src/identity/index.js';
 import { type OpBody, type SignedOp, signOp, verifyOp } from '../src/trust/admin-ops.js';
 import { type AuditEntry, Authority } from '../src/trust/authority.js';
 import { canonicalJson } from '../src/trust/canonical.js';
-import { sign } from '../src/trust/ed25519.js';
+import { sign } from '../sync/ed25519.js';
 import {
   MAX_TOKEN_LENGTH,
   TOKEN_PREFIX,

@@ -5,7 +5,7 @@
 import * as A from '@automerge/automerge';
 import type { DocumentId, Message, PeerId } from '@automerge/automerge-repo';
 import { describe, expect, it } from 'vitest';
-import { changesIn } from '../src/trust/changes.js';
+import { changesIn } from '../sync/changes.js';
 
 /** The sync message `holder` sends to a peer that holds nothing and has just said so. */
 function answerToEmptyPeer(holder: A.Doc<unknown>): Uint8Array {

@@ -9,12 +9,12 @@ import * as A from '@automerge/automerge';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FsStore } from '../stores/fs-store.js';
 import { UNVERIFIED_NOTE } from '../src/cli/table.js';
-import { baseDocument, docIdFor } from '../src/docs/doc-id.js';
+import { baseDocument, docIdFor } from '../sync/owned-doc.js';
 import { encodeAgent, type AgentEntry, type RootDoc } from '../src/docs/types.js';
 import { deriveKeyPair, generateNodeKey } from '../src/identity/index.js';
 import { Fleet } from '../src/roles/fleet.js';
 import { saveReplicaInfo } from '../src/roles/replica.js';
-import { signHeads } from '../src/trust/signed-heads.js';
+import { signHeads } from '../sync/owned-doc.js';
 import { runFlt, tempDir } from './helpers/flt.js';
 
 let dir: Awaited<ReturnType<typeof tempDir>>;

@@ -6,7 +6,7 @@ import * as A from '@automerge/automerge';
 import type { DocumentId } from '@automerge/automerge-repo';
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { docIdFor } from '../src/docs/doc-id.js';
+import { docIdFor } from '../sync/owned-doc.js';
 import { sealStrings, plain } from '../src/docs/scalars.js';
 import {
   agentsOf,

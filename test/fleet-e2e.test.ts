@@ -11,7 +11,7 @@ import { parsePeerAddress } from '../sync/address.js';
 import { IrohTransport } from '../sync/iroh-transport.js';
 import { ALL_ALPNS } from '../sync/protocols.js';
 import { RpcChannel } from '../sync/rpc-channel.js';
-import { docIdFor } from '../src/docs/doc-id.js';
+import { docIdFor } from '../sync/owned-doc.js';
 import { deriveKeyPair } from '../src/identity/index.js';
 import { agentEnroll } from '../src/rpc-methods.js';
 import { FltProcess, LOCAL, nodeIdOf, runFlt, tempDir } from './helpers/flt.js';

@@ -19,7 +19,7 @@ import { collectFacts, collectVolatile, type Facts } from '../src/facts/index.js
 import { deriveKeyPair } from '../src/identity/index.js';
 import { Agent } from '../src/roles/agent.js';
 import { agentHeartbeat } from '../src/rpc-methods.js';
-import { signHeads } from '../src/trust/signed-heads.js';
+import { signHeads } from '../sync/owned-doc.js';
 import { bindLocal, localConfig, testFleet, type TestFleet } from './helpers/fleet.js';
 import { LOCAL, runFlt, tempDir } from './helpers/flt.js';
 import { waitFor } from './helpers/wait.js';

@@ -13,7 +13,7 @@ import { ALPN } from '../sync/protocols.js';
 import { Router } from '../sync/router.js';
 import { RpcChannel } from '../sync/rpc-channel.js';
 import { SyncAdapter } from '../sync/sync-adapter.js';
-import { baseDocument, docIdFor } from '../src/docs/doc-id.js';
+import { baseDocument, docIdFor } from '../sync/owned-doc.js';
 import { DOC_SCHEMA, storedFacts, type FactsDoc } from '../src/docs/types.js';
 import { collectFacts } from '../src/facts/index.js';
 import { deriveKeyPair, nodeKeyFromSeed, type NodeKey } from '../src/identity/index.js';

@@ -20,7 +20,7 @@ import { collectFacts, collectVolatile, type Facts } from '../src/facts/index.js
 import { deriveKeyPair, loadOrCreateNodeKey, type NodeKey } from '../src/identity/index.js';
 import { Agent } from '../src/roles/agent.js';
 import { agentHeartbeat } from '../src/rpc-methods.js';
-import { signHeads, verifySignedHeads } from '../src/trust/signed-heads.js';
+import { signHeads, verifySignedHeads } from '../sync/owned-doc.js';
 import { tempDir } from './helpers/flt.js';
 import { bindLocal, localConfig, testFleet, type TestFleet } from './helpers/fleet.js';
 import { waitFor } from './helpers/wait.js';

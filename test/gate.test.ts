@@ -11,7 +11,7 @@ import { createLogger } from '../sync/log.js';
 import { ALPN } from '../sync/protocols.js';
 import { RpcChannel } from '../sync/rpc-channel.js';
 import type { Transport } from '../sync/transport.js';
-import { docIdFor } from '../src/docs/doc-id.js';
+import { docIdFor } from '../sync/owned-doc.js';
 import { collectFacts } from '../src/facts/index.js';
 import {
   deriveKeyPair,

@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto';
 import * as A from '@automerge/automerge';
 import { describe, expect, it } from 'vitest';
-import { baseDocument, docIdFor } from '../src/docs/doc-id.js';
+import { baseDocument, docIdFor } from '../sync/owned-doc.js';
 import { applyFacts, factsPatch, writeFactsPatch } from '../src/docs/facts-doc.js';
 import { DOC_SCHEMA, storedFacts, type FactsDoc } from '../src/docs/types.js';
 import { validateFacts, type DiskInfo, type Facts } from '../src/facts/index.js';

@@ -5,16 +5,16 @@
 import * as A from '@automerge/automerge';
 import { describe, expect, it } from 'vitest';
 import { thrownCode } from './helpers/errors.js';
-import { baseDocument, docIdFor } from '../src/docs/doc-id.js';
+import { baseDocument, docIdFor } from '../sync/owned-doc.js';
 import { deriveKeyPair, generateNodeKey } from '../src/identity/index.js';
-import { assertAdmissibleKey, publicKeyOf, sign, verify } from '../src/trust/ed25519.js';
+import { assertAdmissibleKey, publicKeyOf, sign, verify } from '../sync/ed25519.js';
 import {
   newer,
   signHeads,
   trustedView,
   verifySignedHeads,
   type SignedHeads,
-} from '../src/trust/signed-heads.js';
+} from '../sync/owned-doc.js';
 
 const hex = (s: string) => Uint8Array.from(Buffer.from(s, 'hex'));
 const codeOf = thrownCode;

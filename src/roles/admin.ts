@@ -26,7 +26,7 @@ import {
   verifySignedHeads,
   type SignedHeads,
   type TrustedView,
-} from '../trust/signed-heads.js';
+} from '../../sync/owned-doc.js';
 
 /** Extra fleet.info round trips fleet() makes while the root has changes newer than signed. */
 const RESIGN_ATTEMPTS = 2;

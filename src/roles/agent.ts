@@ -4,7 +4,7 @@
 // never into the document, so a year of publishing leaves a small history.
 
 import * as A from '@automerge/automerge';
-import type { DocHandle, DocumentId, Message, Repo } from '@automerge/automerge-repo';
+import type { DocHandle, DocumentId, Repo } from '@automerge/automerge-repo';
 import { sleep } from '../../sync/backoff.js';
 import { messageOf } from '../../sync/errors.js';
 import type { Logger } from '../../sync/log.js';
@@ -12,16 +12,13 @@ import { ALPN } from '../../sync/protocols.js';
 import { RpcChannel } from '../../sync/rpc-channel.js';
 import { serveEcho } from '../../sync/echo.js';
 import type { Config } from '../config/index.js';
-import { docIdFor } from '../docs/doc-id.js';
 import { factsPatch, writeFactsPatch } from '../docs/facts-doc.js';
-import { isStored, openOwned } from '../docs/open.js';
 import { DOC_SCHEMA, type FactsDoc } from '../docs/types.js';
 import { collectFacts, collectVolatile, isEmptyPatch, type Facts } from '../facts/index.js';
-import { deriveKeyPair, type KeyPair, type NodeKey } from '../identity/index.js';
-import { changesIn, chunksOf } from '../trust/changes.js';
-import { headsAfter, sameHeads } from '../trust/fork.js';
-import { signHeads, verifySignedHeads, type SignedHeads } from '../trust/signed-heads.js';
-import { FltNode } from '../node.js';
+import { deriveKeyPair } from '../identity/index.js';
+import { changesIn } from '../../sync/changes.js';
+import { OwnedDoc, type SignedHeads } from '../../sync/owned-doc.js';
+import { FltNode, loadNodeKey } from '../node.js';
 import { Liveness } from './liveness.js';
 import { agentEnroll, agentHeartbeat } from '../rpc-methods.js';
 import { parsePeerAddress } from '../../sync/address.js';
@@ -36,8 +33,6 @@ const APPROVAL_POLL_MS = 2000;
  */
 const CATCH_UP_MS = 60_000;
 
-const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
-
 /** What the agent collects; tests replace it to drive facts without touching the machine. */
 export type FactsSource = () => Promise<Facts>;
 
@@ -46,16 +41,6 @@ export class Agent {
   private running: Promise<void> | undefined;
   /** Pings the coordinator from enrollment on (see liveness.ts). */
   private liveness: Promise<void> | undefined;
-  private handle: DocHandle<FactsDoc> | undefined;
-  private lastSigned: SignedHeads | undefined;
-  /**
-   * Heads of our document that we signed (verified with our write key), as the coordinator
-   * holds them, while our own copy lacks them: we were restored from an older copy of our
-   * state. Until we hold them, changes that lead exactly to them are taken (see admit).
-   */
-  private behind: SignedHeads | undefined;
-  /** Our seqs stay above every seq we signed before, whatever the clock says. */
-  private minSeq = 0;
   /** Resolves once the coordinator has answered the enrollment. */
   readonly enrolled: Promise<void>;
   private markEnrolled!: () => void;
@@ -64,16 +49,19 @@ export class Agent {
   private fail!: (err: unknown) => void;
   private tokenUsed = false;
 
+  readonly factsDocId: DocumentId;
+
   private constructor(
     readonly node: FltNode,
-    readonly factsDocId: DocumentId,
-    private readonly factsKey: KeyPair,
+    /** Our facts document: its id, signed heads and admit guard (sync/owned-doc.ts). */
+    private readonly own: OwnedDoc<FactsDoc>,
     private readonly rpc: RpcChannel,
     private readonly coordinator: PeerAddr,
     private readonly config: Config,
     private readonly log: Logger,
     private readonly source: FactsSource,
   ) {
+    this.factsDocId = own.docId;
     this.enrolled = new Promise((resolve) => (this.markEnrolled = resolve));
     this.failed = new Promise((_, reject) => (this.fail = reject));
     this.failed.catch(() => undefined); // observed by whoever awaits it, if anyone
@@ -90,44 +78,38 @@ export class Agent {
         'the agent needs --coordinator TICKET or NODE_ID@HOST:PORT',
       );
     const coordinator = parsePeerAddress(config.coordinator);
-    const ownDoc = (key: NodeKey) =>
-      docIdFor(deriveKeyPair(key.secret, 'flt/v1/doc/facts').publicKey);
-    const ref: { agent?: Agent } = {}; // bound below, once the agent exists
+    // The key first: our document (id, guard) exists before the node that syncs it opens.
+    const key = await loadNodeKey(config, log);
+    const own = new OwnedDoc<FactsDoc>(deriveKeyPair(key.secret, 'flt/v1/doc/facts'));
     const node = await FltNode.open({
       role: 'agent',
       config,
       log,
+      key,
       repo: true,
       // No dial yet: the sync session opens once enrolled (see run()), so that the coordinator
       // already knows us as an agent and offers us our own document only.
       // Our document is ours to write: once it is open, changes to it from the coordinator
-      // (which we would then sign over) are refused. Before that, a lost state dir is restored
-      // from the coordinator's copy (fetchOwn), the one time we take its changes.
-      // Restored from an older backup, we take the history that our own signature covers.
+      // (which we would then sign over) are refused (OwnedDoc.admit). Before that, a lost state
+      // dir is restored from the coordinator's copy (fetchOwn), the one time we take its changes;
+      // restored from an older backup, we take the history our own signature covers (`behind`).
+      // We sync our own document only, so once it is open no other document takes changes.
       admit: (peer, message) => {
-        const agent = ref.agent;
-        if (!agent?.handle || changesIn(message) === 0 || agent.harmless(message)) return;
-        throw new FltError('UNAUTHORIZED_PEER', `${peer} sent changes to our own document`);
+        own.admit(peer, message);
+        if (own.handle && message.documentId !== own.docId && changesIn(message) > 0)
+          throw new FltError(
+            'UNAUTHORIZED_PEER',
+            `${peer} sent changes to a document we do not sync`,
+          );
       },
-      share: (key) => {
-        const own = ownDoc(key);
-        const mine = (_: unknown, doc: DocumentId | undefined) => Promise.resolve(doc === own);
+      share: () => {
+        const mine = (_: unknown, doc: DocumentId | undefined) =>
+          Promise.resolve(doc === own.docId);
         return { announce: mine, access: mine };
       },
     });
-    const factsKey = deriveKeyPair(node.key.secret, 'flt/v1/doc/facts');
     const rpc = new RpcChannel(node.transport, coordinator, { timeoutMs: config.rpcTimeoutMs });
-    const agent = new Agent(
-      node,
-      ownDoc(node.key),
-      factsKey,
-      rpc,
-      coordinator,
-      config,
-      log,
-      source,
-    );
-    ref.agent = agent;
+    const agent = new Agent(node, own, rpc, coordinator, config, log, source);
     node.router.route(ALPN.echo, serveEcho);
     node.start();
     agent.running = agent.run().catch((err: unknown) => {
@@ -140,7 +122,7 @@ export class Agent {
 
   /** The facts document, once open. */
   get facts(): DocHandle<FactsDoc> | undefined {
-    return this.handle;
+    return this.own.handle;
   }
 
   async close(): Promise<void> {
@@ -153,10 +135,9 @@ export class Agent {
 
   private async run(): Promise<void> {
     const repo = this.node.repo!;
-    const local = await isStored(this.node.store!, this.factsDocId);
-    if (local) this.handle = await repo.find<FactsDoc>(this.factsDocId);
+    const local = await this.own.load(repo, this.node.store!);
     const { known, factsHeads } = await this.enroll();
-    this.behind = this.ownSigned(factsHeads);
+    this.own.behind = this.ownSigned(factsHeads);
     this.node.sync.addPeer(this.coordinator);
     this.liveness = new Liveness(
       this.rpc,
@@ -170,10 +151,11 @@ export class Agent {
         this.log.error(`liveness check stopped: ${messageOf(err)}`);
         this.fail(err);
       });
-    this.handle ??= known ? await this.fetchOwn(repo) : await this.create(repo);
-    await this.catchUp(this.handle);
+    const handle =
+      local ?? (known ? this.own.adopt(await this.fetchOwn(repo)) : await this.create(repo));
+    await this.catchUp(handle);
     while (!this.stop.signal.aborted) {
-      await this.publish(this.handle);
+      await this.publish(handle);
       await sleep(this.config.factsIntervalMs, this.stop.signal);
     }
   }
@@ -193,7 +175,7 @@ export class Agent {
           agentEnroll,
           {
             factsDocId: this.factsDocId,
-            factsWriteKey: hex(this.factsKey.publicKey),
+            factsWriteKey: this.own.writeKey,
             ...(token === undefined ? {} : { token }),
           },
           (err) => {
@@ -236,32 +218,11 @@ export class Agent {
   private ownSigned(value: unknown): SignedHeads | undefined {
     if (value === undefined || value === null) return undefined;
     try {
-      const signed = verifySignedHeads(value, {
-        docId: this.factsDocId,
-        writeKey: hex(this.factsKey.publicKey),
-      });
-      this.minSeq = Math.max(this.minSeq, signed.seq);
-      return signed;
+      return this.own.verifyOwn(value);
     } catch (err) {
       this.log.warn(`ignoring the coordinator's signed heads of our document: ${messageOf(err)}`);
       return undefined;
     }
-  }
-
-  /**
-   * Whether changes `message` brings to our own document may be taken: ones we hold already (a
-   * resend changes nothing), or, while we were restored from an older copy of our state, ones
-   * that bring it exactly to heads we signed (our signature vouches for that history).
-   */
-  harmless(message: Message): boolean {
-    const handle = this.handle;
-    if (!handle || message.documentId !== this.factsDocId) return false;
-    const doc = handle.doc();
-    const next = headsAfter(doc, chunksOf(message));
-    if (!next) return false;
-    return (
-      sameHeads(next, A.getHeads(doc)) || (!!this.behind && sameHeads(next, this.behind.heads))
-    );
   }
 
   /**
@@ -270,9 +231,9 @@ export class Agent {
    * own history. Waits up to CATCH_UP_MS for sync to bring them.
    */
   private async catchUp(handle: DocHandle<FactsDoc>): Promise<void> {
-    const target = this.behind;
+    const target = this.own.behind;
     const has = () => !target || A.hasHeads(handle.doc(), [...target.heads]);
-    if (has()) return void (this.behind = undefined);
+    if (has()) return void (this.own.behind = undefined);
     this.log.info(
       'our facts document is older than heads we signed before (restored from a backup?); ' +
         'catching up from the coordinator',
@@ -290,7 +251,7 @@ export class Agent {
       handle.on('change', check);
       check();
     });
-    this.behind = undefined;
+    this.own.behind = undefined;
     if (has()) this.log.info('caught up with our own history');
     else if (!this.stop.signal.aborted)
       this.log.warn(
@@ -301,23 +262,7 @@ export class Agent {
 
   private create(repo: Repo): Promise<DocHandle<FactsDoc>> {
     const base: FactsDoc = { kind: 'flt/facts', schema: DOC_SCHEMA, owner: this.node.key.nodeId };
-    return openOwned(repo, this.node.store!, this.factsDocId, base);
-  }
-
-  /**
-   * Our facts document's current heads, signed with its write key (ARCHITECTURE.md §5.2); signed
-   * again only when the heads move. seq is a millisecond clock kept strictly increasing, so it
-   * keeps growing across restarts and a lost state dir.
-   */
-  private signed(handle: DocHandle<FactsDoc>): SignedHeads {
-    const heads = A.getHeads(handle.doc());
-    const last = this.lastSigned;
-    if (last && last.heads.length === heads.length && heads.every((h) => last.heads.includes(h)))
-      return last;
-    const seq = Math.max(Date.now(), (last?.seq ?? this.minSeq) + 1);
-    const { secret, publicKey } = this.factsKey;
-    this.lastSigned = signHeads(this.factsDocId, seq, heads, secret, publicKey);
-    return this.lastSigned;
+    return this.own.open(repo, this.node.store!, base);
   }
 
   /** Collects, writes the difference (if any), and sends the volatile facts. */
@@ -330,7 +275,7 @@ export class Agent {
       this.log.debug('facts changed', { fields: patch.length });
     }
     try {
-      const factsHeads = this.signed(handle);
+      const factsHeads = this.own.signed();
       await this.rpc.call(agentHeartbeat, { volatile: await collectVolatile(), factsHeads });
     } catch (err) {
       // A coordinator that lost its state no longer knows us: enroll again (idempotent).

@@ -12,16 +12,15 @@ import { serveEcho } from '../../sync/echo.js';
 import { FltError } from '../../sync/errors.js';
 import { isNodeId, nodeIdBytes, type NodeId } from '../../sync/ids.js';
 import type { Logger } from '../../sync/log.js';
+import { docIdFor, isStored, OwnedDoc } from '../../sync/owned-doc.js';
 import { ALPN } from '../../sync/protocols.js';
 import { RpcServer } from '../../sync/rpc.js';
 import type { Config } from '../config/index.js';
-import { docIdFor } from '../docs/doc-id.js';
-import { isStored, openOwned } from '../docs/open.js';
 import type { RootDoc } from '../docs/types.js';
 import { deriveKeyPair, loadPublicKeyFile } from '../identity/index.js';
-import { assertAdmissibleKey } from '../trust/ed25519.js';
+import { assertAdmissibleKey } from '../../sync/ed25519.js';
 import { Gate } from './gate.js';
-import { FltNode } from '../node.js';
+import { FltNode, loadNodeKey, openDocuments } from '../node.js';
 import {
   adminOp,
   agentEnroll,
@@ -55,44 +54,33 @@ export class Coordinator {
 
   static async start(config: Config, log: Logger): Promise<Coordinator> {
     const admins = await resolveAdmins(config.admins);
-    // Bound once the documents are open; until then (no peer can be connected yet) nothing is
-    // offered and every connection is refused.
-    let fleet: Fleet | undefined;
-    let gate: Gate | undefined;
+    // The documents first, then the node: what decides about peers (fleet, gate) exists before
+    // any peer can reach it.
+    const key = await loadNodeKey(config, log);
+    const documents = await openDocuments(config, key, log);
+    const { repo, store } = documents;
+    const root = new OwnedDoc<RootDoc>(deriveKeyPair(key.secret, 'flt/v1/doc/root'));
+    const rootDocId = root.docId;
+    await root.open(repo, store, Fleet.base(key.nodeId));
+    const fleet = new Fleet(root, repo, log);
+    const gate = await Gate.open({ repo, store, key, fleetId: rootDocId, admins, log });
     const offers = (peer: NodeId, doc: DocumentId | undefined) =>
-      gate?.role(peer) === 'admin' || (fleet?.offers(peer, doc) ?? false);
+      gate.role(peer) === 'admin' || fleet.offers(peer, doc);
     const node = await FltNode.open({
       role: 'coordinator',
       config,
       log,
-      repo: true,
+      key,
+      documents,
       share: () => ({
         announce: (peer, doc) => Promise.resolve(offers(peer as string as NodeId, doc)),
         access: (peer, doc) => Promise.resolve(offers(peer as string as NodeId, doc)),
       }),
-      admit: (peer, message) => fleet?.admit(peer, message),
-      onReplaced: (peer) => fleet?.replaced(peer),
-      access: (peer, alpn) => gate?.allows(peer, alpn) ?? false,
+      admit: (peer, message) => fleet.admit(peer, message),
+      onReplaced: (peer) => fleet.replaced(peer),
+      access: (peer, alpn) => gate.allows(peer, alpn),
     });
     try {
-      const rootKey = deriveKeyPair(node.key.secret, 'flt/v1/doc/root');
-      const rootDocId = docIdFor(rootKey.publicKey);
-      const root = await openOwned<RootDoc>(
-        node.repo!,
-        node.store!,
-        rootDocId,
-        Fleet.base(node.key.nodeId),
-      );
-      fleet = new Fleet(root, rootKey, node.repo!, log);
-      gate = await Gate.open({
-        repo: node.repo!,
-        store: node.store!,
-        key: node.key,
-        fleetId: rootDocId,
-        admins,
-        log,
-        onRevoked: (peer) => node.router.disconnect(peer),
-      });
       const rpc = rpcServer(node, fleet, gate, rootDocId, log);
       node.router.route(ALPN.echo, serveEcho).route(ALPN.rpc, (conn) => rpc.serve(conn));
       trackPeers(node, fleet);
@@ -201,7 +189,8 @@ function rpcServer(
       return { heads: A.getHeads((await repo.find(docId)).doc()) };
     })
     .register(adminOp, (req) => {
-      gate.apply(req.op);
+      const { revoked } = gate.apply(req.op);
+      if (revoked) node.router.disconnect(revoked);
       return Promise.resolve({ index: gate.size - 1 });
     })
     .register(fleetAudit, () => Promise.resolve({ fleet: rootDocId, ...gate.trail() }));

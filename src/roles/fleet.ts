@@ -7,6 +7,14 @@ import type { DocHandle, DocumentId, Message, Repo } from '@automerge/automerge-
 import { FltError } from '../../sync/errors.js';
 import { shortId, type NodeId } from '../../sync/ids.js';
 import type { Logger } from '../../sync/log.js';
+import { changesIn } from '../../sync/changes.js';
+import {
+  newer,
+  trustedView,
+  verifySignedHeads,
+  type OwnedDoc,
+  type SignedHeads,
+} from '../../sync/owned-doc.js';
 import { validateFacts } from '../facts/index.js';
 import {
   agentsOf,
@@ -19,23 +27,8 @@ import {
   type FactsDoc,
   type RootDoc,
 } from '../docs/types.js';
-import type { KeyPair } from '../identity/index.js';
-import { changesIn } from '../trust/changes.js';
 import { relate, type HeadsRelation } from '../trust/fork.js';
 import { Presence } from './presence.js';
-import {
-  newer,
-  signHeads,
-  trustedView,
-  verifySignedHeads,
-  type SignedHeads,
-} from '../trust/signed-heads.js';
-
-/** Signed heads keep their heads sorted (signed-heads.ts); compare `current` sorted too. */
-const sameHeads = (signed: readonly string[], current: readonly string[]) => {
-  const sorted = [...current].sort();
-  return signed.length === sorted.length && signed.every((h, i) => h === sorted[i]);
-};
 
 /**
  * The facts heads in an agent's root record. Verified before the coordinator stored them, and
@@ -75,8 +68,6 @@ export class Fleet {
    * names heads a reader would wait for in vain.
    */
   private readonly waiting = new Map<NodeId, SignedHeads>();
-  private rootSigned: SignedHeads | undefined;
-  private rootSeq = 0;
   /** Per agent: the signed heads it held and newer ones not yet comparable (changes missing). */
   private readonly unchecked = new Map<NodeId, [SignedHeads, SignedHeads]>();
   /** Per agent: when its live connection was replaced, within REPLACE_WINDOW_MS. */
@@ -84,13 +75,16 @@ export class Fleet {
   /** Per agent: sync messages with changes dropped because it is forked (for status and tests). */
   private readonly refused = new Map<NodeId, number>();
 
+  /** The root document (open). */
+  readonly root: DocHandle<RootDoc>;
+
   constructor(
-    readonly root: DocHandle<RootDoc>,
-    private readonly rootKey: KeyPair,
+    private readonly rootDoc: OwnedDoc<RootDoc>,
     private readonly repo: Repo,
     private readonly log: Logger,
   ) {
-    for (const entry of agentsOf(root.doc())) this.entries.set(entry.nodeId, entry);
+    this.root = rootDoc.opened();
+    for (const entry of agentsOf(this.root.doc())) this.entries.set(entry.nodeId, entry);
     this.presence = new Presence((seen) =>
       this.put(
         [...seen].flatMap(([id, at]) => {
@@ -352,17 +346,7 @@ export class Fleet {
    * (ARCHITECTURE.md §5.2). Signed on demand and cached until the heads move.
    */
   signedRoot(): SignedHeads {
-    const heads = A.getHeads(this.root.doc());
-    if (this.rootSigned && sameHeads(this.rootSigned.heads, heads)) return this.rootSigned;
-    this.rootSeq = Math.max(Date.now(), this.rootSeq + 1);
-    this.rootSigned = signHeads(
-      this.root.documentId,
-      this.rootSeq,
-      heads,
-      this.rootKey.secret,
-      this.rootKey.publicKey,
-    );
-    return this.rootSigned;
+    return this.rootDoc.signed();
   }
 
   /** The summary comes from the trusted view only: facts no verified signature covers never count. */

@@ -9,10 +9,9 @@ import type { DocHandle, Repo } from '@automerge/automerge-repo';
 import { FltError } from '../../sync/errors.js';
 import type { NodeId } from '../../sync/ids.js';
 import type { Logger } from '../../sync/log.js';
+import { OwnedDoc } from '../../sync/owned-doc.js';
 import { ALPN } from '../../sync/protocols.js';
 import type { Store } from '../../stores/store.js';
-import { docIdFor } from '../docs/doc-id.js';
-import { openOwned } from '../docs/open.js';
 import { DOC_SCHEMA } from '../docs/types.js';
 import { deriveKeyPair, type NodeKey } from '../identity/index.js';
 import { verifyOp } from '../trust/admin-ops.js';
@@ -43,7 +42,6 @@ export class Gate {
     private readonly authority: Authority | undefined,
     readonly audit: DocHandle<AuditDoc>,
     private readonly log: Logger,
-    private readonly onRevoked: (peer: NodeId) => void,
   ) {}
 
   /**
@@ -57,16 +55,15 @@ export class Gate {
     fleetId: string;
     admins: readonly NodeId[];
     log: Logger;
-    onRevoked: (peer: NodeId) => void;
   }): Promise<Gate> {
-    const auditKey = deriveKeyPair(opts.key.secret, 'flt/v1/doc/audit');
     const base: AuditDoc = {
       kind: 'flt/audit',
       schema: DOC_SCHEMA,
       coordinator: opts.key.nodeId,
       entries: [],
     };
-    const audit = await openOwned(opts.repo, opts.store, docIdFor(auditKey.publicKey), base);
+    const owned = new OwnedDoc<AuditDoc>(deriveKeyPair(opts.key.secret, 'flt/v1/doc/audit'));
+    const audit = await owned.open(opts.repo, opts.store, base);
     let initial = initialAdmins(audit.doc());
     if (initial === undefined && opts.admins.length > 0) {
       initial = [...opts.admins];
@@ -75,14 +72,14 @@ export class Gate {
     }
     if (initial === undefined) {
       opts.log.warn('no admin configured: nobody can enroll agents; start with --admin NODE_ID');
-      return new Gate(undefined, audit, opts.log, opts.onRevoked);
+      return new Gate(undefined, audit, opts.log);
     }
     const begun = initial;
     if (opts.admins.some((a) => !begun.includes(a)))
       opts.log.warn('--admin counts only when the fleet begins; use `flt admin admins add`');
     const entries = audit.doc().entries.map((e) => JSON.parse(e.val) as unknown);
     const authority = Authority.replay(opts.fleetId, initial, entries);
-    return new Gate(authority, audit, opts.log, opts.onRevoked);
+    return new Gate(authority, audit, opts.log);
   }
 
   role(peer: NodeId): Role {
@@ -99,16 +96,21 @@ export class Gate {
     return this.audit.doc().entries.length;
   }
 
-  /** Applies one admin-signed operation (verified here) and appends it to the trail. */
-  apply(value: unknown): AuditEntry {
+  /**
+   * Applies one admin-signed operation (verified here) and appends it to the trail. `revoked` is
+   * the node it revoked, if any: the caller closes its connections.
+   */
+  apply(value: unknown): { entry: AuditEntry; revoked: NodeId | undefined } {
     const authority = this.require();
     const entry = authority.apply(verifyOp(value, authority.fleetId));
     this.append(entry);
+    let revoked: NodeId | undefined;
     if (entry.kind === 'op') {
       const { body } = entry.op;
-      if (body.op === 'agent.revoke' || body.op === 'admin.remove') this.revoked(body.node);
+      const lost = body.op === 'agent.revoke' || body.op === 'admin.remove';
+      if (lost && this.role(body.node) === 'revoked') revoked = body.node;
     }
-    return entry;
+    return { entry, revoked };
   }
 
   /** Enrolls `agent` with a one-time token (TOKEN_* codes when refused). */
@@ -143,10 +145,6 @@ export class Gate {
     const text = JSON.stringify(entry);
     this.audit.change((d) => void d.entries.push(new A.ImmutableString(text)));
     this.log.info('audit', { entry: entry.kind === 'op' ? entry.op.body.op : 'enroll' });
-  }
-
-  private revoked(peer: NodeId): void {
-    if (this.role(peer) === 'revoked') this.onRevoked(peer);
   }
 }
 

@@ -16,7 +16,7 @@ import {
   plainRecord,
   signedMessage,
 } from './canonical.js';
-import { SIGNATURE_BYTES, assertAdmissibleKey, sign, verify } from './ed25519.js';
+import { SIGNATURE_BYTES, assertAdmissibleKey, sign, verify } from '../../sync/ed25519.js';
 
 /** Token ids are 16 random bytes: unguessable, and never repeated by chance. */
 export const TOKEN_ID_BYTES = 16;

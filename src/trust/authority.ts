@@ -9,7 +9,7 @@
 import { FltError } from '../../sync/errors.js';
 import { type NodeId, isNodeId, nodeIdBytes, shortId } from '../../sync/ids.js';
 import { exactRecord, isFleetId, isHexBytes, isIsoTime, plainRecord } from './canonical.js';
-import { assertAdmissibleKey } from './ed25519.js';
+import { assertAdmissibleKey } from '../../sync/ed25519.js';
 import { TOKEN_ID_BYTES, parseToken } from './tokens.js';
 import { verifyOp, type SignedOp } from './admin-ops.js';
 

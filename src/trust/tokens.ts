@@ -19,7 +19,7 @@ import {
   signedMessage,
 } from './canonical.js';
 import { TOKEN_ID_BYTES, signOp, type SignedOp } from './admin-ops.js';
-import { SIGNATURE_BYTES, sign, verify } from './ed25519.js';
+import { SIGNATURE_BYTES, sign, verify } from '../../sync/ed25519.js';
 
 export const TOKEN_PREFIX = 'flt-enroll-1.';
 /**

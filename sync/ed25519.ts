@@ -5,7 +5,7 @@
 
 import * as ed from '@noble/ed25519';
 import { sha512 } from '@noble/hashes/sha2.js';
-import { FltError } from '../../sync/errors.js';
+import { FltError } from './errors.js';
 
 // @noble/ed25519 v3 needs a synchronous sha512 for its sync API.
 ed.hashes.sha512 ??= sha512;

@@ -8,7 +8,7 @@
 
 import * as A from '@automerge/automerge';
 import type { Message } from '@automerge/automerge-repo';
-import { FltError } from '../../sync/errors.js';
+import { FltError } from './errors.js';
 
 /** Automerge's chunk header: 4 magic bytes, a 4-byte checksum, then the chunk type. */
 const CHUNK_TYPE_AT = 8;
