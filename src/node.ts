@@ -54,6 +54,16 @@ export async function openDocuments(
   return { repo, store };
 }
 
+/**
+ * Makes the ready documents of `docs` durable: for documents opened without a node yet (the
+ * node's own close() does this once it exists), e.g. when binding the endpoint fails.
+ */
+export async function flushDocuments(docs: NodeDocuments): Promise<void> {
+  const ready = Object.values(docs.repo.handles).filter((h) => h.isReady());
+  await docs.repo.flush(ready.map((h) => h.documentId));
+  await docs.store.idle();
+}
+
 /** The node key: `--secret-key FILE` if given, else `<state-dir>/node.key` (created once). */
 export async function loadNodeKey(config: Config, log: Logger): Promise<NodeKey> {
   if (config.secretKey) return loadSecretKeyFile(config.secretKey);

@@ -17,10 +17,16 @@ import { ALPN } from '../../sync/protocols.js';
 import { RpcServer } from '../../sync/rpc.js';
 import type { Config } from '../config/index.js';
 import type { RootDoc } from '../docs/types.js';
-import { deriveKeyPair, loadPublicKeyFile } from '../identity/index.js';
+import { deriveKeyPair, loadPublicKeyFile, type NodeKey } from '../identity/index.js';
 import { assertAdmissibleKey } from '../../sync/ed25519.js';
 import { Gate } from './gate.js';
-import { FltNode, loadNodeKey, openDocuments } from '../node.js';
+import {
+  flushDocuments,
+  FltNode,
+  loadNodeKey,
+  openDocuments,
+  type NodeDocuments,
+} from '../node.js';
 import {
   adminOp,
   agentEnroll,
@@ -61,25 +67,18 @@ export class Coordinator {
     const { repo, store } = documents;
     const root = new OwnedDoc<RootDoc>(deriveKeyPair(key.secret, 'flt/v1/doc/root'));
     const rootDocId = root.docId;
-    await root.open(repo, store, Fleet.base(key.nodeId));
-    const fleet = new Fleet(root, repo, log);
-    const gate = await Gate.open({ repo, store, key, fleetId: rootDocId, admins, log });
-    const offers = (peer: NodeId, doc: DocumentId | undefined) =>
-      gate.role(peer) === 'admin' || fleet.offers(peer, doc);
-    const node = await FltNode.open({
-      role: 'coordinator',
-      config,
-      log,
-      key,
-      documents,
-      share: () => ({
-        announce: (peer, doc) => Promise.resolve(offers(peer as string as NodeId, doc)),
-        access: (peer, doc) => Promise.resolve(offers(peer as string as NodeId, doc)),
-      }),
-      admit: (peer, message) => fleet.admit(peer, message),
-      onReplaced: (peer) => fleet.replaced(peer),
-      access: (peer, alpn) => gate.allows(peer, alpn),
-    });
+    const { node, fleet, gate } = await (async () => {
+      try {
+        await root.open(repo, store, Fleet.base(key.nodeId));
+        const fleet = new Fleet(root, repo, log);
+        const gate = await Gate.open({ repo, store, key, fleetId: rootDocId, admins, log });
+        return { node: await openNode(config, log, key, documents, fleet, gate), fleet, gate };
+      } catch (err) {
+        // No node to close yet (e.g. the port is taken): keep what the documents already hold.
+        await flushDocuments(documents).catch(() => undefined);
+        throw err;
+      }
+    })();
     try {
       const rpc = rpcServer(node, fleet, gate, rootDocId, log);
       node.router.route(ALPN.echo, serveEcho).route(ALPN.rpc, (conn) => rpc.serve(conn));
@@ -100,6 +99,33 @@ export class Coordinator {
     this.fleet.presence.flush(true);
     await this.node.close();
   }
+}
+
+/** The coordinator's node: its share policy, admit guard and access check come from fleet and gate. */
+function openNode(
+  config: Config,
+  log: Logger,
+  key: NodeKey,
+  documents: NodeDocuments,
+  fleet: Fleet,
+  gate: Gate,
+): Promise<FltNode> {
+  const offers = (peer: NodeId, doc: DocumentId | undefined) =>
+    gate.role(peer) === 'admin' || fleet.offers(peer, doc);
+  return FltNode.open({
+    role: 'coordinator',
+    config,
+    log,
+    key,
+    documents,
+    share: () => ({
+      announce: (peer, doc) => Promise.resolve(offers(peer as string as NodeId, doc)),
+      access: (peer, doc) => Promise.resolve(offers(peer as string as NodeId, doc)),
+    }),
+    admit: (peer, message) => fleet.admit(peer, message),
+    onReplaced: (peer) => fleet.replaced(peer),
+    access: (peer, alpn) => gate.allows(peer, alpn),
+  });
 }
 
 function rpcServer(
