@@ -8,9 +8,8 @@ import type { DocHandle, DocumentId, Message, Repo } from '@automerge/automerge-
 import { sleep } from '../../sync/backoff.js';
 import { messageOf } from '../../sync/errors.js';
 import type { Logger } from '../../sync/log.js';
-import { ALPN } from '../../sync/protocols.js';
 import { RpcChannel } from '../../sync/rpc-channel.js';
-import { serveEcho } from '../../sync/echo.js';
+import { echoService } from '../../sync/echo.js';
 import type { Config } from '../config/index.js';
 import { docIdFor } from '../docs/doc-id.js';
 import { factsPatch, writeFactsPatch } from '../docs/facts-doc.js';
@@ -128,7 +127,7 @@ export class Agent {
       source,
     );
     ref.agent = agent;
-    node.router.route(ALPN.echo, serveEcho);
+    node.router.service(echoService());
     node.start();
     agent.running = agent.run().catch((err: unknown) => {
       if (agent.stop.signal.aborted) return;

@@ -8,11 +8,10 @@ import { join } from 'node:path';
 import * as A from '@automerge/automerge';
 import type { DocumentId, PeerId } from '@automerge/automerge-repo';
 import { writeFileAtomic } from '../../stores/atomic-write.js';
-import { serveEcho } from '../../sync/echo.js';
+import { echoService } from '../../sync/echo.js';
 import { FltError } from '../../sync/errors.js';
 import { isNodeId, nodeIdBytes, type NodeId } from '../../sync/ids.js';
 import type { Logger } from '../../sync/log.js';
-import { ALPN } from '../../sync/protocols.js';
 import { RpcServer } from '../../sync/rpc.js';
 import type { Config } from '../config/index.js';
 import { docIdFor } from '../docs/doc-id.js';
@@ -94,7 +93,7 @@ export class Coordinator {
         onRevoked: (peer) => node.router.disconnect(peer),
       });
       const rpc = rpcServer(node, fleet, gate, rootDocId, log);
-      node.router.route(ALPN.echo, serveEcho).route(ALPN.rpc, (conn) => rpc.serve(conn));
+      node.router.service(echoService()).service(rpc);
       trackPeers(node, fleet);
       node.start();
       const ticket = node.transport.ticket();
