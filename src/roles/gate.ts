@@ -13,20 +13,10 @@ import { ALPN } from '../../sync/protocols.js';
 import type { Store } from '../../stores/store.js';
 import { docIdFor } from '../docs/doc-id.js';
 import { openOwned } from '../docs/open.js';
-import { DOC_SCHEMA } from '../docs/types.js';
+import { AUDIT_KEY, auditBase, type AuditDoc } from '../docs/types.js';
 import { deriveKeyPair, type NodeKey } from '../identity/index.js';
 import { verifyOp } from '../trust/admin-ops.js';
 import { Authority, type AuditEntry, type Role } from '../trust/authority.js';
-
-export interface AuditDoc {
-  kind: 'flt/audit';
-  schema: number;
-  coordinator: NodeId;
-  /** JSON array of node ids: the admins named in the configuration when the trail began. */
-  initialAdmins?: A.ImmutableString;
-  /** One JSON AuditEntry each, oldest first; never edited or removed. */
-  entries: A.ImmutableString[];
-}
 
 /** What each role may open, before any of its bytes are read. */
 const OPEN_TO: Record<Role, ReadonlySet<string>> = {
@@ -59,13 +49,8 @@ export class Gate {
     log: Logger;
     onRevoked: (peer: NodeId) => void;
   }): Promise<Gate> {
-    const auditKey = deriveKeyPair(opts.key.secret, 'flt/v1/doc/audit');
-    const base: AuditDoc = {
-      kind: 'flt/audit',
-      schema: DOC_SCHEMA,
-      coordinator: opts.key.nodeId,
-      entries: [],
-    };
+    const auditKey = deriveKeyPair(opts.key.secret, AUDIT_KEY);
+    const base = auditBase(opts.key.nodeId);
     const audit = await openOwned(opts.repo, opts.store, docIdFor(auditKey.publicKey), base);
     let initial = initialAdmins(audit.doc());
     if (initial === undefined && opts.admins.length > 0) {
