@@ -15,7 +15,7 @@ export interface Service {
    * nothing else; the Router logs it.
    */
   serve(conn: Connection): Promise<void>;
-  /** Idempotent. Stops accepting connections, closes the live ones and waits for them to end. */
+  /** Idempotent. Stops accepting connections, closes the live ones, waits until they are gone. */
   close(): Promise<void>;
 }
 
@@ -92,11 +92,16 @@ export class ConnectionSet {
     return served;
   }
 
-  /** Idempotent: closes every live connection (SHUTDOWN) and waits until each is served out. */
+  /**
+   * Idempotent: closes every live connection (SHUTDOWN) and waits until each is gone. It does
+   * not wait for their handlers: one may be in a request with a long deadline, and it learns of
+   * the closed connection at its next read or write.
+   */
   close(): Promise<void> {
     this.closing ??= (async () => {
-      for (const conn of this.live.keys()) conn.close(CloseCode.SHUTDOWN, 'shutdown');
-      await Promise.allSettled(this.live.values());
+      const conns = [...this.live.keys()];
+      for (const conn of conns) conn.close(CloseCode.SHUTDOWN, 'shutdown');
+      await Promise.all(conns.map((conn) => conn.closed));
     })();
     return this.closing;
   }
