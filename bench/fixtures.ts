@@ -18,6 +18,7 @@ import { writeFactsPatch } from '../src/docs/facts-doc.js';
 import {
   DOC_SCHEMA,
   encodeAgent,
+  rootBase,
   summarize,
   type AgentEntry,
   type FactsDoc,
@@ -25,7 +26,6 @@ import {
 } from '../src/docs/types.js';
 import { diffFacts } from '../src/facts/index.js';
 import { deriveKeyPair, loadOrCreateNodeKey, nodeKeyFromSeed } from '../src/identity/index.js';
-import { Fleet } from '../src/roles/fleet.js';
 import { saveReplicaInfo, type ReplicaInfo } from '../src/roles/replica.js';
 import { signHeads } from '../sync/owned-doc.js';
 import { sampleFacts } from './facts-sample.js';
@@ -130,7 +130,7 @@ async function build(
   const nodefsDir = join(dir, 'nodefs');
   const { key } = await loadOrCreateNodeKey(stateDir);
   const rootDocId = docIdFor(deriveKeyPair(key.secret, 'flt/v1/doc/root').publicKey);
-  let root = A.load<RootDoc>(baseDocument(rootDocId, Fleet.base(key.nodeId)));
+  let root = A.load<RootDoc>(baseDocument(rootDocId, rootBase(key.nodeId)));
   const collectedAt = new Date().toISOString();
   const facts: Chunk[] = [];
   for (let i = 0; i < n; i++) {

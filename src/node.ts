@@ -197,6 +197,7 @@ export class FltNode {
     // durable. The store is left open: automerge-repo's throttled saves may still fire after
     // shutdown(), and they must land rather than fail (FsStore writes atomically either way).
     await step('stop sync', () => this.sync.disconnect());
+    await step('stop services', () => this.router.stop());
     await step('flush documents', () => this.repo?.flush(this.readyDocuments()));
     // Not repo.shutdown(): it would also save handles still loading or requesting (and fail);
     // the network is stopped and every ready document is flushed above.

@@ -4,10 +4,11 @@
 
 import { createHash } from 'node:crypto';
 import { withDeadline } from './deadline.js';
-import { codeOf, FltError } from './errors.js';
+import { FltError } from './errors.js';
 import { FramedStream } from './framed-stream.js';
 import { ALPN, MAX_FRAME } from './protocols.js';
-import { CloseCode, type Connection } from './transport.js';
+import { protocolService, serveStreams, type Service } from './service.js';
+import type { Connection } from './transport.js';
 
 export const ECHO_VERSION = 0;
 const HEADER = 5;
@@ -34,23 +35,13 @@ function decode(frame: Uint8Array): { seq: number; payload: Uint8Array } {
 }
 
 /** Serves echo on one connection until the peer closes it. Bad frames close the connection. */
-export async function serveEcho(conn: Connection): Promise<void> {
-  const streams: Promise<void>[] = [];
-  let failure: Error | undefined;
-  for (;;) {
-    const stream = await conn.acceptStream();
-    if (!stream) break;
-    // A bad stream closes the connection at once. Left for Promise.all below, its rejection
-    // would go unhandled (a crash) and the peer's connection would stay open.
-    const framed = new FramedStream(stream, MAX_FRAME[ALPN.echo]);
-    const served = echoStream(framed).catch((err: unknown) => {
-      failure ??= err instanceof Error ? err : new FltError('INTERNAL', String(err));
-      conn.close(CloseCode.PROTOCOL_ERROR, codeOf(err));
-    });
-    streams.push(served);
-  }
-  await Promise.all(streams);
-  if (failure) throw failure;
+export function serveEcho(conn: Connection): Promise<void> {
+  return serveStreams(conn, echoStream, { maxFrame: MAX_FRAME[ALPN.echo] });
+}
+
+/** The echo protocol as a Service, for `Router.service`. */
+export function echoService(): Service {
+  return protocolService(ALPN.echo, serveEcho);
 }
 
 async function echoStream(framed: FramedStream): Promise<void> {

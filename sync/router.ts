@@ -1,13 +1,14 @@
-// Routes incoming connections to protocol handlers by ALPN (the bindings have no Router).
-// A handler owns its connection; when it fails, only that connection closes, with a code the
-// peer can see, and the process keeps serving everyone else.
+// Routes incoming connections to protocol services by ALPN (the bindings have no Router).
+// A service (service.ts) owns its connection; when it fails, only that connection closes, with a
+// code the peer can see, and the process keeps serving everyone else. stop() closes every service.
 
 import { codeOf, FltError, isProgrammingError, messageOf } from './errors.js';
 import { shortId, type NodeId } from './ids.js';
 import { silentLogger, type Logger } from './log.js';
+import { protocolService, type ProtocolHandler, type Service } from './service.js';
 import { CloseCode, type Connection, type Transport } from './transport.js';
 
-export type ProtocolHandler = (conn: Connection) => Promise<void>;
+export type { ProtocolHandler, Service };
 
 /** Decides whether a peer may use a protocol at all, before any of its bytes are read. */
 export type AccessCheck = (peer: NodeId, alpn: string) => boolean;
@@ -20,7 +21,7 @@ export interface RouterOptions {
 }
 
 export class Router {
-  private readonly handlers = new Map<string, ProtocolHandler>();
+  private readonly services = new Map<string, Service>();
   /** Open connections per peer (for the per-peer cap and for disconnect()). */
   private readonly live = new Map<NodeId, Set<Connection>>();
   private readonly log: Logger;
@@ -34,21 +35,42 @@ export class Router {
     this.maxPerPeer = options.maxConnectionsPerPeer ?? 32;
   }
 
-  /** Registers the handler for one ALPN. Call before `start()`. */
-  route(alpn: string, handler: ProtocolHandler): this {
-    if (this.handlers.has(alpn)) throw new FltError('INTERNAL', `ALPN ${alpn} routed twice`);
-    this.handlers.set(alpn, handler);
+  private stopping: Promise<void> | undefined;
+
+  /** Registers the service for its ALPN. Call before `start()`; `stop()` closes it. */
+  service(svc: Service): this {
+    if (this.services.has(svc.alpn))
+      throw new FltError('INTERNAL', `ALPN ${svc.alpn} routed twice`);
+    this.services.set(svc.alpn, svc);
     return this;
+  }
+
+  /** Registers a bare per-connection handler for one ALPN, as a service of its own. */
+  route(alpn: string, handler: ProtocolHandler): this {
+    return this.service(protocolService(alpn, handler));
   }
 
   start(): void {
     this.transport.listen((conn) => this.dispatch(conn));
   }
 
+  /**
+   * Idempotent: closes every service (each refuses new connections and closes its live ones).
+   * The transport stays open: it belongs to the caller.
+   */
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      const results = await Promise.allSettled([...this.services.values()].map((s) => s.close()));
+      const failed = results.find((r) => r.status === 'rejected');
+      if (failed) throw failed.reason;
+    })();
+    return this.stopping;
+  }
+
   private dispatch(conn: Connection): void {
-    const handler = this.handlers.get(conn.alpn);
+    const svc = this.services.get(conn.alpn);
     const fields = { peer: shortId(conn.remoteId), alpn: conn.alpn };
-    if (!handler) {
+    if (!svc) {
       this.log.warn('refused connection: unknown protocol', fields);
       conn.close(CloseCode.PROTOCOL_ERROR, 'UNKNOWN_ALPN');
       return;
@@ -66,12 +88,12 @@ export class Router {
     }
     open.add(conn);
     this.live.set(conn.remoteId, open);
-    void this.run(handler, conn, fields);
+    void this.run(svc, conn, fields);
   }
 
-  private async run(handler: ProtocolHandler, conn: Connection, fields: Record<string, string>) {
+  private async run(svc: Service, conn: Connection, fields: Record<string, string>) {
     try {
-      await handler(conn);
+      await svc.serve(conn);
     } catch (err) {
       // A misbehaving peer loses its connection; a bug in our code is logged loudly.
       // Called as methods: a Logger may be a class that needs its `this`.

@@ -6,13 +6,14 @@
 // Wire grammar: sync/PROTOCOL.md.
 
 import { withDeadline } from './deadline.js';
-import { codeOf, FltError, isErrorCode, isProgrammingError, messageOf } from './errors.js';
+import { FltError, isErrorCode, isProgrammingError, messageOf } from './errors.js';
 import { FramedStream } from './framed-stream.js';
 import { decodeCbor, encodeCbor } from './codec.js';
 import type { NodeId } from './ids.js';
 import { silentLogger, type Logger } from './log.js';
 import { ALPN, MAX_FRAME } from './protocols.js';
-import { CloseCode, type Connection } from './transport.js';
+import { ConnectionSet, serveStreams, type Service } from './service.js';
+import type { Connection } from './transport.js';
 import { decodeEnvelope, type Envelope } from './rpc-wire.js';
 import { ANYONE, allows, type RpcMethod } from './rpc-method.js';
 
@@ -44,7 +45,9 @@ export const MAX_IN_FLIGHT = 128;
 /** Deadlines are capped so a peer cannot pin a handler forever. */
 export const MAX_DEADLINE_MS = 10 * 60_000;
 
-export class RpcServer {
+export class RpcServer implements Service {
+  readonly alpn = ALPN.rpc;
+  private readonly conns = new ConnectionSet();
   private readonly handlers = new Map<
     string,
     { method: RpcMethod<unknown, unknown>; fn: Handler }
@@ -78,23 +81,17 @@ export class RpcServer {
   }
 
   /** Serves every stream the peer opens on `conn` until it closes. */
-  async serve(conn: Connection): Promise<void> {
-    const streams: Promise<void>[] = [];
-    let failure: Error | undefined;
-    for (;;) {
-      const stream = await conn.acceptStream();
-      if (!stream) break;
-      // A bad stream closes the connection at once. Left for Promise.all below, its rejection
-      // would go unhandled (a crash) and the peer's connection would stay open.
-      const framed = new FramedStream(stream, MAX_FRAME[ALPN.rpc]);
-      const served = this.serveStream(conn.remoteId, framed).catch((err: unknown) => {
-        failure ??= err instanceof Error ? err : new FltError('INTERNAL', String(err));
-        conn.close(CloseCode.PROTOCOL_ERROR, codeOf(err));
-      });
-      streams.push(served);
-    }
-    await Promise.all(streams);
-    if (failure) throw failure;
+  serve(conn: Connection): Promise<void> {
+    return this.conns.serve(conn, (c) =>
+      serveStreams(c, (framed) => this.serveStream(c.remoteId, framed), {
+        maxFrame: MAX_FRAME[ALPN.rpc],
+      }),
+    );
+  }
+
+  /** Idempotent: refuses further connections, closes the live ones (SHUTDOWN). */
+  close(): Promise<void> {
+    return this.conns.close();
   }
 
   private async serveStream(peer: NodeId, framed: FramedStream): Promise<void> {

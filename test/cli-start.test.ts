@@ -10,9 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FsStore } from '../stores/fs-store.js';
 import { UNVERIFIED_NOTE } from '../src/cli/table.js';
 import { baseDocument, docIdFor } from '../sync/owned-doc.js';
-import { encodeAgent, type AgentEntry, type RootDoc } from '../src/docs/types.js';
+import { encodeAgent, rootBase, type AgentEntry, type RootDoc } from '../src/docs/types.js';
 import { deriveKeyPair, generateNodeKey } from '../src/identity/index.js';
-import { Fleet } from '../src/roles/fleet.js';
 import { saveReplicaInfo } from '../src/roles/replica.js';
 import { signHeads } from '../sync/owned-doc.js';
 import { runFlt, tempDir } from './helpers/flt.js';
@@ -78,7 +77,7 @@ async function replica(name: string, opts: { wrongSigner?: boolean; unsigned?: b
   const coordinator = generateNodeKey();
   const rootKey = deriveKeyPair(coordinator.secret, 'flt/v1/doc/root');
   const rootDocId = docIdFor(rootKey.publicKey);
-  let root = A.load<RootDoc>(baseDocument(rootDocId, Fleet.base(coordinator.nodeId)));
+  let root = A.load<RootDoc>(baseDocument(rootDocId, rootBase(coordinator.nodeId)));
   for (const host of ['host-a', 'host-b']) {
     const entry = agent(host);
     root = A.change(root, (d) => void (d.agents[entry.nodeId] = encodeAgent(entry)));

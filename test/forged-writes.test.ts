@@ -14,12 +14,11 @@ import { Router } from '../sync/router.js';
 import { RpcChannel } from '../sync/rpc-channel.js';
 import { SyncAdapter } from '../sync/sync-adapter.js';
 import { baseDocument, docIdFor } from '../sync/owned-doc.js';
-import { DOC_SCHEMA, storedFacts, type FactsDoc } from '../src/docs/types.js';
+import { factsBase, rootBase, storedFacts, type FactsDoc } from '../src/docs/types.js';
 import { collectFacts } from '../src/facts/index.js';
 import { deriveKeyPair, nodeKeyFromSeed, type NodeKey } from '../src/identity/index.js';
 import type { Agent } from '../src/roles/agent.js';
 import type { Coordinator } from '../src/roles/coordinator.js';
-import { Fleet } from '../src/roles/fleet.js';
 import { agentEnroll } from '../src/rpc-methods.js';
 import { tempDir } from './helpers/flt.js';
 import { bindLocal, testFleet, type TestFleet } from './helpers/fleet.js';
@@ -100,7 +99,7 @@ describe('forged writes', () => {
     const { token } = await fleet.admin.enrollToken(60_000);
     const b = await rogue(coordinator.ticket, key, token);
     rogues.push(b);
-    const base: FactsDoc = { kind: 'flt/facts', schema: DOC_SCHEMA, owner: agentA.node.key.nodeId };
+    const base: FactsDoc = factsBase(agentA.node.key.nodeId);
     b.forge<FactsDoc>(docA, base, (d) => {
       d.facts = { hostname: new A.ImmutableString('forged') };
     });
@@ -122,7 +121,7 @@ describe('forged writes', () => {
     rogues.push(c);
     c.forge<{ agents: Record<string, unknown> }>(
       root.documentId,
-      Fleet.base(coordinator.node.key.nodeId),
+      rootBase(coordinator.node.key.nodeId),
       (d) => {
         d.agents[key.nodeId] = new A.ImmutableString('{"forged":true}');
       },

@@ -8,12 +8,11 @@ import type { DocHandle, DocumentId, Repo } from '@automerge/automerge-repo';
 import { sleep } from '../../sync/backoff.js';
 import { messageOf } from '../../sync/errors.js';
 import type { Logger } from '../../sync/log.js';
-import { ALPN } from '../../sync/protocols.js';
 import { RpcChannel } from '../../sync/rpc-channel.js';
-import { serveEcho } from '../../sync/echo.js';
+import { echoService } from '../../sync/echo.js';
 import type { Config } from '../config/index.js';
 import { factsPatch, writeFactsPatch } from '../docs/facts-doc.js';
-import { DOC_SCHEMA, type FactsDoc } from '../docs/types.js';
+import { FACTS_KEY, factsBase, type FactsDoc } from '../docs/types.js';
 import { collectFacts, collectVolatile, isEmptyPatch, type Facts } from '../facts/index.js';
 import { deriveKeyPair } from '../identity/index.js';
 import { changesIn } from '../../sync/changes.js';
@@ -80,7 +79,7 @@ export class Agent {
     const coordinator = parsePeerAddress(config.coordinator);
     // The key first: our document (id, guard) exists before the node that syncs it opens.
     const key = await loadNodeKey(config, log);
-    const own = new OwnedDoc<FactsDoc>(deriveKeyPair(key.secret, 'flt/v1/doc/facts'));
+    const own = new OwnedDoc<FactsDoc>(deriveKeyPair(key.secret, FACTS_KEY));
     const node = await FltNode.open({
       role: 'agent',
       config,
@@ -110,7 +109,7 @@ export class Agent {
     });
     const rpc = new RpcChannel(node.transport, coordinator, { timeoutMs: config.rpcTimeoutMs });
     const agent = new Agent(node, own, rpc, coordinator, config, log, source);
-    node.router.route(ALPN.echo, serveEcho);
+    node.router.service(echoService());
     node.start();
     agent.running = agent.run().catch((err: unknown) => {
       if (agent.stop.signal.aborted) return;
@@ -261,7 +260,7 @@ export class Agent {
   }
 
   private create(repo: Repo): Promise<DocHandle<FactsDoc>> {
-    const base: FactsDoc = { kind: 'flt/facts', schema: DOC_SCHEMA, owner: this.node.key.nodeId };
+    const base = factsBase(this.node.key.nodeId);
     return this.own.open(repo, this.node.store!, base);
   }
 

@@ -8,15 +8,14 @@ import { join } from 'node:path';
 import * as A from '@automerge/automerge';
 import type { DocumentId, PeerId } from '@automerge/automerge-repo';
 import { writeFileAtomic } from '../../stores/atomic-write.js';
-import { serveEcho } from '../../sync/echo.js';
+import { echoService } from '../../sync/echo.js';
 import { FltError } from '../../sync/errors.js';
 import { isNodeId, nodeIdBytes, type NodeId } from '../../sync/ids.js';
 import type { Logger } from '../../sync/log.js';
 import { docIdFor, isStored, OwnedDoc } from '../../sync/owned-doc.js';
-import { ALPN } from '../../sync/protocols.js';
 import { RpcServer } from '../../sync/rpc.js';
 import type { Config } from '../config/index.js';
-import type { RootDoc } from '../docs/types.js';
+import { ROOT_KEY, rootBase, type RootDoc } from '../docs/types.js';
 import { deriveKeyPair, loadPublicKeyFile, type NodeKey } from '../identity/index.js';
 import { assertAdmissibleKey } from '../../sync/ed25519.js';
 import { Gate } from './gate.js';
@@ -65,11 +64,11 @@ export class Coordinator {
     const key = await loadNodeKey(config, log);
     const documents = await openDocuments(config, key, log);
     const { repo, store } = documents;
-    const root = new OwnedDoc<RootDoc>(deriveKeyPair(key.secret, 'flt/v1/doc/root'));
+    const root = new OwnedDoc<RootDoc>(deriveKeyPair(key.secret, ROOT_KEY));
     const rootDocId = root.docId;
     const { node, fleet, gate } = await (async () => {
       try {
-        await root.open(repo, store, Fleet.base(key.nodeId));
+        await root.open(repo, store, rootBase(key.nodeId));
         const fleet = new Fleet(root, repo, log);
         const gate = await Gate.open({ repo, store, key, fleetId: rootDocId, admins, log });
         return { node: await openNode(config, log, key, documents, fleet, gate), fleet, gate };
@@ -81,7 +80,7 @@ export class Coordinator {
     })();
     try {
       const rpc = rpcServer(node, fleet, gate, rootDocId, log);
-      node.router.route(ALPN.echo, serveEcho).route(ALPN.rpc, (conn) => rpc.serve(conn));
+      node.router.service(echoService()).service(rpc);
       trackPeers(node, fleet);
       node.start();
       const ticket = node.transport.ticket();

@@ -18,7 +18,6 @@ import {
 import { validateFacts } from '../facts/index.js';
 import {
   agentsOf,
-  DOC_SCHEMA,
   encodeAgent,
   sortAgents,
   storedFacts,
@@ -93,10 +92,6 @@ export class Fleet {
         }),
       ),
     );
-  }
-
-  static base(coordinator: NodeId): RootDoc {
-    return { kind: 'flt/root', schema: DOC_SCHEMA, coordinator, agents: {} };
   }
 
   /** Every enrolled agent, in fleet table order. */

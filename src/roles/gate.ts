@@ -12,20 +12,10 @@ import type { Logger } from '../../sync/log.js';
 import { OwnedDoc } from '../../sync/owned-doc.js';
 import { ALPN } from '../../sync/protocols.js';
 import type { Store } from '../../stores/store.js';
-import { DOC_SCHEMA } from '../docs/types.js';
+import { AUDIT_KEY, auditBase, type AuditDoc } from '../docs/types.js';
 import { deriveKeyPair, type NodeKey } from '../identity/index.js';
 import { verifyOp } from '../trust/admin-ops.js';
 import { Authority, type AuditEntry, type Role } from '../trust/authority.js';
-
-export interface AuditDoc {
-  kind: 'flt/audit';
-  schema: number;
-  coordinator: NodeId;
-  /** JSON array of node ids: the admins named in the configuration when the trail began. */
-  initialAdmins?: A.ImmutableString;
-  /** One JSON AuditEntry each, oldest first; never edited or removed. */
-  entries: A.ImmutableString[];
-}
 
 /** What each role may open, before any of its bytes are read. */
 const OPEN_TO: Record<Role, ReadonlySet<string>> = {
@@ -56,14 +46,8 @@ export class Gate {
     admins: readonly NodeId[];
     log: Logger;
   }): Promise<Gate> {
-    const base: AuditDoc = {
-      kind: 'flt/audit',
-      schema: DOC_SCHEMA,
-      coordinator: opts.key.nodeId,
-      entries: [],
-    };
-    const owned = new OwnedDoc<AuditDoc>(deriveKeyPair(opts.key.secret, 'flt/v1/doc/audit'));
-    const audit = await owned.open(opts.repo, opts.store, base);
+    const owned = new OwnedDoc<AuditDoc>(deriveKeyPair(opts.key.secret, AUDIT_KEY));
+    const audit = await owned.open(opts.repo, opts.store, auditBase(opts.key.nodeId));
     let initial = initialAdmins(audit.doc());
     if (initial === undefined && opts.admins.length > 0) {
       initial = [...opts.admins];
