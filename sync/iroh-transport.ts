@@ -6,7 +6,7 @@ import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import * as iroh from '@number0/iroh/index.js';
 import { FltError, messageOf } from './errors.js';
-import { parseNodeId, type NodeId, shortId } from './ids.js';
+import { authenticatedNodeId, parseNodeId, type NodeId, shortId } from './ids.js';
 import { withDeadline } from './deadline.js';
 import { bindingReason } from './iroh-errors.js';
 import { silentLogger, type Logger } from './log.js';
@@ -121,7 +121,7 @@ class IrohConnection implements Connection {
   private local: { code: number; reason: string } | undefined;
 
   constructor(private readonly conn: iroh.Connection) {
-    this.remoteId = parseNodeId(conn.remoteId().toString());
+    this.remoteId = authenticatedNodeId(conn.remoteId().toString());
     this.alpn = Buffer.from(conn.alpn()).toString('utf8');
     this.closed = conn.closed().then(
       (text) => closeInfoOf(text, this.local),
@@ -238,7 +238,7 @@ export class IrohTransport implements Transport {
     private readonly ep: iroh.Endpoint,
     private readonly log: Logger,
   ) {
-    this.nodeId = parseNodeId(ep.id().toString());
+    this.nodeId = authenticatedNodeId(ep.id().toString());
   }
 
   /**

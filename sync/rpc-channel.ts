@@ -9,8 +9,15 @@ import { ALPN } from './protocols.js';
 import { RpcClient, type RpcMethod } from './rpc.js';
 import type { PeerAddr, Transport } from './transport.js';
 
+/** Codes that mean the peer did not answer at all (unreachable, gone, silent). */
+export const NO_ANSWER: ReadonlySet<string> = new Set([
+  'CONNECT_FAILED',
+  'CONNECTION_LOST',
+  'TIMEOUT',
+  'TRANSPORT',
+]);
 /** Codes worth retrying: the peer may come back. Everything else is an answer. */
-const RETRYABLE = new Set(['CONNECT_FAILED', 'CONNECTION_LOST', 'TIMEOUT', 'BUSY', 'TRANSPORT']);
+const RETRYABLE = new Set([...NO_ANSWER, 'BUSY']);
 
 export class RpcChannel {
   private client: Promise<RpcClient> | undefined;

@@ -493,16 +493,10 @@ export class SyncAdapter extends NetworkAdapter {
 }
 
 /** Why a finished session's connection closed, if it says so within CLOSE_INFO_MS. */
-async function closeInfo(conn: Connection): Promise<CloseInfo | undefined> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<undefined>((resolve) => {
-    timer = setTimeout(() => resolve(undefined), CLOSE_INFO_MS);
-  });
-  try {
-    return await Promise.race([conn.closed, late]);
-  } finally {
-    clearTimeout(timer);
-  }
+function closeInfo(conn: Connection): Promise<CloseInfo | undefined> {
+  return withDeadline(conn.closed, { timeoutMs: CLOSE_INFO_MS }, 'close reason').catch(
+    () => undefined,
+  );
 }
 
 /** A close that refused the session (either side), as opposed to a shutdown or a lost path. */

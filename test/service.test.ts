@@ -8,13 +8,13 @@ import { withDeadline } from '../sync/deadline.js';
 import { EchoClient, echoService } from '../sync/echo.js';
 import { FltError } from '../sync/errors.js';
 import { FramedStream } from '../sync/framed-stream.js';
-import { IrohTransport } from '../sync/iroh-transport.js';
 import { MemoryNetwork } from '../sync/memory-transport.js';
 import { ALL_ALPNS, ALPN, MAX_FRAME } from '../sync/protocols.js';
 import { Router } from '../sync/router.js';
 import { ANYONE, RpcClient, RpcServer, type RpcMethod } from '../sync/rpc.js';
 import { serveStreams } from '../sync/service.js';
 import { CloseCode, type Connection, type Transport } from '../sync/transport.js';
+import { bindLocal } from './helpers/fleet.js';
 import { waitFor } from './helpers/wait.js';
 
 const open: Transport[] = [];
@@ -39,15 +39,7 @@ const transports: [string, () => Promise<[Transport, Transport]>][] = [
   [
     'iroh',
     async () => {
-      const bind = () =>
-        IrohTransport.bind({
-          secretKey: randomBytes(32),
-          alpns: ALL_ALPNS,
-          bind: '127.0.0.1:0',
-          relay: 'disabled',
-          discovery: 'none',
-        });
-      return [await bind(), await bind()];
+      return [await bindLocal(randomBytes(32)), await bindLocal(randomBytes(32))];
     },
   ],
   [

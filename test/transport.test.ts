@@ -2,13 +2,13 @@
 // tickets, and node ids that are hex but not keys.
 
 import { randomBytes } from 'node:crypto';
-import { createSocket } from 'node:dgram';
 import { getPublicKeyAsync } from '@noble/ed25519';
 import { afterEach, describe, expect, it } from 'vitest';
 import { nodeIdFromBytes, type NodeId } from '../sync/ids.js';
 import { IrohTransport, parseTicket } from '../sync/iroh-transport.js';
 import { MemoryNetwork } from '../sync/memory-transport.js';
 import { ALL_ALPNS, ALPN } from '../sync/protocols.js';
+import { freeUdpPort } from './helpers/peer-process.js';
 import { expectCode, transportConformance } from './transport-conformance.js';
 
 const bindIroh = (alpns: readonly string[]) =>
@@ -120,21 +120,3 @@ describe('IrohTransport addresses across a restart', () => {
     }
   });
 });
-
-/** A UDP port free on both loopbacks right now. */
-async function freeUdpPort(): Promise<number> {
-  for (let i = 0; i < 20; i++) {
-    const v4 = createSocket('udp4');
-    await new Promise<void>((resolve) => v4.bind(0, '127.0.0.1', resolve));
-    const port = v4.address().port;
-    const v6 = createSocket('udp6');
-    const free = await new Promise<boolean>((resolve) => {
-      v6.once('error', () => resolve(false));
-      v6.bind(port, '::1', () => resolve(true));
-    });
-    v4.close();
-    v6.close();
-    if (free) return port;
-  }
-  throw new Error('no UDP port free on both loopbacks');
-}

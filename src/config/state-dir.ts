@@ -5,6 +5,7 @@
 import { constants } from 'node:fs';
 import { access, mkdir, stat } from 'node:fs/promises';
 import { ConfigError, type ResolvedConfig } from './resolve.js';
+import { errnoOf } from '../../stores/fs-io.js';
 
 const ALLOWED = 'a directory this user can read and write (created with mode 0700 if missing)';
 
@@ -41,11 +42,6 @@ export async function prepareStateDir(resolved: ResolvedConfig, use: StateDirUse
   } catch (err) {
     throw fail(`${dir} is not ${use === 'write' ? 'writable' : 'readable'}: ${ioReason(err)}`, err);
   }
-}
-
-function errnoOf(err: unknown): string | undefined {
-  const code = typeof err === 'object' && err !== null && 'code' in err ? err.code : undefined;
-  return typeof code === 'string' ? code : undefined;
 }
 
 function ioReason(err: unknown): string {

@@ -7,6 +7,7 @@ import { type FileHandle, constants, lstat, mkdir, open } from 'node:fs/promises
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../../stores/atomic-write.js';
+import { errnoOf } from '../../stores/fs-io.js';
 import { FltError } from '../../sync/errors.js';
 import { type NodeId, nodeIdFromBytes } from '../../sync/ids.js';
 import {
@@ -205,9 +206,4 @@ function ioReason(err: unknown): string {
     default:
       return err instanceof Error ? err.message : String(err);
   }
-}
-
-function errnoOf(err: unknown): string | undefined {
-  if (err instanceof Error && 'code' in err && typeof err.code === 'string') return err.code;
-  return undefined;
 }

@@ -67,8 +67,6 @@ export class Fleet {
    * names heads a reader would wait for in vain.
    */
   private readonly waiting = new Map<NodeId, SignedHeads>();
-  /** Per agent: the signed heads it held and newer ones not yet comparable (changes missing). */
-  private readonly unchecked = new Map<NodeId, [SignedHeads, SignedHeads]>();
   /** Per agent: when its live connection was replaced, within REPLACE_WINDOW_MS. */
   private readonly replacements = new Map<NodeId, number[]>();
   /** Per agent: sync messages with changes dropped because it is forked (for status and tests). */
@@ -196,7 +194,6 @@ export class Fleet {
         const handle = await this.repo.find<FactsDoc>(entry.factsDocId);
         this.handles.set(entry.nodeId, handle);
         handle.on('change', () => {
-          this.checkPending(entry.nodeId, handle);
           this.arrived(entry.nodeId, handle);
         });
         this.arrived(entry.nodeId, handle);
@@ -230,8 +227,8 @@ export class Fleet {
     });
     if (entry.forked) return; // the heads it held stay as they were until an admin decides
     const held = headsOf(entry);
-    if (held && this.diverged(id, held, signed)) return;
     const rel = held ? this.relation(id, held, signed) : 'ahead';
+    if (held && this.diverged(id, held, signed, rel)) return;
     // Behind: an older state of ours (a restored backup before it caught up): never go back.
     if (rel === 'same' || rel === 'behind') return;
     if (newer(latest, signed) !== signed || latest?.seq === signed.seq) return;
@@ -252,18 +249,24 @@ export class Fleet {
     if (entry?.forked) this.waiting.delete(id);
     else if (signed && entry && A.hasHeads(handle.doc(), [...signed.heads])) {
       this.waiting.delete(id);
-      this.put([{ ...entry, factsHeads: signed }]);
+      // Recorded heads are always held, so now the two compare for sure.
+      const held = headsOf(entry);
+      if (!held || !this.diverged(id, held, signed)) this.put([{ ...entry, factsHeads: signed }]);
     }
     this.updateSummary(id, handle);
   }
 
   /**
    * Whether `signed` and the `held` heads prove a fork; if so the agent is marked. Two records
-   * with one seq and other heads do at once; otherwise the document must hold both, and when it
-   * does not yet, the pair is compared again as its changes arrive (checkPending).
+   * with one seq and other heads do at once; otherwise the document must hold both (until it
+   * does, the newer ones wait in `waiting`, and arrived() compares them again).
    */
-  private diverged(id: NodeId, held: SignedHeads, signed: SignedHeads): boolean {
-    const rel = this.relation(id, held, signed);
+  private diverged(
+    id: NodeId,
+    held: SignedHeads,
+    signed: SignedHeads,
+    rel = this.relation(id, held, signed),
+  ): boolean {
     if (held.seq === signed.seq && rel !== 'same') {
       this.markForked(id, `two different signed heads with one seq (${signed.seq})`);
       return true;
@@ -272,28 +275,12 @@ export class Fleet {
       this.markForked(id, 'two histories of its facts document, neither containing the other');
       return true;
     }
-    if (rel === 'unknown') this.unchecked.set(id, [held, signed]);
     return false;
   }
 
   private relation(id: NodeId, a: SignedHeads, b: SignedHeads): HeadsRelation {
     const handle = this.handles.get(id);
     return handle ? relate(handle.doc(), a, b) : 'unknown';
-  }
-
-  /** Compares a pair of signed heads left unchecked once the document holds both. */
-  private checkPending(id: NodeId, handle: DocHandle<FactsDoc>): void {
-    const pair = this.unchecked.get(id);
-    if (!pair) return;
-    const rel = relate(handle.doc(), pair[0], pair[1]);
-    if (rel === 'unknown') return;
-    this.unchecked.delete(id);
-    // The later record may have been taken meanwhile (its changes had not arrived): the
-    // agent's view goes back to the heads held before the fork.
-    if (rel === 'forked')
-      this.markForked(id, 'two histories of its facts document, neither containing the other', {
-        factsHeads: pair[0],
-      });
   }
 
   /**
@@ -318,11 +305,10 @@ export class Fleet {
    * Marks an agent forked (once: logged once) and stops taking its document's changes: admit()
    * drops them and the share policy stops syncing the document with it.
    */
-  private markForked(id: NodeId, reason: string, more: Partial<AgentEntry> = {}): void {
+  private markForked(id: NodeId, reason: string): void {
     const entry = this.entries.get(id);
     if (!entry || entry.forked) return;
-    this.put([{ ...entry, ...more, forked: { at: new Date().toISOString(), reason } }]);
-    this.unchecked.delete(id);
+    this.put([{ ...entry, forked: { at: new Date().toISOString(), reason } }]);
     this.log.warn(
       `agent forked: ${reason} (a cloned machine or a copied state dir?); its facts are ` +
         `refused until an admin revokes it (\`flt admin revoke ${id}\`)`,

@@ -18,7 +18,7 @@ import { backoffDelay, sleep, type BackoffPolicy } from '../../sync/backoff.js';
 import { FltError, isProgrammingError } from '../../sync/errors.js';
 import type { NodeId } from '../../sync/ids.js';
 import type { Logger } from '../../sync/log.js';
-import type { RpcChannel } from '../../sync/rpc-channel.js';
+import { NO_ANSWER, type RpcChannel } from '../../sync/rpc-channel.js';
 import type { SyncAdapter } from '../../sync/sync-adapter.js';
 import { agentPing } from '../rpc-methods.js';
 
@@ -42,9 +42,6 @@ const RETRY: BackoffPolicy = { initialMs: 100, maxMs: 1000 };
 
 /** Failed pings in a row (at least 3 s of silence) after which the sync session is dropped. */
 const DROP_AFTER = 2;
-
-/** Failures that say nothing answered. Any other answer, even an error, proves it alive. */
-const SILENT = new Set(['CONNECT_FAILED', 'CONNECTION_LOST', 'TIMEOUT', 'TRANSPORT']);
 
 export class Liveness {
   /** The coordinator process that answered last. */
@@ -107,7 +104,8 @@ export class Liveness {
       const { boot } = await this.rpc.call(agentPing, {}, { timeoutMs: PING_TIMEOUT_MS });
       return { boot };
     } catch (err) {
-      if (err instanceof FltError && SILENT.has(err.code)) return err.code;
+      // Any answer but silence, even an error, proves it alive.
+      if (err instanceof FltError && NO_ANSWER.has(err.code)) return err.code;
       if (isProgrammingError(err)) throw err;
       return { boot: undefined }; // an error answer (unknown method, not enrolled): alive
     }

@@ -2,7 +2,7 @@
 // wait (with a deadline) for the peer's document to reach a state.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createSocket } from 'node:dgram';
+import { createSocket, type Socket } from 'node:dgram';
 import { resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 
@@ -89,11 +89,33 @@ export class PeerProcess {
   }
 }
 
-/** A UDP port that was free a moment ago (iroh binds UDP). */
+/**
+ * A UDP port that was free a moment ago on both loopbacks (iroh binds UDP, and a bind to
+ * 127.0.0.1:P also takes [::1]:P; see bindPlan in sync/iroh-transport.ts).
+ */
 export async function freeUdpPort(): Promise<number> {
-  const sock = createSocket('udp4');
-  await new Promise<void>((res) => sock.bind(0, '127.0.0.1', res));
-  const { port } = sock.address();
-  await new Promise<void>((res) => sock.close(() => res()));
-  return port;
+  for (let i = 0; i < 20; i++) {
+    const v4 = createSocket('udp4');
+    await new Promise<void>((resolve) => v4.bind(0, '127.0.0.1', resolve));
+    const { port } = v4.address();
+    const v6 = createSocket('udp6');
+    const free = await new Promise<boolean>((resolve) => {
+      v6.once('error', () => resolve(false));
+      v6.bind(port, '::1', () => resolve(true));
+    });
+    await Promise.all([v4, v6].map(closeSocket));
+    if (free) return port;
+  }
+  throw new Error('no UDP port free on both loopbacks');
+}
+
+/** Closes a socket, also one whose bind failed (close() then throws). */
+function closeSocket(s: Socket): Promise<void> {
+  return new Promise((resolve) => {
+    try {
+      s.close(() => resolve());
+    } catch {
+      resolve();
+    }
+  });
 }
