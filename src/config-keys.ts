@@ -1,6 +1,6 @@
 // The one declaration of each configuration key: its file key, field, flag, environment name,
-// default, what is allowed, and its help line. The CLI's flag parser and `--help` are derived from
-// this table, and config/schema.ts adds one zod validator per key for resolution and `config
+// default, what is allowed, and its help line. The CLI's flags and `--help` (cli/program.ts) are derived
+// from this table, and config/schema.ts adds one zod validator per key for resolution and `config
 // show`. It lives outside config/ and imports nothing heavy, so `flt --help` loads no zod.
 
 import path from 'node:path';
@@ -194,9 +194,6 @@ export const KEY_DECLS = [
   },
 ] as const satisfies readonly KeyDecl[];
 
-/** {@link KEY_DECLS} seen row by row. */
-const DECLS: readonly KeyDecl[] = KEY_DECLS;
-
 /** A configuration key as written in files (snake_case). */
 export type ConfigKey = (typeof KEY_DECLS)[number]['key'];
 
@@ -228,22 +225,6 @@ export function allowedOf(decl: KeyDecl): string {
   throw new Error(`config key ${decl.key} declares neither allowed, choices nor range`);
 }
 
-/** `node:util` parseArgs options for every config flag (and `--config`). */
-export function configFlagOptions(): Record<
-  string,
-  { type: 'string' | 'boolean'; multiple?: true }
-> {
-  const options: Record<string, { type: 'string' | 'boolean'; multiple?: true }> = {
-    [CONFIG_FILE.flag]: { type: 'string' },
-  };
-  for (const decl of DECLS) {
-    if (decl.kind === 'boolean') options[flagOf(decl)] = { type: 'boolean' };
-    else if (decl.kind === 'list') options[flagOf(decl)] = { type: 'string', multiple: true };
-    else options[flagOf(decl)] = { type: 'string' };
-  }
-  return options;
-}
-
 /** What `--help` says a key defaults to, if anything. */
 function defaultText(decl: KeyDecl): string | undefined {
   if (decl.defaultHelp !== undefined) return decl.defaultHelp;
@@ -255,7 +236,7 @@ function defaultText(decl: KeyDecl): string | undefined {
 }
 
 /** The `--help` line's text for a key: its choices or help, then notes and its default. */
-function helpText(decl: KeyDecl): string {
+export function helpText(decl: KeyDecl): string {
   const fallback = defaultText(decl);
   const notes = [
     decl.choices === undefined ? undefined : decl.help,
@@ -264,14 +245,4 @@ function helpText(decl: KeyDecl): string {
   ].filter((note) => note !== undefined);
   const main = decl.choices === undefined ? decl.help : decl.choices.join(' | ');
   return notes.length === 0 ? main : `${main} (${notes.join('; ')})`;
-}
-
-/** `--help` lines for every config flag: `  --state-dir DIR   directory ... (default: ...)`. */
-export function configOptionsHelp(width: number): string[] {
-  const line = (flag: string, metavar: string | undefined, text: string) =>
-    `  ${`--${flag}${metavar === undefined ? '' : ` ${metavar}`}`.padEnd(width)} ${text}`;
-  return [
-    line(CONFIG_FILE.flag, CONFIG_FILE.metavar, CONFIG_FILE.help),
-    ...DECLS.map((d) => line(flagOf(d), d.metavar, helpText(d))),
-  ];
 }

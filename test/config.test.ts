@@ -16,8 +16,7 @@ import {
   type ConfigProblem,
   type ResolveInput,
 } from '../src/config/index.js';
-import { parseCommandLine } from '../src/cli/args.js';
-import { USAGE } from '../src/cli/usage.js';
+import { buildProgram, parseAndRun, type Chosen } from '../src/cli/program.js';
 
 let dir: string;
 
@@ -288,13 +287,24 @@ describe('the key table', () => {
     }
   });
 
-  it('gives every key a flag the parser passes to the resolver, and a line of --help', () => {
+  it('gives every key a flag the parser passes to the resolver, and a line of --help', async () => {
+    const help = buildProgram(() => Promise.resolve()).helpInformation();
     for (const spec of KEY_SPECS) {
       const value = spec.kind === 'boolean' ? [] : ['x'];
-      const args = parseCommandLine([`--${spec.flag}`, ...value, 'config', 'show']);
       const expected = spec.kind === 'boolean' ? true : spec.kind === 'list' ? ['x'] : 'x';
-      expect(args.configFlags[spec.flag], spec.flag).toEqual(expected);
-      expect(USAGE, spec.flag).toMatch(new RegExp(`^  --${spec.flag}\\b`, 'm'));
+      // before the command and after it: config flags belong to `flt` itself
+      for (const argv of [
+        [`--${spec.flag}`, ...value, 'config', 'show'],
+        ['admin', 'facts', 'host', `--${spec.flag}`, ...value],
+      ]) {
+        let chosen: Chosen | undefined;
+        await parseAndRun(argv, (c) => {
+          chosen = c;
+          return Promise.resolve();
+        });
+        expect(chosen?.configFlags[spec.flag], argv.join(' ')).toEqual(expected);
+      }
+      expect(help, spec.flag).toMatch(new RegExp(`^  --${spec.flag}\\b`, 'm'));
     }
   });
 

@@ -1,102 +1,13 @@
-// Command-line parsing: `flt [global options] <applet> [words] [options]`. Options may appear
-// anywhere after `flt`; config options go to the config resolver (flags are its top layer),
-// the rest belong to one applet and are refused elsewhere.
+// Parsers for the values of commands' own options (`-n 10`, `--size 64k`): one BAD_ARGUMENT line
+// naming the option when a value is wrong.
 
-import { parseArgs } from 'node:util';
 import { FltError } from '../../sync/errors.js';
-import { configFlagOptions } from '../config-keys.js';
+import type { Invocation } from './catalog.js';
 
-/** Options that are configuration keys (and `--config`): declared in src/config-keys.ts. */
-const CONFIG_OPTIONS = configFlagOptions();
-
-/** Options that belong to one applet, and which applets accept them. */
-const APPLET_OPTIONS = {
-  out: { type: 'string', applets: ['keygen'] },
-  force: { type: 'boolean', applets: ['keygen'] },
-  'public-key': { type: 'string', applets: ['id'] },
-  count: { type: 'string', short: 'n', applets: ['admin'] },
-  size: { type: 'string', applets: ['admin'] },
-  once: { type: 'boolean', applets: ['demo'] },
-  offline: { type: 'boolean', applets: ['admin'] },
-  expires: { type: 'string', applets: ['admin'] },
-  help: { type: 'boolean', short: 'h', applets: [] },
-  version: { type: 'boolean', short: 'V', applets: [] },
-} as const;
-
-export type ConfigFlags = Record<string, string | string[] | boolean | undefined>;
-
-export interface ParsedArgs {
-  readonly applet: string | undefined;
-  readonly words: readonly string[];
-  readonly configFlags: ConfigFlags;
-  readonly options: {
-    out?: string;
-    force?: boolean;
-    publicKey?: string;
-    count?: string;
-    size?: string;
-    once?: boolean;
-    offline?: boolean;
-    expires?: string;
-    help?: boolean;
-    version?: boolean;
-  };
-}
-
-export function parseCommandLine(argv: readonly string[]): ParsedArgs {
-  const options = { ...CONFIG_OPTIONS, ...stripApplets(APPLET_OPTIONS) };
-  let parsed;
-  try {
-    parsed = parseArgs({ args: [...argv], options, allowPositionals: true, strict: true });
-  } catch (err) {
-    throw new FltError('BAD_ARGUMENT', (err as Error).message.split('\n')[0] ?? 'bad arguments');
-  }
-  const [applet, ...words] = parsed.positionals;
-  const values = parsed.values as Record<string, string | string[] | boolean | undefined>;
-  for (const [name, spec] of Object.entries(APPLET_OPTIONS)) {
-    const allowed: readonly string[] = spec.applets;
-    if (values[name] !== undefined && allowed.length > 0 && !allowed.includes(applet ?? '')) {
-      throw new FltError(
-        'BAD_ARGUMENT',
-        `--${name} is an option of ${allowed.join(', ')}, not of ${applet ?? 'flt'}`,
-      );
-    }
-  }
-  const configFlags: ConfigFlags = {};
-  for (const name of Object.keys(CONFIG_OPTIONS))
-    if (values[name] !== undefined) configFlags[name] = values[name];
-  const str = (k: string) => values[k] as string | undefined;
-  const bool = (k: string) => values[k] as boolean | undefined;
-  return {
-    applet,
-    words,
-    configFlags,
-    options: {
-      out: str('out'),
-      force: bool('force'),
-      publicKey: str('public-key'),
-      count: str('count'),
-      size: str('size'),
-      once: bool('once'),
-      offline: bool('offline'),
-      expires: str('expires'),
-      help: bool('help'),
-      version: bool('version'),
-    },
-  };
-}
-
-function stripApplets<T extends Record<string, { applets: readonly string[] }>>(specs: T) {
-  const out: Record<string, { type: 'string' | 'boolean'; short?: string }> = {};
-  for (const [name, spec] of Object.entries(specs)) {
-    const { applets: _applets, ...rest } = spec as unknown as {
-      applets: unknown;
-      type: 'string' | 'boolean';
-      short?: string;
-    };
-    out[name] = rest;
-  }
-  return out;
+/** A command's own option that takes a value (`--out FILE`), if given. */
+export function textOption(opts: Invocation['opts'], name: string): string | undefined {
+  const value = opts[name];
+  return typeof value === 'string' ? value : undefined;
 }
 
 /** Parses a positive integer option such as `-n 10`. */

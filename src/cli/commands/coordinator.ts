@@ -1,11 +1,9 @@
 // `flt coordinator`: runs until SIGINT or SIGTERM, then flushes and closes cleanly (exit 0).
 // The role is imported when the command runs: `untilSignal` is shared with light commands.
 
-import type { Logger } from '../../../sync/log.js';
-import type { Config } from '../../config/index.js';
-import type { Output } from '../output.js';
+import type { Invocation } from '../catalog.js';
 
-export async function runCoordinator(config: Config, log: Logger, out: Output): Promise<void> {
+export async function runCoordinator({ config, log, out }: Invocation): Promise<void> {
   // Listen first: a signal that arrives while starting still ends in a clean shutdown. (A
   // handler installed only after the endpoint is bound is, measured, sometimes not yet in
   // place for a signal sent right after the ticket is printed.)

@@ -6,13 +6,12 @@
 import { join } from 'node:path';
 import { sleep } from '../../../sync/backoff.js';
 import { FltError } from '../../../sync/errors.js';
-import { createLogger, type Logger } from '../../../sync/log.js';
-import type { Config } from '../../config/index.js';
+import { createLogger } from '../../../sync/log.js';
 import { Admin, type FleetView } from '../../roles/admin.js';
 import { Agent } from '../../roles/agent.js';
 import { Coordinator } from '../../roles/coordinator.js';
 import { loadOrCreateNodeKey } from '../../identity/index.js';
-import type { ParsedArgs } from '../args.js';
+import type { Invocation } from '../catalog.js';
 import type { Output } from '../output.js';
 import { fleetJson, fleetTable } from '../table.js';
 import { untilSignal } from './coordinator.js';
@@ -21,17 +20,12 @@ import { untilSignal } from './coordinator.js';
 const REFRESH_MS = 2000;
 const ONCE_DEADLINE_MS = 60_000;
 
-export async function runDemo(
-  args: ParsedArgs,
-  config: Config,
-  log: Logger,
-  out: Output,
-): Promise<void> {
+export async function runDemo({ opts, config, log, out }: Invocation): Promise<void> {
   const dir = join(config.stateDir, 'demo');
   log.info(`demo state in ${dir}`);
   out.line(`flt demo: coordinator, 2 agents and an admin on 127.0.0.1; state in ${dir}`);
   const stopped = new AbortController();
-  if (!args.options.once) void untilSignal().then(() => stopped.abort());
+  if (!opts.once) void untilSignal().then(() => stopped.abort());
   const local = {
     ...config,
     relay: 'disabled' as const,
@@ -78,7 +72,7 @@ export async function runDemo(
       nodes.push(
         await Agent.start({ ...joinFleet, enrollToken, stateDir: join(dir, name) }, quiet(name)),
       );
-    await watch(admin, out, config.json, args.options.once ?? false, stopped.signal);
+    await watch(admin, out, config.json, opts.once === true, stopped.signal);
   } finally {
     for (const n of nodes.reverse())
       await n.close().catch((err: unknown) => log.warn(`demo shutdown: ${String(err)}`));

@@ -5,10 +5,9 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { FltError } from '../../../sync/errors.js';
 import { FsStore } from '../../../stores/fs-store.js';
-import type { Config } from '../../config/index.js';
-import type { Output } from '../output.js';
+import type { Invocation } from '../catalog.js';
 
-export async function runDoctor(config: Config, out: Output): Promise<void> {
+export async function runDoctor({ config, out }: Invocation): Promise<void> {
   const dir = join(config.stateDir, 'repo');
   if (!existsSync(dir)) {
     out.line(`no document store in ${config.stateDir}: nothing to check`);

@@ -6,13 +6,11 @@ import { randomBytes } from 'node:crypto';
 import { parsePeerAddress } from '../../../sync/address.js';
 import { EchoClient, MAX_ECHO_PAYLOAD } from '../../../sync/echo.js';
 import { shortId } from '../../../sync/ids.js';
-import type { Logger } from '../../../sync/log.js';
 import { ALPN } from '../../../sync/protocols.js';
 import { CloseCode } from '../../../sync/transport.js';
-import type { Config } from '../../config/index.js';
 import { FltNode, requireCoordinator } from '../../node.js';
-import { byteSize, positiveInt, type ParsedArgs } from '../args.js';
-import type { Output } from '../output.js';
+import { byteSize, positiveInt, textOption } from '../args.js';
+import type { Invocation } from '../catalog.js';
 
 export interface EchoRound {
   readonly round: number;
@@ -21,15 +19,10 @@ export interface EchoRound {
   readonly mbps: number;
 }
 
-export async function runEcho(
-  args: ParsedArgs,
-  config: Config,
-  log: Logger,
-  out: Output,
-): Promise<void> {
-  const rounds = positiveInt('count', args.options.count, 10, 1_000_000);
-  const size = byteSize('size', args.options.size, 64 * 1024, MAX_ECHO_PAYLOAD);
-  const target = args.words[1] ? parsePeerAddress(args.words[1]) : requireCoordinator(config);
+export async function runEcho({ args, opts, config, log, out }: Invocation): Promise<void> {
+  const rounds = positiveInt('count', textOption(opts, 'count'), 10, 1_000_000);
+  const size = byteSize('size', textOption(opts, 'size'), 64 * 1024, MAX_ECHO_PAYLOAD);
+  const target = args[0] ? parsePeerAddress(args[0]) : requireCoordinator(config);
   const node = await FltNode.open({ role: 'admin', config, log });
   const results: EchoRound[] = [];
   try {

@@ -1,16 +1,12 @@
 // `flt agent`, `flt admin agents` and `flt admin facts AGENT`. The roles are imported by the
 // runner that uses them: an offline read never loads the agent (or iroh, see roles/admin.ts).
 
-import type { Logger } from '../../../sync/log.js';
-import type { Config } from '../../config/index.js';
 import type { Admin } from '../../roles/admin.js';
-import type { ParsedArgs } from '../args.js';
-import type { Output } from '../output.js';
+import type { Invocation } from '../catalog.js';
 import { PENDING_NOTE, UNVERIFIED_NOTE, fleetJson, fleetTable, forkNote } from '../table.js';
 import { untilSignal } from './coordinator.js';
-import { FltError } from '../../../sync/errors.js';
 
-export async function runAgent(config: Config, log: Logger): Promise<void> {
+export async function runAgent({ config, log }: Invocation): Promise<void> {
   const stopped = untilSignal();
   const { Agent } = await import('../../roles/agent.js');
   const agent = await Agent.start(config, log);
@@ -24,14 +20,9 @@ export async function runAgent(config: Config, log: Logger): Promise<void> {
   log.info('agent stopped');
 }
 
-async function withAdmin<T>(
-  config: Config,
-  log: Logger,
-  args: ParsedArgs,
-  fn: (a: Admin) => Promise<T>,
-): Promise<T> {
+async function withAdmin<T>(inv: Invocation, fn: (a: Admin) => Promise<T>): Promise<T> {
   const { Admin } = await import('../../roles/admin.js');
-  const admin = await Admin.open(config, log, args.options.offline ?? false);
+  const admin = await Admin.open(inv.config, inv.log, inv.opts.offline === true);
   let result: T;
   try {
     result = await fn(admin);
@@ -43,32 +34,19 @@ async function withAdmin<T>(
   return result;
 }
 
-export async function runAgents(
-  args: ParsedArgs,
-  config: Config,
-  log: Logger,
-  out: Output,
-): Promise<void> {
-  const view = await withAdmin(config, log, args, (a) => a.fleet());
+export async function runAgents(inv: Invocation): Promise<void> {
+  const { config, log, out } = inv;
+  const view = await withAdmin(inv, (a) => a.fleet());
   if (config.json) {
     out.json(fleetJson(view).agents); // an array, as documented: the note goes to stderr
     if (view.unverified) log.warn(UNVERIFIED_NOTE);
   } else out.line(fleetTable(view));
 }
 
-export async function runFacts(
-  args: ParsedArgs,
-  config: Config,
-  log: Logger,
-  out: Output,
-): Promise<void> {
-  const query = args.words[1];
-  if (!query)
-    throw new FltError(
-      'BAD_ARGUMENT',
-      'usage: flt admin facts AGENT (node id, prefix or hostname)',
-    );
-  const r = await withAdmin(config, log, args, (a) => a.facts(query));
+export async function runFacts(inv: Invocation): Promise<void> {
+  const { args, config, out } = inv;
+  const query = args[0] ?? '';
+  const r = await withAdmin(inv, (a) => a.facts(query));
   const body = {
     nodeId: r.agent.nodeId,
     asOf: r.asOf,
@@ -84,7 +62,7 @@ export async function runFacts(
     forked: r.agent.forked,
   };
   if (config.json) return out.json(body);
-  if (args.options.offline) out.line(`# offline: from the local replica as of ${r.asOf}`);
+  if (inv.opts.offline) out.line(`# offline: from the local replica as of ${r.asOf}`);
   out.line(JSON.stringify(body, null, 2));
   if (r.unverified) out.line(UNVERIFIED_NOTE);
   if (r.pending) out.line(PENDING_NOTE);

@@ -3,8 +3,6 @@
 import { join } from 'node:path';
 import { mkdir } from 'node:fs/promises';
 import { FltError } from '../../../sync/errors.js';
-import type { Logger } from '../../../sync/log.js';
-import type { Config } from '../../config/index.js';
 import {
   generateNodeKey,
   loadPublicKeyFile,
@@ -12,38 +10,29 @@ import {
   writeKeyPair,
 } from '../../identity/index.js';
 import { loadNodeKey } from '../../node.js';
-import type { ParsedArgs } from '../args.js';
-import type { Output } from '../output.js';
+import { textOption } from '../args.js';
+import type { Invocation } from '../catalog.js';
 
-export async function runKeygen(
-  args: ParsedArgs,
-  config: Config,
-  log: Logger,
-  out: Output,
-): Promise<void> {
-  let file = args.options.out;
+export async function runKeygen({ opts, config, log, out }: Invocation): Promise<void> {
+  let file = textOption(opts, 'out');
   if (!file) {
     log.info(`state dir ${config.stateDir}`);
     await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
     file = join(config.stateDir, NODE_KEY_FILE);
   }
   const key = generateNodeKey();
-  await writeKeyPair(file, key, { force: args.options.force ?? false });
+  await writeKeyPair(file, key, { force: opts.force === true });
   if (config.json) out.json({ nodeId: key.nodeId, file, publicKeyFile: `${file}.pub` });
   else out.line(key.nodeId);
 }
 
-export async function runId(
-  args: ParsedArgs,
-  config: Config,
-  log: Logger,
-  out: Output,
-): Promise<void> {
-  if (args.options.publicKey && config.secretKey) {
+export async function runId({ opts, config, log, out }: Invocation): Promise<void> {
+  const publicKey = textOption(opts, 'publicKey');
+  if (publicKey && config.secretKey) {
     throw new FltError('BAD_ARGUMENT', 'give either --secret-key or --public-key, not both');
   }
   let nodeId;
-  if (args.options.publicKey) nodeId = await loadPublicKeyFile(args.options.publicKey);
+  if (publicKey) nodeId = await loadPublicKeyFile(publicKey);
   else {
     if (!config.secretKey) log.info(`state dir ${config.stateDir}`);
     nodeId = (await loadNodeKey(config, log)).nodeId;

@@ -7,10 +7,9 @@ import { isNodeId, shortId, type NodeId } from '../../../sync/ids.js';
 import type { Logger } from '../../../sync/log.js';
 import { parseDuration, type Config } from '../../config/index.js';
 import { Admin } from '../../roles/admin.js';
-import type { OpBody } from '../../trust/admin-ops.js';
 import type { AuditEntry } from '../../trust/authority.js';
-import type { ParsedArgs } from '../args.js';
-import type { Output } from '../output.js';
+import { textOption } from '../args.js';
+import type { Invocation } from '../catalog.js';
 import { formatTable } from '../table.js';
 
 /** Enrollment tokens last this long unless --expires says otherwise. */
@@ -25,15 +24,14 @@ async function withOnlineAdmin<T>(config: Config, log: Logger, fn: (a: Admin) =>
   }
 }
 
-function nodeArg(args: ParsedArgs, at: number, usage: string): NodeId {
-  const v = args.words[at];
-  if (v === undefined) throw new FltError('BAD_ARGUMENT', `usage: ${usage}`);
+function nodeArg({ args }: Invocation): NodeId {
+  const v = args[0] ?? '';
   if (!isNodeId(v)) throw new FltError('BAD_NODE_ID', `${JSON.stringify(v)} is not a node id`);
   return v;
 }
 
-export async function runEnrollToken(args: ParsedArgs, config: Config, log: Logger, out: Output) {
-  const lifetime = parseDuration(args.options.expires ?? DEFAULT_TOKEN_LIFETIME);
+export async function runEnrollToken({ opts, config, log, out }: Invocation) {
+  const lifetime = parseDuration(textOption(opts, 'expires') ?? DEFAULT_TOKEN_LIFETIME);
   if (lifetime === undefined || lifetime < 1000 || lifetime > 30 * 24 * 3600_000)
     throw new FltError('BAD_ARGUMENT', '--expires: a duration from 1s to 30d, e.g. 1h');
   const t = await withOnlineAdmin(config, log, (a) => a.enrollToken(lifetime));
@@ -42,36 +40,27 @@ export async function runEnrollToken(args: ParsedArgs, config: Config, log: Logg
   out.line(t.token);
 }
 
-export async function runApproveRevoke(
-  args: ParsedArgs,
-  config: Config,
-  log: Logger,
-  out: Output,
-  op: 'agent.approve' | 'agent.revoke',
-) {
+export async function runApproveRevoke(inv: Invocation, op: 'agent.approve' | 'agent.revoke') {
   const verb = op === 'agent.approve' ? 'approve' : 'revoke';
-  const node = nodeArg(args, 1, `flt admin ${verb} NODE_ID`);
+  const node = nodeArg(inv);
+  const { config, log, out } = inv;
   const index = await withOnlineAdmin(config, log, (a) => a.submit({ op, node }));
   out.line(`${verb}d ${node} (audit entry ${index})`);
 }
 
-export async function runAdmins(args: ParsedArgs, config: Config, log: Logger, out: Output) {
-  const usage = 'flt admin admins add|remove NODE_ID | flt admin admins list';
-  const sub = args.words[1];
-  if (sub === 'list') {
-    const { authority } = await withOnlineAdmin(config, log, (a) => a.audit());
-    if (config.json) return out.json(authority.admins());
-    for (const id of authority.admins()) out.line(id);
-    return;
-  }
-  if (sub !== 'add' && sub !== 'remove') throw new FltError('BAD_ARGUMENT', `usage: ${usage}`);
-  const node = nodeArg(args, 2, usage);
-  const body: OpBody = sub === 'add' ? { op: 'admin.add', node } : { op: 'admin.remove', node };
-  const index = await withOnlineAdmin(config, log, (a) => a.submit(body));
-  out.line(`${sub === 'add' ? 'added' : 'removed'} admin ${node} (audit entry ${index})`);
+export async function runAdminsList({ config, log, out }: Invocation) {
+  const { authority } = await withOnlineAdmin(config, log, (a) => a.audit());
+  if (config.json) return out.json(authority.admins());
+  for (const id of authority.admins()) out.line(id);
 }
 
-export async function runAudit(config: Config, log: Logger, out: Output) {
+export async function runAdminsChange(inv: Invocation, op: 'admin.add' | 'admin.remove') {
+  const node = nodeArg(inv);
+  const index = await withOnlineAdmin(inv.config, inv.log, (a) => a.submit({ op, node }));
+  inv.out.line(`${op === 'admin.add' ? 'added' : 'removed'} admin ${node} (audit entry ${index})`);
+}
+
+export async function runAudit({ config, log, out }: Invocation) {
   const { entries } = await withOnlineAdmin(config, log, (a) => a.audit());
   if (config.json) return out.json(entries);
   const rows = entries.map((e, i) => [String(i), ...describe(e)]);

@@ -1,0 +1,195 @@
+// Every command flt has, declared once: its words, arguments, own options, help, how it uses the
+// state dir, and the runner it loads when it runs. program.ts turns this table into the parser,
+// `--help` of each command and shell completion; main.ts runs what was chosen. A new command is
+// one entry here and one runner in commands/.
+//
+// Nothing here imports a runner up front: each `run` imports its module when the command runs,
+// so `--version` and `--help` load no role, no Automerge and no configuration (cli-start test).
+
+import type { Logger } from '../../sync/log.js';
+import type { Config, ResolvedConfig } from '../config/index.js';
+import type { StateDirUse } from '../config/state-dir.js';
+import type { Output } from './output.js';
+
+/** What a runner gets: its arguments and options as parsed, the resolved configuration, outputs. */
+export interface Invocation {
+  /** The declared positional arguments, in order; a variadic one is spread at the end. */
+  readonly args: readonly string[];
+  /** The command's own options, by their long name in camelCase (`--public-key` -> publicKey). */
+  readonly opts: Readonly<Record<string, string | boolean | undefined>>;
+  readonly config: Config;
+  readonly resolved: ResolvedConfig;
+  readonly log: Logger;
+  readonly out: Output;
+}
+
+/** One option of one command, in commander's syntax: `-n, --count <N>` or `--once`. */
+export interface OptionDecl {
+  readonly flags: string;
+  readonly help: string;
+}
+
+export interface CommandDecl {
+  /** The words after `flt`: `['admin', 'facts']`. Groups (`admin`) are implied by their leaves. */
+  readonly path: readonly string[];
+  /** Positional arguments in commander's syntax: `<agent>`, `[node]`. */
+  readonly args?: readonly { readonly name: string; readonly help: string }[];
+  /** One line for the command list; the first line of the command's own `--help`. */
+  readonly summary: string;
+  /** More text for the command's own `--help`, after its options. */
+  readonly details?: string;
+  readonly options?: readonly OptionDecl[];
+  /** How the command uses the state dir, checked before it runs (config/state-dir.ts). */
+  readonly stateDir?: (inv: Pick<Invocation, 'opts' | 'config'>) => StateDirUse | undefined;
+  /** Runs until stopped (keeps V8's optimizing compiler for Automerge's wasm; see main.ts). */
+  readonly longRunning?: boolean;
+  readonly run: (inv: Invocation) => Promise<void>;
+}
+
+/** Descriptions of the words that only group commands. */
+export const GROUPS: Readonly<Record<string, string>> = {
+  admin: 'read and change the fleet (run as an admin node)',
+  'admin admins': 'the fleet admins: list, add, remove',
+  config: 'the merged configuration',
+};
+
+const write = () => 'write' as const;
+const AGENT_ARG = { name: '<agent>', help: 'node id, unique prefix or hostname' };
+const NODE_ARG = { name: '<node-id>', help: 'the node id (64 hex digits)' };
+const OFFLINE: OptionDecl = { flags: '--offline', help: 'read the local replica; no network' };
+
+const fleet = () => import('./commands/fleet.js');
+const trust = () => import('./commands/trust.js');
+const keys = () => import('./commands/keys.js');
+
+export const COMMANDS: readonly CommandDecl[] = [
+  {
+    path: ['demo'],
+    summary: 'a local fleet (coordinator, 2 agents, admin view) on loopback',
+    options: [
+      { flags: '--once', help: 'print the fleet table once both agents are in, then exit' },
+    ],
+    stateDir: write,
+    longRunning: true,
+    run: async (inv) => (await import('./commands/demo.js')).runDemo(inv),
+  },
+  {
+    path: ['coordinator'],
+    summary: 'run the coordinator until SIGINT/SIGTERM; prints its ticket',
+    stateDir: write,
+    longRunning: true,
+    run: async (inv) => (await import('./commands/coordinator.js')).runCoordinator(inv),
+  },
+  {
+    path: ['agent'],
+    summary: 'run an agent: enroll with --coordinator, publish facts',
+    details:
+      'A new agent enrolls with --enroll-token TOKEN, or once an admin approved its node id.',
+    stateDir: write,
+    longRunning: true,
+    run: async (inv) => (await fleet()).runAgent(inv),
+  },
+  {
+    path: ['admin', 'agents'],
+    summary: 'the fleet table',
+    options: [OFFLINE],
+    stateDir: write,
+    run: async (inv) => (await fleet()).runAgents(inv),
+  },
+  {
+    path: ['admin', 'facts'],
+    summary: "one agent's facts",
+    args: [AGENT_ARG],
+    options: [OFFLINE],
+    stateDir: write,
+    run: async (inv) => (await fleet()).runFacts(inv),
+  },
+  {
+    path: ['admin', 'echo'],
+    summary: 'verified echo rounds to the coordinator (or NODE)',
+    args: [{ name: '[node]', help: 'NODE_ID@HOST:PORT or a ticket (default: the coordinator)' }],
+    options: [
+      { flags: '-n, --count <n>', help: 'rounds, 1 to 1000000 (default: 10)' },
+      { flags: '--size <bytes>', help: 'payload per round, e.g. 4096, 64k, 1m (default: 64k)' },
+    ],
+    stateDir: write,
+    run: async (inv) => (await import('./commands/echo.js')).runEcho(inv),
+  },
+  {
+    path: ['admin', 'enroll-token'],
+    summary: 'a one-time token an agent enrolls with',
+    options: [{ flags: '--expires <duration>', help: 'lifetime, 1s to 30d (default: 1h)' }],
+    stateDir: write,
+    run: async (inv) => (await trust()).runEnrollToken(inv),
+  },
+  {
+    path: ['admin', 'approve'],
+    summary: 'approve an agent (before or after it starts)',
+    args: [NODE_ARG],
+    stateDir: write,
+    run: async (inv) => (await trust()).runApproveRevoke(inv, 'agent.approve'),
+  },
+  {
+    path: ['admin', 'revoke'],
+    summary: 'revoke an agent: refused from now on',
+    args: [NODE_ARG],
+    stateDir: write,
+    run: async (inv) => (await trust()).runApproveRevoke(inv, 'agent.revoke'),
+  },
+  {
+    path: ['admin', 'admins', 'list'],
+    summary: 'the current admins, from the verified audit trail',
+    stateDir: write,
+    run: async (inv) => (await trust()).runAdminsList(inv),
+  },
+  {
+    path: ['admin', 'admins', 'add'],
+    summary: 'make a node an admin',
+    args: [NODE_ARG],
+    stateDir: write,
+    run: async (inv) => (await trust()).runAdminsChange(inv, 'admin.add'),
+  },
+  {
+    path: ['admin', 'admins', 'remove'],
+    summary: 'remove an admin',
+    args: [NODE_ARG],
+    stateDir: write,
+    run: async (inv) => (await trust()).runAdminsChange(inv, 'admin.remove'),
+  },
+  {
+    path: ['admin', 'audit'],
+    summary: 'the audit trail, every signature verified locally',
+    stateDir: write,
+    run: async (inv) => (await trust()).runAudit(inv),
+  },
+  {
+    path: ['doctor'],
+    summary: "check the state dir's document store (read only)",
+    stateDir: () => 'read',
+    run: async (inv) => (await import('./commands/doctor.js')).runDoctor(inv),
+  },
+  {
+    path: ['keygen'],
+    summary: 'make a node key (default: <state-dir>/node.key)',
+    options: [
+      { flags: '--out <file>', help: 'write the key here (and FILE.pub) instead' },
+      { flags: '--force', help: 'replace an existing key' },
+    ],
+    stateDir: ({ opts }) => (opts.out ? undefined : 'write'),
+    run: async (inv) => (await keys()).runKeygen(inv),
+  },
+  {
+    path: ['id'],
+    summary: 'print the node id of a key (default: the node key)',
+    options: [{ flags: '--public-key <file>', help: 'an OpenSSH ed25519 .pub file' }],
+    stateDir: ({ opts, config }) =>
+      opts.publicKey || config.secretKey !== undefined ? undefined : 'write',
+    run: async (inv) => (await keys()).runId(inv),
+  },
+  {
+    path: ['config', 'show'],
+    summary: 'print the merged configuration and where each value came from',
+    run: async ({ resolved, config, out }) =>
+      out.line((await import('../config/index.js')).formatConfig(resolved, { json: config.json })),
+  },
+];
