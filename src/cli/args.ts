@@ -2,7 +2,7 @@
 // naming the option when a value is wrong.
 
 import { FltError } from '../../sync/errors.js';
-import type { Invocation } from './catalog.js';
+import type { Invocation } from './invocation.js';
 
 /** A command's own option that takes a value (`--out FILE`), if given. */
 export function textOption(opts: Invocation['opts'], name: string): string | undefined {

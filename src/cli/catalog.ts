@@ -6,22 +6,8 @@
 // Nothing here imports a runner up front: each `run` imports its module when the command runs,
 // so `--version` and `--help` load no role, no Automerge and no configuration (cli-start test).
 
-import type { Logger } from '../../sync/log.js';
-import type { Config, ResolvedConfig } from '../config/index.js';
 import type { StateDirUse } from '../config/state-dir.js';
-import type { Output } from './output.js';
-
-/** What a runner gets: its arguments and options as parsed, the resolved configuration, outputs. */
-export interface Invocation {
-  /** The declared positional arguments, in order; a variadic one is spread at the end. */
-  readonly args: readonly string[];
-  /** The command's own options, by their long name in camelCase (`--public-key` -> publicKey). */
-  readonly opts: Readonly<Record<string, string | boolean | undefined>>;
-  readonly config: Config;
-  readonly resolved: ResolvedConfig;
-  readonly log: Logger;
-  readonly out: Output;
-}
+import type { Invocation } from './invocation.js';
 
 /** One option of one command, in commander's syntax: `-n, --count <N>` or `--once`. */
 export interface OptionDecl {

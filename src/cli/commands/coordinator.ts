@@ -1,7 +1,7 @@
 // `flt coordinator`: runs until SIGINT or SIGTERM, then flushes and closes cleanly (exit 0).
 // The role is imported when the command runs: `untilSignal` is shared with light commands.
 
-import type { Invocation } from '../catalog.js';
+import type { Invocation } from '../invocation.js';
 
 export async function runCoordinator({ config, log, out }: Invocation): Promise<void> {
   // Listen first: a signal that arrives while starting still ends in a clean shutdown. (A

@@ -11,7 +11,7 @@ import { Admin, type FleetView } from '../../roles/admin.js';
 import { Agent } from '../../roles/agent.js';
 import { Coordinator } from '../../roles/coordinator.js';
 import { loadOrCreateNodeKey } from '../../identity/index.js';
-import type { Invocation } from '../catalog.js';
+import type { Invocation } from '../invocation.js';
 import type { Output } from '../output.js';
 import { fleetJson, fleetTable } from '../table.js';
 import { untilSignal } from './coordinator.js';

@@ -5,7 +5,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { FltError } from '../../../sync/errors.js';
 import { FsStore } from '../../../stores/fs-store.js';
-import type { Invocation } from '../catalog.js';
+import type { Invocation } from '../invocation.js';
 
 export async function runDoctor({ config, out }: Invocation): Promise<void> {
   const dir = join(config.stateDir, 'repo');

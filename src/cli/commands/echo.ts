@@ -10,7 +10,7 @@ import { ALPN } from '../../../sync/protocols.js';
 import { CloseCode } from '../../../sync/transport.js';
 import { FltNode, requireCoordinator } from '../../node.js';
 import { byteSize, positiveInt, textOption } from '../args.js';
-import type { Invocation } from '../catalog.js';
+import type { Invocation } from '../invocation.js';
 
 export interface EchoRound {
   readonly round: number;

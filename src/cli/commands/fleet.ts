@@ -2,7 +2,7 @@
 // runner that uses them: an offline read never loads the agent (or iroh, see roles/admin.ts).
 
 import type { Admin } from '../../roles/admin.js';
-import type { Invocation } from '../catalog.js';
+import type { Invocation } from '../invocation.js';
 import { PENDING_NOTE, UNVERIFIED_NOTE, fleetJson, fleetTable, forkNote } from '../table.js';
 import { untilSignal } from './coordinator.js';
 

@@ -11,7 +11,7 @@ import {
 } from '../../identity/index.js';
 import { loadNodeKey } from '../../node.js';
 import { textOption } from '../args.js';
-import type { Invocation } from '../catalog.js';
+import type { Invocation } from '../invocation.js';
 
 export async function runKeygen({ opts, config, log, out }: Invocation): Promise<void> {
   let file = textOption(opts, 'out');

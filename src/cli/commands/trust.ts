@@ -9,7 +9,7 @@ import { parseDuration, type Config } from '../../config/index.js';
 import { Admin } from '../../roles/admin.js';
 import type { AuditEntry } from '../../trust/authority.js';
 import { textOption } from '../args.js';
-import type { Invocation } from '../catalog.js';
+import type { Invocation } from '../invocation.js';
 import { formatTable } from '../table.js';
 
 /** Enrollment tokens last this long unless --expires says otherwise. */
