@@ -4,7 +4,13 @@
 
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Repo, type DocumentId, type PeerId, type RepoConfig } from '@automerge/automerge-repo';
+import {
+  Repo,
+  type DocumentId,
+  type Message,
+  type PeerId,
+  type RepoConfig,
+} from '@automerge/automerge-repo';
 import { parsePeerAddress } from '../sync/address.js';
 import { FltError, messageOf } from './errors.js';
 import { IrohTransport, type RelaySetting } from '../sync/iroh-transport.js';
@@ -64,6 +70,18 @@ export async function flushDocuments(docs: NodeDocuments): Promise<void> {
   await docs.store.idle();
 }
 
+/** Saves a document this node writes before a message about it leaves (NodeOptions.durable). */
+export function persistBeforeSend(
+  docs: NodeDocuments,
+  message: Message,
+  durable: (documentId: DocumentId) => boolean,
+): Promise<void> | undefined {
+  const id = 'documentId' in message ? message.documentId : undefined;
+  if (id === undefined || !('data' in message) || !durable(id)) return undefined;
+  if (docs.repo.handles[id]?.isReady() !== true) return undefined;
+  return docs.repo.flush([id]).then(() => docs.store.settled());
+}
+
 /** The node key: `--secret-key FILE` if given, else `<state-dir>/node.key` (created once). */
 export async function loadNodeKey(config: Config, log: Logger): Promise<NodeKey> {
   if (config.secretKey) return loadSecretKeyFile(config.secretKey);
@@ -103,6 +121,13 @@ export interface NodeOptions {
   readonly onReplaced?: SyncAdapterOptions['onReplaced'];
   /** Which peers may open which protocols, checked before any of their bytes are read. */
   readonly access?: AccessCheck;
+  /**
+   * The documents this node writes. A sync message about one of them leaves only once the
+   * document is saved (and fsynced): a change sent and then lost in a crash would come back from
+   * a peer as a change this node never made, refused by its own admit guard, and the node would
+   * write other changes under the same Automerge (actor, seq), which readers see as a fork.
+   */
+  readonly durable?: (documentId: DocumentId) => boolean;
 }
 
 export class FltNode {
@@ -136,16 +161,20 @@ export class FltNode {
       logger: log,
       ...(options.access ? { access: options.access } : {}),
     });
+    const docs =
+      options.documents ?? (options.repo ? await openDocuments(config, key, log) : undefined);
+    const durable = options.durable;
     const sync = new SyncAdapter({
       transport,
       dial: options.dial ?? [],
       logger: log,
       ...(options.admit ? { admit: options.admit } : {}),
       ...(options.onReplaced ? { onReplaced: options.onReplaced } : {}),
+      ...(docs && durable
+        ? { beforeSend: (m: Message) => persistBeforeSend(docs, m, durable) }
+        : {}),
     });
     router.route(ALPN.sync, (conn) => sync.accept(conn));
-    const docs =
-      options.documents ?? (options.repo ? await openDocuments(config, key, log) : undefined);
     if (docs) {
       if (options.share) docs.repo.shareConfig = options.share(key);
       docs.repo.networkSubsystem.addNetworkAdapter(sync);

@@ -184,6 +184,11 @@ export class FsStore implements Store {
     while (this.ops.size > 0) await Promise.allSettled([...this.ops]);
   }
 
+  /** Resolves once the operations running now have ended (unlike idle(), not later ones). */
+  async settled(): Promise<void> {
+    await Promise.allSettled([...this.ops]);
+  }
+
   /** Refuses new operations and waits for running ones. Idempotent. */
   close(): Promise<void> {
     this.closing ??= Promise.allSettled([...this.ops]).then(() => undefined);

@@ -48,6 +48,13 @@ export interface SyncAdapterOptions {
   readonly admit?: (peer: NodeId, message: Message) => boolean | void;
   /** A peer's live session was replaced by a newer connection of the same node id. */
   readonly onReplaced?: (peer: NodeId) => void;
+  /**
+   * Called for every outgoing message. A promise holds that message, and every later one to the
+   * same peer (order is kept), until it resolves; if it rejects, the connection is closed (the
+   * peer reconnects and syncs again). The node uses it to make its own changes durable before
+   * any peer holds them (node.ts, `durableBeforeSend`).
+   */
+  readonly beforeSend?: (message: Message) => Promise<void> | undefined;
 }
 
 /**
@@ -72,6 +79,8 @@ interface Session {
   readonly framed: FramedStream;
   /** Date.now() when the session opened (liveness asks whether it predates a restart). */
   readonly openedAt: number;
+  /** The last message held by `beforeSend` and not yet written; later ones queue behind it. */
+  held: Promise<void> | undefined;
 }
 
 /** A dial loop's state, for redial() and dialNow(). */
@@ -208,6 +217,25 @@ export class SyncAdapter extends NetworkAdapter {
       session.conn.close(CloseCode.LIMIT, 'send queue over limit');
       return;
     }
+    const gate = this.options.beforeSend?.(message);
+    if (gate === undefined && session.held === undefined) return this.write(session, message);
+    const held = Promise.all([session.held, gate]).then(
+      () => this.write(session, message),
+      (err: unknown) => {
+        this.log.warn('cannot send: the message is held and its gate failed; reconnecting', {
+          peer: shortId(session.remote),
+          err: messageOf(err),
+        });
+        session.conn.close(CloseCode.SHUTDOWN, 'cannot make changes durable');
+      },
+    );
+    session.held = held;
+    void held.finally(() => {
+      if (session.held === held) session.held = undefined;
+    });
+  }
+
+  private write(session: Session, message: Message): void {
     try {
       session.framed.writeFrame(encodeCbor(message)).catch(() => undefined); // a lost peer is seen by its read loop
     } catch (err) {
@@ -392,7 +420,7 @@ export class SyncAdapter extends NetworkAdapter {
       conn.close(CloseCode.SHUTDOWN, 'shutdown');
       return false;
     }
-    const session: Session = { remote, conn, framed, openedAt: Date.now() };
+    const session: Session = { remote, conn, framed, openedAt: Date.now(), held: undefined };
     this.open(session, theirs.meta);
     onOpen?.();
     try {

@@ -101,6 +101,7 @@ export class Agent {
             `${peer} sent changes to a document we do not sync`,
           );
       },
+      durable: (doc) => doc === own.docId,
       share: () => {
         const mine = (_: unknown, doc: DocumentId | undefined) =>
           Promise.resolve(doc === own.docId);

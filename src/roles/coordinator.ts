@@ -71,7 +71,8 @@ export class Coordinator {
         await root.open(repo, store, rootBase(key.nodeId));
         const fleet = new Fleet(root, repo, log);
         const gate = await Gate.open({ repo, store, key, fleetId: rootDocId, admins, log });
-        return { node: await openNode(config, log, key, documents, fleet, gate), fleet, gate };
+        const node = await openNode(config, log, key, documents, { root, fleet, gate });
+        return { node, fleet, gate };
       } catch (err) {
         // No node to close yet (e.g. the port is taken): keep what the documents already hold.
         await flushDocuments(documents).catch(() => undefined);
@@ -106,8 +107,7 @@ function openNode(
   log: Logger,
   key: NodeKey,
   documents: NodeDocuments,
-  fleet: Fleet,
-  gate: Gate,
+  { root, fleet, gate }: { root: OwnedDoc<RootDoc>; fleet: Fleet; gate: Gate },
 ): Promise<FltNode> {
   const offers = (peer: NodeId, doc: DocumentId | undefined) =>
     gate.role(peer) === 'admin' || fleet.offers(peer, doc);
@@ -122,6 +122,7 @@ function openNode(
       access: (peer, doc) => Promise.resolve(offers(peer as string as NodeId, doc)),
     }),
     admit: (peer, message) => fleet.admit(peer, message),
+    durable: (doc) => doc === root.docId || doc === gate.audit.documentId,
     onReplaced: (peer) => fleet.replaced(peer),
     access: (peer, alpn) => gate.allows(peer, alpn),
   });
