@@ -8,13 +8,7 @@ import { thrownCode } from './helpers/errors.js';
 import type { NodeId } from '../sync/ids.js';
 import { generateNodeKey, type NodeKey } from '../src/identity/index.js';
 import { signOp, type OpBody } from '../src/trust/admin-ops.js';
-import {
-  AdminSet,
-  checkAnchor,
-  checkPin,
-  decodePin,
-  opsDigest,
-} from '../src/trust/admin-set.js';
+import { AdminSet, checkAnchor, checkPin, decodePin, opsDigest } from '../src/trust/admin-set.js';
 import {
   adminsBase,
   appendAdminOp,
@@ -23,6 +17,9 @@ import {
   type AdminsDoc,
 } from '../src/docs/admins.js';
 
+/** A document from its base (A.from wants an index signature the doc types do not have). */
+const fromBase = <T extends object>(base: T) =>
+  A.from(base as unknown as Record<string, unknown>) as unknown as A.Doc<T>;
 const FLEET = '4Nq7bP2xYzR1cVw9kLmT3sHdFgJa';
 const T0 = Date.parse('2030-01-01T00:00:00.000Z');
 const at = (ms: number) => new Date(T0 + ms);
@@ -42,7 +39,7 @@ function history() {
 }
 
 function docOf(initial: NodeId[], ops: readonly unknown[], fleet = FLEET): A.Doc<AdminsDoc> {
-  return A.change(A.from<AdminsDoc>(adminsBase(COORD)), (d) => {
+  return A.change(fromBase<AdminsDoc>(adminsBase(COORD)), (d) => {
     writeAdminsStart(d, fleet, initial);
     for (const o of ops) appendAdminOp(d, o);
   });

@@ -587,7 +587,7 @@ describe('deployments in the audit trail', () => {
     const entry = { kind: 'deploy', part: p };
     expect(replayCodeOf([entry, entry])).toBe('OP_REPLAYED');
     expect(replayCodeOf([entry, { kind: 'deploy', part: other }])).toBe('OP_REPLAYED');
-    expect(partDigest(other)).not.toBe(partDigest(p));
+    expect(partDigest(other!)).not.toBe(partDigest(p!));
   });
 
   it('need an admin signer now (NOT_ADMIN) and an unexpired part (DEPLOYMENT_EXPIRED)', () => {
@@ -614,7 +614,7 @@ describe('deployments in the audit trail', () => {
     expect(auth.entries().filter((e) => e.kind === 'deploy')).toHaveLength(2);
   });
 
-  it('are re-checked on replay: a removed admin\'s part after the removal is refused', () => {
+  it("are re-checked on replay: a removed admin's part after the removal is refused", () => {
     const auth = newAuthority();
     auth.apply(add(B.nodeId));
     const [byB] = deploy({}, B);

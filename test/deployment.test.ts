@@ -173,9 +173,9 @@ describe('signed deployments', () => {
     const C = generateNodeKey();
     const forged = {
       ...unsigned,
-      sig: Buffer.from(
-        sign(signedMessage('flt/v1/deployment\0', unsigned), C.secret),
-      ).toString('hex'),
+      sig: Buffer.from(sign(signedMessage('flt/v1/deployment\0', unsigned), C.secret)).toString(
+        'hex',
+      ),
     };
     expect(thrownCode(() => verifyPart(forged, FLEET))).toBe('BAD_SIGNATURE');
     // Properly signed for another fleet: named as such.
@@ -193,9 +193,9 @@ describe('signed deployments', () => {
     const p = one();
     const { sig, ...unsigned } = mutable(p);
     // The same bytes signed under the admin-op domain do not verify as a deployment...
-    const asOp = Buffer.from(
-      sign(signedMessage('flt/v1/admin-op\0', unsigned), A.secret),
-    ).toString('hex');
+    const asOp = Buffer.from(sign(signedMessage('flt/v1/admin-op\0', unsigned), A.secret)).toString(
+      'hex',
+    );
     expect(thrownCode(() => verifyPart({ ...unsigned, sig: asOp }, FLEET))).toBe('BAD_SIGNATURE');
     // ...and a deployment's signature on an op's fields does not verify as an op.
     const op = signOp({ op: 'admin.add', node: X }, FLEET, A, T0);

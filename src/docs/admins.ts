@@ -72,13 +72,15 @@ export function decodeAdmins(value: unknown): AdminsContent {
   if (!Array.isArray(initialAdmins) || initialAdmins.length === 0 || !initialAdmins.every(isNodeId))
     bad('initial admins: not a list of node ids');
   const ops = d.ops;
-  if (!Array.isArray(ops) || ops.length > MAX_ADMIN_OPS) bad(`ops: not a list of <= ${MAX_ADMIN_OPS}`);
+  if (!Array.isArray(ops) || ops.length > MAX_ADMIN_OPS)
+    bad(`ops: not a list of <= ${MAX_ADMIN_OPS}`);
   const parsed = ops.map((op: unknown, i) => {
     const text = scalarString(op);
-    if (text === undefined || text.length > MAX_OP_TEXT) bad(`op ${i}: not a string <= ${MAX_OP_TEXT}`);
+    if (text === undefined || text.length > MAX_OP_TEXT)
+      bad(`op ${i}: not a string <= ${MAX_OP_TEXT}`);
     return parse(text, `op ${i}`);
   });
-  return { fleet, initialAdmins: initialAdmins as NodeId[], ops: parsed };
+  return { fleet, initialAdmins: initialAdmins, ops: parsed };
 }
 
 function parse(text: string, what: string): unknown {

@@ -7,7 +7,13 @@ import * as A from '@automerge/automerge';
 import type { NodeId } from '../../sync/ids.js';
 import type { DerivePurpose } from '../identity/derive.js';
 import { isIsoTime, plainRecord } from '../trust/canonical.js';
-import { DEPLOY_ACTIONS, MAX_PARTS, type DeployAction, type SignedPart, verifyPart } from '../trust/deployment.js';
+import {
+  DEPLOY_ACTIONS,
+  MAX_PARTS,
+  type DeployAction,
+  type SignedPart,
+  verifyPart,
+} from '../trust/deployment.js';
 import { scalarString } from './scalars.js';
 import { DOC_SCHEMA } from './schema.js';
 

@@ -210,7 +210,12 @@ function desiredOf(v: unknown): DesiredSummary | null {
   if (d === undefined || !str(d.id, 64) || !str(d.storePath, MAX_STORE_PATH)) return null;
   if (!Number.isSafeInteger(d.seq) || !DEPLOY_ACTIONS.includes(d.action as DeployAction))
     return null;
-  return { id: d.id, seq: d.seq as number, storePath: d.storePath, action: d.action as DeployAction };
+  return {
+    id: d.id,
+    seq: d.seq as number,
+    storePath: d.storePath,
+    action: d.action as DeployAction,
+  };
 }
 
 function deployOf(v: unknown): DeploySummary | null {

@@ -170,7 +170,7 @@ export function writeSystem(d: StatusDoc, system: SystemStatus): void {
 /** The content of a status document (or its plain copy): valid records only, newest first. */
 export function readStatus(doc: unknown): StatusContent {
   const d = plainOrDoc(doc);
-  const system = d ? decodeSystem(d.system) ?? null : null;
+  const system = d ? (decodeSystem(d.system) ?? null) : null;
   const map = d && typeof d.deployments === 'object' && d.deployments !== null ? d.deployments : {};
   const out: DeploymentStatus[] = [];
   for (const [key, value] of Object.entries(map).slice(0, MAX_KEYS_READ)) {
@@ -212,7 +212,7 @@ export function decodeDeployment(value: unknown): DeploymentStatus | undefined {
     ...(digest !== undefined ? { digest } : {}),
     storePath,
     action: action as DeployAction | null,
-    signer: signer as NodeId | null,
+    signer: signer,
     state,
     ...(code !== undefined ? { code } : {}),
     ...(reason !== undefined ? { reason } : {}),
@@ -266,7 +266,7 @@ function parseRecord(value: unknown): Readonly<Record<string, unknown>> | undefi
 }
 
 function plainOrDoc(doc: unknown): { system?: unknown; deployments?: unknown } | undefined {
-  return typeof doc === 'object' && doc !== null ? (doc as Record<string, unknown>) : undefined;
+  return typeof doc === 'object' && doc !== null ? doc : undefined;
 }
 
 function oneOf<T extends string>(choices: readonly T[], value: unknown): value is T {

@@ -74,7 +74,12 @@ export class AdminSet {
         throw new FltError('BAD_MESSAGE', `admins op ${i}: not admin.add or admin.remove`);
       return e.op;
     });
-    return new AdminSet(fleet, Object.freeze([...initialAdmins]), Object.freeze(verified), authority);
+    return new AdminSet(
+      fleet,
+      Object.freeze([...initialAdmins]),
+      Object.freeze(verified),
+      authority,
+    );
   }
 
   /** How many ops the set was built from (compared with a desired part's `adminOps`). */
@@ -183,7 +188,7 @@ export function decodePin(value: unknown): TrailPin {
     throw new FltError('STORE_CORRUPT', 'pinned admin trail: not a valid pin');
   return {
     fleet: r.fleet,
-    initialAdmins: [...(admins as NodeId[])],
+    initialAdmins: [...admins],
     opsSeen: r.opsSeen as number,
     opsDigest: r.opsDigest,
   };
