@@ -26,6 +26,15 @@ export const FLEET_ERROR_CODES = [
   'TOKEN_REUSED',
   'TOKEN_FORGED',
   'TOKEN_OTHER_FLEET',
+  // Deployments (issue 11): refusals an agent records in its status (README, "Deployments").
+  'BAD_DEPLOYMENT',
+  'NOT_TARGETED',
+  'UNTRUSTED_TRAIL',
+  'SIGNER_NOT_ADMIN',
+  'SEQ_NOT_NEWER',
+  'DEPLOYMENT_EXPIRED',
+  // `flt admin deploy --wait` saw a target fail, be refused or roll back.
+  'DEPLOY_FAILED',
 ] as const;
 
 declare module '../sync/errors.js' {

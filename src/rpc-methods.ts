@@ -85,8 +85,17 @@ export const agentEnroll = method(
   'agent.enroll',
   [ANYONE],
   // token: a one-time enrollment token (src/trust/tokens.ts), for an agent not yet approved.
+  // statusDocId, statusWriteKey (issue 11): the agent's status document and its write key;
+  // optional so that agents before deployments still enroll (the schema is strict: a coordinator
+  // before issue 11 refuses them, hence "upgrade the coordinator first").
   z
-    .object({ factsDocId: docId, factsWriteKey: hex32, token: z.string().max(1024).optional() })
+    .object({
+      factsDocId: docId,
+      factsWriteKey: hex32,
+      token: z.string().max(1024).optional(),
+      statusDocId: docId.optional(),
+      statusWriteKey: hex32.optional(),
+    })
     .strict(),
   z.object({
     rootDocId: docId,
@@ -98,6 +107,14 @@ export const agentEnroll = method(
      * agent is forked): an agent restored from an older copy of its state catches up to them.
      */
     factsHeads: z.unknown().optional(),
+    /** The agent's desired document (docs/desired.ts): what it should run. */
+    desiredDocId: docId.optional(),
+    /** The fleet's admins document (docs/admins.ts): how the agent checks a deployment signer. */
+    adminsDocId: docId.optional(),
+    /** The coordinator already holds the status document: fetch it before writing to it. */
+    statusKnown: z.boolean().optional(),
+    /** The newest verified signed heads of the status document, as factsHeads. */
+    statusHeads: z.unknown().optional(),
   }),
 );
 
@@ -119,7 +136,14 @@ export const agentHeartbeat = method(
   MEMBER,
   // factsHeads: the agent's signed heads of its facts document (sync/owned-doc.ts),
   // verified by the coordinator against the write key the agent enrolled with.
-  z.object({ volatile, factsHeads: z.unknown().optional() }).strict(),
+  // statusHeads (issue 11): the same for its status document (docs/status.ts).
+  z
+    .object({
+      volatile,
+      factsHeads: z.unknown().optional(),
+      statusHeads: z.unknown().optional(),
+    })
+    .strict(),
   z.object({}),
 );
 
@@ -173,6 +197,36 @@ export const docHeads = method(
   ADMIN,
   z.object({ docId }).strict(),
   z.object({ heads: heads.nullable() }),
+);
+
+/**
+ * `docs.heads`: the coordinator's heads of many documents at once (null: not held), so that an
+ * admin syncs every agent's status and desired documents in one round trip.
+ */
+export const docsHeads = method(
+  'docs.heads',
+  ADMIN,
+  z.object({ docIds: z.array(docId).max(10_000) }).strict(),
+  z.object({ heads: z.record(z.string().max(64), heads.nullable()) }),
+);
+
+/**
+ * `deploy.submit`: the parts of one or more signed deployments (src/trust/deployment.ts), each
+ * verified, recorded in the audit trail (idempotent: the same part again answers its index) and
+ * placed in each target's desired document. `index`: the audit entry of the last part;
+ * `placed`: targets whose desired document now holds it; `stale`: targets already holding a
+ * higher seq (their agent would refuse it); `unknown`: targets not enrolled.
+ */
+export const deploySubmit = method(
+  'deploy.submit',
+  ADMIN,
+  z.object({ parts: z.array(z.unknown()).min(1).max(1024) }).strict(),
+  z.object({
+    index: z.number().int().nonnegative(),
+    placed: z.array(nodeId).max(65_536),
+    stale: z.array(nodeId).max(65_536),
+    unknown: z.array(nodeId).max(65_536),
+  }),
 );
 
 /** `admin.op`: one admin-signed operation (src/trust/authority.ts), applied and recorded. */

@@ -9,6 +9,7 @@ import { type NodeKey, generateNodeKey } from '../src/identity/index.js';
 import { type OpBody, type SignedOp, signOp, verifyOp } from '../src/trust/admin-ops.js';
 import { type AuditEntry, Authority } from '../src/trust/authority.js';
 import { canonicalJson } from '../src/trust/canonical.js';
+import { type DeploymentSpec, partDigest, signDeployment } from '../src/trust/deployment.js';
 import { sign } from '../sync/ed25519.js';
 import {
   MAX_TOKEN_LENGTH,
@@ -482,3 +483,155 @@ describe('replaying the audit trail', () => {
       expect(replayCode([entry])).toBe('BAD_MESSAGE');
   });
 });
+
+describe('labels (agent.label)', () => {
+  const label = (labels: Record<string, string | null>, node = X, key: NodeKey = A) =>
+    op({ op: 'agent.label', node, labels }, key);
+
+  it('set and remove labels of approved agents, replayed like any op', () => {
+    const auth = newAuthority();
+    auth.apply(approve(X));
+    auth.apply(label({ role: 'web', 'site/zone': 'eu-1' }));
+    expect(auth.labels(X)).toEqual({ role: 'web', 'site/zone': 'eu-1' });
+    auth.apply(label({ role: null, tier: 'a b' }));
+    expect(auth.labels(X)).toEqual({ 'site/zone': 'eu-1', tier: 'a b' });
+    expect(Object.keys(auth.labels(X))).toEqual(['site/zone', 'tier']);
+    expect(auth.labels(Y)).toEqual({});
+    const replayed = Authority.replay(FLEET, [A.nodeId], viaJson(auth.entries()) as unknown[]);
+    expect(replayed.labels(X)).toEqual(auth.labels(X));
+  });
+
+  it('refuse non-admins, unapproved agents, no-ops and too many labels, changing nothing', () => {
+    const auth = newAuthority();
+    auth.apply(approve(X));
+    expect(codeOf(() => auth.apply(label({ role: 'web' }, X, N)))).toBe('NOT_ADMIN');
+    expect(codeOf(() => auth.apply(label({ role: 'web' }, Y)))).toBe('BAD_ARGUMENT');
+    expect(codeOf(() => auth.apply(label({ role: null })))).toBe('BAD_ARGUMENT');
+    const many = Object.fromEntries(Array.from({ length: 32 }, (_, i) => [`k${i}`, 'v']));
+    auth.apply(label(many));
+    expect(codeOf(() => auth.apply(label({ extra: 'v' })))).toBe('BAD_ARGUMENT');
+    expect(Object.keys(auth.labels(X))).toHaveLength(32);
+    auth.apply(label({ k0: null, extra: 'v' }));
+    expect(auth.labels(X).extra).toBe('v');
+  });
+
+  it('are malformed (BAD_MESSAGE) with bad keys, values or counts', () => {
+    const good = label({ role: 'web' });
+    for (const labels of [
+      {},
+      { Role: 'web' },
+      { '-role': 'web' },
+      { ['r'.repeat(64)]: 'web' },
+      JSON.parse('{"__proto__":"x"}') as unknown,
+      { role: '' },
+      { role: 'w\neb' },
+      { role: 'é' },
+      { role: 'x'.repeat(129) },
+      { role: 1 },
+      Object.fromEntries(Array.from({ length: 33 }, (_, i) => [`k${i}`, 'v'])),
+      ['role'],
+    ]) {
+      const tampered = mutable(good);
+      tampered.body.labels = labels;
+      expect(codeOf(() => verifyOp(tampered, FLEET))).toBe('BAD_MESSAGE');
+    }
+    expect(codeOf(() => verifyOp(JSON.parse('{}'), FLEET))).toBe('BAD_MESSAGE');
+    expect(codeOf(() => op({ op: 'agent.label', node: X, labels: {} }))).toBe('BAD_ARGUMENT');
+  });
+});
+
+describe('deployments in the audit trail', () => {
+  const PATH = '/nix/store/0123456789abcdfghijklmnpqrsvwxyz-nixos-system-web';
+  const deploy = (over: Partial<DeploymentSpec> = {}, key: NodeKey = A, now = T0) =>
+    signDeployment(
+      {
+        targets: new Map([[X, 10]]),
+        storePath: PATH,
+        action: 'switch',
+        expiresInMs: HOUR,
+        ...over,
+      },
+      FLEET,
+      key,
+      now,
+    );
+
+  it('are recorded once per (id, part): the same part again is a no-op with its index', () => {
+    const auth = newAuthority();
+    auth.apply(approve(X));
+    const [p] = deploy();
+    const first = auth.recordDeploy(p, T0);
+    expect(first).toMatchObject({ index: 1, fresh: true });
+    expect(first.entry).toEqual({ kind: 'deploy', part: p });
+    const again = auth.recordDeploy(viaJson(p), at(1000));
+    expect(again).toMatchObject({ index: 1, fresh: false });
+    expect(auth.entries()).toHaveLength(2);
+    const replayed = Authority.replay(FLEET, [A.nodeId], viaJson(auth.entries()) as unknown[]);
+    expect(replayed.entries()).toEqual(auth.entries());
+    expect(replayed.recordDeploy(p, T0)).toMatchObject({ index: 1, fresh: false });
+  });
+
+  it('refuse the same (id, part) with other content, and parts that disagree (OP_REPLAYED)', () => {
+    const auth = newAuthority();
+    const id = 'cd'.repeat(16);
+    const [p] = deploy({ id });
+    auth.recordDeploy(p, T0);
+    const [other] = deploy({ id, targets: new Map([[Y, 3]]) });
+    expect(codeOf(() => auth.recordDeploy(other, T0))).toBe('OP_REPLAYED');
+    expect(auth.entries()).toHaveLength(1);
+    // The same id as a 2-part deployment: part 1 disagrees on the part count.
+    const keys = Array.from({ length: 65 }, () => generateNodeKey().nodeId);
+    const two = deploy({ id, targets: new Map(keys.map((k) => [k, 1])) });
+    expect(codeOf(() => auth.recordDeploy(two[1], T0))).toBe('OP_REPLAYED');
+    // Replayed: a part recorded twice, identical or not, is refused.
+    const entry = { kind: 'deploy', part: p };
+    expect(replayCodeOf([entry, entry])).toBe('OP_REPLAYED');
+    expect(replayCodeOf([entry, { kind: 'deploy', part: other }])).toBe('OP_REPLAYED');
+    expect(partDigest(other!)).not.toBe(partDigest(p!));
+  });
+
+  it('need an admin signer now (NOT_ADMIN) and an unexpired part (DEPLOYMENT_EXPIRED)', () => {
+    const auth = newAuthority();
+    auth.apply(add(B.nodeId));
+    const [byB] = deploy({}, B);
+    auth.apply(remove(B.nodeId));
+    expect(codeOf(() => auth.recordDeploy(byB, T0))).toBe('NOT_ADMIN');
+    expect(codeOf(() => auth.recordDeploy(deploy({}, N)[0], T0))).toBe('NOT_ADMIN');
+    const [p] = deploy();
+    expect(codeOf(() => auth.recordDeploy(p, at(HOUR + 1)))).toBe('DEPLOYMENT_EXPIRED');
+    expect(codeOf(() => auth.recordDeploy(p, at(HOUR)))).toBe('no error');
+    expect(codeOf(() => auth.recordDeploy(deploy({}, A, T0)[0], T0))).toBe('no error');
+    const elsewhere = signDeployment(
+      { targets: new Map([[X, 1]]), storePath: PATH, action: 'boot', expiresInMs: HOUR },
+      OTHER_FLEET,
+      A,
+      T0,
+    )[0];
+    expect(codeOf(() => auth.recordDeploy(elsewhere, T0))).toBe('WRONG_FLEET');
+    expect(codeOf(() => auth.recordDeploy({ ...byB, sig: '00'.repeat(64) }, T0))).toBe(
+      'BAD_SIGNATURE',
+    );
+    expect(auth.entries().filter((e) => e.kind === 'deploy')).toHaveLength(2);
+  });
+
+  it("are re-checked on replay: a removed admin's part after the removal is refused", () => {
+    const auth = newAuthority();
+    auth.apply(add(B.nodeId));
+    const [byB] = deploy({}, B);
+    auth.recordDeploy(byB, T0);
+    auth.apply(remove(B.nodeId));
+    const trail = viaJson(auth.entries()) as unknown[];
+    expect(replayCodeOf(trail)).toBe('no error');
+    // The same part moved after the removal (a coordinator rewriting history) fails.
+    expect(replayCodeOf([trail[0], trail[2], trail[1]])).toBe('NOT_ADMIN');
+    // Expiry is not re-judged on replay.
+    expect(codeOf(() => Authority.replay(FLEET, [A.nodeId], trail))).toBe('no error');
+    // Malformed deploy entries.
+    expect(replayCodeOf([{ kind: 'deploy' }])).toBe('BAD_MESSAGE');
+    expect(replayCodeOf([{ kind: 'deploy', part: byB, extra: 1 }])).toBe('BAD_MESSAGE');
+    expect(replayCodeOf([{ kind: 'deploy', part: { ...byB, v: 2 } }])).toBe('BAD_DEPLOYMENT');
+  });
+});
+
+const replayCodeOf = (trail: readonly unknown[]) =>
+  codeOf(() => Authority.replay(FLEET, [A.nodeId], trail));

@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { docIdFor } from '../sync/owned-doc.js';
 import { sealStrings, plain } from '../src/docs/scalars.js';
 import {
+  MAX_RECORD,
   agentsOf,
   decodeAgent,
   encodeAgent,
@@ -55,7 +56,7 @@ describe('agent records in the root document', () => {
       [good.nodeId, record({ factsDocId: 7 })],
       [good.nodeId, record({ factsWriteKey: 'f'.repeat(65) })],
       [good.nodeId, record({ lastSeen: undefined })],
-      [good.nodeId, record({ pad: 'x'.repeat(5000) })], // over the record size cap
+      [good.nodeId, record({ pad: 'x'.repeat(MAX_RECORD) })], // over the record size cap
     ];
     for (const [key, value] of bad) expect(decodeAgent(key, value), String(value)).toBeUndefined();
     // A summary that does not validate leaves the entry, without a summary.

@@ -48,6 +48,13 @@ const SHIPPED = [
   'TOKEN_REUSED',
   'TOKEN_FORGED',
   'TOKEN_OTHER_FLEET',
+  'BAD_DEPLOYMENT',
+  'NOT_TARGETED',
+  'UNTRUSTED_TRAIL',
+  'SIGNER_NOT_ADMIN',
+  'SEQ_NOT_NEWER',
+  'DEPLOYMENT_EXPIRED',
+  'DEPLOY_FAILED',
 ];
 
 it('keeps every shipped code, each owned by one layer; sync/ owns none of the fleet', () => {

@@ -8,10 +8,13 @@ import { join } from 'node:path';
 import { SecretKey } from '@number0/iroh/index.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FltError } from '../sync/errors.js';
+import type { NodeId } from '../sync/ids.js';
 import {
   DERIVE_PURPOSES,
   deriveKeyPair,
+  deriveKeyPairFor,
   deriveSeed,
+  deriveSeedFor,
   encodeOpenSshPrivateKey,
   formatOpenSshPublicKey,
   generateNodeKey,
@@ -297,6 +300,20 @@ describe('derived keys', () => {
     expect(new Set([...seeds, hex(seed)]).size).toBe(DERIVE_PURPOSES.length + 1);
     const other = DERIVE_PURPOSES.map((purpose) => hex(deriveSeed(new Uint8Array(32), purpose)));
     expect(other.filter((s) => seeds.includes(s))).toEqual([]);
+  });
+
+  it('derives per-node keys: deterministic, distinct per node and from the node-less key', () => {
+    const [x, y] = [generateNodeKey().nodeId, generateNodeKey().nodeId];
+    const forX = hex(deriveSeedFor(seed, 'flt/v1/doc/desired', x));
+    expect(hex(deriveSeedFor(seed, 'flt/v1/doc/desired', x))).toBe(forX);
+    expect(hex(deriveSeedFor(seed, 'flt/v1/doc/desired', y))).not.toBe(forX);
+    expect(hex(deriveSeed(seed, 'flt/v1/doc/desired'))).not.toBe(forX);
+    expect(hex(deriveSeedFor(seed, 'flt/v1/doc/status', x))).not.toBe(forX);
+    expect(hex(deriveSeedFor(new Uint8Array(32), 'flt/v1/doc/desired', x))).not.toBe(forX);
+    const pair = deriveKeyPairFor(seed, 'flt/v1/doc/desired', x);
+    expect(hex(pair.secret)).toBe(forX);
+    expect(hex(nodeKeyFromSeed(pair.secret).publicKey)).toBe(hex(pair.publicKey));
+    expect(() => deriveSeedFor(seed, 'flt/v1/doc/desired', 'nope' as NodeId)).toThrow(TypeError);
   });
 
   it('derives key pairs whose public key matches the seed', () => {

@@ -8,8 +8,18 @@ import { FltError } from '../../sync/errors.js';
 import { isNodeId, type NodeId } from '../../sync/ids.js';
 import type { Facts } from '../facts/index.js';
 import type { DerivePurpose } from '../identity/derive.js';
+import { MAX_LABELS, isLabelKey, isLabelValue } from '../trust/admin-ops.js';
+import { plainRecord } from '../trust/canonical.js';
+import { DEPLOY_ACTIONS, MAX_STORE_PATH, type DeployAction } from '../trust/deployment.js';
 import { scalarString } from './scalars.js';
 import { DOC_SCHEMA } from './schema.js';
+import {
+  DEPLOY_STATES,
+  FAILURE_CODES,
+  REFUSAL_CODES,
+  type DeployCode,
+  type DeployState,
+} from './status.js';
 
 export const ROOT_KIND = 'flt/root';
 /** The purpose its write key is derived for (identity/derive.ts). */
@@ -46,6 +56,37 @@ export interface AgentEntry {
    * document's changes until an admin revokes the agent or resets it (README, "Forks").
    */
   forked?: ForkMark | null;
+  // Deployments (issue 11): all optional, absent in records of agents enrolled before.
+  /** The agent's status document (docs/status.ts) and its write key (hex). */
+  statusDocId?: DocumentId;
+  statusWriteKey?: string;
+  /** Verified signed heads of the status document, as factsHeads. */
+  statusHeads?: unknown;
+  /** The agent's desired document (docs/desired.ts) and its write key (hex, coordinator's). */
+  desiredDocId?: DocumentId;
+  desiredWriteKey?: string;
+  /** The agent's labels, mirrored from agent.label operations. */
+  labels?: Record<string, string>;
+  /** Summary of the desired document's current part for this agent. */
+  desired?: DesiredSummary | null;
+  /** Summary of the status document's trusted view. */
+  deploy?: DeploySummary | null;
+}
+
+/** What the coordinator placed for an agent (desired.current), in short. */
+export interface DesiredSummary {
+  id: string;
+  seq: number;
+  storePath: string;
+  action: DeployAction;
+}
+
+/** An agent's deployment status in short, computed by the coordinator from its status doc. */
+export interface DeploySummary {
+  current: string | null;
+  booted: string | null;
+  rebootNeeded: boolean | null;
+  last: { id: string; state: DeployState; code?: DeployCode } | null;
 }
 
 /** Why and when an agent was marked forked; kept until an admin decides. */
@@ -66,10 +107,23 @@ export interface RootDoc {
   schema: number;
   coordinator: NodeId;
   agents: Record<string, A.ImmutableString>;
+  /** The admins document (docs/admins.ts); absent before issue 11's coordinator. */
+  adminsDocId?: A.ImmutableString;
 }
 
-/** Longest agent record accepted from a root document. */
-const MAX_RECORD = 4096;
+/** The admins document id a root document names, if any. */
+export function rootAdminsDocId(root: unknown): DocumentId | undefined {
+  if (typeof root !== 'object' || root === null) return undefined;
+  const id = scalarString((root as { adminsDocId?: unknown }).adminsDocId);
+  return id !== undefined && id.length > 0 && id.length <= 64 ? (id as DocumentId) : undefined;
+}
+
+/**
+ * Longest agent record accepted from a root document. A record is ~1.4 KB with every field of
+ * issue 11, but MAX_LABELS labels of the longest key and value alone are ~6.4 KB: 16 KiB holds
+ * the worst case (readers before issue 11 took 4096 and skip such a record).
+ */
+export const MAX_RECORD = 16 * 1024;
 
 /** The document before its first change: what every copy starts from (doc-id.ts). */
 export function rootBase(coordinator: NodeId): RootDoc {
@@ -85,6 +139,7 @@ const str = (v: unknown, max = 4096): v is string => typeof v === 'string' && v.
 /** The record stored for `entry` in the root document. */
 export function encodeAgent(entry: AgentEntry): A.ImmutableString {
   // No fork mark is the usual case: left out, so that records stay as small as before.
+  // Optional fields left undefined are dropped by JSON.stringify.
   const { nodeId: _, forked, ...record } = entry;
   return new A.ImmutableString(JSON.stringify(forked ? { ...record, forked } : record));
 }
@@ -113,7 +168,69 @@ export function decodeAgent(key: string, value: unknown): AgentEntry | undefined
     factsHeads: a.factsHeads ?? null,
     // Left out when absent, as encodeAgent leaves it out: a record round-trips unchanged.
     ...(a.forked ? { forked: forkOf(a.forked) } : {}),
+    ...deployFieldsOf(a),
   };
+}
+
+/**
+ * The optional deployment fields of a record, each kept only when valid (a malformed one is
+ * dropped, the agent stays listed): records written before issue 11 have none of them.
+ */
+function deployFieldsOf(a: Record<string, unknown>): Partial<AgentEntry> {
+  const out: Partial<AgentEntry> = {};
+  if (str(a.statusDocId, 64) && a.statusDocId.length > 0)
+    out.statusDocId = a.statusDocId as DocumentId;
+  if (isHex32(a.statusWriteKey)) out.statusWriteKey = a.statusWriteKey;
+  if (a.statusHeads !== undefined) out.statusHeads = a.statusHeads;
+  if (str(a.desiredDocId, 64) && a.desiredDocId.length > 0)
+    out.desiredDocId = a.desiredDocId as DocumentId;
+  if (isHex32(a.desiredWriteKey)) out.desiredWriteKey = a.desiredWriteKey;
+  const labels = labelsOf(a.labels);
+  if (labels !== undefined) out.labels = labels;
+  if (a.desired !== undefined) out.desired = desiredOf(a.desired);
+  if (a.deploy !== undefined) out.deploy = deployOf(a.deploy);
+  return out;
+}
+
+const isHex32 = (v: unknown): v is string => typeof v === 'string' && /^[0-9a-f]{64}$/.test(v);
+
+function labelsOf(v: unknown): Record<string, string> | undefined {
+  const r = plainRecord(v);
+  if (r === undefined || Object.keys(r).length > MAX_LABELS) return undefined;
+  const out: Record<string, string> = {};
+  for (const [k, value] of Object.entries(r)) {
+    if (!isLabelKey(k) || !isLabelValue(value)) return undefined;
+    out[k] = value;
+  }
+  return out;
+}
+
+function desiredOf(v: unknown): DesiredSummary | null {
+  const d = plainRecord(v);
+  if (d === undefined || !str(d.id, 64) || !str(d.storePath, MAX_STORE_PATH)) return null;
+  if (!Number.isSafeInteger(d.seq) || !DEPLOY_ACTIONS.includes(d.action as DeployAction))
+    return null;
+  return {
+    id: d.id,
+    seq: d.seq as number,
+    storePath: d.storePath,
+    action: d.action as DeployAction,
+  };
+}
+
+function deployOf(v: unknown): DeploySummary | null {
+  const d = plainRecord(v);
+  if (d === undefined) return null;
+  const path = (p: unknown) => (str(p, MAX_STORE_PATH) ? p : null);
+  const rebootNeeded = typeof d.rebootNeeded === 'boolean' ? d.rebootNeeded : null;
+  const l = plainRecord(d.last);
+  let last: DeploySummary['last'] = null;
+  if (l !== undefined && str(l.id, 64) && DEPLOY_STATES.includes(l.state as DeployState)) {
+    last = { id: l.id, state: l.state as DeployState };
+    const codes: readonly string[] = [...REFUSAL_CODES, ...FAILURE_CODES];
+    if (typeof l.code === 'string' && codes.includes(l.code)) last.code = l.code as DeployCode;
+  }
+  return { current: path(d.current), booted: path(d.booted), rebootNeeded, last };
 }
 
 function forkOf(v: unknown): ForkMark | null {

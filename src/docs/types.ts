@@ -6,3 +6,7 @@ export { DOC_SCHEMA } from './schema.js';
 export * from './audit.js';
 export * from './facts.js';
 export * from './root.js';
+export * from './admins.js';
+export * from './desired.js';
+export * from './outbox.js';
+export * from './status.js';

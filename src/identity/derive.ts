@@ -4,6 +4,7 @@
 
 import { hkdf } from '@noble/hashes/hkdf.js';
 import { sha256 } from '@noble/hashes/sha2.js';
+import { isNodeId, type NodeId } from '../../sync/ids.js';
 import { ed25519PublicKey } from './openssh.js';
 
 /**
@@ -17,6 +18,9 @@ export const DERIVE_PURPOSES = [
   'flt/v1/doc/root',
   'flt/v1/author',
   'flt/v1/doc/audit',
+  'flt/v1/doc/desired',
+  'flt/v1/doc/outbox',
+  'flt/v1/doc/admins',
 ] as const;
 
 export type DerivePurpose = (typeof DERIVE_PURPOSES)[number];
@@ -30,6 +34,24 @@ const SEED_BYTES = 32;
  * Deterministic; different purposes give independent keys.
  */
 export function deriveSeed(nodeSecret: Uint8Array, purpose: DerivePurpose): Uint8Array {
+  return derive(nodeSecret, purpose, purpose);
+}
+
+/**
+ * The 32-byte ed25519 seed for `purpose` on behalf of node `nodeId` (HKDF info
+ * `purpose + "\0" + nodeId`): one key per (purpose, node) from a single secret, as the
+ * coordinator writes one desired document per agent. Deterministic; distinct per node.
+ */
+export function deriveSeedFor(
+  nodeSecret: Uint8Array,
+  purpose: DerivePurpose,
+  nodeId: NodeId,
+): Uint8Array {
+  if (!isNodeId(nodeId)) throw new TypeError(`not a node id: ${JSON.stringify(nodeId)}`);
+  return derive(nodeSecret, purpose, `${purpose}\0${nodeId}`);
+}
+
+function derive(nodeSecret: Uint8Array, purpose: DerivePurpose, info: string): Uint8Array {
   // Both checks guard against callers outside the type system; a failure is a bug, not input.
   if (nodeSecret.length !== SEED_BYTES) {
     throw new RangeError(`node secret must be ${SEED_BYTES} bytes, got ${nodeSecret.length}`);
@@ -37,8 +59,7 @@ export function deriveSeed(nodeSecret: Uint8Array, purpose: DerivePurpose): Uint
   if (!(DERIVE_PURPOSES as readonly string[]).includes(purpose)) {
     throw new TypeError(`unknown derive purpose: ${JSON.stringify(purpose)}`);
   }
-  const info = new TextEncoder().encode(purpose);
-  return hkdf(sha256, nodeSecret, DERIVE_SALT, info, SEED_BYTES);
+  return hkdf(sha256, nodeSecret, DERIVE_SALT, new TextEncoder().encode(info), SEED_BYTES);
 }
 
 /** An ed25519 key pair: the 32-byte seed and its public key. */
@@ -50,5 +71,15 @@ export interface KeyPair {
 /** The ed25519 key pair for `purpose`: the derived seed and its public key. */
 export function deriveKeyPair(nodeSecret: Uint8Array, purpose: DerivePurpose): KeyPair {
   const secret = deriveSeed(nodeSecret, purpose);
+  return { secret, publicKey: ed25519PublicKey(secret) };
+}
+
+/** The ed25519 key pair for `purpose` on behalf of `nodeId` (deriveSeedFor). */
+export function deriveKeyPairFor(
+  nodeSecret: Uint8Array,
+  purpose: DerivePurpose,
+  nodeId: NodeId,
+): KeyPair {
+  const secret = deriveSeedFor(nodeSecret, purpose, nodeId);
   return { secret, publicKey: ed25519PublicKey(secret) };
 }

@@ -24,5 +24,7 @@ export {
   type KeyPair,
   DERIVE_PURPOSES,
   deriveKeyPair,
+  deriveKeyPairFor,
   deriveSeed,
+  deriveSeedFor,
 } from './derive.js';

@@ -31,7 +31,33 @@ export type OpBody =
       readonly op: 'admin.add' | 'admin.remove' | 'agent.approve' | 'agent.revoke';
       readonly node: NodeId;
     }
-  | { readonly op: 'token.issue'; readonly tokenId: string; readonly expires: string };
+  | { readonly op: 'token.issue'; readonly tokenId: string; readonly expires: string }
+  | {
+      readonly op: 'agent.label';
+      readonly node: NodeId;
+      /** Labels to set, or to remove (null); 1 to MAX_LABELS of them, keys sorted. */
+      readonly labels: Readonly<Record<string, string | null>>;
+    };
+
+/**
+ * At most this many labels per agent (and per agent.label operation): enough to describe a
+ * machine's roles, and it bounds the agent's root record (~32 x 200 bytes).
+ */
+export const MAX_LABELS = 32;
+/** Longest label value: printable ASCII, so that what an admin types is what it matches. */
+export const MAX_LABEL_VALUE = 128;
+const LABEL_KEY = /^[a-z0-9][a-z0-9._/-]{0,62}$/;
+const LABEL_VALUE = /^[\x20-\x7e]+$/;
+
+/** Whether `value` is a label key: 1 to 63 of [a-z0-9._/-], starting with a letter or digit. */
+export function isLabelKey(value: unknown): value is string {
+  return typeof value === 'string' && value.length <= 63 && LABEL_KEY.test(value);
+}
+
+/** Whether `value` is a label value: 1 to MAX_LABEL_VALUE printable ASCII characters. */
+export function isLabelValue(value: unknown): value is string {
+  return typeof value === 'string' && value.length <= MAX_LABEL_VALUE && LABEL_VALUE.test(value);
+}
 
 /** An admin operation as signed and stored; JSON-safe (hex strings, ISO 8601 UTC times). */
 export interface SignedOp {
@@ -118,9 +144,31 @@ function parseBody(value: unknown): OpBody | undefined {
       if (!r || !isHexBytes(r.tokenId, TOKEN_ID_BYTES) || !isIsoTime(r.expires)) return undefined;
       return Object.freeze({ op, tokenId: r.tokenId, expires: r.expires });
     }
+    case 'agent.label': {
+      const r = exactRecord(value, ['op', 'node', 'labels']);
+      const labels = r && parseLabelChanges(r.labels);
+      return r && isNodeId(r.node) && labels
+        ? Object.freeze({ op, node: r.node, labels })
+        : undefined;
+    }
     default:
       return undefined;
   }
+}
+
+/** 1 to MAX_LABELS label changes (key -> value, or null to remove), as a frozen sorted copy. */
+function parseLabelChanges(value: unknown): Readonly<Record<string, string | null>> | undefined {
+  const r = plainRecord(value);
+  if (r === undefined) return undefined;
+  const keys = Object.keys(r);
+  if (keys.length === 0 || keys.length > MAX_LABELS) return undefined;
+  const out: Record<string, string | null> = {};
+  for (const key of keys.sort()) {
+    const v = r[key];
+    if (!isLabelKey(key) || (v !== null && !isLabelValue(v))) return undefined;
+    out[key] = v;
+  }
+  return Object.freeze(out);
 }
 
 function bad(message: string): FltError {

@@ -11,7 +11,8 @@ import { type NodeId, isNodeId, nodeIdBytes, shortId } from '../../sync/ids.js';
 import { exactRecord, isFleetId, isHexBytes, isIsoTime, plainRecord } from './canonical.js';
 import { assertAdmissibleKey } from '../../sync/ed25519.js';
 import { TOKEN_ID_BYTES, parseToken } from './tokens.js';
-import { verifyOp, type SignedOp } from './admin-ops.js';
+import { MAX_LABELS, verifyOp, type SignedOp } from './admin-ops.js';
+import { type SignedPart, partDigest, verifyPart } from './deployment.js';
 
 const ENROLL_KEYS = ['kind', 'agent', 'tokenId', 'issuer', 'at', 'token'] as const;
 
@@ -27,7 +28,9 @@ export type AuditEntry =
       readonly at: string;
       /** The whole token, so that its signature can be checked again on replay. */
       readonly token: string;
-    };
+    }
+  /** One part of a signed deployment (deployment.ts), recorded when the coordinator took it. */
+  | { readonly kind: 'deploy'; readonly part: SignedPart };
 
 export type Role = 'admin' | 'agent' | 'revoked' | 'unknown';
 export type AgentStatus = 'approved' | 'revoked';
@@ -46,6 +49,11 @@ export class Authority {
   private readonly nonces = new Set<string>();
   private readonly issued = new Map<string, { issuer: NodeId; expires: string }>();
   private readonly used = new Set<string>();
+  private readonly labelsOf = new Map<NodeId, Readonly<Record<string, string>>>();
+  /** Recorded deployment parts: `${id}/${part}` -> digest and trail index. */
+  private readonly deployed = new Map<string, { digest: string; index: number }>();
+  /** What every part of a deployment id must share with its first recorded part. */
+  private readonly deployments = new Map<string, string>();
   private readonly trail: AuditEntry[] = [];
 
   /** @throws FltError BAD_ARGUMENT (bad fleet, no admin), BAD_KEY, SMALL_ORDER_KEY. */
@@ -105,6 +113,11 @@ export class Authority {
       .map(([node, status]) => ({ node, status }));
   }
 
+  /** The labels of `node` (agent.label operations), keys sorted; {} when none. */
+  labels(node: NodeId): Readonly<Record<string, string>> {
+    return this.labelsOf.get(node) ?? {};
+  }
+
   /** The trail applied so far, in order (entries are frozen). */
   entries(): readonly AuditEntry[] {
     return [...this.trail];
@@ -138,8 +151,42 @@ export class Authority {
     return this.commitEnroll(entry);
   }
 
+  /**
+   * Records one deployment part (deployment.ts) taken from anywhere, at `now`. Idempotent: the
+   * same part again (same digest) appends nothing and answers the index it was recorded at
+   * (`fresh` false), so an admin's outbox may resubmit. Refuses, changing nothing: verifyPart's
+   * codes, NOT_ADMIN (the signer is not an admin now), DEPLOYMENT_EXPIRED (expires < now),
+   * OP_REPLAYED (the same id and part number with other content, or a part that does not agree
+   * with the deployment's other parts on store path, action, times, signer or part count).
+   */
+  recordDeploy(
+    value: unknown,
+    now = new Date(),
+  ): { entry: AuditEntry; index: number; fresh: boolean } {
+    if (Number.isNaN(now.getTime())) throw arg('bad date');
+    const part = verifyPart(value, this.fleetId);
+    const seen = this.deployed.get(`${part.id}/${part.part}`);
+    if (seen?.digest === partDigest(part))
+      return { entry: this.trail[seen.index]!, index: seen.index, fresh: false };
+    this.deployRules(part);
+    if (Date.parse(part.expires) < now.getTime())
+      throw new FltError('DEPLOYMENT_EXPIRED', `deployment expired at ${part.expires}`);
+    const index = this.trail.length;
+    return { entry: this.commitDeploy(part), index, fresh: true };
+  }
+
   private replayEntry(value: unknown): void {
     const kind = plainRecord(value)?.kind;
+    if (kind === 'deploy') {
+      // Expiry is not re-checked (the coordinator judged it), and a part recorded twice is
+      // refused: an honest gate never appends the same part again.
+      const r = exactRecord(value, ['kind', 'part']);
+      if (r === undefined) throw bad('audit entry: not a deploy entry with exactly kind, part');
+      const part = verifyPart(r.part, this.fleetId);
+      this.deployRules(part);
+      this.commitDeploy(part);
+      return;
+    }
     if (kind === 'op') {
       const r = exactRecord(value, ['kind', 'op']);
       if (r === undefined) throw bad('audit entry: not an op entry with exactly kind, op');
@@ -150,7 +197,7 @@ export class Authority {
     }
     const r = kind === 'enroll' ? exactRecord(value, ENROLL_KEYS) : undefined;
     if (r === undefined)
-      throw bad(`audit entry: neither an op nor an enroll entry (${ENROLL_KEYS.join(', ')})`);
+      throw bad(`audit entry: not an op, deploy or enroll entry (${ENROLL_KEYS.join(', ')})`);
     const { agent, tokenId, issuer, at, token } = r;
     if (!isNodeId(agent) || !isNodeId(issuer) || !isHexBytes(tokenId, TOKEN_ID_BYTES))
       throw bad('enroll entry: bad agent, issuer or token id');
@@ -159,6 +206,25 @@ export class Authority {
     if (entry.tokenId !== tokenId || entry.issuer !== issuer)
       throw bad('enroll entry: token id or issuer differs from its token');
     this.commitEnroll(entry);
+  }
+
+  private deployRules(part: SignedPart): void {
+    const what = `deployment ${part.id.slice(0, 8)} part ${part.part}`;
+    if (this.deployed.has(`${part.id}/${part.part}`))
+      throw new FltError('OP_REPLAYED', `${what}: already recorded with other content`);
+    const shared = deploymentShape(part);
+    const first = this.deployments.get(part.id);
+    if (first !== undefined && first !== shared)
+      throw new FltError('OP_REPLAYED', `${what}: differs from the deployment's other parts`);
+    if (!this.current.has(part.signer))
+      throw new FltError('NOT_ADMIN', `${what}: ${shortId(part.signer)} is not an admin`);
+  }
+
+  private commitDeploy(part: SignedPart): AuditEntry {
+    const key = `${part.id}/${part.part}`;
+    this.deployed.set(key, { digest: partDigest(part), index: this.trail.length });
+    this.deployments.set(part.id, deploymentShape(part));
+    return this.append({ kind: 'deploy', part });
   }
 
   private rules(op: SignedOp): void {
@@ -190,6 +256,17 @@ export class Authority {
         if (this.issued.has(body.tokenId))
           throw new FltError('OP_REPLAYED', 'token.issue: token id already issued');
         return;
+      case 'agent.label': {
+        if (this.status.get(body.node) !== 'approved')
+          throw arg(`${shortId(body.node)} is not an approved agent`);
+        const before = this.labels(body.node);
+        const after = applyLabels(before, body.labels);
+        if (Object.keys(after).length > MAX_LABELS)
+          throw arg(`an agent has at most ${MAX_LABELS} labels`);
+        if (JSON.stringify(after) === JSON.stringify(before))
+          throw arg(`agent.label changes nothing on ${shortId(body.node)}`);
+        return;
+      }
     }
   }
 
@@ -217,6 +294,9 @@ export class Authority {
         break;
       case 'token.issue':
         this.issued.set(body.tokenId, { issuer: op.signer, expires: body.expires });
+        break;
+      case 'agent.label':
+        this.labelsOf.set(body.node, applyLabels(this.labels(body.node), body.labels));
         break;
     }
     return this.append({ kind: 'op', op });
@@ -266,6 +346,24 @@ export class Authority {
     this.trail.push(frozen);
     return frozen;
   }
+}
+
+/** `labels` with `changes` applied (null removes), keys sorted, frozen. */
+function applyLabels(
+  labels: Readonly<Record<string, string>>,
+  changes: Readonly<Record<string, string | null>>,
+): Readonly<Record<string, string>> {
+  const merged: Record<string, string> = { ...labels };
+  for (const [key, value] of Object.entries(changes))
+    if (value === null) delete merged[key];
+    else merged[key] = value;
+  const sorted = Object.keys(merged).sort();
+  return Object.freeze(Object.fromEntries(sorted.map((k) => [k, merged[k]!])));
+}
+
+/** What all parts of one deployment share (everything but part number, targets, signature). */
+function deploymentShape(p: SignedPart): string {
+  return JSON.stringify([p.parts, p.storePath, p.action, p.at, p.expires, p.signer]);
 }
 
 function admissible(node: NodeId, what: string): void {

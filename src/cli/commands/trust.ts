@@ -70,7 +70,16 @@ export async function runAudit({ config, log, out }: Invocation) {
 
 function describe(e: AuditEntry): [string, string, string, string] {
   if (e.kind === 'enroll') return [e.at, shortId(e.issuer), 'enroll (token)', shortId(e.agent)];
+  if (e.kind === 'deploy') {
+    const { id, part, parts, targets, storePath, at, signer } = e.part;
+    const what = `deploy ${id.slice(0, 8)} part ${part + 1}/${parts}`;
+    return [at, shortId(signer), what, `${Object.keys(targets).length} targets  ${storePath}`];
+  }
   const { body, at, signer } = e.op;
-  const subject = 'node' in body ? shortId(body.node) : `token until ${body.expires}`;
+  let subject = 'node' in body ? shortId(body.node) : `token until ${body.expires}`;
+  if (body.op === 'agent.label')
+    subject += ` ${Object.entries(body.labels)
+      .map(([k, v]) => `${k}=${v ?? ''}`)
+      .join(' ')}`;
   return [at, shortId(signer), body.op, subject];
 }
