@@ -48,6 +48,13 @@ const SHIPPED = [
   'TOKEN_REUSED',
   'TOKEN_FORGED',
   'TOKEN_OTHER_FLEET',
+  'NO_ACTIVATOR',
+  'BAD_STORE_PATH',
+  'NOT_A_SYSTEM',
+  'ACTIVATION_FAILED',
+  'HEALTH_CHECK_FAILED',
+  'INTERRUPTED',
+  'ROLLBACK_FAILED',
 ];
 
 it('keeps every shipped code, each owned by one layer; sync/ owns none of the fleet', () => {
