@@ -102,7 +102,7 @@ const STORE_NAME = /^[0-9abcdfghijklmnpqrsvwxyz]{32}-[+\-._?=0-9A-Za-z]{1,211}$/
  * a path inside a store path, and a name Nix could have made (never starting with a dot).
  */
 export function isStorePath(p: string, storeDir: string): boolean {
-  if (path.dirname(p) !== storeDir) return false;
+  if (path.normalize(p) !== p || p.endsWith('/') || path.dirname(p) !== storeDir) return false;
   const name = path.basename(p);
   return STORE_NAME.test(name) && !name.slice(33).startsWith('.');
 }
