@@ -10,7 +10,8 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { activate, resume, type ActivationContext } from '../src/deploy/activate.js';
-import { checkDeployConfig, createActivator, type Activator } from '../src/deploy/activator.js';
+import { checkDeployConfig, type Activator } from '../src/deploy/activator.js';
+import { createActivator } from '../src/deploy/factory.js';
 import { CommandActivator } from '../src/deploy/command.js';
 import { newFailures, parseFailedUnits } from '../src/deploy/health.js';
 import { Journal } from '../src/deploy/journal.js';
@@ -249,16 +250,14 @@ describe('journal', () => {
     await activate(ctx, req(nix.paths.a));
     const file = Journal.fileIn(dir);
     const good = await readFile(file, 'utf8');
+    const parsed = JSON.parse(good) as { active: object };
     expect((await Journal.open(dir)).state.hwm).toBe(seq);
     const bad = [
       good.slice(0, good.length / 2), // truncated
       'garbage',
-      JSON.stringify({ ...JSON.parse(good), hwm: -1 }),
-      JSON.stringify({ ...JSON.parse(good), extra: 1 }),
-      JSON.stringify({
-        ...JSON.parse(good),
-        active: { ...JSON.parse(good).active, phase: 'dancing' },
-      }),
+      JSON.stringify({ ...parsed, hwm: -1 }),
+      JSON.stringify({ ...parsed, extra: 1 }),
+      JSON.stringify({ ...parsed, active: { ...parsed.active, phase: 'dancing' } }),
     ];
     for (const text of bad) {
       await writeFile(file, text);

@@ -1,11 +1,9 @@
 // The Activator interface of design §4: what one kind of host does to activate a store path and
 // to go back. An activator only *builds* the commands; runner.ts runs them detached from the
 // agent, and activate.ts sequences snapshot, command, health check and rollback with the journal.
+// The implementations (nixos.ts, profile.ts, command.ts) import this file; factory.ts picks one.
 
 import { FltError } from '../errors.js';
-import { CommandActivator } from './command.js';
-import { NixosActivator } from './nixos.js';
-import { ProfileActivator } from './profile.js';
 
 /** What a deployment asks a host to do with its system (as `switch-to-configuration`). */
 export type DeployAction = 'switch' | 'boot' | 'test';
@@ -86,25 +84,6 @@ export function checkDeployConfig(config: DeployConfig): void {
       'BAD_CONFIG',
       'config: nix_store cannot be set when deploy_activator is nixos (it uses the system store)',
     );
-}
-
-/** The configured activator, or undefined for `none` (the agent refuses with NO_ACTIVATOR). */
-export function createActivator(config: DeployConfig): Activator | undefined {
-  checkDeployConfig(config);
-  switch (config.deployActivator) {
-    case 'none':
-      return undefined;
-    case 'nixos':
-      return new NixosActivator();
-    case 'profile':
-      return new ProfileActivator({
-        profile: config.deployProfile!,
-        command: config.deployCommand,
-        nixStore: config.nixStore,
-      });
-    case 'command':
-      return new CommandActivator({ command: config.deployCommand!, nixStore: config.nixStore });
-  }
 }
 
 /** `/bin/sh -c '<cmd> "$@"' flt ARGS...`: the one argv convention for configured commands. */
