@@ -198,10 +198,11 @@ describe('runner', () => {
     const dist = resolve(import.meta.dirname, '../dist/src/deploy');
     const child = spawn(process.execPath, [script, dist, dir, nix.store, nix.paths.a, cmd], {
       stdio: 'ignore',
+      detached: true, // its own group, killed whole as systemd kills the agent's cgroup
     });
     const exited = new Promise((r) => child.once('exit', r));
     await waitFor('the activation to start', () => existsSync(join(dir, 'started')));
-    child.kill('SIGKILL');
+    process.kill(-child.pid!, 'SIGKILL');
     await exited;
     return new CommandActivator({ command: cmd, nixStore: nix.store });
   }
