@@ -1,9 +1,10 @@
 // Real Nix store paths for the deployment tests (design §7): test/fixtures/systems.nix built
 // with Debian's nix-bin into a local store of this user, `local?store=<tmp>/flt-test-nix-<uid>/
 // nix/store&state=...` (hermetic, no daemon, works as root on CI and as a developer), with
-// substituters and build users off so nothing waits on the network or needs nixbld. Built once
-// per test process (~0.1 s; Nix's own locks make parallel workers safe). No nix-build: the test
-// fails with one line saying what to install (CI's .ci/run installs nix-bin).
+// substituters, build users and the sandbox off, so nothing waits on the network, needs nixbld
+// or a chroot (whatever /etc/nix/nix.conf says). Built once per test process (~0.1 s; Nix's own
+// locks make parallel workers safe). No nix-build: the test fails with one line saying what to
+// install (CI's .ci/run installs nix-bin, which has nix-build, nix-store, nix-env).
 
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -13,7 +14,17 @@ import { promisify } from 'node:util';
 
 const run = promisify(execFile);
 const FIXTURES = resolve(import.meta.dirname, '../fixtures/systems.nix');
-const OPTIONS = ['--option', 'substituters', '', '--option', 'build-users-group', ''];
+const OPTIONS = [
+  '--option',
+  'substituters',
+  '',
+  '--option',
+  'build-users-group',
+  '',
+  '--option',
+  'sandbox',
+  'false',
+];
 const SYSTEMS = ['a', 'b', 'bad', 'sick', 'none'] as const;
 
 export interface NixFixtures {
