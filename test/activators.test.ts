@@ -18,6 +18,7 @@ import { Journal } from '../src/deploy/journal.js';
 import { currentGeneration, isStorePath, listGenerations, storeDirOf } from '../src/deploy/nix.js';
 import { NixosActivator } from '../src/deploy/nixos.js';
 import { ProfileActivator } from '../src/deploy/profile.js';
+import { defaultMode, planRun, systemdRunArgs } from '../src/deploy/runner.js';
 import { checkClosure } from '../src/deploy/system.js';
 import { codeOf } from '../src/errors.js';
 import { tempDir } from './helpers/flt.js';
@@ -241,6 +242,41 @@ describe('runner', () => {
       rollback: 'impossible-first-deployment',
     });
     expect(await activations(dir)).toEqual([]);
+  });
+});
+
+describe('runner mode', () => {
+  it('is systemd-run only for a root systemd service; its unit gets the whole environment', async () => {
+    expect(defaultMode({})).toBe('child');
+    const spec = {
+      name: 'activate-3',
+      dir: '/var/lib/flt/deploy/run',
+      argv: ['/bin/sh', '-c', 'x'],
+      env: { PATH: '/bin', FLT_ACTION: 'switch' },
+      mode: 'systemd-run' as const,
+    };
+    const planned = await planRun(spec);
+    expect(planned).toMatchObject({ kind: 'systemd-run', unit: 'flt-activate-3' });
+    const args = systemdRunArgs(planned, spec);
+    expect(args.slice(0, 8)).toEqual([
+      '--unit',
+      'flt-activate-3',
+      '--property=Type=oneshot',
+      '--no-block',
+      '--collect',
+      '--quiet',
+      '--setenv=PATH=/bin',
+      '--setenv=FLT_ACTION=switch',
+    ]);
+    expect(args.slice(-7)).toEqual([
+      'flt-runner',
+      '/var/lib/flt/deploy/run/activate-3/log',
+      '/var/lib/flt/deploy/run/activate-3/rc',
+      '/var/lib/flt/deploy/run/activate-3/pid',
+      '/bin/sh',
+      '-c',
+      'x',
+    ]);
   });
 });
 

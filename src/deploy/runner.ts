@@ -4,7 +4,7 @@
 // code to an rc file written atomically (`rc.tmp`, then rename), so a restarted agent can adopt
 // it from the journal: rc present -> exited; runner alive -> wait; gone without rc -> INTERRUPTED.
 //
-// As root under systemd the runner is a transient unit (`systemd-run`: outside the agent's
+// As a root systemd service the runner is a transient unit (`systemd-run`: outside the agent's
 // cgroup, survives KillMode=control-group); otherwise a `/bin/sh` in its own process group.
 
 import { spawn } from 'node:child_process';
@@ -65,9 +65,16 @@ const WRAPPER = [
   'echo $? > "$rc.tmp" && mv -f "$rc.tmp" "$rc"',
 ].join('\n');
 
-/** systemd-run as root when systemd runs the host; a detached child otherwise. */
-export function defaultMode(): RunnerMode {
-  return process.getuid?.() === 0 && existsSync('/run/systemd/system') ? 'systemd-run' : 'child';
+/**
+ * systemd-run when the agent is itself a systemd service (INVOCATION_ID, set by systemd for
+ * units) running as root on a systemd host: only then can a switch restart (and its cgroup kill)
+ * take the runner along. Anything else (a shell, tests, no systemd): a detached child.
+ */
+export function defaultMode(env: NodeJS.ProcessEnv = process.env): RunnerMode {
+  const service = env.INVOCATION_ID !== undefined && env.INVOCATION_ID !== '';
+  return service && process.getuid?.() === 0 && existsSync('/run/systemd/system')
+    ? 'systemd-run'
+    : 'child';
 }
 
 /** This boot's id (Linux), so a pid recorded before a reboot is never taken for a live runner. */
@@ -96,27 +103,9 @@ export async function startRun(spec: RunSpec, planned: RunnerRecord): Promise<Ru
   const runDir = path.dirname(planned.rcFile);
   await rm(runDir, { recursive: true, force: true }); // a leftover rc must not answer for this run
   await mkdir(runDir, { recursive: true });
-  const pidFile = path.join(runDir, 'pid');
-  const wrapped = [
-    '-c',
-    WRAPPER,
-    'flt-runner',
-    planned.logFile,
-    planned.rcFile,
-    pidFile,
-    ...spec.argv,
-  ];
+  const wrapped = wrapperArgs(planned, spec.argv);
   if (planned.kind === 'systemd-run') {
-    const setenv = Object.entries(spec.env).map(([k, v]) => `--setenv=${k}=${v}`);
-    const args = [
-      '--unit',
-      planned.unit,
-      '--property=Type=oneshot',
-      '--no-block',
-      '--collect',
-      '--quiet',
-    ];
-    const r = await runTool('systemd-run', [...args, ...setenv, '/bin/sh', ...wrapped]);
+    const r = await runTool('systemd-run', systemdRunArgs(planned, spec));
     if (r.code !== 0)
       throw new FltError('IO', `systemd-run: exit ${r.code}: ${r.stderr.trim().slice(0, 200)}`);
     return planned;
@@ -132,6 +121,33 @@ export async function startRun(spec: RunSpec, planned: RunnerRecord): Promise<Ru
   });
   child.unref(); // the agent may exit (or be killed) first: the runner goes on
   return { ...planned, pid };
+}
+
+/** `/bin/sh -c WRAPPER flt-runner LOG RC PIDFILE ARGV...` without the `/bin/sh`. */
+function wrapperArgs(planned: RunnerRecord, argv: readonly string[]): string[] {
+  const pidFile = path.join(path.dirname(planned.rcFile), 'pid');
+  return ['-c', WRAPPER, 'flt-runner', planned.logFile, planned.rcFile, pidFile, ...argv];
+}
+
+/**
+ * `systemd-run` arguments: a transient oneshot unit `flt-<name>` (own cgroup: survives the
+ * agent's unit being stopped or restarted), not waited for, collected even when it failed (so
+ * its name is free again), with the whole environment given explicitly (systemd passes none).
+ */
+export function systemdRunArgs(planned: RunnerRecord, spec: RunSpec): string[] {
+  if (planned.kind !== 'systemd-run') throw new TypeError('not a systemd-run record');
+  const setenv = Object.entries(spec.env).map(([k, v]) => `--setenv=${k}=${v}`);
+  return [
+    '--unit',
+    planned.unit,
+    '--property=Type=oneshot',
+    '--no-block',
+    '--collect',
+    '--quiet',
+    ...setenv,
+    '/bin/sh',
+    ...wrapperArgs(planned, spec.argv),
+  ];
 }
 
 /** One look at a runner: its rc if published, else whether it still runs. */
