@@ -73,6 +73,8 @@ export const BIND_PER_ROLE: Readonly<Record<Role, string>> = {
 
 export const LOG_LEVELS = ['error', 'warn', 'info', 'debug'] as const;
 export const DISCOVERY = ['none', 'n0'] as const;
+/** How an agent activates a deployment (src/deploy/activator.ts); `none` refuses every one. */
+export const DEPLOY_ACTIVATORS = ['none', 'nixos', 'profile', 'command'] as const;
 
 /**
  * Every configuration key, lowest-level facts first. Names follow one rule (env = `FLT_` +
@@ -191,6 +193,69 @@ export const KEY_DECLS = [
     help: 'machine-readable output',
     allowed: 'true or false (also yes/no, 1/0 in env and flags)',
     default: false,
+  },
+  {
+    key: 'deploy_activator',
+    field: 'deployActivator',
+    kind: 'text',
+    metavar: 'A',
+    help: 'how the agent activates deployments (none refuses them)',
+    choices: DEPLOY_ACTIVATORS,
+    default: 'none',
+  },
+  {
+    key: 'deploy_profile',
+    field: 'deployProfile',
+    kind: 'text',
+    metavar: 'PATH',
+    help: 'Nix profile the profile activator sets (agent)',
+    allowed: 'an absolute path (its directory is created)',
+    default: undefined,
+  },
+  {
+    key: 'deploy_command',
+    field: 'deployCommand',
+    kind: 'text',
+    metavar: 'CMD',
+    help: 'shell command run with STORE_PATH ACTION (command activator; after the profile one)',
+    allowed: 'a non-empty shell command line',
+    default: undefined,
+  },
+  {
+    key: 'deploy_check',
+    field: 'deployCheck',
+    kind: 'text',
+    metavar: 'CMD',
+    help: 'health check after activation: shell command run with STORE_PATH ACTION, must exit 0',
+    allowed: 'a non-empty shell command line',
+    default: undefined,
+  },
+  {
+    key: 'deploy_health_timeout',
+    field: 'deployHealthTimeoutMs',
+    kind: 'duration',
+    metavar: 'D',
+    help: 'how long the health check after an activation may take',
+    range: ['1s', '1h'],
+    default: '2m',
+  },
+  {
+    key: 'deploy_recheck',
+    field: 'deployRecheckMs',
+    kind: 'duration',
+    metavar: 'D',
+    help: 'how often a missing store path is looked for again',
+    range: ['100ms', '1h'],
+    default: '30s',
+  },
+  {
+    key: 'nix_store',
+    field: 'nixStore',
+    kind: 'text',
+    metavar: 'URI',
+    help: 'Nix store URI passed as --store (not with the nixos activator)',
+    allowed: 'a non-empty Nix store URI, e.g. local?store=/x/nix/store&state=/x/nix/var',
+    default: undefined,
   },
 ] as const satisfies readonly KeyDecl[];
 

@@ -35,6 +35,14 @@ export const FLEET_ERROR_CODES = [
   'DEPLOYMENT_EXPIRED',
   // `flt admin deploy --wait` saw a target fail, be refused or roll back.
   'DEPLOY_FAILED',
+  // issue 11, activation (src/deploy/): the agent's own failures and refusals of what it runs
+  'NO_ACTIVATOR',
+  'BAD_STORE_PATH',
+  'NOT_A_SYSTEM',
+  'ACTIVATION_FAILED',
+  'HEALTH_CHECK_FAILED',
+  'INTERRUPTED',
+  'ROLLBACK_FAILED',
 ] as const;
 
 declare module '../sync/errors.js' {

@@ -55,6 +55,13 @@ const SHIPPED = [
   'SEQ_NOT_NEWER',
   'DEPLOYMENT_EXPIRED',
   'DEPLOY_FAILED',
+  'NO_ACTIVATOR',
+  'BAD_STORE_PATH',
+  'NOT_A_SYSTEM',
+  'ACTIVATION_FAILED',
+  'HEALTH_CHECK_FAILED',
+  'INTERRUPTED',
+  'ROLLBACK_FAILED',
 ];
 
 it('keeps every shipped code, each owned by one layer; sync/ owns none of the fleet', () => {

@@ -3,10 +3,12 @@
 // resolve.ts merges the sources against KEY_SPECS; show.ts prints values back in file form.
 
 import { isIPv6 } from 'node:net';
+import path from 'node:path';
 import { z } from 'zod';
 import { hostProblem } from '../../sync/host.js';
 import {
   allowedOf,
+  DEPLOY_ACTIVATORS,
   DISCOVERY,
   envOf,
   flagOf,
@@ -253,6 +255,19 @@ const VALIDATORS = {
   facts_interval: durationOf('facts_interval'),
   rpc_timeout: durationOf('rpc_timeout'),
   json: booleanSchema,
+  deploy_activator: z.enum(DEPLOY_ACTIVATORS, {
+    error: (iss) => `${describeValue(iss.input)} is not an activator`,
+  }),
+  deploy_profile: parsedString('a path', (text) =>
+    path.isAbsolute(text) && path.normalize(text) === text && text !== '/'
+      ? text
+      : new Invalid(`${describeValue(text)} is not a normalized absolute path`),
+  ),
+  deploy_command: nonEmpty('a shell command'),
+  deploy_check: nonEmpty('a shell command'),
+  deploy_health_timeout: durationOf('deploy_health_timeout'),
+  deploy_recheck: durationOf('deploy_recheck'),
+  nix_store: nonEmpty('a store URI'),
 } as const satisfies Record<ConfigKey, z.ZodType>;
 
 type Decl = (typeof KEY_DECLS)[number];
