@@ -18,6 +18,7 @@ let
     imports = [ flake.nixosModules.agent ];
     services.flt-agent = {
       enable = true;
+      admins = [ "${adminKey}/key.pub" ];
       # The coordinator's ticket is only known once it runs: set by the test script.
       settings = local // {
         coordinator = "set-by-the-test-script";

@@ -87,6 +87,41 @@ let
     services.flt-agent.settings.coordinator = "endpointabc";
   };
   coordinatorBase.services.flt-coordinator.enable = true;
+  withDeploy = deploy: lib.recursiveUpdate agentBase { services.flt-agent.deploy = deploy; };
+  # What the agent module writes into flt's config file (null keys are left out).
+  rendered = sys: lib.filterAttrs (_: v: v != null) sys.config.services.flt-agent.settings;
+  agentDeploy = nixos "agent" (
+    lib.recursiveUpdate agentBase {
+      services.flt-agent = {
+        admins = [ "0e3f3b2f3cdb6e2bdf7b0fb2b5e7b5d3b0a3e1c0e0f6a8d5c7b8a9e0f1d2c3b4" ];
+        deploy = {
+          activator = "profile";
+          profile = "/nix/var/nix/profiles/per-user/root/app";
+          command = "/run/current-system/sw/bin/true";
+          check = "true";
+          healthTimeout = "5m";
+          recheck = "1m";
+          nixStore = "local?store=/srv/nix/store";
+        };
+      };
+    }
+  );
+  # A deployment VM check: its variants are built with it, in the agent's store, named in the
+  # script, and each differs from the agent's own system.
+  vmReport =
+    check:
+    let
+      agent = check.nodeConfigs.agent1;
+      variants = lib.mapAttrs (_: v: builtins.unsafeDiscardStringContext (toString v)) agent.system.build.fltVariants;
+      paths = lib.attrValues variants;
+    in
+    {
+      variants = lib.attrNames variants;
+      registered = lib.all (p: lib.elem p check.additionalPaths.agent1) paths;
+      inScript = lib.all (p: lib.hasInfix p (builtins.unsafeDiscardStringContext check.testScript)) paths;
+      distinct = lib.length (lib.unique (paths ++ [ (builtins.unsafeDiscardStringContext (toString agent.system.build.toplevel)) ])) == lib.length paths + 1;
+      agentSettings = lib.filterAttrs (_: v: v != null) agent.services.flt-agent.settings;
+    };
   storeKey = "${builtins.storeDir}/0000000000000000000000000000000-key/key";
 in
 {
@@ -108,6 +143,8 @@ in
       darwinFlt = outputs.packages.aarch64-darwin.flt.drvPath;
       devShell = outputs.devShells.x86_64-linux.default.drvPath;
       vmFleet = outputs.checks.x86_64-linux.vm-fleet.drvPath;
+      vmDeploy = outputs.checks.x86_64-linux.vm-deploy.drvPath;
+      vmRollback = outputs.checks.x86_64-linux.vm-rollback.drvPath;
     };
 
     npm = {
@@ -144,6 +181,11 @@ in
       configHookNodeSrc = flt.stubArgs.npmConfigHook.substitutions.nodeSrc.name;
     };
 
+    vm = {
+      deploy = vmReport outputs.checks.x86_64-linux.vm-deploy;
+      rollback = vmReport outputs.checks.x86_64-linux.vm-rollback;
+    };
+
     modules = {
       agentWithoutCoordinator = outcome (nixos "agent" { services.flt-agent.enable = true; });
       agent = outcome (nixos "agent" agentBase);
@@ -159,6 +201,26 @@ in
         (nixos "agent" (
           lib.recursiveUpdate agentBase { services.flt-agent.keyFile = "/etc/ssh/ssh_host_ed25519_key"; }
         )).config.systemd.services.flt-agent.serviceConfig;
+      agentProfileWithoutPath = outcome (nixos "agent" (withDeploy { activator = "profile"; }));
+      agentProfileRelative = outcome (
+        nixos "agent" (withDeploy { activator = "profile"; profile = "app"; })
+      );
+      agentCommandWithoutCommand = outcome (nixos "agent" (withDeploy { activator = "command"; }));
+      agentNixosWithStore = outcome (nixos "agent" (withDeploy { nixStore = "local?store=/x"; }));
+      agentDeploy = outcome agentDeploy;
+      agentDeploySettings = rendered agentDeploy;
+      agentDeployWarnings = agentDeploy.config.warnings;
+      agentDefaultSettings = rendered (nixos "agent" agentBase);
+      agentDefaultWarnings = (nixos "agent" agentBase).config.warnings;
+      agentUnit =
+        let
+          unit = (nixos "agent" agentBase).config.systemd.services.flt-agent;
+        in
+        {
+          inherit (unit) restartIfChanged stopIfChanged;
+          inherit (unit.serviceConfig) KillMode User;
+          path = map (p: p.name) unit.path;
+        };
       coordinator = outcome (nixos "coordinator" coordinatorBase);
       coordinatorKeyInStore = outcome (
         nixos "coordinator" (lib.recursiveUpdate coordinatorBase { services.flt-coordinator.keyFile = storeKey; })

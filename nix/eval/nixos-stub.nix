@@ -1,11 +1,35 @@
-# The few NixOS options flt's modules and the VM check set, declared the way NixOS declares them
-# (assertions, systemd.services, the firewall, environment.etc), and the check NixOS runs before
-# it builds a system: failed assertions stop it with their messages.
+# The few NixOS options flt's modules and the VM checks set, declared the way NixOS declares them
+# (assertions, systemd.services, the firewall, environment.etc, system.build.toplevel,
+# virtualisation.additionalPaths), and the check NixOS runs before it builds a system: failed
+# assertions stop it with their messages. Modules get `extendModules` from lib.evalModules, as
+# in NixOS.
 { lib }:
 pkgs: modules:
 let
   anything = lib.types.attrsOf lib.types.anything;
-  base = {
+  # What NixOS builds of a configuration: refused, with every failed assertion, before any unit
+  # is looked at.
+  systemOf =
+    config:
+    let
+      failedAssertions = map (a: a.message) (lib.filter (a: !a.assertion) config.assertions);
+    in
+    {
+      inherit failedAssertions;
+      toplevel =
+        if failedAssertions != [ ] then
+          throw "Failed assertions:\n${lib.concatMapStrings (m: "- ${m}\n") failedAssertions}"
+        else
+          builtins.toJSON {
+            inherit (config.systemd) services;
+            inherit (config.networking) firewall;
+            inherit (config.environment) etc;
+            packages = map toString config.environment.systemPackages;
+          };
+    };
+  base =
+    { config, ... }:
+    {
     options = {
       assertions = lib.mkOption {
         type = lib.types.listOf lib.types.unspecified;
@@ -31,6 +55,18 @@ let
         type = lib.types.listOf lib.types.port;
         default = [ ];
       };
+      systemd.package = lib.mkOption {
+        type = lib.types.package;
+        default = pkgs.systemd;
+      };
+      system.build = lib.mkOption {
+        type = lib.types.lazyAttrsOf lib.types.unspecified;
+        default = { };
+      };
+      virtualisation.additionalPaths = lib.mkOption {
+        type = lib.types.listOf lib.types.package;
+        default = [ ];
+      };
       nix.package = lib.mkOption {
         type = lib.types.package;
         default = pkgs.nix;
@@ -45,21 +81,17 @@ let
       };
     };
     config._module.args.pkgs = pkgs;
+    # A system as a derivation (what the VM checks deploy): its JSON is `toplevel` below, so
+    # failed assertions stop its evaluation as NixOS stops its build.
+    config.system.build.toplevel =
+      pkgs.runCommand "nixos-system-stub" { json = (systemOf config).toplevel; } ''
+        printf '%s' "$json" > "$out"
+      '';
   };
   evaluated = lib.evalModules { modules = [ base ] ++ modules; };
   inherit (evaluated) config;
-  failedAssertions = map (a: a.message) (lib.filter (a: !a.assertion) config.assertions);
 in
 {
-  inherit config failedAssertions;
-  # What NixOS builds: refused, with every failed assertion, before any unit is looked at.
-  toplevel =
-    if failedAssertions != [ ] then
-      throw "Failed assertions:\n${lib.concatMapStrings (m: "- ${m}\n") failedAssertions}"
-    else
-      builtins.toJSON {
-        inherit (config.systemd) services;
-        inherit (config.networking) firewall;
-        packages = map toString config.environment.systemPackages;
-      };
+  inherit config;
+  inherit (systemOf config) failedAssertions toplevel;
 }

@@ -111,6 +111,7 @@ let
     nix = mkDrv "nix-stub" { };
     iproute2 = mkDrv "iproute2-stub" { };
     coreutils = mkDrv "coreutils-stub" { };
+    systemd = mkDrv "systemd-stub" { };
     emptyFile = mkDrv "empty-file-stub" { };
 
     # buildNpmPackage adds Node, its hooks and Python to the inputs; the rest of its arguments
@@ -141,16 +142,29 @@ let
     writeShellScript = name: text: builtins.toFile name "#!/bin/sh\n${text}";
 
     # The NixOS test driver: evaluates each node's modules (assertions included) and keeps
-    # their systemd units and the test script in the derivation.
+    # their systemd units and the test script in the derivation. A test script may be a
+    # function of the nodes' configurations, as in NixOS.
     testers.runNixOSTest =
       {
         name,
         nodes,
         testScript,
       }:
+      let
+        evaluated = lib.mapAttrs (_: module: evalNixos pkgs [ module ]) nodes;
+      in
       mkDrv "vm-test-run-${name}" {
-        inherit testScript;
-        nodes = lib.mapAttrs (_: module: (evalNixos pkgs [ module ]).toplevel) nodes;
+        testScript =
+          if lib.isFunction testScript then
+            testScript { nodes = lib.mapAttrs (_: e: e.config) evaluated; }
+          else
+            testScript;
+        nodes = lib.mapAttrs (_: e: e.toplevel) evaluated;
+        # What the VMs' stores are given besides their own systems (the deployed variants).
+        additionalPaths = lib.mapAttrs (
+          _: e: map toString e.config.virtualisation.additionalPaths
+        ) evaluated;
+        passthru.nodeConfigs = lib.mapAttrs (_: e: e.config) evaluated;
       };
   };
 in
