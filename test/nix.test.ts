@@ -10,7 +10,7 @@ import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { KEY_SPECS } from '../src/config/schema.js';
+import { KEY_SPECS, parseDuration } from '../src/config/schema.js';
 import { runFlt, tempDir } from './helpers/flt.js';
 
 const run = promisify(execFile);
@@ -37,6 +37,14 @@ async function hasNixInstantiate(): Promise<boolean> {
 const optionNames = (text: string) =>
   [...text.matchAll(/^\s+(\w+) = lib\.mkOption/gm)].map((m) => m[1]!);
 
+/** The keys a module writes from its own options (agent: `deploy.*` and `admins`). */
+function mappedKeys(text: string): string[] {
+  const start = text.indexOf('deploySettings = ');
+  if (start < 0) return [];
+  const block = text.slice(start, text.indexOf('};', start));
+  return [...block.matchAll(/^\s+(\w+) = cfg\.\S+;$/gm)].map((m) => m[1]!);
+}
+
 /**
  * The typed keys of a module's `settings` submodule: `<name> = lib.mkOption` inside it, plus the
  * ones both modules share (nix/settings.nix).
@@ -46,7 +54,7 @@ async function documentedKeys(module: string): Promise<string[]> {
   const start = text.indexOf('settings = lib.mkOption');
   const end = text.indexOf('keyFile = lib.mkOption', start);
   const shared = await readFile(join(ROOT, 'nix/settings.nix'), 'utf8');
-  return [...optionNames(shared), ...optionNames(text.slice(start, end))];
+  return [...optionNames(shared), ...optionNames(text.slice(start, end)), ...mappedKeys(text)];
 }
 
 /** A value for each key as a module user would write it in `settings`. */
@@ -58,6 +66,13 @@ const SAMPLE: Record<string, unknown> = {
   log_level: 'debug',
   coordinator: 'endpointabc',
   facts_interval: '30s',
+  deploy_activator: 'profile',
+  deploy_profile: '/nix/var/nix/profiles/per-user/root/app',
+  deploy_command: '"$1"/bin/switch-to-configuration "$2"',
+  deploy_check: 'ok() { test ! -e "$1/unhealthy"; }; ok',
+  deploy_health_timeout: '5m',
+  deploy_recheck: '1m',
+  nix_store: 'local?store=/srv/nix/store',
 };
 
 describe('nix files', () => {
@@ -91,6 +106,10 @@ describe('NixOS module settings', () => {
     async (module) => {
       const keys = await documentedKeys(module);
       expect(keys.length).toBeGreaterThan(3);
+      if (module === 'agent')
+        expect(keys).toEqual(
+          expect.arrayContaining(['admins', 'deploy_activator', 'deploy_check', 'nix_store']),
+        );
       const fltKeys = new Set(KEY_SPECS.map((s) => s.key as string));
       for (const k of keys) expect(fltKeys, `${module}.nix settings.${k}`).toContain(k);
       // What pkgs.formats.json renders: one JSON object of the settings.
@@ -138,7 +157,28 @@ interface Report {
     agentKeyPathLiteralRefused: boolean;
     coordinatorKeyPathLiteralRefused: boolean;
     agentExecStart: { LoadCredential: string[]; ExecStart: string };
+    agentDeploySettings: Record<string, unknown>;
+    agentDefaultSettings: Record<string, unknown>;
+    agentDeployWarnings: string[];
+    agentDefaultWarnings: string[];
+    agentUnit: {
+      restartIfChanged: boolean;
+      stopIfChanged: boolean;
+      KillMode: string;
+      User: string;
+      path: string[];
+    };
   };
+  vm: Record<'deploy' | 'rollback', VmCheck>;
+}
+
+/** A deployment VM check as the harness sees it (nix/eval/default.nix `vmReport`). */
+interface VmCheck {
+  variants: string[];
+  registered: boolean;
+  inScript: boolean;
+  distinct: boolean;
+  agentSettings: Record<string, unknown>;
 }
 
 const EVAL_USABLE =
@@ -165,7 +205,14 @@ describe.skipIf(!EVAL_USABLE)(EVAL_SUITE, () => {
     for (const system of report.systems) {
       expect(report.packages[system]).toEqual(['default', 'flt']);
       expect(report.checks[system]).toEqual(
-        expect.arrayContaining(['pkgs-flt', 'pkgs-flt-suite', 'vm-fleet', 'devshell-default']),
+        expect.arrayContaining([
+          'pkgs-flt',
+          'pkgs-flt-suite',
+          'vm-fleet',
+          'vm-deploy',
+          'vm-rollback',
+          'devshell-default',
+        ]),
       );
     }
     expect(report.drvPaths.default).toBe(report.drvPaths.flt);
@@ -214,4 +261,91 @@ describe.skipIf(!EVAL_USABLE)(EVAL_SUITE, () => {
       'node-key:/etc/ssh/ssh_host_ed25519_key',
     ]);
   });
+
+  it('agent deploy options: a nonsense combination is an assertion that says what to set', () => {
+    const m = report.modules;
+    const cases: [string, RegExp][] = [
+      [
+        'agentProfileWithoutPath',
+        /deploy\.profile must be set when deploy\.activator is "profile"/,
+      ],
+      ['agentProfileRelative', /deploy\.profile must be an absolute path/],
+      [
+        'agentCommandWithoutCommand',
+        /deploy\.command must be set when deploy\.activator is "command"/,
+      ],
+      ['agentNixosWithStore', /deploy\.nixStore cannot be set with deploy\.activator "nixos"/],
+    ];
+    for (const [name, message] of cases) {
+      const o = m[name]!;
+      expect(o.builds, name).toBe(false);
+      expect(o.failedAssertions, name).toHaveLength(1);
+      expect(o.failedAssertions[0], name).toMatch(message);
+    }
+    expect(m.agentDeploy!.builds).toBe(true);
+    expect(m.agentDeployWarnings).toEqual([]);
+    // nixos by default on NixOS, and without an admin anchor a warning says so.
+    expect(m.agentDefaultSettings.deploy_activator).toBe('nixos');
+    expect(m.agentDefaultSettings).not.toHaveProperty('admins');
+    expect(m.agentDefaultWarnings.join('\n')).toMatch(/admins is empty.*trust on first use/s);
+  });
+
+  it('agent deploy options: the rendered config file is one flt reads, with every value', async () => {
+    const settings = report.modules.agentDeploySettings;
+    expect(Object.keys(settings)).toEqual(
+      expect.arrayContaining([
+        'admins',
+        'deploy_activator',
+        'deploy_profile',
+        'deploy_command',
+        'deploy_check',
+        'deploy_health_timeout',
+        'deploy_recheck',
+        'nix_store',
+      ]),
+    );
+    const dir = await tempDir();
+    try {
+      const file = join(dir.path, 'agent.json');
+      await writeFile(file, JSON.stringify(settings));
+      const r = await runFlt(['--config', file, '--json', 'config', 'show']);
+      expect(r.code, r.stderr).toBe(0);
+      const shown = JSON.parse(r.stdout) as Record<string, { value: unknown; source: string }>;
+      const durations = new Set(KEY_SPECS.filter((x) => x.kind === 'duration').map((x) => x.key));
+      for (const [k, v] of Object.entries(settings)) {
+        expect(shown[k]!.source, k).toMatch(/^file /);
+        // Durations are shown normalized (60s as 1m).
+        if (durations.has(k as never))
+          expect(parseDuration(shown[k]!.value as string), k).toBe(parseDuration(v as string));
+        else expect(shown[k]!.value, k).toEqual(v);
+      }
+    } finally {
+      await dir.remove();
+    }
+  });
+
+  it('agent unit: a switch may restart it; systemd-run, systemctl and nix-env on its PATH', () => {
+    const u = report.modules.agentUnit;
+    expect(u.restartIfChanged).toBe(true);
+    expect(u.stopIfChanged).toBe(false);
+    // Not `process`/`none`, which would leave its helpers behind; the activation runs in its
+    // own transient unit, out of the agent's cgroup.
+    expect(u.KillMode).toBe('control-group');
+    expect(u.User).toBe('root');
+    expect(u.path).toEqual(expect.arrayContaining(['nix-stub', 'systemd-stub']));
+  });
+
+  it.each(['deploy', 'rollback'] as const)(
+    'vm-%s: its systems are built with it, in the agent store, named in the script',
+    (name) => {
+      const v = report.vm[name];
+      expect(v.variants).toEqual(name === 'deploy' ? ['next'] : ['brokenUnit', 'unhealthy']);
+      expect(v.registered).toBe(true);
+      expect(v.inScript).toBe(true);
+      expect(v.distinct).toBe(true);
+      expect(v.agentSettings).toMatchObject({ deploy_activator: 'nixos' });
+      expect(v.agentSettings.admins).toEqual([expect.stringMatching(/\/key\.pub$/)]);
+      expect(v.agentSettings.deploy_check).toMatch(/flt-unhealthy/);
+    },
+  );
 });

@@ -74,6 +74,37 @@ in
       };
     };
 
+    keyFile = lib.mkOption {
+      type = lib.types.nullOr lib.types.str;
+      default = null;
+      example = "/etc/ssh/ssh_host_ed25519_key";
+      description = ''
+        Path (a string, outside the Nix store) of an unencrypted OpenSSH ed25519 private key to
+        use as the node key: the machine's SSH host key makes its SSH identity its fleet
+        identity. Default: a key created in /var/lib/flt-agent on first start.
+      '';
+    };
+
+    enrollTokenFile = lib.mkOption {
+      type = lib.types.nullOr lib.types.str;
+      default = null;
+      example = "/run/secrets/flt-enroll-token";
+      description = ''
+        Path (a string, outside the Nix store) of a file holding a one-time enrollment token
+        (`flt admin enroll-token`). Without one, the agent waits until an admin runs
+        `flt admin approve NODE_ID`.
+      '';
+    };
+
+    openFirewall = lib.mkOption {
+      type = lib.types.bool;
+      default = false;
+      description = ''
+        Agents only dial out, so nothing needs opening; kept for symmetry with the coordinator
+        and for a fixed `settings.bind` port (UDP).
+      '';
+    };
+
     admins = lib.mkOption {
       type = lib.types.listOf lib.types.str;
       default = [ ];
@@ -150,37 +181,6 @@ in
         default = null;
         description = "A Nix store URI for `profile`/`command` (`--store`); not with `nixos`.";
       };
-    };
-
-    keyFile = lib.mkOption {
-      type = lib.types.nullOr lib.types.str;
-      default = null;
-      example = "/etc/ssh/ssh_host_ed25519_key";
-      description = ''
-        Path (a string, outside the Nix store) of an unencrypted OpenSSH ed25519 private key to
-        use as the node key: the machine's SSH host key makes its SSH identity its fleet
-        identity. Default: a key created in /var/lib/flt-agent on first start.
-      '';
-    };
-
-    enrollTokenFile = lib.mkOption {
-      type = lib.types.nullOr lib.types.str;
-      default = null;
-      example = "/run/secrets/flt-enroll-token";
-      description = ''
-        Path (a string, outside the Nix store) of a file holding a one-time enrollment token
-        (`flt admin enroll-token`). Without one, the agent waits until an admin runs
-        `flt admin approve NODE_ID`.
-      '';
-    };
-
-    openFirewall = lib.mkOption {
-      type = lib.types.bool;
-      default = false;
-      description = ''
-        Agents only dial out, so nothing needs opening; kept for symmetry with the coordinator
-        and for a fixed `settings.bind` port (UDP).
-      '';
     };
   };
 
