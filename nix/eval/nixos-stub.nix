@@ -30,64 +30,64 @@ let
   base =
     { config, ... }:
     {
-    options = {
-      assertions = lib.mkOption {
-        type = lib.types.listOf lib.types.unspecified;
-        default = [ ];
+      options = {
+        assertions = lib.mkOption {
+          type = lib.types.listOf lib.types.unspecified;
+          default = [ ];
+        };
+        warnings = lib.mkOption {
+          type = lib.types.listOf lib.types.str;
+          default = [ ];
+        };
+        systemd.services = lib.mkOption {
+          type = lib.types.attrsOf (
+            lib.types.submodule {
+              freeformType = anything;
+              options.wantedBy = lib.mkOption {
+                type = lib.types.listOf lib.types.str;
+                default = [ ];
+              };
+            }
+          );
+          default = { };
+        };
+        networking.firewall.allowedUDPPorts = lib.mkOption {
+          type = lib.types.listOf lib.types.port;
+          default = [ ];
+        };
+        systemd.package = lib.mkOption {
+          type = lib.types.package;
+          default = pkgs.systemd;
+        };
+        system.build = lib.mkOption {
+          type = lib.types.lazyAttrsOf lib.types.unspecified;
+          default = { };
+        };
+        virtualisation.additionalPaths = lib.mkOption {
+          type = lib.types.listOf lib.types.package;
+          default = [ ];
+        };
+        nix.package = lib.mkOption {
+          type = lib.types.package;
+          default = pkgs.nix;
+        };
+        environment.systemPackages = lib.mkOption {
+          type = lib.types.listOf lib.types.package;
+          default = [ ];
+        };
+        environment.etc = lib.mkOption {
+          type = anything;
+          default = { };
+        };
       };
-      warnings = lib.mkOption {
-        type = lib.types.listOf lib.types.str;
-        default = [ ];
-      };
-      systemd.services = lib.mkOption {
-        type = lib.types.attrsOf (
-          lib.types.submodule {
-            freeformType = anything;
-            options.wantedBy = lib.mkOption {
-              type = lib.types.listOf lib.types.str;
-              default = [ ];
-            };
-          }
-        );
-        default = { };
-      };
-      networking.firewall.allowedUDPPorts = lib.mkOption {
-        type = lib.types.listOf lib.types.port;
-        default = [ ];
-      };
-      systemd.package = lib.mkOption {
-        type = lib.types.package;
-        default = pkgs.systemd;
-      };
-      system.build = lib.mkOption {
-        type = lib.types.lazyAttrsOf lib.types.unspecified;
-        default = { };
-      };
-      virtualisation.additionalPaths = lib.mkOption {
-        type = lib.types.listOf lib.types.package;
-        default = [ ];
-      };
-      nix.package = lib.mkOption {
-        type = lib.types.package;
-        default = pkgs.nix;
-      };
-      environment.systemPackages = lib.mkOption {
-        type = lib.types.listOf lib.types.package;
-        default = [ ];
-      };
-      environment.etc = lib.mkOption {
-        type = anything;
-        default = { };
-      };
+      config._module.args.pkgs = pkgs;
+      # A system as a derivation (what the VM checks deploy): its JSON is systemOf's `toplevel`, so
+      # failed assertions stop its evaluation as NixOS stops its build.
+      config.system.build.toplevel =
+        pkgs.runCommand "nixos-system-stub" { json = (systemOf config).toplevel; } ''
+          printf '%s' "$json" > "$out"
+        '';
     };
-    config._module.args.pkgs = pkgs;
-    # A system as a derivation (what the VM checks deploy): its JSON is `toplevel` below, so
-    # failed assertions stop its evaluation as NixOS stops its build.
-    config.system.build.toplevel =
-      pkgs.runCommand "nixos-system-stub" { json = (systemOf config).toplevel; } ''
-        printf '%s' "$json" > "$out"
-      '';
-  };
   evaluated = lib.evalModules { modules = [ base ] ++ modules; };
   inherit (evaluated) config;
 in
