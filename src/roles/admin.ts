@@ -301,7 +301,8 @@ export class Admin {
     const { info, reachable } = await this.root(true);
     const targets = resolveTargets([...this.entries.values()], req);
     onTargets(targets);
-    if (reachable) await this.syncDocs(targets.flatMap((t) => (t.statusDocId ? [t.statusDocId] : [])));
+    if (reachable)
+      await this.syncDocs(targets.flatMap((t) => (t.statusDocId ? [t.statusDocId] : [])));
     const statuses = await this.statuses(targets);
     const outbox = this.outbox!;
     const { lastSeq, queued } = outbox.read(info.rootDocId);
@@ -324,7 +325,9 @@ export class Admin {
     const run = this.deliver();
     this.flushing = run.catch(() => undefined);
     const result = await run;
-    return result.sent.find((s) => s.id === id) ?? this.outbox!.read().sent.find((s) => s.id === id);
+    return (
+      result.sent.find((s) => s.id === id) ?? this.outbox!.read().sent.find((s) => s.id === id)
+    );
   }
 
   /**
@@ -400,7 +403,8 @@ export class Admin {
     const { fleet } = await this.root(false);
     const all = [...this.entries.values()];
     const chosen = query === undefined ? all : [pickEntry(all, query)];
-    if (this.rpc) await this.syncDocs(chosen.flatMap((e) => (e.statusDocId ? [e.statusDocId] : [])));
+    if (this.rpc)
+      await this.syncDocs(chosen.flatMap((e) => (e.statusDocId ? [e.statusDocId] : [])));
     const statuses = await this.statuses(chosen);
     const agents = chosen.map((e) => agentStatus(e, statuses.get(e.nodeId) ?? null, !!query));
     return { asOf: fleet.asOf, offline: fleet.offline, agents };
@@ -450,7 +454,9 @@ export class Admin {
   }
 
   /** The status documents' trusted views (signed heads in root), null where none is held. */
-  private async statuses(entries: readonly AgentEntry[]): Promise<Map<NodeId, StatusContent | null>> {
+  private async statuses(
+    entries: readonly AgentEntry[],
+  ): Promise<Map<NodeId, StatusContent | null>> {
     const out = new Map<NodeId, StatusContent | null>();
     for (const e of entries) out.set(e.nodeId, await this.statusOf(e));
     return out;
@@ -460,7 +466,10 @@ export class Admin {
     if (!e.statusDocId || !e.statusWriteKey || !e.statusHeads) return null;
     let signed: SignedHeads;
     try {
-      signed = verifySignedHeads(e.statusHeads, { docId: e.statusDocId, writeKey: e.statusWriteKey });
+      signed = verifySignedHeads(e.statusHeads, {
+        docId: e.statusDocId,
+        writeKey: e.statusWriteKey,
+      });
     } catch {
       return null;
     }

@@ -270,7 +270,9 @@ export interface TargetProgress {
 
 /** Whether `p` will not change any more. */
 export function isTerminal(p: TargetProgress): boolean {
-  return p.state === 'stale' || p.state === 'unknown' || TERMINAL_STATES.has(p.state as DeployState);
+  return (
+    p.state === 'stale' || p.state === 'unknown' || TERMINAL_STATES.has(p.state as DeployState)
+  );
 }
 
 /** The progress of deployment `id` on one target, from its status document's trusted view. */
