@@ -36,7 +36,7 @@ import { configOf, knownSeqs, resolveTargets } from '../src/roles/rollout.js';
 import { deploySubmit } from '../src/rpc-methods.js';
 import { verifyPart, type SignedPart } from '../src/trust/deployment.js';
 import { localConfig } from './helpers/fleet.js';
-import { tempDir } from './helpers/flt.js';
+import { runFlt, tempDir } from './helpers/flt.js';
 import { freeUdpPort } from './helpers/peer-process.js';
 
 const SYSTEM_A = '/nix/store/0123456789abcdfghijklmnpqrsvwxyz-nixos-system-a';
@@ -176,7 +176,7 @@ describe('targets and seqs', () => {
     const old = entries.map((e) =>
       e.summary?.hostname === 'db1' ? { ...e, statusDocId: undefined } : e,
     );
-    expect(() => resolveTargets(old as AgentEntry[], q(['db1']))).toThrow(/without deployments/);
+    expect(() => resolveTargets(old, q(['db1']))).toThrow(/without deployments/);
   });
 
   it('known seq: the highest of the desired summary, the status hwm and queued parts', () => {
@@ -270,14 +270,14 @@ describe('the outbox', () => {
     });
     const rpc = new RpcServer({
       access: { roleOf: () => 'admin', refuse: () => new FltError('NOT_ADMIN', 'no') },
-    }).register(deploySubmit, async ({ parts }) => {
+    }).register(deploySubmit, ({ parts }) => {
       received.push(parts);
-      return {
+      return Promise.resolve({
         index: received.length,
         placed: Object.keys((parts[0] as SignedPart).targets) as NodeId[],
         stale: [],
         unknown: [],
-      };
+      });
     });
     const router = new Router(transport).service(rpc);
     router.start();
@@ -296,5 +296,25 @@ describe('the outbox', () => {
       await router.stop();
       await transport.close();
     }
+  });
+});
+
+describe('flt admin deploy: bad input', () => {
+  it.each([
+    [['admin', 'deploy', '--all', 'not-a-store-path'], /not a Nix store path/],
+    [['admin', 'deploy', SYSTEM_A], /no target/],
+    [
+      ['admin', 'deploy', '--all', '--action', 'reboot', SYSTEM_A],
+      /--action: one of switch, boot, test/,
+    ],
+    [['admin', 'deploy', '--all', '--expires', '40d', SYSTEM_A], /--expires/],
+    [['admin', 'deploy', '--label', 'Role', SYSTEM_A], /labels are KEY=VALUE/],
+    [['admin', 'label', 'web1'], /missing required argument/],
+    [['admin', 'label', 'web1', 'role'], /labels are KEY=VALUE/],
+  ])('flt %j refuses with one line, exit 2', async (argv, message) => {
+    const r = await runFlt([...argv, '--state-dir', join(dir.path, 'cli')]);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toMatch(message);
   });
 });
