@@ -13,6 +13,8 @@ import type { Invocation } from './invocation.js';
 export interface OptionDecl {
   readonly flags: string;
   readonly help: string;
+  /** Given more than once, each value is kept (opts holds a string[]). */
+  readonly repeatable?: boolean;
 }
 
 export interface CommandDecl {
@@ -47,6 +49,7 @@ const OFFLINE: OptionDecl = { flags: '--offline', help: 'read the local replica;
 const fleet = () => import('./commands/fleet.js');
 const trust = () => import('./commands/trust.js');
 const keys = () => import('./commands/keys.js');
+const deploy = () => import('./commands/deploy.js');
 
 export const COMMANDS: readonly CommandDecl[] = [
   {
@@ -147,6 +150,61 @@ export const COMMANDS: readonly CommandDecl[] = [
     summary: 'the audit trail, every signature verified locally',
     stateDir: write,
     run: async (inv) => (await trust()).runAudit(inv),
+  },
+  {
+    path: ['admin', 'deploy'],
+    summary: 'sign a system for agents to activate (TARGET... STORE_PATH)',
+    args: [
+      {
+        name: '<target-and-path...>',
+        help: 'agents (node id, unique prefix, hostname; none with --all/--label), then the store path (or ./result)',
+      },
+    ],
+    details:
+      'Signed here, kept in the state dir, then sent to the coordinator; unreachable, it is\n' +
+      'queued and sent by the next online flt admin command. Exit 1 with --wait when a\n' +
+      'target failed, was refused or rolled back (DEPLOY_FAILED), or did not finish (TIMEOUT).',
+    options: [
+      { flags: '--all', help: 'every agent (not forked)' },
+      {
+        flags: '--label <key=value>',
+        help: 'agents with this label; repeat to require several',
+        repeatable: true,
+      },
+      { flags: '--action <action>', help: 'switch, boot or test (default: switch)' },
+      {
+        flags: '--expires <duration>',
+        help: 'agents refuse it after this, 1m to 30d (default: 7d)',
+      },
+      { flags: '--wait', help: "show each agent's progress until all are done" },
+      { flags: '--timeout <duration>', help: 'how long --wait waits (default: 15m)' },
+    ],
+    stateDir: write,
+    run: async (inv) => (await deploy()).runDeploy(inv),
+  },
+  {
+    path: ['admin', 'deployments'],
+    summary: 'deployments, newest first, with the state of their targets',
+    options: [OFFLINE],
+    stateDir: write,
+    run: async (inv) => (await deploy()).runDeployments(inv),
+  },
+  {
+    path: ['admin', 'status'],
+    summary: 'desired vs current vs booted system per agent',
+    args: [
+      { name: '[agent]', help: 'one agent (node id, prefix or hostname): with its deployments' },
+    ],
+    options: [OFFLINE],
+    stateDir: write,
+    run: async (inv) => (await deploy()).runStatus(inv),
+  },
+  {
+    path: ['admin', 'label'],
+    summary: "set or remove an agent's labels (KEY= removes)",
+    args: [AGENT_ARG, { name: '<key=value...>', help: 'labels to set; KEY= removes one' }],
+    stateDir: write,
+    run: async (inv) => (await deploy()).runLabel(inv),
   },
   {
     path: ['doctor'],

@@ -10,7 +10,7 @@ export interface Invocation {
   /** The declared positional arguments, in order; a variadic one is spread at the end. */
   readonly args: readonly string[];
   /** The command's own options, by their long name in camelCase (`--public-key` -> publicKey). */
-  readonly opts: Readonly<Record<string, string | boolean | undefined>>;
+  readonly opts: Readonly<Record<string, string | readonly string[] | boolean | undefined>>;
   readonly config: Config;
   readonly resolved: ResolvedConfig;
   readonly log: Logger;

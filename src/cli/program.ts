@@ -18,7 +18,7 @@ export type ConfigFlags = Record<string, string | string[] | boolean | undefined
 export interface Chosen {
   readonly command: CommandDecl;
   readonly args: readonly string[];
-  readonly opts: Readonly<Record<string, string | boolean | undefined>>;
+  readonly opts: Readonly<Record<string, string | readonly string[] | boolean | undefined>>;
   readonly configFlags: ConfigFlags;
 }
 
@@ -72,7 +72,12 @@ export function buildProgram(onChoose: (chosen: Chosen) => Promise<void>): Comma
     const cmd = groupOf(decl.path.slice(0, -1)).command(decl.path.at(-1)!);
     cmd.description(decl.summary);
     for (const a of decl.args ?? []) cmd.argument(a.name, a.help);
-    for (const o of decl.options ?? []) cmd.option(o.flags, o.help);
+    for (const o of decl.options ?? []) {
+      const option = new Option(o.flags, o.help);
+      // A repeatable option collects every value given: `--label a=1 --label b=2`.
+      if (o.repeatable) option.argParser((v: string, prev?: string[]) => [...(prev ?? []), v]);
+      cmd.addOption(option);
+    }
     cmd.addHelpText('after', `${decl.details ? `\n${decl.details}\n` : ''}\n${GLOBAL_NOTE}`);
     // commander passes each argument (a string, or undefined when optional and absent), then
     // the options and the command itself
@@ -82,7 +87,14 @@ export function buildProgram(onChoose: (chosen: Chosen) => Promise<void>): Comma
       for (const { option, flag } of config) configFlags[flag] = all[option.attributeName()];
       await onChoose({
         command: decl,
-        args: params.filter((p): p is string => typeof p === 'string'),
+        // a variadic argument arrives as an array: spread at the end
+        args: params.flatMap((p) =>
+          typeof p === 'string'
+            ? [p]
+            : Array.isArray(p)
+              ? p.filter((x): x is string => typeof x === 'string')
+              : [],
+        ),
         opts: cmd.opts(),
         configFlags,
       });

@@ -1,8 +1,9 @@
 // The fleet table as people read it: short node id, hostname, OS, NixOS version, last seen,
-// online. Times are shown relative to "now" ("12s ago") with the absolute time in --json.
+// online, and whether it runs its desired configuration (CONFIG). Times are shown relative to "now" ("12s ago") with the absolute time in --json.
 
 import { shortId } from '../../sync/ids.js';
 import type { AgentRow, FleetView } from '../roles/admin.js';
+import { configCell } from '../roles/rollout.js';
 
 export function ago(iso: string, now: number): string {
   const s = Math.max(0, Math.round((now - Date.parse(iso)) / 1000));
@@ -34,7 +35,7 @@ export const PENDING_NOTE =
   'note: the agent has newer changes that have not reached the coordinator yet; showing the newest verified state (pending)';
 
 export function fleetTable(view: FleetView, now = Date.now()): string {
-  const header = ['NODE', 'HOSTNAME', 'OS', 'NIXOS', 'LAST SEEN', 'ONLINE'];
+  const header = ['NODE', 'HOSTNAME', 'OS', 'NIXOS', 'LAST SEEN', 'ONLINE', 'CONFIG'];
   const rows = view.agents.map((a: AgentRow) => [
     shortId(a.nodeId),
     a.hostname ?? '-',
@@ -42,6 +43,7 @@ export function fleetTable(view: FleetView, now = Date.now()): string {
     a.nixosVersion ?? '-',
     a.online ? 'now' : ago(a.lastSeen, now),
     a.online === null ? '?' : a.online ? 'yes' : 'no',
+    configCell(a.config),
   ]);
   const title = view.offline
     ? `${view.agents.length} agents (offline: from the local replica as of ${view.asOf}, ${ago(view.asOf, now)})`
@@ -77,6 +79,8 @@ export function fleetJson(view: FleetView) {
       online: a.online,
       factsDocId: a.factsDocId,
       forked: a.forked,
+      /** On its desired configuration? null: never deployed (rollout.ts configOf). */
+      config: a.config,
     })),
   };
 }

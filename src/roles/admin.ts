@@ -33,7 +33,9 @@ const RESIGN_ATTEMPTS = 2;
 import { validateFacts, type Facts, type VolatileFacts } from '../facts/index.js';
 import {
   adminOp,
+  deploySubmit,
   docHeads,
+  docsHeads,
   fleetAudit,
   fleetInfo,
   fleetPresence,
@@ -43,6 +45,34 @@ import { signOp, type OpBody, type SignedOp } from '../trust/admin-ops.js';
 import { Authority, type AuditEntry } from '../trust/authority.js';
 import { issueToken } from '../trust/tokens.js';
 import type { NodeKey } from '../identity/index.js';
+import { readFile } from 'node:fs/promises';
+import { writeFileAtomic } from '../../stores/atomic-write.js';
+import { codeOf } from '../errors.js';
+import { readStatus, type StatusContent } from '../docs/status.js';
+import { NO_ANSWER } from '../../sync/rpc-channel.js';
+import {
+  assignSeqs,
+  signDeployment,
+  type DeployAction,
+  type SignedPart,
+} from '../trust/deployment.js';
+import type { SentDeployment } from '../docs/outbox.js';
+import { Outbox, outboxDocId, readStoredOutbox, type OutboxContent } from './outbox.js';
+import {
+  agentStatus,
+  configOf,
+  deploymentViews,
+  isTerminal,
+  knownSeqs,
+  pickEntry,
+  progressOf,
+  resolveTargets,
+  type AgentStatus,
+  type ConfigView,
+  type DeploymentView,
+  type TargetProgress,
+  type TargetQuery,
+} from './rollout.js';
 import {
   loadReplicaInfo,
   loadStoredDoc,
@@ -62,6 +92,8 @@ export interface AgentRow {
   factsDocId: DocumentId;
   /** Set when the coordinator marked the agent forked (src/trust/fork.ts): why and when. */
   forked: ForkMark | null;
+  /** Whether it runs its desired configuration (null: never deployed); rollout.ts configOf. */
+  config: ConfigView | null;
 }
 
 export interface FleetView {
@@ -80,6 +112,9 @@ export class Admin {
   private entries = new Map<NodeId, AgentEntry>();
   private identity: Promise<{ coordinator: NodeId; rootDocId: string }> | undefined;
 
+  /** The outbox's flush started by open(); close() waits for it (bounded). */
+  private flushing: Promise<unknown> = Promise.resolve();
+
   private constructor(
     /** Online: the node's Repo. Offline: undefined, documents come from `store`. */
     private readonly repo: Repo | undefined,
@@ -89,47 +124,97 @@ export class Admin {
     private readonly rpc: RpcChannel | undefined,
     /** This admin's node key: it signs every operation (online only). */
     private readonly key: NodeKey | undefined,
+    /** Deployments signed and not yet delivered (online only; offline reads the store). */
+    private readonly outbox: Outbox | undefined,
+    private readonly log: Logger,
   ) {}
 
+  /**
+   * Opens the admin. Online, it also starts delivering the outbox's queued deployments (design
+   * §2.4): every online admin command delivers what an earlier one could not.
+   */
   static async open(config: Config, log: Logger, offline: boolean): Promise<Admin> {
     if (offline) {
       const store = await FsStore.open(join(config.stateDir, 'repo'), {
         logger: (l) => log.warn(l),
       });
-      return new Admin(undefined, store, () => store.close(), config, undefined, undefined);
+      const close = () => store.close();
+      return new Admin(undefined, store, close, config, undefined, undefined, undefined, log);
     }
-    const { FltNode, requireCoordinator } = await import('../node.js');
+    const { FltNode, requireCoordinator, loadNodeKey } = await import('../node.js');
     const { RpcChannel } = await import('../../sync/rpc-channel.js');
     const coordinator = requireCoordinator(config);
+    const key = await loadNodeKey(config, log);
+    const outboxId = outboxDocId(key);
+    // The outbox is ours alone: never offered to the coordinator (it would refuse its changes
+    // and close the connection), never taken from it. Everything else as before.
+    const notOutbox = (_: unknown, doc: DocumentId | undefined) =>
+      Promise.resolve(doc !== outboxId);
     const node = await FltNode.open({
       role: 'admin',
       config,
       log,
+      key,
       repo: true,
       dial: [coordinator],
+      durable: (doc) => doc === outboxId,
+      share: () => ({ announce: notOutbox, access: notOutbox }),
     });
+    const outbox = await Outbox.open(node.repo!, node.store!, key);
     node.start();
     const rpc = new RpcChannel(node.transport, coordinator, { timeoutMs: config.rpcTimeoutMs });
     const close = () => (rpc.close(), node.close());
-    return new Admin(node.repo, undefined, close, config, rpc, node.key);
+    const admin = new Admin(node.repo, undefined, close, config, rpc, key, outbox, log);
+    admin.flushing = admin.deliver().catch((err: unknown) => {
+      log.warn(`outbox: ${err instanceof Error ? err.message : String(err)}`);
+    });
+    return admin;
   }
 
-  close(): Promise<void> {
+  async close(): Promise<void> {
+    // Queued deployments being delivered get one rpc_timeout to finish (then stay queued).
+    const limit = new Promise((resolve) => setTimeout(resolve, this.config.rpcTimeoutMs).unref());
+    await Promise.race([this.flushing, limit]);
     return this.close_();
+  }
+
+  /** Submits the outbox's queued deployments (all of them, oldest first). */
+  private deliver() {
+    const { rpc } = this.online();
+    return this.outbox!.flush(async (parts) => rpc.call(deploySubmit, { parts }));
   }
 
   /** The fleet table: synced from the coordinator, or from the replica when offline. */
   async fleet(): Promise<FleetView> {
+    return (await this.root(false)).fleet;
+  }
+
+  /**
+   * The trusted root view: synced online; from the replica offline, or online when
+   * `fallback` and the coordinator does not answer (`reachable` false then).
+   */
+  private async root(
+    fallback: boolean,
+  ): Promise<{ fleet: FleetView; info: ReplicaInfo; reachable: boolean }> {
     let info: ReplicaInfo;
     let view: TrustedView<RootDoc>;
+    let reachable = this.rpc !== undefined;
     // Online, changes that landed after the coordinator signed are normally signed a moment
     // later: ask again (a few times) before calling them unverified.
     for (let attempt = 0; ; attempt++) {
-      info = this.rpc ? await this.sync(this.rpc) : await loadReplicaInfo(this.config.stateDir);
+      if (reachable) {
+        try {
+          info = await this.sync(this.rpc!);
+        } catch (err) {
+          if (!fallback || !NO_ANSWER.has(codeOf(err))) throw err;
+          reachable = false;
+          info = await loadReplicaInfo(this.config.stateDir);
+        }
+      } else info = await loadReplicaInfo(this.config.stateDir);
       const rootDocId = info.rootDocId as DocumentId;
       const signed = verifySignedHeads(info.rootSigned, { docId: rootDocId });
       view = trustedView(await this.doc<RootDoc>(rootDocId), signed);
-      if (!view.unverified || !this.rpc || attempt === RESIGN_ATTEMPTS) break;
+      if (!view.unverified || !reachable || attempt === RESIGN_ATTEMPTS) break;
     }
     this.presence = new Map(info.presence.map((p) => [p.nodeId, p]));
     this.entries = new Map(agentsOf(view.doc ?? {}).map((a) => [a.nodeId, a]));
@@ -141,18 +226,20 @@ export class Admin {
         os: a.summary?.os ?? null,
         nixosVersion: a.summary?.nixosVersion ?? null,
         lastSeen: live?.lastSeen ?? a.lastSeen,
-        online: this.rpc ? (live?.online ?? false) : null,
+        online: reachable ? (live?.online ?? false) : null,
         factsDocId: a.factsDocId,
         forked: a.forked ?? null,
+        config: configOf(a),
       };
     });
-    return {
+    const fleet = {
       coordinator: info.coordinator,
       asOf: info.asOf,
-      offline: !this.rpc,
+      offline: !reachable,
       agents,
       unverified: view.unverified,
     };
+    return { fleet, info, reachable };
   }
 
   /**
@@ -197,6 +284,220 @@ export class Admin {
     const pending = live?.pending === true || (signed !== undefined && trusted.doc === undefined);
     const volatile = live?.volatile ?? null;
     return { agent, asOf: view.asOf, facts, volatile, unverified: trusted.unverified, pending };
+  }
+
+  // --- deployments (issue 11) ---------------------------------------------------------------
+
+  /**
+   * Signs a deployment of `req.storePath` to the agents `req` names (resolved from the replica;
+   * `onTargets` is told them before anything is kept or sent), keeps it in the outbox (durable),
+   * then submits it once. Unreachable coordinator: `queued`, delivered by a later online open.
+   */
+  async deploy(
+    req: TargetQuery & { storePath: string; action: DeployAction; expiresInMs: number },
+    onTargets: (targets: readonly AgentEntry[]) => void = () => undefined,
+  ): Promise<DeployOutcome> {
+    const { key } = this.online();
+    const { info, reachable } = await this.root(true);
+    const targets = resolveTargets([...this.entries.values()], req);
+    onTargets(targets);
+    if (reachable)
+      await this.syncDocs(targets.flatMap((t) => (t.statusDocId ? [t.statusDocId] : [])));
+    const statuses = await this.statuses(targets);
+    const outbox = this.outbox!;
+    const { lastSeq, queued } = outbox.read(info.rootDocId);
+    const known = knownSeqs(targets, statuses, queued);
+    const ids = targets.map((t) => t.nodeId);
+    const seqs = assignSeqs(ids, lastSeq, (t) => known.get(t) ?? 0);
+    const spec = { targets: seqs.seqs, storePath: req.storePath, action: req.action };
+    const parts = signDeployment({ ...spec, expiresInMs: req.expiresInMs }, info.rootDocId, key);
+    await outbox.queue(parts, seqs.lastSeq);
+    const id = parts[0]!.id;
+    const base = { id, parts, targets: ids };
+    if (!reachable) return { ...base, queued: true };
+    await this.flushing; // the flush open() started: never two submits of one deployment at once
+    const sent = await this.deliverOne(id);
+    return sent ? { ...base, queued: false, sent } : { ...base, queued: true };
+  }
+
+  /** Delivers the outbox; the record of deployment `id` once sent (undefined: still queued). */
+  async deliverOne(id: string): Promise<SentDeployment | undefined> {
+    const run = this.deliver();
+    this.flushing = run.catch(() => undefined);
+    const result = await run;
+    return (
+      result.sent.find((s) => s.id === id) ?? this.outbox!.read().sent.find((s) => s.id === id)
+    );
+  }
+
+  /**
+   * The progress of deployment `id` on `targets` (node ids) as their status documents' trusted
+   * views show it, synced from the coordinator now. `stale`/`unknown` are what the coordinator
+   * answered (never placed: terminal).
+   */
+  async progress(
+    id: string,
+    targets: readonly NodeId[],
+    answer?: SentDeployment['answer'],
+  ): Promise<TargetProgress[]> {
+    await this.root(false);
+    const entries = targets.map((t) => this.entries.get(t));
+    const known = entries.filter((e): e is AgentEntry => e !== undefined);
+    if (this.rpc) await this.syncDocs(known.flatMap((e) => (e.statusDocId ? [e.statusDocId] : [])));
+    const statuses = await this.statuses(known);
+    return targets.map((t): TargetProgress => {
+      const e = this.entries.get(t);
+      if (!e || answer?.unknown.includes(t)) return { nodeId: t, hostname: null, state: 'unknown' };
+      const p = progressOf(id, e, statuses.get(t) ?? null);
+      if (p.state === 'pending' && answer?.stale.includes(t)) return { ...p, state: 'stale' };
+      // A newer deployment placed for the agent replaces this one before it ran.
+      if (p.state === 'pending' && e.desired && e.desired.id !== id && answer?.placed.includes(t))
+        return { ...p, state: 'superseded' };
+      return p;
+    });
+  }
+
+  /**
+   * Waits until every target of deployment `id` is terminal, or `signal` aborts (TIMEOUT with the
+   * unfinished ones); `onChange` is told each target's new state. Re-reads every `pollMs`.
+   */
+  async wait(
+    id: string,
+    targets: readonly NodeId[],
+    opts: {
+      signal: AbortSignal;
+      answer?: SentDeployment['answer'];
+      onChange?: (p: TargetProgress) => void;
+      pollMs?: number;
+    },
+  ): Promise<TargetProgress[]> {
+    const seen = new Map<NodeId, string>();
+    let last: TargetProgress[] = [];
+    for (;;) {
+      try {
+        last = await this.progress(id, targets, opts.answer);
+      } catch (err) {
+        if (!NO_ANSWER.has(codeOf(err)) || opts.signal.aborted) throw err;
+      }
+      for (const p of last) {
+        const said = `${p.state} ${p.code ?? ''}`;
+        if (seen.get(p.nodeId) !== said) {
+          seen.set(p.nodeId, said);
+          opts.onChange?.(p);
+        }
+      }
+      if (last.length === targets.length && last.every(isTerminal)) return last;
+      if (opts.signal.aborted) {
+        const open = targets.filter((t) => !last.some((p) => p.nodeId === t && isTerminal(p)));
+        throw new FltError(
+          'TIMEOUT',
+          `not finished in time: ${open.map((t) => `${shortId(t)} (${stateOf(last, t)})`).join(', ')}`,
+        );
+      }
+      await sleepUnless(opts.pollMs ?? 500, opts.signal);
+    }
+  }
+
+  /** `admin status`: every agent, or one (AGENT) with all its deployment records. */
+  async status(query?: string): Promise<{ asOf: string; offline: boolean; agents: AgentStatus[] }> {
+    const { fleet } = await this.root(false);
+    const all = [...this.entries.values()];
+    const chosen = query === undefined ? all : [pickEntry(all, query)];
+    if (this.rpc)
+      await this.syncDocs(chosen.flatMap((e) => (e.statusDocId ? [e.statusDocId] : [])));
+    const statuses = await this.statuses(chosen);
+    const agents = chosen.map((e) => agentStatus(e, statuses.get(e.nodeId) ?? null, !!query));
+    return { asOf: fleet.asOf, offline: fleet.offline, agents };
+  }
+
+  /**
+   * `admin deployments`: the verified trail's deployments (online: fetched and kept in the
+   * state dir; offline: that copy, replayed again), per-state counts from the status documents,
+   * and the outbox's queued and refused ones. Newest first.
+   */
+  async deployments(): Promise<{ asOf: string; offline: boolean; deployments: DeploymentView[] }> {
+    const { fleet, info } = await this.root(false);
+    const all = [...this.entries.values()];
+    let trail: AuditEntry[] = [];
+    if (this.rpc) {
+      const raw = await this.rpc.call(fleetAudit, {});
+      await writeFileAtomic(join(this.config.stateDir, AUDIT_FILE), JSON.stringify(raw), {
+        mode: 0o600,
+      });
+      trail = replayTrail(raw);
+      await this.syncDocs(all.flatMap((e) => (e.statusDocId ? [e.statusDocId] : [])));
+    } else {
+      const text = await readFile(join(this.config.stateDir, AUDIT_FILE), 'utf8').catch(() => null);
+      if (text !== null) trail = replayTrail(JSON.parse(text) as unknown);
+    }
+    const statuses = await this.statuses(all);
+    const outbox = await this.outboxContent(info.rootDocId);
+    return {
+      asOf: fleet.asOf,
+      offline: fleet.offline,
+      deployments: deploymentViews(trail, statuses, outbox),
+    };
+  }
+
+  /** Sets (KEY=VALUE) or removes (KEY=, null) labels of one agent: a signed agent.label op. */
+  async label(query: string, labels: Record<string, string | null>): Promise<number> {
+    await this.root(false);
+    const e = pickEntry([...this.entries.values()], query);
+    return this.submit({ op: 'agent.label', node: e.nodeId, labels });
+  }
+
+  private async outboxContent(fleetId: string): Promise<OutboxContent> {
+    if (this.outbox) return this.outbox.read(fleetId);
+    const { loadNodeKey } = await import('../node.js');
+    const key = await loadNodeKey(this.config, this.log);
+    return readStoredOutbox(this.store!, key, fleetId);
+  }
+
+  /** The status documents' trusted views (signed heads in root), null where none is held. */
+  private async statuses(
+    entries: readonly AgentEntry[],
+  ): Promise<Map<NodeId, StatusContent | null>> {
+    const out = new Map<NodeId, StatusContent | null>();
+    for (const e of entries) out.set(e.nodeId, await this.statusOf(e));
+    return out;
+  }
+
+  private async statusOf(e: AgentEntry): Promise<StatusContent | null> {
+    if (!e.statusDocId || !e.statusWriteKey || !e.statusHeads) return null;
+    let signed: SignedHeads;
+    try {
+      signed = verifySignedHeads(e.statusHeads, {
+        docId: e.statusDocId,
+        writeKey: e.statusWriteKey,
+      });
+    } catch {
+      return null;
+    }
+    let doc: A.Doc<unknown>;
+    try {
+      doc = await this.doc<unknown>(e.statusDocId, true);
+    } catch {
+      return null;
+    }
+    const trusted = trustedView(doc as A.Doc<object>, signed);
+    return trusted.doc ? readStatus(trusted.doc) : null;
+  }
+
+  /** Brings many documents up to the coordinator's heads (one docs.heads round trip). */
+  private async syncDocs(docIds: readonly DocumentId[]): Promise<void> {
+    if (docIds.length === 0) return;
+    const { rpc } = this.online();
+    const { heads } = await rpc.call(docsHeads, { docIds: [...docIds] });
+    const repo = this.repo!;
+    const deadline = AbortSignal.timeout(this.config.rpcTimeoutMs);
+    const wanted = docIds.filter((id) => heads[id]);
+    await Promise.all(
+      wanted.map(async (id) => {
+        const handle = await repo.find(id, { allowableStates: ['ready', 'unavailable'] });
+        await whenHasHeads(handle, heads[id]!, deadline);
+      }),
+    );
+    await repo.flush([...wanted]);
   }
 
   /** Signs `body` with this admin's key and has the coordinator apply it; returns its index. */
@@ -248,9 +549,13 @@ export class Admin {
   }
 
   /** A document of the replica: through the Repo online, straight from the store offline. */
-  private async doc<T>(docId: DocumentId): Promise<A.Doc<T>> {
-    if (this.repo) return (await this.repo.find<T>(docId)).doc();
-    return loadStoredDoc<T>(this.store!, docId);
+  private async doc<T>(docId: DocumentId, held = false): Promise<A.Doc<T>> {
+    if (!this.repo) return loadStoredDoc<T>(this.store!, docId);
+    if (!held) return (await this.repo.find<T>(docId)).doc();
+    // A document synced by syncDocs (or not at all): never wait for peers to send it.
+    const handle = await this.repo.find<T>(docId, { allowableStates: ['ready', 'unavailable'] });
+    if (!handle.isReady()) throw new FltError('NOT_FOUND', `${docId} is not in the replica`);
+    return handle.doc();
   }
 
   private online(): { rpc: RpcChannel; key: NodeKey } {
@@ -332,4 +637,40 @@ export function pick(agents: readonly AgentRow[], query: string): AgentRow {
     'BAD_ARGUMENT',
     `${JSON.stringify(query)} matches ${matches.length} agents: ${ids}; give more of the node id`,
   );
+}
+
+/** What `deploy` did: the signed parts, and the coordinator's answer unless queued. */
+export interface DeployOutcome {
+  id: string;
+  parts: SignedPart[];
+  targets: NodeId[];
+  /** Kept in the outbox: the coordinator did not answer; a later online command delivers it. */
+  queued: boolean;
+  /** The coordinator's answer (or its refusal, `sent.error`). */
+  sent?: SentDeployment;
+}
+
+/** The verified audit trail of the state dir: where `deployments --offline` reads. */
+const AUDIT_FILE = 'audit.json';
+
+function replayTrail(raw: unknown): AuditEntry[] {
+  const t = raw as { fleet: string; initialAdmins: NodeId[]; entries: unknown[] };
+  if (!t || !Array.isArray(t.initialAdmins) || t.initialAdmins.length === 0) return [];
+  return [...Authority.replay(t.fleet, t.initialAdmins, t.entries).entries()];
+}
+
+function stateOf(progress: readonly TargetProgress[], t: NodeId): string {
+  return progress.find((p) => p.nodeId === t)?.state ?? 'pending';
+}
+
+function sleepUnless(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done);
+  });
 }

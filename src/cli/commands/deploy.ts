@@ -1,0 +1,307 @@
+// `flt admin deploy|deployments|status|label` (issue 11, README "Deployments"). Input is checked
+// before anything opens: a bad word is one BAD_ARGUMENT line and nothing is signed or kept.
+
+import { realpath } from 'node:fs/promises';
+import { isAbsolute, posix } from 'node:path';
+import { FltError } from '../../../sync/errors.js';
+import { shortId } from '../../../sync/ids.js';
+import { parseDuration } from '../../config/index.js';
+import type { Admin } from '../../roles/admin.js';
+import type { AgentStatus, DeploymentView, TargetProgress } from '../../roles/rollout.js';
+import { isLabelKey, isLabelValue } from '../../trust/admin-ops.js';
+import {
+  DEPLOY_ACTIONS,
+  MAX_DEPLOY_VALIDITY_MS,
+  isStorePath,
+  type DeployAction,
+} from '../../trust/deployment.js';
+import { textOption } from '../args.js';
+import type { Invocation } from '../invocation.js';
+import { formatTable } from '../table.js';
+
+const DAY = 86_400_000;
+const DEFAULT_EXPIRES = 7 * DAY;
+const DEFAULT_TIMEOUT = 15 * 60_000;
+
+async function withAdmin<T>(inv: Invocation, fn: (a: Admin) => Promise<T>): Promise<T> {
+  const { Admin } = await import('../../roles/admin.js');
+  const admin = await Admin.open(inv.config, inv.log, inv.opts.offline === true);
+  let result: T;
+  try {
+    result = await fn(admin);
+  } catch (err) {
+    await admin.close().catch(() => undefined); // the first error is the one to report
+    throw err;
+  }
+  await admin.close();
+  return result;
+}
+
+function duration(
+  name: string,
+  value: string | undefined,
+  fallback: number,
+  min: number,
+  max: number,
+) {
+  if (value === undefined) return fallback;
+  const ms = parseDuration(value);
+  if (ms === undefined || ms < min || ms > max)
+    throw new FltError(
+      'BAD_ARGUMENT',
+      `--${name}: a duration from ${fmt(min)} to ${fmt(max)}, e.g. 7d`,
+    );
+  return ms;
+}
+
+const fmt = (ms: number) =>
+  ms >= DAY ? `${ms / DAY}d` : ms >= 60_000 ? `${ms / 60_000}m` : `${ms / 1000}s`;
+
+/** KEY=VALUE words; `allowEmpty`: KEY= (removal) is accepted as null. */
+export function parseLabels(
+  words: readonly string[],
+  allowEmpty: boolean,
+): [string, string | null][] {
+  return words.map((w) => {
+    const eq = w.indexOf('=');
+    const k = eq < 0 ? w : w.slice(0, eq);
+    const v = eq < 0 ? undefined : w.slice(eq + 1);
+    if (v === undefined || !isLabelKey(k))
+      throw new FltError(
+        'BAD_ARGUMENT',
+        `${JSON.stringify(w)}: labels are KEY=VALUE, KEY lowercase letters, digits and . _ / - (up to 63)`,
+      );
+    if (v === '') {
+      if (!allowEmpty) throw new FltError('BAD_ARGUMENT', `${JSON.stringify(w)}: no value`);
+      return [k, null];
+    }
+    if (!isLabelValue(v))
+      throw new FltError(
+        'BAD_ARGUMENT',
+        `${JSON.stringify(w)}: a value is up to 128 printable characters`,
+      );
+    return [k, v];
+  });
+}
+
+/** The store path word: a symlink (./result) is resolved; it must then be a Nix store path. */
+export async function storePathArg(word: string): Promise<string> {
+  let path = word;
+  try {
+    path = await realpath(word);
+  } catch {
+    // not here (built elsewhere): taken as written, checked below
+  }
+  if (!isAbsolute(path) || !isStorePath(posix.normalize(path)))
+    throw new FltError(
+      'BAD_ARGUMENT',
+      `${JSON.stringify(word)} is not a Nix store path (/nix/store/<hash>-<name>, or a symlink to one such as ./result)`,
+    );
+  return posix.normalize(path);
+}
+
+export async function runDeploy(inv: Invocation): Promise<void> {
+  const { args, opts, config, out } = inv;
+  if (args.length === 0) throw new FltError('BAD_ARGUMENT', 'give the store path to deploy (last)');
+  const words = args.slice(0, -1);
+  const labelWords = Array.isArray(opts.label) ? (opts.label as string[]) : [];
+  const labels = parseLabels(labelWords, false) as [string, string][];
+  const all = opts.all === true;
+  if (words.length === 0 && !all && labels.length === 0)
+    throw new FltError(
+      'BAD_ARGUMENT',
+      'no target: name agents (node id, prefix, hostname), --all or --label KEY=VALUE',
+    );
+  const action = (textOption(opts, 'action') ?? 'switch') as DeployAction;
+  if (!DEPLOY_ACTIONS.includes(action))
+    throw new FltError('BAD_ARGUMENT', `--action: one of ${DEPLOY_ACTIONS.join(', ')}`);
+  const expiresInMs = duration(
+    'expires',
+    textOption(opts, 'expires'),
+    DEFAULT_EXPIRES,
+    60_000,
+    MAX_DEPLOY_VALIDITY_MS,
+  );
+  const timeoutMs = duration(
+    'timeout',
+    textOption(opts, 'timeout'),
+    DEFAULT_TIMEOUT,
+    1000,
+    7 * DAY,
+  );
+  const storePath = await storePathArg(args.at(-1)!);
+  const progress = (line: string) =>
+    config.json ? process.stderr.write(line + '\n') : out.line(line);
+
+  await withAdmin(inv, async (admin) => {
+    const r = await admin.deploy(
+      { words, all, labels, storePath, action, expiresInMs },
+      (targets) => {
+        const list = targets.map((t) => `${shortId(t.nodeId)} (${t.summary?.hostname ?? '?'})`);
+        process.stderr.write(
+          `deploying ${storePath} (${action}) to ${targets.length}: ${list.join(', ')}\n`,
+        );
+      },
+    );
+    const id8 = r.id.slice(0, 8);
+    if (r.sent?.error)
+      throw new FltError(
+        r.sent.error.code as 'BAD_ARGUMENT',
+        `the coordinator refused deployment ${id8}: ${r.sent.error.message}`,
+      );
+    if (r.queued) {
+      const text =
+        `queued: deployment ${id8} (${r.targets.length} targets) is kept in ${config.stateDir}; ` +
+        'it is sent the next time any online flt admin command runs';
+      if (!opts.wait) return config.json ? out.json({ id: r.id, queued: true }) : out.line(text);
+      progress(text);
+    } else if (!opts.wait) {
+      const a = r.sent!.answer!;
+      if (config.json) return out.json({ id: r.id, queued: false, ...a });
+      return out.line(answerLine(id8, a));
+    }
+    // --wait: delivered first (inside the same timeout), then every target terminal.
+    const signal = AbortSignal.timeout(timeoutMs);
+    let sent = r.sent;
+    for (let i = 0; !sent && !signal.aborted; i++) {
+      await new Promise((resolve) => setTimeout(resolve, Math.min(1000 * (i + 1), 5000)));
+      sent = await admin.deliverOne(r.id);
+    }
+    if (!sent)
+      throw new FltError(
+        'TIMEOUT',
+        `deployment ${id8} is still queued: the coordinator did not answer in time`,
+      );
+    if (sent.error)
+      throw new FltError(
+        sent.error.code as 'BAD_ARGUMENT',
+        `the coordinator refused deployment ${id8}: ${sent.error.message}`,
+      );
+    if (r.queued) progress(answerLine(id8, sent.answer!));
+    else if (!config.json) out.line(answerLine(id8, sent.answer!));
+    const final = await admin.wait(r.id, r.targets, {
+      signal,
+      ...(sent.answer ? { answer: sent.answer } : {}),
+      onChange: (p) => progress(progressLine(p)),
+    });
+    const bad = final.filter((p) => p.state !== 'succeeded');
+    if (config.json) out.json({ id: r.id, targets: final });
+    if (bad.length > 0)
+      throw new FltError('DEPLOY_FAILED', `deployment ${id8}: ${bad.map(describeBad).join(', ')}`);
+    if (!config.json) out.line(`deployment ${id8}: all ${final.length} succeeded`);
+  });
+}
+
+function answerLine(id8: string, a: { placed: string[]; stale: string[]; unknown: string[] }) {
+  let line = `deployment ${id8}: recorded, ${a.placed.length} placed`;
+  if (a.stale.length > 0) line += `, ${a.stale.length} stale: ${a.stale.map(shortId).join(' ')}`;
+  if (a.unknown.length > 0)
+    line += `, ${a.unknown.length} unknown: ${a.unknown.map(shortId).join(' ')}`;
+  return line;
+}
+
+function progressLine(p: TargetProgress): string {
+  const code = p.code ? ` ${p.code}` : '';
+  const reason = p.reason ? `: ${p.reason}` : '';
+  return `${shortId(p.nodeId)} (${p.hostname ?? '?'}): ${p.state}${code}${reason}`;
+}
+
+function describeBad(p: TargetProgress): string {
+  return `${shortId(p.nodeId)} (${p.hostname ?? '?'}) ${p.state}${p.code ? ` ${p.code}` : ''}`;
+}
+
+/** A store path as the tables show it: its hash's first 8 characters and its name. */
+function short(path: string | null | undefined): string {
+  if (!path) return '-';
+  const base = posix.basename(path);
+  return base.length > 33 ? `${base.slice(0, 8)}..${base.slice(32)}` : base;
+}
+
+export async function runStatus(inv: Invocation): Promise<void> {
+  const { args, config, out } = inv;
+  const query = args[0];
+  const r = await withAdmin(inv, (a) => a.status(query));
+  if (config.json) return out.json(r.agents);
+  if (r.offline) out.line(`# offline: from the local replica as of ${r.asOf}`);
+  if (query === undefined) {
+    const rows = r.agents.map((s) => statusRow(s));
+    out.line(
+      formatTable([
+        ['NODE', 'HOSTNAME', 'DESIRED', 'CURRENT', 'BOOTED', 'ON DESIRED', 'REBOOT', 'LAST'],
+        ...rows,
+      ]),
+    );
+    return;
+  }
+  const s = r.agents[0]!;
+  out.line(`${s.nodeId} (${s.hostname ?? '?'})`);
+  out.line(
+    `desired:  ${s.desired ? `${s.desired.storePath} (${s.desired.action}, ${s.desired.id.slice(0, 8)})` : '-'}`,
+  );
+  out.line(`current:  ${s.current ?? '-'}`);
+  out.line(`booted:   ${s.booted ?? '-'}`);
+  out.line(`reboot needed: ${s.rebootNeeded === null ? '?' : s.rebootNeeded ? 'yes' : 'no'}`);
+  out.line(`on desired: ${s.onDesired === null ? '-' : s.onDesired ? 'yes' : 'no'}`);
+  for (const d of s.deployments ?? []) {
+    const code = d.code ? ` ${d.code}` : '';
+    const rollback = d.rollback ? ` (rollback: ${d.rollback})` : '';
+    out.line(
+      `\ndeployment ${d.id.slice(0, 8)}  ${d.state}${code}${rollback}  ${d.action ?? '?'} ${d.storePath}`,
+    );
+    out.line(
+      `  seq ${d.seq}, signed by ${d.signer ? shortId(d.signer) : '?'}; ${Object.entries(d.times)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', ')}`,
+    );
+    if (d.reason) out.line(`  reason: ${d.reason}`);
+    if (d.log) out.line(d.log.replace(/^/gm, '  | '));
+  }
+}
+
+function statusRow(s: AgentStatus): string[] {
+  const last = s.last
+    ? `${s.last.id.slice(0, 8)} ${s.last.state}${s.last.code ? ` ${s.last.code}` : ''}`
+    : '-';
+  return [
+    shortId(s.nodeId),
+    s.hostname ?? '-',
+    short(s.desired?.storePath),
+    short(s.current),
+    short(s.booted),
+    s.onDesired === null ? '-' : s.onDesired ? 'yes' : 'no',
+    s.rebootNeeded === null ? '?' : s.rebootNeeded ? 'yes' : 'no',
+    last,
+  ];
+}
+
+export async function runDeployments(inv: Invocation): Promise<void> {
+  const { config, out } = inv;
+  const r = await withAdmin(inv, (a) => a.deployments());
+  if (config.json) return out.json(r.deployments);
+  if (r.offline) out.line(`# offline: from the local replica as of ${r.asOf}`);
+  const rows = r.deployments.map((d: DeploymentView) => [
+    d.id.slice(0, 8),
+    d.at,
+    d.signer ? shortId(d.signer) : '-',
+    d.action,
+    String(d.targets.length),
+    d.where === 'recorded'
+      ? Object.entries(d.states)
+          .map(([k, n]) => `${n} ${k}`)
+          .join(', ')
+      : d.where === 'queued'
+        ? 'queued (not yet sent)'
+        : `refused ${d.error?.code ?? ''}`,
+    short(d.storePath),
+  ]);
+  out.line(formatTable([['ID', 'AT', 'BY', 'ACTION', 'TARGETS', 'STATES', 'SYSTEM'], ...rows]));
+}
+
+export async function runLabel(inv: Invocation): Promise<void> {
+  const [agent, ...words] = inv.args;
+  if (words.length === 0)
+    throw new FltError('BAD_ARGUMENT', 'give KEY=VALUE (or KEY= to remove) after the agent');
+  const labels = Object.fromEntries(parseLabels(words, true));
+  const index = await withAdmin(inv, (a) => a.label(agent ?? '', labels));
+  inv.out.line(`labelled ${agent} (audit entry ${index})`);
+}
