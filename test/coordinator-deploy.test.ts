@@ -210,6 +210,40 @@ describe('deployments on the coordinator', () => {
     expect(coordinator.fleet.root.doc().adminsDocId?.val).toBe(a1.enrolled.adminsDocId);
   });
 
+  it('an agent enrolled without a status document (before issue 11) gets it on its next enroll', async () => {
+    const key = nodeKeyFromSeed(randomBytes(32));
+    const transport = await bindLocal(key.secret);
+    closers.push(() => transport.close());
+    const rpc = new RpcChannel(transport, parsePeerAddress(coordinator.ticket), {
+      timeoutMs: 10_000,
+    });
+    const facts = deriveKeyPair(key.secret, 'flt/v1/doc/facts');
+    const old = {
+      factsDocId: docIdFor(facts.publicKey),
+      factsWriteKey: Buffer.from(facts.publicKey).toString('hex'),
+    };
+    const { token } = await fleet.admin.enrollToken(60_000);
+    const first = await rpc.call(agentEnroll, { ...old, token });
+    expect(first.statusKnown).toBeUndefined();
+    expect(coordinator.fleet.agent(key.nodeId)?.statusDocId).toBeUndefined();
+    const status = deriveKeyPair(key.secret, STATUS_KEY);
+    const statusDocId = docIdFor(status.publicKey);
+    const statusWriteKey = Buffer.from(status.publicKey).toString('hex');
+    // Half of the pair, or a key that does not own the id: refused, nothing recorded.
+    expect(await code(rpc.call(agentEnroll, { ...old, statusDocId }))).toBe('BAD_ARGUMENT');
+    const other = Buffer.from(deriveKeyPair(randomBytes(32), STATUS_KEY).publicKey).toString('hex');
+    expect(await code(rpc.call(agentEnroll, { ...old, statusDocId, statusWriteKey: other }))).toBe(
+      'BAD_ARGUMENT',
+    );
+    expect(coordinator.fleet.agent(key.nodeId)?.statusDocId).toBeUndefined();
+    const next = await rpc.call(agentEnroll, { ...old, statusDocId, statusWriteKey });
+    expect(next).toMatchObject({ desiredDocId: first.desiredDocId, statusKnown: false });
+    const entry = coordinator.fleet.agent(key.nodeId)!;
+    expect([entry.statusDocId, entry.statusWriteKey]).toEqual([statusDocId, statusWriteKey]);
+    expect(entry.enrolledAt).toBe(first.enrolledAt);
+    rpc.close();
+  });
+
   it('admin.add and admin.remove are in the admins document, which agents receive', async () => {
     const extra = nodeKeyFromSeed(randomBytes(32));
     await fleet.admin.submit({ op: 'admin.add', node: extra.nodeId });
