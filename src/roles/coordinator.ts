@@ -1,6 +1,8 @@
 // The coordinator: the fleet's always-on meeting point. It owns the root document (write key
 // derived from its node key), enrolls agents over rpc, replicates every document peers sync
-// with it, and serves the fleet from its own storage at once after a restart.
+// with it, and serves the fleet from its own storage at once after a restart. Deployments
+// (issue 11): it records admin-signed parts and places them in each target's desired document
+// (deployments.ts), and keeps every agent's status summary (fleet.ts).
 // When ready it writes its ticket to <state-dir>/coordinator.ticket.
 
 import { randomBytes } from 'node:crypto';
@@ -15,9 +17,10 @@ import type { Logger } from '../../sync/log.js';
 import { docIdFor, isStored, OwnedDoc } from '../../sync/owned-doc.js';
 import { RpcServer } from '../../sync/rpc.js';
 import type { Config } from '../config/index.js';
-import { ROOT_KEY, rootBase, type RootDoc } from '../docs/types.js';
+import { ROOT_KEY, rootAdminsDocId, rootBase, type RootDoc } from '../docs/types.js';
 import { deriveKeyPair, loadPublicKeyFile, type NodeKey } from '../identity/index.js';
 import { assertAdmissibleKey } from '../../sync/ed25519.js';
+import { Deployments } from './deployments.js';
 import { Gate } from './gate.js';
 import {
   flushDocuments,
@@ -31,7 +34,9 @@ import {
   agentEnroll,
   agentHeartbeat,
   agentPing,
+  deploySubmit,
   docHeads,
+  docsHeads,
   fleetAudit,
   fleetInfo,
   fleetPresence,
@@ -49,6 +54,9 @@ export class Coordinator {
   private constructor(
     readonly node: FltNode,
     readonly fleet: Fleet,
+    readonly gate: Gate,
+    /** Desired documents and deploy.submit; `place` lets a test forge what an agent receives. */
+    readonly deployments: Deployments,
     /** Its rpc server: every method it answers, with who may call each (`rpc.methods()`). */
     readonly rpc: RpcServer,
     readonly ticket: string,
@@ -66,13 +74,32 @@ export class Coordinator {
     const { repo, store } = documents;
     const root = new OwnedDoc<RootDoc>(deriveKeyPair(key.secret, ROOT_KEY));
     const rootDocId = root.docId;
-    const { node, fleet, gate } = await (async () => {
+    const { node, fleet, gate, deployments } = await (async () => {
       try {
         await root.open(repo, store, rootBase(key.nodeId));
         const fleet = new Fleet(root, repo, log);
         const gate = await Gate.open({ repo, store, key, fleetId: rootDocId, admins, log });
-        const node = await openNode(config, log, key, documents, { root, fleet, gate });
-        return { node, fleet, gate };
+        linkAdmins(root, fleet, gate);
+        const deployments = new Deployments({
+          repo,
+          store,
+          secret: key.secret,
+          fleetId: rootDocId,
+          fleet,
+          gate,
+          log,
+          flush: async (ids) => {
+            await repo.flush([...ids]);
+            await store.settled();
+          },
+        });
+        const node = await openNode(config, log, key, documents, {
+          root,
+          fleet,
+          gate,
+          deployments,
+        });
+        return { node, fleet, gate, deployments };
       } catch (err) {
         // No node to close yet (e.g. the port is taken): keep what the documents already hold.
         await flushDocuments(documents).catch(() => undefined);
@@ -80,14 +107,14 @@ export class Coordinator {
       }
     })();
     try {
-      const rpc = rpcServer(node, fleet, gate, rootDocId, log);
+      const rpc = rpcServer(node, { fleet, gate, deployments }, rootDocId, log);
       node.router.service(echoService()).service(rpc);
       trackPeers(node, fleet);
       node.start();
       const ticket = node.transport.ticket();
       // Readers of the ticket file never see half a ticket.
       await writeFileAtomic(join(config.stateDir, TICKET_FILE), ticket + '\n', { mode: 0o644 });
-      return new Coordinator(node, fleet, rpc, ticket);
+      return new Coordinator(node, fleet, gate, deployments, rpc, ticket);
     } catch (err) {
       await node.close().catch(() => undefined);
       throw err;
@@ -107,7 +134,12 @@ function openNode(
   log: Logger,
   key: NodeKey,
   documents: NodeDocuments,
-  { root, fleet, gate }: { root: OwnedDoc<RootDoc>; fleet: Fleet; gate: Gate },
+  {
+    root,
+    fleet,
+    gate,
+    deployments,
+  }: { root: OwnedDoc<RootDoc>; fleet: Fleet; gate: Gate; deployments: Deployments },
 ): Promise<FltNode> {
   const offers = (peer: NodeId, doc: DocumentId | undefined) =>
     gate.role(peer) === 'admin' || fleet.offers(peer, doc);
@@ -122,7 +154,12 @@ function openNode(
       access: (peer, doc) => Promise.resolve(offers(peer as string as NodeId, doc)),
     }),
     admit: (peer, message) => fleet.admit(peer, message),
-    durable: (doc) => doc === root.docId || doc === gate.audit.documentId,
+    // Every document this coordinator writes is saved before a sync message about it leaves.
+    durable: (doc) =>
+      doc === root.docId ||
+      doc === gate.audit.documentId ||
+      doc === gate.adminsDoc.documentId ||
+      deployments.isDesired(doc),
     onReplaced: (peer) => fleet.replaced(peer),
     access: (peer, alpn) => gate.allows(peer, alpn),
   });
@@ -130,15 +167,13 @@ function openNode(
 
 function rpcServer(
   node: FltNode,
-  fleet: Fleet,
-  gate: Gate,
+  { fleet, gate, deployments }: { fleet: Fleet; gate: Gate; deployments: Deployments },
   rootDocId: DocumentId,
   log: Logger,
 ): RpcServer {
   const started = Date.now();
   /** Told to agents in every ping answer: a new value means a new process (liveness.ts). */
   const boot = randomBytes(8).toString('hex');
-  const repo = node.repo!;
   // Who may call each method is declared on it (src/rpc-methods.ts) and checked by the server
   // before the request is read: the handlers below only run for callers their method allows.
   const access = { roleOf: (peer: NodeId) => gate.role(peer), refuse: refusal };
@@ -171,16 +206,32 @@ function rpcServer(
         gate.enroll(req.token, ctx.peer);
       }
       const known = await isHeld(node, factsDocId);
-      const entry = fleet.enroll(ctx.peer, factsDocId, req.factsWriteKey);
+      const status = statusOf(req);
+      const desired = deployments.desiredOf(ctx.peer);
+      const statusKnown = status ? await isHeld(node, status.docId) : undefined;
+      const entry = fleet.enroll(ctx.peer, factsDocId, req.factsWriteKey, { status, desired });
+      // The agent syncs it next: it exists here from now on (its base, until a deployment).
+      await deployments.open(ctx.peer);
       // A forked agent is not told which history to follow: an admin decides that.
       const factsHeads = entry.forked ? null : entry.factsHeads;
-      return { rootDocId, enrolledAt: entry.enrolledAt, known, factsHeads };
+      return {
+        rootDocId,
+        enrolledAt: entry.enrolledAt,
+        known,
+        factsHeads,
+        desiredDocId: desired.docId,
+        adminsDocId: gate.adminsDoc.documentId,
+        ...(statusKnown !== undefined
+          ? { statusKnown, statusHeads: entry.forked ? null : (entry.statusHeads ?? null) }
+          : {}),
+      };
     })
     .register(agentHeartbeat, (req, ctx) => {
       const entry = fleet.agent(ctx.peer);
       if (!entry) throw new FltError('UNAUTHORIZED_PEER', 'not enrolled');
       fleet.presence.heartbeat(ctx.peer, req.volatile);
       if (req.factsHeads !== undefined) fleet.recordHeads(ctx.peer, req.factsHeads);
+      if (req.statusHeads !== undefined) fleet.recordHeads(ctx.peer, req.statusHeads, 'status');
       fleet.watch(entry); // a first enrollment comes before the document exists: fetch it now
       return Promise.resolve({});
     })
@@ -209,14 +260,19 @@ function rpcServer(
         })),
       }),
     )
-    .register(docHeads, async (req) => {
-      const docId = req.docId as DocumentId;
-      if (!(await isHeld(node, docId))) return { heads: null };
-      return { heads: A.getHeads((await repo.find(docId)).doc()) };
+    .register(docHeads, async (req) => ({ heads: await headsOf(node, req.docId as DocumentId) }))
+    .register(docsHeads, async (req) => {
+      const heads: Record<string, string[] | null> = {};
+      for (const docId of new Set(req.docIds))
+        heads[docId] = await headsOf(node, docId as DocumentId);
+      return { heads };
     })
+    .register(deploySubmit, (req, ctx) => deployments.submit(req.parts, ctx.peer))
     .register(adminOp, (req) => {
-      const { revoked } = gate.apply(req.op);
+      const { entry, revoked } = gate.apply(req.op);
       if (revoked) node.router.disconnect(revoked);
+      if (entry.kind === 'op' && entry.op.body.op === 'agent.label')
+        fleet.setLabels(entry.op.body.node, gate.labels(entry.op.body.node));
       return Promise.resolve({ index: gate.size - 1 });
     })
     .register(fleetAudit, () => Promise.resolve({ fleet: rootDocId, ...gate.trail() }));
@@ -234,6 +290,42 @@ async function resolveAdmins(values: readonly string[]): Promise<NodeId[]> {
     out.push(id);
   }
   return out;
+}
+
+/**
+ * Joins the gate's admins document to the fleet: named in the root document (for admins) and
+ * offered to every agent; and the root records' labels mirrored from the trail (a label op
+ * whose root write a crash lost is mirrored at the next start).
+ */
+function linkAdmins(root: OwnedDoc<RootDoc>, fleet: Fleet, gate: Gate): void {
+  const id = gate.adminsDoc.documentId;
+  fleet.adminsDocId = id;
+  const handle = root.opened();
+  if (rootAdminsDocId(handle.doc()) !== id)
+    handle.change((d) => void (d.adminsDocId = new A.ImmutableString(id)));
+  for (const entry of fleet.agents()) fleet.setLabels(entry.nodeId, gate.labels(entry.nodeId));
+}
+
+/** The status document an enrolling agent names (both fields or neither), checked. */
+function statusOf(req: {
+  statusDocId?: string | undefined;
+  statusWriteKey?: string | undefined;
+}): { docId: DocumentId; writeKey: string } | undefined {
+  const { statusDocId, statusWriteKey } = req;
+  if (statusDocId === undefined && statusWriteKey === undefined) return undefined;
+  if (statusDocId === undefined || statusWriteKey === undefined)
+    throw new FltError('BAD_ARGUMENT', 'statusDocId and statusWriteKey go together');
+  const key = Buffer.from(statusWriteKey, 'hex');
+  assertAdmissibleKey(key, 'status write key');
+  if (docIdFor(key) !== statusDocId)
+    throw new FltError('BAD_ARGUMENT', 'the status document id does not belong to that key');
+  return { docId: statusDocId as DocumentId, writeKey: statusWriteKey };
+}
+
+/** This coordinator's heads of a document; null when it does not hold it. */
+async function headsOf(node: FltNode, docId: DocumentId): Promise<string[] | null> {
+  if (!(await isHeld(node, docId))) return null;
+  return A.getHeads((await node.repo!.find(docId)).doc());
 }
 
 /**

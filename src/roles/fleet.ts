@@ -1,5 +1,6 @@
 // The coordinator's view of the fleet: the root document it owns (enrolled agents, their
-// summaries, lastSeen) and the facts documents it replicates. Everything it serves after a
+// summaries, lastSeen) and the documents its agents write and it replicates: facts, and status
+// (issue 11; both alike: signed heads, a summary from the trusted view, fork detection). Everything it serves after a
 // restart comes from the root document, so the fleet is visible before any agent reconnects.
 
 import * as A from '@automerge/automerge';
@@ -19,23 +20,68 @@ import { validateFacts } from '../facts/index.js';
 import {
   agentsOf,
   encodeAgent,
+  readStatus,
   sortAgents,
   storedFacts,
   summarize,
   type AgentEntry,
+  type DeploySummary,
+  type DesiredSummary,
   type FactsDoc,
   type RootDoc,
+  type StatusDoc,
 } from '../docs/types.js';
 import { relate, type HeadsRelation } from '../trust/fork.js';
 import { Presence } from './presence.js';
 
+/** The documents an agent writes and the coordinator replicates. */
+export type AgentDoc = 'facts' | 'status';
+
+/** Where each of an agent's documents is named in its root record. */
+const FIELDS = {
+  facts: {
+    docId: (e: AgentEntry) => e.factsDocId as DocumentId | undefined,
+    writeKey: (e: AgentEntry) => e.factsWriteKey as string | undefined,
+    heads: (e: AgentEntry) => e.factsHeads,
+    withHeads: (e: AgentEntry, h: SignedHeads): AgentEntry => ({ ...e, factsHeads: h }),
+  },
+  status: {
+    docId: (e: AgentEntry) => e.statusDocId,
+    writeKey: (e: AgentEntry) => e.statusWriteKey,
+    heads: (e: AgentEntry) => e.statusHeads,
+    withHeads: (e: AgentEntry, h: SignedHeads): AgentEntry => ({ ...e, statusHeads: h }),
+  },
+} as const;
+const KINDS: readonly AgentDoc[] = ['facts', 'status'];
+
 /**
- * The facts heads in an agent's root record. Verified before the coordinator stored them, and
- * only the coordinator writes the root document, so they are not checked again here (at start
- * that would cost a signature check per agent).
+ * The signed heads of an agent's document in its root record. Verified before the coordinator
+ * stored them, and only the coordinator writes the root document, so they are not checked again
+ * here (at start that would cost a signature check per agent).
  */
-const headsOf = (entry: AgentEntry | undefined) =>
-  (entry?.factsHeads ?? undefined) as SignedHeads | undefined;
+const headsOf = (entry: AgentEntry | undefined, kind: AgentDoc = 'facts') =>
+  ((entry && FIELDS[kind].heads(entry)) ?? undefined) as SignedHeads | undefined;
+
+/** Per kind of agent document: what the coordinator tracks of it. */
+interface Tracked {
+  readonly watched: Set<DocumentId>;
+  readonly handles: Map<NodeId, DocHandle<unknown>>;
+  /**
+   * Verified signed heads newer than an agent's root record whose changes this coordinator does
+   * not hold yet (a heartbeat can outrun the sync session: after a restart, or while a dead
+   * session is being replaced). Recorded once the changes arrive, so that a root record never
+   * names heads a reader would wait for in vain.
+   */
+  readonly waiting: Map<NodeId, SignedHeads>;
+}
+
+/** Where an enrolled agent's status and desired documents are (issue 11). */
+export interface DeployDocs {
+  /** Its status document and write key; absent from an agent before issue 11. */
+  readonly status?: { readonly docId: DocumentId; readonly writeKey: string };
+  /** Its desired document (written by this coordinator) and write key. */
+  readonly desired?: { readonly docId: DocumentId; readonly writeKey: string };
+}
 
 /** Finds of a facts document before giving up until the agent's next heartbeat (250 ms .. 8 s). */
 const WATCH_ATTEMPTS = 6;
@@ -52,21 +98,16 @@ export const REPLACE_WINDOW_MS = 60_000;
 
 export class Fleet {
   readonly presence: Presence;
-  private readonly watched = new Set<DocumentId>();
+  private readonly tracked: Record<AgentDoc, Tracked> = {
+    facts: { watched: new Set(), handles: new Map(), waiting: new Map() },
+    status: { watched: new Set(), handles: new Map(), waiting: new Map() },
+  };
   /**
    * The root document's agents, decoded once at start and then kept in step by put(): the
    * coordinator is the root document's only writer, and lookups run on every rpc and, for the
    * share policy, for every document at every connection, so they must not decode N records.
    */
   private readonly entries = new Map<NodeId, AgentEntry>();
-  private readonly handles = new Map<NodeId, DocHandle<FactsDoc>>();
-  /**
-   * Verified signed heads newer than an agent's root record whose changes this coordinator does
-   * not hold yet (a heartbeat can outrun the sync session: after a restart, or while a dead
-   * session is being replaced). Recorded once the changes arrive, so that a root record never
-   * names heads a reader would wait for in vain.
-   */
-  private readonly waiting = new Map<NodeId, SignedHeads>();
   /** Per agent: when its live connection was replaced, within REPLACE_WINDOW_MS. */
   private readonly replacements = new Map<NodeId, number[]>();
   /** Per agent: sync messages with changes dropped because it is forked (for status and tests). */
@@ -74,6 +115,8 @@ export class Fleet {
 
   /** The root document (open). */
   readonly root: DocHandle<RootDoc>;
+  /** The fleet's admins document (the gate's), which every agent is offered; set at start. */
+  adminsDocId: DocumentId | undefined;
 
   constructor(
     private readonly rootDoc: OwnedDoc<RootDoc>,
@@ -102,13 +145,16 @@ export class Fleet {
   }
 
   /**
-   * Whether an enrolled agent may sync `doc` with the coordinator: only its own facts document
-   * (it has no use for the others, and offering N documents to each of N agents made fan-in
-   * quadratic). Admins get everything (the coordinator asks its Gate first); others nothing.
+   * Whether an enrolled agent may sync `doc` with the coordinator: only its own facts and status
+   * documents (not while it is forked), its own desired document and the admins document (it has
+   * no use for the others, and offering N documents to each of N agents made fan-in quadratic).
+   * Admins get everything (the coordinator asks its Gate first); others nothing.
    */
   offers(peer: NodeId, doc: DocumentId | undefined): boolean {
     const entry = this.entries.get(peer);
-    return entry !== undefined && entry.factsDocId === doc && !entry.forked;
+    if (entry === undefined || doc === undefined) return false;
+    if (doc === entry.factsDocId || doc === entry.statusDocId) return !entry.forked;
+    return doc === entry.desiredDocId || doc === this.adminsDocId;
   }
 
   /**
@@ -124,10 +170,19 @@ export class Fleet {
     if (!('documentId' in message) || message.documentId === undefined) return true;
     const docId = message.documentId;
     const agent = this.entries.get(peer);
-    if (agent?.factsDocId === docId) {
+    if (agent && (agent.factsDocId === docId || agent.statusDocId === docId)) {
       if (!agent.forked || changesIn(message) === 0) return true;
       this.refused.set(peer, (this.refused.get(peer) ?? 0) + 1);
       return false;
+    }
+    // Documents it reads but this coordinator writes: requests and acknowledgements only.
+    if (agent && (agent.desiredDocId === docId || this.adminsDocId === docId)) {
+      const changes = changesIn(message);
+      if (changes === 0) return true;
+      throw new FltError(
+        'UNAUTHORIZED_PEER',
+        `agent ${peer} sent ${changes} change(s) to ${docId}, which it does not write`,
+      );
     }
     if (agent)
       throw new FltError('UNAUTHORIZED_PEER', `agent ${peer} sent a ${message.type} for ${docId}`);
@@ -139,25 +194,50 @@ export class Fleet {
     );
   }
 
-  /** Records (or refreshes) an enrollment; returns the entry. Idempotent. */
-  enroll(id: NodeId, factsDocId: DocumentId, factsWriteKey: string): AgentEntry {
+  /**
+   * Records (or refreshes) an enrollment; returns the entry. Idempotent. `docs` names the
+   * agent's status and desired documents (issue 11): an agent enrolled before gets them recorded
+   * on its next enrollment; a record that names them keeps them when an enrollment does not.
+   */
+  enroll(
+    id: NodeId,
+    factsDocId: DocumentId,
+    factsWriteKey: string,
+    docs: DeployDocs = {},
+  ): AgentEntry {
     const existing = this.entries.get(id);
-    if (
-      !existing ||
-      existing.factsDocId !== factsDocId ||
-      existing.factsWriteKey !== factsWriteKey
-    ) {
+    const sameFacts =
+      existing?.factsDocId === factsDocId && existing.factsWriteKey === factsWriteKey;
+    const { status, desired } = docs;
+    const sameStatus =
+      status === undefined ||
+      (existing?.statusDocId === status.docId && existing.statusWriteKey === status.writeKey);
+    const sameDesired =
+      desired === undefined ||
+      (existing?.desiredDocId === desired.docId && existing.desiredWriteKey === desired.writeKey);
+    if (!existing || !sameFacts || !sameStatus || !sameDesired) {
       const now = new Date().toISOString();
+      const keepStatus = existing !== undefined && sameStatus;
       this.put([
         {
+          ...existing,
           nodeId: id,
           factsDocId,
           factsWriteKey,
           enrolledAt: existing?.enrolledAt ?? now,
           lastSeen: now,
-          summary: existing?.summary ?? null,
-          factsHeads: existing?.factsHeads ?? null,
+          summary: sameFacts ? (existing?.summary ?? null) : null,
+          factsHeads: sameFacts ? (existing?.factsHeads ?? null) : null,
           forked: existing?.forked ?? null,
+          ...(status && !keepStatus
+            ? {
+                statusDocId: status.docId,
+                statusWriteKey: status.writeKey,
+                statusHeads: null,
+                deploy: null,
+              }
+            : {}),
+          ...(desired ? { desiredDocId: desired.docId, desiredWriteKey: desired.writeKey } : {}),
         },
       ]);
       this.log.info('agent enrolled', { agent: shortId(id) });
@@ -165,6 +245,23 @@ export class Fleet {
     const entry = this.entries.get(id)!;
     this.watch(entry);
     return entry;
+  }
+
+  /** Mirrors an agent's labels (agent.label ops, as the gate's trail has them) into its record. */
+  setLabels(id: NodeId, labels: Readonly<Record<string, string>>): void {
+    const entry = this.entries.get(id);
+    if (!entry) return;
+    const next = Object.keys(labels).length > 0 ? { ...labels } : undefined;
+    if (JSON.stringify(entry.labels) === JSON.stringify(next)) return;
+    this.put([{ ...entry, labels: next }]);
+  }
+
+  /** Records what was placed in an agent's desired document (roles/deployments.ts). */
+  setDesired(id: NodeId, desired: DesiredSummary): void {
+    const entry = this.entries.get(id);
+    if (!entry) throw new FltError('INTERNAL', `${shortId(id)} is not enrolled`);
+    if (JSON.stringify(entry.desired) === JSON.stringify(desired)) return;
+    this.put([{ ...entry, desired }]);
   }
 
   /** Writes whole agent records, in one change, to the root document and the lookup map. */
@@ -177,83 +274,97 @@ export class Fleet {
   }
 
   /**
-   * Replicates an agent's facts document and keeps its summary in the root document current.
-   * A find can race the agent's first sync (REFERENCE.md), so it is retried a few times with
-   * backoff; after that the agent's next connection or heartbeat tries again.
+   * Replicates an agent's facts document, and its status document once it named one, and keeps
+   * their summaries in the root document current. A find can race the agent's first sync
+   * (REFERENCE.md), so it is retried a few times with backoff; after that the agent's next
+   * connection or heartbeat tries again.
    */
   watch(entry: AgentEntry): void {
-    // A forked agent's document is frozen as it is: an admin decides (revoke).
-    if (this.watched.has(entry.factsDocId) || this.entries.get(entry.nodeId)?.forked) return;
-    this.watched.add(entry.factsDocId);
-    void this.follow(entry);
+    // A forked agent's documents are frozen as they are: an admin decides (revoke).
+    if (this.entries.get(entry.nodeId)?.forked) return;
+    for (const kind of KINDS) {
+      const docId = FIELDS[kind].docId(entry);
+      const { watched } = this.tracked[kind];
+      if (docId === undefined || watched.has(docId)) continue;
+      watched.add(docId);
+      void this.follow(entry.nodeId, kind, docId);
+    }
   }
 
-  private async follow(entry: AgentEntry): Promise<void> {
+  private async follow(id: NodeId, kind: AgentDoc, docId: DocumentId): Promise<void> {
+    const { handles, watched } = this.tracked[kind];
     for (let attempt = 0; attempt < WATCH_ATTEMPTS; attempt++) {
       try {
-        const handle = await this.repo.find<FactsDoc>(entry.factsDocId);
-        this.handles.set(entry.nodeId, handle);
+        const handle = await this.repo.find<unknown>(docId);
+        handles.set(id, handle);
         handle.on('change', () => {
-          this.arrived(entry.nodeId, handle);
+          this.arrived(id, kind, handle);
         });
-        this.arrived(entry.nodeId, handle);
+        this.arrived(id, kind, handle);
         return;
       } catch (err) {
-        this.log.debug('facts document not available yet', {
-          agent: shortId(entry.nodeId),
+        this.log.debug(`${kind} document not available yet`, {
+          agent: shortId(id),
           err: String(err),
         });
         await new Promise((resolve) => setTimeout(resolve, 250 * 2 ** attempt).unref());
       }
     }
-    this.watched.delete(entry.factsDocId);
+    watched.delete(docId);
   }
 
   /**
-   * Takes an agent's signed heads of its facts document (sent with each heartbeat): verified
-   * against the write key it enrolled with, kept when newer, and stored in its root record once
-   * this coordinator holds the changes they name (until then they wait, see `waiting`); the
-   * summary is recomputed from the facts at those heads. A bad record is refused (BAD_SIGNATURE).
+   * Takes an agent's signed heads of its facts (or status) document, sent with each heartbeat:
+   * verified against the write key it enrolled with, kept when newer, and stored in its root
+   * record once this coordinator holds the changes they name (until then they wait, see
+   * `Tracked.waiting`); the summary is recomputed from the document at those heads. A bad record
+   * is refused (BAD_SIGNATURE); status heads from an agent that named no status document are
+   * BAD_ARGUMENT.
    */
-  recordHeads(id: NodeId, value: unknown): void {
+  recordHeads(id: NodeId, value: unknown, kind: AgentDoc = 'facts'): void {
     const entry = this.entries.get(id);
     if (!entry) throw new FltError('UNAUTHORIZED_PEER', 'not enrolled');
-    const latest = newer(headsOf(entry), this.waiting.get(id));
+    const docId = FIELDS[kind].docId(entry);
+    const writeKey = FIELDS[kind].writeKey(entry);
+    if (docId === undefined || writeKey === undefined)
+      throw new FltError('BAD_ARGUMENT', `no ${kind} document enrolled: enroll again`);
+    const { waiting, handles } = this.tracked[kind];
+    const latest = newer(headsOf(entry, kind), waiting.get(id));
     // Every heartbeat carries the record; an unchanged one needs no signature check.
     if (latest && (value as Partial<SignedHeads> | null)?.sig === latest.sig) return;
-    const signed = verifySignedHeads(value, {
-      docId: entry.factsDocId,
-      writeKey: entry.factsWriteKey,
-    });
+    const signed = verifySignedHeads(value, { docId, writeKey });
     if (entry.forked) return; // the heads it held stay as they were until an admin decides
-    const held = headsOf(entry);
-    const rel = held ? this.relation(id, held, signed) : 'ahead';
-    if (held && this.diverged(id, held, signed, rel)) return;
+    const held = headsOf(entry, kind);
+    const rel = held ? this.relation(id, kind, held, signed) : 'ahead';
+    if (held && this.diverged(id, kind, held, signed, rel)) return;
     // Behind: an older state of ours (a restored backup before it caught up): never go back.
     if (rel === 'same' || rel === 'behind') return;
     if (newer(latest, signed) !== signed || latest?.seq === signed.seq) return;
-    this.waiting.set(id, signed);
-    const handle = this.handles.get(id);
-    if (handle) this.arrived(id, handle);
+    waiting.set(id, signed);
+    const handle = handles.get(id);
+    if (handle) this.arrived(id, kind, handle);
   }
 
-  /** Whether the agent signed heads that this coordinator does not hold yet. */
+  /** Whether the agent signed facts heads that this coordinator does not hold yet. */
   pending(id: NodeId): boolean {
-    return this.waiting.has(id);
+    return this.tracked.facts.waiting.has(id);
   }
 
-  /** The facts document changed (or was found): record waiting heads it now holds, summarize. */
-  private arrived(id: NodeId, handle: DocHandle<FactsDoc>): void {
-    const signed = this.waiting.get(id);
+  /** A document changed (or was found): record waiting heads it now holds, summarize. */
+  private arrived(id: NodeId, kind: AgentDoc, handle: DocHandle<unknown>): void {
+    const { waiting } = this.tracked[kind];
+    const signed = waiting.get(id);
     const entry = this.entries.get(id);
-    if (entry?.forked) this.waiting.delete(id);
+    if (entry?.forked) waiting.delete(id);
     else if (signed && entry && A.hasHeads(handle.doc(), [...signed.heads])) {
-      this.waiting.delete(id);
+      waiting.delete(id);
       // Recorded heads are always held, so now the two compare for sure.
-      const held = headsOf(entry);
-      if (!held || !this.diverged(id, held, signed)) this.put([{ ...entry, factsHeads: signed }]);
+      const held = headsOf(entry, kind);
+      if (!held || !this.diverged(id, kind, held, signed))
+        this.put([FIELDS[kind].withHeads(entry, signed)]);
     }
-    this.updateSummary(id, handle);
+    if (kind === 'facts') this.updateSummary(id, handle as DocHandle<FactsDoc>);
+    else this.updateDeploy(id, handle as DocHandle<StatusDoc>);
   }
 
   /**
@@ -263,23 +374,24 @@ export class Fleet {
    */
   private diverged(
     id: NodeId,
+    kind: AgentDoc,
     held: SignedHeads,
     signed: SignedHeads,
-    rel = this.relation(id, held, signed),
+    rel = this.relation(id, kind, held, signed),
   ): boolean {
     if (held.seq === signed.seq && rel !== 'same') {
-      this.markForked(id, `two different signed heads with one seq (${signed.seq})`);
+      this.markForked(id, `two different signed heads of its ${kind} with one seq (${signed.seq})`);
       return true;
     }
     if (rel === 'forked') {
-      this.markForked(id, 'two histories of its facts document, neither containing the other');
+      this.markForked(id, `two histories of its ${kind} document, neither containing the other`);
       return true;
     }
     return false;
   }
 
-  private relation(id: NodeId, a: SignedHeads, b: SignedHeads): HeadsRelation {
-    const handle = this.handles.get(id);
+  private relation(id: NodeId, kind: AgentDoc, a: SignedHeads, b: SignedHeads): HeadsRelation {
+    const handle = this.tracked[kind].handles.get(id);
     return handle ? relate(handle.doc(), a, b) : 'unknown';
   }
 
@@ -333,7 +445,7 @@ export class Fleet {
   /** The summary comes from the trusted view only: facts no verified signature covers never count. */
   private updateSummary(id: NodeId, handle: DocHandle<FactsDoc>): void {
     const entry = this.entries.get(id);
-    const view = trustedView(handle.doc(), headsOf(entry));
+    const view = trustedView(handle.doc(), headsOf(entry, 'facts'));
     const facts = view.doc ? storedFacts(view.doc) : null;
     if (!facts || !entry) return;
     let summary;
@@ -345,5 +457,32 @@ export class Fleet {
     }
     if (entry.summary && JSON.stringify(entry.summary) === JSON.stringify(summary)) return;
     this.put([{ ...entry, summary }]);
+  }
+
+  /**
+   * The deploy summary, like the facts summary, from the status document's trusted view only:
+   * system now, and the newest deployment record.
+   */
+  private updateDeploy(id: NodeId, handle: DocHandle<StatusDoc>): void {
+    const entry = this.entries.get(id);
+    if (!entry) return;
+    const view = trustedView(handle.doc(), headsOf(entry, 'status'));
+    if (!view.doc) return;
+    const { system, deployments } = readStatus(view.doc);
+    const last = deployments[0];
+    const deploy: DeploySummary = {
+      current: system?.current ?? null,
+      booted: system?.booted ?? null,
+      rebootNeeded: system?.rebootNeeded ?? null,
+      last: last
+        ? {
+            id: last.id,
+            state: last.state,
+            ...(last.code !== undefined ? { code: last.code } : {}),
+          }
+        : null,
+    };
+    if (entry.deploy && JSON.stringify(entry.deploy) === JSON.stringify(deploy)) return;
+    this.put([{ ...entry, deploy }]);
   }
 }
