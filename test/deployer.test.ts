@@ -27,7 +27,9 @@ import {
   type StatusDoc,
 } from '../src/docs/status.js';
 import { generateNodeKey, type NodeKey } from '../src/identity/index.js';
+import { Agent } from '../src/roles/agent.js';
 import { Deployer, type DeployerOptions } from '../src/roles/deployer.js';
+import { localConfig } from './helpers/fleet.js';
 import { signOp } from '../src/trust/admin-ops.js';
 import { signDeployment, type DeployAction, type SignedPart } from '../src/trust/deployment.js';
 import { tempDir } from './helpers/flt.js';
@@ -549,5 +551,23 @@ describe('Deployer: a corrupt journal', () => {
     expect(r.record(part.id)).toBeUndefined();
     expect(await r.activations()).toEqual([]);
     expect(existsSync(r.profile)).toBe(false);
+  });
+});
+
+describe('Agent: deployment configuration', () => {
+  it('refuses to start with a deploy configuration that cannot work (BAD_CONFIG naming the key)', async () => {
+    const tmp = await tempDir('flt-deployer-');
+    cleanup.push(() => tmp.remove());
+    const start = async (flags: Record<string, string>) =>
+      Agent.start(await localConfig(tmp.path, flags), silentLogger).then(
+        () => 'started',
+        (err: { code?: string; message?: string }) => `${err.code}: ${err.message}`,
+      );
+    expect(await start({ 'deploy-activator': 'profile' })).toMatch(/^BAD_CONFIG: .*deploy_profile/);
+    expect(await start({ 'deploy-activator': 'command' })).toMatch(/^BAD_CONFIG: .*deploy_command/);
+    expect(await start({ 'deploy-activator': 'nixos', 'nix-store': nix.store })).toMatch(
+      /^BAD_CONFIG: .*nix_store/,
+    );
+    expect(existsSync(join(tmp.path, 'deploy'))).toBe(false);
   });
 });

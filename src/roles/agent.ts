@@ -97,15 +97,15 @@ export class Agent {
     log: Logger,
     source: FactsSource = () => collectFacts(),
   ): Promise<Agent> {
+    // A deploy_* configuration that cannot work ends the agent now (BAD_CONFIG naming the key).
+    checkDeployConfig(config);
+    const activator = createActivator(config);
     if (!config.coordinator)
       throw new FltError(
         'BAD_ARGUMENT',
         'the agent needs --coordinator TICKET or NODE_ID@HOST:PORT',
       );
     const coordinator = parsePeerAddress(config.coordinator);
-    // A deploy_* configuration that cannot work ends the agent now (BAD_CONFIG naming the key).
-    checkDeployConfig(config);
-    const activator = createActivator(config);
     // The key first: our documents (id, guard) exist before the node that syncs them opens.
     const key = await loadNodeKey(config, log);
     const own = new OwnedDoc<FactsDoc>(deriveKeyPair(key.secret, FACTS_KEY));
@@ -173,6 +173,14 @@ export class Agent {
   /** The facts document, once open. */
   get facts(): DocHandle<FactsDoc> | undefined {
     return this.own.handle;
+  }
+
+  /**
+   * Every document this agent holds: facts and status (ours), and once a coordinator that
+   * deploys answered our enrollment, our desired document and the admins document.
+   */
+  get documents(): DocumentId[] {
+    return [this.factsDocId, this.statusDocId, ...this.theirs];
   }
 
   /** The status document, once open. */
