@@ -54,11 +54,16 @@ describe('document sharing between coordinator, agents and admin', () => {
     expect(view.agents.map((a) => a.hostname).sort()).toEqual(['h0', 'h1', 'h2']);
   });
 
-  it('an agent holds and stores its own facts document only', async () => {
+  it('an agent holds and stores its own documents only', async () => {
+    // Facts and status; with a coordinator that deploys, also its desired and the admins document.
     for (const agent of agents) {
       await agent.node.repo!.flush();
-      expect(Object.keys(agent.node.repo!.handles)).toEqual([agent.factsDocId]);
-      expect([...(await storedDocs(agent.node.store!))]).toEqual([agent.factsDocId]);
+      const held = Object.keys(agent.node.repo!.handles);
+      expect(held).toContain(agent.factsDocId);
+      expect(held).toContain(agent.statusDocId);
+      expect(agent.documents).toHaveLength(agent.documents.length === 2 ? 2 : 4);
+      for (const doc of held) expect(agent.documents).toContain(doc);
+      for (const doc of await storedDocs(agent.node.store!)) expect(agent.documents).toContain(doc);
     }
   });
 

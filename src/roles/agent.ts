@@ -2,10 +2,15 @@
 // with the coordinator (retrying with backoff until it answers), and publishes facts every
 // interval, writing only what changed. Volatile values go to the coordinator by heartbeat,
 // never into the document, so a year of publishing leaves a small history.
+//
+// Deployments (issue 11): it also owns its status document (like facts: derived key, signed
+// heads in every heartbeat, restored from the coordinator when the state dir is lost), and
+// syncs, read-only, its desired document and the fleet's admins document (ids from the enroll
+// answer). The Deployer (deployer.ts) acts on them; an extra heartbeat follows each status write.
 
 import * as A from '@automerge/automerge';
 import type { DocHandle, DocumentId, Repo } from '@automerge/automerge-repo';
-import { sleep } from '../../sync/backoff.js';
+import { backoffDelay, sleep } from '../../sync/backoff.js';
 import { messageOf } from '../../sync/errors.js';
 import type { Logger } from '../../sync/log.js';
 import { RpcChannel } from '../../sync/rpc-channel.js';
@@ -16,7 +21,13 @@ import { FACTS_KEY, factsBase, type FactsDoc } from '../docs/types.js';
 import { collectFacts, collectVolatile, isEmptyPatch, type Facts } from '../facts/index.js';
 import { deriveKeyPair } from '../identity/index.js';
 import { changesIn } from '../../sync/changes.js';
-import { OwnedDoc, type SignedHeads } from '../../sync/owned-doc.js';
+import { isStored, OwnedDoc, type SignedHeads } from '../../sync/owned-doc.js';
+import type { NodeId } from '../../sync/ids.js';
+import { checkDeployConfig, createActivator, type Activator } from '../deploy/index.js';
+import type { AdminsDoc } from '../docs/admins.js';
+import type { DesiredDoc } from '../docs/desired.js';
+import { STATUS_KEY, statusBase, type StatusDoc } from '../docs/status.js';
+import { Deployer } from './deployer.js';
 import { FltNode, loadNodeKey } from '../node.js';
 import { Liveness } from './liveness.js';
 import { agentEnroll, agentHeartbeat } from '../rpc-methods.js';
@@ -31,6 +42,10 @@ const APPROVAL_POLL_MS = 2000;
  * writing anyway (which then forks its document, and the coordinator flags it for an admin).
  */
 const CATCH_UP_MS = 60_000;
+/** Retries of fetching the desired or admins document while the coordinator has none yet. */
+const FETCH_RETRY = { initialMs: 1000, maxMs: 30_000 };
+/** Retries of fetching our own document back (a lost state dir): every second, as before. */
+const RESTORE_RETRY = { initialMs: 1000, maxMs: 1000 };
 
 /** What the agent collects; tests replace it to drive facts without touching the machine. */
 export type FactsSource = () => Promise<Facts>;
@@ -47,13 +62,23 @@ export class Agent {
   readonly failed: Promise<never>;
   private fail!: (err: unknown) => void;
   private tokenUsed = false;
+  private live: Liveness | undefined;
+  /** Started once the status, desired and admins documents are open. */
+  private deployer: Deployer | undefined;
+  private deploying: Promise<void> | undefined;
 
   readonly factsDocId: DocumentId;
+  readonly statusDocId: DocumentId;
 
   private constructor(
     readonly node: FltNode,
     /** Our facts document: its id, signed heads and admit guard (sync/owned-doc.ts). */
     private readonly own: OwnedDoc<FactsDoc>,
+    /** Our status document (deployments), owned like facts. */
+    private readonly ownStatus: OwnedDoc<StatusDoc>,
+    /** The desired and admins documents, once the enroll answer names them: synced read-only. */
+    private readonly theirs: Set<DocumentId>,
+    private readonly activator: Activator | undefined,
     private readonly rpc: RpcChannel,
     private readonly coordinator: PeerAddr,
     private readonly config: Config,
@@ -61,6 +86,7 @@ export class Agent {
     private readonly source: FactsSource,
   ) {
     this.factsDocId = own.docId;
+    this.statusDocId = ownStatus.docId;
     this.enrolled = new Promise((resolve) => (this.markEnrolled = resolve));
     this.failed = new Promise((_, reject) => (this.fail = reject));
     this.failed.catch(() => undefined); // observed by whoever awaits it, if anyone
@@ -71,15 +97,25 @@ export class Agent {
     log: Logger,
     source: FactsSource = () => collectFacts(),
   ): Promise<Agent> {
+    // A deploy_* configuration that cannot work ends the agent now (BAD_CONFIG naming the key).
+    checkDeployConfig(config);
+    const activator = createActivator(config);
     if (!config.coordinator)
       throw new FltError(
         'BAD_ARGUMENT',
         'the agent needs --coordinator TICKET or NODE_ID@HOST:PORT',
       );
     const coordinator = parsePeerAddress(config.coordinator);
-    // The key first: our document (id, guard) exists before the node that syncs it opens.
+    // The key first: our documents (id, guard) exist before the node that syncs them opens.
     const key = await loadNodeKey(config, log);
     const own = new OwnedDoc<FactsDoc>(deriveKeyPair(key.secret, FACTS_KEY));
+    const status = new OwnedDoc<StatusDoc>(deriveKeyPair(key.secret, STATUS_KEY));
+    const theirs = new Set<DocumentId>();
+    // The status document is synced only with a coordinator that deploys (it named a desired and
+    // an admins document when we enrolled): an older one refuses anything but facts.
+    const synced = (doc: DocumentId | undefined) =>
+      doc !== undefined &&
+      (doc === own.docId || (theirs.size > 0 && (doc === status.docId || theirs.has(doc))));
     const node = await FltNode.open({
       role: 'agent',
       config,
@@ -92,24 +128,38 @@ export class Agent {
       // (which we would then sign over) are refused (OwnedDoc.admit). Before that, a lost state
       // dir is restored from the coordinator's copy (fetchOwn), the one time we take its changes;
       // restored from an older backup, we take the history our own signature covers (`behind`).
-      // We sync our own document only, so once it is open no other document takes changes.
+      // The status document likewise. We sync exactly four documents: facts and status (ours),
+      // our desired document and the admins document (the coordinator's: their changes are taken,
+      // their content is checked by admin signatures, never by who relayed it). Once facts is
+      // open, no other document takes changes.
       admit: (peer, message) => {
         own.admit(peer, message);
-        if (own.handle && message.documentId !== own.docId && changesIn(message) > 0)
+        status.admit(peer, message);
+        if (own.handle && !synced(message.documentId) && changesIn(message) > 0)
           throw new FltError(
             'UNAUTHORIZED_PEER',
             `${peer} sent changes to a document we do not sync`,
           );
       },
-      durable: (doc) => doc === own.docId,
+      durable: (doc) => doc === own.docId || doc === status.docId,
       share: () => {
-        const mine = (_: unknown, doc: DocumentId | undefined) =>
-          Promise.resolve(doc === own.docId);
-        return { announce: mine, access: mine };
+        const ours = (_: unknown, doc: DocumentId | undefined) => Promise.resolve(synced(doc));
+        return { announce: ours, access: ours };
       },
     });
     const rpc = new RpcChannel(node.transport, coordinator, { timeoutMs: config.rpcTimeoutMs });
-    const agent = new Agent(node, own, rpc, coordinator, config, log, source);
+    const agent = new Agent(
+      node,
+      own,
+      status,
+      theirs,
+      activator,
+      rpc,
+      coordinator,
+      config,
+      log,
+      source,
+    );
     node.router.service(echoService());
     node.start();
     agent.running = agent.run().catch((err: unknown) => {
@@ -125,35 +175,83 @@ export class Agent {
     return this.own.handle;
   }
 
+  /**
+   * Every document this agent holds: facts and status (ours), and once a coordinator that
+   * deploys answered our enrollment, our desired document and the admins document.
+   */
+  get documents(): DocumentId[] {
+    return [this.factsDocId, this.statusDocId, ...this.theirs];
+  }
+
+  /** The status document, once open. */
+  get status(): DocHandle<StatusDoc> | undefined {
+    return this.ownStatus.handle;
+  }
+
+  /** The deployment queue, once started (after enrollment, when the coordinator deploys). */
+  get deployments(): Deployer | undefined {
+    return this.deployer;
+  }
+
   async close(): Promise<void> {
     this.stop.abort();
     this.rpc.close();
     await this.running;
+    await this.deploying;
+    await this.deployer?.close();
     await this.liveness;
     await this.node.close();
   }
 
   private async run(): Promise<void> {
     const repo = this.node.repo!;
-    const local = await this.own.load(repo, this.node.store!);
-    const { known, factsHeads } = await this.enroll();
-    this.own.behind = this.ownSigned(factsHeads);
+    const store = this.node.store!;
+    const local = await this.own.load(repo, store);
+    const localStatus = await this.ownStatus.load(repo, store);
+    const answer = await this.enroll();
+    this.own.behind = this.ownSigned(this.own, answer.factsHeads);
+    this.ownStatus.behind = this.ownSigned(this.ownStatus, answer.statusHeads);
+    const { desiredDocId, adminsDocId } = answer;
+    if (desiredDocId !== undefined && adminsDocId !== undefined) {
+      this.theirs.add(desiredDocId as DocumentId);
+      this.theirs.add(adminsDocId as DocumentId);
+    }
     this.node.sync.addPeer(this.coordinator);
-    this.liveness = new Liveness(
+    this.live = new Liveness(
       this.rpc,
       this.node.sync,
       this.coordinator.nodeId,
       this.log,
       this.stop.signal,
-    )
-      .run()
-      .catch((err: unknown) => {
-        this.log.error(`liveness check stopped: ${messageOf(err)}`);
-        this.fail(err);
-      });
+    );
+    this.liveness = this.live.run().catch((err: unknown) => {
+      this.log.error(`liveness check stopped: ${messageOf(err)}`);
+      this.fail(err);
+    });
     const handle =
-      local ?? (known ? this.own.adopt(await this.fetchOwn(repo)) : await this.create(repo));
-    await this.catchUp(handle);
+      local ??
+      (answer.known
+        ? this.own.adopt(await this.fetchDoc<FactsDoc>(repo, this.factsDocId, 'facts'))
+        : await this.create(repo));
+    await this.catchUp(this.own, handle, 'facts');
+    // The status document as facts: ours; restored from the coordinator's copy if it has one.
+    const status =
+      localStatus ??
+      (answer.statusKnown === true
+        ? this.ownStatus.adopt(await this.fetchDoc<StatusDoc>(repo, this.statusDocId, 'status'))
+        : await this.ownStatus.open(repo, store, statusBase(this.node.key.nodeId)));
+    await this.catchUp(this.ownStatus, status, 'status');
+    if (desiredDocId !== undefined && adminsDocId !== undefined)
+      this.deploying = this.startDeployer(
+        repo,
+        status,
+        desiredDocId as DocumentId,
+        adminsDocId as DocumentId,
+        answer.rootDocId,
+      ).catch((err: unknown) => {
+        if (!this.stop.signal.aborted) this.log.error(`deployments stopped: ${messageOf(err)}`);
+      });
+    else this.log.warn('the coordinator does not deploy (an older flt): deployments are off');
     while (!this.stop.signal.aborted) {
       await this.publish(handle);
       await sleep(this.config.factsIntervalMs, this.stop.signal);
@@ -165,7 +263,7 @@ export class Agent {
    * has approved us yet (polling every APPROVAL_POLL_MS). A refused token, a revocation or any
    * other refusal ends the agent (see `failed`). The token is sent until one enrollment succeeds.
    */
-  private async enroll(): Promise<{ known: boolean; factsHeads?: unknown }> {
+  private async enroll() {
     let waiting = false;
     let unapproved = false;
     for (;;) {
@@ -176,6 +274,8 @@ export class Agent {
           {
             factsDocId: this.factsDocId,
             factsWriteKey: this.own.writeKey,
+            statusDocId: this.statusDocId,
+            statusWriteKey: this.ownStatus.writeKey,
             ...(token === undefined ? {} : { token }),
           },
           (err) => {
@@ -201,24 +301,81 @@ export class Agent {
     }
   }
 
-  /** Our document exists only at the coordinator (state dir lost, key kept): fetch, then write. */
-  private async fetchOwn(repo: Repo): Promise<DocHandle<FactsDoc>> {
-    for (;;) {
+  /**
+   * A document only the coordinator holds (ours after a lost state dir, or the desired and
+   * admins documents, which it writes): asked for until it answers with it, with backoff.
+   */
+  private async fetchDoc<T>(
+    repo: Repo,
+    docId: DocumentId,
+    what: string,
+    retry = RESTORE_RETRY,
+  ): Promise<DocHandle<T>> {
+    for (let attempt = 0; ; attempt++) {
       try {
-        return await repo.find<FactsDoc>(this.factsDocId, { signal: this.stop.signal });
+        return await repo.find<T>(docId, { signal: this.stop.signal });
       } catch (err) {
         if (this.stop.signal.aborted) throw err;
-        this.log.info(`fetching our facts document from the coordinator: ${messageOf(err)}`);
-        await sleep(1000, this.stop.signal);
+        const log = attempt === 0 ? this.log.info : this.log.debug;
+        log(`fetching the ${what} document from the coordinator: ${messageOf(err)}`);
+        await sleep(backoffDelay(retry, attempt), this.stop.signal);
       }
     }
   }
 
+  /**
+   * Opens the desired and admins documents (stored here, or fetched from the coordinator) and
+   * starts the Deployer over them and our status document.
+   */
+  private async startDeployer(
+    repo: Repo,
+    status: DocHandle<StatusDoc>,
+    desiredDocId: DocumentId,
+    adminsDocId: DocumentId,
+    fleet: string,
+  ): Promise<void> {
+    const open = async <T>(docId: DocumentId, what: string) =>
+      (await isStored(this.node.store!, docId))
+        ? repo.find<T>(docId, { signal: this.stop.signal })
+        : this.fetchDoc<T>(repo, docId, what, FETCH_RETRY);
+    const [desired, admins] = await Promise.all([
+      open<DesiredDoc>(desiredDocId, 'desired'),
+      open<AdminsDoc>(adminsDocId, 'admins'),
+    ]);
+    if (this.stop.signal.aborted) return;
+    const c = this.config;
+    const live = this.live!;
+    this.deployer = new Deployer(
+      { desired, admins, status },
+      {
+        stateDir: c.stateDir,
+        nodeId: this.node.key.nodeId,
+        fleet,
+        admins: c.admins as NodeId[],
+        activator: this.activator,
+        nixStore: c.nixStore,
+        check: c.deployCheck,
+        healthTimeoutMs: c.deployHealthTimeoutMs,
+        recheckMs: c.deployRecheckMs,
+        reachable: (deadline) => live.answeredAfter(Date.now(), deadline),
+        onStatus: () => this.statusWritten(),
+        log: this.log,
+      },
+    );
+    await this.deployer.start();
+  }
+
+  /** After a status write: saved, then an extra heartbeat so that admins see it at once. */
+  private async statusWritten(): Promise<void> {
+    await this.node.repo!.flush([this.statusDocId]);
+    await this.heartbeat();
+  }
+
   /** Signed heads of our document from the coordinator, if our own write key signed them. */
-  private ownSigned(value: unknown): SignedHeads | undefined {
+  private ownSigned<T extends object>(doc: OwnedDoc<T>, value: unknown): SignedHeads | undefined {
     if (value === undefined || value === null) return undefined;
     try {
-      return this.own.verifyOwn(value);
+      return doc.verifyOwn(value);
     } catch (err) {
       this.log.warn(`ignoring the coordinator's signed heads of our document: ${messageOf(err)}`);
       return undefined;
@@ -230,12 +387,16 @@ export class Agent {
    * holds newer ones than our copy (a restored backup): writing on the old copy would fork our
    * own history. Waits up to CATCH_UP_MS for sync to bring them.
    */
-  private async catchUp(handle: DocHandle<FactsDoc>): Promise<void> {
-    const target = this.own.behind;
+  private async catchUp<T extends object>(
+    own: OwnedDoc<T>,
+    handle: DocHandle<T>,
+    what: string,
+  ): Promise<void> {
+    const target = own.behind;
     const has = () => !target || A.hasHeads(handle.doc(), [...target.heads]);
-    if (has()) return void (this.own.behind = undefined);
+    if (has()) return void (own.behind = undefined);
     this.log.info(
-      'our facts document is older than heads we signed before (restored from a backup?); ' +
+      `our ${what} document is older than heads we signed before (restored from a backup?); ` +
         'catching up from the coordinator',
     );
     await new Promise<void>((resolve) => {
@@ -251,8 +412,8 @@ export class Agent {
       handle.on('change', check);
       check();
     });
-    this.own.behind = undefined;
-    if (has()) this.log.info('caught up with our own history');
+    own.behind = undefined;
+    if (has()) this.log.info(`caught up with our own ${what} history`);
     else if (!this.stop.signal.aborted)
       this.log.warn(
         'could not catch up with our own newer history; writing on our copy (the ' +
@@ -275,14 +436,33 @@ export class Agent {
       this.log.debug('facts changed', { fields: patch.length });
     }
     try {
-      const factsHeads = this.own.signed();
-      await this.rpc.call(agentHeartbeat, { volatile: await collectVolatile(), factsHeads });
+      await this.heartbeat(true);
     } catch (err) {
       // A coordinator that lost its state no longer knows us: enroll again (idempotent).
       if (err instanceof FltError && err.code === 'UNAUTHORIZED_PEER') {
         this.log.warn('the coordinator does not know this agent; enrolling again');
         await this.enroll();
       } else this.log.debug(`heartbeat failed: ${messageOf(err)}`);
+    }
+  }
+
+  /**
+   * Volatile facts and the signed heads of facts and status. Errors are thrown when `strict`
+   * (publish handles them), else logged at debug (the extra heartbeat after a status write).
+   */
+  private async heartbeat(strict = false): Promise<void> {
+    try {
+      const factsHeads = this.own.handle ? this.own.signed() : undefined;
+      const statusHeads =
+        this.ownStatus.handle && this.theirs.size > 0 ? this.ownStatus.signed() : undefined;
+      await this.rpc.call(agentHeartbeat, {
+        volatile: await collectVolatile(),
+        ...(factsHeads === undefined ? {} : { factsHeads }),
+        ...(statusHeads === undefined ? {} : { statusHeads }),
+      });
+    } catch (err) {
+      if (strict) throw err;
+      this.log.debug(`heartbeat after a status write failed: ${messageOf(err)}`);
     }
   }
 }

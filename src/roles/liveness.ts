@@ -48,6 +48,10 @@ export class Liveness {
   private boot: string | undefined;
   /** When the current run of failed pings began (Date.now()); 0 while pings are answered. */
   private silentSince = 0;
+  /** When the newest answered ping was sent (Date.now()); 0 before the first answer. */
+  private answeredSent = 0;
+  /** Who waits for an answer (answeredAfter), told on each one. */
+  private readonly waiters = new Set<() => void>();
 
   constructor(
     private readonly rpc: RpcChannel,
@@ -79,7 +83,34 @@ export class Liveness {
     }
   }
 
+  /**
+   * Resolves true once a ping sent at or after `since` (epoch ms) has been answered, false at
+   * `deadlineMs` or when pinging stops: the health check's "the coordinator answers again after
+   * the activation". A new process's first answers count (a restarted agent has no older ones).
+   */
+  answeredAfter(since: number, deadlineMs: number): Promise<boolean> {
+    if (this.answeredSent >= since) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const done = (ok: boolean) => {
+        clearTimeout(timer);
+        this.waiters.delete(check);
+        this.signal.removeEventListener('abort', stop);
+        resolve(ok);
+      };
+      const check = () => {
+        if (this.answeredSent >= since) done(true);
+      };
+      const stop = () => done(false);
+      const timer = setTimeout(stop, Math.max(0, deadlineMs - Date.now()));
+      if (this.signal.aborted) return stop();
+      this.signal.addEventListener('abort', stop);
+      this.waiters.add(check);
+    });
+  }
+
   private answered(boot: string | undefined, failures: number, sent: number): void {
+    this.answeredSent = Math.max(this.answeredSent, sent);
+    for (const check of [...this.waiters]) check();
     const previous = this.boot;
     const opened = this.sync.sessionOpenedAt(this.peer);
     if (boot !== undefined && previous !== undefined && boot !== previous) {
