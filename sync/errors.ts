@@ -59,6 +59,17 @@ export function declareErrorCodes(codes: readonly ErrorCode[], translate?: CodeT
   if (translate) translators.push(translate);
 }
 
+/**
+ * Codes that mean the peer did not answer at all (unreachable, gone, silent). Here, not in the
+ * rpc channel, so that readers of an answer's absence load no rpc runtime (offline reads).
+ */
+export const NO_ANSWER: ReadonlySet<string> = new Set([
+  'CONNECT_FAILED',
+  'CONNECTION_LOST',
+  'TIMEOUT',
+  'TRANSPORT',
+]);
+
 /** Every code declared so far, this layer's first. */
 export function errorCodes(): ErrorCode[] {
   return [...known] as ErrorCode[];

@@ -4,18 +4,11 @@
 
 import { backoffDelay, DEFAULT_BACKOFF, sleep, type BackoffPolicy } from './backoff.js';
 import { withDeadline } from './deadline.js';
-import { FltError } from './errors.js';
+import { FltError, NO_ANSWER } from './errors.js';
 import { ALPN } from './protocols.js';
 import { RpcClient, type RpcMethod } from './rpc.js';
 import type { PeerAddr, Transport } from './transport.js';
 
-/** Codes that mean the peer did not answer at all (unreachable, gone, silent). */
-export const NO_ANSWER: ReadonlySet<string> = new Set([
-  'CONNECT_FAILED',
-  'CONNECTION_LOST',
-  'TIMEOUT',
-  'TRANSPORT',
-]);
 /** Codes worth retrying: the peer may come back. Everything else is an answer. */
 const RETRYABLE = new Set([...NO_ANSWER, 'BUSY']);
 

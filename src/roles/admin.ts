@@ -7,7 +7,7 @@
 import { join } from 'node:path';
 import type * as A from '@automerge/automerge';
 import type { DocumentId, Repo } from '@automerge/automerge-repo';
-import { FltError } from '../../sync/errors.js';
+import { FltError, NO_ANSWER } from '../../sync/errors.js';
 import { shortId, type NodeId } from '../../sync/ids.js';
 import type { Logger } from '../../sync/log.js';
 import type { RpcChannel } from '../../sync/rpc-channel.js';
@@ -49,7 +49,6 @@ import { readFile } from 'node:fs/promises';
 import { writeFileAtomic } from '../../stores/atomic-write.js';
 import { codeOf } from '../errors.js';
 import { readStatus, type StatusContent } from '../docs/status.js';
-import { NO_ANSWER } from '../../sync/rpc-channel.js';
 import {
   assignSeqs,
   signDeployment,

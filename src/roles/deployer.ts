@@ -487,6 +487,10 @@ export class Deployer {
         ? {}
         : { error: { code: this.stopped.code, reason: this.stopped.message } }),
     };
+    // Unchanged but for its time: not written (a restart adds no history; a cloned machine,
+    // started from the same state, writes nothing the original would have to refuse).
+    const { at: _at, ...now } = record;
+    if (sameSystem(this.docs.status.doc().system?.val, now)) return;
     this.docs.status.change((d) => writeSystem(d, record));
     await this.told();
   }
@@ -621,5 +625,16 @@ async function readPin(file: string): Promise<TrailPin | undefined> {
       'UNTRUSTED_TRAIL',
       `the pinned admin trail ${file} is unreadable (${messageOf(err)}): move it away to pin again`,
     );
+  }
+}
+
+/** Whether the stored system record (JSON) is `next` in everything but `at`. */
+function sameSystem(stored: string | undefined, next: object): boolean {
+  if (stored === undefined) return false;
+  try {
+    const { at: _at, ...rest } = JSON.parse(stored) as { at?: unknown };
+    return JSON.stringify(rest) === JSON.stringify(next);
+  } catch {
+    return false;
   }
 }

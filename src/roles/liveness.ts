@@ -15,10 +15,10 @@
 // each ping as "heard from" (Presence).
 
 import { backoffDelay, sleep, type BackoffPolicy } from '../../sync/backoff.js';
-import { FltError, isProgrammingError } from '../../sync/errors.js';
+import { FltError, NO_ANSWER, isProgrammingError } from '../../sync/errors.js';
 import type { NodeId } from '../../sync/ids.js';
 import type { Logger } from '../../sync/log.js';
-import { NO_ANSWER, type RpcChannel } from '../../sync/rpc-channel.js';
+import type { RpcChannel } from '../../sync/rpc-channel.js';
 import type { SyncAdapter } from '../../sync/sync-adapter.js';
 import { agentPing } from '../rpc-methods.js';
 

@@ -6,8 +6,7 @@
 // admin's share policy never offers this document to the coordinator.
 
 import type { DocumentId, Repo } from '@automerge/automerge-repo';
-import { FltError } from '../../sync/errors.js';
-import { NO_ANSWER } from '../../sync/rpc-channel.js';
+import { FltError, NO_ANSWER } from '../../sync/errors.js';
 import { OwnedDoc, docIdFor, type StoredChunks } from '../../sync/owned-doc.js';
 import type { FsStore } from '../../stores/fs-store.js';
 import { codeOf, messageOf } from '../errors.js';

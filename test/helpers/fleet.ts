@@ -44,8 +44,12 @@ export function bindLocal(secretKey: Uint8Array): Promise<IrohTransport> {
 export interface TestFleet {
   readonly coordinator: Coordinator;
   readonly admin: Admin;
-  /** Starts an agent in `root/name` that enrolls with a fresh token. */
-  addAgent(name: string, facts: () => Promise<Facts>): Promise<Agent>;
+  /** Starts an agent in `root/name` that enrolls with a fresh token (more config in `flags`). */
+  addAgent(
+    name: string,
+    facts: () => Promise<Facts>,
+    flags?: Record<string, string | string[]>,
+  ): Promise<Agent>;
   /** Closes agents, admin and coordinator (in that order). */
   close(): Promise<void>;
 }
@@ -63,9 +67,13 @@ export async function testFleet(root: string, log: Logger): Promise<TestFleet> {
   return {
     coordinator,
     admin,
-    async addAgent(name, facts) {
+    async addAgent(name, facts, flags = {}) {
       const { token } = await admin.enrollToken(60_000);
-      const config = await localConfig(`${root}/${name}`, { ...join, 'enroll-token': token });
+      const config = await localConfig(`${root}/${name}`, {
+        ...join,
+        'enroll-token': token,
+        ...flags,
+      });
       const agent = await Agent.start(config, log, facts);
       agents.push(agent);
       return agent;
