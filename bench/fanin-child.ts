@@ -9,7 +9,8 @@
 // (`go` starts the agents, `close` closes everything). Exits when stdin closes (parent gone).
 // The recover group (recover.ts) also sends, after `fleet`, `online` (wait until every agent is
 // online) and `recover` (a new admin waits until every agent is online again), any number of
-// times, before `close`.
+// times, before `close`. The deploy group (deploy.ts) passes NIX_STORE SYSTEM_PATH: the agents
+// then deploy with the `command` activator, and `deploy` deploys SYSTEM_PATH to all of them.
 
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -117,7 +118,13 @@ async function untilFleet(
 }
 
 /** Starts every agent at once; keeps those that started even when another one failed. */
-async function startAgents(tokens: readonly string[], root: string, ticket: string, into: Agent[]) {
+async function startAgents(
+  tokens: readonly string[],
+  root: string,
+  ticket: string,
+  into: Agent[],
+  deploy: Record<string, string>,
+) {
   const configs = await Promise.all(
     tokens.map((token, i) =>
       // Default facts interval (60 s), as deployed agents run.
@@ -125,6 +132,7 @@ async function startAgents(tokens: readonly string[], root: string, ticket: stri
         coordinator: ticket,
         'rpc-timeout': RPC_TIMEOUT,
         'enroll-token': token,
+        ...deploy,
       }),
     ),
   );
@@ -138,6 +146,24 @@ async function startAgents(tokens: readonly string[], root: string, ticket: stri
   if (failed) throw failed.reason;
 }
 
+/** Deploys `system` to every agent and waits until each status says how it ended. */
+async function deployAll(admin: Admin, system: string, t0: number, deadlineMs: number) {
+  const q = { words: [], all: true, labels: [], storePath: system, action: 'switch' as const };
+  const r = await admin.deploy({ ...q, expiresInMs: 3600_000 });
+  const signal = AbortSignal.timeout(deadlineMs);
+  const answer = r.sent?.answer;
+  const done = await admin
+    .wait(r.id, r.targets, { signal, pollMs: POLL_MS, ...(answer ? { answer } : {}) })
+    .catch(() => []);
+  const succeeded = done.filter((p) => p.state === 'succeeded').length;
+  return {
+    step: 'deployed' as const,
+    ms: performance.now() - t0,
+    succeeded,
+    targets: r.targets.length,
+  };
+}
+
 /** Closes agents in parallel (each waits on its own endpoint and store), reporting failures. */
 async function closeAgents(agents: readonly Agent[]): Promise<void> {
   const settled = await Promise.allSettled(agents.map((a) => a.close()));
@@ -149,9 +175,13 @@ async function closeAgents(agents: readonly Agent[]): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  const [root, ticket, nText, deadlineText] = process.argv.slice(2);
+  const [root, ticket, nText, deadlineText, nixStore, system] = process.argv.slice(2);
   if (root === undefined || ticket === undefined || deadlineText === undefined)
-    throw new Error('usage: fanin-child.js ROOT TICKET N DEADLINE_MS');
+    throw new Error('usage: fanin-child.js ROOT TICKET N DEADLINE_MS [NIX_STORE SYSTEM_PATH]');
+  const deploy: Record<string, string> =
+    nixStore === undefined
+      ? {}
+      : { 'deploy-activator': 'command', 'deploy-command': 'true', 'nix-store': nixStore };
   const n = Number(nText);
   const adminConfig = await benchConfig(join(root, 'admin'), {
     coordinator: ticket,
@@ -168,7 +198,7 @@ async function main(): Promise<void> {
     await command('go');
     const heap0 = process.memoryUsage().heapUsed;
     const t0 = performance.now();
-    await startAgents(tokens, root, ticket, agents);
+    await startAgents(tokens, root, ticket, agents, deploy);
     emit({ step: 'started', ms: performance.now() - t0 });
     const seen = await untilFleet(admin, n, t0, Number(deadlineText));
     const docs = agents.map((a) => Object.keys(a.node.repo!.handles).length);
@@ -185,9 +215,13 @@ async function main(): Promise<void> {
     });
     const online = (a: AgentRow) => a.online === true;
     for (;;) {
-      const next = await nextCommand(['online', 'recover', 'close']);
+      const next = await nextCommand(['online', 'recover', 'deploy', 'close']);
       if (next === 'close') break;
       const t1 = performance.now();
+      if (next === 'deploy') {
+        emit(await deployAll(admin, system!, t1, Number(deadlineText)));
+        continue;
+      }
       if (next === 'recover') {
         // The old admin's connections died with the coordinator: a new one, as a CLI run is.
         await withDeadline(admin.close(), 10_000, 'closing the old admin').catch(() => undefined);

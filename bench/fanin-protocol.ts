@@ -39,6 +39,13 @@ export type FanInStep =
     }
   | ({ readonly step: 'online' } & OnlineStep)
   | ({ readonly step: 'recovered' } & OnlineStep)
+  | {
+      readonly step: 'deployed';
+      /** From the deploy call to every target's status `succeeded` (or the deadline). */
+      readonly ms: number;
+      readonly succeeded: number;
+      readonly targets: number;
+    }
   | { readonly step: 'closed'; readonly ms: number };
 
 /** Between two polls of the admin's fleet table; the time resolution of the measurement. */

@@ -7,13 +7,18 @@
 // install (CI's .ci/run installs nix-bin, which has nix-build, nix-store, nix-env).
 
 import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
-const FIXTURES = resolve(import.meta.dirname, '../fixtures/systems.nix');
+/** test/fixtures/systems.nix, from test/helpers (vitest) or dist/test/helpers (the bench). */
+const FIXTURES = [
+  resolve(import.meta.dirname, '../fixtures/systems.nix'),
+  resolve(import.meta.dirname, '../../../test/fixtures/systems.nix'),
+].find((f) => existsSync(f))!;
 const OPTIONS = [
   '--option',
   'substituters',
