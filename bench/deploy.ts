@@ -29,7 +29,12 @@ interface DeploySample {
   readonly deployed: Extract<FanInStep, { step: 'deployed' }>;
   /** Coordinator CPU seconds (user + system) from the deploy command to all succeeded. */
   readonly coordCpuS: number;
+  /** Its CPU seconds per second with the same fleet idle just before (heartbeats, pings). */
+  readonly idleCpuPerS: number;
 }
+
+/** How long the idle coordinator's CPU is read before deploying. */
+const IDLE_WINDOW_MS = 5_000;
 
 async function deployOnce(
   n: number,
@@ -53,7 +58,10 @@ async function deployOnce(
     agents.send('go');
     const fleet = await agents.next('fleet', DEADLINE_MS + START_TIMEOUT_MS);
     if (fleet.cutOff) throw new Error(`only ${fleet.complete}/${n} agents enrolled in time`);
+    const idle0 = await coordinator.cpuSeconds();
+    await new Promise((resolve) => setTimeout(resolve, IDLE_WINDOW_MS)); // a measuring window
     const cpu0 = await coordinator.cpuSeconds();
+    const idleCpuPerS = (cpu0 - idle0) / (IDLE_WINDOW_MS / 1000);
     agents.send('deploy');
     const deployed = await agents.next('deployed', DEADLINE_MS + START_TIMEOUT_MS);
     const coordCpuS = (await coordinator.cpuSeconds()) - cpu0;
@@ -62,7 +70,7 @@ async function deployOnce(
     );
     agents.send('close');
     await agents.next('closed', CLOSE_GRACE_MS).catch(() => undefined);
-    return { n, deployed, coordCpuS };
+    return { n, deployed, coordCpuS, idleCpuPerS };
   } finally {
     const [c, a] = [coordinator, agents];
     await closeAll([
@@ -117,6 +125,12 @@ export async function runDeploy(opts: BenchOptions): Promise<GroupResult> {
         'ms',
         (r) => (r.coordCpuS * 1000) / r.n,
         'coordinator user + system over the same span / N (includes its heartbeats and pings)',
+      ),
+      row(
+        `${n} agents: coordinator CPU per deployment, net of idle`,
+        'ms',
+        (r) => ((r.coordCpuS - r.idleCpuPerS * (r.deployed.ms / 1000)) * 1000) / r.n,
+        `the same, less its CPU rate with the fleet idle (${IDLE_WINDOW_MS / 1000} s just before) x the span`,
       ),
     );
     perAgentMs.set(n, (total.value * 1000) / n);
