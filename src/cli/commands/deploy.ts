@@ -6,7 +6,6 @@ import { isAbsolute, posix } from 'node:path';
 import { FltError } from '../../../sync/errors.js';
 import { shortId } from '../../../sync/ids.js';
 import { parseDuration } from '../../config/index.js';
-import type { Admin } from '../../roles/admin.js';
 import type { AgentStatus, DeploymentView, TargetProgress } from '../../roles/rollout.js';
 import { isLabelKey, isLabelValue } from '../../trust/admin-ops.js';
 import {
@@ -17,25 +16,12 @@ import {
 } from '../../trust/deployment.js';
 import { textOption } from '../args.js';
 import type { Invocation } from '../invocation.js';
+import { withAdmin } from './with-admin.js';
 import { formatTable } from '../table.js';
 
 const DAY = 86_400_000;
 const DEFAULT_EXPIRES = 7 * DAY;
 const DEFAULT_TIMEOUT = 15 * 60_000;
-
-async function withAdmin<T>(inv: Invocation, fn: (a: Admin) => Promise<T>): Promise<T> {
-  const { Admin } = await import('../../roles/admin.js');
-  const admin = await Admin.open(inv.config, inv.log, inv.opts.offline === true);
-  let result: T;
-  try {
-    result = await fn(admin);
-  } catch (err) {
-    await admin.close().catch(() => undefined); // the first error is the one to report
-    throw err;
-  }
-  await admin.close();
-  return result;
-}
 
 function duration(
   name: string,

@@ -1,8 +1,8 @@
 // `flt agent`, `flt admin agents` and `flt admin facts AGENT`. The roles are imported by the
 // runner that uses them: an offline read never loads the agent (or iroh, see roles/admin.ts).
 
-import type { Admin } from '../../roles/admin.js';
 import type { Invocation } from '../invocation.js';
+import { withAdmin } from './with-admin.js';
 import { PENDING_NOTE, UNVERIFIED_NOTE, fleetJson, fleetTable, forkNote } from '../table.js';
 import { untilSignal } from './coordinator.js';
 
@@ -18,20 +18,6 @@ export async function runAgent({ config, log }: Invocation): Promise<void> {
     await agent.close();
   }
   log.info('agent stopped');
-}
-
-async function withAdmin<T>(inv: Invocation, fn: (a: Admin) => Promise<T>): Promise<T> {
-  const { Admin } = await import('../../roles/admin.js');
-  const admin = await Admin.open(inv.config, inv.log, inv.opts.offline === true);
-  let result: T;
-  try {
-    result = await fn(admin);
-  } catch (err) {
-    await admin.close().catch(() => undefined); // the first error is the one to report
-    throw err;
-  }
-  await admin.close();
-  return result;
 }
 
 export async function runAgents(inv: Invocation): Promise<void> {

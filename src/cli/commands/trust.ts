@@ -4,25 +4,15 @@
 
 import { FltError } from '../../../sync/errors.js';
 import { isNodeId, shortId, type NodeId } from '../../../sync/ids.js';
-import type { Logger } from '../../../sync/log.js';
-import { parseDuration, type Config } from '../../config/index.js';
-import { Admin } from '../../roles/admin.js';
+import { parseDuration } from '../../config/index.js';
 import type { AuditEntry } from '../../trust/authority.js';
 import { textOption } from '../args.js';
 import type { Invocation } from '../invocation.js';
+import { withAdmin } from './with-admin.js';
 import { formatTable } from '../table.js';
 
 /** Enrollment tokens last this long unless --expires says otherwise. */
 const DEFAULT_TOKEN_LIFETIME = '1h';
-
-async function withOnlineAdmin<T>(config: Config, log: Logger, fn: (a: Admin) => Promise<T>) {
-  const admin = await Admin.open(config, log, false);
-  try {
-    return await fn(admin);
-  } finally {
-    await admin.close();
-  }
-}
 
 function nodeArg({ args }: Invocation): NodeId {
   const v = args[0] ?? '';
@@ -30,11 +20,12 @@ function nodeArg({ args }: Invocation): NodeId {
   return v;
 }
 
-export async function runEnrollToken({ opts, config, log, out }: Invocation) {
+export async function runEnrollToken(inv: Invocation) {
+  const { opts, config, log, out } = inv;
   const lifetime = parseDuration(textOption(opts, 'expires') ?? DEFAULT_TOKEN_LIFETIME);
   if (lifetime === undefined || lifetime < 1000 || lifetime > 30 * 24 * 3600_000)
     throw new FltError('BAD_ARGUMENT', '--expires: a duration from 1s to 30d, e.g. 1h');
-  const t = await withOnlineAdmin(config, log, (a) => a.enrollToken(lifetime));
+  const t = await withAdmin(inv, (a) => a.enrollToken(lifetime));
   if (config.json) return out.json(t);
   log.info(`one-time token, valid until ${t.expires}; run the agent with --enroll-token TOKEN`);
   out.line(t.token);
@@ -43,25 +34,26 @@ export async function runEnrollToken({ opts, config, log, out }: Invocation) {
 export async function runApproveRevoke(inv: Invocation, op: 'agent.approve' | 'agent.revoke') {
   const verb = op === 'agent.approve' ? 'approve' : 'revoke';
   const node = nodeArg(inv);
-  const { config, log, out } = inv;
-  const index = await withOnlineAdmin(config, log, (a) => a.submit({ op, node }));
-  out.line(`${verb}d ${node} (audit entry ${index})`);
+  const index = await withAdmin(inv, (a) => a.submit({ op, node }));
+  inv.out.line(`${verb}d ${node} (audit entry ${index})`);
 }
 
-export async function runAdminsList({ config, log, out }: Invocation) {
-  const { authority } = await withOnlineAdmin(config, log, (a) => a.audit());
+export async function runAdminsList(inv: Invocation) {
+  const { config, out } = inv;
+  const { authority } = await withAdmin(inv, (a) => a.audit());
   if (config.json) return out.json(authority.admins());
   for (const id of authority.admins()) out.line(id);
 }
 
 export async function runAdminsChange(inv: Invocation, op: 'admin.add' | 'admin.remove') {
   const node = nodeArg(inv);
-  const index = await withOnlineAdmin(inv.config, inv.log, (a) => a.submit({ op, node }));
+  const index = await withAdmin(inv, (a) => a.submit({ op, node }));
   inv.out.line(`${op === 'admin.add' ? 'added' : 'removed'} admin ${node} (audit entry ${index})`);
 }
 
-export async function runAudit({ config, log, out }: Invocation) {
-  const { entries } = await withOnlineAdmin(config, log, (a) => a.audit());
+export async function runAudit(inv: Invocation) {
+  const { config, out } = inv;
+  const { entries } = await withAdmin(inv, (a) => a.audit());
   if (config.json) return out.json(entries);
   const rows = entries.map((e, i) => [String(i), ...describe(e)]);
   out.line(`${entries.length} entries, every signature verified here`);
