@@ -417,6 +417,28 @@ describe('a deployment the coordinator answered survives its crash', () => {
     await dir?.remove();
   });
 
+  it('its state dir as on disk right after an admin.op answer holds the op (trail, admins doc, labels)', async () => {
+    const coordinator = fleet.coordinator;
+    const agent = await fakeAgent(
+      coordinator.ticket,
+      (await fleet.admin.enrollToken(60_000)).token,
+    );
+    closers.push(() => agent.close());
+    const extra = nodeKeyFromSeed(randomBytes(32)).nodeId;
+    await fleet.admin.submit({ op: 'admin.add', node: extra });
+    await fleet.admin.submit({ op: 'agent.label', node: agent.id, labels: { role: 'db' } });
+    // What a SIGKILL right after the answer would leave (see the test below).
+    cpSync(`${dir.path}/coordinator`, `${dir.path}/crashed-op`, { recursive: true });
+    const again = await Coordinator.start(await localConfig(`${dir.path}/crashed-op`), log);
+    closers.push(() => again.close());
+    expect(again.gate.admins()).toContain(extra);
+    expect(decodeAdmins(again.gate.adminsDoc.doc())?.ops.at(-1)?.body).toEqual({
+      op: 'admin.add',
+      node: extra,
+    });
+    expect(again.fleet.agent(agent.id)?.labels).toEqual({ role: 'db' });
+  });
+
   it('its state dir as on disk right after the answer holds the desired document and summary', async () => {
     const coordinator = fleet.coordinator;
     const fleetId = coordinator.fleet.root.documentId;

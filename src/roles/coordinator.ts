@@ -74,6 +74,11 @@ export class Coordinator {
     const { repo, store } = documents;
     const root = new OwnedDoc<RootDoc>(deriveKeyPair(key.secret, ROOT_KEY));
     const rootDocId = root.docId;
+    /** Saves the given documents (repo flush, then the store settled): before an answer. */
+    const flush = async (ids: readonly DocumentId[]) => {
+      await repo.flush([...ids]);
+      await store.settled();
+    };
     const { node, fleet, gate, deployments } = await (async () => {
       try {
         await root.open(repo, store, rootBase(key.nodeId));
@@ -88,10 +93,7 @@ export class Coordinator {
           fleet,
           gate,
           log,
-          flush: async (ids) => {
-            await repo.flush([...ids]);
-            await store.settled();
-          },
+          flush,
         });
         const node = await openNode(config, log, key, documents, {
           root,
@@ -107,7 +109,7 @@ export class Coordinator {
       }
     })();
     try {
-      const rpc = rpcServer(node, { fleet, gate, deployments }, rootDocId, log);
+      const rpc = rpcServer(node, { fleet, gate, deployments, flush }, rootDocId, log);
       node.router.service(echoService()).service(rpc);
       trackPeers(node, fleet);
       node.start();
@@ -167,7 +169,17 @@ function openNode(
 
 function rpcServer(
   node: FltNode,
-  { fleet, gate, deployments }: { fleet: Fleet; gate: Gate; deployments: Deployments },
+  {
+    fleet,
+    gate,
+    deployments,
+    flush,
+  }: {
+    fleet: Fleet;
+    gate: Gate;
+    deployments: Deployments;
+    flush: (ids: readonly DocumentId[]) => Promise<void>;
+  },
   rootDocId: DocumentId,
   log: Logger,
 ): RpcServer {
@@ -268,12 +280,16 @@ function rpcServer(
       return { heads };
     })
     .register(deploySubmit, (req, ctx) => deployments.submit(req.parts, ctx.peer))
-    .register(adminOp, (req) => {
+    .register(adminOp, async (req) => {
       const { entry, revoked } = gate.apply(req.op);
       if (revoked) node.router.disconnect(revoked);
       if (entry.kind === 'op' && entry.op.body.op === 'agent.label')
         fleet.setLabels(entry.op.body.node, gate.labels(entry.op.body.node));
-      return Promise.resolve({ index: gate.size - 1 });
+      const index = gate.size - 1;
+      // An answer is an acknowledgement: the trail, the admins document and the root records
+      // the op changed are saved first (as deploy.submit does).
+      await flush([gate.audit.documentId, gate.adminsDoc.documentId, fleet.root.documentId]);
+      return { index };
     })
     .register(fleetAudit, () => Promise.resolve({ fleet: rootDocId, ...gate.trail() }));
 }
