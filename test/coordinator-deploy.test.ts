@@ -24,6 +24,7 @@ import {
   STATUS_KEY,
   agentsOf,
   decodeAdmins,
+  encodeDesired,
   readDesired,
   statusBase,
   writeDeployment,
@@ -437,6 +438,39 @@ describe('a deployment the coordinator answered survives its crash', () => {
       node: extra,
     });
     expect(again.fleet.agent(agent.id)?.labels).toEqual({ role: 'db' });
+  });
+
+  it('a resubmission saves what it answers for, though the first save never completed', async () => {
+    const coordinator = fleet.coordinator;
+    const fleetId = coordinator.fleet.root.documentId;
+    const admin = (await loadOrCreateNodeKey(`${dir.path}/admin`)).key;
+    const agent = await fakeAgent(
+      coordinator.ticket,
+      (await fleet.admin.enrollToken(60_000)).token,
+    );
+    closers.push(() => agent.close());
+    const parts = signDeployment(
+      { targets: new Map([[agent.id, 3]]), storePath: STORE_B, action: 'switch', expiresInMs: DAY },
+      fleetId,
+      admin,
+    );
+    // A first submit whose flush failed (ENOSPC): recorded and placed in memory only.
+    const handle = await coordinator.deployments.open(agent.id);
+    coordinator.gate.recordDeploy(parts[0]);
+    handle.change(
+      (d) =>
+        void (d.current = encodeDesired({ part: parts[0]!, adminOps: coordinator.gate.adminOps })),
+    );
+    // The admin's outbox resubmits; "placed" is an acknowledgement, so it is on disk now.
+    const answer = await coordinator.deployments.submit(parts, admin.nodeId);
+    expect(answer.placed).toEqual([agent.id]);
+    cpSync(`${dir.path}/coordinator`, `${dir.path}/crashed-again`, { recursive: true });
+    const again = await Coordinator.start(await localConfig(`${dir.path}/crashed-again`), log);
+    closers.push(() => again.close());
+    expect(again.gate.trail().entries.at(-1)).toEqual({ kind: 'deploy', part: parts[0] });
+    const desired = await again.deployments.open(agent.id);
+    expect(readDesired(desired.doc(), fleetId)?.part).toEqual(parts[0]);
+    expect(again.fleet.agent(agent.id)?.desired?.seq).toBe(3);
   });
 
   it('its state dir as on disk right after the answer holds the desired document and summary', async () => {

@@ -114,7 +114,8 @@ export class Deployments {
         for (const value of verified) {
           const { part, index, fresh } = this.opts.gate.recordDeploy(value, now);
           result.index = index;
-          if (fresh) touched.add(this.opts.gate.audit.documentId);
+          // Saved even when not fresh: a resubmission may follow an answer lost to a failed save.
+          touched.add(this.opts.gate.audit.documentId);
           for (const [target, seq] of Object.entries(part.targets) as [NodeId, number][]) {
             const entry = this.opts.fleet.agent(target);
             if (entry === undefined || this.opts.gate.role(target) === 'revoked') {
@@ -126,6 +127,7 @@ export class Deployments {
             if (current?.id === part.id && current.seq === seq) {
               result.placed.push(target); // a resubmission: it is there already
               this.opts.fleet.setDesired(target, summaryOf(part, target));
+              touched.add(handle.documentId); // saved again before "placed" is answered
             } else if (current !== undefined && current.seq >= seq) {
               result.stale.push(target);
             } else {
