@@ -433,10 +433,8 @@ describe('a deployment the coordinator answered survives its crash', () => {
     const again = await Coordinator.start(await localConfig(`${dir.path}/crashed-op`), log);
     closers.push(() => again.close());
     expect(again.gate.admins()).toContain(extra);
-    expect(decodeAdmins(again.gate.adminsDoc.doc())?.ops.at(-1)?.body).toEqual({
-      op: 'admin.add',
-      node: extra,
-    });
+    const lastOp = decodeAdmins(again.gate.adminsDoc.doc()).ops.at(-1) as { body: unknown };
+    expect(lastOp.body).toEqual({ op: 'admin.add', node: extra });
     expect(again.fleet.agent(agent.id)?.labels).toEqual({ role: 'db' });
   });
 
@@ -505,5 +503,55 @@ describe('a deployment the coordinator answered survives its crash', () => {
     const size = again.gate.size;
     expect((await again.deployments.submit(parts, admin.nodeId)).placed).toEqual([agent.id]);
     expect(again.gate.size).toBe(size);
+  });
+});
+
+describe('a revoked agent is no target', () => {
+  let dir: Awaited<ReturnType<typeof tempDir>>;
+  let fleet: TestFleet;
+  const closers: (() => Promise<void>)[] = [];
+
+  beforeAll(async () => {
+    dir = await tempDir();
+    fleet = await testFleet(dir.path, log);
+  });
+
+  afterAll(async () => {
+    await Promise.allSettled(closers.map((c) => c()));
+    await fleet?.close();
+    await dir?.remove();
+  });
+
+  it('revoking one of 3 agents: deploy --all and --label leave it out; naming it is BAD_ARGUMENT', async () => {
+    const coordinator = fleet.coordinator;
+    const agents: FakeAgent[] = [];
+    for (let i = 0; i < 3; i++) {
+      const a = await fakeAgent(coordinator.ticket, (await fleet.admin.enrollToken(60_000)).token);
+      closers.push(() => a.close());
+      agents.push(a);
+      await fleet.admin.submit({ op: 'agent.label', node: a.id, labels: { role: 'web' } });
+    }
+    const [kept1, kept2, gone] = agents as [FakeAgent, FakeAgent, FakeAgent];
+    await fleet.admin.submit({ op: 'agent.revoke', node: gone.id });
+    expect(coordinator.fleet.agent(gone.id)?.revoked).toBe(true);
+    const kept = [kept1.id, kept2.id].sort();
+    const deploy = (q: { words?: string[]; all?: boolean; labels?: [string, string][] }) =>
+      fleet.admin.deploy({
+        words: q.words ?? [],
+        all: q.all ?? false,
+        labels: q.labels ?? [],
+        storePath: STORE_A,
+        action: 'switch',
+        expiresInMs: DAY,
+      });
+    const all = await deploy({ all: true });
+    expect(all.targets).toEqual(kept);
+    expect(all.sent?.answer).toMatchObject({ placed: kept, stale: [], unknown: [] });
+    const web = await deploy({ labels: [['role', 'web']] });
+    expect(web.targets).toEqual(kept);
+    expect(await code(deploy({ words: [gone.id] }))).toBe('BAD_ARGUMENT');
+    // approve undoes it: the mark goes.
+    await fleet.admin.submit({ op: 'agent.approve', node: gone.id });
+    expect(coordinator.fleet.agent(gone.id)?.revoked).toBeUndefined();
   });
 });

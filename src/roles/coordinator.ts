@@ -283,8 +283,7 @@ function rpcServer(
     .register(adminOp, async (req) => {
       const { entry, revoked } = gate.apply(req.op);
       if (revoked) node.router.disconnect(revoked);
-      if (entry.kind === 'op' && entry.op.body.op === 'agent.label')
-        fleet.setLabels(entry.op.body.node, gate.labels(entry.op.body.node));
+      if (entry.kind === 'op' && 'node' in entry.op.body) mirror(fleet, gate, entry.op.body.node);
       const index = gate.size - 1;
       // An answer is an acknowledgement: the trail, the admins document and the root records
       // the op changed are saved first (as deploy.submit does).
@@ -310,8 +309,8 @@ async function resolveAdmins(values: readonly string[]): Promise<NodeId[]> {
 
 /**
  * Joins the gate's admins document to the fleet: named in the root document (for admins) and
- * offered to every agent; and the root records' labels mirrored from the trail (a label op
- * whose root write a crash lost is mirrored at the next start).
+ * offered to every agent; and the root records' labels and revoked marks mirrored from the trail
+ * (an op whose root write a crash lost, or a fleet begun before the mark, is mirrored at start).
  */
 function linkAdmins(root: OwnedDoc<RootDoc>, fleet: Fleet, gate: Gate): void {
   const id = gate.adminsDoc.documentId;
@@ -319,7 +318,13 @@ function linkAdmins(root: OwnedDoc<RootDoc>, fleet: Fleet, gate: Gate): void {
   const handle = root.opened();
   if (rootAdminsDocId(handle.doc()) !== id)
     handle.change((d) => void (d.adminsDocId = new A.ImmutableString(id)));
-  for (const entry of fleet.agents()) fleet.setLabels(entry.nodeId, gate.labels(entry.nodeId));
+  for (const entry of fleet.agents()) mirror(fleet, gate, entry.nodeId);
+}
+
+/** Mirrors what the trail says of `node` into its root record: its labels and whether revoked. */
+function mirror(fleet: Fleet, gate: Gate, node: NodeId): void {
+  fleet.setLabels(node, gate.labels(node));
+  fleet.setRevoked(node, gate.role(node) === 'revoked');
 }
 
 /** The status document an enrolling agent names (both fields or neither), checked. */

@@ -256,6 +256,13 @@ export class Fleet {
     this.put([{ ...entry, labels: next }]);
   }
 
+  /** Mirrors whether the trail says the agent is revoked into its record (`revoked`). */
+  setRevoked(id: NodeId, revoked: boolean): void {
+    const entry = this.entries.get(id);
+    if (!entry || (entry.revoked === true) === revoked) return;
+    this.put([{ ...entry, revoked: revoked ? true : undefined }]);
+  }
+
   /** Records what was placed in an agent's desired document (roles/deployments.ts). */
   setDesired(id: NodeId, desired: DesiredSummary): void {
     const entry = this.entries.get(id);
