@@ -459,6 +459,12 @@ describe('a deployment the coordinator answered survives its crash', () => {
       (d) =>
         void (d.current = encodeDesired({ part: parts[0]!, adminOps: coordinator.gate.adminOps })),
     );
+    coordinator.fleet.setDesired(agent.id, {
+      id: parts[0]!.id,
+      seq: 3,
+      storePath: STORE_B,
+      action: 'switch',
+    });
     // The admin's outbox resubmits; "placed" is an acknowledgement, so it is on disk now.
     const answer = await coordinator.deployments.submit(parts, admin.nodeId);
     expect(answer.placed).toEqual([agent.id]);
@@ -469,6 +475,33 @@ describe('a deployment the coordinator answered survives its crash', () => {
     const desired = await again.deployments.open(agent.id);
     expect(readDesired(desired.doc(), fleetId)?.part).toEqual(parts[0]);
     expect(again.fleet.agent(agent.id)?.desired?.seq).toBe(3);
+  });
+
+  it("submit reads what a target holds from the root summary, not by verifying its desired document's signature", async () => {
+    const coordinator = fleet.coordinator;
+    const fleetId = coordinator.fleet.root.documentId;
+    const admin = (await loadOrCreateNodeKey(`${dir.path}/admin`)).key;
+    const agent = await fakeAgent(
+      coordinator.ticket,
+      (await fleet.admin.enrollToken(60_000)).token,
+    );
+    closers.push(() => agent.close());
+    // Placed as is (place checks nothing), its signature broken: verifying it again would fail
+    // (and read as nothing placed); the summary says seq 9 was placed.
+    const spec = (seq: number) => ({
+      targets: new Map([[agent.id, seq]]),
+      storePath: STORE_A,
+      action: 'switch' as const,
+      expiresInMs: DAY,
+    });
+    const placed = signDeployment(spec(9), fleetId, admin)[0]!;
+    const broken = { ...placed, sig: placed.sig.replace(/^./, (c) => (c === '0' ? '1' : '0')) };
+    await coordinator.deployments.place(agent.id, broken);
+    const answer = await coordinator.deployments.submit(
+      signDeployment(spec(5), fleetId, admin),
+      admin.nodeId,
+    );
+    expect(answer).toMatchObject({ placed: [], stale: [agent.id] });
   });
 
   it('its state dir as on disk right after the answer holds the desired document and summary', async () => {

@@ -11,13 +11,7 @@ import { shortId, type NodeId } from '../../sync/ids.js';
 import type { Logger } from '../../sync/log.js';
 import { OwnedDoc } from '../../sync/owned-doc.js';
 import type { Store } from '../../stores/store.js';
-import {
-  DESIRED_KEY,
-  desiredBase,
-  encodeDesired,
-  readDesired,
-  type DesiredDoc,
-} from '../docs/types.js';
+import { DESIRED_KEY, desiredBase, encodeDesired, type DesiredDoc } from '../docs/types.js';
 import { deriveKeyPairFor } from '../identity/index.js';
 import { verifyPart, type SignedPart } from '../trust/deployment.js';
 import type { Fleet } from './fleet.js';
@@ -122,15 +116,17 @@ export class Deployments {
               result.unknown.push(target);
               continue;
             }
-            const handle = await this.open(target);
-            const current = currentOf(handle, target);
+            // What the desired document holds, from the root record's summary: written in the
+            // same step as the document and saved in the same flush (no signature verified again).
+            const current = entry.desired ?? undefined;
             if (current?.id === part.id && current.seq === seq) {
               result.placed.push(target); // a resubmission: it is there already
-              this.opts.fleet.setDesired(target, summaryOf(part, target));
+              const handle = await this.open(target);
               touched.add(handle.documentId); // saved again before "placed" is answered
             } else if (current !== undefined && current.seq >= seq) {
               result.stale.push(target);
             } else {
+              const handle = await this.open(target);
               this.write(target, handle, part);
               touched.add(handle.documentId);
               result.placed.push(target);
@@ -189,21 +185,6 @@ export class Deployments {
     const next = this.queue.then(work, work);
     this.queue = next.catch(() => undefined);
     return next;
-  }
-}
-
-/** The id and seq of what `agent`'s desired document holds (as placed: not verified again). */
-function currentOf(
-  handle: DocHandle<DesiredDoc>,
-  agent: NodeId,
-): { id: string; seq: number } | undefined {
-  try {
-    const current = readDesired(handle.doc());
-    if (current === null) return undefined;
-    return { id: current.part.id, seq: current.part.targets[agent] ?? 0 };
-  } catch {
-    // Only this coordinator writes it; a forged part placed in a test reads as seq 0.
-    return { id: '', seq: 0 };
   }
 }
 
