@@ -504,6 +504,35 @@ describe('a deployment the coordinator answered survives its crash', () => {
     expect(answer).toMatchObject({ placed: [], stale: [agent.id] });
   });
 
+  it('a part recorded already is placed again after its signer was removed (NOT_ADMIN only for new parts)', async () => {
+    const coordinator = fleet.coordinator;
+    const fleetId = coordinator.fleet.root.documentId;
+    const agent = await fakeAgent(
+      coordinator.ticket,
+      (await fleet.admin.enrollToken(60_000)).token,
+    );
+    closers.push(() => agent.close());
+    const signer = nodeKeyFromSeed(randomBytes(32));
+    await fleet.admin.submit({ op: 'admin.add', node: signer.nodeId });
+    const spec = (seq: number) => ({
+      targets: new Map([[agent.id, seq]]),
+      storePath: STORE_A,
+      action: 'switch' as const,
+      expiresInMs: DAY,
+    });
+    const parts = signDeployment(spec(4), fleetId, signer);
+    const first = await coordinator.deployments.submit(parts, signer.nodeId);
+    await fleet.admin.submit({ op: 'admin.remove', node: signer.nodeId });
+    // Its answer was lost; the outbox resubmits after the removal: the same answer.
+    expect(await coordinator.deployments.submit(parts, signer.nodeId)).toEqual(first);
+    // A new part of the removed signer is refused.
+    expect(
+      await code(
+        coordinator.deployments.submit(signDeployment(spec(6), fleetId, signer), signer.nodeId),
+      ),
+    ).toBe('NOT_ADMIN');
+  });
+
   it('its state dir as on disk right after the answer holds the desired document and summary', async () => {
     const coordinator = fleet.coordinator;
     const fleetId = coordinator.fleet.root.documentId;

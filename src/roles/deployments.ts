@@ -13,7 +13,7 @@ import { OwnedDoc } from '../../sync/owned-doc.js';
 import type { Store } from '../../stores/store.js';
 import { DESIRED_KEY, desiredBase, encodeDesired, type DesiredDoc } from '../docs/types.js';
 import { deriveKeyPairFor } from '../identity/index.js';
-import { verifyPart, type SignedPart } from '../trust/deployment.js';
+import type { SignedPart } from '../trust/deployment.js';
 import type { Fleet } from './fleet.js';
 import type { Gate } from './gate.js';
 
@@ -83,30 +83,24 @@ export class Deployments {
   /**
    * Records `parts` (signed deployment parts, any shape: each is verified) in the audit trail and
    * places each in its targets' desired documents. All parts are checked before any is recorded
-   * (verifyPart's codes, NOT_ADMIN for a signer who is not an admin now, DEPLOYMENT_EXPIRED), so
-   * a refused request changes nothing; OP_REPLAYED (a part that contradicts a recorded one) can
-   * still stop it midway, after the parts before it. Idempotent: the same parts again record
+   * (Gate.checkDeploy: verifyPart's codes, NOT_ADMIN for a signer who is not an admin now,
+   * DEPLOYMENT_EXPIRED, OP_REPLAYED; none of these for a part recorded already), so a refused
+   * request changes nothing; OP_REPLAYED (parts of one deployment that disagree with each other)
+   * can still stop it midway, after the parts before it. Idempotent: the same parts again record
    * nothing and answer the same targets as placed. Answers once every write is saved.
    */
   submit(parts: readonly unknown[], from: NodeId): Promise<SubmitResult> {
     return this.serially(async () => {
       if (parts.length === 0) throw new FltError('BAD_ARGUMENT', 'deploy.submit: no part');
       const now = new Date();
-      const verified = parts.map((p) => verifyPart(p, this.opts.fleetId));
-      for (const p of verified) {
-        if (!this.opts.gate.admins().includes(p.signer))
-          throw new FltError(
-            'NOT_ADMIN',
-            `deployment ${p.id.slice(0, 8)}: ${shortId(p.signer)} is not an admin`,
-          );
-        if (Date.parse(p.expires) < now.getTime())
-          throw new FltError('DEPLOYMENT_EXPIRED', `deployment expired at ${p.expires}`);
-      }
+      // Every part checked first (one rule set: Authority's), then recorded: a refused request
+      // changes nothing. A part recorded already passes whoever signed it (a resubmission).
+      const verified = parts.map((p) => this.opts.gate.checkDeploy(p, now).part);
       const result: SubmitResult = { index: 0, placed: [], stale: [], unknown: [] };
       const touched = new Set<DocumentId>();
       try {
         for (const value of verified) {
-          const { part, index, fresh } = this.opts.gate.recordDeploy(value, now);
+          const { part, index } = this.opts.gate.recordDeploy(value, now);
           result.index = index;
           // Saved even when not fresh: a resubmission may follow an answer lost to a failed save.
           touched.add(this.opts.gate.audit.documentId);

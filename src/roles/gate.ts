@@ -140,6 +140,11 @@ export class Gate {
     return { part: entry.part, index, fresh };
   }
 
+  /** Authority.checkDeploy: whether the part would be recorded (or is), changing nothing. */
+  checkDeploy(value: unknown, now = new Date()): { part: SignedPart; recorded?: number } {
+    return this.require().checkDeploy(value, now);
+  }
+
   admins(): NodeId[] {
     return this.authority?.admins() ?? [];
   }
