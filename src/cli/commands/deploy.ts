@@ -7,6 +7,7 @@ import { FltError } from '../../../sync/errors.js';
 import { shortId } from '../../../sync/ids.js';
 import { parseDuration } from '../../config/index.js';
 import type { AgentStatus, DeploymentView, TargetProgress } from '../../roles/rollout.js';
+import type { SentDeployment } from '../../docs/outbox.js';
 import { isLabelKey, isLabelValue } from '../../trust/admin-ops.js';
 import {
   DEPLOY_ACTIONS,
@@ -178,11 +179,16 @@ export async function runDeploy(inv: Invocation): Promise<void> {
   });
 }
 
-function answerLine(id8: string, a: { placed: string[]; stale: string[]; unknown: string[] }) {
-  let line = `deployment ${id8}: recorded, ${a.placed.length} placed`;
-  if (a.stale.length > 0) line += `, ${a.stale.length} stale: ${a.stale.map(shortId).join(' ')}`;
-  if (a.unknown.length > 0)
-    line += `, ${a.unknown.length} unknown: ${a.unknown.map(shortId).join(' ')}`;
+function answerLine(id8: string, a: NonNullable<SentDeployment['answer']>) {
+  // A record read back from the outbox keeps at most MAX_SENT_IDS ids per list, and the counts.
+  const n = a.counts ?? {
+    placed: a.placed.length,
+    stale: a.stale.length,
+    unknown: a.unknown.length,
+  };
+  let line = `deployment ${id8}: recorded, ${n.placed} placed`;
+  if (n.stale > 0) line += `, ${n.stale} stale: ${a.stale.map(shortId).join(' ')}`;
+  if (n.unknown > 0) line += `, ${n.unknown} unknown: ${a.unknown.map(shortId).join(' ')}`;
   return line;
 }
 
