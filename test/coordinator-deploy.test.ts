@@ -5,7 +5,7 @@
 // test-made peers (their own iroh endpoint and Repo) enrolled the way an agent enrolls, so that
 // what they receive is what the coordinator offers. In one process, real endpoints on 127.0.0.1.
 
-import { cpSync } from 'node:fs';
+import { cpSync, readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import * as A from '@automerge/automerge';
 import { Repo, type DocHandle, type DocumentId, type PeerId } from '@automerge/automerge-repo';
@@ -42,7 +42,13 @@ import {
 } from '../src/identity/index.js';
 import { Coordinator } from '../src/roles/coordinator.js';
 import { REPLACE_STORM } from '../src/roles/fleet.js';
-import { agentEnroll, agentHeartbeat, deploySubmit, docsHeads } from '../src/rpc-methods.js';
+import {
+  agentEnroll,
+  agentHeartbeat,
+  deploySubmit,
+  docsHeads,
+  fleetAudit,
+} from '../src/rpc-methods.js';
 import { signDeployment, type SignedPart } from '../src/trust/deployment.js';
 import { tempDir } from './helpers/flt.js';
 import { bindLocal, localConfig, testFleet, type TestFleet } from './helpers/fleet.js';
@@ -615,5 +621,55 @@ describe('a revoked agent is no target', () => {
     // approve undoes it: the mark goes.
     await fleet.admin.submit({ op: 'agent.approve', node: gone.id });
     expect(coordinator.fleet.agent(gone.id)?.revoked).toBeUndefined();
+  });
+});
+
+describe('fleet.audit pages', () => {
+  let dir: Awaited<ReturnType<typeof tempDir>>;
+  let fleet: TestFleet;
+  let rpc: RpcChannel;
+  const closers: (() => Promise<void>)[] = [];
+
+  beforeAll(async () => {
+    dir = await tempDir();
+    fleet = await testFleet(dir.path, log);
+    const extra = nodeKeyFromSeed(randomBytes(32));
+    await fleet.admin.submit({ op: 'admin.add', node: extra.nodeId });
+    const transport = await bindLocal(extra.secret);
+    closers.push(() => transport.close());
+    rpc = new RpcChannel(transport, parsePeerAddress(fleet.coordinator.ticket), {
+      timeoutMs: 10_000,
+    });
+  });
+
+  afterAll(async () => {
+    rpc?.close();
+    await Promise.allSettled(closers.map((c) => c()));
+    await fleet?.close();
+    await dir?.remove();
+  });
+
+  it('answers {from, limit} pages with the total; the admin keeps the trail and fetches what follows', async () => {
+    const gate = fleet.coordinator.gate;
+    for (let i = 0; i < 4; i++) await fleet.admin.enrollToken(60_000);
+    const all = gate.trail().entries;
+    expect(all.length).toBeGreaterThanOrEqual(5);
+    const page = await rpc.call(fleetAudit, { from: 1, limit: 2 });
+    expect(page.entries).toEqual(all.slice(1, 3));
+    expect(page.total).toBe(all.length);
+    expect((await rpc.call(fleetAudit, { from: all.length })).entries).toEqual([]);
+    // A page ends at its byte bound, with one entry at least.
+    expect(gate.trailPage(0, 100, 1).entries).toEqual(all.slice(0, 1));
+    // Without either field: all of it (admins before paging).
+    expect((await rpc.call(fleetAudit, {})).entries).toEqual(all);
+    const kept = () =>
+      (JSON.parse(readFileSync(`${dir.path}/admin/audit.json`, 'utf8')) as { entries: unknown[] })
+        .entries;
+    await fleet.admin.deployments();
+    expect(kept()).toEqual(all);
+    await fleet.admin.enrollToken(60_000);
+    await fleet.admin.deployments();
+    expect(kept()).toEqual(gate.trail().entries);
+    expect((await fleet.admin.audit()).entries).toHaveLength(gate.size);
   });
 });

@@ -30,6 +30,8 @@ import {
   type NodeDocuments,
 } from '../node.js';
 import {
+  AUDIT_PAGE_BYTES,
+  AUDIT_PAGE_ENTRIES,
   adminOp,
   agentEnroll,
   agentHeartbeat,
@@ -290,7 +292,16 @@ function rpcServer(
       await flush([gate.audit.documentId, gate.adminsDoc.documentId, fleet.root.documentId]);
       return { index };
     })
-    .register(fleetAudit, () => Promise.resolve({ fleet: rootDocId, ...gate.trail() }));
+    .register(fleetAudit, (req) =>
+      Promise.resolve(
+        req.from === undefined && req.limit === undefined
+          ? { fleet: rootDocId, ...gate.trail() }
+          : {
+              fleet: rootDocId,
+              ...gate.trailPage(req.from ?? 0, req.limit ?? AUDIT_PAGE_ENTRIES, AUDIT_PAGE_BYTES),
+            },
+      ),
+    );
 }
 
 /**

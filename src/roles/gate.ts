@@ -176,6 +176,27 @@ export class Gate {
     };
   }
 
+  /**
+   * One page of the trail: the entries from index `from`, at most `limit`, ending once their
+   * JSON passes `maxBytes` (the first always included), and `total`, the trail's length.
+   */
+  trailPage(
+    from: number,
+    limit: number,
+    maxBytes: number,
+  ): { initialAdmins: NodeId[]; entries: unknown[]; total: number } {
+    const doc = this.audit.doc();
+    const entries: unknown[] = [];
+    let bytes = 0;
+    for (let i = from; i < doc.entries.length && entries.length < limit; i++) {
+      const text = doc.entries[i]!.val;
+      if (entries.length > 0 && bytes + text.length > maxBytes) break;
+      bytes += text.length;
+      entries.push(JSON.parse(text) as unknown);
+    }
+    return { initialAdmins: initialAdmins(doc) ?? [], entries, total: doc.entries.length };
+  }
+
   private append(entry: AuditEntry): void {
     const text = JSON.stringify(entry);
     this.audit.change((d) => void d.entries.push(new A.ImmutableString(text)));
