@@ -541,7 +541,7 @@ export class Admin {
    */
   private async fetchTrail(rpc: RpcChannel): Promise<RawTrail> {
     const file = join(this.config.stateDir, AUDIT_FILE);
-    let kept = rawTrailOf(await readFile(file, 'utf8').catch(() => null));
+    const kept = rawTrailOf(await readFile(file, 'utf8').catch(() => null));
     const page = async (from: number) => {
       try {
         return await rpc.call(fleetAudit, { from, limit: AUDIT_PAGE_ENTRIES });
@@ -562,10 +562,7 @@ export class Admin {
         (kept.entries.length === 0 ||
           JSON.stringify(first.entries[0]) === JSON.stringify(kept.entries[at]));
       if (same) entries = kept.entries.slice(0, at);
-      else {
-        kept = undefined;
-        first = await page(0);
-      }
+      else first = await page(0); // not a prefix of this trail (another fleet, a restore): all
     }
     entries.push(...first.entries);
     const total = first.total ?? entries.length;
