@@ -291,7 +291,8 @@ export class Admin {
   /**
    * Signs a deployment of `req.storePath` to the agents `req` names (resolved from the replica;
    * `onTargets` is told them before anything is kept or sent), keeps it in the outbox (durable),
-   * then submits it once. Unreachable coordinator: `queued`, delivered by a later online open.
+   * then delivers the outbox (every queued deployment, oldest first, this one among them).
+   * Unreachable coordinator: `queued`, delivered by a later online open.
    */
   async deploy(
     req: TargetQuery & { storePath: string; action: DeployAction; expiresInMs: number },
@@ -315,7 +316,7 @@ export class Admin {
     const id = parts[0]!.id;
     const base = { id, parts, targets: ids };
     if (!reachable) return { ...base, queued: true };
-    await this.flushing; // the flush open() started: never two submits of one deployment at once
+    // Outbox.flush runs after the flush open() started: never two submits of one at once.
     const sent = await this.deliverOne(id);
     return sent ? { ...base, queued: false, sent } : { ...base, queued: true };
   }

@@ -25,7 +25,10 @@ export interface SubmitResult {
   placed: NodeId[];
   /** Targets whose desired document already holds a higher (or the same) seq of another part. */
   stale: NodeId[];
-  /** Targets that are not enrolled agents (never enrolled, or revoked). */
+  /**
+   * Targets that are not enrolled agents (never enrolled, or revoked). A forked agent is still
+   * an enrolled agent: the part is placed for it (it receives it once an admin resolves the fork).
+   */
   unknown: NodeId[];
 }
 
