@@ -237,14 +237,30 @@ export const adminOp = method(
   z.object({ index: z.number().int().nonnegative() }),
 );
 
-/** `fleet.audit`: the audit trail as stored, for the admin to replay and verify. */
+/** Entries one fleet.audit page holds at most; a page also stops near AUDIT_PAGE_BYTES. */
+export const AUDIT_PAGE_ENTRIES = 10_000;
+/** JSON bytes after which a page ends (well under the rpc frame; one entry always fits). */
+export const AUDIT_PAGE_BYTES = 4 * 1024 * 1024;
+
+/**
+ * `fleet.audit`: the audit trail as stored, for the admin to replay and verify. With `from`
+ * and/or `limit`: the entries from index `from` (0 by default), at most `limit` and about
+ * AUDIT_PAGE_BYTES, and `total`, the trail's length; without either, every entry (older admins).
+ */
 export const fleetAudit = method(
   'fleet.audit',
   ADMIN,
-  empty,
+  z
+    .object({
+      from: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
+      limit: z.number().int().min(1).max(AUDIT_PAGE_ENTRIES).optional(),
+    })
+    .strict(),
   z.object({
     fleet: docId,
     initialAdmins: z.array(nodeId).max(10_000),
     entries: z.array(z.unknown()).max(1_000_000),
+    /** The trail's length (absent from coordinators before paging: `entries` is all of it). */
+    total: z.number().int().min(0).optional(),
   }),
 );

@@ -5,7 +5,7 @@
 // test-made peers (their own iroh endpoint and Repo) enrolled the way an agent enrolls, so that
 // what they receive is what the coordinator offers. In one process, real endpoints on 127.0.0.1.
 
-import { cpSync } from 'node:fs';
+import { cpSync, readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import * as A from '@automerge/automerge';
 import { Repo, type DocHandle, type DocumentId, type PeerId } from '@automerge/automerge-repo';
@@ -24,6 +24,7 @@ import {
   STATUS_KEY,
   agentsOf,
   decodeAdmins,
+  encodeDesired,
   readDesired,
   statusBase,
   writeDeployment,
@@ -41,7 +42,13 @@ import {
 } from '../src/identity/index.js';
 import { Coordinator } from '../src/roles/coordinator.js';
 import { REPLACE_STORM } from '../src/roles/fleet.js';
-import { agentEnroll, agentHeartbeat, deploySubmit, docsHeads } from '../src/rpc-methods.js';
+import {
+  agentEnroll,
+  agentHeartbeat,
+  deploySubmit,
+  docsHeads,
+  fleetAudit,
+} from '../src/rpc-methods.js';
 import { signDeployment, type SignedPart } from '../src/trust/deployment.js';
 import { tempDir } from './helpers/flt.js';
 import { bindLocal, localConfig, testFleet, type TestFleet } from './helpers/fleet.js';
@@ -417,6 +424,121 @@ describe('a deployment the coordinator answered survives its crash', () => {
     await dir?.remove();
   });
 
+  it('its state dir as on disk right after an admin.op answer holds the op (trail, admins doc, labels)', async () => {
+    const coordinator = fleet.coordinator;
+    const agent = await fakeAgent(
+      coordinator.ticket,
+      (await fleet.admin.enrollToken(60_000)).token,
+    );
+    closers.push(() => agent.close());
+    const extra = nodeKeyFromSeed(randomBytes(32)).nodeId;
+    await fleet.admin.submit({ op: 'admin.add', node: extra });
+    await fleet.admin.submit({ op: 'agent.label', node: agent.id, labels: { role: 'db' } });
+    // What a SIGKILL right after the answer would leave (see the test below).
+    cpSync(`${dir.path}/coordinator`, `${dir.path}/crashed-op`, { recursive: true });
+    const again = await Coordinator.start(await localConfig(`${dir.path}/crashed-op`), log);
+    closers.push(() => again.close());
+    expect(again.gate.admins()).toContain(extra);
+    const lastOp = decodeAdmins(again.gate.adminsDoc.doc()).ops.at(-1) as { body: unknown };
+    expect(lastOp.body).toEqual({ op: 'admin.add', node: extra });
+    expect(again.fleet.agent(agent.id)?.labels).toEqual({ role: 'db' });
+  });
+
+  it('a resubmission saves what it answers for, though the first save never completed', async () => {
+    const coordinator = fleet.coordinator;
+    const fleetId = coordinator.fleet.root.documentId;
+    const admin = (await loadOrCreateNodeKey(`${dir.path}/admin`)).key;
+    const agent = await fakeAgent(
+      coordinator.ticket,
+      (await fleet.admin.enrollToken(60_000)).token,
+    );
+    closers.push(() => agent.close());
+    const parts = signDeployment(
+      { targets: new Map([[agent.id, 3]]), storePath: STORE_B, action: 'switch', expiresInMs: DAY },
+      fleetId,
+      admin,
+    );
+    // A first submit whose flush failed (ENOSPC): recorded and placed in memory only.
+    const handle = await coordinator.deployments.open(agent.id);
+    coordinator.gate.recordDeploy(parts[0]);
+    handle.change(
+      (d) =>
+        void (d.current = encodeDesired({ part: parts[0]!, adminOps: coordinator.gate.adminOps })),
+    );
+    coordinator.fleet.setDesired(agent.id, {
+      id: parts[0]!.id,
+      seq: 3,
+      storePath: STORE_B,
+      action: 'switch',
+    });
+    // The admin's outbox resubmits; "placed" is an acknowledgement, so it is on disk now.
+    const answer = await coordinator.deployments.submit(parts, admin.nodeId);
+    expect(answer.placed).toEqual([agent.id]);
+    cpSync(`${dir.path}/coordinator`, `${dir.path}/crashed-again`, { recursive: true });
+    const again = await Coordinator.start(await localConfig(`${dir.path}/crashed-again`), log);
+    closers.push(() => again.close());
+    expect(again.gate.trail().entries.at(-1)).toEqual({ kind: 'deploy', part: parts[0] });
+    const desired = await again.deployments.open(agent.id);
+    expect(readDesired(desired.doc(), fleetId)?.part).toEqual(parts[0]);
+    expect(again.fleet.agent(agent.id)?.desired?.seq).toBe(3);
+  });
+
+  it("submit reads what a target holds from the root summary, not by verifying its desired document's signature", async () => {
+    const coordinator = fleet.coordinator;
+    const fleetId = coordinator.fleet.root.documentId;
+    const admin = (await loadOrCreateNodeKey(`${dir.path}/admin`)).key;
+    const agent = await fakeAgent(
+      coordinator.ticket,
+      (await fleet.admin.enrollToken(60_000)).token,
+    );
+    closers.push(() => agent.close());
+    // Placed as is (place checks nothing), its signature broken: verifying it again would fail
+    // (and read as nothing placed); the summary says seq 9 was placed.
+    const spec = (seq: number) => ({
+      targets: new Map([[agent.id, seq]]),
+      storePath: STORE_A,
+      action: 'switch' as const,
+      expiresInMs: DAY,
+    });
+    const placed = signDeployment(spec(9), fleetId, admin)[0]!;
+    const broken = { ...placed, sig: placed.sig.replace(/^./, (c) => (c === '0' ? '1' : '0')) };
+    await coordinator.deployments.place(agent.id, broken);
+    const answer = await coordinator.deployments.submit(
+      signDeployment(spec(5), fleetId, admin),
+      admin.nodeId,
+    );
+    expect(answer).toMatchObject({ placed: [], stale: [agent.id] });
+  });
+
+  it('a part recorded already is placed again after its signer was removed (NOT_ADMIN only for new parts)', async () => {
+    const coordinator = fleet.coordinator;
+    const fleetId = coordinator.fleet.root.documentId;
+    const agent = await fakeAgent(
+      coordinator.ticket,
+      (await fleet.admin.enrollToken(60_000)).token,
+    );
+    closers.push(() => agent.close());
+    const signer = nodeKeyFromSeed(randomBytes(32));
+    await fleet.admin.submit({ op: 'admin.add', node: signer.nodeId });
+    const spec = (seq: number) => ({
+      targets: new Map([[agent.id, seq]]),
+      storePath: STORE_A,
+      action: 'switch' as const,
+      expiresInMs: DAY,
+    });
+    const parts = signDeployment(spec(4), fleetId, signer);
+    const first = await coordinator.deployments.submit(parts, signer.nodeId);
+    await fleet.admin.submit({ op: 'admin.remove', node: signer.nodeId });
+    // Its answer was lost; the outbox resubmits after the removal: the same answer.
+    expect(await coordinator.deployments.submit(parts, signer.nodeId)).toEqual(first);
+    // A new part of the removed signer is refused.
+    expect(
+      await code(
+        coordinator.deployments.submit(signDeployment(spec(6), fleetId, signer), signer.nodeId),
+      ),
+    ).toBe('NOT_ADMIN');
+  });
+
   it('its state dir as on disk right after the answer holds the desired document and summary', async () => {
     const coordinator = fleet.coordinator;
     const fleetId = coordinator.fleet.root.documentId;
@@ -449,5 +571,105 @@ describe('a deployment the coordinator answered survives its crash', () => {
     const size = again.gate.size;
     expect((await again.deployments.submit(parts, admin.nodeId)).placed).toEqual([agent.id]);
     expect(again.gate.size).toBe(size);
+  });
+});
+
+describe('a revoked agent is no target', () => {
+  let dir: Awaited<ReturnType<typeof tempDir>>;
+  let fleet: TestFleet;
+  const closers: (() => Promise<void>)[] = [];
+
+  beforeAll(async () => {
+    dir = await tempDir();
+    fleet = await testFleet(dir.path, log);
+  });
+
+  afterAll(async () => {
+    await Promise.allSettled(closers.map((c) => c()));
+    await fleet?.close();
+    await dir?.remove();
+  });
+
+  it('revoking one of 3 agents: deploy --all and --label leave it out; naming it is BAD_ARGUMENT', async () => {
+    const coordinator = fleet.coordinator;
+    const agents: FakeAgent[] = [];
+    for (let i = 0; i < 3; i++) {
+      const a = await fakeAgent(coordinator.ticket, (await fleet.admin.enrollToken(60_000)).token);
+      closers.push(() => a.close());
+      agents.push(a);
+      await fleet.admin.submit({ op: 'agent.label', node: a.id, labels: { role: 'web' } });
+    }
+    const [kept1, kept2, gone] = agents as [FakeAgent, FakeAgent, FakeAgent];
+    await fleet.admin.submit({ op: 'agent.revoke', node: gone.id });
+    expect(coordinator.fleet.agent(gone.id)?.revoked).toBe(true);
+    const kept = [kept1.id, kept2.id].sort();
+    const deploy = (q: { words?: string[]; all?: boolean; labels?: [string, string][] }) =>
+      fleet.admin.deploy({
+        words: q.words ?? [],
+        all: q.all ?? false,
+        labels: q.labels ?? [],
+        storePath: STORE_A,
+        action: 'switch',
+        expiresInMs: DAY,
+      });
+    const all = await deploy({ all: true });
+    expect(all.targets).toEqual(kept);
+    expect(all.sent?.answer).toMatchObject({ placed: kept, stale: [], unknown: [] });
+    const web = await deploy({ labels: [['role', 'web']] });
+    expect(web.targets).toEqual(kept);
+    expect(await code(deploy({ words: [gone.id] }))).toBe('BAD_ARGUMENT');
+    // approve undoes it: the mark goes.
+    await fleet.admin.submit({ op: 'agent.approve', node: gone.id });
+    expect(coordinator.fleet.agent(gone.id)?.revoked).toBeUndefined();
+  });
+});
+
+describe('fleet.audit pages', () => {
+  let dir: Awaited<ReturnType<typeof tempDir>>;
+  let fleet: TestFleet;
+  let rpc: RpcChannel;
+  const closers: (() => Promise<void>)[] = [];
+
+  beforeAll(async () => {
+    dir = await tempDir();
+    fleet = await testFleet(dir.path, log);
+    const extra = nodeKeyFromSeed(randomBytes(32));
+    await fleet.admin.submit({ op: 'admin.add', node: extra.nodeId });
+    const transport = await bindLocal(extra.secret);
+    closers.push(() => transport.close());
+    rpc = new RpcChannel(transport, parsePeerAddress(fleet.coordinator.ticket), {
+      timeoutMs: 10_000,
+    });
+  });
+
+  afterAll(async () => {
+    rpc?.close();
+    await Promise.allSettled(closers.map((c) => c()));
+    await fleet?.close();
+    await dir?.remove();
+  });
+
+  it('answers {from, limit} pages with the total; the admin keeps the trail and fetches what follows', async () => {
+    const gate = fleet.coordinator.gate;
+    for (let i = 0; i < 4; i++) await fleet.admin.enrollToken(60_000);
+    const all = gate.trail().entries;
+    expect(all.length).toBeGreaterThanOrEqual(5);
+    const page = await rpc.call(fleetAudit, { from: 1, limit: 2 });
+    expect(page.entries).toEqual(all.slice(1, 3));
+    expect(page.total).toBe(all.length);
+    expect((await rpc.call(fleetAudit, { from: all.length })).entries).toEqual([]);
+    // A page ends at its byte bound, with one entry at least.
+    expect(gate.trailPage(0, 100, 1).entries).toEqual(all.slice(0, 1));
+    // Without either field: all of it (admins before paging).
+    expect((await rpc.call(fleetAudit, {})).entries).toEqual(all);
+    const kept = () =>
+      (JSON.parse(readFileSync(`${dir.path}/admin/audit.json`, 'utf8')) as { entries: unknown[] })
+        .entries;
+    await fleet.admin.deployments();
+    expect(kept()).toEqual(all);
+    await fleet.admin.enrollToken(60_000);
+    await fleet.admin.deployments();
+    expect(kept()).toEqual(gate.trail().entries);
+    expect((await fleet.admin.audit()).entries).toHaveLength(gate.size);
   });
 });

@@ -5,7 +5,7 @@
 
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { DocumentId } from '@automerge/automerge-repo';
+import { Repo, type DocumentId } from '@automerge/automerge-repo';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FltError } from '../sync/errors.js';
 import type { NodeId } from '../sync/ids.js';
@@ -31,10 +31,11 @@ import { deriveKeyPair } from '../src/identity/derive.js';
 import { loadOrCreateNodeKey, type NodeKey } from '../src/identity/index.js';
 import { openDocuments } from '../src/node.js';
 import { Admin } from '../src/roles/admin.js';
+import { Outbox } from '../src/roles/outbox.js';
 import { saveReplicaInfo } from '../src/roles/replica.js';
 import { configOf, knownSeqs, resolveTargets } from '../src/roles/rollout.js';
 import { deploySubmit } from '../src/rpc-methods.js';
-import { verifyPart, type SignedPart } from '../src/trust/deployment.js';
+import { signDeployment, verifyPart, type SignedPart } from '../src/trust/deployment.js';
 import { localConfig } from './helpers/fleet.js';
 import { runFlt, tempDir } from './helpers/flt.js';
 import { freeUdpPort } from './helpers/peer-process.js';
@@ -295,6 +296,44 @@ describe('the outbox', () => {
     } finally {
       await router.stop();
       await transport.close();
+    }
+  });
+});
+
+describe('the outbox and the coordinator errors', () => {
+  it('keeps queued what is not a definite refusal (IO, BUSY, an unknown code); a refusal moves to sent', async () => {
+    const key = (await loadOrCreateNodeKey(join(dir.path, 'outbox-admin'))).key;
+    const repo = new Repo({ network: [] });
+    try {
+      const outbox = await Outbox.open(repo, { loadRange: () => Promise.resolve([]) }, key);
+      const parts = signDeployment(
+        {
+          targets: new Map([[agents[0]!.key.nodeId, 1]]),
+          storePath: SYSTEM_A,
+          action: 'switch',
+          expiresInMs: 3_600_000,
+        },
+        rootDocId,
+        key,
+      );
+      await outbox.queue(parts, 1);
+      let calls = 0;
+      const failing = (code: 'IO' | 'BUSY' | 'INTERNAL' | 'NOT_ADMIN') => () => {
+        calls++;
+        return Promise.reject(new FltError(code, `the coordinator says ${code}`));
+      };
+      for (const c of ['IO', 'BUSY', 'INTERNAL'] as const) {
+        const r = await outbox.flush(failing(c));
+        expect(r.sent).toEqual([]);
+        expect(r.unreachable?.code).toBe(c);
+        expect(outbox.read(rootDocId).queued.map((q) => q.id)).toEqual([parts[0]!.id]);
+      }
+      const refused = await outbox.flush(failing('NOT_ADMIN'));
+      expect(refused.sent.map((x) => x.error?.code)).toEqual(['NOT_ADMIN']);
+      expect(outbox.read(rootDocId).queued).toEqual([]);
+      expect(calls).toBe(4);
+    } finally {
+      await repo.shutdown();
     }
   });
 });

@@ -9,6 +9,8 @@ import { thrownCode } from './helpers/errors.js';
 import { collectVolatile } from '../src/facts/index.js';
 import { generateNodeKey } from '../src/identity/index.js';
 import {
+  MAX_SENT_IDS,
+  MAX_SENT_RECORDS,
   MAX_STATUS_RECORDS,
   decodeAgent,
   decodeDeployment,
@@ -183,6 +185,38 @@ describe('outbox documents', () => {
     // A queued record whose part was tampered with is skipped.
     const bad = { queued: { x: JSON.stringify({ id: p.id, parts: [{ ...p, seq: 1 }] }) } };
     expect(readOutbox(bad).queued).toEqual([]);
+  });
+});
+
+describe('outbox sent records stay bounded', () => {
+  it('keeps counts and at most MAX_SENT_IDS ids per list, and only the newest MAX_SENT_RECORDS records', () => {
+    const ids = Array.from({ length: 300 }, () => generateNodeKey().nodeId);
+    let doc = fromBase<OutboxDoc>(outboxBase(ADMIN.nodeId));
+    const total = MAX_SENT_RECORDS + 5;
+    for (let i = 0; i < total; i++)
+      doc = A.change(doc, (d) =>
+        writeSent(d, {
+          id: i.toString(16).padStart(32, '0'),
+          storePath: PATH,
+          action: 'switch',
+          targets: ids.length + 1,
+          queuedAt: T0.toISOString(),
+          sentAt: new Date(T0.getTime() + i * 1000).toISOString(),
+          answer: { index: i, placed: ids, stale: [], unknown: [AGENT] },
+        }),
+      );
+    const { sent } = readOutbox(A.load<OutboxDoc>(A.save(doc)), FLEET);
+    expect(Object.keys(doc.sent)).toHaveLength(MAX_SENT_RECORDS);
+    expect(sent).toHaveLength(MAX_SENT_RECORDS);
+    expect(sent[0]!.answer!.index).toBe(total - 1); // newest first; the 5 oldest are gone
+    expect(sent.at(-1)!.answer!.index).toBe(5);
+    expect(sent[0]!.answer).toEqual({
+      index: total - 1,
+      placed: ids.slice(0, MAX_SENT_IDS),
+      stale: [],
+      unknown: [AGENT],
+      counts: { placed: ids.length, stale: 0, unknown: 1 },
+    });
   });
 });
 

@@ -23,6 +23,10 @@ export const OUTBOX_KEY = 'flt/v1/doc/outbox' satisfies DerivePurpose;
 /** Longest queued record read: MAX_PARTS parts of ~6 KB. */
 const MAX_QUEUED_TEXT = MAX_PARTS * 8 * 1024;
 const MAX_SENT_TEXT = 1024 * 1024;
+/** Node ids kept per list of a sent record's answer (the counts are kept whole). */
+export const MAX_SENT_IDS = 50;
+/** Sent records kept: the newest by sentAt; older ones are deleted when one is added. */
+export const MAX_SENT_RECORDS = 100;
 const MAX_MESSAGE = 1024;
 
 export interface OutboxDoc {
@@ -52,7 +56,17 @@ export interface SentDeployment {
   targets: number;
   queuedAt: string;
   sentAt: string;
-  answer?: { index: number; placed: NodeId[]; stale: NodeId[]; unknown: NodeId[] };
+  /**
+   * As the coordinator answered. As stored, each list holds at most MAX_SENT_IDS ids and
+   * `counts` has their full lengths (absent in records written before).
+   */
+  answer?: {
+    index: number;
+    placed: NodeId[];
+    stale: NodeId[];
+    unknown: NodeId[];
+    counts?: { placed: number; stale: number; unknown: number };
+  };
   error?: { code: string; message: string };
 }
 
@@ -67,10 +81,38 @@ export function writeQueued(d: OutboxDoc, q: QueuedDeployment, lastSeq: number):
   if (lastSeq > d.lastSeq) d.lastSeq = lastSeq;
 }
 
-/** Moves a deployment from queued to sent (inside a change). */
+/**
+ * Moves a deployment from queued to sent (inside a change): its answer's lists cut to
+ * MAX_SENT_IDS ids (with the counts), and only the newest MAX_SENT_RECORDS records kept.
+ */
 export function writeSent(d: OutboxDoc, s: SentDeployment): void {
-  d.sent[s.id] = new A.ImmutableString(JSON.stringify(s));
+  const a = s.answer;
+  const stored: SentDeployment =
+    a === undefined
+      ? s
+      : {
+          ...s,
+          answer: {
+            index: a.index,
+            placed: a.placed.slice(0, MAX_SENT_IDS),
+            stale: a.stale.slice(0, MAX_SENT_IDS),
+            unknown: a.unknown.slice(0, MAX_SENT_IDS),
+            counts: a.counts ?? {
+              placed: a.placed.length,
+              stale: a.stale.length,
+              unknown: a.unknown.length,
+            },
+          },
+        };
+  d.sent[s.id] = new A.ImmutableString(JSON.stringify(stored));
   delete d.queued[s.id];
+  const keys = Object.keys(d.sent);
+  if (keys.length <= MAX_SENT_RECORDS) return;
+  // Newest first; an unreadable record sorts last (sentAt '') and goes first.
+  const aged = keys
+    .map((k) => ({ k, at: decodeSent(d.sent[k])?.sentAt ?? '' }))
+    .sort((x, y) => (x.at < y.at ? 1 : x.at > y.at ? -1 : 0));
+  for (const { k } of aged.slice(MAX_SENT_RECORDS)) delete d.sent[k];
 }
 
 /** A queued record, its parts verified (verifyPart); undefined when malformed. */
@@ -115,6 +157,13 @@ export function decodeSent(value: unknown): SentDeployment | undefined {
       stale: a.stale as NodeId[],
       unknown: a.unknown as NodeId[],
     };
+    const c = plainRecord(a.counts);
+    if (c !== undefined && [c.placed, c.stale, c.unknown].every(Number.isSafeInteger))
+      out.answer.counts = {
+        placed: c.placed as number,
+        stale: c.stale as number,
+        unknown: c.unknown as number,
+      };
   }
   const e = plainRecord(error);
   if (e !== undefined) {

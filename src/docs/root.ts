@@ -67,6 +67,11 @@ export interface AgentEntry {
   desiredWriteKey?: string;
   /** The agent's labels, mirrored from agent.label operations. */
   labels?: Record<string, string>;
+  /**
+   * Set while the trail says the agent is revoked (mirrored by the coordinator, as labels):
+   * `deploy --all` and `--label` leave it out. Absent otherwise.
+   */
+  revoked?: true;
   /** Summary of the desired document's current part for this agent. */
   desired?: DesiredSummary | null;
   /** Summary of the status document's trusted view. */
@@ -187,6 +192,7 @@ function deployFieldsOf(a: Record<string, unknown>): Partial<AgentEntry> {
   if (isHex32(a.desiredWriteKey)) out.desiredWriteKey = a.desiredWriteKey;
   const labels = labelsOf(a.labels);
   if (labels !== undefined) out.labels = labels;
+  if (a.revoked === true) out.revoked = true;
   if (a.desired !== undefined) out.desired = desiredOf(a.desired);
   if (a.deploy !== undefined) out.deploy = deployOf(a.deploy);
   return out;

@@ -36,6 +36,7 @@ import {
   deploySubmit,
   docHeads,
   docsHeads,
+  AUDIT_PAGE_ENTRIES,
   fleetAudit,
   fleetInfo,
   fleetPresence,
@@ -290,7 +291,8 @@ export class Admin {
   /**
    * Signs a deployment of `req.storePath` to the agents `req` names (resolved from the replica;
    * `onTargets` is told them before anything is kept or sent), keeps it in the outbox (durable),
-   * then submits it once. Unreachable coordinator: `queued`, delivered by a later online open.
+   * then delivers the outbox (every queued deployment, oldest first, this one among them).
+   * Unreachable coordinator: `queued`, delivered by a later online open.
    */
   async deploy(
     req: TargetQuery & { storePath: string; action: DeployAction; expiresInMs: number },
@@ -314,7 +316,7 @@ export class Admin {
     const id = parts[0]!.id;
     const base = { id, parts, targets: ids };
     if (!reachable) return { ...base, queued: true };
-    await this.flushing; // the flush open() started: never two submits of one deployment at once
+    // Outbox.flush runs after the flush open() started: never two submits of one at once.
     const sent = await this.deliverOne(id);
     return sent ? { ...base, queued: false, sent } : { ...base, queued: true };
   }
@@ -419,11 +421,7 @@ export class Admin {
     const all = [...this.entries.values()];
     let trail: AuditEntry[] = [];
     if (this.rpc) {
-      const raw = await this.rpc.call(fleetAudit, {});
-      await writeFileAtomic(join(this.config.stateDir, AUDIT_FILE), JSON.stringify(raw), {
-        mode: 0o600,
-      });
-      trail = replayTrail(raw);
+      trail = replayTrail(await this.fetchTrail(this.rpc));
       await this.syncDocs(all.flatMap((e) => (e.statusDocId ? [e.statusDocId] : [])));
     } else {
       const text = await readFile(join(this.config.stateDir, AUDIT_FILE), 'utf8').catch(() => null);
@@ -530,10 +528,54 @@ export class Admin {
    */
   async audit(): Promise<{ authority: Authority; entries: readonly AuditEntry[] }> {
     const { rpc } = this.online();
-    const trail = await rpc.call(fleetAudit, {});
+    const trail = await this.fetchTrail(rpc);
     if (trail.initialAdmins.length === 0) throw new FltError('NOT_FOUND', 'the fleet has no admin');
     const authority = Authority.replay(trail.fleet, trail.initialAdmins, trail.entries);
     return { authority, entries: authority.entries() };
+  }
+
+  /**
+   * The audit trail as the coordinator stores it, kept in the state dir (AUDIT_FILE): only the
+   * entries after the kept copy are fetched, page by page (fleet.audit `{from, limit}`), from
+   * its last entry, which must come back the same (else the copy is dropped and all fetched).
+   * Not trusted: whoever reads it replays it (Authority.replay).
+   */
+  private async fetchTrail(rpc: RpcChannel): Promise<RawTrail> {
+    const file = join(this.config.stateDir, AUDIT_FILE);
+    const kept = rawTrailOf(await readFile(file, 'utf8').catch(() => null));
+    const page = async (from: number) => {
+      try {
+        return await rpc.call(fleetAudit, { from, limit: AUDIT_PAGE_ENTRIES });
+      } catch (err) {
+        // A coordinator before paging refuses the fields: it answers all of it to `{}`.
+        if (codeOf(err) !== 'BAD_MESSAGE') throw err;
+        return rpc.call(fleetAudit, {});
+      }
+    };
+    let entries: unknown[] = [];
+    let first = await page(kept ? Math.max(kept.entries.length - 1, 0) : 0);
+    if (kept && first.total !== undefined) {
+      const at = Math.max(kept.entries.length - 1, 0);
+      const same =
+        first.fleet === kept.fleet &&
+        JSON.stringify(first.initialAdmins) === JSON.stringify(kept.initialAdmins) &&
+        first.total >= kept.entries.length &&
+        (kept.entries.length === 0 ||
+          JSON.stringify(first.entries[0]) === JSON.stringify(kept.entries[at]));
+      if (same) entries = kept.entries.slice(0, at);
+      else first = await page(0); // not a prefix of this trail (another fleet, a restore): all
+    }
+    entries.push(...first.entries);
+    const total = first.total ?? entries.length;
+    // Each page holds at least one entry: at most `total` more calls.
+    for (let calls = 0; entries.length < total && calls < total; calls++) {
+      const next = await page(entries.length);
+      if (next.entries.length === 0 || next.total === undefined) break;
+      entries.push(...next.entries);
+    }
+    const raw: RawTrail = { fleet: first.fleet, initialAdmins: first.initialAdmins, entries };
+    await writeFileAtomic(file, JSON.stringify(raw), { mode: 0o600 });
+    return raw;
   }
 
   /** The coordinator and its root document id (the fleet id): asked once per Admin. */
@@ -651,6 +693,26 @@ export interface DeployOutcome {
 
 /** The verified audit trail of the state dir: where `deployments --offline` reads. */
 const AUDIT_FILE = 'audit.json';
+
+/** The trail as fleet.audit answers it (and AUDIT_FILE keeps it). */
+interface RawTrail {
+  fleet: string;
+  initialAdmins: NodeId[];
+  entries: unknown[];
+}
+
+/** AUDIT_FILE's text as a trail; undefined when absent or not of that shape. */
+function rawTrailOf(text: string | null): RawTrail | undefined {
+  if (text === null) return undefined;
+  try {
+    const t = JSON.parse(text) as Partial<RawTrail> | null;
+    if (typeof t?.fleet !== 'string' || !Array.isArray(t.initialAdmins)) return undefined;
+    if (!Array.isArray(t.entries)) return undefined;
+    return { fleet: t.fleet, initialAdmins: t.initialAdmins, entries: t.entries };
+  } catch {
+    return undefined;
+  }
+}
 
 function replayTrail(raw: unknown): AuditEntry[] {
   const t = raw as { fleet: string; initialAdmins: NodeId[]; entries: unknown[] };

@@ -30,6 +30,8 @@ import {
   type NodeDocuments,
 } from '../node.js';
 import {
+  AUDIT_PAGE_BYTES,
+  AUDIT_PAGE_ENTRIES,
   adminOp,
   agentEnroll,
   agentHeartbeat,
@@ -74,6 +76,11 @@ export class Coordinator {
     const { repo, store } = documents;
     const root = new OwnedDoc<RootDoc>(deriveKeyPair(key.secret, ROOT_KEY));
     const rootDocId = root.docId;
+    /** Saves the given documents (repo flush, then the store settled): before an answer. */
+    const flush = async (ids: readonly DocumentId[]) => {
+      await repo.flush([...ids]);
+      await store.settled();
+    };
     const { node, fleet, gate, deployments } = await (async () => {
       try {
         await root.open(repo, store, rootBase(key.nodeId));
@@ -88,10 +95,7 @@ export class Coordinator {
           fleet,
           gate,
           log,
-          flush: async (ids) => {
-            await repo.flush([...ids]);
-            await store.settled();
-          },
+          flush,
         });
         const node = await openNode(config, log, key, documents, {
           root,
@@ -107,7 +111,7 @@ export class Coordinator {
       }
     })();
     try {
-      const rpc = rpcServer(node, { fleet, gate, deployments }, rootDocId, log);
+      const rpc = rpcServer(node, { fleet, gate, deployments, flush }, rootDocId, log);
       node.router.service(echoService()).service(rpc);
       trackPeers(node, fleet);
       node.start();
@@ -167,7 +171,17 @@ function openNode(
 
 function rpcServer(
   node: FltNode,
-  { fleet, gate, deployments }: { fleet: Fleet; gate: Gate; deployments: Deployments },
+  {
+    fleet,
+    gate,
+    deployments,
+    flush,
+  }: {
+    fleet: Fleet;
+    gate: Gate;
+    deployments: Deployments;
+    flush: (ids: readonly DocumentId[]) => Promise<void>;
+  },
   rootDocId: DocumentId,
   log: Logger,
 ): RpcServer {
@@ -268,14 +282,26 @@ function rpcServer(
       return { heads };
     })
     .register(deploySubmit, (req, ctx) => deployments.submit(req.parts, ctx.peer))
-    .register(adminOp, (req) => {
+    .register(adminOp, async (req) => {
       const { entry, revoked } = gate.apply(req.op);
       if (revoked) node.router.disconnect(revoked);
-      if (entry.kind === 'op' && entry.op.body.op === 'agent.label')
-        fleet.setLabels(entry.op.body.node, gate.labels(entry.op.body.node));
-      return Promise.resolve({ index: gate.size - 1 });
+      if (entry.kind === 'op' && 'node' in entry.op.body) mirror(fleet, gate, entry.op.body.node);
+      const index = gate.size - 1;
+      // An answer is an acknowledgement: the trail, the admins document and the root records
+      // the op changed are saved first (as deploy.submit does).
+      await flush([gate.audit.documentId, gate.adminsDoc.documentId, fleet.root.documentId]);
+      return { index };
     })
-    .register(fleetAudit, () => Promise.resolve({ fleet: rootDocId, ...gate.trail() }));
+    .register(fleetAudit, (req) =>
+      Promise.resolve(
+        req.from === undefined && req.limit === undefined
+          ? { fleet: rootDocId, ...gate.trail() }
+          : {
+              fleet: rootDocId,
+              ...gate.trailPage(req.from ?? 0, req.limit ?? AUDIT_PAGE_ENTRIES, AUDIT_PAGE_BYTES),
+            },
+      ),
+    );
 }
 
 /**
@@ -294,8 +320,8 @@ async function resolveAdmins(values: readonly string[]): Promise<NodeId[]> {
 
 /**
  * Joins the gate's admins document to the fleet: named in the root document (for admins) and
- * offered to every agent; and the root records' labels mirrored from the trail (a label op
- * whose root write a crash lost is mirrored at the next start).
+ * offered to every agent; and the root records' labels and revoked marks mirrored from the trail
+ * (an op whose root write a crash lost, or a fleet begun before the mark, is mirrored at start).
  */
 function linkAdmins(root: OwnedDoc<RootDoc>, fleet: Fleet, gate: Gate): void {
   const id = gate.adminsDoc.documentId;
@@ -303,7 +329,13 @@ function linkAdmins(root: OwnedDoc<RootDoc>, fleet: Fleet, gate: Gate): void {
   const handle = root.opened();
   if (rootAdminsDocId(handle.doc()) !== id)
     handle.change((d) => void (d.adminsDocId = new A.ImmutableString(id)));
-  for (const entry of fleet.agents()) fleet.setLabels(entry.nodeId, gate.labels(entry.nodeId));
+  for (const entry of fleet.agents()) mirror(fleet, gate, entry.nodeId);
+}
+
+/** Mirrors what the trail says of `node` into its root record: its labels and whether revoked. */
+function mirror(fleet: Fleet, gate: Gate, node: NodeId): void {
+  fleet.setLabels(node, gate.labels(node));
+  fleet.setRevoked(node, gate.role(node) === 'revoked');
 }
 
 /** The status document an enrolling agent names (both fields or neither), checked. */

@@ -11,15 +11,9 @@ import { shortId, type NodeId } from '../../sync/ids.js';
 import type { Logger } from '../../sync/log.js';
 import { OwnedDoc } from '../../sync/owned-doc.js';
 import type { Store } from '../../stores/store.js';
-import {
-  DESIRED_KEY,
-  desiredBase,
-  encodeDesired,
-  readDesired,
-  type DesiredDoc,
-} from '../docs/types.js';
+import { DESIRED_KEY, desiredBase, encodeDesired, type DesiredDoc } from '../docs/types.js';
 import { deriveKeyPairFor } from '../identity/index.js';
-import { verifyPart, type SignedPart } from '../trust/deployment.js';
+import type { SignedPart } from '../trust/deployment.js';
 import type { Fleet } from './fleet.js';
 import type { Gate } from './gate.js';
 
@@ -31,7 +25,10 @@ export interface SubmitResult {
   placed: NodeId[];
   /** Targets whose desired document already holds a higher (or the same) seq of another part. */
   stale: NodeId[];
-  /** Targets that are not enrolled agents (never enrolled, or revoked). */
+  /**
+   * Targets that are not enrolled agents (never enrolled, or revoked). A forked agent is still
+   * an enrolled agent: the part is placed for it (it receives it once an admin resolves the fork).
+   */
   unknown: NodeId[];
 }
 
@@ -89,46 +86,44 @@ export class Deployments {
   /**
    * Records `parts` (signed deployment parts, any shape: each is verified) in the audit trail and
    * places each in its targets' desired documents. All parts are checked before any is recorded
-   * (verifyPart's codes, NOT_ADMIN for a signer who is not an admin now, DEPLOYMENT_EXPIRED), so
-   * a refused request changes nothing; OP_REPLAYED (a part that contradicts a recorded one) can
-   * still stop it midway, after the parts before it. Idempotent: the same parts again record
+   * (Gate.checkDeploy: verifyPart's codes, NOT_ADMIN for a signer who is not an admin now,
+   * DEPLOYMENT_EXPIRED, OP_REPLAYED; none of these for a part recorded already), so a refused
+   * request changes nothing; OP_REPLAYED (parts of one deployment that disagree with each other)
+   * can still stop it midway, after the parts before it. Idempotent: the same parts again record
    * nothing and answer the same targets as placed. Answers once every write is saved.
    */
   submit(parts: readonly unknown[], from: NodeId): Promise<SubmitResult> {
     return this.serially(async () => {
       if (parts.length === 0) throw new FltError('BAD_ARGUMENT', 'deploy.submit: no part');
       const now = new Date();
-      const verified = parts.map((p) => verifyPart(p, this.opts.fleetId));
-      for (const p of verified) {
-        if (!this.opts.gate.admins().includes(p.signer))
-          throw new FltError(
-            'NOT_ADMIN',
-            `deployment ${p.id.slice(0, 8)}: ${shortId(p.signer)} is not an admin`,
-          );
-        if (Date.parse(p.expires) < now.getTime())
-          throw new FltError('DEPLOYMENT_EXPIRED', `deployment expired at ${p.expires}`);
-      }
+      // Every part checked first (one rule set: Authority's), then recorded: a refused request
+      // changes nothing. A part recorded already passes whoever signed it (a resubmission).
+      const verified = parts.map((p) => this.opts.gate.checkDeploy(p, now).part);
       const result: SubmitResult = { index: 0, placed: [], stale: [], unknown: [] };
       const touched = new Set<DocumentId>();
       try {
         for (const value of verified) {
-          const { part, index, fresh } = this.opts.gate.recordDeploy(value, now);
+          const { part, index } = this.opts.gate.recordDeploy(value, now);
           result.index = index;
-          if (fresh) touched.add(this.opts.gate.audit.documentId);
+          // Saved even when not fresh: a resubmission may follow an answer lost to a failed save.
+          touched.add(this.opts.gate.audit.documentId);
           for (const [target, seq] of Object.entries(part.targets) as [NodeId, number][]) {
             const entry = this.opts.fleet.agent(target);
             if (entry === undefined || this.opts.gate.role(target) === 'revoked') {
               result.unknown.push(target);
               continue;
             }
-            const handle = await this.open(target);
-            const current = currentOf(handle, target);
+            // What the desired document holds, from the root record's summary: written in the
+            // same step as the document and saved in the same flush (no signature verified again).
+            const current = entry.desired ?? undefined;
             if (current?.id === part.id && current.seq === seq) {
               result.placed.push(target); // a resubmission: it is there already
-              this.opts.fleet.setDesired(target, summaryOf(part, target));
+              const handle = await this.open(target);
+              touched.add(handle.documentId); // saved again before "placed" is answered
             } else if (current !== undefined && current.seq >= seq) {
               result.stale.push(target);
             } else {
+              const handle = await this.open(target);
               this.write(target, handle, part);
               touched.add(handle.documentId);
               result.placed.push(target);
@@ -187,21 +182,6 @@ export class Deployments {
     const next = this.queue.then(work, work);
     this.queue = next.catch(() => undefined);
     return next;
-  }
-}
-
-/** The id and seq of what `agent`'s desired document holds (as placed: not verified again). */
-function currentOf(
-  handle: DocHandle<DesiredDoc>,
-  agent: NodeId,
-): { id: string; seq: number } | undefined {
-  try {
-    const current = readDesired(handle.doc());
-    if (current === null) return undefined;
-    return { id: current.part.id, seq: current.part.targets[agent] ?? 0 };
-  } catch {
-    // Only this coordinator writes it; a forged part placed in a test reads as seq 0.
-    return { id: '', seq: 0 };
   }
 }
 

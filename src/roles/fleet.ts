@@ -1,7 +1,8 @@
 // The coordinator's view of the fleet: the root document it owns (enrolled agents, their
 // summaries, lastSeen) and the documents its agents write and it replicates: facts, and status
-// (issue 11; both alike: signed heads, a summary from the trusted view, fork detection). Everything it serves after a
-// restart comes from the root document, so the fleet is visible before any agent reconnects.
+// (issue 11). Both have signed heads, a summary from the trusted view and fork detection; only
+// facts count in `pending()`. Everything it serves after a restart comes from the root document,
+// so the fleet is visible before any agent reconnects.
 
 import * as A from '@automerge/automerge';
 import type { DocHandle, DocumentId, Message, Repo } from '@automerge/automerge-repo';
@@ -254,6 +255,13 @@ export class Fleet {
     const next = Object.keys(labels).length > 0 ? { ...labels } : undefined;
     if (JSON.stringify(entry.labels) === JSON.stringify(next)) return;
     this.put([{ ...entry, labels: next }]);
+  }
+
+  /** Mirrors whether the trail says the agent is revoked into its record (`revoked`). */
+  setRevoked(id: NodeId, revoked: boolean): void {
+    const entry = this.entries.get(id);
+    if (!entry || (entry.revoked === true) === revoked) return;
+    this.put([{ ...entry, revoked: revoked ? true : undefined }]);
   }
 
   /** Records what was placed in an agent's desired document (roles/deployments.ts). */

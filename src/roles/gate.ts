@@ -140,6 +140,11 @@ export class Gate {
     return { part: entry.part, index, fresh };
   }
 
+  /** Authority.checkDeploy: whether the part would be recorded (or is), changing nothing. */
+  checkDeploy(value: unknown, now = new Date()): { part: SignedPart; recorded?: number } {
+    return this.require().checkDeploy(value, now);
+  }
+
   admins(): NodeId[] {
     return this.authority?.admins() ?? [];
   }
@@ -169,6 +174,27 @@ export class Gate {
       initialAdmins: initialAdmins(doc) ?? [],
       entries: doc.entries.map((e) => JSON.parse(e.val) as unknown),
     };
+  }
+
+  /**
+   * One page of the trail: the entries from index `from`, at most `limit`, ending once their
+   * JSON passes `maxBytes` (the first always included), and `total`, the trail's length.
+   */
+  trailPage(
+    from: number,
+    limit: number,
+    maxBytes: number,
+  ): { initialAdmins: NodeId[]; entries: unknown[]; total: number } {
+    const doc = this.audit.doc();
+    const entries: unknown[] = [];
+    let bytes = 0;
+    for (let i = from; i < doc.entries.length && entries.length < limit; i++) {
+      const text = doc.entries[i]!.val;
+      if (entries.length > 0 && bytes + text.length > maxBytes) break;
+      bytes += text.length;
+      entries.push(JSON.parse(text) as unknown);
+    }
+    return { initialAdmins: initialAdmins(doc) ?? [], entries, total: doc.entries.length };
   }
 
   private append(entry: AuditEntry): void {

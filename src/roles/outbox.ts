@@ -1,12 +1,13 @@
 // The admin's outbox (issue 11, design §2.4): every deployment it signs is written here first (an
 // OwnedDoc in its own repo, flushed before `deploy` says anything), then handed to the
-// coordinator with `deploy.submit`. Unreachable: it stays queued, and the next online admin
-// command delivers it (Admin.open starts flush()), across admin restarts. The coordinator's
-// answer, or its refusal, moves it to `sent`; a refusal is never retried. Local only: the
+// coordinator with `deploy.submit`. Unreachable, or any error that is not a definite refusal: it
+// stays queued, and the next online admin command delivers it (Admin.open starts flush()), across
+// admin restarts. The coordinator's answer, or a definite refusal (REFUSALS), moves it to `sent`;
+// a refusal is never retried. Local only: the
 // admin's share policy never offers this document to the coordinator.
 
 import type { DocumentId, Repo } from '@automerge/automerge-repo';
-import { FltError, NO_ANSWER } from '../../sync/errors.js';
+import { FltError } from '../../sync/errors.js';
 import { OwnedDoc, docIdFor, type StoredChunks } from '../../sync/owned-doc.js';
 import type { FsStore } from '../../stores/fs-store.js';
 import { codeOf, messageOf } from '../errors.js';
@@ -30,14 +31,26 @@ export type SubmitAnswer = NonNullable<SentDeployment['answer']>;
 /** Hands parts to the coordinator (deploy.submit); throws its refusal or a no-answer error. */
 export type Submit = (parts: SignedPart[]) => Promise<SubmitAnswer>;
 
-/** Codes after which a queued deployment stays queued: nobody answered (yet). */
-const KEEP_QUEUED: ReadonlySet<string> = new Set([...NO_ANSWER, 'BUSY', 'CLOSED']);
+/**
+ * The definite refusals: after one of these a deployment moves to `sent` and is never retried.
+ * Anything else (no answer, BUSY, IO from a coordinator whose disk failed, a code this admin does
+ * not know) keeps it queued, to be submitted again: submission is idempotent.
+ */
+const REFUSALS: ReadonlySet<string> = new Set([
+  'NOT_ADMIN',
+  'BAD_DEPLOYMENT',
+  'BAD_SIGNATURE',
+  'WRONG_FLEET',
+  'DEPLOYMENT_EXPIRED',
+  'OP_REPLAYED',
+  'BAD_ARGUMENT',
+]);
 
 /** What one flush did. */
 export interface FlushResult {
   /** Moved to `sent` (answered or refused). */
   sent: SentDeployment[];
-  /** Set when the coordinator did not answer: the rest stays queued. */
+  /** Set when the coordinator did not answer, or failed otherwise: the rest stays queued. */
   unreachable?: FltError;
 }
 
@@ -95,7 +108,7 @@ export class Outbox {
 
   /**
    * Submits every queued deployment, oldest first, each moved to `sent` with the answer or the
-   * refusal (durable before the next). Stops at the first that gets no answer.
+   * refusal (durable before the next). Stops at the first that gets neither.
    */
   flush(submit: Submit): Promise<FlushResult> {
     const run = this.chain.then(() => this.flushNow(submit));
@@ -121,7 +134,7 @@ export class Outbox {
         record = { ...base, sentAt: new Date().toISOString(), answer };
       } catch (err) {
         const code = codeOf(err);
-        if (KEEP_QUEUED.has(code))
+        if (!REFUSALS.has(code))
           return {
             sent,
             unreachable: err instanceof FltError ? err : new FltError(code, messageOf(err)),

@@ -43,20 +43,24 @@ export function pickEntry(entries: readonly AgentEntry[], query: string): AgentE
 }
 
 /**
- * The agents a deployment targets: each word (pickEntry), `all` (every agent not forked) and the
- * agents carrying every label given, united. BAD_ARGUMENT when empty, or when a target's record
- * has no status document (an agent of a flt before deployments: it could not report).
+ * The agents a deployment targets: each word (pickEntry), `all` (every agent not revoked nor
+ * forked) and the agents carrying every label given (not revoked nor forked), united.
+ * BAD_ARGUMENT when empty, when a word names a revoked agent, or when a target's record has no
+ * status document (an agent of a flt before deployments: it could not report).
  */
 export function resolveTargets(entries: readonly AgentEntry[], q: TargetQuery): AgentEntry[] {
   const chosen = new Map<NodeId, AgentEntry>();
   for (const w of q.words) {
     const e = pickEntry(entries, w);
+    if (e.revoked)
+      throw new FltError('BAD_ARGUMENT', `${shortId(e.nodeId)} (${w}) is revoked: not a target`);
     chosen.set(e.nodeId, e);
   }
-  if (q.all) for (const e of entries) if (!e.forked) chosen.set(e.nodeId, e);
+  const eligible = entries.filter((e) => !e.forked && !e.revoked);
+  if (q.all) for (const e of eligible) chosen.set(e.nodeId, e);
   if (q.labels.length > 0)
-    for (const e of entries)
-      if (!e.forked && q.labels.every(([k, v]) => e.labels?.[k] === v)) chosen.set(e.nodeId, e);
+    for (const e of eligible)
+      if (q.labels.every(([k, v]) => e.labels?.[k] === v)) chosen.set(e.nodeId, e);
   if (chosen.size === 0) {
     const what = q.labels.map(([k, v]) => `${k}=${v}`).join(', ');
     throw new FltError(

@@ -106,7 +106,7 @@ export class AdminSet {
     if (Number.isNaN(time)) return false;
     const admins = new Set(this.initialAdmins);
     for (const op of this.ops) {
-      if (Date.parse(op.at) > time || op.body.op === 'token.issue') continue;
+      if (Date.parse(op.at) > time) continue;
       if (op.body.op === 'admin.add') admins.add(op.body.node);
       else if (op.body.op === 'admin.remove') admins.delete(op.body.node);
     }

@@ -163,16 +163,28 @@ export class Authority {
     value: unknown,
     now = new Date(),
   ): { entry: AuditEntry; index: number; fresh: boolean } {
+    const { part, recorded } = this.checkDeploy(value, now);
+    if (recorded !== undefined)
+      return { entry: this.trail[recorded]!, index: recorded, fresh: false };
+    const index = this.trail.length;
+    return { entry: this.commitDeploy(part), index, fresh: true };
+  }
+
+  /**
+   * recordDeploy's checks without recording anything: the part verified, and `recorded` the
+   * index it is recorded at when the trail holds it already (the same digest: accepted whoever
+   * signed it and whenever it expires, so a resubmission after the signer's removal still
+   * answers). Otherwise the rules and codes of recordDeploy, against the trail as it is now.
+   */
+  checkDeploy(value: unknown, now = new Date()): { part: SignedPart; recorded?: number } {
     if (Number.isNaN(now.getTime())) throw arg('bad date');
     const part = verifyPart(value, this.fleetId);
     const seen = this.deployed.get(`${part.id}/${part.part}`);
-    if (seen?.digest === partDigest(part))
-      return { entry: this.trail[seen.index]!, index: seen.index, fresh: false };
+    if (seen?.digest === partDigest(part)) return { part, recorded: seen.index };
     this.deployRules(part);
     if (Date.parse(part.expires) < now.getTime())
       throw new FltError('DEPLOYMENT_EXPIRED', `deployment expired at ${part.expires}`);
-    const index = this.trail.length;
-    return { entry: this.commitDeploy(part), index, fresh: true };
+    return { part };
   }
 
   private replayEntry(value: unknown): void {

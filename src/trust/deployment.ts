@@ -54,8 +54,10 @@ const UNSIGNED_KEYS = [
   'signer',
 ] as const;
 const PART_KEYS = [...UNSIGNED_KEYS, 'sig'] as const;
-/** The basename of a Nix store path: 32 base-32 hash characters, a dash, the name (Nix's rule). */
-/** Nix's base-32 alphabet (no e, o, u, t), then a name that never starts with a dot. */
+/**
+ * The basename of a Nix store path (Nix's rule): 32 characters of Nix's base-32 alphabet (no e,
+ * o, u, t), a dash, then a name that never starts with a dot.
+ */
 const STORE_NAME = /^[0-9abcdfghijklmnpqrsvwxyz]{32}-(?!\.)[+\-._?=0-9A-Za-z]{1,211}$/;
 /** Printable ASCII without space: store dirs with spaces or control characters are refused. */
 const PATH_CHARS = /^[\x21-\x7e]+$/;

@@ -3,10 +3,11 @@
 
 import { realpath } from 'node:fs/promises';
 import { isAbsolute, posix } from 'node:path';
-import { FltError } from '../../../sync/errors.js';
+import { FltError, isErrorCode } from '../../../sync/errors.js';
 import { shortId } from '../../../sync/ids.js';
 import { parseDuration } from '../../config/index.js';
 import type { AgentStatus, DeploymentView, TargetProgress } from '../../roles/rollout.js';
+import type { SentDeployment } from '../../docs/outbox.js';
 import { isLabelKey, isLabelValue } from '../../trust/admin-ops.js';
 import {
   DEPLOY_ACTIONS,
@@ -130,11 +131,7 @@ export async function runDeploy(inv: Invocation): Promise<void> {
       },
     );
     const id8 = r.id.slice(0, 8);
-    if (r.sent?.error)
-      throw new FltError(
-        r.sent.error.code as 'BAD_ARGUMENT',
-        `the coordinator refused deployment ${id8}: ${r.sent.error.message}`,
-      );
+    if (r.sent?.error) throw refused(id8, r.sent.error);
     if (r.queued) {
       const text =
         `queued: deployment ${id8} (${r.targets.length} targets) is kept in ${config.stateDir}; ` +
@@ -158,11 +155,7 @@ export async function runDeploy(inv: Invocation): Promise<void> {
         'TIMEOUT',
         `deployment ${id8} is still queued: the coordinator did not answer in time`,
       );
-    if (sent.error)
-      throw new FltError(
-        sent.error.code as 'BAD_ARGUMENT',
-        `the coordinator refused deployment ${id8}: ${sent.error.message}`,
-      );
+    if (sent.error) throw refused(id8, sent.error);
     if (r.queued) progress(answerLine(id8, sent.answer!));
     else if (!config.json) out.line(answerLine(id8, sent.answer!));
     const final = await admin.wait(r.id, r.targets, {
@@ -178,11 +171,22 @@ export async function runDeploy(inv: Invocation): Promise<void> {
   });
 }
 
-function answerLine(id8: string, a: { placed: string[]; stale: string[]; unknown: string[] }) {
-  let line = `deployment ${id8}: recorded, ${a.placed.length} placed`;
-  if (a.stale.length > 0) line += `, ${a.stale.length} stale: ${a.stale.map(shortId).join(' ')}`;
-  if (a.unknown.length > 0)
-    line += `, ${a.unknown.length} unknown: ${a.unknown.map(shortId).join(' ')}`;
+/** The coordinator's refusal as an error: its code when this flt knows it, INTERNAL otherwise. */
+function refused(id8: string, error: { code: string; message: string }): FltError {
+  const code = isErrorCode(error.code) ? error.code : 'INTERNAL';
+  return new FltError(code, `the coordinator refused deployment ${id8}: ${error.message}`);
+}
+
+function answerLine(id8: string, a: NonNullable<SentDeployment['answer']>) {
+  // A record read back from the outbox keeps at most MAX_SENT_IDS ids per list, and the counts.
+  const n = a.counts ?? {
+    placed: a.placed.length,
+    stale: a.stale.length,
+    unknown: a.unknown.length,
+  };
+  let line = `deployment ${id8}: recorded, ${n.placed} placed`;
+  if (n.stale > 0) line += `, ${n.stale} stale: ${a.stale.map(shortId).join(' ')}`;
+  if (n.unknown > 0) line += `, ${n.unknown} unknown: ${a.unknown.map(shortId).join(' ')}`;
   return line;
 }
 
