@@ -325,6 +325,38 @@ describe('Deployer: failures roll back and say so', () => {
   });
 });
 
+describe('Deployer: stopping and odd input', () => {
+  it('stopped while checking, it neither rolls back nor waits out the check; the next start re-runs it', async () => {
+    const r = await rig();
+    // The coordinator is down: "answered again" would wait out the whole (long) budget.
+    const down = (deadline: number, signal?: AbortSignal) =>
+      new Promise<boolean>((resolve, reject) => {
+        const timer = setTimeout(() => resolve(false), deadline - Date.now());
+        signal?.addEventListener('abort', () => {
+          clearTimeout(timer);
+          reject(new Error('aborted'));
+        });
+      });
+    const first = await r.start({ reachable: () => Promise.resolve(true) });
+    const a = r.sign({ storePath: nix.paths.a, seq: 1 });
+    r.place(a);
+    await r.until(a.id, 'succeeded');
+    await first.close();
+    const second = await r.start({ reachable: down, healthTimeoutMs: 10 * 60_000 });
+    const b = r.sign({ storePath: nix.paths.b, seq: 2 });
+    r.place(b);
+    await r.until(b.id, 'checking');
+    await second.close(); // before the fix: waited the 10 min budget (test timeout)
+    expect(r.record(b.id)?.state).toBe('checking');
+    expect((await Journal.open(r.dir)).state.active?.phase).toBe('checking');
+
+    await r.start({ reachable: () => Promise.resolve(true) });
+    expect(await r.until(b.id, 'succeeded')).not.toHaveProperty('code');
+    expect(await r.activations()).toEqual(['a switch', 'b switch']);
+    expect(await currentGeneration(r.profile)).toEqual({ generation: 2, path: nix.paths.b });
+  });
+});
+
 describe('Deployer: refusals (design §5), nothing activated', () => {
   /** Starts, places what `make` returns, waits for its refusal record, checks nothing ran. */
   async function refused(

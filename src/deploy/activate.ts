@@ -155,10 +155,14 @@ async function afterActivation(
 async function check(ctx: ActivationContext, active: ActiveRecord): Promise<ActivationOutcome> {
   await ctx.onPhase?.('checking', active);
   const env = runEnv(ctx, active.id, active.storePath, active.action, false);
+  // Throws ABORTED when the agent stops meanwhile: the phase stays `checking`, and the next
+  // start runs the check again (stopping is no verdict on the new system).
   const sick = await checkHealth(ctx.activator, active.previous, active.storePath, active.action, {
     ...ctx.health,
     env: { ...env, ...ctx.health.env },
+    signal: ctx.signal,
   });
+  if (ctx.signal?.aborted) throw new FltError('ABORTED', 'stopped during the health check');
   if (sick === undefined) {
     const system = await ctx.activator.system({ storePath: active.storePath, generation: null });
     const lastGood: LastGood = { storePath: active.storePath, generation: system.generation };

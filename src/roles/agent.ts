@@ -66,6 +66,8 @@ export class Agent {
   /** Started once the status, desired and admins documents are open. */
   private deployer: Deployer | undefined;
   private deploying: Promise<void> | undefined;
+  /** close() has begun: no Deployer starts any more. */
+  private closing = false;
 
   readonly factsDocId: DocumentId;
   readonly statusDocId: DocumentId;
@@ -194,6 +196,11 @@ export class Agent {
   }
 
   async close(): Promise<void> {
+    // The Deployer first: a health check it is waiting on is then stopped (no verdict, re-run at
+    // the next start), never failed by the liveness check stopping under it (a rollback of a
+    // healthy system on `systemctl restart`).
+    this.closing = true;
+    await this.deployer?.close();
     this.stop.abort();
     this.rpc.close();
     await this.running;
@@ -342,7 +349,7 @@ export class Agent {
       open<DesiredDoc>(desiredDocId, 'desired'),
       open<AdminsDoc>(adminsDocId, 'admins'),
     ]);
-    if (this.stop.signal.aborted) return;
+    if (this.stop.signal.aborted || this.closing) return;
     const c = this.config;
     const live = this.live!;
     this.deployer = new Deployer(
@@ -357,7 +364,7 @@ export class Agent {
         check: c.deployCheck,
         healthTimeoutMs: c.deployHealthTimeoutMs,
         recheckMs: c.deployRecheckMs,
-        reachable: (deadline) => live.answeredAfter(Date.now(), deadline),
+        reachable: (deadline, signal) => live.answeredAfter(Date.now(), deadline, signal),
         onStatus: () => this.statusWritten(),
         log: this.log,
       },

@@ -157,7 +157,8 @@ export class Deployer {
       this.opts.log.error(`deployments stopped: ${err.message}`);
     }
     await this.writeSystemRecord();
-    if (this.stopped) return;
+    // Closed while it awaited: attach nothing (close() has already detached).
+    if (this.stopped || this.closed) return;
     this.docs.desired.on('change', this.kick);
     this.docs.admins.on('change', this.kick);
     this.timer = setInterval(this.kick, this.opts.recheckMs);
