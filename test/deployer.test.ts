@@ -355,6 +355,26 @@ describe('Deployer: stopping and odd input', () => {
     expect(await r.activations()).toEqual(['a switch', 'b switch']);
     expect(await currentGeneration(r.profile)).toEqual({ generation: 2, path: nix.paths.b });
   });
+
+  it('a log dense in control characters (colours) is cut to fit; the queue goes on', async () => {
+    const r = await rig();
+    // ~4 KiB of `ESC[32mxESC[0m`: each ESC is 6 characters in JSON, over what readers take.
+    const colours = `i=0; while [ $i -lt 600 ]; do printf '\\033[32mx\\033[0m'; i=$((i+1)); done; ${SWITCH_CMD}`;
+    const activator = new ProfileActivator({
+      profile: r.profile,
+      command: colours,
+      nixStore: nix.store,
+    });
+    await r.start({ activator });
+    const a = r.sign({ storePath: nix.paths.a, seq: 1 });
+    r.place(a);
+    const rec = await r.until(a.id, 'succeeded');
+    expect(rec.log).toMatch(/\u001b\[0m/);
+    const b = r.sign({ storePath: nix.paths.b, seq: 2 });
+    r.place(b);
+    await r.until(b.id, 'succeeded');
+    expect(await r.activations()).toEqual(['a switch', 'b switch']);
+  });
 });
 
 describe('Deployer: refusals (design §5), nothing activated', () => {

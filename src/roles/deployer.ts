@@ -23,7 +23,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as A from '@automerge/automerge';
 import type { DocHandle } from '@automerge/automerge-repo';
-import { messageOf } from '../../sync/errors.js';
+import { codeOf, messageOf } from '../../sync/errors.js';
 import { isNodeId, type NodeId } from '../../sync/ids.js';
 import type { Logger } from '../../sync/log.js';
 import { writeFileAtomic } from '../../stores/atomic-write.js';
@@ -219,7 +219,19 @@ export class Deployer {
   private async run(): Promise<void> {
     const journal = this.journal!;
     const active = journal.state.active;
-    if (active !== null) await this.resumeActive(active);
+    if (active !== null) {
+      try {
+        await this.resumeActive(active);
+      } catch (err) {
+        // Only a finished activation's status write may fail without holding up the queue (it
+        // is retried on every run); anything else must not let another activation begin.
+        const done = journal.state.active?.phase === 'done';
+        if (!done || this.abort.signal.aborted || codeOf(err) === 'STORE_CORRUPT') throw err;
+        this.opts.log.error(
+          `could not publish deployment ${active.id.slice(0, 8)}: ${messageOf(err)}`,
+        );
+      }
+    }
     await this.evaluate();
   }
 
