@@ -31,7 +31,13 @@ import { Agent } from '../src/roles/agent.js';
 import { Deployer, type DeployerOptions } from '../src/roles/deployer.js';
 import { localConfig } from './helpers/fleet.js';
 import { signOp } from '../src/trust/admin-ops.js';
-import { signDeployment, type DeployAction, type SignedPart } from '../src/trust/deployment.js';
+import {
+  MAX_PART_TARGETS,
+  partDigest,
+  signDeployment,
+  type DeployAction,
+  type SignedPart,
+} from '../src/trust/deployment.js';
 import { tempDir } from './helpers/flt.js';
 import { nixFixtures, type NixFixtures } from './helpers/nix.js';
 import { waitFor } from './helpers/wait.js';
@@ -374,6 +380,27 @@ describe('Deployer: stopping and odd input', () => {
     r.place(b);
     await r.until(b.id, 'succeeded');
     expect(await r.activations()).toEqual(['a switch', 'b switch']);
+  });
+
+  it('a sibling part of the same deployment (other targets) never overwrites the record of the part that ran', async () => {
+    const r = await rig();
+    // 65 targets: two parts of one deployment; we are in the first only.
+    const others = Array.from({ length: MAX_PART_TARGETS }, () => generateNodeKey().nodeId);
+    const targets = new Map([r.me.nodeId, ...others].map((t) => [t, 1]));
+    const spec = { targets, storePath: nix.paths.a, action: 'switch' as const, expiresInMs: HOUR };
+    const [ours, sibling] = signDeployment(spec, FLEET, r.admin);
+    expect(sibling!.id).toBe(ours!.id);
+    const first = await r.start();
+    r.place(ours);
+    await r.until(ours!.id, 'succeeded');
+    r.place(sibling); // validly signed, not for us
+    expect(await r.until(partDigest(sibling!), 'refused')).toMatchObject({ code: 'NOT_TARGETED' });
+    await first.close();
+    const heads = A.getHeads(r.status.doc());
+    await (await r.start()).idle(); // a run: resume, then evaluate the sibling again
+    expect(r.record(ours!.id)).toMatchObject({ state: 'succeeded', digest: partDigest(ours!) });
+    expect(A.getHeads(r.status.doc())).toEqual(heads); // no flip-flop, nothing rewritten
+    expect(await r.activations()).toEqual(['a switch']);
   });
 });
 

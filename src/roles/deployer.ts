@@ -275,10 +275,11 @@ export class Deployer {
     }
     const { part, adminOps } = current;
     const seq = part.targets[this.opts.nodeId];
+    const digest = partDigest(part);
     const info: Info = {
-      id: part.id,
+      id: this.recordId(part.id, digest),
       seq: seq ?? 0,
-      digest: partDigest(part),
+      digest,
       storePath: part.storePath,
       action: part.action,
       signer: part.signer,
@@ -516,6 +517,19 @@ export class Deployer {
     }
   }
 
+  /**
+   * The key of a part's record: its deployment id, unless a record of another part under that
+   * id ran (a forged copy, or a validly signed sibling part of the same deployment for other
+   * targets): then its digest, so the record of what ran is never overwritten (nor made to
+   * flip-flop between the two on every recheck).
+   */
+  private recordId(id: string, digest: string): string {
+    const existing = this.recordOf(id);
+    return existing !== undefined && existing.digest !== digest && RAN.has(existing.state)
+      ? digest
+      : id;
+  }
+
   /** Best-effort fields of a part that did not verify (a malformed one: its raw digest). */
   private unverifiedInfo(raw: unknown): Info {
     const text = scalarString(raw) ?? JSON.stringify(raw) ?? '';
@@ -529,13 +543,9 @@ export class Deployer {
     }
     const targets = part.targets as Record<string, unknown> | undefined;
     const seq = typeof targets === 'object' && targets !== null ? targets[this.opts.nodeId] : 0;
-    let id = typeof part.id === 'string' && /^[0-9a-f]{32}$/.test(part.id) ? part.id : digest;
-    // Never overwrite the record of a deployment that ran with a forged copy's refusal.
-    const existing = this.recordOf(id);
-    if (existing !== undefined && existing.digest !== digest && RAN.has(existing.state))
-      id = digest;
+    const id = typeof part.id === 'string' && /^[0-9a-f]{32}$/.test(part.id) ? part.id : digest;
     return {
-      id,
+      id: this.recordId(id, digest),
       seq: Number.isSafeInteger(seq) && (seq as number) >= 0 ? (seq as number) : 0,
       digest,
       storePath: isStorePath(part.storePath) ? part.storePath : '',
