@@ -248,6 +248,33 @@ describe('runner', () => {
     });
     expect(await activations(dir)).toEqual([]);
   });
+
+  it('a run planned before a reboot and never started runs after it, judged by this boot', async () => {
+    const dir = await stateDir();
+    const act = new CommandActivator({ command: `sleep 0.3; ${SWITCH_CMD}`, nixStore: nix.store });
+    const journal = await Journal.open(dir);
+    const spec = { name: 'activate-4', dir: join(dir, 'deploy/run'), argv: [], env: {} };
+    const planned = await planRun({ ...spec, mode: 'child' });
+    // Power lost after the journal write, before the runner started: the old boot's id, no run dir.
+    await journal.write({
+      ...journal.state,
+      hwm: 4,
+      active: {
+        id: 'ab'.repeat(16),
+        seq: 4,
+        digest: 'cd'.repeat(32),
+        storePath: nix.paths.a,
+        action: 'switch',
+        phase: 'activating',
+        previous: await act.snapshot(null),
+        runner: { ...planned, bootId: 'a-boot-before-this-one' },
+        startedAt: new Date().toISOString(),
+      },
+    });
+    const out = await resume({ ...(await context(dir, act)), journal });
+    expect(out).toMatchObject({ state: 'succeeded' });
+    expect(await activations(dir)).toEqual(['a switch']);
+  });
 });
 
 describe('runner mode', () => {
