@@ -6,7 +6,7 @@
 
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { activate, resume, type ActivationContext } from '../src/deploy/activate.js';
@@ -93,6 +93,19 @@ describe('profile activator', () => {
     // hwm is durable: the same or a lower seq never runs again.
     await expect(activate(ctx, first)).rejects.toMatchObject({ code: 'BAD_ARGUMENT' });
     expect((await Journal.open(dir)).state.hwm).toBe(seq);
+  });
+
+  it("keeps only the newest activation's run directories (and so its logs)", async () => {
+    const dir = await stateDir();
+    const ctx = await context(dir, profileActivator(dir), CHECK_CMD);
+    const runs = () => readdir(join(dir, 'deploy/run')).then((n) => n.sort());
+    await activate(ctx, req(nix.paths.a));
+    const bad = req(nix.paths.bad);
+    expect((await activate(ctx, bad)).state).toBe('rolled-back');
+    expect(await runs()).toEqual([`activate-${bad.seq}`, `rollback-${bad.seq}`]);
+    const b = req(nix.paths.b);
+    expect((await activate(ctx, b)).state).toBe('succeeded');
+    expect(await runs()).toEqual([`activate-${b.seq}`]);
   });
 
   it('a failing activation rolls back to the recorded generation', async () => {

@@ -6,6 +6,7 @@
 // The caller (the Deployer) checks the deployment first and maps the outcome to its status.
 
 import { existsSync } from 'node:fs';
+import { readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { FltError } from '../errors.js';
 import type { Activator, DeployAction, LastGood } from './activator.js';
@@ -260,7 +261,23 @@ async function finish(
     lastGood: lastGood ?? state.lastGood,
     active: { ...active, phase: 'done', outcome },
   });
+  await removeOldRuns(ctx, active.seq);
   return outcome;
+}
+
+/**
+ * Removes the run directories of earlier activations (their outcome is journaled and
+ * published), keeping this one's `activate-SEQ` and `rollback-SEQ`. Each holds one log of all a
+ * run printed (no limit: a chatty activation's log can be as big as its output; only the last
+ * LOG_TAIL_MAX bytes are ever read), so at most two such logs stay on disk. Best effort.
+ */
+async function removeOldRuns(ctx: ActivationContext, seq: number): Promise<void> {
+  const dir = path.join(ctx.stateDir, 'deploy', 'run');
+  const keep = new Set([`activate-${seq}`, `rollback-${seq}`]);
+  const names = await readdir(dir).catch(() => [] as string[]);
+  for (const name of names.slice(0, 1000))
+    if (!keep.has(name) && /^(activate|rollback)-\d+$/.test(name))
+      await rm(path.join(dir, name), { recursive: true, force: true }).catch(() => undefined);
 }
 
 /** Waits for a run until `deadline`; one still running then is killed and counted gone. */
