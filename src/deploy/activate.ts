@@ -2,7 +2,8 @@
 // snapshot, hwm + plan journaled durably BEFORE anything runs, the activator's command through a
 // detached runner, the health check, and on failure the rollback, each phase journaled so that
 // `resume` after a restart (SIGKILL, the agent's unit restarted by the switch, power loss)
-// finishes it exactly once: it adopts the recorded runner and never starts an activation again.
+// finishes it exactly once: it adopts the recorded runner and never starts one that may have run
+// (one whose run directory was never made is started then).
 // The caller (the Deployer) checks the deployment first and maps the outcome to its status.
 
 import { existsSync } from 'node:fs';
@@ -71,10 +72,7 @@ export async function activate(
   if (journal.state.active !== null && journal.state.active.phase !== 'done')
     throw new FltError('BUSY', `activation ${journal.state.active.id} is unfinished: resume it`);
   const previous = await activator.snapshot(journal.state.lastGood);
-  const spec = runSpec(ctx, `activate-${req.seq}`, activator.command(req.storePath, req.action), {
-    ...req,
-    rollback: false,
-  });
+  const spec = activationSpec(ctx, req);
   const planned = await planRun(spec);
   const active: ActiveRecord = {
     ...req,
@@ -213,7 +211,8 @@ async function afterRollback(
 ): Promise<ActivationOutcome> {
   const runner = await adoptRun(active.runner!);
   const ended = await endRun(runner, Date.now() + timeout(ctx), ctx.signal);
-  const log = joinLogs(active.log, await logTail(runner));
+  const rollbackLog = await logTail(runner);
+  const log = joinLogs(active.log, rollbackLog);
   const done = { ...active, log };
   if (ended.state === 'exited' && ended.rc === 0)
     return finish(ctx, done, {
@@ -223,7 +222,7 @@ async function afterRollback(
       rollback: 'done',
     });
   const why = ended.state === 'exited' ? `exit code ${ended.rc}` : ended.why;
-  return rollbackFailed(ctx, done, `${why}${lastLine(await logTail(runner))}`);
+  return rollbackFailed(ctx, done, `${why}${lastLine(rollbackLog)}`);
 }
 
 function rollbackFailed(
@@ -288,7 +287,7 @@ async function endRun(runner: RunnerRecord, deadline: number, signal?: AbortSign
   return { state: 'gone', why: 'did not finish in time and was killed' } as const;
 }
 
-function activationSpec(ctx: ActivationContext, a: ActiveRecord): RunSpec {
+function activationSpec(ctx: ActivationContext, a: ActivationRequest): RunSpec {
   const argv = ctx.activator.command(a.storePath, a.action);
   return runSpec(ctx, `activate-${a.seq}`, argv, { ...a, rollback: false });
 }

@@ -114,7 +114,7 @@ export function runCheck(
     });
     child.on('close', (code, killedBy) => {
       done();
-      // The first ~1 KiB of output is kept (see take); its last line goes into the reason.
+      // The first ~1 KiB of output is kept (take stops appending): the last line of that.
       const tail = out.trim().split('\n').slice(-1)[0]?.slice(0, 200) ?? '';
       if (signal?.aborted) resolve('aborted');
       else if (timedOut) resolve('timed out');

@@ -46,6 +46,15 @@ export const TERMINAL_STATES: ReadonlySet<DeployState> = new Set([
   'superseded',
 ]);
 
+/** States that mean something ran (a record in one is never overwritten by another part). */
+export const RAN_STATES: ReadonlySet<DeployState> = new Set([
+  'activating',
+  'checking',
+  'succeeded',
+  'failed',
+  'rolled-back',
+]);
+
 /** Why an agent refused a part, checked in this order (README, "Deployments"). */
 export const REFUSAL_CODES = [
   'BAD_DEPLOYMENT',

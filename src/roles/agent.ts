@@ -23,7 +23,7 @@ import { deriveKeyPair } from '../identity/index.js';
 import { changesIn } from '../../sync/changes.js';
 import { isStored, OwnedDoc, type SignedHeads } from '../../sync/owned-doc.js';
 import type { NodeId } from '../../sync/ids.js';
-import { checkDeployConfig, createActivator, type Activator } from '../deploy/index.js';
+import { createActivator, type Activator } from '../deploy/index.js';
 import type { AdminsDoc } from '../docs/admins.js';
 import type { DesiredDoc } from '../docs/desired.js';
 import { STATUS_KEY, statusBase, type StatusDoc } from '../docs/status.js';
@@ -100,7 +100,6 @@ export class Agent {
     source: FactsSource = () => collectFacts(),
   ): Promise<Agent> {
     // A deploy_* configuration that cannot work ends the agent now (BAD_CONFIG naming the key).
-    checkDeployConfig(config);
     const activator = createActivator(config);
     if (!config.coordinator)
       throw new FltError(
@@ -360,7 +359,6 @@ export class Agent {
         fleet,
         admins: c.admins as NodeId[],
         activator: this.activator,
-        nixStore: c.nixStore,
         check: c.deployCheck,
         healthTimeoutMs: c.deployHealthTimeoutMs,
         recheckMs: c.deployRecheckMs,

@@ -45,6 +45,7 @@ import type { AdminsDoc } from '../docs/admins.js';
 import { readDesired, type DesiredCurrent, type DesiredDoc } from '../docs/desired.js';
 import { scalarString } from '../docs/scalars.js';
 import {
+  RAN_STATES as RAN,
   readStatus,
   TERMINAL_STATES,
   writeDeployment,
@@ -80,8 +81,6 @@ export interface DeployerOptions {
   readonly admins: readonly NodeId[];
   /** The configured activator; undefined (`none`) refuses every part with NO_ACTIVATOR. */
   readonly activator: Activator | undefined;
-  /** Config `nix_store` (store paths are checked against it when there is no activator). */
-  readonly nixStore?: string | undefined;
   /** Config `deploy_check`. */
   readonly check?: string | undefined;
   /** Config `deploy_health_timeout`. */
@@ -112,15 +111,6 @@ class Refusal {
     readonly reason: string,
   ) {}
 }
-
-/** States that mean something ran (a record in one of them is never overwritten by another part). */
-const RAN: ReadonlySet<DeployState> = new Set([
-  'activating',
-  'checking',
-  'succeeded',
-  'failed',
-  'rolled-back',
-]);
 
 export class Deployer {
   private journal: Journal | undefined;
@@ -327,7 +317,7 @@ export class Deployer {
         info,
         new Refusal('NO_ACTIVATOR', 'this agent is not configured to deploy (deploy_activator)'),
       );
-    const closure = await checkClosure(part.storePath, activator.nixStore ?? this.opts.nixStore);
+    const closure = await checkClosure(part.storePath, activator.nixStore);
     if (closure.state === 'refused')
       return this.refuse(info, new Refusal(closure.code, closure.reason));
     if (closure.state === 'waiting')
@@ -393,13 +383,10 @@ export class Deployer {
       ...(outcome.code === undefined ? {} : { code: outcome.code }),
       ...(outcome.reason === undefined ? {} : { reason: outcome.reason }),
     });
+    const { times, ...rest } = outcome;
     await this.write(info, {
-      state: outcome.state,
-      ...(outcome.code === undefined ? {} : { code: outcome.code }),
-      ...(outcome.reason === undefined ? {} : { reason: outcome.reason }),
-      ...(outcome.rollback === undefined ? {} : { rollback: outcome.rollback }),
-      times: { activating: outcome.times.activating, finished: outcome.times.finished },
-      ...(outcome.log === undefined ? {} : { log: outcome.log }),
+      ...rest,
+      times: { activating: times.activating, finished: times.finished },
     });
   }
 
