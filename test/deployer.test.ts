@@ -27,9 +27,11 @@ import {
   type StatusDoc,
 } from '../src/docs/status.js';
 import { generateNodeKey, type NodeKey } from '../src/identity/index.js';
+import { collectFacts } from '../src/facts/index.js';
 import { Agent } from '../src/roles/agent.js';
+import type { Liveness } from '../src/roles/liveness.js';
 import { Deployer, type DeployerOptions } from '../src/roles/deployer.js';
-import { localConfig } from './helpers/fleet.js';
+import { localConfig, testFleet } from './helpers/fleet.js';
 import { signOp } from '../src/trust/admin-ops.js';
 import {
   MAX_PART_TARGETS,
@@ -647,5 +649,24 @@ describe('Agent: deployment configuration', () => {
       /^BAD_CONFIG: .*nix_store/,
     );
     expect(existsSync(join(tmp.path, 'deploy'))).toBe(false);
+  });
+
+  it('a health budget shorter than the ping interval still sees an answer (a ping goes out at once)', async () => {
+    const tmp = await tempDir('flt-deployer-');
+    cleanup.push(() => tmp.remove());
+    const fleet = await testFleet(tmp.path, silentLogger);
+    cleanup.push(() => fleet.close());
+    const facts = await collectFacts();
+    const agent = await fleet.addAgent('a1', () => Promise.resolve(facts));
+    await waitFor('the deployment queue', () => agent.deployments);
+    // The agent's liveness check, as the Deployer's `reachable` uses it (private: no other door).
+    const live = (agent as unknown as { live: Liveness }).live;
+    // Each round asks right after the previous answer: the next regular ping is ~2 s away, far
+    // beyond this 1 s budget (the least deploy_health_timeout), so only a ping sent for the
+    // question answers it.
+    for (let round = 0; round < 3; round++) {
+      const since = Date.now();
+      expect(await live.answeredAfter(since, since + 1000)).toBe(true);
+    }
   });
 });
