@@ -6,7 +6,7 @@
 
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { activate, resume, type ActivationContext } from '../src/deploy/activate.js';
@@ -93,6 +93,19 @@ describe('profile activator', () => {
     // hwm is durable: the same or a lower seq never runs again.
     await expect(activate(ctx, first)).rejects.toMatchObject({ code: 'BAD_ARGUMENT' });
     expect((await Journal.open(dir)).state.hwm).toBe(seq);
+  });
+
+  it("keeps only the newest activation's run directories (and so its logs)", async () => {
+    const dir = await stateDir();
+    const ctx = await context(dir, profileActivator(dir), CHECK_CMD);
+    const runs = () => readdir(join(dir, 'deploy/run')).then((n) => n.sort());
+    await activate(ctx, req(nix.paths.a));
+    const bad = req(nix.paths.bad);
+    expect((await activate(ctx, bad)).state).toBe('rolled-back');
+    expect(await runs()).toEqual([`activate-${bad.seq}`, `rollback-${bad.seq}`]);
+    const b = req(nix.paths.b);
+    expect((await activate(ctx, b)).state).toBe('succeeded');
+    expect(await runs()).toEqual([`activate-${b.seq}`]);
   });
 
   it('a failing activation rolls back to the recorded generation', async () => {
@@ -247,6 +260,33 @@ describe('runner', () => {
       rollback: 'impossible-first-deployment',
     });
     expect(await activations(dir)).toEqual([]);
+  });
+
+  it('a run planned before a reboot and never started runs after it, judged by this boot', async () => {
+    const dir = await stateDir();
+    const act = new CommandActivator({ command: `sleep 0.3; ${SWITCH_CMD}`, nixStore: nix.store });
+    const journal = await Journal.open(dir);
+    const spec = { name: 'activate-4', dir: join(dir, 'deploy/run'), argv: [], env: {} };
+    const planned = await planRun({ ...spec, mode: 'child' });
+    // Power lost after the journal write, before the runner started: the old boot's id, no run dir.
+    await journal.write({
+      ...journal.state,
+      hwm: 4,
+      active: {
+        id: 'ab'.repeat(16),
+        seq: 4,
+        digest: 'cd'.repeat(32),
+        storePath: nix.paths.a,
+        action: 'switch',
+        phase: 'activating',
+        previous: await act.snapshot(null),
+        runner: { ...planned, bootId: 'a-boot-before-this-one' },
+        startedAt: new Date().toISOString(),
+      },
+    });
+    const out = await resume({ ...(await context(dir, act)), journal });
+    expect(out).toMatchObject({ state: 'succeeded' });
+    expect(await activations(dir)).toEqual(['a switch']);
   });
 });
 

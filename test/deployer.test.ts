@@ -27,11 +27,19 @@ import {
   type StatusDoc,
 } from '../src/docs/status.js';
 import { generateNodeKey, type NodeKey } from '../src/identity/index.js';
+import { collectFacts } from '../src/facts/index.js';
 import { Agent } from '../src/roles/agent.js';
+import type { Liveness } from '../src/roles/liveness.js';
 import { Deployer, type DeployerOptions } from '../src/roles/deployer.js';
-import { localConfig } from './helpers/fleet.js';
+import { localConfig, testFleet } from './helpers/fleet.js';
 import { signOp } from '../src/trust/admin-ops.js';
-import { signDeployment, type DeployAction, type SignedPart } from '../src/trust/deployment.js';
+import {
+  MAX_PART_TARGETS,
+  partDigest,
+  signDeployment,
+  type DeployAction,
+  type SignedPart,
+} from '../src/trust/deployment.js';
 import { tempDir } from './helpers/flt.js';
 import { nixFixtures, type NixFixtures } from './helpers/nix.js';
 import { waitFor } from './helpers/wait.js';
@@ -113,7 +121,6 @@ async function rig(initialAdmins?: (admin: NodeKey) => NodeId[]): Promise<Rig> {
           fleet: FLEET,
           admins: [admin.nodeId],
           activator: new ProfileActivator({ profile, command: SWITCH_CMD, nixStore: nix.store }),
-          nixStore: nix.store,
           check: CHECK_CMD,
           healthTimeoutMs: 20_000,
           recheckMs: 100,
@@ -322,6 +329,79 @@ describe('Deployer: failures roll back and say so', () => {
     const rec = await r.until(b.id, 'rolled-back');
     expect(rec.code).toBe('HEALTH_CHECK_FAILED');
     expect(rec.reason).toMatch(/coordinator did not answer/);
+  });
+});
+
+describe('Deployer: stopping and odd input', () => {
+  it('stopped while checking, it neither rolls back nor waits out the check; the next start re-runs it', async () => {
+    const r = await rig();
+    // The coordinator is down: "answered again" would wait out the whole (long) budget.
+    const down = (deadline: number, signal?: AbortSignal) =>
+      new Promise<boolean>((resolve, reject) => {
+        const timer = setTimeout(() => resolve(false), deadline - Date.now());
+        signal?.addEventListener('abort', () => {
+          clearTimeout(timer);
+          reject(new Error('aborted'));
+        });
+      });
+    const first = await r.start({ reachable: () => Promise.resolve(true) });
+    const a = r.sign({ storePath: nix.paths.a, seq: 1 });
+    r.place(a);
+    await r.until(a.id, 'succeeded');
+    await first.close();
+    const second = await r.start({ reachable: down, healthTimeoutMs: 10 * 60_000 });
+    const b = r.sign({ storePath: nix.paths.b, seq: 2 });
+    r.place(b);
+    await r.until(b.id, 'checking');
+    await second.close(); // before the fix: waited the 10 min budget (test timeout)
+    expect(r.record(b.id)?.state).toBe('checking');
+    expect((await Journal.open(r.dir)).state.active?.phase).toBe('checking');
+
+    await r.start({ reachable: () => Promise.resolve(true) });
+    expect(await r.until(b.id, 'succeeded')).not.toHaveProperty('code');
+    expect(await r.activations()).toEqual(['a switch', 'b switch']);
+    expect(await currentGeneration(r.profile)).toEqual({ generation: 2, path: nix.paths.b });
+  });
+
+  it('a log dense in control characters (colours) is cut to fit; the queue goes on', async () => {
+    const r = await rig();
+    // ~4 KiB of `ESC[32mxESC[0m`: each ESC is 6 characters in JSON, over what readers take.
+    const colours = `i=0; while [ $i -lt 600 ]; do printf '\\033[32mx\\033[0m'; i=$((i+1)); done; ${SWITCH_CMD}`;
+    const activator = new ProfileActivator({
+      profile: r.profile,
+      command: colours,
+      nixStore: nix.store,
+    });
+    await r.start({ activator });
+    const a = r.sign({ storePath: nix.paths.a, seq: 1 });
+    r.place(a);
+    const rec = await r.until(a.id, 'succeeded');
+    expect(rec.log).toContain('\u001b[0m');
+    const b = r.sign({ storePath: nix.paths.b, seq: 2 });
+    r.place(b);
+    await r.until(b.id, 'succeeded');
+    expect(await r.activations()).toEqual(['a switch', 'b switch']);
+  });
+
+  it('a sibling part of the same deployment (other targets) never overwrites the record of the part that ran', async () => {
+    const r = await rig();
+    // 65 targets: two parts of one deployment; we are in the first only.
+    const others = Array.from({ length: MAX_PART_TARGETS }, () => generateNodeKey().nodeId);
+    const targets = new Map([r.me.nodeId, ...others].map((t) => [t, 1]));
+    const spec = { targets, storePath: nix.paths.a, action: 'switch' as const, expiresInMs: HOUR };
+    const [ours, sibling] = signDeployment(spec, FLEET, r.admin);
+    expect(sibling!.id).toBe(ours!.id);
+    const first = await r.start();
+    r.place(ours);
+    await r.until(ours!.id, 'succeeded');
+    r.place(sibling); // validly signed, not for us
+    expect(await r.until(partDigest(sibling!), 'refused')).toMatchObject({ code: 'NOT_TARGETED' });
+    await first.close();
+    const heads = A.getHeads(r.status.doc());
+    await (await r.start()).idle(); // a run: resume, then evaluate the sibling again
+    expect(r.record(ours!.id)).toMatchObject({ state: 'succeeded', digest: partDigest(ours!) });
+    expect(A.getHeads(r.status.doc())).toEqual(heads); // no flip-flop, nothing rewritten
+    expect(await r.activations()).toEqual(['a switch']);
   });
 });
 
@@ -569,5 +649,24 @@ describe('Agent: deployment configuration', () => {
       /^BAD_CONFIG: .*nix_store/,
     );
     expect(existsSync(join(tmp.path, 'deploy'))).toBe(false);
+  });
+
+  it('a health budget shorter than the ping interval still sees an answer (a ping goes out at once)', async () => {
+    const tmp = await tempDir('flt-deployer-');
+    cleanup.push(() => tmp.remove());
+    const fleet = await testFleet(tmp.path, silentLogger);
+    cleanup.push(() => fleet.close());
+    const facts = await collectFacts();
+    const agent = await fleet.addAgent('a1', () => Promise.resolve(facts));
+    await waitFor('the deployment queue', () => agent.deployments);
+    // The agent's liveness check, as the Deployer's `reachable` uses it (private: no other door).
+    const live = (agent as unknown as { live: Liveness }).live;
+    // Each round asks right after the previous answer: the next regular ping is ~2 s away, far
+    // beyond this 1 s budget (the least deploy_health_timeout), so only a ping sent for the
+    // question answers it.
+    for (let round = 0; round < 3; round++) {
+      const since = Date.now();
+      expect(await live.answeredAfter(since, since + 1000)).toBe(true);
+    }
   });
 });

@@ -2,10 +2,12 @@
 // snapshot, hwm + plan journaled durably BEFORE anything runs, the activator's command through a
 // detached runner, the health check, and on failure the rollback, each phase journaled so that
 // `resume` after a restart (SIGKILL, the agent's unit restarted by the switch, power loss)
-// finishes it exactly once: it adopts the recorded runner and never starts an activation again.
+// finishes it exactly once: it adopts the recorded runner and never starts one that may have run
+// (one whose run directory was never made is started then).
 // The caller (the Deployer) checks the deployment first and maps the outcome to its status.
 
 import { existsSync } from 'node:fs';
+import { readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { FltError } from '../errors.js';
 import type { Activator, DeployAction, LastGood } from './activator.js';
@@ -70,10 +72,7 @@ export async function activate(
   if (journal.state.active !== null && journal.state.active.phase !== 'done')
     throw new FltError('BUSY', `activation ${journal.state.active.id} is unfinished: resume it`);
   const previous = await activator.snapshot(journal.state.lastGood);
-  const spec = runSpec(ctx, `activate-${req.seq}`, activator.command(req.storePath, req.action), {
-    ...req,
-    rollback: false,
-  });
+  const spec = activationSpec(ctx, req);
   const planned = await planRun(spec);
   const active: ActiveRecord = {
     ...req,
@@ -155,10 +154,14 @@ async function afterActivation(
 async function check(ctx: ActivationContext, active: ActiveRecord): Promise<ActivationOutcome> {
   await ctx.onPhase?.('checking', active);
   const env = runEnv(ctx, active.id, active.storePath, active.action, false);
+  // Throws ABORTED when the agent stops meanwhile: the phase stays `checking`, and the next
+  // start runs the check again (stopping is no verdict on the new system).
   const sick = await checkHealth(ctx.activator, active.previous, active.storePath, active.action, {
     ...ctx.health,
     env: { ...env, ...ctx.health.env },
+    signal: ctx.signal,
   });
+  if (ctx.signal?.aborted) throw new FltError('ABORTED', 'stopped during the health check');
   if (sick === undefined) {
     const system = await ctx.activator.system({ storePath: active.storePath, generation: null });
     const lastGood: LastGood = { storePath: active.storePath, generation: system.generation };
@@ -208,7 +211,8 @@ async function afterRollback(
 ): Promise<ActivationOutcome> {
   const runner = await adoptRun(active.runner!);
   const ended = await endRun(runner, Date.now() + timeout(ctx), ctx.signal);
-  const log = joinLogs(active.log, await logTail(runner));
+  const rollbackLog = await logTail(runner);
+  const log = joinLogs(active.log, rollbackLog);
   const done = { ...active, log };
   if (ended.state === 'exited' && ended.rc === 0)
     return finish(ctx, done, {
@@ -218,7 +222,7 @@ async function afterRollback(
       rollback: 'done',
     });
   const why = ended.state === 'exited' ? `exit code ${ended.rc}` : ended.why;
-  return rollbackFailed(ctx, done, `${why}${lastLine(await logTail(runner))}`);
+  return rollbackFailed(ctx, done, `${why}${lastLine(rollbackLog)}`);
 }
 
 function rollbackFailed(
@@ -256,7 +260,23 @@ async function finish(
     lastGood: lastGood ?? state.lastGood,
     active: { ...active, phase: 'done', outcome },
   });
+  await removeOldRuns(ctx, active.seq);
   return outcome;
+}
+
+/**
+ * Removes the run directories of earlier activations (their outcome is journaled and
+ * published), keeping this one's `activate-SEQ` and `rollback-SEQ`. Each holds one log of all a
+ * run printed (no limit: a chatty activation's log can be as big as its output; only the last
+ * LOG_TAIL_MAX bytes are ever read), so at most two such logs stay on disk. Best effort.
+ */
+async function removeOldRuns(ctx: ActivationContext, seq: number): Promise<void> {
+  const dir = path.join(ctx.stateDir, 'deploy', 'run');
+  const keep = new Set([`activate-${seq}`, `rollback-${seq}`]);
+  const names = await readdir(dir).catch(() => [] as string[]);
+  for (const name of names.slice(0, 1000))
+    if (!keep.has(name) && /^(activate|rollback)-\d+$/.test(name))
+      await rm(path.join(dir, name), { recursive: true, force: true }).catch(() => undefined);
 }
 
 /** Waits for a run until `deadline`; one still running then is killed and counted gone. */
@@ -267,7 +287,7 @@ async function endRun(runner: RunnerRecord, deadline: number, signal?: AbortSign
   return { state: 'gone', why: 'did not finish in time and was killed' } as const;
 }
 
-function activationSpec(ctx: ActivationContext, a: ActiveRecord): RunSpec {
+function activationSpec(ctx: ActivationContext, a: ActivationRequest): RunSpec {
   const argv = ctx.activator.command(a.storePath, a.action);
   return runSpec(ctx, `activate-${a.seq}`, argv, { ...a, rollback: false });
 }

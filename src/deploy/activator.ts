@@ -3,10 +3,12 @@
 // agent, and activate.ts sequences snapshot, command, health check and rollback with the journal.
 // The implementations (nixos.ts, profile.ts, command.ts) import this file; factory.ts picks one.
 
+import type { ActivatorKind as SystemActivator } from '../docs/status.js';
 import { FltError } from '../errors.js';
+import type { DeployAction } from '../trust/deployment.js';
 
 /** What a deployment asks a host to do with its system (as `switch-to-configuration`). */
-export type DeployAction = 'switch' | 'boot' | 'test';
+export type { DeployAction } from '../trust/deployment.js';
 
 /** The last store path that activated and passed its health check (journal.ts keeps it). */
 export interface LastGood {
@@ -36,7 +38,8 @@ export interface ActivatorSystem {
   readonly rebootNeeded: boolean | null;
 }
 
-export type ActivatorKind = 'nixos' | 'profile' | 'command';
+/** The activators there are (the status document's kinds but `none`). */
+export type ActivatorKind = Exclude<SystemActivator, 'none'>;
 
 /** One way to activate a system; every method but `snapshot`/`system`/`healthExtra` is pure. */
 export interface Activator {
@@ -86,7 +89,26 @@ export function checkDeployConfig(config: DeployConfig): void {
     );
 }
 
-/** `/bin/sh -c '<cmd> "$@"' flt ARGS...`: the one argv convention for configured commands. */
-export function shellCommand(cmd: string, ...args: string[]): string[] {
-  return ['/bin/sh', '-c', `${cmd} "$@"`, 'flt', ...args];
+/**
+ * `/bin/sh -c 'STEP && STEP ...' flt STORE_PATH ACTION` (no step: `true`): every argv the
+ * activators build; a step reads the store path as `$1` and the action as `$2`.
+ */
+export function shScript(
+  steps: readonly string[],
+  storePath: string,
+  action: DeployAction,
+): string[] {
+  return [
+    '/bin/sh',
+    '-c',
+    steps.length === 0 ? 'true' : steps.join(' && '),
+    'flt',
+    storePath,
+    action,
+  ];
+}
+
+/** `/bin/sh -c '<cmd> "$@"' flt STORE_PATH ACTION`: the argv convention for configured commands. */
+export function shellCommand(cmd: string, storePath: string, action: DeployAction): string[] {
+  return shScript([`${cmd} "$@"`], storePath, action);
 }

@@ -1,24 +1,32 @@
-// The health check after an activation (design §4), without the network part: the optional
-// `deploy_check` command (same argv convention as deploy_command), the activator's own check
-// (nixos: failed units, parsed here), and the agent's `reachable` callback ("the coordinator
-// answered again"), all within one budget. The first failure is the reason.
+// The health check after an activation (design §4), without the network part: the activator's
+// own check (nixos: failed units, parsed here), the optional `deploy_check` command (same argv
+// convention as deploy_command), and the agent's `reachable` callback ("the coordinator
+// answered again"), in that order, all within one budget. The first failure is the reason. A
+// check stopped by its signal (the agent stopping) throws ABORTED: it is no verdict, and the
+// next start runs it again.
 
 import { spawn } from 'node:child_process';
+import { FltError } from '../errors.js';
 import { shellCommand, type Activator, type DeployAction, type Previous } from './activator.js';
 import { toolEnv } from './nix.js';
 
-/** The agent's "coordinator answered a ping after `since`" test, bounded by `deadlineMs` (epoch ms). */
-export type Reachable = (deadlineMs: number) => Promise<boolean>;
+/**
+ * The agent's "the coordinator answered a ping sent after this call" test, bounded by
+ * `deadlineMs` (epoch ms). Rejects (ABORTED) when `signal` aborts: that is no answer either way.
+ */
+export type Reachable = (deadlineMs: number, signal?: AbortSignal) => Promise<boolean>;
 
 export interface HealthOptions {
   /** `deploy_check`: run as `/bin/sh -c '<cmd> "$@"' flt STORE_PATH ACTION`, must exit 0. */
   readonly check?: string | undefined;
   /** `deploy_health_timeout` in ms: the whole check's budget. */
   readonly timeoutMs: number;
-  /** The coordinator part; absent: not checked (tests of this layer, `boot`). */
+  /** The coordinator part; absent: not checked (tests of this layer, an agent without one). */
   readonly reachable?: Reachable | undefined;
   /** Extra environment of the check command (FLT_STATE_DIR and the like). */
   readonly env?: Readonly<Record<string, string>> | undefined;
+  /** Stops the check (the agent stopping): checkHealth then throws ABORTED, no verdict. */
+  readonly signal?: AbortSignal | undefined;
 }
 
 /** Cap on what a failing check command's output contributes to the reason. */
@@ -27,6 +35,7 @@ const CHECK_OUTPUT_MAX = 1024;
 /**
  * Runs the checks in order (activator's, command, coordinator) and resolves to undefined when
  * healthy, else a one-line reason naming the check that failed.
+ * @throws FltError ABORTED when `options.signal` aborts (no verdict: run it again later).
  */
 export async function checkHealth(
   activator: Activator,
@@ -35,25 +44,41 @@ export async function checkHealth(
   action: DeployAction,
   options: HealthOptions,
 ): Promise<string | undefined> {
+  const { signal } = options;
   const deadline = Date.now() + options.timeoutMs;
   const extra = await activator.healthExtra?.(prev, action);
+  throwIfAborted(signal);
   if (extra !== undefined) return extra;
   if (options.check !== undefined) {
-    const r = await runCheck(options.check, storePath, action, deadline, options.env ?? {});
+    const env = options.env ?? {};
+    const r = await runCheck(options.check, storePath, action, deadline, env, signal);
+    throwIfAborted(signal);
     if (r !== undefined) return `deploy_check: ${r}`;
   }
-  if (options.reachable !== undefined && !(await options.reachable(deadline)))
-    return `the coordinator did not answer within ${options.timeoutMs} ms`;
+  if (options.reachable !== undefined) {
+    const answered = await options.reachable(deadline, signal);
+    throwIfAborted(signal);
+    if (!answered) return `the coordinator did not answer within ${options.timeoutMs} ms`;
+  }
   return undefined;
 }
 
-/** Runs the check command until `deadline`; undefined on exit 0, else why not. */
+/** ABORTED when `signal` has aborted. */
+export function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new FltError('ABORTED', 'stopped during the health check');
+}
+
+/**
+ * Runs the check command until `deadline`; undefined on exit 0, else why not. When `signal`
+ * aborts, the check's process group is killed and the result is 'aborted' (the caller throws).
+ */
 export function runCheck(
   cmd: string,
   storePath: string,
   action: DeployAction,
   deadline: number,
   env: Readonly<Record<string, string>>,
+  signal?: AbortSignal,
 ): Promise<string | undefined> {
   const [file, ...args] = shellCommand(cmd, storePath, action);
   return new Promise((resolve) => {
@@ -76,16 +101,25 @@ export function runCheck(
       },
       Math.max(0, deadline - Date.now()),
     );
-    child.on('error', (err) => {
+    const abort = () => killGroup(child.pid);
+    signal?.addEventListener('abort', abort);
+    if (signal?.aborted) abort();
+    const done = () => {
       clearTimeout(timer);
+      signal?.removeEventListener('abort', abort);
+    };
+    child.on('error', (err) => {
+      done();
       resolve(`could not run: ${err.message}`);
     });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
+    child.on('close', (code, killedBy) => {
+      done();
+      // The first ~1 KiB of output is kept (take stops appending): the last line of that.
       const tail = out.trim().split('\n').slice(-1)[0]?.slice(0, 200) ?? '';
-      if (timedOut) resolve('timed out');
+      if (signal?.aborted) resolve('aborted');
+      else if (timedOut) resolve('timed out');
       else if (code === 0) resolve(undefined);
-      else resolve(`exit ${code ?? signal}${tail === '' ? '' : `: ${tail}`}`);
+      else resolve(`exit ${code ?? killedBy}${tail === '' ? '' : `: ${tail}`}`);
     });
   });
 }

@@ -154,15 +154,12 @@ export class Journal {
     this.#state = next;
   }
 
-  /** Writes `active` with `patch` applied (and other top-level fields from `top`). */
-  async update(
-    patch: Partial<ActiveRecord>,
-    top: Partial<Omit<JournalState, 'active' | 'v'>> = {},
-  ): Promise<ActiveRecord> {
+  /** Writes `active` with `patch` applied. */
+  async update(patch: Partial<ActiveRecord>): Promise<ActiveRecord> {
     const active = this.#state.active;
     if (active === null) throw new TypeError('journal: no active record to update');
     const next = { ...active, ...patch };
-    await this.write({ ...this.#state, ...top, active: next });
+    await this.write({ ...this.#state, active: next });
     return next;
   }
 }

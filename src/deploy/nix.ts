@@ -95,7 +95,6 @@ export function storeDirOf(nixStore?: string): string {
     : DEFAULT_STORE_DIR;
 }
 
-/** A store path's name part, as Nix allows it; the hash is Nix's base-32 (no e, o, u, t). */
 /** True when `p` is a store path (trust/deployment.ts) exactly in `storeDir`, not inside one. */
 export function isStorePathIn(p: string, storeDir: string): boolean {
   return isStorePath(p) && path.dirname(p) === storeDir;

@@ -7,7 +7,13 @@
 
 import path from 'node:path';
 import { FltError, messageOf } from '../errors.js';
-import type { Activator, ActivatorSystem, DeployAction, Previous } from './activator.js';
+import {
+  shScript,
+  type Activator,
+  type ActivatorSystem,
+  type DeployAction,
+  type Previous,
+} from './activator.js';
 import { parseFailedUnits, newFailures } from './health.js';
 import { currentGeneration, nixEnvArgs, runTool, shq } from './nix.js';
 import { runningSystem, SWITCH } from './system.js';
@@ -46,20 +52,20 @@ export class NixosActivator implements Activator {
   /** switch/boot: `nix-env -p SYSTEM --set "$1" && "$1"/bin/switch-to-configuration "$2"`. */
   command(storePath: string, action: DeployAction): string[] {
     const set = action === 'test' ? [] : [`${this.#nixEnv()} --set "$1"`];
-    return script([...set, `"$1"/${SWITCH} "$2"`], storePath, action);
+    return shScript([...set, `"$1"/${SWITCH} "$2"`], storePath, action);
   }
 
   rollbackCommand(prev: Previous, action: DeployAction): string[] | undefined {
     if (action === 'test') {
       const running = prev.running ?? null;
-      return running === null ? undefined : script([`"$1"/${SWITCH} "$2"`], running, action);
+      return running === null ? undefined : shScript([`"$1"/${SWITCH} "$2"`], running, action);
     }
     if (prev.generation === null || prev.storePath === null) return undefined;
     const steps = [
       `${this.#nixEnv()} --switch-generation ${prev.generation}`,
       `"$1"/${SWITCH} "$2"`,
     ];
-    return script(steps, prev.storePath, action);
+    return shScript(steps, prev.storePath, action);
   }
 
   async system(): Promise<ActivatorSystem> {
@@ -95,10 +101,6 @@ export class NixosActivator implements Activator {
   #nixEnv(): string {
     return ['nix-env', ...nixEnvArgs(SYSTEM_PROFILE)].map(shq).join(' ');
   }
-}
-
-function script(steps: string[], storePath: string, action: DeployAction): string[] {
-  return ['/bin/sh', '-c', steps.join(' && '), 'flt', storePath, action];
 }
 
 /** `systemctl --failed --plain --no-legend`, parsed. */

@@ -4,7 +4,13 @@
 
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import type { Activator, ActivatorSystem, DeployAction, Previous } from './activator.js';
+import {
+  shScript,
+  type Activator,
+  type ActivatorSystem,
+  type DeployAction,
+  type Previous,
+} from './activator.js';
 import { currentGeneration, nixEnvArgs, shq } from './nix.js';
 
 export interface ProfileOptions {
@@ -65,13 +71,6 @@ export class ProfileActivator implements Activator {
     const cmd = this.options.command;
     const all =
       cmd === undefined ? steps : [...steps, `/bin/sh -c ${shq(`${cmd} "$@"`)} flt "$1" "$2"`];
-    return [
-      '/bin/sh',
-      '-c',
-      all.length === 0 ? 'true' : all.join(' && '),
-      'flt',
-      storePath,
-      action,
-    ];
+    return shScript(all, storePath, action);
   }
 }

@@ -103,6 +103,9 @@ export async function startRun(spec: RunSpec, planned: RunnerRecord): Promise<Ru
   const runDir = path.dirname(planned.rcFile);
   await rm(runDir, { recursive: true, force: true }); // a leftover rc must not answer for this run
   await mkdir(runDir, { recursive: true });
+  // This boot's id, not the plan's: a run planned before a reboot and started after it (resume
+  // of one that never started) would else be judged dead at once, its rollback run beside it.
+  planned = { ...planned, bootId: await bootId() };
   const wrapped = wrapperArgs(planned, spec.argv);
   if (planned.kind === 'systemd-run') {
     const r = await runTool('systemd-run', systemdRunArgs(planned, spec));

@@ -46,6 +46,15 @@ export const TERMINAL_STATES: ReadonlySet<DeployState> = new Set([
   'superseded',
 ]);
 
+/** States that mean something ran (a record in one is never overwritten by another part). */
+export const RAN_STATES: ReadonlySet<DeployState> = new Set([
+  'activating',
+  'checking',
+  'succeeded',
+  'failed',
+  'rolled-back',
+]);
+
 /** Why an agent refused a part, checked in this order (README, "Deployments"). */
 export const REFUSAL_CODES = [
   'BAD_DEPLOYMENT',
@@ -142,22 +151,38 @@ export function statusBase(owner: NodeId): StatusDoc {
 /**
  * Writes one deployment record (inside a change), replacing the one with its id, and deletes
  * the oldest beyond MAX_STATUS_RECORDS. A log tail is cut to its last MAX_LOG_TAIL characters,
- * a reason to MAX_REASON.
+ * a reason to MAX_REASON; then, while the record's JSON is still over what readers take
+ * (control characters in a log count 6 each), the log loses its head, then the reason its end.
  * @throws TypeError for a record decodeDeployment would refuse (a bug in the writer).
  */
 export function writeDeployment(d: StatusDoc, record: DeploymentStatus): void {
-  const r: DeploymentStatus = { ...record };
-  if (r.log !== undefined) r.log = r.log.slice(-MAX_LOG_TAIL);
-  if (r.reason !== undefined) r.reason = r.reason.slice(0, MAX_REASON);
-  const text = JSON.stringify(r);
+  const text = fitRecord(record);
   if (decodeDeployment(text) === undefined)
     throw new TypeError(`not a valid deployment status: ${text.slice(0, 200)}`);
-  d.deployments[r.id] = new A.ImmutableString(text);
+  d.deployments[record.id] = new A.ImmutableString(text);
   const keys = Object.keys(d.deployments);
   if (keys.length <= MAX_STATUS_RECORDS) return;
   const ranked = keys.map((k) => ({ k, rec: decodeDeployment(d.deployments[k]) }));
   ranked.sort((a, b) => newestFirst(a.rec, b.rec) || (a.k < b.k ? -1 : 1));
   for (const { k } of ranked.slice(MAX_STATUS_RECORDS)) delete d.deployments[k];
+}
+
+/** The record's JSON, its log and reason cut until it fits MAX_STATUS_TEXT (bounded loop). */
+function fitRecord(record: DeploymentStatus): string {
+  const r: DeploymentStatus = { ...record };
+  if (r.log !== undefined) r.log = r.log.slice(-MAX_LOG_TAIL);
+  if (r.reason !== undefined) r.reason = r.reason.slice(0, MAX_REASON);
+  let text = JSON.stringify(r);
+  // Each round cuts at least the excess (one character is at most 6 in JSON): a few rounds.
+  for (let round = 0; text.length > MAX_STATUS_TEXT && round < 64; round++) {
+    const excess = text.length - MAX_STATUS_TEXT;
+    if (r.log !== undefined && r.log !== '') r.log = r.log.slice(Math.min(r.log.length, excess));
+    else if (r.reason !== undefined && r.reason !== '')
+      r.reason = r.reason.slice(0, Math.max(0, r.reason.length - excess));
+    else break;
+    text = JSON.stringify(r);
+  }
+  return text;
 }
 
 /** Writes the system status (inside a change). @throws TypeError when invalid. */

@@ -23,7 +23,7 @@ import { deriveKeyPair } from '../identity/index.js';
 import { changesIn } from '../../sync/changes.js';
 import { isStored, OwnedDoc, type SignedHeads } from '../../sync/owned-doc.js';
 import type { NodeId } from '../../sync/ids.js';
-import { checkDeployConfig, createActivator, type Activator } from '../deploy/index.js';
+import { createActivator, type Activator } from '../deploy/index.js';
 import type { AdminsDoc } from '../docs/admins.js';
 import type { DesiredDoc } from '../docs/desired.js';
 import { STATUS_KEY, statusBase, type StatusDoc } from '../docs/status.js';
@@ -66,6 +66,8 @@ export class Agent {
   /** Started once the status, desired and admins documents are open. */
   private deployer: Deployer | undefined;
   private deploying: Promise<void> | undefined;
+  /** close() has begun: no Deployer starts any more. */
+  private closing = false;
 
   readonly factsDocId: DocumentId;
   readonly statusDocId: DocumentId;
@@ -98,7 +100,6 @@ export class Agent {
     source: FactsSource = () => collectFacts(),
   ): Promise<Agent> {
     // A deploy_* configuration that cannot work ends the agent now (BAD_CONFIG naming the key).
-    checkDeployConfig(config);
     const activator = createActivator(config);
     if (!config.coordinator)
       throw new FltError(
@@ -194,6 +195,11 @@ export class Agent {
   }
 
   async close(): Promise<void> {
+    // The Deployer first: a health check it is waiting on is then stopped (no verdict, re-run at
+    // the next start), never failed by the liveness check stopping under it (a rollback of a
+    // healthy system on `systemctl restart`).
+    this.closing = true;
+    await this.deployer?.close();
     this.stop.abort();
     this.rpc.close();
     await this.running;
@@ -342,7 +348,7 @@ export class Agent {
       open<DesiredDoc>(desiredDocId, 'desired'),
       open<AdminsDoc>(adminsDocId, 'admins'),
     ]);
-    if (this.stop.signal.aborted) return;
+    if (this.stop.signal.aborted || this.closing) return;
     const c = this.config;
     const live = this.live!;
     this.deployer = new Deployer(
@@ -353,11 +359,10 @@ export class Agent {
         fleet,
         admins: c.admins as NodeId[],
         activator: this.activator,
-        nixStore: c.nixStore,
         check: c.deployCheck,
         healthTimeoutMs: c.deployHealthTimeoutMs,
         recheckMs: c.deployRecheckMs,
-        reachable: (deadline) => live.answeredAfter(Date.now(), deadline),
+        reachable: (deadline, signal) => live.answeredAfter(Date.now(), deadline, signal),
         onStatus: () => this.statusWritten(),
         log: this.log,
       },

@@ -23,7 +23,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as A from '@automerge/automerge';
 import type { DocHandle } from '@automerge/automerge-repo';
-import { messageOf } from '../../sync/errors.js';
+import { codeOf, messageOf } from '../../sync/errors.js';
 import { isNodeId, type NodeId } from '../../sync/ids.js';
 import type { Logger } from '../../sync/log.js';
 import { writeFileAtomic } from '../../stores/atomic-write.js';
@@ -45,6 +45,7 @@ import type { AdminsDoc } from '../docs/admins.js';
 import { readDesired, type DesiredCurrent, type DesiredDoc } from '../docs/desired.js';
 import { scalarString } from '../docs/scalars.js';
 import {
+  RAN_STATES as RAN,
   readStatus,
   TERMINAL_STATES,
   writeDeployment,
@@ -80,8 +81,6 @@ export interface DeployerOptions {
   readonly admins: readonly NodeId[];
   /** The configured activator; undefined (`none`) refuses every part with NO_ACTIVATOR. */
   readonly activator: Activator | undefined;
-  /** Config `nix_store` (store paths are checked against it when there is no activator). */
-  readonly nixStore?: string | undefined;
   /** Config `deploy_check`. */
   readonly check?: string | undefined;
   /** Config `deploy_health_timeout`. */
@@ -112,15 +111,6 @@ class Refusal {
     readonly reason: string,
   ) {}
 }
-
-/** States that mean something ran (a record in one of them is never overwritten by another part). */
-const RAN: ReadonlySet<DeployState> = new Set([
-  'activating',
-  'checking',
-  'succeeded',
-  'failed',
-  'rolled-back',
-]);
 
 export class Deployer {
   private journal: Journal | undefined;
@@ -157,7 +147,8 @@ export class Deployer {
       this.opts.log.error(`deployments stopped: ${err.message}`);
     }
     await this.writeSystemRecord();
-    if (this.stopped) return;
+    // Closed while it awaited: attach nothing (close() has already detached).
+    if (this.stopped || this.closed) return;
     this.docs.desired.on('change', this.kick);
     this.docs.admins.on('change', this.kick);
     this.timer = setInterval(this.kick, this.opts.recheckMs);
@@ -218,7 +209,19 @@ export class Deployer {
   private async run(): Promise<void> {
     const journal = this.journal!;
     const active = journal.state.active;
-    if (active !== null) await this.resumeActive(active);
+    if (active !== null) {
+      try {
+        await this.resumeActive(active);
+      } catch (err) {
+        // Only a finished activation's status write may fail without holding up the queue (it
+        // is retried on every run); anything else must not let another activation begin.
+        const done = journal.state.active?.phase === 'done';
+        if (!done || this.abort.signal.aborted || codeOf(err) === 'STORE_CORRUPT') throw err;
+        this.opts.log.error(
+          `could not publish deployment ${active.id.slice(0, 8)}: ${messageOf(err)}`,
+        );
+      }
+    }
     await this.evaluate();
   }
 
@@ -262,10 +265,11 @@ export class Deployer {
     }
     const { part, adminOps } = current;
     const seq = part.targets[this.opts.nodeId];
+    const digest = partDigest(part);
     const info: Info = {
-      id: part.id,
+      id: this.recordId(part.id, digest),
       seq: seq ?? 0,
-      digest: partDigest(part),
+      digest,
       storePath: part.storePath,
       action: part.action,
       signer: part.signer,
@@ -313,7 +317,7 @@ export class Deployer {
         info,
         new Refusal('NO_ACTIVATOR', 'this agent is not configured to deploy (deploy_activator)'),
       );
-    const closure = await checkClosure(part.storePath, activator.nixStore ?? this.opts.nixStore);
+    const closure = await checkClosure(part.storePath, activator.nixStore);
     if (closure.state === 'refused')
       return this.refuse(info, new Refusal(closure.code, closure.reason));
     if (closure.state === 'waiting')
@@ -379,13 +383,10 @@ export class Deployer {
       ...(outcome.code === undefined ? {} : { code: outcome.code }),
       ...(outcome.reason === undefined ? {} : { reason: outcome.reason }),
     });
+    const { times, ...rest } = outcome;
     await this.write(info, {
-      state: outcome.state,
-      ...(outcome.code === undefined ? {} : { code: outcome.code }),
-      ...(outcome.reason === undefined ? {} : { reason: outcome.reason }),
-      ...(outcome.rollback === undefined ? {} : { rollback: outcome.rollback }),
-      times: { activating: outcome.times.activating, finished: outcome.times.finished },
-      ...(outcome.log === undefined ? {} : { log: outcome.log }),
+      ...rest,
+      times: { activating: times.activating, finished: times.finished },
     });
   }
 
@@ -503,6 +504,19 @@ export class Deployer {
     }
   }
 
+  /**
+   * The key of a part's record: its deployment id, unless a record of another part under that
+   * id ran (a forged copy, or a validly signed sibling part of the same deployment for other
+   * targets): then its digest, so the record of what ran is never overwritten (nor made to
+   * flip-flop between the two on every recheck).
+   */
+  private recordId(id: string, digest: string): string {
+    const existing = this.recordOf(id);
+    return existing !== undefined && existing.digest !== digest && RAN.has(existing.state)
+      ? digest
+      : id;
+  }
+
   /** Best-effort fields of a part that did not verify (a malformed one: its raw digest). */
   private unverifiedInfo(raw: unknown): Info {
     const text = scalarString(raw) ?? JSON.stringify(raw) ?? '';
@@ -516,13 +530,9 @@ export class Deployer {
     }
     const targets = part.targets as Record<string, unknown> | undefined;
     const seq = typeof targets === 'object' && targets !== null ? targets[this.opts.nodeId] : 0;
-    let id = typeof part.id === 'string' && /^[0-9a-f]{32}$/.test(part.id) ? part.id : digest;
-    // Never overwrite the record of a deployment that ran with a forged copy's refusal.
-    const existing = this.recordOf(id);
-    if (existing !== undefined && existing.digest !== digest && RAN.has(existing.state))
-      id = digest;
+    const id = typeof part.id === 'string' && /^[0-9a-f]{32}$/.test(part.id) ? part.id : digest;
     return {
-      id,
+      id: this.recordId(id, digest),
       seq: Number.isSafeInteger(seq) && (seq as number) >= 0 ? (seq as number) : 0,
       digest,
       storePath: isStorePath(part.storePath) ? part.storePath : '',

@@ -52,6 +52,10 @@ export class Liveness {
   private answeredSent = 0;
   /** Who waits for an answer (answeredAfter), told on each one. */
   private readonly waiters = new Set<() => void>();
+  /** Set by answeredAfter: the next ping goes out now, not after the pause. */
+  private pingSoon = false;
+  /** Ends the pause between two pings early (set while pausing). */
+  private wakePause: (() => void) | undefined;
 
   constructor(
     private readonly rpc: RpcChannel,
@@ -65,13 +69,14 @@ export class Liveness {
   async run(): Promise<void> {
     let failures = 0;
     while (!this.signal.aborted) {
+      this.pingSoon = false;
       const sent = Date.now();
       const answer = await this.ping();
       if (this.signal.aborted) return;
       if (typeof answer === 'object') {
         this.answered(answer.boot, failures, sent);
         failures = 0;
-        await sleep(PING_INTERVAL_MS * (1 + 0.1 * Math.random()), this.signal);
+        await this.pause(PING_INTERVAL_MS * (1 + 0.1 * Math.random()));
         continue;
       }
       if (failures === 0) {
@@ -79,32 +84,57 @@ export class Liveness {
         this.log.info(`the coordinator did not answer a ping (${answer}); reconnecting`);
       }
       if (++failures === DROP_AFTER) this.sync.redial(this.peer, `no ping answered: ${answer}`);
-      await sleep(backoffDelay(RETRY, failures - 1), this.signal);
+      await this.pause(backoffDelay(RETRY, failures - 1));
+    }
+  }
+
+  /**
+   * Sleeps `ms` between pings, or less when answeredAfter wants a ping sent after its call: a
+   * health budget shorter than PING_INTERVAL_MS (deploy_health_timeout may be 1 s) would else
+   * often see no ping at all and fail a healthy deployment.
+   */
+  private async pause(ms: number): Promise<void> {
+    if (this.pingSoon) return;
+    const cut = new AbortController();
+    const stop = () => cut.abort();
+    this.signal.addEventListener('abort', stop, { once: true });
+    this.wakePause = stop;
+    try {
+      await sleep(ms, cut.signal);
+    } finally {
+      this.wakePause = undefined;
+      this.signal.removeEventListener('abort', stop);
     }
   }
 
   /**
    * Resolves true once a ping sent at or after `since` (epoch ms) has been answered, false at
-   * `deadlineMs` or when pinging stops: the health check's "the coordinator answers again after
-   * the activation". A new process's first answers count (a restarted agent has no older ones).
+   * `deadlineMs`: the health check's "the coordinator answers again after the activation". A new
+   * process's first answers count (a restarted agent has no older ones). Rejects (ABORTED) when
+   * pinging stops or `signal` aborts: stopping is no answer either way.
    */
-  answeredAfter(since: number, deadlineMs: number): Promise<boolean> {
+  answeredAfter(since: number, deadlineMs: number, signal?: AbortSignal): Promise<boolean> {
     if (this.answeredSent >= since) return Promise.resolve(true);
-    return new Promise((resolve) => {
-      const done = (ok: boolean) => {
+    return new Promise((resolve, reject) => {
+      const done = (ok: boolean | Error) => {
         clearTimeout(timer);
         this.waiters.delete(check);
         this.signal.removeEventListener('abort', stop);
-        resolve(ok);
+        signal?.removeEventListener('abort', stop);
+        if (ok instanceof Error) reject(ok);
+        else resolve(ok);
       };
       const check = () => {
         if (this.answeredSent >= since) done(true);
       };
-      const stop = () => done(false);
-      const timer = setTimeout(stop, Math.max(0, deadlineMs - Date.now()));
-      if (this.signal.aborted) return stop();
+      const stop = () => done(new FltError('ABORTED', 'stopped waiting for the coordinator'));
+      const timer = setTimeout(() => done(false), Math.max(0, deadlineMs - Date.now()));
+      if (this.signal.aborted || signal?.aborted) return stop();
       this.signal.addEventListener('abort', stop);
+      signal?.addEventListener('abort', stop);
       this.waiters.add(check);
+      this.pingSoon = true;
+      this.wakePause?.();
     });
   }
 
