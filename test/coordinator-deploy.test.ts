@@ -21,6 +21,7 @@ import { RpcChannel } from '../sync/rpc-channel.js';
 import { SyncAdapter } from '../sync/sync-adapter.js';
 import type { Transport } from '../sync/transport.js';
 import {
+  ADMINS_KEY,
   STATUS_KEY,
   agentsOf,
   decodeAdmins,
@@ -248,6 +249,46 @@ describe('deployments on the coordinator', () => {
     const entry = coordinator.fleet.agent(key.nodeId)!;
     expect([entry.statusDocId, entry.statusWriteKey]).toEqual([statusDocId, statusWriteKey]);
     expect(entry.enrolledAt).toBe(first.enrolledAt);
+    rpc.close();
+  });
+
+  it("an agent cannot name the coordinator's documents or another agent's as its own", async () => {
+    const key = nodeKeyFromSeed(randomBytes(32));
+    const transport = await bindLocal(key.secret);
+    closers.push(() => transport.close());
+    const rpc = new RpcChannel(transport, parsePeerAddress(coordinator.ticket), {
+      timeoutMs: 10_000,
+    });
+    const asRequest = (k: { publicKey: Uint8Array }) => ({
+      docId: docIdFor(k.publicKey),
+      writeKey: Buffer.from(k.publicKey).toString('hex'),
+    });
+    const facts = asRequest(deriveKeyPair(key.secret, 'flt/v1/doc/facts'));
+    const status = asRequest(deriveKeyPair(key.secret, STATUS_KEY));
+    // The admins document's public key (which agents are never told) and another agent's facts.
+    const admins = asRequest(deriveKeyPair(coordinator.node.key.secret, ADMINS_KEY));
+    const other = await fakeAgent(
+      coordinator.ticket,
+      (await fleet.admin.enrollToken(60_000)).token,
+    );
+    closers.push(() => other.close());
+    const othersFacts = asRequest(deriveKeyPair(other.key.secret, 'flt/v1/doc/facts'));
+    const { token } = await fleet.admin.enrollToken(60_000);
+    const enroll = (f: typeof facts, st: typeof status) =>
+      rpc.call(agentEnroll, {
+        factsDocId: f.docId,
+        factsWriteKey: f.writeKey,
+        statusDocId: st.docId,
+        statusWriteKey: st.writeKey,
+        token,
+      });
+    expect(await code(enroll(facts, admins))).toBe('BAD_ARGUMENT');
+    expect(await code(enroll(othersFacts, status))).toBe('BAD_ARGUMENT');
+    expect(coordinator.fleet.agent(key.nodeId)).toBeUndefined();
+    // Refused before the token was spent: the same token enrolls it with its own documents.
+    const ok = await enroll(facts, status);
+    expect(ok.known).toBe(false);
+    expect(coordinator.fleet.agent(key.nodeId)?.statusDocId).toBe(status.docId);
     rpc.close();
   });
 

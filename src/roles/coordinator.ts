@@ -12,7 +12,7 @@ import type { DocumentId, PeerId } from '@automerge/automerge-repo';
 import { writeFileAtomic } from '../../stores/atomic-write.js';
 import { echoService } from '../../sync/echo.js';
 import { FltError } from '../../sync/errors.js';
-import { isNodeId, nodeIdBytes, type NodeId } from '../../sync/ids.js';
+import { isNodeId, nodeIdBytes, shortId, type NodeId } from '../../sync/ids.js';
 import type { Logger } from '../../sync/log.js';
 import { docIdFor, isStored, OwnedDoc } from '../../sync/owned-doc.js';
 import { RpcServer } from '../../sync/rpc.js';
@@ -191,6 +191,14 @@ function rpcServer(
   // Who may call each method is declared on it (src/rpc-methods.ts) and checked by the server
   // before the request is read: the handlers below only run for callers their method allows.
   const access = { roleOf: (peer: NodeId) => gate.role(peer), refuse: refusal };
+  /** Who writes `doc`, if not `agent`: this coordinator, or another agent (facts or status). */
+  const ownerOf = (doc: DocumentId, agent: NodeId): string | undefined => {
+    if (doc === rootDocId || doc === gate.audit.documentId || doc === gate.adminsDoc.documentId)
+      return 'the coordinator';
+    if (deployments.isDesired(doc)) return "the coordinator's desired document of an agent";
+    const other = fleet.writerOf(doc);
+    return other === undefined || other === agent ? undefined : `agent ${shortId(other)}'s`;
+  };
   return new RpcServer({ access, log })
     .register(nodeInfo, () =>
       Promise.resolve({
@@ -207,6 +215,13 @@ function rpcServer(
       assertAdmissibleKey(key, 'facts write key');
       if (docIdFor(key) !== factsDocId)
         throw new FltError('BAD_ARGUMENT', 'the facts document id does not belong to that key');
+      const status = statusOf(req);
+      // Checked before a token is spent: a refused request changes nothing.
+      for (const doc of [factsDocId, status?.docId]) {
+        const owner = doc === undefined ? undefined : ownerOf(doc, ctx.peer);
+        if (owner !== undefined)
+          throw new FltError('BAD_ARGUMENT', `${doc} is not the agent's to write: it is ${owner}`);
+      }
       const role = gate.role(ctx.peer);
       if (role !== 'agent') {
         if (req.token === undefined) {
@@ -220,7 +235,6 @@ function rpcServer(
         gate.enroll(req.token, ctx.peer);
       }
       const known = await isHeld(node, factsDocId);
-      const status = statusOf(req);
       const desired = deployments.desiredOf(ctx.peer);
       const statusKnown = status ? await isHeld(node, status.docId) : undefined;
       const entry = fleet.enroll(ctx.peer, factsDocId, req.factsWriteKey, { status, desired });

@@ -141,6 +141,13 @@ export class Fleet {
     return sortAgents([...this.entries.values()]);
   }
 
+  /** The agent whose facts or status document `doc` is, if any (O(agents): at enrollment only). */
+  writerOf(doc: DocumentId): NodeId | undefined {
+    for (const e of this.entries.values())
+      if (e.factsDocId === doc || e.statusDocId === doc) return e.nodeId;
+    return undefined;
+  }
+
   agent(id: NodeId): AgentEntry | undefined {
     return this.entries.get(id);
   }
