@@ -187,6 +187,19 @@ describe('command activator', () => {
     expect(await activations(dir)).toEqual(['a switch', 'bad switch']);
   });
 
+  it('a rollback that exits 0 but leaves the profile elsewhere is `failed`, not rolled-back', async () => {
+    const dir = await stateDir();
+    // On rollback the command "succeeds" but points the profile back at the failed generation.
+    const cmd =
+      'go() { if [ -n "$FLT_ROLLBACK" ]; then ln -sfn system-2-link profiles/system; ' +
+      `else ${SWITCH_CMD}; fi; }; cd ${dir} && go`;
+    const ctx = await context(dir, profileActivator(dir, cmd));
+    expect((await activate(ctx, req(nix.paths.a))).state).toBe('succeeded');
+    const out = await activate(ctx, req(nix.paths.bad));
+    expect(out).toMatchObject({ state: 'failed', code: 'ROLLBACK_FAILED', rollback: 'failed' });
+    expect(out.reason).toMatch(/exited 0, but the profile is .*system-bad, not .*system-a/);
+  });
+
   it('keeps at most 4 KiB of log', async () => {
     const dir = await stateDir();
     const cmd =

@@ -214,15 +214,42 @@ async function afterRollback(
   const rollbackLog = await logTail(runner);
   const log = joinLogs(active.log, rollbackLog);
   const done = { ...active, log };
-  if (ended.state === 'exited' && ended.rc === 0)
+  if (ended.state === 'exited' && ended.rc === 0) {
+    // Exit 0 is not enough (deploy-rs#214): the system must be the one rolled back to.
+    const missed = await notBack(ctx, active);
+    if (missed !== undefined) return rollbackFailed(ctx, done, `exited 0, but ${missed}`);
     return finish(ctx, done, {
       state: 'rolled-back',
       code: active.failure!.code,
       reason: active.failure!.reason,
       rollback: 'done',
     });
+  }
   const why = ended.state === 'exited' ? `exit code ${ended.rc}` : ended.why;
   return rollbackFailed(ctx, done, `${why}${lastLine(rollbackLog)}`);
+}
+
+/**
+ * Why the system is not where the rollback was to take it, if it is not: the profile (not for
+ * `test`, which leaves it alone) on the previous generation's path, and for `nixos`
+ * /run/current-system on the system that ran before (not for `boot`). The `command` activator
+ * has no view of the system: its exit code is all there is.
+ */
+async function notBack(ctx: ActivationContext, active: ActiveRecord): Promise<string | undefined> {
+  if (ctx.activator.kind === 'command') return undefined;
+  const { previous, action } = active;
+  let now;
+  try {
+    now = await ctx.activator.system(ctx.journal.state.lastGood);
+  } catch (err) {
+    return `the system cannot be read afterwards: ${(err as Error).message}`;
+  }
+  if (action !== 'test' && previous.storePath !== null && now.profile !== previous.storePath)
+    return `the profile is ${now.profile ?? 'unset'}, not ${previous.storePath}`;
+  const running = action === 'test' ? previous.running : previous.storePath;
+  if (ctx.activator.kind === 'nixos' && action !== 'boot' && running && now.current !== running)
+    return `the running system is ${now.current ?? 'unknown'}, not ${running}`;
+  return undefined;
 }
 
 function rollbackFailed(
