@@ -326,15 +326,18 @@ describe('runner mode', () => {
       '--setenv=PATH=/bin',
       '--setenv=FLT_ACTION=switch',
     ]);
-    expect(args.slice(-7)).toEqual([
-      'flt-runner',
-      '/var/lib/flt/deploy/run/activate-3/log',
-      '/var/lib/flt/deploy/run/activate-3/rc',
-      '/var/lib/flt/deploy/run/activate-3/pid',
-      '/bin/sh',
-      '-c',
-      'x',
-    ]);
+    // The command's text is in the run's script, not on systemd's command line.
+    expect(args.slice(-2)).toEqual(['/bin/sh', '/var/lib/flt/deploy/run/activate-3/run.sh']);
+  });
+
+  it('runs a command with `$$`, `${X}` and `%` as written (systemd would rewrite them on a command line)', async () => {
+    const dir = await stateDir();
+    const out = join(dir, 'out.txt');
+    const cmd = `go() { X=x; printf '%s|%s\\n' "\${X}" "$$" > ${out}; "$1/bin/switch-to-configuration" "$2"; }; go`;
+    const ctx = await context(dir, new CommandActivator({ command: cmd }));
+    const r = await activate(ctx, req(nix.paths.a));
+    expect(r.state, `${r.reason} ${r.log}`).toBe('succeeded');
+    expect(await readFile(out, 'utf8')).toMatch(/^x\|\d+\n$/);
   });
 });
 

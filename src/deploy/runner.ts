@@ -9,11 +9,11 @@
 
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, open, readFile, rm } from 'node:fs/promises';
+import { mkdir, open, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { FltError } from '../errors.js';
 import { LOG_TAIL_MAX } from './outcome.js';
-import { runTool } from './nix.js';
+import { runTool, shq } from './nix.js';
 
 /** Where a runner is and where it writes, as the journal keeps it. */
 export type RunnerRecord =
@@ -106,14 +106,17 @@ export async function startRun(spec: RunSpec, planned: RunnerRecord): Promise<Ru
   // This boot's id, not the plan's: a run planned before a reboot and started after it (resume
   // of one that never started) would else be judged dead at once, its rollback run beside it.
   planned = { ...planned, bootId: await bootId() };
-  const wrapped = wrapperArgs(planned, spec.argv);
+  const script = scriptOf(planned);
+  await writeFile(script, `exec /bin/sh ${wrapperArgs(planned, spec.argv).map(shq).join(' ')}\n`, {
+    mode: 0o600,
+  });
   if (planned.kind === 'systemd-run') {
     const r = await runTool('systemd-run', systemdRunArgs(planned, spec));
     if (r.code !== 0)
       throw new FltError('IO', `systemd-run: exit ${r.code}: ${r.stderr.trim().slice(0, 200)}`);
     return planned;
   }
-  const child = spawn('/bin/sh', wrapped, {
+  const child = spawn('/bin/sh', [script], {
     detached: true,
     stdio: 'ignore',
     env: { ...spec.env },
@@ -124,6 +127,16 @@ export async function startRun(spec: RunSpec, planned: RunnerRecord): Promise<Ru
   });
   child.unref(); // the agent may exit (or be killed) first: the runner goes on
   return { ...planned, pid };
+}
+
+/**
+ * The run's script, `<runDir>/run.sh`: it execs the wrapper with the command, every word quoted.
+ * Both modes run `/bin/sh run.sh`, so the command's text is never on a command line that systemd
+ * reads (ExecStart expands `$VAR`, `$$` and `%` specifiers: a `deploy_command` with `$$` or
+ * `date +%s` would run differently under the agent's unit than anywhere else).
+ */
+function scriptOf(planned: RunnerRecord): string {
+  return path.join(path.dirname(planned.rcFile), 'run.sh');
 }
 
 /** `/bin/sh -c WRAPPER flt-runner LOG RC PIDFILE ARGV...` without the `/bin/sh`. */
@@ -149,7 +162,7 @@ export function systemdRunArgs(planned: RunnerRecord, spec: RunSpec): string[] {
     '--quiet',
     ...setenv,
     '/bin/sh',
-    ...wrapperArgs(planned, spec.argv),
+    scriptOf(planned),
   ];
 }
 
@@ -253,7 +266,8 @@ async function isAlive(rec: RunnerRecord): Promise<boolean> {
   // Linux: a zombie (no reaper in a container) is gone, and a reused pid runs something else.
   const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => undefined);
   if (cmdline === undefined) return existsSync('/proc/self') ? false : true;
-  return cmdline.includes(rec.rcFile);
+  // Its run dir is in both `/bin/sh .../run.sh` and, after the exec, the wrapper's arguments.
+  return cmdline.includes(path.dirname(rec.rcFile));
 }
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
