@@ -22,6 +22,8 @@ export interface CommandDecl {
   readonly path: readonly string[];
   /** Positional arguments in commander's syntax: `<agent>`, `[node]`. */
   readonly args?: readonly { readonly name: string; readonly help: string }[];
+  /** The usage line's arguments when commander's rendering of `args` would not say it. */
+  readonly usage?: string;
   /** One line for the command list; the first line of the command's own `--help`. */
   readonly summary: string;
   /** More text for the command's own `--help`, after its options. */
@@ -153,6 +155,7 @@ export const COMMANDS: readonly CommandDecl[] = [
   },
   {
     path: ['admin', 'deploy'],
+    usage: '[options] [TARGET...] STORE_PATH',
     summary: 'sign a system for agents to activate (TARGET... STORE_PATH)',
     args: [
       {
@@ -165,7 +168,7 @@ export const COMMANDS: readonly CommandDecl[] = [
       'queued and sent by the next online flt admin command. Exit 1 with --wait when a\n' +
       'target failed, was refused or rolled back (DEPLOY_FAILED), or did not finish (TIMEOUT).',
     options: [
-      { flags: '--all', help: 'every agent (not forked)' },
+      { flags: '--all', help: 'every agent (not revoked, not forked)' },
       {
         flags: '--label <key=value>',
         help: 'agents with this label; repeat to require several',

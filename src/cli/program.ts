@@ -71,6 +71,7 @@ export function buildProgram(onChoose: (chosen: Chosen) => Promise<void>): Comma
   for (const decl of COMMANDS) {
     const cmd = groupOf(decl.path.slice(0, -1)).command(decl.path.at(-1)!);
     cmd.description(decl.summary);
+    if (decl.usage) cmd.usage(decl.usage);
     for (const a of decl.args ?? []) cmd.argument(a.name, a.help);
     for (const o of decl.options ?? []) {
       const option = new Option(o.flags, o.help);
