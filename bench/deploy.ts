@@ -3,8 +3,8 @@
 // admin deploys one real Nix system (test/fixtures/systems.nix, built into a store of the bench
 // run) to all of them, timed from the deploy call to every target's signed status saying
 // `succeeded`. The agents and the admin run in fanin-child.ts; this process reads the numbers.
-// Each agent's health check waits for a liveness ping answered after its activation (every 2 s),
-// so about 2 s of every run is that wait, by design.
+// Each agent's health check includes a liveness ping answered after its activation (sent at once
+// when the check starts).
 
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
