@@ -12,9 +12,10 @@ export type Store = StorageAdapterInterface & { close(): Promise<void> };
  * - `STORE_CORRUPT`: a chunk failed its integrity check; it was moved to `quarantinedTo` (absent
  *   when only checking) and is treated as missing.
  * - `STORE_LEFTOVER_TEMP`: a temp file left by an interrupted save; never acknowledged data.
+ * - `BLOB_MISSING`: a blob that an index names is not in the BlobStore (stores/blob-store.ts).
  */
 export interface StoreProblem {
-  code: 'STORE_CORRUPT' | 'STORE_LEFTOVER_TEMP';
+  code: 'STORE_CORRUPT' | 'STORE_LEFTOVER_TEMP' | 'BLOB_MISSING';
   /** The storage key of the chunk, when the file maps to one. */
   key?: string[];
   /** The file as found, absolute. */
