@@ -58,7 +58,7 @@ export function encodeCtrl(msg: { readonly t: string } & Record<string, unknown>
 
 /** A data body: chunk `index`, its bytes (1..CHUNK). */
 export function encodeData(index: number, bytes: Uint8Array): Uint8Array {
-  if (!isU32(index)) throw new FltError('BAD_ARGUMENT', `blobs: chunk index ${index}`);
+  if (!isU32(index)) throw new FltError('BAD_ARGUMENT', `blobs: chunk index ${String(index)}`);
   if (bytes.length === 0 || bytes.length > CHUNK)
     throw new FltError('BAD_ARGUMENT', `blobs: a chunk of ${bytes.length} bytes`);
   return withHeader(FrameKind.data, index, bytes);
