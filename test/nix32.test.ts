@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { expect, it } from 'vitest';
 import { fromNix32, isNix32, nix32, nix32Length } from '../src/artifacts/nix32.js';
-import { FltError } from '../src/errors.js';
+import type { FltError } from '../src/errors.js';
 
 interface Golden {
   paths: { narHash: string; narHashHex: string }[];
