@@ -56,6 +56,11 @@ function decodeAll(chunks: Iterable<Uint8Array>): BlobFrame[] {
   return out;
 }
 
+function ctrlOf(f: BlobFrame | undefined) {
+  if (f?.kind !== 'ctrl') throw new Error('not a control frame');
+  return f.msg;
+}
+
 function expectCode(fn: () => unknown, code: string): void {
   try {
     fn();
@@ -79,11 +84,11 @@ it('every frame kind round-trips, and the largest fit the 1 MiB cap', () => {
     'ctrl',
     'ctrl',
   ]);
-  const blob = decodeTransferMsg((frames[0] as { msg: never }).msg);
+  const blob = decodeTransferMsg(ctrlOf(frames[0]));
   expect(blob).toMatchObject({ t: 'blob', size: 3 * CHUNK + 5, chunks: 4 });
   expect(frames[3]).toEqual({ kind: 'data', index: 3, bytes: BODIES[3]!.subarray(6) });
   expect(frames[5]).toMatchObject({ kind: 'hashes', first: 8192 });
-  expect(decodeTransferMsg((frames[6] as { msg: never }).msg)).toEqual({
+  expect(decodeTransferMsg(ctrlOf(frames[6]))).toEqual({
     t: 'err',
     code: 'BLOB_CORRUPT',
     msg: 'chunk 3',
@@ -145,7 +150,7 @@ it('refuses garbage with a code', () => {
     { t: 'put' }, // a request of the layer above, not a transfer message
   ];
   for (const m of badMsgs)
-    expectCode(() => decodeTransferMsg(decodeBlobFrame(encodeCtrl(m)) as never), 'BAD_MESSAGE');
+    expectCode(() => decodeTransferMsg(ctrlOf(decodeBlobFrame(encodeCtrl(m)))), 'BAD_MESSAGE');
   expectCode(() => encodeData(0, new Uint8Array(0)), 'BAD_ARGUMENT');
   expectCode(() => encodeData(0, bytes(CHUNK + 1)), 'BAD_ARGUMENT');
   expectCode(() => encodeHashes(0, bytes(31)), 'BAD_ARGUMENT');
