@@ -43,6 +43,19 @@ export const FLEET_ERROR_CODES = [
   'HEALTH_CHECK_FAILED',
   'INTERRUPTED',
   'ROLLBACK_FAILED',
+  // issue 12, artifacts (src/artifacts/): push, the coordinator's blob store, agent delivery
+  'NO_SIGNING_KEY',
+  'BAD_SIGNING_KEY',
+  'UNKNOWN_SIGNING_KEY',
+  'UNTRUSTED_SIGNATURE',
+  'NOT_IN_STORE',
+  'NAR_HASH_MISMATCH',
+  'BLOB_CORRUPT',
+  'BLOB_MISSING',
+  'DISK_FULL',
+  'ARTIFACT_NOT_ALLOWED',
+  'SUBSTITUTE_FAILED',
+  'BUILD_FAILED',
 ] as const;
 
 declare module '../sync/errors.js' {

@@ -29,6 +29,8 @@ export const SYNC_ERROR_CODES = [
   'TRANSPORT',
   'IO',
   'INTERNAL',
+  // flt/blobs/0: a chunk (or a hash list) that does not match the hash it was announced with.
+  'HASH_MISMATCH',
 ] as const;
 
 /**

@@ -62,6 +62,19 @@ const SHIPPED = [
   'HEALTH_CHECK_FAILED',
   'INTERRUPTED',
   'ROLLBACK_FAILED',
+  'HASH_MISMATCH',
+  'NO_SIGNING_KEY',
+  'BAD_SIGNING_KEY',
+  'UNKNOWN_SIGNING_KEY',
+  'UNTRUSTED_SIGNATURE',
+  'NOT_IN_STORE',
+  'NAR_HASH_MISMATCH',
+  'BLOB_CORRUPT',
+  'BLOB_MISSING',
+  'DISK_FULL',
+  'ARTIFACT_NOT_ALLOWED',
+  'SUBSTITUTE_FAILED',
+  'BUILD_FAILED',
 ];
 
 it('keeps every shipped code, each owned by one layer; sync/ owns none of the fleet', () => {
