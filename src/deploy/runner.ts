@@ -107,9 +107,13 @@ export async function startRun(spec: RunSpec, planned: RunnerRecord): Promise<Ru
   // of one that never started) would else be judged dead at once, its rollback run beside it.
   planned = { ...planned, bootId: await bootId() };
   const script = scriptOf(planned);
-  await writeFile(script, `exec /bin/sh ${wrapperArgs(planned, spec.argv).map(shq).join(' ')}\n`, {
-    mode: 0o600,
-  });
+  await writeFile(
+    script,
+    `set -- ${wrapperArgs(planned, spec.argv).map(shq).join(' ')}\n${WRAPPER}\n`,
+    {
+      mode: 0o600,
+    },
+  );
   if (planned.kind === 'systemd-run') {
     const r = await runTool('systemd-run', systemdRunArgs(planned, spec));
     if (r.code !== 0)
@@ -130,7 +134,8 @@ export async function startRun(spec: RunSpec, planned: RunnerRecord): Promise<Ru
 }
 
 /**
- * The run's script, `<runDir>/run.sh`: it execs the wrapper with the command, every word quoted.
+ * The run's script, `<runDir>/run.sh`: the wrapper, its arguments (every word quoted) set first.
+ * No exec: the runner's pid runs `/bin/sh .../run.sh` from start to end (isAlive reads that).
  * Both modes run `/bin/sh run.sh`, so the command's text is never on a command line that systemd
  * reads (ExecStart expands `$VAR`, `$$` and `%` specifiers: a `deploy_command` with `$$` or
  * `date +%s` would run differently under the agent's unit than anywhere else).
@@ -139,10 +144,10 @@ function scriptOf(planned: RunnerRecord): string {
   return path.join(path.dirname(planned.rcFile), 'run.sh');
 }
 
-/** `/bin/sh -c WRAPPER flt-runner LOG RC PIDFILE ARGV...` without the `/bin/sh`. */
+/** The wrapper's arguments: LOG RC PIDFILE ARGV... */
 function wrapperArgs(planned: RunnerRecord, argv: readonly string[]): string[] {
   const pidFile = path.join(path.dirname(planned.rcFile), 'pid');
-  return ['-c', WRAPPER, 'flt-runner', planned.logFile, planned.rcFile, pidFile, ...argv];
+  return [planned.logFile, planned.rcFile, pidFile, ...argv];
 }
 
 /**
@@ -266,7 +271,7 @@ async function isAlive(rec: RunnerRecord): Promise<boolean> {
   // Linux: a zombie (no reaper in a container) is gone, and a reused pid runs something else.
   const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => undefined);
   if (cmdline === undefined) return existsSync('/proc/self') ? false : true;
-  // Its run dir is in both `/bin/sh .../run.sh` and, after the exec, the wrapper's arguments.
+  // `/bin/sh <runDir>/run.sh`: its run dir names it.
   return cmdline.includes(path.dirname(rec.rcFile));
 }
 
