@@ -245,7 +245,11 @@ export async function substitute(paths: readonly string[], opts: SubstituteOptio
 /** Maps a failed `nix-store -r` to flt's code (design §6), keeping Nix's words. */
 export function substituteError(r: ToolResult): FltError {
   const lines = r.stderr.split('\n');
-  const find = (re: RegExp) => lines.find((l) => re.test(l))?.trim().slice(0, 300);
+  const find = (re: RegExp) =>
+    lines
+      .find((l) => re.test(l))
+      ?.trim()
+      .slice(0, 300);
   const untrusted = find(/is not signed by any of the keys/);
   if (untrusted !== undefined)
     return new FltError(

@@ -3,11 +3,11 @@
 // narinfo facts of each path (`nix-store --dump-db P...`: narHash, narSize, references, deriver;
 // measured for 100 paths: one `--dump-db` call 30 ms, the `-q --hash/--size/--deriver` calls plus
 // one `-q --references` per path 2.9 s), which paths are missing, and the NAR bytes
-// (`nix-store --dump`, streamed with backpressure). Signing a meta with the admin's key is here
+// (`nix-store --export`, streamed with backpressure; see dumpNar for why not `--dump`). Signing a meta with the admin's key is here
 // too. The store is a `--store` URI (config `nix_store`) or, when undefined, Nix's default.
 
 import { posix } from 'node:path';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { FltError } from '../errors.js';
 import {
   firstLine,
@@ -89,10 +89,7 @@ function batches<T>(items: readonly T[]): T[][] {
  * Those of `paths` that are not valid in the store (`--check-validity --print-invalid`), in order.
  * @throws FltError BAD_STORE_PATH for a path outside the store's directory; IO when nix-store fails.
  */
-export async function invalidPaths(
-  paths: readonly string[],
-  store?: string,
-): Promise<StorePath[]> {
+export async function invalidPaths(paths: readonly string[], store?: string): Promise<StorePath[]> {
   const out: StorePath[] = [];
   for (const batch of batches(parsePaths(paths, store))) {
     const r = await nixStore(store, ['--check-validity', '--print-invalid', ...batch]);
@@ -190,18 +187,66 @@ export async function closureMetas(paths: readonly string[], store?: string): Pr
   return dumpDb(await closureOf(paths, store), store);
 }
 
+/** Bytes of `--export` after the NAR: `NIXE`, path, references, deriver, flags (a few KB). */
+const MAX_EXPORT_TRAILER = 4 << 20;
+
 /**
- * The NAR of `path` (`nix-store --dump`) as a stream with backpressure. The stream errors with
- * NOT_IN_STORE when the store lacks the path (after Nix may have printed a few header bytes:
- * check validity first, or hash the bytes against the narHash, as push does), IO otherwise.
- * Destroying the stream kills nix-store.
+ * The NAR of `meta.path` as a stream with backpressure. Read through `nix-store --export`, not
+ * `--dump`: `--dump` reads the file system at the logical path (measured: fails for a
+ * `local?real=…` store whose files are elsewhere), `--export` asks the store, and checks the
+ * bytes against the registered narHash. Its output is `u64le 1`, the NAR (`narSize` bytes),
+ * then a trailer (read and dropped, so the exit code is known); only the NAR is passed on.
+ * The stream errors with NOT_IN_STORE when the store lacks the path, IO when nix-store fails or
+ * prints something else. Destroying it kills nix-store.
  */
-export function dumpNar(path: string, store?: string, opts: { idleMs?: number } = {}): Readable {
-  const [p] = parsePaths([path], store);
-  return spawnTool('nix-store', [...storeArgs(store), '--dump', p!], {
+export function dumpNar(
+  meta: { readonly path: string; readonly narSize: number },
+  store?: string,
+  opts: { idleMs?: number } = {},
+): Readable {
+  const [p] = parsePaths([meta.path], store);
+  const source = spawnTool('nix-store', [...storeArgs(store), '--export', p!], {
     ...opts,
-    onFail: (code, stderr) => failed('--dump', { code, stdout: '', stderr }, store),
+    onFail: (code, stderr) => failed('--export', { code, stdout: '', stderr }, store),
   });
+  return Readable.from(narOfExport(source, meta.narSize, p!));
+}
+
+async function* narOfExport(
+  source: Readable,
+  narSize: number,
+  path: string,
+): AsyncGenerator<Uint8Array> {
+  const bad = (what: string) =>
+    new FltError('IO', `nix-store --export ${path}: ${what} (is its narSize ${narSize} right?)`);
+  const head = Buffer.alloc(8);
+  let at = 0; // bytes of the export seen so far
+  const narEnd = 8 + narSize;
+  try {
+    for await (const data of source as AsyncIterable<Buffer>) {
+      let chunk = data;
+      if (at < 8) {
+        const n = Math.min(8 - at, chunk.length);
+        chunk.copy(head, at, 0, n);
+        at += n;
+        chunk = chunk.subarray(n);
+        if (at === 8 && !(head[0] === 1 && head.subarray(1).every((b) => b === 0)))
+          throw bad('not an export of one path');
+      }
+      if (chunk.length === 0) continue;
+      if (at < narEnd) {
+        const n = Math.min(narEnd - at, chunk.length);
+        at += n;
+        yield chunk.subarray(0, n);
+        chunk = chunk.subarray(n);
+      }
+      at += chunk.length;
+      if (at - narEnd > MAX_EXPORT_TRAILER) throw bad('too much after the NAR');
+    }
+    if (at < narEnd) throw bad(`ended after ${Math.max(0, at - 8)} NAR bytes`);
+  } finally {
+    source.destroy();
+  }
 }
 
 /**

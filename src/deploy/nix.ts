@@ -126,7 +126,11 @@ export function spawnTool(
   child.stdout.on('data', arm);
   child.stdout.pipe(out, { end: false });
   child.on('error', (err: NodeJS.ErrnoException) =>
-    fail(err.code === 'ENOENT' ? notInstalled(file, err) : new FltError('IO', `${file}: ${err.message}`)),
+    fail(
+      err.code === 'ENOENT'
+        ? notInstalled(file, err)
+        : new FltError('IO', `${file}: ${err.message}`),
+    ),
   );
   child.on('close', (code) => {
     clearTimeout(timer);
