@@ -91,8 +91,11 @@ describe('nix-query', () => {
 
   it('refuses a path the store lacks, or outside its directory, with a code', async () => {
     const missing = `${s.storeDir}/00000000000000000000000000000000-missing`;
-    for (const p of [closureOf([missing], s.admin), dumpDb([s.paths.lib1, missing], s.admin)]) {
-      const err = await rejection(p);
+    for (const p of [
+      () => closureOf([missing], s.admin),
+      () => dumpDb([s.paths.lib1, missing], s.admin),
+    ]) {
+      const err = await rejection(p());
       expect(codeOf(err)).toBe('NOT_IN_STORE');
       expect(String(err)).toContain(missing);
     }
@@ -251,6 +254,7 @@ describe('file:// cache and substitute', () => {
       }),
     );
     expect(codeOf(err)).toBe('SUBSTITUTE_FAILED');
+    expect(String(err)).toContain(`the binary cache has no path ${lib1.path}`);
     expect(await invalidPaths([lib1.path], store)).toEqual([lib1.path]);
   });
 
@@ -268,5 +272,14 @@ describe('file:// cache and substitute', () => {
       'NAR_HASH_MISMATCH',
     );
     expect(r('error: something else\n')).toBe('SUBSTITUTE_FAILED');
+    const lacking = substituteError({
+      code: 1,
+      stdout: '',
+      stderr:
+        "don't know how to build these paths:\n  /x/nix/store/a-b\nerror: build of '/x/nix/store/a-b' failed\n",
+    });
+    expect(lacking.message).toBe(
+      'the binary cache has no path /x/nix/store/a-b (Nix will not build it here)',
+    );
   });
 });

@@ -259,6 +259,17 @@ export function substituteError(r: ToolResult): FltError {
   const mismatch = find(/hash mismatch importing path|NAR for '.*' is incomplete/);
   if (mismatch !== undefined)
     return new FltError('NAR_HASH_MISMATCH', mismatch.replace(/^error: /, ''));
+  const lacking = lines.findIndex((l) => l.startsWith("don't know how to build these paths"));
+  if (lacking >= 0) {
+    const paths = lines.slice(lacking + 1).filter((l) => /^ {2}\//.test(l));
+    return new FltError(
+      'SUBSTITUTE_FAILED',
+      `the binary cache has no path ${paths.map((l) => l.trim()).join(', ') || '(none named)'} (Nix will not build it here)`.slice(
+        0,
+        400,
+      ),
+    );
+  }
   const first = find(/^error: /) ?? firstLine(r.stderr);
   return new FltError(
     'SUBSTITUTE_FAILED',
