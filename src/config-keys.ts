@@ -76,6 +76,27 @@ export const DISCOVERY = ['none', 'n0'] as const;
 /** How an agent activates a deployment (src/deploy/activator.ts); `none` refuses every one. */
 export const DEPLOY_ACTIVATORS = ['none', 'nixos', 'profile', 'command'] as const;
 
+/** Most store paths one push or fetch transfers at once (`artifact_parallel`). */
+export const MAX_ARTIFACT_PARALLEL = 16;
+
+const SIZE_UNITS: Readonly<Record<string, number>> = {
+  k: 2 ** 10,
+  m: 2 ** 20,
+  g: 2 ** 30,
+  t: 2 ** 40,
+};
+
+/**
+ * Bytes in a size such as `4096`, `64k`, `1m`, `2GiB`, `1t` (binary units, any case): the
+ * parser of `artifact_min_free` and of `flt admin echo --size`. `undefined` when `text` is not one.
+ */
+export function parseByteSize(text: string): number | undefined {
+  const m = /^(\d+)(?:([kmgt])(?:i?b)?)?$/i.exec(text.trim());
+  if (m === null) return undefined;
+  const n = Number(m[1]) * (m[2] === undefined ? 1 : (SIZE_UNITS[m[2].toLowerCase()] ?? NaN));
+  return Number.isSafeInteger(n) ? n : undefined;
+}
+
 /**
  * Every configuration key, lowest-level facts first. Names follow one rule (env = `FLT_` +
  * upper-case key, flag = key with `-` for `_`) except `admins`, whose repeatable flag is
@@ -256,6 +277,53 @@ export const KEY_DECLS = [
     help: 'Nix store URI passed as --store (not with the nixos activator)',
     allowed: 'a non-empty Nix store URI, e.g. local?store=/x/nix/store&state=/x/nix/var',
     default: undefined,
+  },
+  {
+    key: 'nix_signing_key',
+    field: 'nixSigningKey',
+    kind: 'text',
+    metavar: 'FILE',
+    help: 'Nix secret key that signs the paths an admin pushes',
+    allowed: 'path of a secret key made by nix-store --generate-binary-cache-key NAME sk pk',
+    default: undefined,
+  },
+  {
+    key: 'nix_trusted_keys',
+    field: 'nixTrustedKeys',
+    kind: 'list',
+    metavar: 'KEY',
+    help: 'Nix public keys whose signatures delivered paths need (agent, coordinator)',
+    allowed: 'a list of Nix public keys NAME:BASE64 (32 bytes), as in trusted-public-keys',
+    default: [],
+    defaultHelp:
+      "none: the agent's Nix configuration decides; the coordinator takes any valid signature",
+  },
+  {
+    key: 'artifact_parallel',
+    field: 'artifactParallel',
+    kind: 'text',
+    metavar: 'N',
+    help: 'store paths transferred at once by push and fetch',
+    allowed: `an integer from 1 to ${MAX_ARTIFACT_PARALLEL}`,
+    default: '4',
+  },
+  {
+    key: 'artifact_gc_grace',
+    field: 'artifactGcGraceMs',
+    kind: 'duration',
+    metavar: 'D',
+    help: 'how long the coordinator keeps paths no deployment references any more',
+    range: ['1h', '365d'],
+    default: '14d',
+  },
+  {
+    key: 'artifact_min_free',
+    field: 'artifactMinFree',
+    kind: 'text',
+    metavar: 'SIZE',
+    help: 'free space artifacts leave on their disk (coordinator, agent)',
+    allowed: 'a byte size from 0 to 1t, e.g. 512m, 1g (binary units: k, m, g, t)',
+    default: '1g',
   },
 ] as const satisfies readonly KeyDecl[];
 

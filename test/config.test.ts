@@ -253,6 +253,72 @@ describe('defaults', () => {
   });
 });
 
+describe('artifact keys', () => {
+  const pk = 'flt-test-1:' + Buffer.alloc(32, 7).toString('base64');
+
+  it('have the documented defaults', async () => {
+    const { config } = await resolve({});
+    expect(config).toMatchObject({
+      nixTrustedKeys: [],
+      artifactParallel: 4,
+      artifactGcGraceMs: 14 * 86_400_000,
+      artifactMinFree: 2 ** 30,
+    });
+    expect(config.nixSigningKey).toBeUndefined();
+  });
+
+  it('parse integers, sizes and Nix public keys from every source', async () => {
+    const configFile = await file(
+      'flt.toml',
+      `artifact_parallel = 16\nartifact_min_free = "512m"\nnix_trusted_keys = ["${pk}"]\n`,
+    );
+    const fromFile = await resolve({ configFile });
+    expect(fromFile.config).toMatchObject({
+      artifactParallel: 16,
+      artifactMinFree: 512 * 2 ** 20,
+      nixTrustedKeys: [pk],
+    });
+    const fromEnv = await resolve({
+      env: {
+        FLT_ARTIFACT_PARALLEL: '1',
+        FLT_ARTIFACT_MIN_FREE: '0',
+        FLT_NIX_TRUSTED_KEYS: `${pk},other:${Buffer.alloc(32, 1).toString('base64')}`,
+        FLT_ARTIFACT_GC_GRACE: '1h',
+      },
+    });
+    expect(fromEnv.config).toMatchObject({
+      artifactParallel: 1,
+      artifactMinFree: 0,
+      artifactGcGraceMs: 3_600_000,
+    });
+    expect(fromEnv.config.nixTrustedKeys).toHaveLength(2);
+    const fromFlags = await resolve({
+      flags: { 'artifact-min-free': '1t', 'nix-signing-key': '/k/sk' },
+    });
+    expect(fromFlags.config).toMatchObject({ artifactMinFree: 2 ** 40, nixSigningKey: '/k/sk' });
+  });
+
+  it('refuse values out of range or malformed, naming the key', async () => {
+    const cases: [string, string, string][] = [
+      ['FLT_ARTIFACT_PARALLEL', '0', 'artifact_parallel'],
+      ['FLT_ARTIFACT_PARALLEL', '17', 'artifact_parallel'],
+      ['FLT_ARTIFACT_PARALLEL', '2.5', 'artifact_parallel'],
+      ['FLT_ARTIFACT_MIN_FREE', '2t', 'artifact_min_free'],
+      ['FLT_ARTIFACT_MIN_FREE', '1x', 'artifact_min_free'],
+      ['FLT_ARTIFACT_GC_GRACE', '30m', 'artifact_gc_grace'],
+      ['FLT_ARTIFACT_GC_GRACE', '366d', 'artifact_gc_grace'],
+      ['FLT_NIX_TRUSTED_KEYS', 'nocolon', 'nix_trusted_keys'],
+      // 64 bytes: a secret key where a public one belongs.
+      ['FLT_NIX_TRUSTED_KEYS', `k:${Buffer.alloc(64, 1).toString('base64')}`, 'nix_trusted_keys'],
+      ['FLT_NIX_SIGNING_KEY', '', 'nix_signing_key'],
+    ];
+    for (const [env, value, key] of cases)
+      expect(await problemsOf({ env: { [env]: value } }), `${env}=${value}`).toMatchObject([
+        { key },
+      ]);
+  });
+});
+
 describe('admins', () => {
   it('come from a comma-separated variable and from repeated flags', async () => {
     const fromEnv = await resolve({ env: { FLT_ADMINS: 'a1, a2' } });

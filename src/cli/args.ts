@@ -2,6 +2,7 @@
 // naming the option when a value is wrong.
 
 import { FltError } from '../../sync/errors.js';
+import { parseByteSize } from '../config-keys.js';
 import type { Invocation } from './invocation.js';
 
 /** A command's own option that takes a value (`--out FILE`), if given. */
@@ -28,7 +29,7 @@ export function positiveInt(
   return n;
 }
 
-/** Parses a size such as `1024`, `64k`, `1m` (binary units) up to `max` bytes. */
+/** Parses a size such as `1024`, `64k`, `1m` (binary units, parseByteSize) up to `max` bytes. */
 export function byteSize(
   name: string,
   value: string | undefined,
@@ -36,9 +37,7 @@ export function byteSize(
   max: number,
 ): number {
   if (value === undefined) return fallback;
-  const m = /^(\d+)([kKmM]i?[bB]?)?$/.exec(value.trim());
-  const unit = m?.[2]?.[0]?.toLowerCase();
-  const n = m ? Number(m[1]) * (unit === 'k' ? 1024 : unit === 'm' ? 1024 * 1024 : 1) : NaN;
+  const n = parseByteSize(value) ?? NaN;
   if (!Number.isSafeInteger(n) || n < 0 || n > max) {
     throw new FltError(
       'BAD_ARGUMENT',

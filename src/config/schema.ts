@@ -14,6 +14,8 @@ import {
   flagOf,
   KEY_DECLS,
   LOG_LEVELS,
+  MAX_ARTIFACT_PARALLEL,
+  parseByteSize,
   type ConfigKey,
   type KeyDecl,
 } from '../config-keys.js';
@@ -223,6 +225,45 @@ function parseRelay(text: string): RelaySetting | Invalid {
   return URL.canParse(text) ? text : new Invalid(`${describeValue(text)} is not a valid URL`);
 }
 
+// ---- integers, sizes, Nix keys ---------------------------------------------------------------
+
+/** An integer `min..max`, from a number (file) or its decimal text (any source). */
+function intSchema(min: number, max: number) {
+  return z
+    .union([z.number(), z.string()], { error: expected(`an integer from ${min} to ${max}`) })
+    .transform((raw, ctx): number => {
+      const n = typeof raw === 'number' ? raw : /^\d{1,9}$/.test(raw.trim()) ? Number(raw) : NaN;
+      if (Number.isInteger(n) && n >= min && n <= max) return n;
+      ctx.issues.push({
+        code: 'custom',
+        message: `${describeValue(raw)} is not an integer from ${min} to ${max}`,
+        input: raw,
+      });
+      return z.NEVER;
+    });
+}
+
+/** The most `artifact_min_free` may be: 1 TiB. */
+export const MAX_MIN_FREE = 2 ** 40;
+
+/** A byte size (parseByteSize: `1g`, `512m`, `4096`) from 0 to `max`, as a number of bytes. */
+function byteSizeSchema(max: number) {
+  return parsedString('a byte size', (text) => {
+    const n = parseByteSize(text);
+    if (n === undefined) return new Invalid(`${describeValue(text)} is not a byte size`);
+    return n <= max ? n : new Invalid(`${describeValue(text)} is more than 1t`);
+  });
+}
+
+/** Nix's public key form: `name:` and base64 of 32 bytes (nix-key.ts parsePublicKey). */
+const NIX_PUBLIC_KEY = /^[\x21-\x39\x3b-\x7e]{1,128}:[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$/;
+
+const nixPublicKey = parsedString('a Nix public key', (text) =>
+  NIX_PUBLIC_KEY.test(text.trim())
+    ? text.trim()
+    : new Invalid(`${describeValue(text)} is not a Nix public key (NAME:BASE64 of 32 bytes)`),
+);
+
 // ---- the validators --------------------------------------------------------------------------
 
 /** A duration key's schema, bounded by the range its declaration gives. */
@@ -268,6 +309,11 @@ const VALIDATORS = {
   deploy_health_timeout: durationOf('deploy_health_timeout'),
   deploy_recheck: durationOf('deploy_recheck'),
   nix_store: nonEmpty('a store URI'),
+  nix_signing_key: nonEmpty('a path'),
+  nix_trusted_keys: z.array(nixPublicKey, { error: expected('a list of Nix public keys') }),
+  artifact_parallel: intSchema(1, MAX_ARTIFACT_PARALLEL),
+  artifact_gc_grace: durationOf('artifact_gc_grace'),
+  artifact_min_free: byteSizeSchema(MAX_MIN_FREE),
 } as const satisfies Record<ConfigKey, z.ZodType>;
 
 type Decl = (typeof KEY_DECLS)[number];

@@ -3,9 +3,10 @@
 // §0: without it every call waits ~5 s for a binary cache). Store-path syntax and Nix profile
 // links (`p -> p-N-link -> /nix/store/...`) are read here too; activators build on these.
 
-import { execFile, type ExecFileException } from 'node:child_process';
+import { execFile, spawn, type ExecFileException } from 'node:child_process';
 import { readdir, readlink } from 'node:fs/promises';
 import path from 'node:path';
+import { PassThrough, type Readable } from 'node:stream';
 import { isStorePath } from '../trust/deployment.js';
 import { FltError } from '../errors.js';
 
@@ -34,6 +35,7 @@ export function runTool(
   file: string,
   args: readonly string[],
   timeoutMs = NIX_TIMEOUT_MS,
+  maxBytes = NIX_MAX_BYTES,
 ): Promise<ToolResult> {
   return new Promise((resolve, reject) => {
     execFile(
@@ -43,28 +45,106 @@ export function runTool(
         encoding: 'utf8',
         timeout: timeoutMs,
         killSignal: 'SIGKILL',
-        maxBuffer: NIX_MAX_BYTES,
+        maxBuffer: maxBytes,
         env: toolEnv(),
       },
       (err: ExecFileException | null, stdout, stderr) => {
         if (err === null) return resolve({ code: 0, stdout, stderr });
         if (typeof err.code === 'number' && err.killed !== true)
           return resolve({ code: err.code, stdout, stderr });
-        reject(toolError(file, err, timeoutMs));
+        reject(toolError(file, err, timeoutMs, maxBytes));
       },
     );
   });
 }
 
-function toolError(file: string, err: ExecFileException, timeoutMs: number): FltError {
-  if (err.code === 'ENOENT') return new FltError('IO', `${file}: not installed`, { cause: err });
+function toolError(
+  file: string,
+  err: ExecFileException,
+  timeoutMs: number,
+  maxBytes: number,
+): FltError {
+  if (err.code === 'ENOENT') return notInstalled(file, err);
   if (err.code === 'ERR_CHILD_PROCESS_STDIO_MAXBUFFER')
-    return new FltError('IO', `${file}: more than ${NIX_MAX_BYTES} bytes of output`, {
+    return new FltError('IO', `${file}: more than ${maxBytes} bytes of output`, {
       cause: err,
     });
   if (err.killed === true)
     return new FltError('TIMEOUT', `${file}: no answer in ${timeoutMs} ms`, { cause: err });
   return new FltError('IO', `${file}: ${err.message}`, { cause: err });
+}
+
+function notInstalled(file: string, cause: unknown): FltError {
+  return new FltError('IO', `${file}: not installed (Nix's tools must be on PATH)`, { cause });
+}
+
+/** Options of {@link spawnTool}. */
+export interface SpawnToolOptions {
+  /**
+   * The tool is killed (TIMEOUT) when it prints nothing for this long while the reader wants
+   * more; time the reader spends not reading does not count. Default {@link NIX_TIMEOUT_MS}.
+   */
+  readonly idleMs?: number;
+  /** The error for a non-zero exit, from its code and (capped) stderr; default IO. */
+  readonly onFail?: (code: number, stderr: string) => Error;
+}
+
+/**
+ * Runs `file args` without a shell and streams its stdout, with backpressure: the returned
+ * stream ends only once the tool exited 0, and errors (destroyed with the tool's error) when it
+ * exits otherwise, is missing (IO), or stalls (TIMEOUT). Destroying the stream kills the tool.
+ */
+export function spawnTool(
+  file: string,
+  args: readonly string[],
+  opts: SpawnToolOptions = {},
+): Readable {
+  const idleMs = opts.idleMs ?? NIX_TIMEOUT_MS;
+  const out = new PassThrough();
+  const child = spawn(file, [...args], { stdio: ['ignore', 'pipe', 'pipe'], env: toolEnv() });
+  let stderr = '';
+  let failed: Error | undefined;
+  const fail = (err: Error) => {
+    failed ??= err;
+    child.kill('SIGKILL');
+  };
+  child.stderr.setEncoding('utf8');
+  child.stderr.on('data', (d: string) => {
+    if (stderr.length < NIX_MAX_BYTES) stderr += d.slice(0, NIX_MAX_BYTES - stderr.length);
+  });
+  let timer: NodeJS.Timeout | undefined;
+  const arm = () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => {
+      // A full buffer means the reader is slow, not the tool: wait for the reader.
+      if (out.writableNeedDrain || child.stdout.isPaused()) return arm();
+      fail(new FltError('TIMEOUT', `${file}: printed nothing for ${idleMs} ms`));
+    }, idleMs);
+    timer.unref();
+  };
+  arm();
+  child.stdout.on('data', arm);
+  child.stdout.pipe(out, { end: false });
+  child.on('error', (err: NodeJS.ErrnoException) =>
+    fail(
+      err.code === 'ENOENT'
+        ? notInstalled(file, err)
+        : new FltError('IO', `${file}: ${err.message}`),
+    ),
+  );
+  child.on('close', (code) => {
+    clearTimeout(timer);
+    if (failed !== undefined) return void out.destroy(failed);
+    if (code === 0) return void out.end();
+    out.destroy(
+      opts.onFail?.(code ?? -1, stderr) ??
+        new FltError('IO', `${file}: exit ${code ?? 'by signal'}: ${firstLine(stderr)}`),
+    );
+  });
+  out.on('close', () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+  return out;
 }
 
 /** PATH and HOME only: Nix tools behave the same whatever else the agent's environment holds. */
@@ -185,6 +265,7 @@ export function shq(s: string): string {
   return `'${s.replaceAll("'", `'\\''`)}'`;
 }
 
-function firstLine(text: string): string {
+/** The first non-blank line of a tool's output, trimmed and capped (for one-line errors). */
+export function firstLine(text: string): string {
   return (text.split('\n').find((l) => l.trim() !== '') ?? '').trim().slice(0, 200);
 }
