@@ -288,7 +288,7 @@ export class BlobServer implements Service {
           partial = await this.opts.blobs.beginPut(key, { size, sha256, root, hashes: list });
           if (partial.next !== from)
             throw new FltError(
-              'STORE_IO',
+              'IO',
               `the partial upload of ${meta.path} changed; push again`,
             );
         },
