@@ -44,6 +44,7 @@ import { signDeployment } from '../src/trust/deployment.js';
 import { artifactStores, nixKeys, nixStore, type ArtifactStores } from './helpers/artifacts.js';
 import { FLT_BIN, tempDir, LOCAL } from './helpers/flt.js';
 import { bindLocal, testFleet, type TestFleet } from './helpers/fleet.js';
+import { waitFor } from './helpers/wait.js';
 
 const run = promisify(execFile);
 const log = createLogger('error', 'fleet', () => undefined);
@@ -66,7 +67,10 @@ let agentKey: NodeKey;
 const transports: Transport[] = [];
 
 async function narOf(path: string): Promise<Nar> {
-  const { stdout } = await run('nix-store', ['--store', fx.admin, '--dump', path], {
+  // Nix 2.8's --dump reads the logical path even with `real=`: dump B's physical copy (a NAR
+  // does not depend on where its files are).
+  const real = path.replace(fx.storeDir, fx.adminReal);
+  const { stdout } = await run('nix-store', ['--dump', real], {
     encoding: 'buffer',
     maxBuffer: 256 << 20,
   });
@@ -192,6 +196,9 @@ beforeAll(async () => {
   const facts = await collectFacts();
   const agent = await fleet.addAgent('agent1', () => Promise.resolve({ ...facts, hostname: 'a1' }));
   agentKey = agent.node.key;
+  await waitFor('the agent enrolled with a desired document', () =>
+    fleet.coordinator.fleet.agent(agentKey.nodeId)?.desiredDocId ? true : undefined,
+  );
   await agent.close();
 }, 240_000);
 
@@ -238,7 +245,7 @@ describe('flt/blobs/0 at the coordinator', () => {
         expiresInMs: 3_600_000,
       },
       fleet.coordinator.fleet.root.documentId,
-      (await import('../src/identity/index.js')).nodeKeyFromSeed(randomBytes(32)),
+      nodeKeyFromSeed(randomBytes(32)),
     )[0]!;
     await fleet.coordinator.deployments.place(agentKey.nodeId, part);
     const conn = await connect(agentKey);

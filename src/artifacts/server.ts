@@ -287,10 +287,7 @@ export class BlobServer implements Service {
           for (let i = 0; i < hashes.length / HASH_BYTES; i++) list.push(hashAt(hashes, i));
           partial = await this.opts.blobs.beginPut(key, { size, sha256, root, hashes: list });
           if (partial.next !== from)
-            throw new FltError(
-              'IO',
-              `the partial upload of ${meta.path} changed; push again`,
-            );
+            throw new FltError('IO', `the partial upload of ${meta.path} changed; push again`);
         },
         write: async (index, bytes) => {
           if (!(await partial!.write(index, bytes)))
