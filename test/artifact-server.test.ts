@@ -116,7 +116,7 @@ async function ctrl(fs: FramedStream) {
 
 async function* chunksOf(bytes: Uint8Array, from: number): AsyncGenerator<Chunk> {
   for (let i = from; i < chunkCount(bytes.length); i++)
-    yield { index: i, bytes: bytes.subarray(i * CHUNK, (i + 1) * CHUNK) };
+    yield await Promise.resolve({ index: i, bytes: bytes.subarray(i * CHUNK, (i + 1) * CHUNK) });
 }
 
 /** Pushes one NAR; 'ok' (sent), 'done' (held already), or throws the server's err. */

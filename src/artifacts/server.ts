@@ -209,11 +209,11 @@ export class BlobServer implements Service {
       const { list } = reader;
       if (req.from > reader.chunks)
         throw new FltError('BAD_ARGUMENT', `from ${req.from} is past the ${reader.chunks} chunks`);
-      const onSent = this.opts.onSent;
+      const opts = this.opts;
       async function* counted(): AsyncGenerator<Chunk> {
         for await (const c of reader!.read(req.from)) {
           yield c;
-          onSent?.(req.narHash, c.index, c.bytes.length);
+          opts.onSent?.(req.narHash, c.index, c.bytes.length);
         }
       }
       await sendBlob(
@@ -261,7 +261,7 @@ export class BlobServer implements Service {
         blob: key,
         pushedAt: Date.now(),
         pushedBy: conn.remoteId,
-      } as StoredEntry);
+      });
       this.opts.onChange?.();
     };
     if (await this.opts.blobs.has(key)) {

@@ -128,7 +128,7 @@ export function decodeRequest(msg: CtrlMap): BlobRequest {
         !/^[^:]{1,128}:[A-Za-z0-9+/]{43}=$/.test(signingKey)
       )
         bad('put: bad signingKey (name:base64 of 32 bytes)');
-      return { t: 'put', meta, size: size as number, signingKey };
+      return { t: 'put', meta, size, signingKey };
     }
     default:
       return bad(`unknown request ${msg.t}`);
