@@ -264,3 +264,22 @@ export const fleetAudit = method(
     total: z.number().int().min(0).optional(),
   }),
 );
+
+/**
+ * `artifacts.stats`: the coordinator's artifact store (issue 12): index paths, complete blobs and
+ * their bytes, bytes of partial uploads, files in quarantine, and when GC last ran (null: never
+ * since start).
+ */
+export const artifactsStats = method(
+  'artifacts.stats',
+  ADMIN,
+  empty,
+  z.object({
+    paths: z.number().int().min(0),
+    blobs: z.number().int().min(0),
+    bytes: z.number().int().min(0),
+    partialBytes: z.number().int().min(0),
+    quarantined: z.number().int().min(0),
+    lastGc: time.nullable(),
+  }),
+);

@@ -333,6 +333,28 @@ export class BlobStore {
     });
   }
 
+  /**
+   * Every blob here, complete or partial, with its size and last modification (for GC: a blob no
+   * index names, or a partial nobody resumed, is dropped once old enough).
+   */
+  async list(): Promise<{ key: string; complete: boolean; size: number; mtimeMs: number }[]> {
+    return wrapIo('list', this.dir, async () => {
+      const out: { key: string; complete: boolean; size: number; mtimeMs: number }[] = [];
+      for (const blob of (await listStore(this.dir)).blobs) {
+        const st = await statIfExists(blob.file);
+        if (st) out.push({ key: blob.key, complete: true, size: st.size, mtimeMs: st.mtimeMs });
+      }
+      const pdir = join(this.dir, PARTIAL);
+      for (const name of ((await listNames(pdir)) ?? []).sort()) {
+        if (!name.endsWith(DATA_EXT) || isTempName(name)) continue;
+        const key = basename(name, DATA_EXT);
+        const st = KEY_RE.test(key) ? await statIfExists(join(pdir, name)) : undefined;
+        if (st) out.push({ key, complete: false, size: st.size, mtimeMs: st.mtimeMs });
+      }
+      return out;
+    });
+  }
+
   /** Counts and sizes; blobs and bytes from memory, partial and quarantine listed now. */
   async stats(): Promise<BlobStats> {
     let partialBytes = 0;
@@ -723,6 +745,16 @@ async function readExactly(
 
 async function exists(path: string): Promise<boolean> {
   return (await sizeIfExists(path)) !== undefined;
+}
+
+async function statIfExists(path: string): Promise<{ size: number; mtimeMs: number } | undefined> {
+  try {
+    const st = await lstat(path);
+    return { size: st.size, mtimeMs: st.mtimeMs };
+  } catch (err) {
+    if (errnoOf(err) === 'ENOENT') return undefined;
+    throw err;
+  }
 }
 
 async function sizeIfExists(path: string): Promise<number | undefined> {

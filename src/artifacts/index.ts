@@ -76,6 +76,43 @@ export class ArtifactIndex {
     return index;
   }
 
+  /**
+   * Reads `<dir>/index/` without changing anything (for `flt doctor`): the blob keys its entries
+   * name, and a STORE_CORRUPT problem per malformed file (which open() would quarantine).
+   */
+  static async check(
+    dir: string,
+    options: Pick<ArtifactIndexOptions, 'decode'> = {},
+  ): Promise<{ entries: number; blobKeys: Set<string>; problems: StoreProblem[] }> {
+    const decode = options.decode ?? checkEntry;
+    const idir = join(dir, INDEX);
+    const blobKeys = new Set<string>();
+    const problems: StoreProblem[] = [];
+    let entries = 0;
+    let names: string[];
+    try {
+      names = (await readdir(idir)).sort();
+    } catch (err) {
+      if ((err as { code?: unknown }).code === 'ENOENT') return { entries, blobKeys, problems };
+      throw err;
+    }
+    for (const name of names) {
+      if (name.startsWith('.')) continue;
+      const file = join(idir, name);
+      try {
+        if (!NAME_RE.test(name)) throw new Error('not an index file name');
+        const entry = decode(JSON.parse(await readFile(file, 'utf8')));
+        if (fileOf(entry.path) !== name) throw new Error(`it names ${entry.path}`);
+        blobKeys.add(entry.blob);
+        entries++;
+      } catch (err) {
+        const detail = err instanceof Error ? err.message : String(err);
+        problems.push({ code: 'STORE_CORRUPT', file, detail: `malformed index entry: ${detail}` });
+      }
+    }
+    return { entries, blobKeys, problems };
+  }
+
   get size(): number {
     return this.entries.size;
   }

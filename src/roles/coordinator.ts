@@ -34,6 +34,7 @@ import {
   AUDIT_PAGE_ENTRIES,
   adminOp,
   agentEnroll,
+  artifactsStats,
   agentHeartbeat,
   agentPing,
   deploySubmit,
@@ -46,9 +47,35 @@ import {
   refusal,
 } from '../rpc-methods.js';
 import { VERSION } from '../version.js';
+import { blobHasher } from '../../sync/blob-hash.js';
+import { ArtifactGc, type GcRoot } from '../artifacts/gc.js';
+import { BlobServer } from '../artifacts/server.js';
+import { openArtifacts } from '../artifacts/store.js';
+import type { ArtifactIndex } from '../artifacts/index.js';
+import type { PublicKey } from '../artifacts/nix-key.js';
+import type { BlobStore } from '../../stores/blob-store.js';
 import { Fleet } from './fleet.js';
 
 export const TICKET_FILE = 'coordinator.ticket';
+
+/** Settings of the coordinator's artifact store (issue 12); config keys to come (design §8). */
+export interface ArtifactSettings {
+  /** `nix_trusted_keys`: when non-empty a push needs a signature by one of them. */
+  readonly trustedKeys?: readonly PublicKey[];
+  /** `artifact_gc_grace` in ms (default 14 days). */
+  readonly gcGraceMs?: number;
+  /** `artifact_min_free` in bytes (default 1 GiB). */
+  readonly minFree?: number;
+}
+
+/** The coordinator's artifact store: NAR blobs, the path index, its server and GC. */
+export interface CoordinatorArtifacts {
+  readonly dir: string;
+  readonly blobs: BlobStore;
+  readonly index: ArtifactIndex;
+  readonly server: BlobServer;
+  readonly gc: ArtifactGc;
+}
 
 export class Coordinator {
   private readonly flushTimer: NodeJS.Timeout;
@@ -62,12 +89,18 @@ export class Coordinator {
     /** Its rpc server: every method it answers, with who may call each (`rpc.methods()`). */
     readonly rpc: RpcServer,
     readonly ticket: string,
+    /** Its artifact store (issue 12): blobs, index, the flt/blobs/0 server and GC. */
+    readonly artifacts: CoordinatorArtifacts,
   ) {
     this.flushTimer = setInterval(() => fleet.presence.flush(), 60_000);
     this.flushTimer.unref();
   }
 
-  static async start(config: Config, log: Logger): Promise<Coordinator> {
+  static async start(
+    config: Config,
+    log: Logger,
+    settings: ArtifactSettings = {},
+  ): Promise<Coordinator> {
     const admins = await resolveAdmins(config.admins);
     // The documents first, then the node: what decides about peers (fleet, gate) exists before
     // any peer can reach it.
@@ -110,16 +143,40 @@ export class Coordinator {
         throw err;
       }
     })();
+    let gc: ArtifactGc | undefined;
     try {
-      const rpc = rpcServer(node, { fleet, gate, deployments, flush }, rootDocId, log);
-      node.router.service(echoService()).service(rpc);
+      const { dir, blobs, index } = await openArtifacts(config.stateDir, await blobHasher(), (l) =>
+        log.warn(l),
+      );
+      const server = new BlobServer({
+        blobs,
+        index,
+        hasher: await blobHasher(),
+        roleOf: (peer) => gate.role(peer),
+        desiredPathOf: (agent) => fleet.agent(agent)?.desired?.storePath,
+        ...(settings.trustedKeys ? { trustedKeys: settings.trustedKeys } : {}),
+        ...(settings.minFree !== undefined ? { minFree: settings.minFree } : {}),
+        log,
+      });
+      gc = new ArtifactGc({
+        index,
+        blobs,
+        roots: () => gcRoots(fleet, gate),
+        ...(settings.gcGraceMs !== undefined ? { graceMs: settings.gcGraceMs } : {}),
+        log,
+      });
+      const artifacts: CoordinatorArtifacts = { dir, blobs, index, server, gc };
+      const rpc = rpcServer(node, { fleet, gate, deployments, flush, artifacts }, rootDocId, log);
+      node.router.service(echoService()).service(rpc).service(server);
       trackPeers(node, fleet);
       node.start();
       const ticket = node.transport.ticket();
       // Readers of the ticket file never see half a ticket.
       await writeFileAtomic(join(config.stateDir, TICKET_FILE), ticket + '\n', { mode: 0o644 });
-      return new Coordinator(node, fleet, gate, deployments, rpc, ticket);
+      gc.start();
+      return new Coordinator(node, fleet, gate, deployments, rpc, ticket, artifacts);
     } catch (err) {
+      await gc?.stop();
       await node.close().catch(() => undefined);
       throw err;
     }
@@ -128,6 +185,7 @@ export class Coordinator {
   async close(): Promise<void> {
     clearInterval(this.flushTimer);
     this.fleet.presence.flush(true);
+    await this.artifacts.gc.stop();
     await this.node.close();
   }
 }
@@ -176,11 +234,13 @@ function rpcServer(
     gate,
     deployments,
     flush,
+    artifacts,
   }: {
     fleet: Fleet;
     gate: Gate;
     deployments: Deployments;
     flush: (ids: readonly DocumentId[]) => Promise<void>;
+    artifacts: CoordinatorArtifacts;
   },
   rootDocId: DocumentId,
   log: Logger,
@@ -306,6 +366,15 @@ function rpcServer(
       await flush([gate.audit.documentId, gate.adminsDoc.documentId, fleet.root.documentId]);
       return { index };
     })
+    .register(artifactsStats, async () => {
+      const stats = await artifacts.blobs.stats();
+      const last = artifacts.gc.lastRun;
+      return {
+        paths: artifacts.index.size,
+        ...stats,
+        lastGc: last ? new Date(last.at).toISOString() : null,
+      };
+    })
     .register(fleetAudit, (req) =>
       Promise.resolve(
         req.from === undefined && req.limit === undefined
@@ -316,6 +385,25 @@ function rpcServer(
             },
       ),
     );
+}
+
+/**
+ * What GC keeps (with their closures): every agent's desired store path (now), and the store path
+ * of every deployment part in the audit trail (as of its signing time: live for the grace).
+ */
+function gcRoots(fleet: Fleet, gate: Gate): GcRoot[] {
+  const now = Date.now();
+  const roots: GcRoot[] = [];
+  for (const a of fleet.agents())
+    if (a.desired?.storePath !== undefined) roots.push({ path: a.desired.storePath, at: now });
+  for (const e of gate.trail().entries) {
+    const part = (e as { kind?: unknown; part?: { storePath?: unknown; at?: unknown } }).part;
+    if ((e as { kind?: unknown }).kind !== 'deploy' || typeof part?.storePath !== 'string')
+      continue;
+    const at = typeof part.at === 'string' ? Date.parse(part.at) : NaN;
+    roots.push({ path: part.storePath, at: Number.isNaN(at) ? now : at });
+  }
+  return roots;
 }
 
 /**

@@ -32,8 +32,8 @@ import { Authority, type AuditEntry, type Role } from '../trust/authority.js';
 
 /** What each role may open, before any of its bytes are read. */
 const OPEN_TO: Record<Role, ReadonlySet<string>> = {
-  admin: new Set([ALPN.rpc, ALPN.sync, ALPN.echo]),
-  agent: new Set([ALPN.rpc, ALPN.sync, ALPN.echo]),
+  admin: new Set([ALPN.rpc, ALPN.sync, ALPN.echo, ALPN.blobs]),
+  agent: new Set([ALPN.rpc, ALPN.sync, ALPN.echo, ALPN.blobs]),
   // Only to enroll (the rpc server refuses every other method from it).
   unknown: new Set([ALPN.rpc]),
   revoked: new Set(),
