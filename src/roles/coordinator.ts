@@ -52,13 +52,13 @@ import { ArtifactGc, type GcRoot } from '../artifacts/gc.js';
 import { BlobServer } from '../artifacts/server.js';
 import { openArtifacts } from '../artifacts/store.js';
 import type { ArtifactIndex } from '../artifacts/index.js';
-import type { PublicKey } from '../artifacts/nix-key.js';
+import { parsePublicKey, type PublicKey } from '../artifacts/nix-key.js';
 import type { BlobStore } from '../../stores/blob-store.js';
 import { Fleet } from './fleet.js';
 
 export const TICKET_FILE = 'coordinator.ticket';
 
-/** Settings of the coordinator's artifact store (issue 12); config keys to come (design §8). */
+/** Settings of the coordinator's artifact store (issue 12), from its config (artifactSettings). */
 export interface ArtifactSettings {
   /** `nix_trusted_keys`: when non-empty a push needs a signature by one of them. */
   readonly trustedKeys?: readonly PublicKey[];
@@ -66,6 +66,15 @@ export interface ArtifactSettings {
   readonly gcGraceMs?: number;
   /** `artifact_min_free` in bytes (default 1 GiB). */
   readonly minFree?: number;
+}
+
+/** `nix_trusted_keys`, `artifact_gc_grace` and `artifact_min_free`, as the artifact store takes them. */
+export function artifactSettings(config: Config): ArtifactSettings {
+  return {
+    trustedKeys: config.nixTrustedKeys.map(parsePublicKey),
+    gcGraceMs: config.artifactGcGraceMs,
+    minFree: config.artifactMinFree,
+  };
 }
 
 /** The coordinator's artifact store: NAR blobs, the path index, its server and GC. */
@@ -99,7 +108,7 @@ export class Coordinator {
   static async start(
     config: Config,
     log: Logger,
-    settings: ArtifactSettings = {},
+    settings: ArtifactSettings = artifactSettings(config),
   ): Promise<Coordinator> {
     const admins = await resolveAdmins(config.admins);
     // The documents first, then the node: what decides about peers (fleet, gate) exists before
