@@ -14,9 +14,9 @@ import {
   MAX_HASHES_PER_FRAME,
   type BlobFrame,
 } from '../sync/blob-wire.js';
-import { FltError } from '../sync/errors.js';
 import { encodeFrame, FrameDecoder } from '../sync/framing.js';
 import { ALPN, MAX_FRAME } from '../sync/protocols.js';
+import { thrownCode } from './helpers/errors.js';
 
 const CAP = MAX_FRAME[ALPN.blobs];
 const bytes = (n: number) => new Uint8Array(randomBytes(n));
@@ -59,17 +59,6 @@ function decodeAll(chunks: Iterable<Uint8Array>): BlobFrame[] {
 function ctrlOf(f: BlobFrame | undefined) {
   if (f?.kind !== 'ctrl') throw new Error('not a control frame');
   return f.msg;
-}
-
-function expectCode(fn: () => unknown, code: string): void {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(FltError);
-    expect((err as FltError).code).toBe(code);
-    return;
-  }
-  expect.fail(`expected ${code}, nothing was thrown`);
 }
 
 it('every frame kind round-trips, and the largest fit the 1 MiB cap', () => {
@@ -139,7 +128,7 @@ it('refuses garbage with a code', () => {
     [ctrl('string'), 'BAD_MESSAGE'],
     [Uint8Array.of(0, 1, 0xa0), 'BAD_MESSAGE'], // a map without t
   ];
-  for (const [body, code] of cases) expectCode(() => decodeBlobFrame(body), code);
+  for (const [body, code] of cases) expect(thrownCode(() => decodeBlobFrame(body))).toBe(code);
   const badMsgs = [
     { t: 'blob', size: 10, chunks: 2, root: bytes(32) },
     { t: 'blob', size: -1, chunks: 0, root: bytes(32) },
@@ -150,17 +139,19 @@ it('refuses garbage with a code', () => {
     { t: 'put' }, // a request of the layer above, not a transfer message
   ];
   for (const m of badMsgs)
-    expectCode(() => decodeTransferMsg(ctrlOf(decodeBlobFrame(encodeCtrl(m)))), 'BAD_MESSAGE');
-  expectCode(() => encodeData(0, new Uint8Array(0)), 'BAD_ARGUMENT');
-  expectCode(() => encodeData(0, bytes(CHUNK + 1)), 'BAD_ARGUMENT');
-  expectCode(() => encodeHashes(0, bytes(31)), 'BAD_ARGUMENT');
+    expect(thrownCode(() => decodeTransferMsg(ctrlOf(decodeBlobFrame(encodeCtrl(m)))))).toBe(
+      'BAD_MESSAGE',
+    );
+  expect(thrownCode(() => encodeData(0, new Uint8Array(0)))).toBe('BAD_ARGUMENT');
+  expect(thrownCode(() => encodeData(0, bytes(CHUNK + 1)))).toBe('BAD_ARGUMENT');
+  expect(thrownCode(() => encodeHashes(0, bytes(31)))).toBe('BAD_ARGUMENT');
 });
 
 it('refuses a frame above the cap from its 4 header bytes, before buffering its body', () => {
   const d = new FrameDecoder(CAP);
   const header = new Uint8Array(4);
   new DataView(header.buffer).setUint32(0, CAP + 1, false);
-  expectCode(() => d.push(header), 'FRAME_TOO_LARGE');
+  expect(thrownCode(() => d.push(header))).toBe('FRAME_TOO_LARGE');
   expect(d.pending).toBe(0);
-  expectCode(() => encodeFrame(new Uint8Array(CAP + 1), CAP), 'FRAME_TOO_LARGE');
+  expect(thrownCode(() => encodeFrame(new Uint8Array(CAP + 1), CAP))).toBe('FRAME_TOO_LARGE');
 });

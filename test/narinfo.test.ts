@@ -25,7 +25,8 @@ import {
   sign,
   verifySig,
 } from '../src/artifacts/nix-key.js';
-import { FltError } from '../src/errors.js';
+import type { FltError } from '../src/errors.js';
+import { thrownCode } from './helpers/errors.js';
 
 interface GoldenPath {
   path: string;
@@ -49,17 +50,6 @@ const metaOf = (p: GoldenPath, sigs: string[] = []): NarMeta =>
     deriver: p.deriver,
     sigs,
   });
-
-function expectCode(fn: () => unknown, code: string): void {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(FltError);
-    expect((err as FltError).code).toBe(code);
-    return;
-  }
-  expect.fail(`expected ${code}, nothing was thrown`);
-}
 
 describe('golden: what nix store sign wrote', () => {
   it('our key parsing gives the public key Nix wrote, and our signatures are byte-identical', () => {
@@ -141,7 +131,7 @@ describe('keys', () => {
       'x:AAAA',
       `:${golden.publicKey.split(':')[1]}`,
     ])
-      expectCode(() => parsePublicKey(text), 'BAD_KEY');
+      expect(thrownCode(() => parsePublicKey(text))).toBe('BAD_KEY');
   });
 });
 
@@ -171,8 +161,9 @@ describe('metadata', () => {
       { b3: 'AB'.repeat(32) },
       { chunks: 2 },
     ];
-    for (const change of bad) expectCode(() => decodeMeta({ ...full, ...change }), 'BAD_MESSAGE');
-    expectCode(() => decodeMeta('x'), 'BAD_MESSAGE');
+    for (const change of bad)
+      expect(thrownCode(() => decodeMeta({ ...full, ...change }))).toBe('BAD_MESSAGE');
+    expect(thrownCode(() => decodeMeta('x'))).toBe('BAD_MESSAGE');
     expect(sign(full, key)).toBe(p.sig); // b3/chunks are not part of what Nix signs
   });
 

@@ -15,29 +15,16 @@
 
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { fixtureFile, NIX_OPTIONS } from './nix.js';
+
+export { NIX_OPTIONS };
 
 const run = promisify(execFile);
-const FIXTURE = [
-  resolve(import.meta.dirname, '../fixtures/artifacts.nix'),
-  resolve(import.meta.dirname, '../../../test/fixtures/artifacts.nix'),
-].find((f) => existsSync(f))!;
-/** As test/helpers/nix.ts: nothing from the network, no build users, no sandbox. */
-export const NIX_OPTIONS = [
-  '--option',
-  'substituters',
-  '',
-  '--option',
-  'build-users-group',
-  '',
-  '--option',
-  'sandbox',
-  'false',
-];
+const FIXTURE = fixtureFile('artifacts.nix');
 const NAMES = ['lib1', 'lib2', 'app', 'top'] as const;
 /** How many changed tops are built up front (change() can be called this many times). */
 export const CHANGES = 3;

@@ -14,12 +14,16 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
-/** test/fixtures/systems.nix, from test/helpers (vitest) or dist/test/helpers (the bench). */
-const FIXTURES = [
-  resolve(import.meta.dirname, '../fixtures/systems.nix'),
-  resolve(import.meta.dirname, '../../../test/fixtures/systems.nix'),
-].find((f) => existsSync(f))!;
-const OPTIONS = [
+/** A file of test/fixtures, from test/helpers (vitest) or dist/test/helpers (the bench). */
+export function fixtureFile(name: string): string {
+  return [
+    resolve(import.meta.dirname, '../fixtures', name),
+    resolve(import.meta.dirname, '../../../test/fixtures', name),
+  ].find((f) => existsSync(f))!;
+}
+const FIXTURES = fixtureFile('systems.nix');
+/** Nothing from the network, no build users, no sandbox (whatever /etc/nix/nix.conf says). */
+export const NIX_OPTIONS = [
   '--option',
   'substituters',
   '',
@@ -58,7 +62,7 @@ async function buildFixtures(): Promise<NixFixtures> {
   const root = join(tmpdir(), `flt-test-nix-${uid}`);
   const storeDir = join(root, 'nix/store');
   const store = `local?store=${storeDir}&state=${root}/nix/var&log=${root}/nix/log`;
-  const args = ['--store', store, ...OPTIONS];
+  const args = ['--store', store, ...NIX_OPTIONS];
   const attrs = SYSTEMS.flatMap((s) => ['-A', s]);
   const { stdout } = await run('nix-build', [...args, '--no-out-link', FIXTURES, ...attrs]);
   const out = stdout.trim().split('\n');
