@@ -6,23 +6,14 @@
 // Each agent's health check includes a liveness ping answered after its activation (sent at once
 // when the check starts).
 
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { loadOrCreateNodeKey } from '../src/identity/index.js';
 import { nixFixtures } from '../test/helpers/nix.js';
 import type { FanInStep } from './fanin-protocol.js';
-import { CoordinatorProcess, StepProcess } from './processes.js';
+import { START_TIMEOUT_MS, withFanInFleet } from './fanin-fleet.js';
 import { median, type BenchOptions, type GroupResult, type Measurement } from './stats.js';
-import { closeAll } from './wait.js';
 
 const SIZES = { full: [10, 100], quick: [10] } as const;
 /** For the fleet to enroll, and for the deployment to finish everywhere. */
 const DEADLINE_MS = 120_000;
-const START_TIMEOUT_MS = 30_000;
-const CLOSE_GRACE_MS = 30_000;
-const CHILD = fileURLToPath(new URL('./fanin-child.js', import.meta.url));
 
 interface DeploySample {
   readonly n: number;
@@ -42,19 +33,8 @@ async function deployOnce(
   system: string,
   progress: (line: string) => void,
 ): Promise<DeploySample> {
-  const root = await mkdtemp(join(tmpdir(), 'flt-bench-deploy-'));
-  let coordinator: CoordinatorProcess | undefined;
-  let agents: StepProcess<FanInStep> | undefined;
-  try {
-    const adminId = (await loadOrCreateNodeKey(join(root, 'admin'))).key.nodeId;
-    coordinator = await CoordinatorProcess.start(
-      join(root, 'coordinator'),
-      START_TIMEOUT_MS,
-      adminId,
-    );
-    const args = [root, coordinator.ticket, String(n), String(DEADLINE_MS), store, system];
-    agents = StepProcess.start<FanInStep>(CHILD, args, (line) => progress(`  ${line}`));
-    await agents.next('ready', START_TIMEOUT_MS);
+  const opts = { name: 'deploy', n, deadlineMs: DEADLINE_MS, childArgs: [store, system], progress };
+  const { value } = await withFanInFleet(opts, async ({ coordinator, agents }) => {
     agents.send('go');
     const fleet = await agents.next('fleet', DEADLINE_MS + START_TIMEOUT_MS);
     if (fleet.cutOff) throw new Error(`only ${fleet.complete}/${n} agents enrolled in time`);
@@ -68,17 +48,9 @@ async function deployOnce(
     progress(
       `  ${deployed.succeeded}/${deployed.targets} succeeded in ${(deployed.ms / 1000).toFixed(2)} s`,
     );
-    agents.send('close');
-    await agents.next('closed', CLOSE_GRACE_MS).catch(() => undefined);
     return { n, deployed, coordCpuS, idleCpuPerS };
-  } finally {
-    const [c, a] = [coordinator, agents];
-    await closeAll([
-      async () => void (await a?.end(5_000)),
-      () => c?.stop(),
-      () => rm(root, { recursive: true, force: true }),
-    ]);
-  }
+  });
+  return value;
 }
 
 export async function runDeploy(opts: BenchOptions): Promise<GroupResult> {

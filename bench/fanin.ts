@@ -4,15 +4,9 @@
 // (processes.ts), the N agents and the admin that polls the fleet table run in fanin-child.ts,
 // and this process only drives them and reads the numbers.
 
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { loadOrCreateNodeKey } from '../src/identity/index.js';
 import { POLL_MS, type FanInStep } from './fanin-protocol.js';
-import { CoordinatorProcess, StepProcess } from './processes.js';
+import { CLOSE_GRACE_MS, START_TIMEOUT_MS, withFanInFleet } from './fanin-fleet.js';
 import { median, type BenchOptions, type GroupResult, type Measurement } from './stats.js';
-import { closeAll } from './wait.js';
 
 const SIZES = { full: 100, quick: 20 } as const;
 /**
@@ -20,17 +14,6 @@ const SIZES = { full: 100, quick: 20 } as const;
  * how many agents had made it. Keeps a full `npm run bench` near 10 minutes.
  */
 const DEADLINE_MS = { full: 90_000, quick: 60_000 } as const;
-/** For the coordinator's ticket and the agents process to be ready (and margin on its steps). */
-const START_TIMEOUT_MS = 30_000;
-/**
- * A graceful close of the agents and the admin, after which their process is killed. Closing 100
- * agents flushes every document each one holds (see README: about N each), with fsync; in one
- * process on 2 cores that took 208 s once.
- */
-const CLOSE_GRACE_MS = 30_000;
-
-const CHILD = fileURLToPath(new URL('./fanin-child.js', import.meta.url));
-
 interface FanInSample {
   readonly fleet: Extract<FanInStep, { step: 'fleet' }>;
   /** From `go` until every Agent.start had resolved (key, endpoint, store). */
@@ -50,37 +33,16 @@ async function fanInOnce(
   deadlineMs: number,
   progress: (line: string) => void,
 ): Promise<FanInSample> {
-  const root = await mkdtemp(join(tmpdir(), 'flt-bench-fanin-'));
-  let coordinator: CoordinatorProcess | undefined;
-  let agents: StepProcess<FanInStep> | undefined;
-  try {
-    // The child's admin is the fleet's initial admin; it hands each agent a one-time token.
-    const adminId = (await loadOrCreateNodeKey(join(root, 'admin'))).key.nodeId;
-    coordinator = await CoordinatorProcess.start(
-      join(root, 'coordinator'),
-      START_TIMEOUT_MS,
-      adminId,
-    );
-    const args = [root, coordinator.ticket, String(n), String(deadlineMs)];
-    agents = StepProcess.start<FanInStep>(CHILD, args, (line) => progress(`  ${line}`));
-    await agents.next('ready', START_TIMEOUT_MS);
-    const c = coordinator;
-    const a = agents;
+  const opts = { name: 'fanin', n, deadlineMs, progress };
+  const { value, closed } = await withFanInFleet(opts, async ({ coordinator: c, agents: a }) => {
     const sample = () =>
       Promise.all([c.memory(), c.cpuSeconds(), a.memory(), a.cpuSeconds()] as const);
     const [coordBefore, coordCpu0, agentsBefore, agentsCpu0] = await sample();
     progress(`  starting ${n} agents`);
-    agents.send('go');
-    const started = await agents.next('started', deadlineMs + START_TIMEOUT_MS);
-    const fleet = await agents.next('fleet', deadlineMs + START_TIMEOUT_MS);
+    a.send('go');
+    const started = await a.next('started', deadlineMs + START_TIMEOUT_MS);
+    const fleet = await a.next('fleet', deadlineMs + START_TIMEOUT_MS);
     const [coordAfter, coordCpu1, agentsAfter, agentsCpu1] = await sample();
-    agents.send('close');
-    const closed = await agents.next('closed', CLOSE_GRACE_MS).catch(() => undefined);
-    progress(
-      closed
-        ? `  closed ${n} agents and the admin in ${(closed.ms / 1000).toFixed(1)} s`
-        : `  agents did not close within ${CLOSE_GRACE_MS / 1000} s: their process is killed`,
-    );
     return {
       fleet,
       startedMs: started.ms,
@@ -91,14 +53,13 @@ async function fanInOnce(
       coordCpuS: coordCpu1 - coordCpu0,
       agentsCpuS: agentsCpu1 - agentsCpu0,
     };
-  } finally {
-    const [c, a] = [coordinator, agents];
-    await closeAll([
-      async () => void (await a?.end(5_000)), // at once after `closed`; else killed
-      () => c?.stop(),
-      () => rm(root, { recursive: true, force: true }),
-    ]);
-  }
+  });
+  progress(
+    closed
+      ? `  closed ${n} agents and the admin in ${(closed.ms / 1000).toFixed(1)} s`
+      : `  agents did not close within ${CLOSE_GRACE_MS / 1000} s: their process is killed`,
+  );
+  return value;
 }
 
 export async function runFanin(opts: BenchOptions): Promise<GroupResult> {
@@ -182,7 +143,7 @@ export async function runFanin(opts: BenchOptions): Promise<GroupResult> {
       'documents per agent repo',
       'docs',
       (r) => r.fleet.docsPerAgent,
-      `handles open in each agent Repo ${end} (its own facts doc = 1)`,
+      `handles open in each agent Repo ${end} (facts, status, desired, admins: 4)`,
     ),
     row(
       'automerge-repo unhandled timeouts',

@@ -5,18 +5,14 @@
 // those of the fan-in group: the coordinator CLI (processes.ts) and the agents and admin in
 // fanin-child.ts. Also reads the coordinator's CPU while N agents only ping it.
 
-import { createSocket } from 'node:dgram';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
-import { loadOrCreateNodeKey } from '../src/identity/index.js';
 import { PING_INTERVAL_MS } from '../src/roles/liveness.js';
+import { freeUdpPort } from '../test/helpers/peer-process.js';
+import { START_TIMEOUT_MS, withFanInFleet } from './fanin-fleet.js';
 import type { FanInStep } from './fanin-protocol.js';
-import { CoordinatorProcess, StepProcess } from './processes.js';
+import { CoordinatorProcess } from './processes.js';
 import { median, type BenchOptions, type GroupResult, type Measurement } from './stats.js';
-import { closeAll } from './wait.js';
 
 const SIZES = { full: 100, quick: 20 } as const;
 /** Restarts per run (each is one sample); `--reps` overrides. */
@@ -25,21 +21,8 @@ const RESTARTS = { full: 3, quick: 1 } as const;
 const TARGET_S = 5;
 /** For the fleet to form at first, and for it to come back after each restart. */
 const DEADLINE_MS = 90_000;
-const START_TIMEOUT_MS = 30_000;
 /** The window over which the coordinator's CPU is read while the agents only ping it. */
 const IDLE_WINDOW_MS = 10_000;
-const CLOSE_GRACE_MS = 30_000;
-
-const CHILD = fileURLToPath(new URL('./fanin-child.js', import.meta.url));
-
-/** A UDP port free on 127.0.0.1 right now (the coordinator binds it, twice). */
-async function freeUdpPort(): Promise<number> {
-  const sock = createSocket('udp4');
-  await new Promise<void>((resolve) => sock.bind(0, '127.0.0.1', resolve));
-  const { port } = sock.address();
-  await new Promise<void>((resolve) => sock.close(() => resolve()));
-  return port;
-}
 
 interface Restart {
   /** SIGKILL -> the new coordinator printed its ticket. */
@@ -59,17 +42,12 @@ async function recoverRun(
   restarts: number,
   progress: (line: string) => void,
 ): Promise<RecoverRun> {
-  const root = await mkdtemp(join(tmpdir(), 'flt-bench-recover-'));
-  let coordinator: CoordinatorProcess | undefined;
-  let agents: StepProcess<FanInStep> | undefined;
-  try {
-    const adminId = (await loadOrCreateNodeKey(join(root, 'admin'))).key.nodeId;
-    const bind = `127.0.0.1:${await freeUdpPort()}`;
+  // A fixed port: the coordinator is restarted on the same address.
+  const bind = `127.0.0.1:${await freeUdpPort()}`;
+  const opts = { name: 'recover', n, deadlineMs: DEADLINE_MS, bind, progress };
+  const { value } = await withFanInFleet(opts, async (f) => {
+    const { agents, root, adminId } = f;
     const stateDir = join(root, 'coordinator');
-    coordinator = await CoordinatorProcess.start(stateDir, START_TIMEOUT_MS, adminId, bind);
-    const args = [root, coordinator.ticket, String(n), String(DEADLINE_MS)];
-    agents = StepProcess.start<FanInStep>(CHILD, args, (line) => progress(`  ${line}`));
-    await agents.next('ready', START_TIMEOUT_MS);
     progress(`  starting ${n} agents`);
     agents.send('go');
     const fleet = await agents.next('fleet', DEADLINE_MS + START_TIMEOUT_MS);
@@ -79,16 +57,16 @@ async function recoverRun(
     if (online.cutOff) throw new Error(`only ${online.complete}/${n} agents online in time`);
 
     progress(`  coordinator CPU over ${IDLE_WINDOW_MS / 1000} s with ${n} agents pinging`);
-    const cpu0 = await coordinator.cpuSeconds();
+    const cpu0 = await f.coordinator.cpuSeconds();
     await sleep(IDLE_WINDOW_MS);
-    const idleCpuS = (await coordinator.cpuSeconds()) - cpu0;
+    const idleCpuS = (await f.coordinator.cpuSeconds()) - cpu0;
 
     const done: Restart[] = [];
     for (let i = 1; i <= restarts; i++) {
       progress(`  SIGKILL and restart of the coordinator (${i}/${restarts})`);
-      await coordinator.kill();
+      await f.coordinator.kill();
       const killed = performance.now();
-      coordinator = await CoordinatorProcess.start(stateDir, START_TIMEOUT_MS, adminId, bind);
+      f.coordinator = await CoordinatorProcess.start(stateDir, START_TIMEOUT_MS, adminId, bind);
       const restartMs = performance.now() - killed;
       agents.send('recover');
       const recovered = await agents.next('recovered', DEADLINE_MS + START_TIMEOUT_MS);
@@ -98,17 +76,9 @@ async function recoverRun(
       );
       done.push({ restartMs, recovered });
     }
-    agents.send('close');
-    await agents.next('closed', CLOSE_GRACE_MS).catch(() => undefined);
     return { restarts: done, idleCpuS };
-  } finally {
-    const [c, a] = [coordinator, agents];
-    await closeAll([
-      async () => void (await a?.end(5_000)),
-      () => c?.stop(),
-      () => rm(root, { recursive: true, force: true }),
-    ]);
-  }
+  });
+  return value;
 }
 
 export async function runRecover(opts: BenchOptions): Promise<GroupResult> {
