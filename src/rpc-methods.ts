@@ -283,3 +283,32 @@ export const artifactsStats = method(
     lastGc: time.nullable(),
   }),
 );
+
+/** Store paths and blob names an `artifacts.gc` answer lists at most per kind. */
+export const GC_LIST_MAX = 1000;
+const gcNames = z.array(z.string().max(512)).max(GC_LIST_MAX);
+
+/**
+ * `artifacts.gc`: runs the coordinator's artifact GC now (design §4): index entries no live
+ * deployment references, blobs no entry names and partial uploads untouched for the grace. With
+ * `dryRun` nothing is removed and the answer says what would be. `counts` are whole; the lists
+ * hold the first GC_LIST_MAX of each.
+ */
+export const artifactsGc = method(
+  'artifacts.gc',
+  ADMIN,
+  z.object({ dryRun: z.boolean().optional() }).strict(),
+  z.object({
+    at: time,
+    dryRun: z.boolean(),
+    counts: z.object({
+      paths: z.number().int().min(0),
+      blobs: z.number().int().min(0),
+      partials: z.number().int().min(0),
+    }),
+    bytes: z.number().int().min(0),
+    paths: gcNames,
+    blobs: gcNames,
+    partials: gcNames,
+  }),
+);

@@ -43,6 +43,8 @@ export interface ArtifactGcOptions {
   readonly graceMs?: number;
   /** Clock (tests). Default Date.now. */
   now?(): number;
+  /** After each finished run that was not dry (the coordinator rewrites its root summary). */
+  onRun?(result: GcResult): void;
   readonly log: Logger;
 }
 
@@ -139,7 +141,10 @@ export class ArtifactGc {
       }
     }
     const result: GcResult = { at: now, dryRun, paths, blobs: removedBlobs, bytes, partials };
-    if (!dryRun) this.last = result;
+    if (!dryRun) {
+      this.last = result;
+      this.opts.onRun?.(result);
+    }
     return result;
   }
 }

@@ -114,6 +114,62 @@ export interface RootDoc {
   agents: Record<string, A.ImmutableString>;
   /** The admins document (docs/admins.ts); absent before issue 11's coordinator. */
   adminsDocId?: A.ImmutableString;
+  /**
+   * The coordinator's artifact store in short (issue 12): the JSON of an ArtifactsSummary, one
+   * sealed record rewritten whole (after pushes, at most once a minute, and after each GC).
+   * Absent before issue 12's coordinator.
+   */
+  artifacts?: A.ImmutableString;
+}
+
+/** The coordinator's artifact store in short: rpc `artifacts.stats`, as the root document keeps it. */
+export interface ArtifactsSummary {
+  /** Store paths in the index. */
+  paths: number;
+  /** Complete blobs, and their bytes. */
+  blobs: number;
+  bytes: number;
+  /** Bytes of partial uploads. */
+  partialBytes: number;
+  /** Files in the store's quarantine. */
+  quarantined: number;
+  /** When GC last ran (ISO), null: not since the coordinator started. */
+  lastGc: string | null;
+}
+
+/** Longest artifacts record accepted from a root document (one is ~120 bytes). */
+export const MAX_ARTIFACTS_RECORD = 1024;
+
+/** The record stored for `summary` in the root document. */
+export function encodeArtifacts(summary: ArtifactsSummary): A.ImmutableString {
+  const { paths, blobs, bytes, partialBytes, quarantined, lastGc } = summary;
+  return new A.ImmutableString(
+    JSON.stringify({ paths, blobs, bytes, partialBytes, quarantined, lastGc }),
+  );
+}
+
+/**
+ * The artifacts summary a root document holds, validated; undefined when it has none or a
+ * malformed one (a reader then shows nothing rather than failing: it is only a figure).
+ */
+export function rootArtifacts(root: unknown): ArtifactsSummary | undefined {
+  if (typeof root !== 'object' || root === null) return undefined;
+  const text = scalarString((root as { artifacts?: unknown }).artifacts);
+  if (text === undefined || text.length > MAX_ARTIFACTS_RECORD) return undefined;
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  const r = plainRecord(v);
+  if (r === undefined) return undefined;
+  const count = (x: unknown): x is number => Number.isSafeInteger(x) && (x as number) >= 0;
+  const { paths, blobs, bytes, partialBytes, quarantined, lastGc } = r;
+  if (!count(paths) || !count(blobs) || !count(bytes) || !count(partialBytes)) return undefined;
+  if (!count(quarantined)) return undefined;
+  if (lastGc !== null && !(str(lastGc, 40) && !Number.isNaN(Date.parse(lastGc)))) return undefined;
+  return { paths, blobs, bytes, partialBytes, quarantined, lastGc };
 }
 
 /** The admins document id a root document names, if any. */

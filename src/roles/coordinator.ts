@@ -17,7 +17,15 @@ import type { Logger } from '../../sync/log.js';
 import { docIdFor, isStored, OwnedDoc } from '../../sync/owned-doc.js';
 import { RpcServer } from '../../sync/rpc.js';
 import type { Config } from '../config/index.js';
-import { ROOT_KEY, rootAdminsDocId, rootBase, type RootDoc } from '../docs/types.js';
+import {
+  ROOT_KEY,
+  encodeArtifacts,
+  rootAdminsDocId,
+  rootArtifacts,
+  rootBase,
+  type ArtifactsSummary,
+  type RootDoc,
+} from '../docs/types.js';
 import { deriveKeyPair, loadPublicKeyFile, type NodeKey } from '../identity/index.js';
 import { assertAdmissibleKey } from '../../sync/ed25519.js';
 import { Deployments } from './deployments.js';
@@ -34,6 +42,7 @@ import {
   AUDIT_PAGE_ENTRIES,
   adminOp,
   agentEnroll,
+  artifactsGc,
   artifactsStats,
   agentHeartbeat,
   agentPing,
@@ -43,12 +52,14 @@ import {
   fleetAudit,
   fleetInfo,
   fleetPresence,
+  GC_LIST_MAX,
   nodeInfo,
   refusal,
 } from '../rpc-methods.js';
 import { VERSION } from '../version.js';
 import { blobHasher } from '../../sync/blob-hash.js';
-import { ArtifactGc, type GcRoot } from '../artifacts/gc.js';
+import { ArtifactGc, type GcResult, type GcRoot } from '../artifacts/gc.js';
+import { SummaryWriter } from '../artifacts/summary.js';
 import { BlobServer } from '../artifacts/server.js';
 import { openArtifacts } from '../artifacts/store.js';
 import type { ArtifactIndex } from '../artifacts/index.js';
@@ -66,6 +77,8 @@ export interface ArtifactSettings {
   readonly gcGraceMs?: number;
   /** `artifact_min_free` in bytes (default 1 GiB). */
   readonly minFree?: number;
+  /** Throttle of the root document's `artifacts` summary after pushes (default 60 s; tests). */
+  readonly summaryIntervalMs?: number;
 }
 
 /** `nix_trusted_keys`, `artifact_gc_grace` and `artifact_min_free`, as the artifact store takes them. */
@@ -84,6 +97,10 @@ export interface CoordinatorArtifacts {
   readonly index: ArtifactIndex;
   readonly server: BlobServer;
   readonly gc: ArtifactGc;
+  /** Keeps the root document's `artifacts` summary current. */
+  readonly summary: SummaryWriter;
+  /** The figures now (rpc `artifacts.stats`, the root summary). */
+  stats(): Promise<ArtifactsSummary>;
 }
 
 export class Coordinator {
@@ -153,10 +170,33 @@ export class Coordinator {
       }
     })();
     let gc: ArtifactGc | undefined;
+    let summary: SummaryWriter | undefined;
     try {
       const { dir, blobs, index } = await openArtifacts(config.stateDir, await blobHasher(), (l) =>
         log.warn(l),
       );
+      const stats = async (): Promise<ArtifactsSummary> => {
+        const s = await blobs.stats();
+        const last = gc?.lastRun;
+        return {
+          paths: index.size,
+          blobs: s.blobs,
+          bytes: s.bytes,
+          partialBytes: s.partialBytes,
+          quarantined: s.quarantined,
+          lastGc: last ? new Date(last.at).toISOString() : null,
+        };
+      };
+      const writer = new SummaryWriter({
+        stats,
+        current: () => rootArtifacts(fleet.root.doc()),
+        write: (s) => fleet.root.change((d) => void (d.artifacts = encodeArtifacts(s))),
+        ...(settings.summaryIntervalMs !== undefined
+          ? { intervalMs: settings.summaryIntervalMs }
+          : {}),
+        log,
+      });
+      summary = writer;
       const server = new BlobServer({
         blobs,
         index,
@@ -165,6 +205,7 @@ export class Coordinator {
         desiredPathOf: (agent) => fleet.agent(agent)?.desired?.storePath,
         ...(settings.trustedKeys ? { trustedKeys: settings.trustedKeys } : {}),
         ...(settings.minFree !== undefined ? { minFree: settings.minFree } : {}),
+        onChange: () => writer.changed(),
         log,
       });
       gc = new ArtifactGc({
@@ -172,9 +213,18 @@ export class Coordinator {
         blobs,
         roots: () => gcRoots(fleet, gate),
         ...(settings.gcGraceMs !== undefined ? { graceMs: settings.gcGraceMs } : {}),
+        onRun: () => void writer.flush(),
         log,
       });
-      const artifacts: CoordinatorArtifacts = { dir, blobs, index, server, gc };
+      const artifacts: CoordinatorArtifacts = {
+        dir,
+        blobs,
+        index,
+        server,
+        gc,
+        summary: writer,
+        stats,
+      };
       const rpc = rpcServer(node, { fleet, gate, deployments, flush, artifacts }, rootDocId, log);
       node.router.service(echoService()).service(rpc).service(server);
       trackPeers(node, fleet);
@@ -186,6 +236,7 @@ export class Coordinator {
       return new Coordinator(node, fleet, gate, deployments, rpc, ticket, artifacts);
     } catch (err) {
       await gc?.stop();
+      await summary?.close();
       await node.close().catch(() => undefined);
       throw err;
     }
@@ -195,6 +246,7 @@ export class Coordinator {
     clearInterval(this.flushTimer);
     this.fleet.presence.flush(true);
     await this.artifacts.gc.stop();
+    await this.artifacts.summary.close();
     await this.node.close();
   }
 }
@@ -375,14 +427,21 @@ function rpcServer(
       await flush([gate.audit.documentId, gate.adminsDoc.documentId, fleet.root.documentId]);
       return { index };
     })
-    .register(artifactsStats, async () => {
-      const stats = await artifacts.blobs.stats();
-      const last = artifacts.gc.lastRun;
-      return {
-        paths: artifacts.index.size,
-        ...stats,
-        lastGc: last ? new Date(last.at).toISOString() : null,
-      };
+    .register(artifactsStats, () => artifacts.stats())
+    .register(artifactsGc, async (req, ctx) => {
+      const r = await artifacts.gc.run({ dryRun: req.dryRun === true });
+      log.info(`artifacts gc${r.dryRun ? ' (dry run)' : ''} asked by an admin`, {
+        admin: shortId(ctx.peer),
+        paths: r.paths.length,
+        blobs: r.blobs.length,
+        bytes: r.bytes,
+      });
+      // The root summary is rewritten by the run itself (onRun): saved before the answer.
+      if (!r.dryRun) {
+        await artifacts.summary.flush();
+        await flush([fleet.root.documentId]);
+      }
+      return gcAnswer(r);
     })
     .register(fleetAudit, (req) =>
       Promise.resolve(
@@ -394,6 +453,19 @@ function rpcServer(
             },
       ),
     );
+}
+
+/** A GC run as rpc `artifacts.gc` answers it: counts, and the first GC_LIST_MAX names of each. */
+function gcAnswer(r: GcResult) {
+  return {
+    at: new Date(r.at).toISOString(),
+    dryRun: r.dryRun,
+    counts: { paths: r.paths.length, blobs: r.blobs.length, partials: r.partials.length },
+    bytes: r.bytes,
+    paths: r.paths.slice(0, GC_LIST_MAX),
+    blobs: r.blobs.slice(0, GC_LIST_MAX),
+    partials: r.partials.slice(0, GC_LIST_MAX),
+  };
 }
 
 /**
