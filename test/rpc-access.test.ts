@@ -49,6 +49,7 @@ const EXPECTED: Record<string, { req: () => Promise<unknown>; by: Record<Role, s
   'admin.op': { req: () => Promise.resolve({ op: 0 }), by: adminOnly },
   'fleet.audit': { req: () => Promise.resolve({}), by: adminOnly },
   'artifacts.stats': { req: () => Promise.resolve({}), by: adminOnly },
+  'artifacts.gc': { req: () => Promise.resolve({ dryRun: true }), by: adminOnly },
 };
 
 /** The code a call failed with, or REACH when the spy handler answered it. */

@@ -40,6 +40,7 @@ export interface CommandDecl {
 export const GROUPS: Readonly<Record<string, string>> = {
   admin: 'read and change the fleet (run as an admin node)',
   'admin admins': 'the fleet admins: list, add, remove',
+  'admin artifacts': "the coordinator's artifact store: stats, gc",
   config: 'the merged configuration',
 };
 
@@ -201,6 +202,23 @@ export const COMMANDS: readonly CommandDecl[] = [
     options: [OFFLINE],
     stateDir: write,
     run: async (inv) => (await deploy()).runStatus(inv),
+  },
+  {
+    path: ['admin', 'artifacts', 'stats'],
+    summary: "the coordinator's artifact store: paths, bytes, partial uploads, quarantine, last gc",
+    options: [OFFLINE],
+    stateDir: write,
+    run: async (inv) => (await import('./commands/artifact-store.js')).runArtifactStats(inv),
+  },
+  {
+    path: ['admin', 'artifacts', 'gc'],
+    summary: "run the coordinator's artifact garbage collection now",
+    details:
+      'Removes what no deployment references any more: index entries outside every live\n' +
+      'closure, blobs no entry names and partial uploads, both untouched for artifact_gc_grace.',
+    options: [{ flags: '--dry-run', help: 'only list what would be removed' }],
+    stateDir: write,
+    run: async (inv) => (await import('./commands/artifact-store.js')).runArtifactGc(inv),
   },
   {
     path: ['admin', 'label'],

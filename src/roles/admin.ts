@@ -45,6 +45,8 @@ import {
 import { signOp, type OpBody, type SignedOp } from '../trust/admin-ops.js';
 import { Authority, type AuditEntry } from '../trust/authority.js';
 import { issueToken } from '../trust/tokens.js';
+import { rootArtifacts, type ArtifactsSummary } from '../docs/root.js';
+import { artifactsGc, artifactsStats } from '../rpc-methods.js';
 import type { NodeKey } from '../identity/index.js';
 import { readFile } from 'node:fs/promises';
 import { writeFileAtomic } from '../../stores/atomic-write.js';
@@ -110,6 +112,8 @@ export class Admin {
   private presence = new Map<NodeId, PresenceEntry>();
   /** The trusted root document's agents as of the last fleet(). */
   private entries = new Map<NodeId, AgentEntry>();
+  /** The trusted root document's artifacts summary as of the last fleet() (issue 12). */
+  private artifactsSummary: ArtifactsSummary | null = null;
   private identity: Promise<{ coordinator: NodeId; rootDocId: string }> | undefined;
 
   /** The outbox's flush started by open(); close() waits for it (bounded). */
@@ -218,6 +222,7 @@ export class Admin {
     }
     this.presence = new Map(info.presence.map((p) => [p.nodeId, p]));
     this.entries = new Map(agentsOf(view.doc ?? {}).map((a) => [a.nodeId, a]));
+    this.artifactsSummary = rootArtifacts(view.doc ?? {}) ?? null;
     const agents = [...this.entries.values()].map((a): AgentRow => {
       const live = this.presence.get(a.nodeId);
       return {
@@ -400,7 +405,13 @@ export class Admin {
   }
 
   /** `admin status`: every agent, or one (AGENT) with all its deployment records. */
-  async status(query?: string): Promise<{ asOf: string; offline: boolean; agents: AgentStatus[] }> {
+  async status(query?: string): Promise<{
+    asOf: string;
+    offline: boolean;
+    agents: AgentStatus[];
+    /** The coordinator's artifact store in short, from the root document (null: none yet). */
+    artifacts: ArtifactsSummary | null;
+  }> {
     const { fleet } = await this.root(false);
     const all = [...this.entries.values()];
     const chosen = query === undefined ? all : [pickEntry(all, query)];
@@ -408,7 +419,7 @@ export class Admin {
       await this.syncDocs(chosen.flatMap((e) => (e.statusDocId ? [e.statusDocId] : [])));
     const statuses = await this.statuses(chosen);
     const agents = chosen.map((e) => agentStatus(e, statuses.get(e.nodeId) ?? null, !!query));
-    return { asOf: fleet.asOf, offline: fleet.offline, agents };
+    return { asOf: fleet.asOf, offline: fleet.offline, agents, artifacts: this.artifactsSummary };
   }
 
   /**
@@ -441,6 +452,24 @@ export class Admin {
     await this.root(false);
     const e = pickEntry([...this.entries.values()], query);
     return this.submit({ op: 'agent.label', node: e.nodeId, labels });
+  }
+
+  /**
+   * `admin artifacts stats` (issue 12): the coordinator's figures now (rpc artifacts.stats);
+   * offline, the summary its root document holds (null: none).
+   */
+  async artifacts(): Promise<{ asOf: string; offline: boolean; stats: ArtifactsSummary | null }> {
+    if (this.rpc) {
+      const stats = await this.rpc.call(artifactsStats, {});
+      return { asOf: new Date().toISOString(), offline: false, stats };
+    }
+    const { fleet } = await this.root(false);
+    return { asOf: fleet.asOf, offline: true, stats: this.artifactsSummary };
+  }
+
+  /** `admin artifacts gc [--dry-run]`: the coordinator's artifact GC, now (rpc artifacts.gc). */
+  artifactsGc(dryRun: boolean) {
+    return this.online().rpc.call(artifactsGc, { dryRun });
   }
 
   private async outboxContent(fleetId: string): Promise<OutboxContent> {

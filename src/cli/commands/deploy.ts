@@ -19,6 +19,7 @@ import { textOption } from '../args.js';
 import type { Invocation } from '../invocation.js';
 import { withAdmin } from './with-admin.js';
 import { formatTable } from '../table.js';
+import { artifactsLine } from './artifact-store.js';
 
 const DAY = 86_400_000;
 const DEFAULT_EXPIRES = 7 * DAY;
@@ -221,6 +222,7 @@ export async function runStatus(inv: Invocation): Promise<void> {
         ...rows,
       ]),
     );
+    if (r.artifacts) out.line(artifactsLine(r.artifacts));
     return;
   }
   const s = r.agents[0]!;
