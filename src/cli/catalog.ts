@@ -205,7 +205,7 @@ export const COMMANDS: readonly CommandDecl[] = [
   },
   {
     path: ['admin', 'artifacts', 'stats'],
-    summary: "the coordinator's artifact store: paths, bytes, partial uploads, quarantine, last gc",
+    summary: "the coordinator's artifact store: paths, bytes, quarantine, last gc",
     options: [OFFLINE],
     stateDir: write,
     run: async (inv) => (await import('./commands/artifact-store.js')).runArtifactStats(inv),
