@@ -87,6 +87,7 @@ let
     services.flt-agent.settings.coordinator = "endpointabc";
   };
   coordinatorBase.services.flt-coordinator.enable = true;
+  coordinatorDefault = nixos "coordinator" coordinatorBase;
   withDeploy = deploy: lib.recursiveUpdate agentBase { services.flt-agent.deploy = deploy; };
   # What the agent module writes into flt's config file (null keys are left out).
   rendered = sys: lib.filterAttrs (_: v: v != null) sys.config.services.flt-agent.settings;
@@ -122,7 +123,33 @@ let
       distinct = lib.length (lib.unique (paths ++ [ (builtins.unsafeDiscardStringContext (toString agent.system.build.toplevel)) ])) == lib.length paths + 1;
       agentSettings = lib.filterAttrs (_: v: v != null) agent.services.flt-agent.settings;
     };
+  # The artifacts check: pushed variants are in the coordinator's store only, named in the
+  # script, and the agent has no substituter besides flt.
+  vmArtifactsReport =
+    check:
+    let
+      agent = check.nodeConfigs.agent1;
+      pushed = lib.mapAttrs (_: v: builtins.unsafeDiscardStringContext (toString v)) agent.system.build.fltPushed;
+      paths = lib.attrValues pushed;
+    in
+    {
+      pushed = lib.attrNames pushed;
+      onCoordinator = lib.all (p: lib.elem p check.additionalPaths.coordinator) paths;
+      notOnAgent = lib.all (p: !(lib.elem p check.additionalPaths.agent1)) paths;
+      inScript = lib.all (p: lib.hasInfix p (builtins.unsafeDiscardStringContext check.testScript)) paths;
+      agentSubstituters = agent.nix.settings.substituters;
+      agentEnvironmentFile = lib.hasSuffix "/agent.env" (toString agent.systemd.services.flt-agent.serviceConfig.EnvironmentFile);
+    };
   storeKey = "${builtins.storeDir}/0000000000000000000000000000000-key/key";
+  nixKey = "flt-admin-1:6vW1m0yB3cBm4h0Xo2bq0m6Zq0r6p9sQe1kI7w5lC2Y=";
+  coordinatorArtifacts = nixos "coordinator" (
+    lib.recursiveUpdate coordinatorBase {
+      services.flt-coordinator = {
+        nix.trustedPublicKeys = [ nixKey ];
+        artifacts.gcGrace = "30d";
+      };
+    }
+  );
 in
 {
   inherit outputs;
@@ -145,6 +172,7 @@ in
       vmFleet = outputs.checks.x86_64-linux.vm-fleet.drvPath;
       vmDeploy = outputs.checks.x86_64-linux.vm-deploy.drvPath;
       vmRollback = outputs.checks.x86_64-linux.vm-rollback.drvPath;
+      vmArtifacts = outputs.checks.x86_64-linux.vm-artifacts.drvPath;
     };
 
     npm = {
@@ -184,6 +212,7 @@ in
     vm = {
       deploy = vmReport outputs.checks.x86_64-linux.vm-deploy;
       rollback = vmReport outputs.checks.x86_64-linux.vm-rollback;
+      artifacts = vmArtifactsReport outputs.checks.x86_64-linux.vm-artifacts;
     };
 
     modules = {
@@ -222,6 +251,27 @@ in
           path = map (p: p.name) unit.path;
         };
       coordinator = outcome (nixos "coordinator" coordinatorBase);
+      coordinatorDefaultSettings = coordinatorDefault.config.services.flt-coordinator.settings;
+      coordinatorArtifacts = outcome coordinatorArtifacts;
+      coordinatorArtifactsSettings = {
+        inherit (coordinatorArtifacts.config.services.flt-coordinator.settings)
+          nix_trusted_keys
+          artifact_gc_grace
+          ;
+      };
+      coordinatorBadNixKey = outcome (
+        nixos "coordinator" (
+          lib.recursiveUpdate coordinatorBase { services.flt-coordinator.nix.trustedPublicKeys = [ "flt-admin-1" ]; }
+        )
+      );
+      agentNixKeys = rendered (
+        nixos "agent" (lib.recursiveUpdate agentBase { services.flt-agent.nix.trustedPublicKeys = [ nixKey ]; })
+      );
+      agentBadNixKey = outcome (
+        nixos "agent" (
+          lib.recursiveUpdate agentBase { services.flt-agent.nix.trustedPublicKeys = [ "flt-admin-1:short=" ]; }
+        )
+      );
       coordinatorKeyInStore = outcome (
         nixos "coordinator" (lib.recursiveUpdate coordinatorBase { services.flt-coordinator.keyFile = storeKey; })
       );

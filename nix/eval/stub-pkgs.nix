@@ -151,7 +151,14 @@ let
         testScript,
       }:
       let
-        evaluated = lib.mapAttrs (_: module: evalNixos pkgs [ module ]) nodes;
+        # As in NixOS tests, each node's modules get `nodes` (every node's config).
+        evaluated = lib.mapAttrs (
+          _: module:
+          evalNixos pkgs [
+            module
+            { _module.args.nodes = lib.mapAttrs (_: e: e.config) evaluated; }
+          ]
+        ) nodes;
       in
       mkDrv "vm-test-run-${name}" {
         testScript =

@@ -4,12 +4,18 @@
 # configuration (extendModules: no specialisation, the same machine otherwise); each variant's
 # system is built with the test and registered in the agent's store (additionalPaths), as a
 # closure pushed to a real machine would be. The test script gets them as
-# `nodes.agent1.system.build.fltVariants.NAME` and drives the admin CLI.
+# `nodes.agent1.system.build.fltVariants.NAME` and drives the admin CLI. `pushedVariants` are
+# built the same way but given to the coordinator's store only (the admin's machine), for
+# `flt admin push` to bring to the agent (`pushed_variants` in the script); `coordinator` and
+# `agent` are extra modules for the two nodes.
 # Not a blueprint folder: only imported by those checks.
 { pkgs, flake }:
 {
   name,
   variants,
+  pushedVariants ? { },
+  coordinator ? { },
+  agent ? { },
   testScript,
 }:
 let
@@ -30,8 +36,12 @@ else
   pkgs.testers.runNixOSTest {
     name = "flt-${name}";
     nodes = {
-      coordinator = {
-        imports = [ flake.nixosModules.coordinator ];
+      coordinator =
+        { nodes, ... }:
+        {
+        imports = [ flake.nixosModules.coordinator coordinator ];
+        # The closures an admin would push (none unless pushedVariants).
+        virtualisation.additionalPaths = lib.attrValues nodes.agent1.system.build.fltPushed;
         services.flt-coordinator = {
           enable = true;
           openFirewall = true;
@@ -44,17 +54,18 @@ else
           source = "${adminKey}/key";
           mode = "0600";
         };
-      };
+        };
       agent1 =
         { extendModules, ... }:
         let
           # Lazily: a variant's own `fltVariants` (variants of the variant) is never built.
-          systems = lib.mapAttrs (
+          build = lib.mapAttrs (
             _: module: (extendModules { modules = [ module ]; }).config.system.build.toplevel
-          ) variants;
+          );
+          systems = build variants;
         in
         {
-          imports = [ flake.nixosModules.agent ];
+          imports = [ flake.nixosModules.agent agent ];
           services.flt-agent = {
             enable = true;
             admins = [ "${adminKey}/key.pub" ];
@@ -74,6 +85,7 @@ else
           # Started by the test script once its token is in place.
           systemd.services.flt-agent.wantedBy = lib.mkForce [ ];
           system.build.fltVariants = systems;
+          system.build.fltPushed = build pushedVariants;
           virtualisation.additionalPaths = lib.attrValues systems;
         };
     };
@@ -118,6 +130,7 @@ else
             return agent1.succeed("systemctl show -P InvocationID flt-agent.service").strip()
 
         variants = ${builtins.toJSON (lib.mapAttrs (_: toString) nodes.agent1.system.build.fltVariants)}
+        pushed_variants = ${builtins.toJSON (lib.mapAttrs (_: toString) nodes.agent1.system.build.fltPushed)}
 
         ${testScript}
       '';

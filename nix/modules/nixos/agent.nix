@@ -25,7 +25,9 @@ let
     deploy_recheck = cfg.deploy.recheck;
     nix_store = cfg.deploy.nixStore;
     admins = cfg.admins;
+    nix_trusted_keys = cfg.nix.trustedPublicKeys;
   };
+  nixKeyAssertions = import ../../nix-keys.nix { inherit lib; };
   activator = cfg.deploy.activator;
   # The token is read from its file at start and handed over in the environment, never on the
   # command line (which every user can read in /proc).
@@ -114,6 +116,20 @@ in
         for who may sign deployments. It accepts the fleet's admin trail only if it begins with
         exactly these (the coordinator's `settings.admins`), and replays every later admin
         change itself. Empty: the agent trusts the first trail it is shown (trust on first use).
+      '';
+    };
+
+    nix.trustedPublicKeys = lib.mkOption {
+      type = lib.types.listOf lib.types.str;
+      default = [ ];
+      example = [ "flt-admin-1:6vW1m0yB3cBm4h0Xo2bq0m6Zq0r6p9sQe1kI7w5lC2Y=" ];
+      description = ''
+        Keys whose signatures the agent's Nix accepts for paths delivered by flt (`NAME:BASE64`,
+        the public half of a `nix-store --generate-binary-cache-key` key, as in
+        trusted-public-keys; `nix_trusted_keys`). Only for that substitution: the system's
+        `nix.settings.trusted-public-keys` is left alone. A path signed by none of them is
+        refused (`UNTRUSTED_SIGNATURE`) before any byte is fetched. Empty: the system's Nix
+        configuration decides, so a path signed only by the admin's key is refused.
       '';
     };
 
@@ -207,6 +223,7 @@ in
         message = "services.flt-agent.deploy.nixStore cannot be set with deploy.activator \"nixos\": it always uses the system's store.";
       }
     ]
+    ++ nixKeyAssertions "services.flt-agent.nix.trustedPublicKeys" cfg.nix.trustedPublicKeys
     ++ secretPathAssertions "services.flt-agent.keyFile" cfg.keyFile
     ++ secretPathAssertions "services.flt-agent.enrollTokenFile" cfg.enrollTokenFile;
 

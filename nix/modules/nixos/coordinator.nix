@@ -13,6 +13,12 @@ let
   configFile = format.generate "flt-coordinator.json" cfg.settings;
   port = lib.toInt (lib.last (lib.splitString ":" cfg.settings.bind));
   secretPathAssertions = import ../../secret-path.nix { inherit lib; };
+  nixKeyAssertions = import ../../nix-keys.nix { inherit lib; };
+  # nix.* and artifacts.* -> flt config keys (unset ones are left to flt's defaults).
+  artifactSettings = lib.filterAttrs (_: v: v != null && v != [ ]) {
+    nix_trusted_keys = cfg.nix.trustedPublicKeys;
+    artifact_gc_grace = cfg.artifacts.gcGrace;
+  };
 in
 {
   options.services.flt-coordinator = {
@@ -70,10 +76,36 @@ in
       default = false;
       description = "Open the UDP port of `settings.bind` (QUIC) in the firewall.";
     };
+
+    nix.trustedPublicKeys = lib.mkOption {
+      type = lib.types.listOf lib.types.str;
+      default = [ ];
+      example = [ "flt-admin-1:6vW1m0yB3cBm4h0Xo2bq0m6Zq0r6p9sQe1kI7w5lC2Y=" ];
+      description = ''
+        Keys a pushed path must be signed by (`NAME:BASE64`, as in trusted-public-keys;
+        `nix_trusted_keys`): an early refusal (`UNKNOWN_SIGNING_KEY`) of a push the agents
+        would refuse anyway. Set it to the agents' `nix.trustedPublicKeys`. Empty: any valid
+        signature is taken; the agents still decide. The coordinator's own Nix is not involved.
+      '';
+    };
+
+    artifacts.gcGrace = lib.mkOption {
+      type = lib.types.nullOr lib.types.str;
+      default = null;
+      example = "30d";
+      description = ''
+        How long pushed paths that no deployment references any more are kept
+        (`artifact_gc_grace`, 1h to 365d). Null: flt's default, 14d.
+      '';
+    };
   };
 
   config = lib.mkIf cfg.enable {
-    assertions = secretPathAssertions "services.flt-coordinator.keyFile" cfg.keyFile;
+    assertions =
+      secretPathAssertions "services.flt-coordinator.keyFile" cfg.keyFile
+      ++ nixKeyAssertions "services.flt-coordinator.nix.trustedPublicKeys" cfg.nix.trustedPublicKeys;
+
+    services.flt-coordinator.settings = artifactSettings;
 
     networking.firewall.allowedUDPPorts = lib.mkIf cfg.openFirewall [ port ];
 
