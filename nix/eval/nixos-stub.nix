@@ -67,6 +67,11 @@ let
           type = lib.types.listOf lib.types.package;
           default = [ ];
         };
+        # nix.conf settings (NixOS: a freeform submodule); the artifacts check sets substituters.
+        nix.settings = lib.mkOption {
+          type = lib.types.submodule { freeformType = lib.types.attrsOf lib.types.anything; };
+          default = { };
+        };
         nix.package = lib.mkOption {
           type = lib.types.package;
           default = pkgs.nix;
