@@ -37,12 +37,17 @@ async function hasNixInstantiate(): Promise<boolean> {
 const optionNames = (text: string) =>
   [...text.matchAll(/^\s+(\w+) = lib\.mkOption/gm)].map((m) => m[1]!);
 
-/** The keys a module writes from its own options (agent: `deploy.*` and `admins`). */
+/**
+ * The keys a module writes from its own options (agent: `deploy.*`, `admins` and
+ * `nix.trustedPublicKeys`; coordinator: `nix.trustedPublicKeys` and `artifacts.gcGrace`).
+ */
 function mappedKeys(text: string): string[] {
-  const start = text.indexOf('deploySettings = ');
-  if (start < 0) return [];
-  const block = text.slice(start, text.indexOf('};', start));
-  return [...block.matchAll(/^\s+(\w+) = cfg\.\S+;$/gm)].map((m) => m[1]!);
+  return ['deploySettings = ', 'artifactSettings = '].flatMap((name) => {
+    const start = text.indexOf(name);
+    if (start < 0) return [];
+    const block = text.slice(start, text.indexOf('};', start));
+    return [...block.matchAll(/^\s+(\w+) = cfg\.\S+;$/gm)].map((m) => m[1]!);
+  });
 }
 
 /**
@@ -73,6 +78,8 @@ const SAMPLE: Record<string, unknown> = {
   deploy_health_timeout: '5m',
   deploy_recheck: '1m',
   nix_store: 'local?store=/srv/nix/store',
+  nix_trusted_keys: ['flt-admin-1:6vW1m0yB3cBm4h0Xo2bq0m6Zq0r6p9sQe1kI7w5lC2Y='],
+  artifact_gc_grace: '30d',
 };
 
 describe('nix files', () => {
@@ -108,8 +115,16 @@ describe('NixOS module settings', () => {
       expect(keys.length).toBeGreaterThan(3);
       if (module === 'agent')
         expect(keys).toEqual(
-          expect.arrayContaining(['admins', 'deploy_activator', 'deploy_check', 'nix_store']),
+          expect.arrayContaining([
+            'admins',
+            'deploy_activator',
+            'deploy_check',
+            'nix_store',
+            'nix_trusted_keys',
+          ]),
         );
+      if (module === 'coordinator')
+        expect(keys).toEqual(expect.arrayContaining(['nix_trusted_keys', 'artifact_gc_grace']));
       const fltKeys = new Set(KEY_SPECS.map((s) => s.key as string));
       for (const k of keys) expect(fltKeys, `${module}.nix settings.${k}`).toContain(k);
       // What pkgs.formats.json renders: one JSON object of the settings.
@@ -157,6 +172,9 @@ interface Report {
     agentKeyPathLiteralRefused: boolean;
     coordinatorKeyPathLiteralRefused: boolean;
     agentExecStart: { LoadCredential: string[]; ExecStart: string };
+    agentNixKeys: Record<string, unknown>;
+    coordinatorDefaultSettings: Record<string, unknown>;
+    coordinatorArtifactsSettings: Record<string, unknown>;
     agentDeploySettings: Record<string, unknown>;
     agentDefaultSettings: Record<string, unknown>;
     agentDeployWarnings: string[];
@@ -169,7 +187,17 @@ interface Report {
       path: string[];
     };
   };
-  vm: Record<'deploy' | 'rollback', VmCheck>;
+  vm: Record<'deploy' | 'rollback', VmCheck> & { artifacts: VmArtifactsCheck };
+}
+
+/** The artifacts VM check as the harness sees it (nix/eval/default.nix `vmArtifactsReport`). */
+interface VmArtifactsCheck {
+  pushed: string[];
+  onCoordinator: boolean;
+  notOnAgent: boolean;
+  inScript: boolean;
+  agentSubstituters: string[];
+  agentEnvironmentFile: boolean;
 }
 
 /** A deployment VM check as the harness sees it (nix/eval/default.nix `vmReport`). */
@@ -211,6 +239,7 @@ describe.skipIf(!EVAL_USABLE)(EVAL_SUITE, () => {
           'vm-fleet',
           'vm-deploy',
           'vm-rollback',
+          'vm-artifacts',
           'devshell-default',
         ]),
       );
@@ -348,4 +377,32 @@ describe.skipIf(!EVAL_USABLE)(EVAL_SUITE, () => {
       expect(v.agentSettings.deploy_check).toMatch(/flt-unhealthy/);
     },
   );
+
+  it('vm-artifacts: its systems are in the coordinator store only; the agent has no substituter', () => {
+    const v = report.vm.artifacts;
+    expect(v.pushed).toEqual(['other', 'pushed']);
+    expect(v.onCoordinator).toBe(true);
+    expect(v.notOnAgent).toBe(true);
+    expect(v.inScript).toBe(true);
+    expect(v.agentSubstituters).toEqual([]);
+    expect(v.agentEnvironmentFile).toBe(true);
+  });
+
+  it('artifact options: rendered as nix_trusted_keys and artifact_gc_grace; a bad key is an assertion', () => {
+    const m = report.modules;
+    const key = 'flt-admin-1:6vW1m0yB3cBm4h0Xo2bq0m6Zq0r6p9sQe1kI7w5lC2Y=';
+    expect(m.agentNixKeys.nix_trusted_keys).toEqual([key]);
+    expect(m.agentDefaultSettings).not.toHaveProperty('nix_trusted_keys');
+    expect(m.coordinatorArtifacts!.builds).toBe(true);
+    expect(m.coordinatorArtifactsSettings).toEqual({
+      nix_trusted_keys: [key],
+      artifact_gc_grace: '30d',
+    });
+    expect(m.coordinatorDefaultSettings).not.toHaveProperty('nix_trusted_keys');
+    expect(m.coordinatorDefaultSettings).not.toHaveProperty('artifact_gc_grace');
+    for (const name of ['agentBadNixKey', 'coordinatorBadNixKey']) {
+      expect(m[name]!.builds, name).toBe(false);
+      expect(m[name]!.failedAssertions.join('\n'), name).toMatch(/is not a Nix public key/);
+    }
+  });
 });

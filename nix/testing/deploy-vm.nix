@@ -39,20 +39,23 @@ else
       coordinator =
         { nodes, ... }:
         {
-        imports = [ flake.nixosModules.coordinator coordinator ];
-        # The closures an admin would push (none unless pushedVariants).
-        virtualisation.additionalPaths = lib.attrValues nodes.agent1.system.build.fltPushed;
-        services.flt-coordinator = {
-          enable = true;
-          openFirewall = true;
-          settings = local // {
-            admins = [ "${adminKey}/key.pub" ];
-          };
+          imports = [
+            flake.nixosModules.coordinator
+            coordinator
+          ];
+          # The closures an admin would push (none unless pushedVariants).
+          virtualisation.additionalPaths = lib.attrValues nodes.agent1.system.build.fltPushed;
+          services.flt-coordinator = {
+            enable = true;
+            openFirewall = true;
+            settings = local // {
+              admins = [ "${adminKey}/key.pub" ];
+            };
         };
-        environment.systemPackages = [ flt ];
-        environment.etc."flt-admin.key" = {
-          source = "${adminKey}/key";
-          mode = "0600";
+          environment.systemPackages = [ flt ];
+          environment.etc."flt-admin.key" = {
+            source = "${adminKey}/key";
+            mode = "0600";
         };
         };
       agent1 =
@@ -65,7 +68,10 @@ else
           systems = build variants;
         in
         {
-          imports = [ flake.nixosModules.agent agent ];
+          imports = [
+            flake.nixosModules.agent
+            agent
+          ];
           services.flt-agent = {
             enable = true;
             admins = [ "${adminKey}/key.pub" ];
