@@ -51,12 +51,12 @@ else
             settings = local // {
               admins = [ "${adminKey}/key.pub" ];
             };
-        };
+          };
           environment.systemPackages = [ flt ];
           environment.etc."flt-admin.key" = {
             source = "${adminKey}/key";
             mode = "0600";
-        };
+          };
         };
       agent1 =
         { extendModules, ... }:
