@@ -101,14 +101,16 @@ export async function buildFlake(ref: FlakeRef, opts: BuildOptions = {}): Promis
 
 /** Nix's last `error:` line (its last non-empty line when none says error). */
 export function lastError(stderr: string): string {
-  const lines = stderr.split('\n').map((l) => l.trim()).filter((l) => l !== '');
+  const lines = stderr
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '');
   const errors = lines.filter((l) => l.startsWith('error:'));
   return (errors.at(-1) ?? lines.at(-1) ?? 'failed').slice(0, 300);
 }
 
 function outPath(stdout: string, ref: FlakeRef): StorePath {
-  const bad = (what: string) =>
-    new FltError('IO', `nix build ${ref.installable} --json: ${what}`);
+  const bad = (what: string) => new FltError('IO', `nix build ${ref.installable} --json: ${what}`);
   let results: unknown;
   try {
     results = JSON.parse(stdout);

@@ -18,7 +18,12 @@ import {
   type BlobHasher,
 } from '../../sync/blob-hash.js';
 import { remoteError, sendBody, type Chunk } from '../../sync/blob-stream.js';
-import { decodeBlobFrame, decodeTransferMsg, encodeCtrl, type CtrlMap } from '../../sync/blob-wire.js';
+import {
+  decodeBlobFrame,
+  decodeTransferMsg,
+  encodeCtrl,
+  type CtrlMap,
+} from '../../sync/blob-wire.js';
 import { FramedStream } from '../../sync/framed-stream.js';
 import { ALPN, MAX_FRAME } from '../../sync/protocols.js';
 import type { Connection } from '../../sync/transport.js';
@@ -132,7 +137,13 @@ export async function pushClosure(
   const pushed: PushSummary['pushed'] = [];
   const failed: PushSummary['failed'][number][] = [];
   const report = (finished?: PushProgress['finished']) =>
-    opts.onProgress?.({ bytes, total, paths: missing.length, pathsDone, ...(finished ? { finished } : {}) });
+    opts.onProgress?.({
+      bytes,
+      total,
+      paths: missing.length,
+      pathsDone,
+      ...(finished ? { finished } : {}),
+    });
   report();
   const queue = interleave(missing);
   const worker = async () => {
@@ -200,9 +211,11 @@ async function openStream(conn: Connection): Promise<FramedStream> {
 /** The next control message of the server (its `err` thrown with the server's code). */
 async function nextCtrl(fs: FramedStream): Promise<CtrlMap> {
   const body = await fs.readFrame();
-  if (body === null) throw new FltError('CONNECTION_LOST', 'blobs: the coordinator ended the stream');
+  if (body === null)
+    throw new FltError('CONNECTION_LOST', 'blobs: the coordinator ended the stream');
   const frame = decodeBlobFrame(body);
-  if (frame.kind !== 'ctrl') throw new FltError('BAD_MESSAGE', `blobs: ${frame.kind} frame, expected ctrl`);
+  if (frame.kind !== 'ctrl')
+    throw new FltError('BAD_MESSAGE', `blobs: ${frame.kind} frame, expected ctrl`);
   if (frame.msg.t === 'err') {
     const e = decodeTransferMsg(frame.msg);
     if (e.t === 'err') throw remoteError(e.code, e.msg);
@@ -263,10 +276,15 @@ async function pushPath(
     const first = decodeTransferMsg(await nextCtrl(fs));
     if (first.t === 'done') return 0;
     if (first.t !== 'ready') throw new FltError('BAD_MESSAGE', `blobs: put answered ${first.t}`);
-    const stats = await sendBody(fs, digest, verifiedChunks(m, opts, hasher, digest, first.from, onBytes), {
-      from: first.from,
-      ...(opts.signal ? { signal: opts.signal } : {}),
-    });
+    const stats = await sendBody(
+      fs,
+      digest,
+      verifiedChunks(m, opts, hasher, digest, first.from, onBytes),
+      {
+        from: first.from,
+        ...(opts.signal ? { signal: opts.signal } : {}),
+      },
+    );
     const last = decodeTransferMsg(await nextCtrl(fs));
     if (last.t !== 'ok') throw new FltError('BAD_MESSAGE', `blobs: put ended with ${last.t}`);
     return stats.bytes + digest.hashes.length;
@@ -281,7 +299,8 @@ async function pushPath(
  */
 async function chunkList(m: NarMeta, opts: PushOptions, hasher: BlobHasher): Promise<BlobDigest> {
   const nh = narHashName(m.narHash);
-  const file = opts.stateDir === undefined ? undefined : join(opts.stateDir, PUSH_CACHE_DIR, `${nh}.b3`);
+  const file =
+    opts.stateDir === undefined ? undefined : join(opts.stateDir, PUSH_CACHE_DIR, `${nh}.b3`);
   if (file !== undefined) {
     const cached = await readFile(file).catch(() => undefined);
     if (cached !== undefined && cached.length === chunkCount(m.narSize) * HASH_BYTES) {
