@@ -328,7 +328,7 @@ describe('progress display', () => {
     tty.update({ ...state, bytes: 3_900_000, itemsDone: 2 });
     expect(out).toHaveLength(2);
     expect(out[1]).toMatch(
-      /^\rpush {2}\[#{9}\.{7}\] {2}60% {2}3\.9\/6\.4 MB {2}3\.9 MB\/s {2}ETA 0:01 {2}\(2\/3 paths\)/,
+      /^\rpush {2}\[#{10}\.{6}\] {3}60% {2}3\.9\/6\.4 MB {2}3\.9 MB\/s {2}ETA 0:01 {2}\(2\/3 paths\)/,
     );
     tty.item('pushed x (1.0 MB)'); // shown by the bar only
     expect(out).toHaveLength(2);
@@ -381,7 +381,7 @@ describe('flt admin push (CLI)', () => {
     const r = await runFlt(cli('push', path), env());
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toMatch(new RegExp(`^pushed ${path} \\(\\d+\\.\\d kB\\)$`, 'm'));
-    expect(r.stdout).toMatch(/^pushed 1 of 4 paths \(.* MB\/s\); 3 already at the coordinator$/m);
+    expect(r.stdout).toMatch(/^pushed 1 of 4 paths \(.*B\/s\); 3 already at the coordinator$/m);
     expect(r.stderr).not.toContain('\r');
 
     const absent = `${fx.storeDir}/${'3'.repeat(32)}-absent`;

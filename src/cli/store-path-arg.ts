@@ -1,7 +1,7 @@
 // The store path word of deploy and push: a symlink (./result) is resolved to the store path.
 
-import { realpath } from 'node:fs/promises';
-import { isAbsolute, posix } from 'node:path';
+import { readlink, realpath } from 'node:fs/promises';
+import { dirname, isAbsolute, posix, resolve } from 'node:path';
 import { FltError } from '../../sync/errors.js';
 import { isStorePath } from '../trust/deployment.js';
 
@@ -11,7 +11,11 @@ export async function storePathArg(word: string): Promise<string> {
   try {
     path = await realpath(word);
   } catch {
-    // not here (built elsewhere): taken as written, checked below
+    // A link to a path that is not here: a store whose files live elsewhere (`nix_store` with
+    // `real=`, whose ./result names the logical path), or built elsewhere. Its target is the
+    // path; a word that is no link is taken as written. Checked below either way.
+    const target = await readlink(word).catch(() => undefined);
+    if (target !== undefined) path = resolve(dirname(resolve(word)), target);
   }
   if (!isAbsolute(path) || !isStorePath(posix.normalize(path)))
     throw new FltError(

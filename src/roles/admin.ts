@@ -60,6 +60,7 @@ import type { SentDeployment } from '../docs/outbox.js';
 import { Outbox, outboxDocId, readStoredOutbox, type OutboxContent } from './outbox.js';
 import type { Connection } from '../../sync/transport.js';
 import type { PushProgress, PushSummary } from '../artifacts/push.js';
+import type { SigningKey } from '../artifacts/nix-key.js';
 import {
   agentStatus,
   configOf,
@@ -232,8 +233,10 @@ export class Admin {
   async push(
     paths: readonly string[],
     onProgress?: (p: PushProgress) => void,
+    /** The key when the caller checked paths and key already (preparePush), before opening. */
+    prepared?: SigningKey,
   ): Promise<PushSummary> {
-    const key = await this.preparePush(paths);
+    const key = prepared ?? (await this.preparePush(paths));
     return this.pushPrepared(paths, key, onProgress);
   }
 
@@ -379,12 +382,14 @@ export class Admin {
        * before the deployment is submitted (a push error refuses it: nothing kept or sent);
        * unreachable, the queued record is marked and the flush pushes it.
        */
-      push?: { onProgress?: (p: PushProgress) => void };
+      push?: { onProgress?: (p: PushProgress) => void; key?: SigningKey };
     },
     onTargets: (targets: readonly AgentEntry[]) => void = () => undefined,
   ): Promise<DeployOutcome> {
     const { key } = this.online();
-    const signingKey = req.push ? await this.preparePush([req.storePath]) : undefined;
+    const signingKey = req.push
+      ? (req.push.key ?? (await this.preparePush([req.storePath])))
+      : undefined;
     const { info, reachable } = await this.root(true);
     const targets = resolveTargets([...this.entries.values()], req);
     onTargets(targets);

@@ -108,12 +108,13 @@ export async function runDeploy(inv: Invocation): Promise<void> {
     1000,
     7 * DAY,
   );
-  const { flakeArg, pushDisplay, summaryLine } = await import('./push.js');
+  const { checkPush, flakeArg, pushDisplay, summaryLine } = await import('./push.js');
   const storePath = flakeRef ? (await flakeArg(inv))!.path : await storePathArg(args.at(-1)!);
   const progress = (line: string) =>
     config.json ? process.stderr.write(line + '\n') : out.line(line);
   // `--no-push`: commander's negatable flag makes opts.push false.
   const display = opts.push === false ? undefined : pushDisplay(inv);
+  const key = display ? await checkPush(inv, [storePath]) : undefined;
 
   await withAdmin(inv, async (admin) => {
     const r = await admin
@@ -125,7 +126,7 @@ export async function runDeploy(inv: Invocation): Promise<void> {
           storePath,
           action,
           expiresInMs,
-          ...(display ? { push: { onProgress: display.onProgress } } : {}),
+          ...(display ? { push: { onProgress: display.onProgress, key } } : {}),
         },
         (targets) => {
           const list = targets.map((t) => `${shortId(t.nodeId)} (${t.summary?.hostname ?? '?'})`);

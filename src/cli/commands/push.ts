@@ -23,6 +23,12 @@ export async function flakeArg(
   return { path, host: ref.host };
 }
 
+/** The store and the key checked before the admin opens (NOT_IN_STORE, NO/BAD_SIGNING_KEY). */
+export async function checkPush(inv: Invocation, paths: readonly string[]) {
+  const { preparePush } = await import('../../artifacts/push.js');
+  return preparePush(paths, inv.config.nixSigningKey, inv.config.nixStore);
+}
+
 /** A display for one push: the callback to hand it, and the summary line at the end. */
 export function pushDisplay(inv: Invocation): {
   onProgress: (p: PushProgress) => void;
@@ -77,9 +83,11 @@ export async function runPush(inv: Invocation): Promise<void> {
   }
   const built = await flakeArg(inv);
   if (built) paths.push(built.path);
+  const wanted = unique(paths);
+  const key = await checkPush(inv, wanted); // before anything opens: bad input changes nothing
   const display = pushDisplay(inv);
   const summary = await withAdmin(inv, (admin) =>
-    admin.push(unique(paths), display.onProgress),
+    admin.push(wanted, display.onProgress, key),
   ).finally(display.finish);
   if (config.json) return out.json(summaryJson(summary));
   out.line(summaryLine(summary));
