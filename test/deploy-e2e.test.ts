@@ -107,7 +107,7 @@ async function untilStatus(
 
 /** `admin deploy ...`; returns the deployment id printed with --json. */
 async function deploy(fleet: CliFleet, ...args: string[]): Promise<string> {
-  const r = await runFlt(fleet.admin('deploy', '--json', ...args));
+  const r = await runFlt(fleet.admin('deploy', '--no-push', '--json', ...args));
   expect(r.code, r.stderr).toBe(0);
   return (JSON.parse(r.stdout) as { id: string }).id;
 }
@@ -171,12 +171,12 @@ describe('a deployment', () => {
     const fleet = await newFleet();
     const agent = await enrolledAgent(fleet, 'web1');
     const ok = await runFlt(
-      fleet.admin('deploy', agent.id, fx.paths.a, '--wait', '--timeout', '2m'),
+      fleet.admin('deploy', '--no-push', agent.id, fx.paths.a, '--wait', '--timeout', '2m'),
     );
     expect(ok.code, ok.stderr).toBe(0);
 
     const bad = await runFlt(
-      fleet.admin('deploy', agent.id, fx.paths.bad, '--wait', '--timeout', '2m'),
+      fleet.admin('deploy', '--no-push', agent.id, fx.paths.bad, '--wait', '--timeout', '2m'),
     );
     expect(bad.code).toBe(1);
     expect(bad.stderr).toMatch(/^flt: DEPLOY_FAILED: /m);
@@ -190,7 +190,7 @@ describe('a deployment', () => {
     expect(row.current).toBe(fx.paths.a);
 
     const sick = await runFlt(
-      fleet.admin('deploy', agent.id, fx.paths.sick, '--wait', '--timeout', '2m'),
+      fleet.admin('deploy', '--no-push', agent.id, fx.paths.sick, '--wait', '--timeout', '2m'),
     );
     expect(sick.code).toBe(1);
     expect(sick.stderr).toMatch(/^flt: DEPLOY_FAILED: /m);
@@ -218,7 +218,7 @@ describe('a deployment', () => {
     await fleet.coordinator!.exited;
 
     const queued = await runFlt(
-      fleet.admin('deploy', '--json', '--rpc-timeout', '2s', agent.id, fx.paths.a),
+      fleet.admin('deploy', '--no-push', '--json', '--rpc-timeout', '2s', agent.id, fx.paths.a),
     );
     expect(queued.code, queued.stderr).toBe(0);
     const { id, queued: wasQueued } = JSON.parse(queued.stdout) as { id: string; queued: boolean };

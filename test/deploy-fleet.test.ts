@@ -63,6 +63,7 @@ describe(`${N} agents`, () => {
         '--coordinator',
         fleet.coordinator.ticket,
         'deploy',
+        '--no-push', // the agents share the fixture store: nothing to push
         '--all',
         fx.paths.a,
         '--wait',

@@ -72,6 +72,8 @@ export interface BlobServerOptions {
 export class BlobServer implements Service {
   readonly alpn = ALPN.blobs;
   private readonly conns = new ConnectionSet();
+  /** Each verified data chunk received in a put (tests count what crossed the wire). */
+  onReceived: ((narHash: string, index: number, bytes: number) => void) | undefined;
 
   constructor(private readonly opts: BlobServerOptions) {}
 
@@ -292,6 +294,7 @@ export class BlobServer implements Service {
         write: async (index, bytes) => {
           if (!(await partial!.write(index, bytes)))
             throw new FltError('HASH_MISMATCH', `blobs: chunk ${index} does not match its hash`);
+          this.onReceived?.(meta.narHash, index, bytes.length);
         },
       }).catch(diskFull);
       await partial!.commit().catch((err: unknown) => {

@@ -48,6 +48,10 @@ const write = () => 'write' as const;
 const AGENT_ARG = { name: '<agent>', help: 'node id, unique prefix or hostname' };
 const NODE_ARG = { name: '<node-id>', help: 'the node id (64 hex digits)' };
 const OFFLINE: OptionDecl = { flags: '--offline', help: 'read the local replica; no network' };
+const FLAKE: OptionDecl = {
+  flags: '--flake <ref>',
+  help: 'build REF#nixosConfigurations.HOST first (nix build) and use its system',
+};
 
 const fleet = () => import('./commands/fleet.js');
 const trust = () => import('./commands/trust.js');
@@ -156,18 +160,21 @@ export const COMMANDS: readonly CommandDecl[] = [
   },
   {
     path: ['admin', 'deploy'],
-    usage: '[options] [TARGET...] STORE_PATH',
+    usage: '[options] [TARGET...] (STORE_PATH | --flake REF#nixosConfigurations.HOST)',
     summary: 'sign a system for agents to activate (TARGET... STORE_PATH)',
     args: [
       {
-        name: '<target-and-path...>',
+        name: '[target-and-path...]',
         help: 'agents (node id, unique prefix, hostname; none with --all/--label), then the store path (or ./result)',
       },
     ],
     details:
       'Signed here, kept in the state dir, then sent to the coordinator; unreachable, it is\n' +
       'queued and sent by the next online flt admin command. Exit 1 with --wait when a\n' +
-      'target failed, was refused or rolled back (DEPLOY_FAILED), or did not finish (TIMEOUT).',
+      'target failed, was refused or rolled back (DEPLOY_FAILED), or did not finish (TIMEOUT).\n' +
+      "The path's closure is pushed to the coordinator first (as flt admin push; a push\n" +
+      'error refuses the deployment) unless --no-push. --flake builds the system first; with\n' +
+      'no TARGET its HOST is the target.',
     options: [
       { flags: '--all', help: 'every agent (not revoked, not forked)' },
       {
@@ -182,9 +189,28 @@ export const COMMANDS: readonly CommandDecl[] = [
       },
       { flags: '--wait', help: "show each agent's progress until all are done" },
       { flags: '--timeout <duration>', help: 'how long --wait waits (default: 15m)' },
+      FLAKE,
+      {
+        flags: '--no-push',
+        help: 'do not push the closure (the agents get the path some other way)',
+      },
     ],
     stateDir: write,
     run: async (inv) => (await deploy()).runDeploy(inv),
+  },
+  {
+    path: ['admin', 'push'],
+    usage: '[options] [PATH...]',
+    summary: "push store paths' closures to the coordinator (what it lacks)",
+    args: [{ name: '[path...]', help: 'store paths (or symlinks to them such as ./result)' }],
+    details:
+      "Each path and its closure, from the Nix store of nix_store (default: Nix's), signed\n" +
+      'with nix_signing_key, minus what the coordinator has already. Exit 1 with the first\n' +
+      'error after every path was tried: NOT_IN_STORE, NO_SIGNING_KEY, BAD_SIGNING_KEY,\n' +
+      'UNKNOWN_SIGNING_KEY, DISK_FULL, BUILD_FAILED.',
+    options: [FLAKE],
+    stateDir: write,
+    run: async (inv) => (await import('./commands/push.js')).runPush(inv),
   },
   {
     path: ['admin', 'deployments'],

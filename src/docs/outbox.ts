@@ -46,6 +46,8 @@ export interface QueuedDeployment {
   id: string;
   parts: SignedPart[];
   queuedAt: string;
+  /** Its closure is pushed to the coordinator before it is submitted (issue 12). */
+  push?: true;
 }
 
 /** What the coordinator answered `deploy.submit` (or the error it refused with). */
@@ -124,7 +126,8 @@ export function decodeQueued(value: unknown, fleetId?: string): QueuedDeployment
   try {
     const verified = parts.map((p: unknown) => verifyPart(p, fleetId));
     if (verified.some((p) => p.id !== r.id)) return undefined;
-    return { id: r.id, parts: verified, queuedAt: r.queuedAt };
+    const q: QueuedDeployment = { id: r.id, parts: verified, queuedAt: r.queuedAt };
+    return r.push === true ? { ...q, push: true } : q;
   } catch {
     return undefined;
   }

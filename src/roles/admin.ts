@@ -60,6 +60,9 @@ import {
 } from '../trust/deployment.js';
 import type { SentDeployment } from '../docs/outbox.js';
 import { Outbox, outboxDocId, readStoredOutbox, type OutboxContent } from './outbox.js';
+import type { Connection } from '../../sync/transport.js';
+import type { PushProgress, PushSummary } from '../artifacts/push.js';
+import type { SigningKey } from '../artifacts/nix-key.js';
 import {
   agentStatus,
   configOf,
@@ -131,6 +134,8 @@ export class Admin {
     /** Deployments signed and not yet delivered (online only; offline reads the store). */
     private readonly outbox: Outbox | undefined,
     private readonly log: Logger,
+    /** A connection to the coordinator on flt/blobs/0 (online only; opened on first use). */
+    private readonly blobs?: () => Promise<Connection>,
   ) {}
 
   /**
@@ -167,8 +172,31 @@ export class Admin {
     const outbox = await Outbox.open(node.repo!, node.store!, key);
     node.start();
     const rpc = new RpcChannel(node.transport, coordinator, { timeoutMs: config.rpcTimeoutMs });
-    const close = () => (rpc.close(), node.close());
-    const admin = new Admin(node.repo, undefined, close, config, rpc, key, outbox, log);
+    const { ALPN } = await import('../../sync/protocols.js');
+    let blobs: Promise<Connection> | undefined;
+    const connectBlobs = () => {
+      blobs ??= node.transport.connect(coordinator, ALPN.blobs).catch((err: unknown) => {
+        blobs = undefined; // a failed dial is not kept: the next push dials again
+        throw err;
+      });
+      return blobs;
+    };
+    const close = async () => {
+      rpc.close();
+      await blobs?.then((c) => c.close(0, 'done')).catch(() => undefined);
+      return node.close();
+    };
+    const admin = new Admin(
+      node.repo,
+      undefined,
+      close,
+      config,
+      rpc,
+      key,
+      outbox,
+      log,
+      connectBlobs,
+    );
     admin.flushing = admin.deliver().catch((err: unknown) => {
       log.warn(`outbox: ${err instanceof Error ? err.message : String(err)}`);
     });
@@ -182,10 +210,60 @@ export class Admin {
     return this.close_();
   }
 
-  /** Submits the outbox's queued deployments (all of them, oldest first). */
+  /**
+   * Submits the outbox's queued deployments (all of them, oldest first); one queued with
+   * `push` has its closure pushed first (a path no longer in the store: NOT_IN_STORE, recorded
+   * as its refusal).
+   */
   private deliver() {
     const { rpc } = this.online();
-    return this.outbox!.flush(async (parts) => rpc.call(deploySubmit, { parts }));
+    return this.outbox!.flush(
+      async (parts) => rpc.call(deploySubmit, { parts }),
+      async (q) => {
+        if (q.push === true) await this.push([q.parts[0]!.storePath]);
+      },
+    );
+  }
+
+  // --- artifacts (issue 12) -----------------------------------------------------------------
+
+  /**
+   * Pushes the closure of `paths` from the admin's store (`nix_store`) to the coordinator,
+   * signed with `nix_signing_key` (design §5). The store and the key are checked before any
+   * network use (NOT_IN_STORE, NO_SIGNING_KEY, BAD_SIGNING_KEY); every missing path is then
+   * tried, and the first failure's code is thrown after the others were (UNKNOWN_SIGNING_KEY,
+   * DISK_FULL, ...).
+   */
+  async push(
+    paths: readonly string[],
+    onProgress?: (p: PushProgress) => void,
+    /** The key when the caller checked paths and key already (preparePush), before opening. */
+    prepared?: SigningKey,
+  ): Promise<PushSummary> {
+    const key = prepared ?? (await this.preparePush(paths));
+    return this.pushPrepared(paths, key, onProgress);
+  }
+
+  private async preparePush(paths: readonly string[]) {
+    const { preparePush } = await import('../artifacts/push.js');
+    return preparePush(paths, this.config.nixSigningKey, this.config.nixStore);
+  }
+
+  private async pushPrepared(
+    paths: readonly string[],
+    key: Awaited<ReturnType<Admin['preparePush']>>,
+    onProgress?: (p: PushProgress) => void,
+  ): Promise<PushSummary> {
+    this.online();
+    const { pushOrThrow } = await import('../artifacts/push.js');
+    return pushOrThrow(paths, {
+      store: this.config.nixStore,
+      key,
+      connect: this.blobs!,
+      parallel: this.config.artifactParallel,
+      stateDir: this.config.stateDir,
+      ...(onProgress ? { onProgress } : {}),
+    });
   }
 
   /** The fleet table: synced from the coordinator, or from the replica when offline. */
@@ -300,13 +378,29 @@ export class Admin {
    * Unreachable coordinator: `queued`, delivered by a later online open.
    */
   async deploy(
-    req: TargetQuery & { storePath: string; action: DeployAction; expiresInMs: number },
+    req: TargetQuery & {
+      storePath: string;
+      action: DeployAction;
+      expiresInMs: number;
+      /**
+       * Push the path's closure first (design §5): checked before anything is signed, pushed
+       * before the deployment is submitted (a push error refuses it: nothing kept or sent);
+       * unreachable, the queued record is marked and the flush pushes it.
+       */
+      push?: { onProgress?: (p: PushProgress) => void; key?: SigningKey };
+    },
     onTargets: (targets: readonly AgentEntry[]) => void = () => undefined,
   ): Promise<DeployOutcome> {
     const { key } = this.online();
+    const signingKey = req.push
+      ? (req.push.key ?? (await this.preparePush([req.storePath])))
+      : undefined;
     const { info, reachable } = await this.root(true);
     const targets = resolveTargets([...this.entries.values()], req);
     onTargets(targets);
+    let pushed: PushSummary | undefined;
+    if (reachable && signingKey)
+      pushed = await this.pushPrepared([req.storePath], signingKey, req.push?.onProgress);
     if (reachable)
       await this.syncDocs(targets.flatMap((t) => (t.statusDocId ? [t.statusDocId] : [])));
     const statuses = await this.statuses(targets);
@@ -317,9 +411,10 @@ export class Admin {
     const seqs = assignSeqs(ids, lastSeq, (t) => known.get(t) ?? 0);
     const spec = { targets: seqs.seqs, storePath: req.storePath, action: req.action };
     const parts = signDeployment({ ...spec, expiresInMs: req.expiresInMs }, info.rootDocId, key);
-    await outbox.queue(parts, seqs.lastSeq);
+    // Pushed already when reachable; otherwise the flush pushes it before submitting.
+    await outbox.queue(parts, seqs.lastSeq, { push: signingKey !== undefined && !pushed });
     const id = parts[0]!.id;
-    const base = { id, parts, targets: ids };
+    const base = { id, parts, targets: ids, ...(pushed ? { pushed } : {}) };
     if (!reachable) return { ...base, queued: true };
     // Outbox.flush runs after the flush open() started: never two submits of one at once.
     const sent = await this.deliverOne(id);
@@ -718,6 +813,8 @@ export interface DeployOutcome {
   queued: boolean;
   /** The coordinator's answer (or its refusal, `sent.error`). */
   sent?: SentDeployment;
+  /** What was pushed before it was submitted (deploy with `push`, coordinator reachable). */
+  pushed?: PushSummary;
 }
 
 /** The verified audit trail of the state dir: where `deployments --offline` reads. */

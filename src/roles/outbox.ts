@@ -30,6 +30,8 @@ export type OutboxContent = ReturnType<typeof readOutbox>;
 export type SubmitAnswer = NonNullable<SentDeployment['answer']>;
 /** Hands parts to the coordinator (deploy.submit); throws its refusal or a no-answer error. */
 export type Submit = (parts: SignedPart[]) => Promise<SubmitAnswer>;
+/** Runs before a queued deployment is submitted (its closure pushed); throws as Submit does. */
+export type Prepare = (q: QueuedDeployment) => Promise<void>;
 
 /**
  * The definite refusals: after one of these a deployment moves to `sent` and is never retried.
@@ -44,6 +46,14 @@ const REFUSALS: ReadonlySet<string> = new Set([
   'DEPLOYMENT_EXPIRED',
   'OP_REPLAYED',
   'BAD_ARGUMENT',
+  // A queued deployment's push (design §5): the path or the key is not there any more, or the
+  // coordinator will not take this admin's key. Deploy again once that is fixed.
+  'NOT_IN_STORE',
+  'BAD_STORE_PATH',
+  'NO_SIGNING_KEY',
+  'BAD_SIGNING_KEY',
+  'UNKNOWN_SIGNING_KEY',
+  'UNTRUSTED_SIGNATURE',
 ]);
 
 /** What one flush did. */
@@ -95,12 +105,24 @@ export class Outbox {
     return readOutbox(this.owned.opened().doc(), fleetId);
   }
 
-  /** Keeps `parts` (one deployment) and the new seq counter; durable when this resolves. */
-  async queue(parts: readonly SignedPart[], lastSeq: number): Promise<QueuedDeployment> {
+  /**
+   * Keeps `parts` (one deployment) and the new seq counter; durable when this resolves. `push`:
+   * its closure is pushed before it is submitted (flush's `prepare`).
+   */
+  async queue(
+    parts: readonly SignedPart[],
+    lastSeq: number,
+    opts: { push?: boolean } = {},
+  ): Promise<QueuedDeployment> {
     const id = parts[0]?.id;
     if (id === undefined || parts.some((p) => p.id !== id))
       throw new FltError('INTERNAL', 'outbox: parts of one deployment expected');
-    const q: QueuedDeployment = { id, parts: [...parts], queuedAt: new Date().toISOString() };
+    const q: QueuedDeployment = {
+      id,
+      parts: [...parts],
+      queuedAt: new Date().toISOString(),
+      ...(opts.push === true ? { push: true as const } : {}),
+    };
     this.owned.opened().change((d) => writeQueued(d, q, lastSeq));
     await this.repo.flush([this.docId]);
     return q;
@@ -110,13 +132,13 @@ export class Outbox {
    * Submits every queued deployment, oldest first, each moved to `sent` with the answer or the
    * refusal (durable before the next). Stops at the first that gets neither.
    */
-  flush(submit: Submit): Promise<FlushResult> {
-    const run = this.chain.then(() => this.flushNow(submit));
+  flush(submit: Submit, prepare?: Prepare): Promise<FlushResult> {
+    const run = this.chain.then(() => this.flushNow(submit, prepare));
     this.chain = run.catch(() => undefined);
     return run;
   }
 
-  private async flushNow(submit: Submit): Promise<FlushResult> {
+  private async flushNow(submit: Submit, prepare?: Prepare): Promise<FlushResult> {
     const sent: SentDeployment[] = [];
     const { queued } = this.read();
     for (const q of queued) {
@@ -130,6 +152,7 @@ export class Outbox {
       };
       let record: SentDeployment;
       try {
+        await prepare?.(q);
         const answer = await submit(q.parts);
         record = { ...base, sentAt: new Date().toISOString(), answer };
       } catch (err) {

@@ -1,8 +1,7 @@
 // `flt admin deploy|deployments|status|label` (issue 11, README "Deployments"). Input is checked
 // before anything opens: a bad word is one BAD_ARGUMENT line and nothing is signed or kept.
 
-import { realpath } from 'node:fs/promises';
-import { isAbsolute, posix } from 'node:path';
+import { posix } from 'node:path';
 import { FltError, isErrorCode } from '../../../sync/errors.js';
 import { shortId } from '../../../sync/ids.js';
 import { parseDuration } from '../../config/index.js';
@@ -12,7 +11,6 @@ import { isLabelKey, isLabelValue } from '../../trust/admin-ops.js';
 import {
   DEPLOY_ACTIONS,
   MAX_DEPLOY_VALIDITY_MS,
-  isStorePath,
   type DeployAction,
 } from '../../trust/deployment.js';
 import { textOption } from '../args.js';
@@ -72,26 +70,20 @@ export function parseLabels(
   });
 }
 
-/** The store path word: a symlink (./result) is resolved; it must then be a Nix store path. */
-export async function storePathArg(word: string): Promise<string> {
-  let path = word;
-  try {
-    path = await realpath(word);
-  } catch {
-    // not here (built elsewhere): taken as written, checked below
-  }
-  if (!isAbsolute(path) || !isStorePath(posix.normalize(path)))
-    throw new FltError(
-      'BAD_ARGUMENT',
-      `${JSON.stringify(word)} is not a Nix store path (/nix/store/<hash>-<name>, or a symlink to one such as ./result)`,
-    );
-  return posix.normalize(path);
-}
+export { storePathArg } from '../store-path-arg.js';
+import { storePathArg } from '../store-path-arg.js';
 
 export async function runDeploy(inv: Invocation): Promise<void> {
   const { args, opts, config, out } = inv;
-  if (args.length === 0) throw new FltError('BAD_ARGUMENT', 'give the store path to deploy (last)');
-  const words = args.slice(0, -1);
+  const flake = textOption(opts, 'flake');
+  const flakeRef =
+    flake === undefined
+      ? undefined
+      : (await import('../../artifacts/flake.js')).parseFlakeRef(flake);
+  if (args.length === 0 && !flakeRef)
+    throw new FltError('BAD_ARGUMENT', 'give the store path to deploy (last)');
+  // With --flake every word is a target, and with none the flake's HOST is the target.
+  const words = flakeRef ? (args.length > 0 ? [...args] : [flakeRef.host]) : args.slice(0, -1);
   const labelWords = Array.isArray(opts.label) ? (opts.label as string[]) : [];
   const labels = parseLabels(labelWords, false) as [string, string][];
   const all = opts.all === true;
@@ -117,20 +109,35 @@ export async function runDeploy(inv: Invocation): Promise<void> {
     1000,
     7 * DAY,
   );
-  const storePath = await storePathArg(args.at(-1)!);
+  const { checkPush, flakeArg, pushDisplay, summaryLine } = await import('./push.js');
+  const storePath = flakeRef ? (await flakeArg(inv))!.path : await storePathArg(args.at(-1)!);
   const progress = (line: string) =>
     config.json ? process.stderr.write(line + '\n') : out.line(line);
+  // `--no-push`: commander's negatable flag makes opts.push false.
+  const display = opts.push === false ? undefined : pushDisplay(inv);
+  const key = display ? await checkPush(inv, [storePath]) : undefined;
 
   await withAdmin(inv, async (admin) => {
-    const r = await admin.deploy(
-      { words, all, labels, storePath, action, expiresInMs },
-      (targets) => {
-        const list = targets.map((t) => `${shortId(t.nodeId)} (${t.summary?.hostname ?? '?'})`);
-        process.stderr.write(
-          `deploying ${storePath} (${action}) to ${targets.length}: ${list.join(', ')}\n`,
-        );
-      },
-    );
+    const r = await admin
+      .deploy(
+        {
+          words,
+          all,
+          labels,
+          storePath,
+          action,
+          expiresInMs,
+          ...(display ? { push: { onProgress: display.onProgress, key } } : {}),
+        },
+        (targets) => {
+          const list = targets.map((t) => `${shortId(t.nodeId)} (${t.summary?.hostname ?? '?'})`);
+          process.stderr.write(
+            `deploying ${storePath} (${action}) to ${targets.length}: ${list.join(', ')}\n`,
+          );
+        },
+      )
+      .finally(() => display?.finish());
+    if (r.pushed && !config.json) process.stderr.write(`${summaryLine(r.pushed)}\n`);
     const id8 = r.id.slice(0, 8);
     if (r.sent?.error) throw refused(id8, r.sent.error);
     if (r.queued) {
