@@ -13,6 +13,7 @@ import { parsePeerAddress } from '../sync/address.js';
 import { CHUNK, chunkCount } from '../sync/blob-hash.js';
 import { sendBlob, type Chunk } from '../sync/blob-stream.js';
 import { decodeBlobFrame, encodeCtrl } from '../sync/blob-wire.js';
+import type { FramedStream } from '../sync/framed-stream.js';
 import { createLogger } from '../sync/log.js';
 import { ALPN, MAX_FRAME } from '../sync/protocols.js';
 import { Router } from '../sync/router.js';
@@ -145,11 +146,7 @@ describe('a peer streaming bytes that do not match the BLAKE3 list', () => {
 });
 
 /** The evil coordinator's one stream: closure of lib1 honestly; get with chunk `bad` flipped. */
-async function evil(
-  fs: import('../sync/framed-stream.js').FramedStream,
-  nar: Nar,
-  bad: number,
-): Promise<void> {
+async function evil(fs: FramedStream, nar: Nar, bad: number): Promise<void> {
   const body = await fs.readFrame();
   if (body === null) return fs.finish();
   const frame = decodeBlobFrame(body);
