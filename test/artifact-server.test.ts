@@ -6,54 +6,41 @@
 // it; GC removes an unreferenced path after the grace and keeps the referenced ones; stats.
 
 import { execFile } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { chmod, open } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parsePeerAddress } from '../sync/address.js';
-import {
-  blobHasher,
-  CHUNK,
-  chunkCount,
-  type BlobDigest,
-  type BlobHasher,
-} from '../sync/blob-hash.js';
-import { receiveBlob, remoteError, sendBody, type Chunk } from '../sync/blob-stream.js';
-import {
-  decodeBlobFrame,
-  decodeTransferMsg,
-  encodeCtrl,
-  encodeData,
-  encodeHashes,
-} from '../sync/blob-wire.js';
+import { blobHasher, CHUNK, type BlobHasher } from '../sync/blob-hash.js';
+import { receiveBlob, remoteError } from '../sync/blob-stream.js';
+import { decodeTransferMsg, encodeCtrl, encodeData, encodeHashes } from '../sync/blob-wire.js';
 import { FltError } from '../sync/errors.js';
-import { FramedStream } from '../sync/framed-stream.js';
 import { createLogger } from '../sync/log.js';
-import { ALPN, MAX_FRAME } from '../sync/protocols.js';
+import { ALPN } from '../sync/protocols.js';
 import { RpcClient } from '../sync/rpc.js';
 import type { Connection, Transport } from '../sync/transport.js';
 import { ArtifactGc } from '../src/artifacts/gc.js';
-import { narHashName, type ArtifactMeta, type StorePath } from '../src/artifacts/meta.js';
-import { nix32 } from '../src/artifacts/nix32.js';
+import { narHashName, type ArtifactMeta } from '../src/artifacts/meta.js';
 import { parseSigningKey, sign, type SigningKey } from '../src/artifacts/nix-key.js';
 import { decodeMetas } from '../src/artifacts/wire.js';
 import { collectFacts } from '../src/facts/index.js';
 import { nodeKeyFromSeed, type NodeKey } from '../src/identity/index.js';
 import { artifactsStats } from '../src/rpc-methods.js';
 import { signDeployment } from '../src/trust/deployment.js';
-import { artifactStores, nixKeys, nixStore, type ArtifactStores } from './helpers/artifacts.js';
+import { artifactStores, nixKeys, type ArtifactStores } from './helpers/artifacts.js';
+import {
+  blobStream,
+  ctrl,
+  narOf as narOfPath,
+  push as pushNar,
+  type Nar,
+} from './helpers/artifact-push.js';
 import { FLT_BIN, tempDir, LOCAL } from './helpers/flt.js';
 import { bindLocal, testFleet, type TestFleet } from './helpers/fleet.js';
 import { waitFor } from './helpers/wait.js';
 
 const run = promisify(execFile);
 const log = createLogger('error', 'fleet', () => undefined);
-
-interface Nar {
-  readonly meta: ArtifactMeta;
-  readonly bytes: Uint8Array;
-  readonly digest: BlobDigest;
-}
 
 let dir: Awaited<ReturnType<typeof tempDir>>;
 let fx: ArtifactStores;
@@ -66,35 +53,7 @@ const keys = {} as Record<'admin' | 'unknown', NodeKey>;
 let agentKey: NodeKey;
 const transports: Transport[] = [];
 
-async function narOf(path: string): Promise<Nar> {
-  // Nix 2.8's --dump reads the logical path even with `real=`: dump B's physical copy (a NAR
-  // does not depend on where its files are).
-  const real = path.replace(fx.storeDir, fx.adminReal);
-  const { stdout } = await run('nix-store', ['--dump', real], {
-    encoding: 'buffer',
-    maxBuffer: 256 << 20,
-  });
-  const bytes = new Uint8Array(stdout);
-  const refs = (await nixStore(fx.admin, '-q', '--references', path)).trim().split('\n');
-  const h = hasher.chunker();
-  h.push(bytes);
-  const digest = h.finish();
-  const base = {
-    path: path as StorePath,
-    narHash:
-      `sha256:${nix32(createHash('sha256').update(bytes).digest())}` as ArtifactMeta['narHash'],
-    narSize: bytes.length,
-    references: refs.filter((r) => r !== '').sort() as StorePath[],
-    sigs: [] as string[],
-  };
-  const meta: ArtifactMeta = {
-    ...base,
-    sigs: [sign(base, key)],
-    b3: Buffer.from(digest.root).toString('hex') as ArtifactMeta['b3'],
-    chunks: chunkCount(bytes.length),
-  };
-  return { meta, bytes, digest };
-}
+const narOf = (path: string): Promise<Nar> => narOfPath(fx, path, hasher, [key]);
 
 async function connect(k: NodeKey): Promise<Connection> {
   const t = await bindLocal(k.secret);
@@ -102,39 +61,8 @@ async function connect(k: NodeKey): Promise<Connection> {
   return t.connect(parsePeerAddress(fleet.coordinator.ticket), ALPN.blobs);
 }
 
-async function stream(conn: Connection): Promise<FramedStream> {
-  return new FramedStream(await conn.openStream(), MAX_FRAME[ALPN.blobs]);
-}
-
-async function ctrl(fs: FramedStream) {
-  const body = await fs.readFrame();
-  if (body === null) throw new FltError('CONNECTION_LOST', 'stream ended');
-  const frame = decodeBlobFrame(body);
-  if (frame.kind !== 'ctrl') throw new Error(`expected ctrl, got ${frame.kind}`);
-  return frame.msg;
-}
-
-async function* chunksOf(bytes: Uint8Array, from: number): AsyncGenerator<Chunk> {
-  for (let i = from; i < chunkCount(bytes.length); i++)
-    yield await Promise.resolve({ index: i, bytes: bytes.subarray(i * CHUNK, (i + 1) * CHUNK) });
-}
-
-/** Pushes one NAR; 'ok' (sent), 'done' (held already), or throws the server's err. */
-async function push(conn: Connection, nar: Nar): Promise<{ answer: string; from: number }> {
-  const fs = await stream(conn);
-  await fs.writeFrame(
-    encodeCtrl({ t: 'put', meta: nar.meta, size: nar.meta.narSize, signingKey: publicKey }),
-  );
-  const first = decodeTransferMsg(await ctrl(fs));
-  if (first.t === 'err') throw remoteError(first.code, first.msg);
-  if (first.t === 'done') return { answer: 'done', from: -1 };
-  if (first.t !== 'ready') throw new Error(`unexpected ${first.t}`);
-  await sendBody(fs, nar.digest, chunksOf(nar.bytes, first.from), { from: first.from });
-  const last = decodeTransferMsg(await ctrl(fs));
-  if (last.t === 'err') throw remoteError(last.code, last.msg);
-  await fs.finish();
-  return { answer: last.t, from: first.from };
-}
+const stream = blobStream;
+const push = (conn: Connection, nar: Nar) => pushNar(conn, nar, publicKey);
 
 /** Fetches one NAR, verified against the meta's b3; its bytes. */
 async function get(conn: Connection, meta: ArtifactMeta): Promise<Uint8Array> {

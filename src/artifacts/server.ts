@@ -214,8 +214,10 @@ export class BlobServer implements Service {
       const opts = this.opts;
       async function* counted(): AsyncGenerator<Chunk> {
         for await (const c of reader!.read(req.from)) {
-          yield c;
+          // Counted as it is handed to sendBlob: after the last chunk the loop there breaks,
+          // so code after this yield never runs for it.
           opts.onSent?.(req.narHash, c.index, c.bytes.length);
+          yield c;
         }
       }
       await sendBlob(

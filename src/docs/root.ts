@@ -17,6 +17,7 @@ import {
   DEPLOY_STATES,
   FAILURE_CODES,
   REFUSAL_CODES,
+  FETCH_CODES,
   type DeployCode,
   type DeployState,
 } from './status.js';
@@ -289,7 +290,7 @@ function deployOf(v: unknown): DeploySummary | null {
   let last: DeploySummary['last'] = null;
   if (l !== undefined && str(l.id, 64) && DEPLOY_STATES.includes(l.state as DeployState)) {
     last = { id: l.id, state: l.state as DeployState };
-    const codes: readonly string[] = [...REFUSAL_CODES, ...FAILURE_CODES];
+    const codes: readonly string[] = [...REFUSAL_CODES, ...FAILURE_CODES, ...FETCH_CODES];
     if (typeof l.code === 'string' && codes.includes(l.code)) last.code = l.code as DeployCode;
   }
   return { current: path(d.current), booted: path(d.booted), rebootNeeded, last };

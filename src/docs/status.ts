@@ -28,7 +28,7 @@ export const DEPLOY_STATES = [
   'received',
   'refused',
   'waiting',
-  'fetching', // declared for issue 12 (closure fetch), unused so far
+  'fetching', // the closure is being fetched from the coordinator (issue 12)
   'activating',
   'checking',
   'succeeded',
@@ -68,6 +68,7 @@ export const REFUSAL_CODES = [
   'BAD_STORE_PATH',
   'NOT_A_SYSTEM',
   'NO_ACTIVATOR',
+  'UNTRUSTED_SIGNATURE',
 ] as const;
 export type RefusalCode = (typeof REFUSAL_CODES)[number];
 /** Why an activation failed or was rolled back. */
@@ -78,11 +79,38 @@ export const FAILURE_CODES = [
   'ROLLBACK_FAILED',
 ] as const;
 export type FailureCode = (typeof FAILURE_CODES)[number];
-export type DeployCode = RefusalCode | FailureCode;
+/** Why a closure fetch did not finish (state `waiting`, `waitingFor: 'artifacts'`; retried). */
+export const FETCH_CODES = [
+  'BLOB_CORRUPT',
+  'BLOB_MISSING',
+  'DISK_FULL',
+  'HASH_MISMATCH',
+  'NAR_HASH_MISMATCH',
+  'CONNECTION_LOST',
+  'SUBSTITUTE_FAILED',
+  'ARTIFACT_NOT_ALLOWED',
+  'TIMEOUT',
+  'IO',
+] as const;
+export type FetchCode = (typeof FETCH_CODES)[number];
+export type DeployCode = RefusalCode | FailureCode | FetchCode;
+
+/** Progress of a closure fetch (state `fetching`): bytes, paths and bytes per second. */
+export interface FetchStatus {
+  bytes: number;
+  total: number;
+  paths: number;
+  pathsDone: number;
+  rate: number;
+}
 
 export type ActivatorKind = 'none' | 'nixos' | 'profile' | 'command';
 const ACTIVATORS: readonly ActivatorKind[] = ['none', 'nixos', 'profile', 'command'];
-const WAITING_FOR = ['store-path', 'admin-trail'] as const;
+const WAITING_FOR = ['store-path', 'admin-trail', 'artifacts'] as const;
+/** Largest byte count or rate a fetch record carries (2^53 - 1 would do; 1 PiB is plenty). */
+const MAX_FETCH_BYTES = 2 ** 50;
+/** Most paths a fetch record counts. */
+const MAX_FETCH_PATHS = 1_000_000;
 const ROLLBACKS = ['done', 'failed', 'impossible-first-deployment'] as const;
 const TIME_KEYS = ['received', 'activating', 'finished'] as const;
 /** Deployment ids (16 bytes hex), or a part digest (32 bytes) for a part without a readable id. */
@@ -105,6 +133,8 @@ export interface DeploymentStatus {
   reason?: string;
   waitingFor?: (typeof WAITING_FOR)[number];
   rollback?: (typeof ROLLBACKS)[number];
+  /** While `fetching`: how far the closure fetch is. */
+  fetch?: FetchStatus;
   times: Partial<Record<(typeof TIME_KEYS)[number], string>>;
   /** Log tail (<= MAX_LOG_TAIL), terminal records only. */
   log?: string;
@@ -218,12 +248,19 @@ export function decodeDeployment(value: unknown): DeploymentStatus | undefined {
   if (action !== null && !DEPLOY_ACTIONS.includes(action as DeployAction)) return undefined;
   if (signer !== null && !isNodeId(signer)) return undefined;
   if (!oneOf(DEPLOY_STATES, state)) return undefined;
-  if (code !== undefined && !oneOf(REFUSAL_CODES, code) && !oneOf(FAILURE_CODES, code))
+  if (
+    code !== undefined &&
+    !oneOf(REFUSAL_CODES, code) &&
+    !oneOf(FAILURE_CODES, code) &&
+    !oneOf(FETCH_CODES, code)
+  )
     return undefined;
   if (reason !== undefined && !str(reason, MAX_REASON)) return undefined;
   if (r.waitingFor !== undefined && !oneOf(WAITING_FOR, r.waitingFor)) return undefined;
   if (r.rollback !== undefined && !oneOf(ROLLBACKS, r.rollback)) return undefined;
   if (r.log !== undefined && !str(r.log, MAX_LOG_TAIL)) return undefined;
+  const fetch = r.fetch === undefined ? undefined : decodeFetch(r.fetch);
+  if (r.fetch !== undefined && fetch === undefined) return undefined;
   const times = plainRecord(r.times);
   if (times === undefined) return undefined;
   const outTimes: DeploymentStatus['times'] = {};
@@ -243,9 +280,23 @@ export function decodeDeployment(value: unknown): DeploymentStatus | undefined {
     ...(reason !== undefined ? { reason } : {}),
     ...(r.waitingFor !== undefined ? { waitingFor: r.waitingFor } : {}),
     ...(r.rollback !== undefined ? { rollback: r.rollback } : {}),
+    ...(fetch !== undefined ? { fetch } : {}),
     times: outTimes,
     ...(r.log !== undefined ? { log: r.log } : {}),
   };
+}
+
+/** A record's `fetch`, bounded: counts are integers, bytes <= total, pathsDone <= paths. */
+function decodeFetch(v: unknown): FetchStatus | undefined {
+  const f = plainRecord(v);
+  if (f === undefined || Object.keys(f).length !== 5) return undefined;
+  const { bytes, total, paths, pathsDone, rate } = f;
+  const count = (x: unknown, max: number): x is number =>
+    Number.isSafeInteger(x) && (x as number) >= 0 && (x as number) <= max;
+  if (!count(total, MAX_FETCH_BYTES) || !count(bytes, total)) return undefined;
+  if (!count(paths, MAX_FETCH_PATHS) || !count(pathsDone, paths)) return undefined;
+  if (!count(rate, MAX_FETCH_BYTES)) return undefined;
+  return { bytes, total, paths, pathsDone, rate };
 }
 
 /** The system record (JSON text, sealed or not), validated; undefined when malformed. */

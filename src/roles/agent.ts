@@ -28,6 +28,8 @@ import type { AdminsDoc } from '../docs/admins.js';
 import type { DesiredDoc } from '../docs/desired.js';
 import { STATUS_KEY, statusBase, type StatusDoc } from '../docs/status.js';
 import { Deployer } from './deployer.js';
+import { ArtifactFetcher } from '../artifacts/fetcher.js';
+import { blobHasher } from '../../sync/blob-hash.js';
 import { FltNode, loadNodeKey } from '../node.js';
 import { Liveness } from './liveness.js';
 import { agentEnroll, agentHeartbeat } from '../rpc-methods.js';
@@ -66,6 +68,8 @@ export class Agent {
   /** Started once the status, desired and admins documents are open. */
   private deployer: Deployer | undefined;
   private deploying: Promise<void> | undefined;
+  /** Fetches missing closures from the coordinator (issue 12); closed with the agent. */
+  private fetcher: ArtifactFetcher | undefined;
   /** close() has begun: no Deployer starts any more. */
   private closing = false;
 
@@ -205,6 +209,7 @@ export class Agent {
     await this.running;
     await this.deploying;
     await this.deployer?.close();
+    await this.fetcher?.close();
     await this.liveness;
     await this.node.close();
   }
@@ -351,6 +356,19 @@ export class Agent {
     if (this.stop.signal.aborted || this.closing) return;
     const c = this.config;
     const live = this.live!;
+    // Without an activator nothing is deployed, so nothing is fetched either.
+    if (this.activator !== undefined)
+      this.fetcher = new ArtifactFetcher({
+        transport: this.node.transport,
+        coordinator: this.coordinator,
+        stateDir: c.stateDir,
+        nixStore: this.activator.nixStore,
+        trustedKeys: c.nixTrustedKeys,
+        parallel: c.artifactParallel,
+        minFree: c.artifactMinFree,
+        hasher: await blobHasher(),
+        log: this.log,
+      });
     this.deployer = new Deployer(
       { desired, admins, status },
       {
@@ -364,6 +382,7 @@ export class Agent {
         recheckMs: c.deployRecheckMs,
         reachable: (deadline, signal) => live.answeredAfter(Date.now(), deadline, signal),
         onStatus: () => this.statusWritten(),
+        artifacts: this.fetcher,
         log: this.log,
       },
     );

@@ -53,12 +53,15 @@ import {
   type DeployCode,
   type DeploymentStatus,
   type DeployState,
+  type FetchStatus,
+  FETCH_CODES,
   type StatusDoc,
   type SystemStatus,
 } from '../docs/status.js';
 import { FltError } from '../errors.js';
 import { AdminSet, checkAnchor, checkPin, decodePin, type TrailPin } from '../trust/admin-set.js';
 import { DEPLOY_ACTIONS, isStorePath, partDigest, type DeployAction } from '../trust/deployment.js';
+import type { EnsureOptions, EnsureResult, FetchProgress } from '../artifacts/fetcher.js';
 
 /** The three documents the Deployer reads (desired, admins) and writes (status). */
 export interface DeployerDocs {
@@ -91,9 +94,40 @@ export interface DeployerOptions {
   readonly reachable?: Reachable | undefined;
   readonly runnerMode?: RunnerMode;
   readonly activationTimeoutMs?: number;
+  /**
+   * Fetches a missing closure from the coordinator (issue 12); absent (no coordinator to fetch
+   * from): a missing store path is only waited for.
+   */
+  readonly artifacts?: ClosureFetcher | undefined;
   /** Told after each status write (the agent flushes and sends a heartbeat with statusHeads). */
   readonly onStatus?: () => void | Promise<void>;
   readonly log: Logger;
+}
+
+/** What the Deployer needs of an ArtifactFetcher (src/artifacts/fetcher.ts). */
+export interface ClosureFetcher {
+  ensure(storePath: string, options: EnsureOptions): Promise<EnsureResult>;
+}
+
+/** Progress writes of a running fetch: at most one per this long, and only when bytes moved. */
+export const FETCH_PROGRESS_MS = 5000;
+
+/** Fetch errors that are final for the part (issue 12, design §6); the rest are retried. */
+const FETCH_REFUSALS: ReadonlySet<string> = new Set(['UNTRUSTED_SIGNATURE', 'BAD_STORE_PATH']);
+
+/** A closure fetch started by the queue, running outside it. */
+interface Fetching {
+  readonly digest: string;
+  readonly ctl: AbortController;
+  readonly done: Promise<void>;
+}
+
+/** How the last fetch of a part ended, when it did not make the path valid. */
+interface FetchOutcome {
+  readonly digest: string;
+  readonly patch: Partial<DeploymentStatus> & { state: 'waiting' | 'refused' };
+  /** Set by the recheck timer: a new attempt may start. */
+  retry: boolean;
 }
 
 /** `<stateDir>/deploy/trust.json`: the admin trail pinned on first use and its prefix after. */
@@ -125,6 +159,14 @@ export class Deployer {
   /** The admin trail verified last, by the admins document's heads. */
   private trailCache: { heads: string; set?: AdminSet; error?: FltError } | undefined;
   private readonly kick = () => this.schedule();
+  /** The recheck timer: also lets a failed fetch be tried again. */
+  private readonly tick = () => {
+    if (this.fetchOutcome) this.fetchOutcome.retry = true;
+    this.schedule();
+  };
+  /** The closure fetch running now (outside the queue), if any. */
+  private fetching: Fetching | undefined;
+  private fetchOutcome: FetchOutcome | undefined;
 
   constructor(
     private readonly docs: DeployerDocs,
@@ -151,7 +193,7 @@ export class Deployer {
     if (this.stopped || this.closed) return;
     this.docs.desired.on('change', this.kick);
     this.docs.admins.on('change', this.kick);
-    this.timer = setInterval(this.kick, this.opts.recheckMs);
+    this.timer = setInterval(this.tick, this.opts.recheckMs);
     this.timer.unref();
     this.schedule();
   }
@@ -177,6 +219,8 @@ export class Deployer {
     this.docs.desired.off('change', this.kick);
     this.docs.admins.off('change', this.kick);
     this.abort.abort();
+    this.fetching?.ctl.abort();
+    await this.fetching?.done;
     await this.idle();
   }
 
@@ -274,6 +318,7 @@ export class Deployer {
       action: part.action,
       signer: part.signer,
     };
+    if (this.fetching !== undefined && this.fetching.digest !== info.digest) this.stopFetch();
     if (this.isFinal(info) || this.journal!.state.active?.digest === info.digest) return;
     await this.supersede(info.digest);
     if (this.recordOf(info.id)?.digest !== info.digest)
@@ -320,9 +365,94 @@ export class Deployer {
     const closure = await checkClosure(part.storePath, activator.nixStore);
     if (closure.state === 'refused')
       return this.refuse(info, new Refusal(closure.code, closure.reason));
-    if (closure.state === 'waiting')
-      return this.write(info, { state: 'waiting', waitingFor: 'store-path' });
+    if (closure.state === 'waiting') {
+      if (this.opts.artifacts === undefined)
+        return this.write(info, { state: 'waiting', waitingFor: 'store-path' });
+      return this.fetch(info);
+    }
+    if (this.fetchOutcome?.digest === info.digest) this.fetchOutcome = undefined;
     await this.activate(info, part.action);
+  }
+
+  // --- fetching a missing closure (issue 12) --------------------------------------------------------
+
+  /**
+   * Starts fetching the part's closure outside the queue (it may take minutes), unless it runs
+   * already; after a failed attempt, writes how it ended and waits for the recheck timer.
+   */
+  private async fetch(info: Info): Promise<void> {
+    if (this.fetching?.digest === info.digest) return;
+    const last = this.fetchOutcome?.digest === info.digest ? this.fetchOutcome : undefined;
+    if (last !== undefined) {
+      if (last.patch.state === 'refused') {
+        this.fetchOutcome = undefined;
+        return this.refuse(info, new Refusal(last.patch.code!, last.patch.reason ?? ''));
+      }
+      if (!last.retry) return this.write(info, last.patch);
+    }
+    this.fetchOutcome = undefined;
+    await this.write(info, { state: 'fetching' });
+    const ctl = new AbortController();
+    const signal = AbortSignal.any([ctl.signal, this.abort.signal]);
+    let lastWrite = Date.now();
+    let lastBytes = -1;
+    const progress = (p: FetchProgress) => {
+      const now = Date.now();
+      if (now - lastWrite < FETCH_PROGRESS_MS || p.bytes === lastBytes || signal.aborted) return;
+      if (this.fetching?.digest !== info.digest) return;
+      lastWrite = now;
+      lastBytes = p.bytes;
+      void this.write(info, { state: 'fetching', fetch: fetchStatus(p) }).catch((err: unknown) =>
+        this.opts.log.debug(`fetch progress: ${messageOf(err)}`),
+      );
+    };
+    const done = this.opts
+      .artifacts!.ensure(info.storePath, { signal, progress })
+      .then(
+        (r) => this.fetched(info, r),
+        (err: unknown) => this.fetchFailed(info, err),
+      )
+      .catch((err: unknown) => this.opts.log.error(`after a fetch: ${messageOf(err)}`))
+      .finally(() => {
+        if (this.fetching?.ctl === ctl) this.fetching = undefined;
+        if (!signal.aborted) this.schedule();
+      });
+    this.fetching = { digest: info.digest, ctl, done };
+  }
+
+  private fetched(info: Info, r: EnsureResult): void {
+    if (r.state === 'ready') return;
+    this.opts.log.warn(`deployment ${info.id.slice(0, 8)}: ${r.reason}`);
+    this.fetchOutcome = {
+      digest: info.digest,
+      patch: { state: 'waiting', waitingFor: 'store-path', reason: r.reason },
+      retry: false,
+    };
+  }
+
+  private fetchFailed(info: Info, err: unknown): void {
+    const code = codeOf(err);
+    if (code === 'ABORTED') return;
+    const reason = messageOf(err);
+    this.opts.log.warn(`fetching deployment ${info.id.slice(0, 8)}: ${code}: ${reason}`);
+    this.fetchOutcome = {
+      digest: info.digest,
+      patch: FETCH_REFUSALS.has(code)
+        ? { state: 'refused', code: code as DeployCode, reason }
+        : {
+            state: 'waiting',
+            waitingFor: 'artifacts',
+            code: (FETCH_CODES as readonly string[]).includes(code) ? (code as DeployCode) : 'IO',
+            reason,
+          },
+      retry: false,
+    };
+  }
+
+  /** Aborts the running fetch (a newer part, a refusal); its partial downloads stay. */
+  private stopFetch(): void {
+    this.fetching?.ctl.abort();
+    this.fetching = undefined;
   }
 
   private async activate(info: Info, action: DeployAction): Promise<void> {
@@ -391,6 +521,7 @@ export class Deployer {
   }
 
   private async refuse(info: Info, refusal: Refusal): Promise<void> {
+    if (this.fetching?.digest === info.digest) this.stopFetch();
     this.opts.log.warn(
       `refused deployment ${info.id.slice(0, 8)}: ${refusal.code}: ${refusal.reason}`,
     );
@@ -417,8 +548,8 @@ export class Deployer {
   /** Parts received or waiting that the desired document no longer holds are `superseded`. */
   private async supersede(digest: string): Promise<void> {
     for (const r of readStatus(this.docs.status.doc()).deployments) {
-      if ((r.state !== 'received' && r.state !== 'waiting') || r.digest === digest) continue;
-      const { waitingFor: _, ...rest } = r;
+      if (!SUPERSEDABLE.has(r.state) || r.digest === digest) continue;
+      const { waitingFor: _, fetch: _f, code: _c, ...rest } = r;
       await this.write(rest as Info & DeploymentStatus, {
         state: 'superseded',
         reason: 'a newer deployment replaced it before it activated',
@@ -453,7 +584,8 @@ export class Deployer {
       same.state === record.state &&
       same.code === record.code &&
       same.reason === record.reason &&
-      same.waitingFor === record.waitingFor
+      same.waitingFor === record.waitingFor &&
+      JSON.stringify(same.fetch) === JSON.stringify(record.fetch)
     )
       return;
     this.docs.status.change((d) => writeDeployment(d, record));
@@ -618,6 +750,19 @@ export class Deployer {
     this.opts.log.info(`deployment journal recovered from the status document: hwm ${hwm}`);
     return journal;
   }
+}
+
+/** States a newer part supersedes (nothing ran yet). */
+const SUPERSEDABLE: ReadonlySet<DeployState> = new Set(['received', 'waiting', 'fetching']);
+
+function fetchStatus(p: FetchProgress): FetchStatus {
+  return {
+    bytes: p.bytes,
+    total: p.total,
+    paths: p.paths,
+    pathsDone: p.pathsDone,
+    rate: p.rate,
+  };
 }
 
 async function readPin(file: string): Promise<TrailPin | undefined> {
