@@ -50,7 +50,7 @@ const NODE_ARG = { name: '<node-id>', help: 'the node id (64 hex digits)' };
 const OFFLINE: OptionDecl = { flags: '--offline', help: 'read the local replica; no network' };
 const FLAKE: OptionDecl = {
   flags: '--flake <ref>',
-  help: 'build REF#nixosConfigurations.HOST first (nix build) and use its system',
+  help: 'build and use REF#nixosConfigurations.HOST (nix build)',
 };
 
 const fleet = () => import('./commands/fleet.js');
@@ -192,7 +192,7 @@ export const COMMANDS: readonly CommandDecl[] = [
       FLAKE,
       {
         flags: '--no-push',
-        help: 'do not push the closure (the agents get the path some other way)',
+        help: 'do not push the closure (agents get it another way)',
       },
     ],
     stateDir: write,
