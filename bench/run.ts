@@ -1,5 +1,5 @@
 // `npm run bench [-- --quick] [GROUP...]`: runs the benchmark groups (transport.ts, sync.ts,
-// latency.ts, restart.ts, fanin.ts, recover.ts, cli.ts, deploy.ts) in one process, prints the environment, a table of measurements and the ratios
+// latency.ts, restart.ts, fanin.ts, recover.ts, cli.ts, deploy.ts, artifacts.ts) in one process, prints the environment, a table of measurements and the ratios
 // against the issue's targets, and writes it all to bench/results/latest.json (see README.md).
 
 import { readFileSync } from 'node:fs';
@@ -16,6 +16,7 @@ import {
   type Ratio,
 } from './stats.js';
 import { runCli } from './cli.js';
+import { runArtifacts } from './artifacts.js';
 import { runDeploy } from './deploy.js';
 import { runLatency } from './latency.js';
 import { runRestart } from './restart.js';
@@ -33,6 +34,7 @@ const GROUPS = {
   recover: runRecover,
   cli: runCli,
   deploy: runDeploy,
+  artifacts: runArtifacts,
 } as const satisfies Record<string, (opts: BenchOptions) => Promise<GroupResult>>;
 type GroupName = keyof typeof GROUPS;
 const isGroup = (s: string): s is GroupName => Object.hasOwn(GROUPS, s);
