@@ -135,3 +135,87 @@ export function formatEta(seconds: number): string {
   const ss = String(s % 60).padStart(2, '0');
   return h > 0 ? `${h}:${String(m).padStart(2, '0')}:${ss}` : `${m}:${ss}`;
 }
+
+/** A closure fetch's figures as an agent reports them (the status record's `fetch`). */
+export interface FetchFigures {
+  readonly bytes: number;
+  readonly total: number;
+  readonly paths: number;
+  readonly pathsDone: number;
+  /** Bytes per second, the agent's own moving window. */
+  readonly rate: number;
+}
+
+/** `3.9/6.4 MB, 5.1 MB/s, ETA 0:01 (2/3 paths)`: ETA from the agent's rate (`-:--` at rate 0). */
+export function fetchFigures(f: FetchFigures): string {
+  const eta = f.rate > 0 ? formatEta(Math.max(0, f.total - f.bytes) / f.rate) : '-:--';
+  return (
+    `${formatSize(f.bytes, f.total)}, ${formatRate(f.rate)}, ETA ${eta} ` +
+    `(${f.pathsDone}/${f.paths} paths)`
+  );
+}
+
+/**
+ * Lines that change in place on a terminal (`deploy --wait`'s fetching targets, design §7): each
+ * key's newest text, all on one line redrawn on stderr (cut to the terminal's width); a plain
+ * line printed meanwhile goes above it (`above`). Not a terminal: `set` prints the text as a
+ * plain line each time it changes, through `plain`.
+ */
+export class LiveLines {
+  private readonly texts = new Map<string, string>();
+  private drawn = false;
+
+  constructor(
+    private readonly opts: {
+      readonly tty: boolean;
+      readonly plain: (line: string) => void;
+      readonly write?: (text: string) => void;
+      readonly columns?: () => number | undefined;
+    },
+  ) {}
+
+  /** Key `key` now says `text`. */
+  set(key: string, text: string): void {
+    if (this.texts.get(key) === text) return;
+    this.texts.set(key, text);
+    if (this.opts.tty) this.draw();
+    else this.opts.plain(text);
+  }
+
+  /** Key `key` has nothing in place any more (it reached another state). */
+  delete(key: string): void {
+    if (!this.texts.delete(key) || !this.opts.tty) return;
+    this.draw();
+  }
+
+  /** A plain line, printed above the redrawn one. */
+  above(line: string): void {
+    this.clear();
+    this.opts.plain(line);
+    if (this.opts.tty && this.texts.size > 0) this.draw();
+  }
+
+  /** Clears the redrawn line (at the end of the command). */
+  finish(): void {
+    this.texts.clear();
+    this.clear();
+  }
+
+  private draw(): void {
+    if (this.texts.size === 0) return this.clear();
+    const width = Math.max(20, (this.opts.columns?.() ?? process.stderr.columns ?? 80) - 1);
+    let line = [...this.texts.values()].join('  |  ');
+    if (line.length > width) line = `${line.slice(0, width - 1)}…`;
+    this.writeOut(`\r${line}\x1b[K`);
+    this.drawn = true;
+  }
+
+  private clear(): void {
+    if (this.drawn) this.writeOut('\r\x1b[K');
+    this.drawn = false;
+  }
+
+  private writeOut(text: string): void {
+    (this.opts.write ?? ((t: string) => void process.stderr.write(t)))(text);
+  }
+}

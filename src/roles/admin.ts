@@ -70,6 +70,7 @@ import {
   isTerminal,
   knownSeqs,
   pickEntry,
+  progressKey,
   progressOf,
   resolveTargets,
   type AgentStatus,
@@ -460,7 +461,8 @@ export class Admin {
 
   /**
    * Waits until every target of deployment `id` is terminal, or `signal` aborts (TIMEOUT with the
-   * unfinished ones); `onChange` is told each target's new state. Re-reads every `pollMs`.
+   * unfinished ones); `onChange` is told each target's new state, and a fetching target's new
+   * figures. Re-reads every `pollMs`.
    */
   async wait(
     id: string,
@@ -481,7 +483,7 @@ export class Admin {
         if (!NO_ANSWER.has(codeOf(err)) || opts.signal.aborted) throw err;
       }
       for (const p of last) {
-        const said = `${p.state} ${p.code ?? ''}`;
+        const said = progressKey(p);
         if (seen.get(p.nodeId) !== said) {
           seen.set(p.nodeId, said);
           opts.onChange?.(p);

@@ -12,6 +12,7 @@ import {
   type DeployCode,
   type DeploymentStatus,
   type DeployState,
+  type FetchStatus,
   type StatusContent,
 } from '../docs/status.js';
 import type { AuditEntry } from '../trust/authority.js';
@@ -147,7 +148,10 @@ export interface AgentStatus {
   rebootNeeded: boolean | null;
   onDesired: boolean | null;
   /** The newest deployment record of the agent's status document. */
-  last: Pick<DeploymentStatus, 'id' | 'state' | 'code' | 'reason' | 'rollback' | 'times'> | null;
+  last: Pick<
+    DeploymentStatus,
+    'id' | 'state' | 'code' | 'reason' | 'rollback' | 'fetch' | 'times'
+  > | null;
   /** The status document's newest signed state is not held (yet): fields come from root. */
   statusUnavailable: boolean;
   /** With AGENT: every deployment record the agent keeps. */
@@ -177,6 +181,7 @@ export function agentStatus(
         ...(rec.code !== undefined ? { code: rec.code } : {}),
         ...(rec.reason !== undefined ? { reason: rec.reason } : {}),
         ...(rec.rollback !== undefined ? { rollback: rec.rollback } : {}),
+        ...fetchOf(rec),
       }
     : e.deploy?.last
       ? { ...e.deploy.last, times: {} }
@@ -270,6 +275,13 @@ export interface TargetProgress {
   state: DeployState | 'pending' | 'stale' | 'unknown';
   code?: DeployCode;
   reason?: string;
+  /** While `fetching`: the agent's last progress figures (written at most every 5 s). */
+  fetch?: FetchStatus;
+}
+
+/** `{fetch}` of a record that is fetching and says how far (issue 12), else nothing. */
+function fetchOf(rec: DeploymentStatus): { fetch?: FetchStatus } {
+  return rec.state === 'fetching' && rec.fetch !== undefined ? { fetch: { ...rec.fetch } } : {};
 }
 
 /** Whether `p` will not change any more. */
@@ -277,6 +289,15 @@ export function isTerminal(p: TargetProgress): boolean {
   return (
     p.state === 'stale' || p.state === 'unknown' || TERMINAL_STATES.has(p.state as DeployState)
   );
+}
+
+/**
+ * What `deploy --wait` compares to tell a change: the state, the code and, while fetching, the
+ * figures (the agent writes them at most every 5 s, so each new one is a line).
+ */
+export function progressKey(p: TargetProgress): string {
+  const f = p.fetch;
+  return `${p.state} ${p.code ?? ''} ${f ? `${f.bytes}/${f.total} ${f.pathsDone}/${f.paths} ${f.rate}` : ''}`;
 }
 
 /** The progress of deployment `id` on one target, from its status document's trusted view. */
@@ -293,6 +314,7 @@ export function progressOf(
     state: rec.state,
     ...(rec.code !== undefined ? { code: rec.code } : {}),
     ...(rec.reason !== undefined ? { reason: rec.reason } : {}),
+    ...fetchOf(rec),
   };
 }
 

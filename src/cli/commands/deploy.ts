@@ -18,6 +18,7 @@ import type { Invocation } from '../invocation.js';
 import { withAdmin } from './with-admin.js';
 import { formatTable } from '../table.js';
 import { artifactsLine } from './artifact-store.js';
+import { fetchFigures, LiveLines } from '../progress.js';
 
 const DAY = 86_400_000;
 const DEFAULT_EXPIRES = 7 * DAY;
@@ -109,7 +110,7 @@ export async function runDeploy(inv: Invocation): Promise<void> {
     1000,
     7 * DAY,
   );
-  const { checkPush, flakeArg, pushDisplay, summaryLine } = await import('./push.js');
+  const { checkPush, flakeArg, pushDisplay, summaryJson, summaryLine } = await import('./push.js');
   const storePath = flakeRef ? (await flakeArg(inv))!.path : await storePathArg(args.at(-1)!);
   const progress = (line: string) =>
     config.json ? process.stderr.write(line + '\n') : out.line(line);
@@ -139,16 +140,19 @@ export async function runDeploy(inv: Invocation): Promise<void> {
       .finally(() => display?.finish());
     if (r.pushed && !config.json) process.stderr.write(`${summaryLine(r.pushed)}\n`);
     const id8 = r.id.slice(0, 8);
+    // --json: the push's summary (as `flt admin push --json` prints it) beside the deployment's.
+    const pushed = r.pushed ? { pushed: summaryJson(r.pushed) } : {};
     if (r.sent?.error) throw refused(id8, r.sent.error);
     if (r.queued) {
       const text =
         `queued: deployment ${id8} (${r.targets.length} targets) is kept in ${config.stateDir}; ` +
         'it is sent the next time any online flt admin command runs';
-      if (!opts.wait) return config.json ? out.json({ id: r.id, queued: true }) : out.line(text);
+      if (!opts.wait)
+        return config.json ? out.json({ id: r.id, queued: true, ...pushed }) : out.line(text);
       progress(text);
     } else if (!opts.wait) {
       const a = r.sent!.answer!;
-      if (config.json) return out.json({ id: r.id, queued: false, ...a });
+      if (config.json) return out.json({ id: r.id, queued: false, ...a, ...pushed });
       return out.line(answerLine(id8, a));
     }
     // --wait: delivered first (inside the same timeout), then every target terminal.
@@ -166,13 +170,24 @@ export async function runDeploy(inv: Invocation): Promise<void> {
     if (sent.error) throw refused(id8, sent.error);
     if (r.queued) progress(answerLine(id8, sent.answer!));
     else if (!config.json) out.line(answerLine(id8, sent.answer!));
-    const final = await admin.wait(r.id, r.targets, {
-      signal,
-      ...(sent.answer ? { answer: sent.answer } : {}),
-      onChange: (p) => progress(progressLine(p)),
+    // A fetching target's figures: redrawn in place on a terminal, a plain line each change else.
+    const live = new LiveLines({
+      tty: !config.json && process.stderr.isTTY === true,
+      plain: progress,
     });
+    const final = await admin
+      .wait(r.id, r.targets, {
+        signal,
+        ...(sent.answer ? { answer: sent.answer } : {}),
+        onChange: (p) => {
+          if (p.state === 'fetching' && p.fetch) return live.set(p.nodeId, progressLine(p));
+          live.delete(p.nodeId);
+          live.above(progressLine(p));
+        },
+      })
+      .finally(() => live.finish());
     const bad = final.filter((p) => p.state !== 'succeeded');
-    if (config.json) out.json({ id: r.id, targets: final });
+    if (config.json) out.json({ id: r.id, targets: final, ...pushed });
     if (bad.length > 0)
       throw new FltError('DEPLOY_FAILED', `deployment ${id8}: ${bad.map(describeBad).join(', ')}`);
     if (!config.json) out.line(`deployment ${id8}: all ${final.length} succeeded`);
@@ -198,10 +213,12 @@ function answerLine(id8: string, a: NonNullable<SentDeployment['answer']>) {
   return line;
 }
 
-function progressLine(p: TargetProgress): string {
+/** `3f2a91c0 (web1): fetching 3.9/6.4 MB, 5.1 MB/s, ETA 0:01 (2/3 paths)`, or the state. */
+export function progressLine(p: TargetProgress): string {
   const code = p.code ? ` ${p.code}` : '';
   const reason = p.reason ? `: ${p.reason}` : '';
-  return `${shortId(p.nodeId)} (${p.hostname ?? '?'}): ${p.state}${code}${reason}`;
+  const fetch = p.state === 'fetching' && p.fetch ? ` ${fetchFigures(p.fetch)}` : '';
+  return `${shortId(p.nodeId)} (${p.hostname ?? '?'}): ${p.state}${fetch}${code}${reason}`;
 }
 
 function describeBad(p: TargetProgress): string {
@@ -244,8 +261,9 @@ export async function runStatus(inv: Invocation): Promise<void> {
   for (const d of s.deployments ?? []) {
     const code = d.code ? ` ${d.code}` : '';
     const rollback = d.rollback ? ` (rollback: ${d.rollback})` : '';
+    const fetch = d.state === 'fetching' && d.fetch ? ` ${fetchFigures(d.fetch)}` : '';
     out.line(
-      `\ndeployment ${d.id.slice(0, 8)}  ${d.state}${code}${rollback}  ${d.action ?? '?'} ${d.storePath}`,
+      `\ndeployment ${d.id.slice(0, 8)}  ${d.state}${fetch}${code}${rollback}  ${d.action ?? '?'} ${d.storePath}`,
     );
     out.line(
       `  seq ${d.seq}, signed by ${d.signer ? shortId(d.signer) : '?'}; ${Object.entries(d.times)
@@ -258,8 +276,11 @@ export async function runStatus(inv: Invocation): Promise<void> {
 }
 
 function statusRow(s: AgentStatus): string[] {
+  const f = s.last?.state === 'fetching' ? s.last.fetch : undefined;
+  const pct =
+    f && f.total > 0 ? ` ${Math.floor((100 * Math.min(f.bytes, f.total)) / f.total)}%` : '';
   const last = s.last
-    ? `${s.last.id.slice(0, 8)} ${s.last.state}${s.last.code ? ` ${s.last.code}` : ''}`
+    ? `${s.last.id.slice(0, 8)} ${s.last.state}${pct}${s.last.code ? ` ${s.last.code}` : ''}`
     : '-';
   return [
     shortId(s.nodeId),
