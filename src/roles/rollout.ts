@@ -317,11 +317,3 @@ export function progressOf(
     ...fetchOf(rec),
   };
 }
-
-/** One line of `--wait` progress. */
-export function progressLine(p: TargetProgress): string {
-  const who = `${shortId(p.nodeId)} (${p.hostname ?? '?'})`;
-  const code = p.code ? ` ${p.code}` : '';
-  const reason = p.reason ? `: ${p.reason}` : '';
-  return `${who}: ${p.state}${code}${reason}`;
-}
