@@ -13,11 +13,11 @@
 //   pushing admin cost it its connection at the coordinator, with nothing committed.
 
 import { randomBytes } from 'node:crypto';
-import { readdir, stat } from 'node:fs/promises';
+import { readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parsePeerAddress } from '../sync/address.js';
-import { CHUNK, chunkCount, type BlobDigest } from '../sync/blob-hash.js';
+import { CHUNK, chunkCount, hashAt, type BlobDigest } from '../sync/blob-hash.js';
 import { sendBlob, type Chunk } from '../sync/blob-stream.js';
 import { decodeBlobFrame, encodeCtrl } from '../sync/blob-wire.js';
 import type { FramedStream } from '../sync/framed-stream.js';
@@ -27,7 +27,10 @@ import { Router } from '../sync/router.js';
 import { serveStreams } from '../sync/service.js';
 import type { CloseInfo, Connection, Transport } from '../sync/transport.js';
 import { ArtifactFetcher } from '../src/artifacts/fetcher.js';
-import { narHashName, type ArtifactMeta } from '../src/artifacts/meta.js';
+import { NixCache } from '../src/artifacts/cache.js';
+import { hashPart, narHashName, type ArtifactMeta, type StorePath } from '../src/artifacts/meta.js';
+import { fromNix32, nix32 } from '../src/artifacts/nix32.js';
+import { writeFileAtomic } from '../stores/atomic-write.js';
 import { pushClosure as pushAll, pushOrThrow } from '../src/artifacts/push.js';
 import { BlobServer } from '../src/artifacts/server.js';
 import { blake3Hashing, narKey, openArtifacts } from '../src/artifacts/store.js';
@@ -306,6 +309,74 @@ describe('a full disk at the agent', () => {
       await roomy.close();
     }
     expect(await invalidInC(fx.closure)).toEqual([]);
+  }, 240_000);
+});
+
+describe('a closure answer that changed since the want file was saved', () => {
+  it('the new answer wins: the old partial and cache entry are dropped, the new NAR fetched', async () => {
+    const { fx } = af;
+    const top2 = await fx.change();
+    const closure2 = (await nixStore(fx.admin, '-qR', top2)).trim().split('\n');
+    await af.push(closure2);
+    const real = await narOf(fx, top2, af.hasher, [af.key]);
+    const fakeKey = nix32(randomBytes(32));
+    const stale = { ...real.meta, narHash: `sha256:${fakeKey}` as ArtifactMeta['narHash'] };
+    const stateDir = join(af.dir, 'changed');
+    const dir = join(stateDir, 'artifacts');
+    // What an earlier run left: the want file with the old answer, a partial of the old NAR,
+    // and the old NAR in the cache with its narinfo.
+    await writeFileAtomic(
+      join(dir, 'want', `${hashPart(top2 as StorePath)}.json`),
+      JSON.stringify({ root: top2, items: [stale] }) + '\n',
+      { createDir: true },
+    );
+    const junk = lie(real, 'lying');
+    const blobs = await BlobStore.open(dir, {
+      hashing: blake3Hashing(af.hasher),
+      keyOf: narKey,
+      logger: () => undefined,
+    });
+    const list = Array.from({ length: chunkCount(junk.bytes.length) }, (_, i) =>
+      hashAt(junk.digest.hashes, i),
+    );
+    const partial = await blobs.beginPut(fakeKey, {
+      size: junk.bytes.length,
+      sha256: fromNix32(fakeKey, 32),
+      root: junk.digest.root,
+      hashes: list,
+    });
+    expect(await partial.write(0, junk.bytes.subarray(0, CHUNK))).toBe(true);
+    await partial.close();
+    expect(await blobs.partialChunks(fakeKey)).toBe(1);
+    const cache = await NixCache.open(join(dir, 'cache'), fx.storeDir);
+    await writeFile(cache.narFile(stale), junk.bytes);
+    await cache.putNarinfo(stale);
+    const t = await pusherTransport();
+    const fetcher = new ArtifactFetcher({
+      transport: t,
+      coordinator: parsePeerAddress(af.fleet.coordinator.ticket),
+      stateDir,
+      nixStore: fx.agent,
+      trustedKeys: [af.publicKey],
+      minFree: 0,
+      hasher: af.hasher,
+      log,
+    });
+    try {
+      expect(await fetcher.ensure(top2)).toMatchObject({ state: 'ready' });
+    } finally {
+      await fetcher.close();
+    }
+    expect(await blobs.partialChunks(fakeKey)).toBe(0);
+    expect(
+      await stat(cache.narFile(stale)).then(
+        () => 'there',
+        () => 'none',
+      ),
+    ).toBe('none');
+    expect((await nixStore(fx.agent, '-q', '--hash', top2)).trim()).toBe(
+      (await nixStore(fx.admin, '-q', '--hash', top2)).trim(),
+    );
   }, 240_000);
 });
 
