@@ -31,6 +31,8 @@ import { collectFacts } from '../src/facts/index.js';
 import { Agent } from '../src/roles/agent.js';
 import type { Liveness } from '../src/roles/liveness.js';
 import { Deployer, type DeployerOptions } from '../src/roles/deployer.js';
+import type { EnsureOptions, EnsureResult } from '../src/artifacts/fetcher.js';
+import { FltError } from '../src/errors.js';
 import { localConfig, testFleet } from './helpers/fleet.js';
 import { signOp } from '../src/trust/admin-ops.js';
 import {
@@ -270,6 +272,62 @@ describe('Deployer: activation', () => {
     r.admins.change((d) => appendAdminOp(d, addOp));
     await r.until(part.id, 'succeeded');
     expect(await r.activations()).toEqual(['a switch']);
+  });
+});
+
+describe('Deployer: fetching a missing closure (issue 12)', () => {
+  it('a fetch that found the coordinator unreachable is retried at once on reconnect, not only at the recheck', async () => {
+    const r = await rig();
+    const late = await nix.late();
+    const part = r.sign({ storePath: late.path, seq: 5 });
+    let calls = 0;
+    const artifacts = {
+      async ensure(): Promise<EnsureResult> {
+        if (++calls === 1) throw new FltError('CONNECT_FAILED', 'the coordinator is away');
+        await late.build();
+        return { state: 'ready', fetched: 1, bytes: 1 };
+      },
+    };
+    // An hour between rechecks: only the reconnect can start the second attempt.
+    // Placed before the start (which runs the queue once); no tick for an hour after.
+    r.place(part);
+    const deployer = await r.start({ artifacts, recheckMs: HOUR });
+    expect(await r.until(part.id, 'waiting')).toMatchObject({
+      waitingFor: 'artifacts',
+      code: 'CONNECT_FAILED',
+    });
+    await deployer.idle();
+    expect(calls).toBe(1);
+    deployer.reconnected();
+    await r.until(part.id, 'succeeded');
+    expect(calls).toBe(2);
+    expect(await r.activations()).toEqual(['late switch']);
+  });
+
+  it('a fetch reporting progress thousands of times adds no history until 5 s of progress passed', async () => {
+    const r = await rig();
+    const late = await nix.late();
+    const part = r.sign({ storePath: late.path, seq: 5 });
+    let reports = 0;
+    const artifacts = {
+      async ensure(_path: string, o: EnsureOptions): Promise<EnsureResult> {
+        for (let i = 1; i <= 20_000; i++) {
+          o.progress?.({ bytes: i, total: 20_000, paths: 1, pathsDone: 0, rate: 1 });
+          reports++;
+          if (i % 1000 === 0) await new Promise((res) => setImmediate(res));
+        }
+        throw new FltError('CONNECTION_LOST', 'gone');
+      },
+    };
+    r.place(part);
+    const before = A.getHistory(r.status.doc()).length;
+    const deployer = await r.start({ artifacts, recheckMs: HOUR });
+    await r.until(part.id, 'waiting');
+    await deployer.idle();
+    expect(reports).toBe(20_000);
+    // The system record, received, fetching, waiting; no progress write (far less than 5 s).
+    expect(A.getHistory(r.status.doc()).length - before).toBeLessThanOrEqual(4);
+    expect(r.record(part.id)?.fetch).toBeUndefined();
   });
 });
 

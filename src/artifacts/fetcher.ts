@@ -14,6 +14,11 @@
 //      blob (SHA-256 = narHash) moves into the `file://` cache (`<state>/artifacts/cache/`).
 //   4. `nix-store -r ROOT` with that cache as the only substituter and `require-sigs true`
 //      (cache.ts substitute): Nix checks each signature and narHash; a GC root keeps the closure.
+// A changed answer: when the want file of the same root lists a path with another narHash (or
+// b3) than the coordinator answers now, the new answer wins and what only the old one named is
+// dropped (partial, unadopted blob, cache entry; see forgetChanged): each NAR is still checked
+// by BLAKE3 per chunk, SHA-256 against narHash and by Nix against a trusted signature, so the
+// answer itself needs no trust; keeping the old one would only stall a rebuilt closure.
 // One ensure() at a time: a newer call aborts the older (its partials stay for a later resume).
 // The connection to the coordinator is open only while an ensure() transfers.
 
@@ -93,6 +98,9 @@ interface Running {
   readonly ctl: AbortController;
   readonly done: Promise<unknown>;
 }
+
+/** A narHash as a want file holds it (the blob key is its nix32 part). */
+const NAR_HASH = /^sha256:[0-9abcdfghijklmnpqrsvwxyz]{52}$/;
 
 /** Errors that end one path's transfer but let the others go on (the connection stays). */
 const PER_PATH = new Set(['BLOB_CORRUPT', 'BLOB_MISSING', 'ARTIFACT_NOT_ALLOWED', 'DISK_FULL']);
@@ -181,6 +189,7 @@ export class ArtifactFetcher {
     progress: EnsureOptions['progress'],
   ): Promise<EnsureResult> {
     const { items, missing } = await closureOf(conn, root);
+    await this.forgetChanged(root, items);
     await this.saveWant(root, items);
     // The coordinator lacks some paths: fine if we hold them already.
     const lacking = missing.length > 0 ? await invalidPaths(missing, this.opts.nixStore) : [];
@@ -351,6 +360,59 @@ export class ArtifactFetcher {
     return join(this.dir, 'want', `${hashPart(root)}.json`);
   }
 
+  /**
+   * A changed answer (design §6): the want file of `root` lists a path with another narHash or
+   * b3 than the coordinator's answer now (a re-push after a rebuild, or a coordinator that
+   * lies). The new answer wins; what only the old one named goes: its partial download, an
+   * unadopted blob, and the path's cache entry (its narinfo would else make the path look
+   * fetched). No trust is lost by following the new answer: each NAR is still checked chunk by
+   * chunk (BLAKE3), whole (SHA-256 = narHash) and by Nix against a trusted signature.
+   */
+  private async forgetChanged(root: StorePath, items: readonly ArtifactMeta[]): Promise<void> {
+    const old = await this.readWant(root);
+    if (old.length === 0) return;
+    const now = new Set(items.map((m) => `${m.path} ${m.narHash} ${m.b3}`));
+    const gone = old.filter((o) => !now.has(`${o.path} ${o.narHash} ${o.b3}`));
+    if (gone.length === 0) return;
+    const blobs = await this.openBlobs();
+    const cache = await this.openCache();
+    const kept = new Set(items.map((m) => `${m.narHash} ${m.b3}`));
+    for (const o of gone) {
+      const key = narHashName(o.narHash);
+      if (!kept.has(`${o.narHash} ${o.b3}`)) {
+        await blobs.removePartial(key);
+        if (await blobs.has(key)) await blobs.remove(key);
+      }
+      await cache.removePath(o.path);
+    }
+    this.opts.log.info(`the coordinator's closure of ${root} changed; the new answer wins`, {
+      dropped: gone.length,
+    });
+  }
+
+  /** The saved want list of `root` (path, narHash, b3 of each); empty when none or unreadable. */
+  private async readWant(
+    root: StorePath,
+  ): Promise<Pick<ArtifactMeta, 'path' | 'narHash' | 'b3'>[]> {
+    try {
+      const v = JSON.parse(await readFile(this.wantFile(root), 'utf8')) as { items?: unknown };
+      if (!Array.isArray(v.items)) return [];
+      const out: Pick<ArtifactMeta, 'path' | 'narHash' | 'b3'>[] = [];
+      for (const m of v.items as { path?: unknown; narHash?: unknown; b3?: unknown }[]) {
+        if (typeof m.path !== 'string' || typeof m.narHash !== 'string') continue;
+        if (!isStorePathIn(m.path, this.storeDir) || !NAR_HASH.test(m.narHash)) continue;
+        out.push({
+          path: m.path as StorePath,
+          narHash: m.narHash as ArtifactMeta['narHash'],
+          b3: String(m.b3) as ArtifactMeta['b3'],
+        });
+      }
+      return out;
+    } catch {
+      return [];
+    }
+  }
+
   /** Saves the closure answer as the want list (rewritten only when it changed). */
   private async saveWant(root: StorePath, items: readonly ArtifactMeta[]): Promise<void> {
     const text = JSON.stringify({ root, items }) + '\n';
@@ -450,7 +512,7 @@ class Meter {
 const gb = (n: number) => `${(n / 1e9).toFixed(1)} GB`;
 
 /** ENOSPC anywhere in the cause chain is DISK_FULL; anything else is rethrown as it is. */
-function diskFull(err: unknown): never {
+export function diskFull(err: unknown): never {
   for (let e: unknown = err, i = 0; e instanceof Error && i < 8; e = e.cause, i++)
     if ((e as { code?: unknown }).code === 'ENOSPC')
       throw new FltError('DISK_FULL', `the agent's disk is full: ${messageOf(err)}`);

@@ -185,11 +185,15 @@ export async function pushOrThrow(
 ): Promise<PushSummary> {
   const summary = await pushClosure(roots, opts);
   const first = summary.failed[0];
-  if (first !== undefined)
+  if (first !== undefined) {
+    // The coordinator's message names the path already (DISK_FULL, ...): not twice.
+    const msg = first.message.replace(/^peer: /, '');
     throw new FltError(
       isErrorCode(first.code) ? first.code : 'RPC_REMOTE',
-      `push: ${summary.failed.length} of ${summary.pushed.length + summary.failed.length} paths failed; ${first.path}: ${first.message.replace(/^peer: /, '')}`,
+      `push: ${summary.failed.length} of ${summary.pushed.length + summary.failed.length} paths failed; ` +
+        (msg.includes(first.path) ? msg : `${first.path}: ${msg}`),
     );
+  }
   return summary;
 }
 

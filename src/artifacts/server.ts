@@ -347,7 +347,7 @@ export class BlobServer implements Service {
 const gb = (n: number) => `${(n / 1e9).toFixed(1)} GB`;
 
 /** ENOSPC anywhere in the cause chain is DISK_FULL; anything else is rethrown as it is. */
-function diskFull(err: unknown): never {
+export function diskFull(err: unknown): never {
   for (let e: unknown = err, i = 0; e instanceof Error && i < 8; e = e.cause, i++)
     if ((e as { code?: unknown }).code === 'ENOSPC')
       throw new FltError('DISK_FULL', `the coordinator's disk is full: ${messageOf(err)}`);

@@ -91,6 +91,7 @@ export const FETCH_CODES = [
   'ARTIFACT_NOT_ALLOWED',
   'TIMEOUT',
   'IO',
+  'CONNECT_FAILED', // the coordinator could not be reached (retried at once on reconnect)
 ] as const;
 export type FetchCode = (typeof FETCH_CODES)[number];
 export type DeployCode = RefusalCode | FailureCode | FetchCode;

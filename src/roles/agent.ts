@@ -234,6 +234,7 @@ export class Agent {
       this.coordinator.nodeId,
       this.log,
       this.stop.signal,
+      () => this.deployer?.reconnected(),
     );
     this.liveness = this.live.run().catch((err: unknown) => {
       this.log.error(`liveness check stopped: ${messageOf(err)}`);

@@ -112,6 +112,23 @@ export interface ClosureFetcher {
 /** Progress writes of a running fetch: at most one per this long, and only when bytes moved. */
 export const FETCH_PROGRESS_MS = 5000;
 
+/**
+ * The throttle of a fetch's progress writes (each one is ~100 B of status history for good):
+ * `due(bytes, now)` is true at most once per FETCH_PROGRESS_MS from `start` on, and only when
+ * `bytes` differs from the last write's (a stalled fetch writes nothing). A 10 min fetch thus
+ * adds at most 120 records of history.
+ */
+export function progressThrottle(start: number): (bytes: number, now: number) => boolean {
+  let lastWrite = start;
+  let lastBytes = -1;
+  return (bytes, now) => {
+    if (now - lastWrite < FETCH_PROGRESS_MS || bytes === lastBytes) return false;
+    lastWrite = now;
+    lastBytes = bytes;
+    return true;
+  };
+}
+
 /** Fetch errors that are final for the part (issue 12, design §6); the rest are retried. */
 const FETCH_REFUSALS: ReadonlySet<string> = new Set(['UNTRUSTED_SIGNATURE', 'BAD_STORE_PATH']);
 
@@ -196,6 +213,17 @@ export class Deployer {
     this.timer = setInterval(this.tick, this.opts.recheckMs);
     this.timer.unref();
     this.schedule();
+  }
+
+  /**
+   * The agent's connection to the coordinator came back (its pings are answered again after
+   * failing, or a restarted coordinator answered): a fetch that ended waiting (the coordinator
+   * unreachable, or lacking paths it may hold now) is tried again at once, not at the next
+   * `deploy_recheck` tick. Refusals stay final; a fetch running now is left alone.
+   */
+  reconnected(): void {
+    if (this.fetchOutcome === undefined || this.fetchOutcome.patch.state !== 'waiting') return;
+    this.tick();
   }
 
   /** Resolves once the queue has nothing left to do right now. */
@@ -394,14 +422,10 @@ export class Deployer {
     await this.write(info, { state: 'fetching' });
     const ctl = new AbortController();
     const signal = AbortSignal.any([ctl.signal, this.abort.signal]);
-    let lastWrite = Date.now();
-    let lastBytes = -1;
+    const due = progressThrottle(Date.now());
     const progress = (p: FetchProgress) => {
-      const now = Date.now();
-      if (now - lastWrite < FETCH_PROGRESS_MS || p.bytes === lastBytes || signal.aborted) return;
-      if (this.fetching?.digest !== info.digest) return;
-      lastWrite = now;
-      lastBytes = p.bytes;
+      if (signal.aborted || this.fetching?.digest !== info.digest) return;
+      if (!due(p.bytes, Date.now())) return;
       void this.write(info, { state: 'fetching', fetch: fetchStatus(p) }).catch((err: unknown) =>
         this.opts.log.debug(`fetch progress: ${messageOf(err)}`),
       );

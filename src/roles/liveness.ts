@@ -63,6 +63,11 @@ export class Liveness {
     private readonly peer: NodeId,
     private readonly log: Logger,
     private readonly signal: AbortSignal,
+    /**
+     * Told when the coordinator answers again after failed pings, or a new coordinator process
+     * answers (the agent's deployer retries a fetch that found it unreachable).
+     */
+    private readonly onReconnect?: () => void,
   ) {}
 
   /** Pings until `signal` aborts. Rejects only on a programming error. */
@@ -155,8 +160,10 @@ export class Liveness {
     // after failures, any dial older than this ping is such a dial; else only one older than a
     // ping may take (a dial just begun is left to finish).
     this.sync.dialNow(this.peer, failures > 0 ? sent : Date.now() - PING_TIMEOUT_MS);
+    const restarted = boot !== undefined && previous !== undefined && boot !== previous;
     if (boot !== undefined) this.boot = boot;
     this.silentSince = 0;
+    if (failures > 0 || restarted) this.onReconnect?.();
   }
 
   /** The answer (boot undefined: a coordinator without boot ids), or the failure's code. */
