@@ -74,7 +74,7 @@ async function trio(
         store: c.store,
         key,
         connect: () => admin.connect(coord.addr(), ALPN.blobs),
-        stateDir: join(dir, 'admin'),
+        stateDir: join(dir, "admin"),
         hasher,
       }),
     async fetch(path, store) {

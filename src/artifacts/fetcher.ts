@@ -36,6 +36,7 @@ import { BlobStore, type PartialBlob } from '../../stores/blob-store.js';
 import { isStorePathIn, storeDirOf } from '../deploy/nix.js';
 import { codeOf, FltError, messageOf } from '../errors.js';
 import { NixCache, substitute } from './cache.js';
+import { runLanes } from './lanes.js';
 import { hashPart, narHashName, type ArtifactMeta, type StorePath } from './meta.js';
 import { invalidPaths } from './nix-query.js';
 import { fromNix32 } from './nix32.js';
@@ -237,23 +238,19 @@ export class ArtifactFetcher {
       meter.add(Math.min(m.narSize, (await blobs.partialChunks(narHashName(m.narHash))) * CHUNK));
     meter.report();
     const errors: unknown[] = [];
-    const queue = order(todo);
     let gone = false;
     void conn.closed.then(() => (gone = true));
-    const worker = async () => {
-      for (let m = queue.shift(); m !== undefined; m = queue.shift()) {
-        if (signal.aborted || gone) return;
-        try {
-          await this.getOne(conn, m, blobs, cache, meter, signal);
-        } catch (err) {
-          errors.push(err);
-          if (!PER_PATH.has(codeOf(err))) return; // the connection is gone: no use going on
-          this.opts.log.warn(`fetching ${m.path}: ${messageOf(err)}`);
-        }
+    await runLanes(todo, this.opts.parallel ?? DEFAULT_PARALLEL, async (m) => {
+      if (signal.aborted || gone) return 'stop';
+      try {
+        await this.getOne(conn, m, blobs, cache, meter, signal);
+      } catch (err) {
+        errors.push(err);
+        if (!PER_PATH.has(codeOf(err))) return 'stop'; // the connection is gone: no use going on
+        this.opts.log.warn(`fetching ${m.path}: ${messageOf(err)}`);
       }
-    };
-    const n = Math.max(1, Math.min(this.opts.parallel ?? DEFAULT_PARALLEL, todo.length));
-    await Promise.all(Array.from({ length: n }, worker));
+      return 'next';
+    });
     signal.throwIfAborted();
     if (errors.length > 0) throw errors[0];
     await ensureDir(join(this.dir, 'roots'));
@@ -455,17 +452,6 @@ async function ctrl(fs: FramedStream) {
     if (e.t === 'err') throw remoteError(e.code, e.msg);
   }
   return frame.msg;
-}
-
-/** Biggest first, alternating with the smallest (a huge path does not starve many small ones). */
-function order(metas: readonly ArtifactMeta[]): ArtifactMeta[] {
-  const sorted = [...metas].sort((a, b) => b.narSize - a.narSize);
-  const out: ArtifactMeta[] = [];
-  for (let i = 0, j = sorted.length - 1; i <= j; i++, j--) {
-    out.push(sorted[i]!);
-    if (i !== j) out.push(sorted[j]!);
-  }
-  return out;
 }
 
 /** Bytes and paths of one ensure(), with a 10 s moving rate. */

@@ -29,6 +29,7 @@ import { ALPN, MAX_FRAME } from '../../sync/protocols.js';
 import type { Connection } from '../../sync/transport.js';
 import { writeFileAtomic } from '../../stores/atomic-write.js';
 import { codeOf, FltError, isErrorCode, messageOf } from '../errors.js';
+import { runLanes } from './lanes.js';
 import { narHashName, type ArtifactMeta, type Hex32, type NarMeta } from './meta.js';
 import { readSigningKey, type SigningKey } from './nix-key.js';
 import { closureMetas, dumpNar, invalidPaths, signMeta } from './nix-query.js';
@@ -145,29 +146,25 @@ export async function pushClosure(
       ...(finished ? { finished } : {}),
     });
   report();
-  const queue = interleave(missing);
-  const worker = async () => {
-    for (let m = queue.shift(); m !== undefined; m = queue.shift()) {
-      try {
-        const sent = await pushPath(conn, m, opts, hasher, (n) => {
-          bytes += n;
-          report();
-        });
-        bytesSent += sent;
-        pushed.push({ path: m.path, narSize: m.narSize });
-        pathsDone++;
-        report({ path: m.path, narSize: m.narSize });
-      } catch (err) {
-        if (codeOf(err) === 'ABORTED') throw err;
-        const error = { code: codeOf(err), message: messageOf(err) };
-        failed.push({ path: m.path, ...error });
-        pathsDone++;
-        report({ path: m.path, narSize: m.narSize, error });
-      }
+  await runLanes(missing, opts.parallel ?? 4, async (m) => {
+    try {
+      const sent = await pushPath(conn, m, opts, hasher, (n) => {
+        bytes += n;
+        report();
+      });
+      bytesSent += sent;
+      pushed.push({ path: m.path, narSize: m.narSize });
+      pathsDone++;
+      report({ path: m.path, narSize: m.narSize });
+    } catch (err) {
+      if (codeOf(err) === 'ABORTED') throw err;
+      const error = { code: codeOf(err), message: messageOf(err) };
+      failed.push({ path: m.path, ...error });
+      pathsDone++;
+      report({ path: m.path, narSize: m.narSize, error });
     }
-  };
-  const workers = Math.max(1, Math.min(opts.parallel ?? 4, missing.length));
-  await Promise.all(Array.from({ length: workers }, worker));
+    return 'next';
+  });
   return {
     paths: metas.length,
     pushed,
@@ -195,17 +192,6 @@ export async function pushOrThrow(
     );
   }
   return summary;
-}
-
-/** Biggest first, alternating with the smallest: a huge path does not hold up many small ones. */
-function interleave(metas: readonly NarMeta[]): NarMeta[] {
-  const bySize = [...metas].sort((a, b) => b.narSize - a.narSize);
-  const out: NarMeta[] = [];
-  for (let i = 0, j = bySize.length - 1; i <= j; i++, j--) {
-    out.push(bySize[i]!);
-    if (j !== i) out.push(bySize[j]!);
-  }
-  return out;
 }
 
 async function openStream(conn: Connection): Promise<FramedStream> {
