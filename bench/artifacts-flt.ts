@@ -11,9 +11,8 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { blobHasher, type BlobHasher } from '../sync/blob-hash.js';
-import { IrohTransport } from '../sync/iroh-transport.js';
 import { silentLogger } from '../sync/log.js';
-import { ALL_ALPNS, ALPN } from '../sync/protocols.js';
+import { ALPN } from '../sync/protocols.js';
 import { Router } from '../sync/router.js';
 import type { Transport } from '../sync/transport.js';
 import { ArtifactFetcher } from '../src/artifacts/fetcher.js';
@@ -21,19 +20,13 @@ import { parseSigningKey, type SigningKey } from '../src/artifacts/nix-key.js';
 import { pushClosure, type PushSummary } from '../src/artifacts/push.js';
 import { BlobServer } from '../src/artifacts/server.js';
 import { openArtifacts } from '../src/artifacts/store.js';
+import { bindLocal } from '../test/helpers/fleet.js';
 import type { BenchClosure } from './artifact-closure.js';
 import { closeAll } from './wait.js';
 
 const run = promisify(execFile);
 
-const bind = () =>
-  IrohTransport.bind({
-    secretKey: randomBytes(32),
-    alpns: ALL_ALPNS,
-    bind: '127.0.0.1:0',
-    relay: 'disabled',
-    discovery: 'none',
-  });
+const bind = () => bindLocal(randomBytes(32));
 
 /** A coordinator's blob service, an admin and an agent, with state under `dir`. */
 interface Trio {
@@ -74,7 +67,7 @@ async function trio(
         store: c.store,
         key,
         connect: () => admin.connect(coord.addr(), ALPN.blobs),
-        stateDir: join(dir, "admin"),
+        stateDir: join(dir, 'admin'),
         hasher,
       }),
     async fetch(path, store) {

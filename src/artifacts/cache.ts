@@ -21,6 +21,7 @@ import {
   storeArgs,
   type ToolResult,
 } from '../deploy/nix.js';
+import { diskFullOr } from './disk.js';
 import { hashPart, narHashName, narinfoText, type NarMeta, type StorePath } from './meta.js';
 import { nix32 } from './nix32.js';
 
@@ -125,7 +126,7 @@ export class NixCache {
       await fsyncDir(join(this.dir, 'nar'));
     } catch (err) {
       await rm(temp, { force: true });
-      throw diskFull(err, this.dir);
+      throw diskFullOr(err, `the disk of ${this.dir}`);
     }
     await this.putNarinfo(meta);
   }
@@ -139,7 +140,7 @@ export class NixCache {
       await rename(file, this.narFile(meta));
       await fsyncDir(join(this.dir, 'nar'));
     } catch (err) {
-      throw diskFull(err, this.dir);
+      throw diskFullOr(err, `the disk of ${this.dir}`);
     }
     await this.putNarinfo(meta);
   }
@@ -149,7 +150,7 @@ export class NixCache {
     try {
       await writeFileAtomic(this.narinfoFile(meta.path), narinfoText(meta), { mode: 0o644 });
     } catch (err) {
-      throw diskFull(err, this.dir);
+      throw diskFullOr(err, `the disk of ${this.dir}`);
     }
   }
 
@@ -166,12 +167,6 @@ export class NixCache {
     await rm(this.narinfoFile(path), { force: true });
     if (url !== undefined) await rm(join(this.dir, url), { force: true });
   }
-}
-
-function diskFull(err: unknown, dir: string): unknown {
-  if ((err as { code?: unknown }).code === 'ENOSPC')
-    return new FltError('DISK_FULL', `no space left in ${dir}`, { cause: err });
-  return err;
 }
 
 /** Options of {@link substitute}. */

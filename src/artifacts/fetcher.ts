@@ -36,6 +36,7 @@ import { BlobStore, type PartialBlob } from '../../stores/blob-store.js';
 import { isStorePathIn, storeDirOf } from '../deploy/nix.js';
 import { codeOf, FltError, messageOf } from '../errors.js';
 import { NixCache, substitute } from './cache.js';
+import { gb, throwDiskFull } from './disk.js';
 import { runLanes } from './lanes.js';
 import { hashPart, narHashName, type ArtifactMeta, type StorePath } from './meta.js';
 import { invalidPaths } from './nix-query.js';
@@ -43,6 +44,9 @@ import { fromNix32 } from './nix32.js';
 import { parsePublicKey, verifySig, type PublicKey } from './nix-key.js';
 import { ARTIFACTS_DIR, blake3Hashing, narKey } from './store.js';
 import { decodeMetas } from './wire.js';
+
+/** ENOSPC on a write: DISK_FULL. */
+const DISK_FULL = throwDiskFull("the agent's disk");
 
 /** Default `artifact_parallel`. */
 export const DEFAULT_PARALLEL = 4;
@@ -308,10 +312,10 @@ export class ArtifactFetcher {
               throw new FltError('HASH_MISMATCH', `blobs: chunk ${index} does not match its hash`);
             meter.add(bytes.length);
           },
-        }).catch(diskFull);
+        }).catch(DISK_FULL);
         await fs.finish().catch(() => undefined);
         await partial!.commit().catch((err: unknown) => {
-          if (codeOf(err) !== 'STORE_CORRUPT') return diskFull(err);
+          if (codeOf(err) !== 'STORE_CORRUPT') return DISK_FULL(err);
           conn.close(CloseCode.PROTOCOL_ERROR, 'NAR_HASH_MISMATCH');
           throw new FltError(
             'NAR_HASH_MISMATCH',
@@ -493,14 +497,4 @@ class Meter {
       rate,
     });
   }
-}
-
-const gb = (n: number) => `${(n / 1e9).toFixed(1)} GB`;
-
-/** ENOSPC anywhere in the cause chain is DISK_FULL; anything else is rethrown as it is. */
-export function diskFull(err: unknown): never {
-  for (let e: unknown = err, i = 0; e instanceof Error && i < 8; e = e.cause, i++)
-    if ((e as { code?: unknown }).code === 'ENOSPC')
-      throw new FltError('DISK_FULL', `the agent's disk is full: ${messageOf(err)}`);
-  throw err;
 }

@@ -26,6 +26,7 @@ import type { Connection } from '../../sync/transport.js';
 import type { BlobStore, PartialBlob } from '../../stores/blob-store.js';
 import { codeOf, FltError, messageOf } from '../errors.js';
 import type { Role } from '../trust/authority.js';
+import { gb, throwDiskFull } from './disk.js';
 import type { ArtifactIndex } from './index.js';
 import { narHashName, type ArtifactMeta, type NarHash } from './meta.js';
 import { fromNix32 } from './nix32.js';
@@ -33,6 +34,9 @@ import { formatPublicKey, parsePublicKey, verifySig, type PublicKey } from './ni
 import { metaOf, type StoredEntry } from './store.js';
 import { decodeRequest, MAX_METAS_PER_FRAME, METAS_FRAME_BYTES, type BlobRequest } from './wire.js';
 import { encodeCbor } from '../../sync/codec.js';
+
+/** ENOSPC on a write: DISK_FULL. */
+const DISK_FULL = throwDiskFull("the coordinator's disk");
 
 /** Requests served at once on one connection; further streams wait to be accepted. */
 export const MAX_BLOB_STREAMS = 16;
@@ -298,9 +302,9 @@ export class BlobServer implements Service {
             throw new FltError('HASH_MISMATCH', `blobs: chunk ${index} does not match its hash`);
           this.onReceived?.(meta.narHash, index, bytes.length);
         },
-      }).catch(diskFull);
+      }).catch(DISK_FULL);
       await partial!.commit().catch((err: unknown) => {
-        if (codeOf(err) !== 'STORE_CORRUPT') return diskFull(err);
+        if (codeOf(err) !== 'STORE_CORRUPT') return DISK_FULL(err);
         conn.close(1, 'NAR_HASH_MISMATCH');
         throw new FltError('NAR_HASH_MISMATCH', `blobs: the NAR sent is not ${meta.narHash}`);
       });
@@ -342,16 +346,6 @@ export class BlobServer implements Service {
           'free space or run flt admin artifacts gc',
       );
   }
-}
-
-const gb = (n: number) => `${(n / 1e9).toFixed(1)} GB`;
-
-/** ENOSPC anywhere in the cause chain is DISK_FULL; anything else is rethrown as it is. */
-export function diskFull(err: unknown): never {
-  for (let e: unknown = err, i = 0; e instanceof Error && i < 8; e = e.cause, i++)
-    if ((e as { code?: unknown }).code === 'ENOSPC')
-      throw new FltError('DISK_FULL', `the coordinator's disk is full: ${messageOf(err)}`);
-  throw err;
 }
 
 export type { NarHash };
