@@ -157,7 +157,8 @@ export async function pushClosure(
       pathsDone++;
       report({ path: m.path, narSize: m.narSize });
     } catch (err) {
-      if (codeOf(err) === 'ABORTED') throw err;
+      if (opts.signal?.aborted || codeOf(err) === 'ABORTED')
+        throw new FltError('ABORTED', 'push aborted', { cause: err });
       const error = { code: codeOf(err), message: messageOf(err) };
       failed.push({ path: m.path, ...error });
       pathsDone++;
