@@ -10,7 +10,8 @@
 //      a partial left by an earlier run (even one killed with SIGKILL) is re-verified and cut
 //      after its last good chunk, and the request starts there; each chunk is checked against
 //      its BLAKE3 entry before it is written (a bad one: the connection is closed with
-//      HASH_MISMATCH, nothing of it written). Up to `artifact_parallel` paths at once. A complete
+//      HASH_MISMATCH, nothing of it written). Up to `artifact_parallel` paths at once, at most one
+//      of them big (lanes.ts). A complete
 //      blob (SHA-256 = narHash) moves into the `file://` cache (`<state>/artifacts/cache/`).
 //   4. `nix-store -r ROOT` with that cache as the only substituter and `require-sigs true`
 //      (cache.ts substitute): Nix checks each signature and narHash; a GC root keeps the closure.
