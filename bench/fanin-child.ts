@@ -17,6 +17,7 @@ import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Admin, type AgentRow } from '../src/roles/admin.js';
 import { Agent } from '../src/roles/agent.js';
+import { repoTimeoutsSeen } from '../sync/repo-timeouts.js';
 import { sampleFacts } from './facts-sample.js';
 import { benchConfig, benchLogger } from './fleet-config.js';
 import { POLL_MS, type FanInStep } from './fanin-protocol.js';
@@ -29,29 +30,6 @@ const RPC_TIMEOUT = '30s';
 
 const emit = (s: FanInStep) => process.stdout.write(JSON.stringify(s) + '\n');
 const progress = (line: string) => process.stderr.write(`progress ${line}\n`);
-
-/**
- * automerge-repo 2.5.6 leaves rejections unhandled when a document a peer has is not ready here
- * in time: CollectionSynchronizer calls `void docSynchronizer.beginSync(...)`, which awaits
- * `handle.whenReady()` without a catch, so its 60 s `withTimeout` rejects unhandled; and
- * `withTimeout` races xstate's `waitFor`, whose own 120 s timeout then rejects with nobody
- * listening. Node would end the process on either; they are counted. Any other unhandled
- * rejection still ends it, as Node would.
- */
-let repoTimeouts = 0;
-process.on('unhandledRejection', (reason: unknown) => {
-  const e = reason instanceof Error ? reason : undefined;
-  const fromRepo = e?.name === 'TimeoutError' && e.message.startsWith('withTimeout:');
-  const fromXstate =
-    e !== undefined &&
-    /^Timeout of \d+ ms exceeded$/.test(e.message) &&
-    /xstate/.test(e.stack ?? '');
-  if (fromRepo || fromXstate) repoTimeouts++;
-  else
-    process.nextTick(() => {
-      throw reason;
-    });
-});
 
 /** Commands from the parent, one per line; the parent's exit closes stdin and ends us. */
 const commands: string[] = [];
@@ -211,7 +189,7 @@ async function main(): Promise<void> {
       failedPolls: seen.failedPolls,
       docsPerAgent: docs.reduce((a, b) => a + b, 0) / docs.length,
       heapDelta: process.memoryUsage().heapUsed - heap0,
-      repoTimeouts,
+      repoTimeouts: repoTimeoutsSeen(),
     });
     const online = (a: AgentRow) => a.online === true;
     for (;;) {

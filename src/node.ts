@@ -16,6 +16,7 @@ import { FltError, messageOf } from './errors.js';
 import { IrohTransport, type RelaySetting } from '../sync/iroh-transport.js';
 import type { Logger } from '../sync/log.js';
 import { ALL_ALPNS, ALPN } from '../sync/protocols.js';
+import { guardRepoTimeouts } from '../sync/repo-timeouts.js';
 import { Router, type AccessCheck } from '../sync/router.js';
 import { SyncAdapter, type SyncAdapterOptions } from '../sync/sync-adapter.js';
 import type { PeerAddr } from '../sync/transport.js';
@@ -52,6 +53,7 @@ export async function openDocuments(
   const store = await FsStore.open(join(config.stateDir, 'repo'), {
     logger: (line) => log.warn(line),
   });
+  guardRepoTimeouts(log);
   const repo = new Repo({
     storage: store,
     peerId: key.nodeId as string as PeerId,
