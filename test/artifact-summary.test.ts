@@ -29,7 +29,8 @@ import {
 } from '../src/artifacts/nix-key.js';
 import { nix32 } from '../src/artifacts/nix32.js';
 import { SummaryWriter } from '../src/artifacts/summary.js';
-import { artifactsLine, formatBytes } from '../src/cli/commands/artifact-store.js';
+import { artifactsLine } from '../src/cli/commands/artifact-store.js';
+import { formatBinaryBytes as formatBytes } from '../src/cli/progress.js';
 import {
   agentsOf,
   encodeArtifacts,

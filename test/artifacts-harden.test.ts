@@ -26,7 +26,6 @@ import { ALPN, MAX_FRAME } from '../sync/protocols.js';
 import { Router } from '../sync/router.js';
 import { serveStreams } from '../sync/service.js';
 import type { CloseInfo, Connection, Transport } from '../sync/transport.js';
-import { ArtifactFetcher } from '../src/artifacts/fetcher.js';
 import { NixCache } from '../src/artifacts/cache.js';
 import { hashPart, narHashName, type ArtifactMeta, type StorePath } from '../src/artifacts/meta.js';
 import { fromNix32, nix32 } from '../src/artifacts/nix32.js';
@@ -212,20 +211,7 @@ describe('an evil coordinator sending a coherent list of wrong bytes', () => {
       });
       router.start();
       const stateDir = join(af.dir, `evil-${code}`);
-      const fetcher = new ArtifactFetcher({
-        transport: await bindLocal(nodeKeyFromSeed(randomBytes(32)).secret).then((t) => {
-          transports.push(t);
-          return t;
-        }),
-        coordinator: parsePeerAddress(transport.ticket()),
-        stateDir,
-        nixStore: fx.agent,
-        trustedKeys: [af.publicKey],
-        parallel: 1,
-        minFree: 0,
-        hasher: af.hasher,
-        log,
-      });
+      const fetcher = await af.fetcher({ stateDir, coordinator: transport.ticket(), parallel: 1 });
       try {
         const err = await fetcher.ensure(fx.paths.lib1).then(
           () => undefined,
@@ -289,20 +275,11 @@ describe('a full disk at the agent', () => {
     // fetch any closure: the agent's own key is not needed to show the store side).
     const t = await pusherTransport();
     const fetcher = (minFree: number) =>
-      new ArtifactFetcher({
-        transport: t,
-        coordinator: parsePeerAddress(af.fleet.coordinator.ticket),
-        stateDir: join(af.dir, 'fleet', 'full'),
-        nixStore: fx.agent,
-        trustedKeys: [af.publicKey],
-        minFree,
-        hasher: af.hasher,
-        log,
-      });
-    const still = fetcher(TIB);
+      af.fetcher({ transport: t, stateDir: join(af.dir, 'fleet', 'full'), minFree });
+    const still = await fetcher(TIB);
     expect(codeOf(await still.ensure(fx.paths.top).catch((e: unknown) => e))).toBe('DISK_FULL');
     await still.close();
-    const roomy = fetcher(0);
+    const roomy = await fetcher(0);
     try {
       expect(await roomy.ensure(fx.paths.top)).toMatchObject({ state: 'ready', fetched: 4 });
     } finally {
@@ -352,16 +329,7 @@ describe('a closure answer that changed since the want file was saved', () => {
     await writeFile(cache.narFile(stale), junk.bytes);
     await cache.putNarinfo(stale);
     const t = await pusherTransport();
-    const fetcher = new ArtifactFetcher({
-      transport: t,
-      coordinator: parsePeerAddress(af.fleet.coordinator.ticket),
-      stateDir,
-      nixStore: fx.agent,
-      trustedKeys: [af.publicKey],
-      minFree: 0,
-      hasher: af.hasher,
-      log,
-    });
+    const fetcher = await af.fetcher({ transport: t, stateDir });
     try {
       expect(await fetcher.ensure(top2)).toMatchObject({ state: 'ready' });
     } finally {

@@ -9,7 +9,6 @@
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parsePeerAddress } from '../sync/address.js';
 import { CHUNK, chunkCount } from '../sync/blob-hash.js';
 import { sendBlob, type Chunk } from '../sync/blob-stream.js';
 import { decodeBlobFrame, encodeCtrl } from '../sync/blob-wire.js';
@@ -19,7 +18,6 @@ import { ALPN, MAX_FRAME } from '../sync/protocols.js';
 import { Router } from '../sync/router.js';
 import { serveStreams } from '../sync/service.js';
 import type { CloseInfo, Connection } from '../sync/transport.js';
-import { ArtifactFetcher } from '../src/artifacts/fetcher.js';
 import { narHashName } from '../src/artifacts/meta.js';
 import { parseSigningKey } from '../src/artifacts/nix-key.js';
 import { blake3Hashing, narKey } from '../src/artifacts/store.js';
@@ -102,20 +100,8 @@ describe('a peer streaming bytes that do not match the BLAKE3 list', () => {
       close: () => Promise.resolve(),
     });
     router.start();
-    const agentKey = nodeKeyFromSeed(randomBytes(32));
-    const agentT = await bindLocal(agentKey.secret);
     const stateDir = join(af.dir, 'evil-agent');
-    const fetcher = new ArtifactFetcher({
-      transport: agentT,
-      coordinator: parsePeerAddress(transport.ticket()),
-      stateDir,
-      nixStore: fx.agent,
-      trustedKeys: [af.publicKey],
-      parallel: 1,
-      minFree: 0,
-      hasher: af.hasher,
-      log,
-    });
+    const fetcher = await af.fetcher({ stateDir, coordinator: transport.ticket(), parallel: 1 });
     try {
       const err = await fetcher.ensure(fx.paths.lib1).then(
         () => undefined,
@@ -139,7 +125,6 @@ describe('a peer streaming bytes that do not match the BLAKE3 list', () => {
     } finally {
       await fetcher.close();
       await router.stop();
-      await agentT.close();
       await transport.close();
     }
   }, 120_000);

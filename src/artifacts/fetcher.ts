@@ -231,16 +231,23 @@ export class ArtifactFetcher {
           );
     const blobs = await this.openBlobs();
     const cache = await this.openCache();
-    const todo: ArtifactMeta[] = [];
-    for (const m of wanted) if (!(await cache.has(m))) todo.push(m);
     const meter = new Meter(
       wanted.reduce((n, m) => n + m.narSize, 0),
       wanted.length,
       progress,
     );
-    for (const m of wanted) if (!todo.includes(m)) meter.done(m.narSize, true);
-    for (const m of todo)
-      meter.add(Math.min(m.narSize, (await blobs.partialChunks(narHashName(m.narHash))) * CHUNK));
+    const todo: ArtifactMeta[] = [];
+    /** Verified chunks of each path's partial, read once here: the resume point of its `get`. */
+    const resume = new Map<ArtifactMeta, number>();
+    for (const m of wanted) {
+      if (await cache.has(m)) {
+        meter.done(m.narSize, true);
+        continue;
+      }
+      todo.push(m);
+      resume.set(m, await blobs.partialChunks(narHashName(m.narHash)));
+      meter.add(Math.min(m.narSize, resume.get(m)! * CHUNK));
+    }
     meter.report();
     const errors: unknown[] = [];
     let gone = false;
@@ -248,7 +255,7 @@ export class ArtifactFetcher {
     await runLanes(todo, this.opts.parallel ?? DEFAULT_PARALLEL, async (m) => {
       if (signal.aborted || gone) return 'stop';
       try {
-        await this.getOne(conn, m, blobs, cache, meter, signal);
+        await this.getOne(conn, m, resume.get(m)!, blobs, cache, meter, signal);
       } catch (err) {
         errors.push(err);
         if (!PER_PATH.has(codeOf(err))) return 'stop'; // the connection is gone: no use going on
@@ -272,10 +279,11 @@ export class ArtifactFetcher {
     return { state: 'ready', fetched: wanted.length, bytes: meter.total };
   }
 
-  /** Fetches one NAR into the BlobStore (resuming), then moves it into the cache. */
+  /** Fetches one NAR into the BlobStore from chunk `from` (its partial's), then into the cache. */
   private async getOne(
     conn: Connection,
     m: ArtifactMeta,
+    from: number,
     blobs: BlobStore,
     cache: NixCache,
     meter: Meter,
@@ -284,7 +292,6 @@ export class ArtifactFetcher {
     const key = narHashName(m.narHash);
     if (!(await blobs.has(key))) {
       await this.checkSpace(m);
-      const from = await blobs.partialChunks(key);
       const fs = new FramedStream(await conn.openStream(), MAX_FRAME[ALPN.blobs]);
       await fs.writeFrame(encodeCtrl({ t: 'get', narHash: m.narHash, from, hashes: true }));
       let partial: PartialBlob | undefined;

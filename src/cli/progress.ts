@@ -114,6 +114,20 @@ export function formatBytes(n: number): string {
   return `${v.toFixed(1)} ${units[u]}`;
 }
 
+const BINARY_UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'] as const;
+
+/** Bytes in binary units, for sizes kept (the artifact store's figures): `512 B`, `3.1 GiB`, `120 MiB` (one decimal below 10). */
+export function formatBinaryBytes(n: number): string {
+  let v = n;
+  let u = 0;
+  while (v >= 1024 && u < BINARY_UNITS.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  const text = u === 0 || v >= 10 ? String(Math.round(v)) : v.toFixed(1);
+  return `${text} ${BINARY_UNITS[u]}`;
+}
+
 /** `3.9/6.4 MB`: done and total in the total's unit. */
 export function formatSize(done: number, total: number): string {
   const t = formatBytes(total);

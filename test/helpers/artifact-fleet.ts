@@ -11,6 +11,7 @@ import { blobHasher, type BlobHasher } from '../../sync/blob-hash.js';
 import type { Logger } from '../../sync/log.js';
 import { ALPN } from '../../sync/protocols.js';
 import type { Connection, Transport } from '../../sync/transport.js';
+import { ArtifactFetcher } from '../../src/artifacts/fetcher.js';
 import { parseSigningKey, type SigningKey } from '../../src/artifacts/nix-key.js';
 import { readStatus, type DeploymentStatus } from '../../src/docs/status.js';
 import { collectFacts } from '../../src/facts/index.js';
@@ -49,6 +50,17 @@ export interface ArtifactFleet {
     ok: (r: DeploymentStatus) => boolean,
     what: string,
   ): Promise<DeploymentStatus>;
+  /**
+   * An ArtifactFetcher into the agent store C trusting K, as a new node (or `transport`), from
+   * the fleet's coordinator (or `coordinator`, a ticket); `minFree` 0 unless given.
+   */
+  fetcher(opts: {
+    stateDir: string;
+    coordinator?: string;
+    transport?: Transport;
+    minFree?: number;
+    parallel?: number;
+  }): Promise<ArtifactFetcher>;
   /** Lines of the agent's activation log. */
   activations(name: string): Promise<string[]>;
   close(): Promise<void>;
@@ -129,6 +141,24 @@ export async function artifactFleet(log: Logger): Promise<ArtifactFleet> {
         },
         120_000,
       );
+    },
+    async fetcher(o) {
+      let transport = o.transport;
+      if (transport === undefined) {
+        transport = await bindLocal(nodeKeyFromSeed(randomBytes(32)).secret);
+        transports.push(transport);
+      }
+      return new ArtifactFetcher({
+        transport,
+        coordinator: parsePeerAddress(o.coordinator ?? fleet.coordinator.ticket),
+        stateDir: o.stateDir,
+        nixStore: fx.agent,
+        trustedKeys: [k.publicKey],
+        ...(o.parallel === undefined ? {} : { parallel: o.parallel }),
+        minFree: o.minFree ?? 0,
+        hasher,
+        log,
+      });
     },
     async activations(name) {
       const text = await readFile(join(dir, 'fleet', name, 'activations.log'), 'utf8').catch(

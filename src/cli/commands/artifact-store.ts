@@ -5,21 +5,8 @@
 import { FltError } from '../../../sync/errors.js';
 import type { ArtifactsSummary } from '../../docs/root.js';
 import type { Invocation } from '../invocation.js';
+import { formatBinaryBytes } from '../progress.js';
 import { withAdmin } from './with-admin.js';
-
-const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'] as const;
-
-/** Bytes in binary units: `512 B`, `3.1 GiB`, `120 MiB` (one decimal below 10). */
-export function formatBytes(n: number): string {
-  let v = n;
-  let u = 0;
-  while (v >= 1024 && u < UNITS.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  const text = u === 0 || v >= 10 ? String(Math.round(v)) : v.toFixed(1);
-  return `${text} ${UNITS[u]}`;
-}
 
 /** How long ago `iso` was, coarsely: `40s`, `5m`, `2h`, `3d`. */
 export function formatAgo(iso: string, now: number): string {
@@ -35,10 +22,10 @@ export function formatAgo(iso: string, now: number): string {
  * quarantined, gc 2h ago`.
  */
 export function artifactsLine(a: ArtifactsSummary, now = Date.now()): string {
-  const partial = a.partialBytes > 0 ? ` (+${formatBytes(a.partialBytes)} partial)` : '';
+  const partial = a.partialBytes > 0 ? ` (+${formatBinaryBytes(a.partialBytes)} partial)` : '';
   const gc = a.lastGc === null ? 'no gc yet' : `gc ${formatAgo(a.lastGc, now)} ago`;
   const paths = `${a.paths} path${a.paths === 1 ? '' : 's'}`;
-  return `artifacts at the coordinator: ${paths}, ${formatBytes(a.bytes)}${partial}, ${a.quarantined} quarantined, ${gc}`;
+  return `artifacts at the coordinator: ${paths}, ${formatBinaryBytes(a.bytes)}${partial}, ${a.quarantined} quarantined, ${gc}`;
 }
 
 export async function runArtifactStats(inv: Invocation): Promise<void> {
@@ -75,6 +62,6 @@ export async function runArtifactGc(inv: Invocation): Promise<void> {
   const c = r.counts;
   out.line(
     `artifacts gc${r.dryRun ? ' (dry run)' : ''}: ${verb} ${c.paths} paths, ${c.blobs} blobs ` +
-      `(${formatBytes(r.bytes)}), ${c.partials} partial uploads`,
+      `(${formatBinaryBytes(r.bytes)}), ${c.partials} partial uploads`,
   );
 }
