@@ -304,6 +304,44 @@ describe('Deployer: fetching a missing closure (issue 12)', () => {
     expect(await r.activations()).toEqual(['late switch']);
   });
 
+  it('a failed fetch is shown waiting with its code before a recheck may retry it', async () => {
+    const r = await rig();
+    const late = await nix.late();
+    const part = r.sign({ storePath: late.path, seq: 5 });
+    const states: string[] = [];
+    r.status.on('change', () => {
+      const rec = r.record(part.id);
+      const s = rec && [rec.state, rec.code].filter(Boolean).join(' ');
+      if (s !== undefined && s !== states.at(-1)) states.push(s);
+    });
+    const started: { deployer?: Deployer } = {};
+    let calls = 0;
+    const artifacts = {
+      async ensure(): Promise<EnsureResult> {
+        if (++calls === 1) {
+          // A recheck (here: a reconnect) lands after the failure, before the queue runs again.
+          setImmediate(() => started.deployer?.reconnected());
+          throw new FltError('CONNECT_FAILED', 'the coordinator is away');
+        }
+        await late.build();
+        return { state: 'ready', fetched: 1, bytes: 1 };
+      },
+    };
+    r.place(part);
+    const deployer = (started.deployer = await r.start({ artifacts, recheckMs: HOUR }));
+    await r.until(part.id, 'waiting');
+    await deployer.idle();
+    deployer.reconnected();
+    await r.until(part.id, 'succeeded');
+    expect(states.slice(0, 4)).toEqual([
+      'received',
+      'fetching',
+      'waiting CONNECT_FAILED',
+      'fetching',
+    ]);
+    expect(calls).toBe(2);
+  });
+
   it('a fetch reporting progress thousands of times adds no history until 5 s of progress passed', async () => {
     const r = await rig();
     const late = await nix.late();

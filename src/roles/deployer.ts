@@ -143,7 +143,9 @@ interface Fetching {
 interface FetchOutcome {
   readonly digest: string;
   readonly patch: Partial<DeploymentStatus> & { state: 'waiting' | 'refused' };
-  /** Set by the recheck timer: a new attempt may start. */
+  /** Written to the part's record: only then may a recheck arm a retry (else it is never seen). */
+  shown: boolean;
+  /** Set by the recheck timer once shown: a new attempt may start. */
   retry: boolean;
 }
 
@@ -178,7 +180,7 @@ export class Deployer {
   private readonly kick = () => this.schedule();
   /** The recheck timer: also lets a failed fetch be tried again. */
   private readonly tick = () => {
-    if (this.fetchOutcome) this.fetchOutcome.retry = true;
+    if (this.fetchOutcome?.shown) this.fetchOutcome.retry = true;
     this.schedule();
   };
   /** The closure fetch running now (outside the queue), if any. */
@@ -416,7 +418,11 @@ export class Deployer {
         this.fetchOutcome = undefined;
         return this.refuse(info, new Refusal(last.patch.code!, last.patch.reason ?? ''));
       }
-      if (!last.retry) return this.write(info, last.patch);
+      if (!last.retry) {
+        await this.write(info, last.patch);
+        last.shown = true;
+        return;
+      }
     }
     this.fetchOutcome = undefined;
     await this.write(info, { state: 'fetching' });
@@ -450,6 +456,7 @@ export class Deployer {
     this.fetchOutcome = {
       digest: info.digest,
       patch: { state: 'waiting', waitingFor: 'store-path', reason: r.reason },
+      shown: false,
       retry: false,
     };
   }
@@ -469,6 +476,7 @@ export class Deployer {
             code: (FETCH_CODES as readonly string[]).includes(code) ? (code as DeployCode) : 'IO',
             reason,
           },
+      shown: false,
       retry: false,
     };
   }

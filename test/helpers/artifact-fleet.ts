@@ -43,7 +43,7 @@ export interface ArtifactFleet {
   agent(name: string, flags?: Record<string, string | string[]>): Promise<Agent>;
   /** Deploys `storePath` to `agent` (switch); the deployment id. */
   deploy(agent: Agent, storePath: string): Promise<string>;
-  /** The agent's record of deployment `id`, once `ok` says so (deadline 120 s). */
+  /** The agent's record of deployment `id`, once a change makes `ok` say so (deadline 120 s). */
   until(
     agent: Agent,
     id: string,
@@ -132,15 +132,26 @@ export async function artifactFleet(log: Logger): Promise<ArtifactFleet> {
       });
       return r.id;
     },
-    until(agent, id, ok, what) {
-      return waitFor(
-        what,
-        () => {
-          const r = readStatus(agent.status?.doc()).deployments.find((d) => d.id === id);
-          return r !== undefined && ok(r) ? r : undefined;
-        },
-        120_000,
-      );
+    async until(agent, id, ok, what) {
+      // Every change is looked at, not only what a poll happens to see: a record may pass
+      // through the state waited for within one deploy_recheck.
+      let last: DeploymentStatus | undefined;
+      let hit: DeploymentStatus | undefined;
+      const look = () => {
+        last = readStatus(agent.status?.doc()).deployments.find((d) => d.id === id);
+        if (last !== undefined && ok(last)) hit ??= last;
+      };
+      const handle = agent.status;
+      handle?.on('change', look);
+      try {
+        return await waitFor(what, () => (look(), hit), 120_000);
+      } catch (err) {
+        throw new Error(`${(err as Error).message}; the record: ${JSON.stringify(last)}`, {
+          cause: err,
+        });
+      } finally {
+        handle?.off('change', look);
+      }
     },
     async fetcher(o) {
       let transport = o.transport;
