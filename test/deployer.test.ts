@@ -44,7 +44,7 @@ import {
 } from '../src/trust/deployment.js';
 import { tempDir } from './helpers/flt.js';
 import { nixFixtures, type NixFixtures } from './helpers/nix.js';
-import { waitFor } from './helpers/wait.js';
+import { waitFor, waitForChanges } from './helpers/wait.js';
 
 const SWITCH_CMD = '"$1"/bin/switch-to-configuration "$2"';
 const CHECK_CMD = 'ok() { test ! -e "$1/unhealthy"; }; ok';
@@ -153,7 +153,7 @@ async function rig(initialAdmins?: (admin: NodeKey) => NodeId[]): Promise<Rig> {
     },
     record: (id) => readStatus(status.doc()).deployments.find((x) => x.id === id),
     until: (id, state) =>
-      waitFor(`deployment ${id.slice(0, 8)} ${state}`, () => {
+      waitForChanges(`deployment ${id.slice(0, 8)} ${state}`, status, () => {
         const rec = r.record(id);
         return rec?.state === state ? rec : undefined;
       }),

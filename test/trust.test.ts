@@ -3,6 +3,9 @@
 // document must not get it shown; a forged, misdirected or tampered record must not verify.
 
 import * as A from '@automerge/automerge';
+import * as ed from '@noble/ed25519';
+import { sha512 } from '@noble/hashes/sha2.js';
+import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { thrownCode } from './helpers/errors.js';
 import { baseDocument, docIdFor } from '../sync/owned-doc.js';
@@ -89,6 +92,73 @@ describe('ed25519', () => {
     // Not on the curve (y = 2 has no x).
     expect(codeOf(() => assertAdmissibleKey(hex('02'.padEnd(64, '0')), 'k'))).toBe('BAD_KEY');
     expect(codeOf(() => assertAdmissibleKey(hex(SMALL_ORDER[0]!), 'k'))).toBe('SMALL_ORDER_KEY');
+  });
+});
+
+/** The order of the ed25519 base point. */
+const L = 2n ** 252n + 27742317777372353535851937790883648493n;
+const le = (n: bigint) =>
+  Uint8Array.from({ length: 32 }, (_, i) => Number((n >> BigInt(8 * i)) & 255n));
+const leNum = (b: Uint8Array) => b.reduceRight((n, x) => (n << 8n) | BigInt(x), 0n);
+const scalar = () => leNum(randomBytes(32)) % L;
+
+describe("ed25519: the OpenSSL fast path keeps noble's rule", () => {
+  const strict = (sig: Uint8Array, msg: Uint8Array, pub: Uint8Array) => {
+    try {
+      return ed.verify(sig, msg, pub, { zip215: false });
+    } catch {
+      return false;
+    }
+  };
+
+  it('signs the same bytes as noble and agrees on 64 random and mutated signatures', () => {
+    for (let i = 0; i < 64; i++) {
+      const secret = randomBytes(32);
+      const msg = randomBytes(i % 50);
+      const sig = sign(msg, secret);
+      expect(Buffer.from(sig)).toEqual(Buffer.from(ed.sign(msg, secret)));
+      const pub = publicKeyOf(secret);
+      const bad = Uint8Array.from(sig);
+      bad[i % 64]! ^= 1 << i % 8;
+      for (const [s, m] of [
+        [sig, msg],
+        [bad, msg],
+        [sig, Uint8Array.of(...msg, 1)],
+      ] as const)
+        expect(verify(s, m, pub)).toBe(strict(s, m, pub));
+    }
+  });
+
+  it("a signature valid only under the cofactored equation gets noble's answer (true)", () => {
+    const a = scalar();
+    const pub = ed.Point.BASE.multiply(a).toBytes();
+    const r = scalar();
+    // R moved by a point of order 8: [S]B - R - [k]A is that point, which [8] clears.
+    const R = ed.Point.BASE.multiply(r).add(ed.Point.fromBytes(hex(SMALL_ORDER[4]!), false));
+    const msg = Buffer.from('cofactor');
+    const Rb = R.toBytes();
+    const k = leNum(sha512(Uint8Array.of(...Rb, ...pub, ...msg))) % L;
+    const sig = Uint8Array.of(...Rb, ...le((r + k * a) % L));
+    expect(strict(sig, msg, pub)).toBe(true);
+    expect(verify(sig, msg, pub)).toBe(true);
+  });
+
+  it.each(SMALL_ORDER)(
+    'a small-order key %s verifies nothing, even a matching "signature"',
+    (k) => {
+      // With A of small order, [k]A vanishes under [8]: R = [s]B, S = s "verifies" any message.
+      const s = scalar();
+      const sig = Uint8Array.of(...ed.Point.BASE.multiply(s).toBytes(), ...le(s));
+      expect(verify(sig, Buffer.from('any'), hex(k))).toBe(false);
+    },
+  );
+
+  it('a non-canonical key encoding (y >= p) verifies nothing', () => {
+    // y = p + 1 encodes the identity non-canonically.
+    const key = hex('eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f');
+    const s = scalar();
+    const sig = Uint8Array.of(...ed.Point.BASE.multiply(s).toBytes(), ...le(s));
+    expect(verify(sig, Buffer.from('any'), key)).toBe(false);
   });
 });
 

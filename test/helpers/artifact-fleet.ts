@@ -21,7 +21,7 @@ import { artifactStores, nixKeys, nixStore, type ArtifactStores } from './artifa
 import { pushClosure, type Nar } from './artifact-push.js';
 import { bindLocal, testFleet, type TestFleet } from './fleet.js';
 import { tempDir } from './flt.js';
-import { waitFor } from './wait.js';
+import { waitFor, waitForChanges } from './wait.js';
 
 export const DEPLOY_COMMAND = 'go() { "$1/bin/switch-to-configuration" "$2"; }; go';
 const DAY = 86_400_000;
@@ -133,25 +133,16 @@ export async function artifactFleet(log: Logger): Promise<ArtifactFleet> {
       return r.id;
     },
     async until(agent, id, ok, what) {
-      // Every change is looked at, not only what a poll happens to see: a record may pass
-      // through the state waited for within one deploy_recheck.
       let last: DeploymentStatus | undefined;
-      let hit: DeploymentStatus | undefined;
-      const look = () => {
+      const check = () => {
         last = readStatus(agent.status?.doc()).deployments.find((d) => d.id === id);
-        if (last !== undefined && ok(last)) hit ??= last;
+        return last !== undefined && ok(last) ? last : undefined;
       };
-      const handle = agent.status;
-      handle?.on('change', look);
-      try {
-        return await waitFor(what, () => (look(), hit), 120_000);
-      } catch (err) {
+      return waitForChanges(what, agent.status, check, 120_000).catch((err: unknown) => {
         throw new Error(`${(err as Error).message}; the record: ${JSON.stringify(last)}`, {
           cause: err,
         });
-      } finally {
-        handle?.off('change', look);
-      }
+      });
     },
     async fetcher(o) {
       let transport = o.transport;

@@ -15,3 +15,34 @@ export async function waitFor<T>(
     await new Promise((r) => setTimeout(r, Math.min(5 * 2 ** i, 100)));
   }
 }
+
+/** What waitForChanges listens to: a DocHandle, or anything else that emits 'change'. */
+export interface ChangeEmitter {
+  on(event: 'change', f: () => void): unknown;
+  off(event: 'change', f: () => void): unknown;
+}
+
+/**
+ * waitFor that also runs `check` on every 'change' of `source`: a state that a document passes
+ * through between two polls (a record that is `waiting` for one recheck) is seen all the same.
+ */
+export async function waitForChanges<T>(
+  what: string,
+  source: ChangeEmitter | undefined,
+  check: () => T | undefined | false,
+  timeoutMs = 20_000,
+): Promise<T> {
+  let hit: T | undefined;
+  const look = () => {
+    if (hit !== undefined) return hit;
+    const v = check();
+    if (v !== undefined && v !== false) hit = v;
+    return hit;
+  };
+  source?.on('change', look);
+  try {
+    return await waitFor(what, look, timeoutMs);
+  } finally {
+    source?.off('change', look);
+  }
+}
