@@ -1,7 +1,7 @@
 // The agent's liveness rule (src/roles/liveness.ts) against a coordinator that is slow, silent or
 // restarted, in virtual time: the coordinator is a fake RpcChannel whose answers come after a
 // delay the test sets (or never), the sync adapter a fake that records every redial. Real
-// coordinators and agents are in test/fleet-liveness.test.ts and test/fleet-restart50.test.ts;
+// coordinators and agents are in test/fleet-liveness.test.ts and test/fleet-restart.test.ts;
 // here the point is the rule itself over minutes of (virtual) time, which a real fleet cannot show
 // in a test's running time.
 
