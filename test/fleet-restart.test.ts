@@ -74,6 +74,13 @@ describe(`a coordinator restart with ${N} agents`, () => {
     expect(online(ids, back.agents)).toBe(N);
     // The agents process is the one that started: no agent died and got replaced along the way.
     expect(agents.stderr).not.toMatch(/agents-child:/);
+    const count = (re: RegExp) => agents!.stderr.split('\n').filter((l) => re.test(l)).length;
+    console.info(
+      `agents' lines: ${count(/did not answer a ping/)} 'did not answer a ping', ` +
+        `${count(/the coordinator restarted;/)} 'restarted', ` +
+        `${count(/dropping sync session/)} sync sessions dropped ` +
+        `(${count(/no ping answered for/)} for silence)`,
+    );
     console.info(
       `coordinator start ${((ready - restart) / 1000).toFixed(1)} s; ready -> all ${N} online ` +
         `again: ${((back.at - ready) / 1000).toFixed(1)} s`,

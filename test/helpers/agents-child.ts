@@ -9,7 +9,7 @@
 // test's `flt admin` runs find the dir free), and N agents start at once, in ROOT/agent-I.
 // stdout: one JSON line, `{"step":"started","ids":[...]}` once every agent has started (not
 // necessarily enrolled: the test watches the admin's table for that). stderr: the agents' warnings
-// and errors. Closing stdin (or the parent's exit) closes the agents and ends the process.
+// and errors, and their liveness lines (LIVENESS_LINES). Closing stdin (or the parent's exit) closes the agents and ends the process.
 
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -24,6 +24,10 @@ import { localConfig } from './fleet.js';
 /** Bounds the graceful close before the process exits anyway. */
 const CLOSE_GRACE_MS = 20_000;
 
+/** The info lines of src/roles/liveness.ts and the sync adapter's drops that go to stderr. */
+export const LIVENESS_LINES =
+  /did not answer a ping|the coordinator restarted|the coordinator answers again|dropping sync session/;
+
 export interface AgentsStarted {
   readonly step: 'started';
   readonly ids: readonly string[];
@@ -35,6 +39,11 @@ async function main(argv: string[]): Promise<void> {
   if (!root || !adminDir || !coordinator || !Number.isInteger(n) || n < 1)
     throw new Error('usage: agents-child.js ROOT ADMIN_DIR COORDINATOR N');
   const warn = (who: string) => createLogger('warn', who);
+  // Warnings, errors, and the liveness lines the test counts (see LIVENESS_LINES).
+  const agentLog = (who: string) =>
+    createLogger('info', who, (line) => {
+      if (!line.startsWith('INFO') || LIVENESS_LINES.test(line)) process.stderr.write(line + '\n');
+    });
   const admin = await Admin.open(
     await localConfig(adminDir, { coordinator }),
     warn('admin'),
@@ -52,7 +61,7 @@ async function main(argv: string[]): Promise<void> {
     tokens.map(async (token, i) =>
       Agent.start(
         await localConfig(dirs[i]!, { coordinator, 'enroll-token': token }),
-        warn(`agent-${i}`),
+        agentLog(`agent-${i}`),
         () => Promise.resolve(sampleFacts(i)),
       ),
     ),
