@@ -33,7 +33,7 @@ describe(`a coordinator restart with ${N} agents`, () => {
   }, 60_000);
 
   afterAll(async () => {
-    await agents?.stop();
+    await agents?.stop(5_000); // then SIGKILLed: the fleet is removed anyway
     await fleet?.stopAll();
     await dir?.remove();
   }, 60_000);
