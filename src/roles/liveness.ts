@@ -8,11 +8,34 @@
 // - Every answer names the coordinator process (`boot`). An answer from a new process means the
 //   sync session, if older than that process's first answer, is dead: it is dropped and redialed
 //   at once. This is how a restart is found without waiting for anything to time out twice.
-// - After DROP_AFTER failures in a row (the coordinator is down or cut off) the sync session is
-//   dropped as well, and when pings are answered again any sync dial begun before is restarted.
-// A slow answer therefore costs one rpc reconnect, never the sync session, so an overloaded
-// coordinator (or a starved agent) does not set off a storm of resyncs. The coordinator counts
-// each ping as "heard from" (Presence).
+// - The sync session is dropped for silence only after SILENCE_DROP_MS without an answered ping
+//   (the coordinator is down or cut off), and when pings are answered again any sync dial begun
+//   before is restarted.
+//
+// Why time and an adaptive deadline, not "2 pings of 1.5 s" (as before): a coordinator busy with
+// a fan-in of 500 agents blocked its event loop for 2-4 s at a time; every agent's pings missed
+// their 1.5 s, all 500 dropped their sync sessions within seconds, and each drop and redial cost
+// the coordinator a removePeer and an addPeer over every document and a resync: the churn fed
+// itself and no agent got into the table (issue 13, notes in issue13-fanin.md). A slow answer is
+// an answer. So:
+// - A ping's deadline (connecting included: a blocked coordinator does not accept either) is 4x
+//   the slowest of the last RTT_WINDOW answered round trips, at least PING_TIMEOUT_MIN_MS and at
+//   most PING_TIMEOUT_MAX_MS. After a ping that timed out, the next one gets at least twice that
+//   deadline: a timeout says the answer takes longer, and without it a coordinator whose answers
+//   all take 2 s would never answer within 1.5 s and never be measured. Answered pings bring it
+//   back down (the window forgets a busy spell after RTT_WINDOW pings, ~16 s).
+// - A missed ping still costs an rpc reconnect (the old connection may be dead: a restart), which
+//   is how restarts stay fast to find: the first ping after a SIGKILL fails within the deadline
+//   (1.5 s for a coordinator that answered quickly), the next ones dial afresh, and the first
+//   answer from the new process (new `boot`) redials the sync session at once, whatever the
+//   silence. The price of the growing deadline: a ping dialing while the coordinator is still
+//   down may reach the new process up to one deadline late (QUIC resends its first packet with
+//   backoff), so a restart behind a spell of timeouts is found within ~10 s, not ~1.5 s.
+// - The sync session itself goes only after SILENCE_DROP_MS (15 s) with no answered ping: long
+//   enough for several blocked stretches of a saturated coordinator, still half of QUIC's idle
+//   timeout, so a coordinator that vanished without restarting (partition, a new address) is
+//   redialed well before QUIC would notice.
+// The coordinator counts each ping as "heard from" (Presence).
 
 import { backoffDelay, sleep, type BackoffPolicy } from '../../sync/backoff.js';
 import { FltError, NO_ANSWER, isProgrammingError } from '../../sync/errors.js';
@@ -24,30 +47,71 @@ import { agentPing } from '../rpc-methods.js';
 
 /**
  * Between two pings of a healthy coordinator (plus up to 10 % jitter, so that a fleet started
- * at once does not ping in step). With PING_TIMEOUT_MS, a dead or restarted coordinator is
- * noticed within 3.7 s. At 5,000 agents that is ~2,400 empty rpcs a second at the coordinator.
+ * at once does not ping in step). At 5,000 agents that is ~2,400 empty rpcs a second at the
+ * coordinator.
  */
 export const PING_INTERVAL_MS = 2000;
 /**
- * A ping's deadline, connecting included. Generous against a round trip (loopback: under 1 ms;
- * relayed across continents: a few hundred ms), short against the 30 s idle timeout. Missing
- * it costs one rpc reconnect, not the sync session (see above).
+ * The shortest ping deadline, connecting included: generous against a round trip (loopback: under
+ * 1 ms; relayed across continents: a few hundred ms), short against the 30 s idle timeout. With
+ * PING_INTERVAL_MS, a restart of a coordinator that answered quickly is noticed within 3.7 s.
  */
-export const PING_TIMEOUT_MS = 1500;
+export const PING_TIMEOUT_MIN_MS = 1500;
+/** The longest ping deadline (see the header): a coordinator blocked for 2-4 s gets its pings in. */
+export const PING_TIMEOUT_MAX_MS = 10_000;
+/** The deadline is this many times the slowest recent answer. */
+const RTT_FACTOR = 4;
+/** How many answered pings count as "recent" (about 16 s at PING_INTERVAL_MS). */
+const RTT_WINDOW = 8;
 /**
  * Retries while the coordinator does not answer: 100 ms doubling to 1 s, so that a restarted
  * coordinator is reached within about a second of being ready (each attempt dials afresh).
  */
 const RETRY: BackoffPolicy = { initialMs: 100, maxMs: 1000 };
 
-/** Failed pings in a row (at least 3 s of silence) after which the sync session is dropped. */
-const DROP_AFTER = 2;
+/**
+ * Without an answered ping for this long (the coordinator is down or cut off), the sync session
+ * is dropped and redialed. Not a count of failed pings: deadlines grow (above), and a coordinator
+ * that is only slow must not lose every agent's session at once.
+ */
+export const SILENCE_DROP_MS = 15_000;
+
+/**
+ * A ping's deadline from the round trips of recent answered pings (see the header). Pure state,
+ * no clock: `answered` and `missed` are told each outcome.
+ */
+export class PingDeadline {
+  private readonly rtts: number[] = [];
+  /** The deadline of the previous ping if it went unanswered, else 0. */
+  private missedAfter = 0;
+
+  /** The deadline for the next ping, ms. */
+  current(): number {
+    const slowest = this.rtts.reduce((a, b) => Math.max(a, b), 0);
+    const wanted = Math.max(RTT_FACTOR * slowest, 2 * this.missedAfter, PING_TIMEOUT_MIN_MS);
+    return Math.min(PING_TIMEOUT_MAX_MS, Math.ceil(wanted));
+  }
+
+  answered(rttMs: number): void {
+    this.rtts.push(Math.max(0, rttMs));
+    if (this.rtts.length > RTT_WINDOW) this.rtts.shift();
+    this.missedAfter = 0;
+  }
+
+  missed(deadlineMs: number): void {
+    this.missedAfter = deadlineMs;
+  }
+}
 
 export class Liveness {
   /** The coordinator process that answered last. */
   private boot: string | undefined;
   /** When the current run of failed pings began (Date.now()); 0 while pings are answered. */
   private silentSince = 0;
+  /** When the newest answer arrived (Date.now()); the start of run() before the first. */
+  private lastAnswer = 0;
+  /** The next ping's deadline, from recent round trips. */
+  private readonly deadline = new PingDeadline();
   /** When the newest answered ping was sent (Date.now()); 0 before the first answer. */
   private answeredSent = 0;
   /** Who waits for an answer (answeredAfter), told on each one. */
@@ -73,22 +137,36 @@ export class Liveness {
   /** Pings until `signal` aborts. Rejects only on a programming error. */
   async run(): Promise<void> {
     let failures = 0;
+    /** Whether the sync session was dropped in this run of failed pings. */
+    let dropped = false;
+    this.lastAnswer = Date.now(); // enrolled: the coordinator has just answered
     while (!this.signal.aborted) {
       this.pingSoon = false;
       const sent = Date.now();
-      const answer = await this.ping();
+      const timeoutMs = this.deadline.current();
+      const answer = await this.ping(timeoutMs);
       if (this.signal.aborted) return;
       if (typeof answer === 'object') {
+        this.lastAnswer = Date.now();
+        this.deadline.answered(this.lastAnswer - sent);
         this.answered(answer.boot, failures, sent);
         failures = 0;
+        dropped = false;
         await this.pause(PING_INTERVAL_MS * (1 + 0.1 * Math.random()));
         continue;
       }
-      if (failures === 0) {
+      // Only a timeout says "slow"; a refused or lost connection says nothing about the time.
+      if (answer === 'TIMEOUT') this.deadline.missed(timeoutMs);
+      if (failures++ === 0) {
         this.silentSince = sent;
         this.log.info(`the coordinator did not answer a ping (${answer}); reconnecting`);
       }
-      if (++failures === DROP_AFTER) this.sync.redial(this.peer, `no ping answered: ${answer}`);
+      const silentMs = Date.now() - this.lastAnswer;
+      if (!dropped && silentMs >= SILENCE_DROP_MS) {
+        dropped = true;
+        const s = Math.round(silentMs / 1000);
+        this.sync.redial(this.peer, `no ping answered for ${s} s: ${answer}`);
+      }
       await this.pause(backoffDelay(RETRY, failures - 1));
     }
   }
@@ -159,7 +237,7 @@ export class Liveness {
     // A sync dial begun while the coordinator was away may wait seconds more for QUIC to resend:
     // after failures, any dial older than this ping is such a dial; else only one older than a
     // ping may take (a dial just begun is left to finish).
-    this.sync.dialNow(this.peer, failures > 0 ? sent : Date.now() - PING_TIMEOUT_MS);
+    this.sync.dialNow(this.peer, failures > 0 ? sent : Date.now() - this.deadline.current());
     const restarted = boot !== undefined && previous !== undefined && boot !== previous;
     if (boot !== undefined) this.boot = boot;
     this.silentSince = 0;
@@ -167,9 +245,9 @@ export class Liveness {
   }
 
   /** The answer (boot undefined: a coordinator without boot ids), or the failure's code. */
-  private async ping(): Promise<{ boot: string | undefined } | string> {
+  private async ping(timeoutMs: number): Promise<{ boot: string | undefined } | string> {
     try {
-      const { boot } = await this.rpc.call(agentPing, {}, { timeoutMs: PING_TIMEOUT_MS });
+      const { boot } = await this.rpc.call(agentPing, {}, { timeoutMs });
       return { boot };
     } catch (err) {
       // Any answer but silence, even an error, proves it alive.

@@ -1,0 +1,196 @@
+// The agent's liveness rule (src/roles/liveness.ts) against a coordinator that is slow, silent or
+// restarted, in virtual time: the coordinator is a fake RpcChannel whose answers come after a
+// delay the test sets (or never), the sync adapter a fake that records every redial. Real
+// coordinators and agents are in test/fleet-liveness.test.ts and test/fleet-restart.test.ts;
+// here the point is the rule itself over minutes of (virtual) time, which a real fleet cannot show
+// in a test's running time.
+
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { FltError } from '../sync/errors.js';
+import type { NodeId } from '../sync/ids.js';
+import { createLogger } from '../sync/log.js';
+import type { RpcChannel } from '../sync/rpc-channel.js';
+import type { SyncAdapter } from '../sync/sync-adapter.js';
+import {
+  Liveness,
+  PING_TIMEOUT_MAX_MS,
+  PING_TIMEOUT_MIN_MS,
+  PingDeadline,
+  SILENCE_DROP_MS,
+} from '../src/roles/liveness.js';
+
+const PEER = 'c'.repeat(64) as NodeId;
+
+/** A coordinator behind a fake RpcChannel: answers `agent.ping` after `delayMs`, or never. */
+class FakeCoordinator {
+  delayMs = 1;
+  silent = false;
+  boot = 'boot-1';
+  /** The deadline of every ping, in order. */
+  readonly deadlines: number[] = [];
+  answered = 0;
+  timedOut = 0;
+
+  call(_method: unknown, _req: unknown, options: { timeoutMs?: number } = {}): Promise<unknown> {
+    const timeoutMs = options.timeoutMs!;
+    this.deadlines.push(timeoutMs);
+    const { silent, delayMs, boot } = this;
+    return new Promise((resolve, reject) => {
+      // As RpcChannel: the deadline bounds the whole attempt; a late answer is never seen.
+      const timer = setTimeout(() => {
+        this.timedOut++;
+        reject(new FltError('TIMEOUT', `agent.ping: no answer in ${timeoutMs} ms`));
+      }, timeoutMs);
+      if (silent) return;
+      setTimeout(() => {
+        clearTimeout(timer);
+        this.answered++;
+        resolve({ boot });
+      }, delayMs);
+    });
+  }
+}
+
+/** A sync adapter that has a session from the start and records what liveness asks of it. */
+class FakeSync {
+  readonly redials: { at: number; reason: string }[] = [];
+  openedAt: number | undefined = Date.now();
+  sessionOpenedAt(): number | undefined {
+    return this.openedAt;
+  }
+  redial(_peer: NodeId, reason: string): void {
+    this.redials.push({ at: Date.now(), reason });
+    this.openedAt = Date.now(); // the dial loop opens a new session at once
+  }
+  dialNow(): void {}
+}
+
+let coordinator: FakeCoordinator;
+let sync: FakeSync;
+let stop: AbortController;
+let live: Liveness;
+let running: Promise<void>;
+const lines: string[] = [];
+
+beforeEach(() => {
+  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
+  coordinator = new FakeCoordinator();
+  sync = new FakeSync();
+  stop = new AbortController();
+  lines.length = 0;
+  live = new Liveness(
+    coordinator as unknown as RpcChannel,
+    sync as unknown as SyncAdapter,
+    PEER,
+    createLogger('info', 'agent', (l) => lines.push(l)),
+    stop.signal,
+  );
+  running = live.run();
+});
+
+afterEach(async () => {
+  stop.abort();
+  await vi.advanceTimersByTimeAsync(PING_TIMEOUT_MAX_MS + 1_000);
+  await running;
+  vi.useRealTimers();
+});
+
+/** Lets `ms` of virtual time pass, every timer and promise in it running in order. */
+const pass = (ms: number) => vi.advanceTimersByTimeAsync(ms);
+
+describe('liveness rule', () => {
+  it('a coordinator that answers pings in 2-3 s for a minute does not lose the sync session', async () => {
+    await pass(10_000); // healthy: answers at once
+    expect(coordinator.answered).toBeGreaterThan(3);
+    coordinator.delayMs = 2_500;
+    await pass(30_000);
+    coordinator.delayMs = 3_000;
+    await pass(30_000);
+    expect(sync.redials).toEqual([]);
+    // The deadline followed the answers (4x, capped), so the slow answers got through.
+    expect(Math.max(...coordinator.deadlines)).toBe(PING_TIMEOUT_MAX_MS);
+    const answeredBefore = coordinator.answered;
+    coordinator.delayMs = 1;
+    await pass(60_000);
+    expect(coordinator.answered).toBeGreaterThan(answeredBefore);
+    // A minute of quick answers later the deadline is back at its floor.
+    expect(coordinator.deadlines.at(-1)).toBe(PING_TIMEOUT_MIN_MS);
+    expect(sync.redials).toEqual([]);
+  });
+
+  it('a coordinator silent beyond the limit makes the agent drop its sync session, once', async () => {
+    await pass(10_000);
+    coordinator.silent = true;
+    const silentFrom = Date.now();
+    await pass(SILENCE_DROP_MS - 2_000);
+    expect(sync.redials).toEqual([]); // silent, but not for long enough
+    expect(lines.join('\n')).toMatch(/did not answer a ping \(TIMEOUT\)/);
+    for (let i = 0; i < 60 && sync.redials.length === 0; i++) await pass(1_000);
+    expect(sync.redials).toHaveLength(1);
+    expect(sync.redials[0]!.reason).toMatch(/^no ping answered for \d+ s: TIMEOUT$/);
+    expect(sync.redials[0]!.at - silentFrom).toBeGreaterThanOrEqual(SILENCE_DROP_MS - 2_000);
+    await pass(60_000); // still silent: the session is not dropped again and again
+    expect(sync.redials).toHaveLength(1);
+    coordinator.silent = false;
+    await pass(PING_TIMEOUT_MAX_MS + 5_000);
+    expect(lines.join('\n')).toMatch(/the coordinator answers again/);
+    expect(sync.redials).toHaveLength(1);
+  });
+
+  it('a restarted coordinator (new boot) makes the agent redial at once, long before the silence limit', async () => {
+    await pass(10_000);
+    coordinator.silent = true; // SIGKILL
+    await pass(2_000);
+    coordinator.silent = false; // the new process is up
+    coordinator.boot = 'boot-2';
+    const up = Date.now();
+    for (let i = 0; i < 60 && sync.redials.length === 0; i++) await pass(250);
+    expect(sync.redials.map((r) => r.reason)).toEqual(['the coordinator restarted']);
+    expect(sync.redials[0]!.at - up).toBeLessThan(SILENCE_DROP_MS);
+    expect(lines.join('\n')).toMatch(/the coordinator restarted; reconnecting/);
+  });
+
+  it('a restart while answering (no failed ping) also redials', async () => {
+    await pass(10_000);
+    coordinator.boot = 'boot-2';
+    await pass(5_000);
+    expect(sync.redials.map((r) => r.reason)).toEqual(['the coordinator restarted']);
+  });
+
+  it('answeredAfter: a health check sees a slow coordinator answer', async () => {
+    await pass(5_000);
+    coordinator.delayMs = 2_500;
+    const since = Date.now();
+    const ok = live.answeredAfter(since, since + 30_000);
+    await pass(30_000);
+    await expect(ok).resolves.toBe(true);
+    coordinator.silent = true;
+    const since2 = Date.now();
+    const notOk = live.answeredAfter(since2, since2 + 5_000);
+    await pass(6_000);
+    await expect(notOk).resolves.toBe(false);
+  });
+});
+
+describe('PingDeadline', () => {
+  it('is 4x the slowest recent answer, floored and capped, and doubles after a timeout', () => {
+    const d = new PingDeadline();
+    expect(d.current()).toBe(PING_TIMEOUT_MIN_MS);
+    d.answered(5);
+    expect(d.current()).toBe(PING_TIMEOUT_MIN_MS);
+    d.answered(1_000);
+    expect(d.current()).toBe(4_000);
+    d.answered(5_000);
+    expect(d.current()).toBe(PING_TIMEOUT_MAX_MS);
+    for (let i = 0; i < 8; i++) d.answered(10); // the slow answers leave the window
+    expect(d.current()).toBe(PING_TIMEOUT_MIN_MS);
+    d.missed(PING_TIMEOUT_MIN_MS);
+    expect(d.current()).toBe(2 * PING_TIMEOUT_MIN_MS);
+    d.missed(d.current());
+    expect(d.current()).toBe(4 * PING_TIMEOUT_MIN_MS);
+    d.missed(d.current());
+    expect(d.current()).toBe(PING_TIMEOUT_MAX_MS);
+    d.answered(10);
+    expect(d.current()).toBe(PING_TIMEOUT_MIN_MS);
+  });
+});
