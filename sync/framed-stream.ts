@@ -11,11 +11,13 @@ import type { ByteStream } from './transport.js';
 export const READ_CHUNK = 1 << 20;
 /**
  * A read with no frame in progress (the usual state: waiting for the next small message). The
- * iroh binding allocates the whole `max` for every pending read, so a connection that idles in a
- * 1 MiB read holds 1 MiB of native memory: measured at the coordinator, that was ~2 MiB per
- * agent (two streams each); with 64 KiB it is ~0.1 MiB.
+ * iroh binding allocates (and zeroes) the whole `max` for every pending read, so a connection that
+ * idles in a 1 MiB read holds 1 MiB of native memory: measured at the coordinator, that was
+ * ~2 MiB per agent (two streams each). 64 KiB still held ~120 KiB per agent; 4 KiB (issue 13:
+ * 100 agents, glibc's in-use bytes 660 -> 539 KiB per agent) costs a frame larger than that one
+ * more read: the first read gives its header, the next asks for what is missing.
  */
-export const IDLE_READ = 1 << 16;
+export const IDLE_READ = 1 << 12;
 /** Coalesced writes are cut at this size so that one write never holds a huge array. */
 export const WRITE_BATCH = 1 << 20;
 
