@@ -114,7 +114,13 @@ in
       wantedBy = [ "multi-user.target" ];
       after = [ "network-online.target" ];
       wants = [ "network-online.target" ];
-      environment.FLT_STATE_DIR = "/var/lib/flt-coordinator";
+      environment = {
+        FLT_STATE_DIR = "/var/lib/flt-coordinator";
+        # Two glibc arenas, not one per core for iroh's worker threads: freed memory is reused
+        # instead of kept per arena (100 agents: 1,119 -> 759 KiB of RSS per agent, README
+        # "Scale").
+        MALLOC_ARENA_MAX = "2";
+      };
       serviceConfig = {
         ExecStart = lib.escapeShellArgs (
           [
