@@ -1,0 +1,436 @@
+// Group `scale`: every figure of issue 13 against its target, `ok` or `MISS`, at sizes that can
+// be set (SCALE_* environment variables, see README.md). It measures with the other groups' code:
+// fan-in and coordinator memory (fanin.ts), crash and recovery (recover.ts), restart loading
+// (restart.ts, restart-child.ts), online admin commands (cli.ts) and single-document sync
+// (sync.ts, latency.ts). A figure that cannot be measured at the size asked for is printed as a
+// MISS with what was reached and why; every run is bounded by a deadline.
+
+import { cp, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadOrCreateNodeKey } from '../src/identity/index.js';
+import { freeUdpPort } from '../test/helpers/peer-process.js';
+import { timeRun } from './cli.js';
+import { START_TIMEOUT_MS, withFanInFleet } from './fanin-fleet.js';
+import { fanInSample, type FanInSample } from './fanin.js';
+import { fixtureAgentId, fleetFixture, manifestPath } from './fixtures.js';
+import { runLatency } from './latency.js';
+import { CoordinatorProcess, FLT_BIN } from './processes.js';
+import { crashAndRecover, type Restart } from './recover.js';
+import { runChild } from './restart.js';
+import type { BenchOptions, Figure, GroupResult, Measurement, Ratio } from './stats.js';
+import { runSync } from './sync.js';
+
+/** The sizes the issue names; a figure measured at another size says so. */
+const ISSUE = { memory: [100, 1000], fanin: 1000, restart: 5000 } as const;
+const DEFAULTS = {
+  full: { memory: [100, 1000], fanin: 1000, restart: 5000, deadlineS: 180 },
+  quick: { memory: [20, 50], fanin: 50, restart: 1000, deadlineS: 60 },
+} as const;
+/** The issue's targets. */
+const TARGET = {
+  kibPerAgent: 256,
+  allFactsS: 5,
+  adminS: 1,
+  faninRate: 50,
+  recoverS: 10,
+  syncRatio: 1.5,
+  latencyRatio: 1,
+} as const;
+/** After a crash: how long the fleet may take to come back before the run is cut off. */
+const RECOVER_DEADLINE_MS = { full: 60_000, quick: 30_000 } as const;
+/** Restart loading of every facts document (restart-child.ts `flt`), killed after this. */
+const LOAD_DEADLINE_MS = { full: 40_000, quick: 20_000 } as const;
+/** One online admin command; past it the command is killed and reported as `> T s`. */
+const ADMIN_DEADLINE_MS = 30_000;
+
+export interface ScaleSizes {
+  /** Fleets whose coordinator memory per agent is read (SCALE_MEMORY_SIZES). */
+  readonly memory: readonly number[];
+  /** The fleet timed for fan-in and crash recovery (SCALE_FANIN_N). */
+  readonly fanin: number;
+  /** Enrolled agents on disk for the restart and admin figures (SCALE_RESTART_N). */
+  readonly restart: number;
+  /** Deadline of each fan-in, in seconds (SCALE_DEADLINE_S). */
+  readonly deadlineS: number;
+}
+
+function positiveInt(name: string, text: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1)
+    throw new Error(`${name}: want a whole number >= 1, got ${text}`);
+  return n;
+}
+
+/** The sizes of this run: the SCALE_* variables, else the defaults of the mode. */
+export function scaleSizes(quick: boolean, env: NodeJS.ProcessEnv = process.env): ScaleSizes {
+  const d = quick ? DEFAULTS.quick : DEFAULTS.full;
+  const int = (name: string, fallback: number) => {
+    const v = env[name];
+    return v === undefined || v === '' ? fallback : positiveInt(name, v);
+  };
+  const list = env.SCALE_MEMORY_SIZES;
+  const memory =
+    list === undefined || list === ''
+      ? d.memory
+      : list.split(',').map((x) => positiveInt('SCALE_MEMORY_SIZES', x.trim()));
+  return {
+    memory,
+    fanin: int('SCALE_FANIN_N', d.fanin),
+    restart: int('SCALE_RESTART_N', d.restart),
+    deadlineS: int('SCALE_DEADLINE_S', d.deadlineS),
+  };
+}
+
+const firstLine = (err: unknown) =>
+  (err instanceof Error ? err.message : String(err)).split('\n')[0]!;
+
+function judge(value: number, target: Figure['target'], complete = true): Figure['result'] {
+  if (!complete) return 'MISS';
+  return (target.op === '>=' ? value >= target.bound : value <= target.bound) ? 'ok' : 'MISS';
+}
+
+/** `at N=50 (issue: 1,000)` when the size is not the issue's. */
+function sizeNote(n: number, issue: number): string {
+  return n === issue ? `N=${n}` : `N=${n} (issue: ${issue})`;
+}
+
+/** One fleet of N agents: fan-in, and for the fan-in size, a crash and recovery. */
+interface FleetRun {
+  readonly n: number;
+  readonly fan?: FanInSample;
+  readonly restart?: Restart;
+  /** Why the recovery was not measured (the fleet did not form, or was not all online). */
+  readonly noRecover?: string;
+  /** The run failed (a process died, a step timed out): the first line of the error. */
+  readonly error?: string;
+}
+
+async function fleetRun(
+  n: number,
+  recover: boolean,
+  deadlineMs: number,
+  recoverDeadlineMs: number,
+  progress: (line: string) => void,
+): Promise<FleetRun> {
+  // A fixed port: for the recovery, the coordinator comes back on the same address.
+  const bind = `127.0.0.1:${await freeUdpPort()}`;
+  try {
+    const { value } = await withFanInFleet(
+      { name: 'scale', n, deadlineMs, bind, progress },
+      async (f): Promise<FleetRun> => {
+        const fan = await fanInSample(f, n, deadlineMs, progress);
+        const { complete, cutOff } = fan.fleet;
+        progress(`  ${complete}/${n} in the table after ${(fan.fleet.ms / 1000).toFixed(1)} s`);
+        if (!recover) return { n, fan };
+        if (cutOff) return { n, fan, noRecover: `fan-in reached ${complete}/${n}` };
+        f.agents.send('online');
+        const online = await f.agents.next('online', deadlineMs + START_TIMEOUT_MS);
+        if (online.cutOff)
+          return { n, fan, noRecover: `only ${online.complete}/${n} online before the crash` };
+        progress(`  SIGKILL and restart of the coordinator with ${n} agents online`);
+        return { n, fan, restart: await crashAndRecover(f, bind, recoverDeadlineMs, progress) };
+      },
+    );
+    return value;
+  } catch (err) {
+    progress(`  fleet of ${n} failed: ${firstLine(err)}`);
+    return { n, error: firstLine(err) };
+  }
+}
+
+function memoryFigure(run: FleetRun, issueN: number): Figure {
+  const figure = `1. coordinator RSS per agent, ${run.n} agents`;
+  const target = { op: '<=', bound: TARGET.kibPerAgent } as const;
+  const base = { figure, unit: 'KiB', target };
+  const size = sizeNote(run.n, issueN);
+  if (!run.fan) return { ...base, value: undefined, result: 'MISS', note: `${size}: ${run.error}` };
+  const { fleet, coordAfterKiB, coordBeforeKiB } = run.fan;
+  const value = (coordAfterKiB - coordBeforeKiB) / run.n;
+  const mib = (k: number) => (k / 1024).toFixed(0);
+  const span = `VmRSS ${mib(coordBeforeKiB)} -> ${mib(coordAfterKiB)} MiB`;
+  const note = fleet.cutOff
+    ? `${size}: only ${fleet.complete}/${run.n} in the table at the deadline; ${span}`
+    : `${size}: (RSS with the fleet formed - before) / N; ${span}`;
+  return { ...base, value, result: judge(value, target, !fleet.cutOff), note };
+}
+
+function faninFigures(run: FleetRun, deadlineMs: number): Figure[] {
+  const size = sizeNote(run.n, ISSUE.fanin);
+  const rate = {
+    figure: `3. fan-in, ${run.n} agents`,
+    unit: 'agents/s',
+    target: { op: '>=', bound: TARGET.faninRate },
+  } as const;
+  const back = {
+    figure: `3. SIGKILL + restart -> all ${run.n} online`,
+    unit: 's',
+    target: { op: '<=', bound: TARGET.recoverS },
+  } as const;
+  if (!run.fan) {
+    const note = `${size}: ${run.error}`;
+    return [
+      { ...rate, value: undefined, result: 'MISS', note },
+      { ...back, value: undefined, result: 'MISS', note },
+    ];
+  }
+  const { fleet } = run.fan;
+  const value = fleet.complete / (fleet.ms / 1000);
+  const rateFigure: Figure = {
+    ...rate,
+    value,
+    result: judge(value, rate.target, !fleet.cutOff),
+    note: fleet.cutOff
+      ? `${size}: cut off at ${deadlineMs / 1000} s with ${fleet.complete}/${run.n} in the table (${fleet.failedPolls} failed polls)`
+      : `${size}: ${(fleet.ms / 1000).toFixed(1)} s from go to the admin's table holding all`,
+  };
+  if (!run.restart) {
+    const why = run.noRecover ?? run.error ?? 'not run';
+    return [rateFigure, { ...back, value: undefined, result: 'MISS', note: `${size}: ${why}` }];
+  }
+  const { recovered, restartMs } = run.restart;
+  const s = recovered.ms / 1000;
+  const ready = `SIGKILL -> ready ${(restartMs / 1000).toFixed(2)} s`;
+  return [
+    rateFigure,
+    {
+      ...back,
+      value: s,
+      lowerBound: recovered.cutOff,
+      result: judge(s, back.target, !recovered.cutOff),
+      note: recovered.cutOff
+        ? `${size}: cut off with ${recovered.complete}/${run.n} online; ${ready}`
+        : `${size}: coordinator ready -> new admin sees all online; ${ready}`,
+    },
+  ];
+}
+
+/** Restart loading of every facts document, in a fresh process on the cached fixture. */
+async function loadFigure(n: number, deadlineMs: number, opts: BenchOptions): Promise<Figure> {
+  const base = {
+    figure: `2. restart, ${n} agents: every facts doc loaded`,
+    unit: 's',
+    target: { op: '<=', bound: TARGET.allFactsS },
+  } as const;
+  const size = sizeNote(n, ISSUE.restart);
+  try {
+    await fleetFixture(n, opts.progress);
+    const run = await runChild(['flt', manifestPath(n)], deadlineMs, opts.progress);
+    const table = run.fleet ? `fleet table in ${(run.fleet.ms / 1000).toFixed(2)} s` : 'no table';
+    if (run.all) {
+      const s = run.all.ms / 1000;
+      const note = `${size}: Coordinator.start -> find() of every facts doc ready; ${table}`;
+      return { ...base, value: s, result: judge(s, base.target), note };
+    }
+    const reached = run.lastProgress ? `, reached ${run.lastProgress}` : '';
+    const note = `${size}: cut off at ${deadlineMs / 1000} s${reached}; ${table}`;
+    return { ...base, value: deadlineMs / 1000, lowerBound: true, result: 'MISS', note };
+  } catch (err) {
+    return { ...base, value: undefined, result: 'MISS', note: `${size}: ${firstLine(err)}` };
+  }
+}
+
+/**
+ * The coordinator CLI restarted on a copy of the N-agent fixture, with a fresh initial admin;
+ * then, right after its ticket, `flt admin facts` of one agent and `flt admin agents`, each a
+ * whole CLI process (online: connect, sync, answer).
+ */
+async function adminFigures(n: number, opts: BenchOptions): Promise<Figure[]> {
+  const facts = {
+    figure: `2. admin facts right after restart, ${n} agents`,
+    unit: 's',
+    target: { op: '<=', bound: TARGET.adminS },
+  } as const;
+  const agents = {
+    figure: `3. admin agents, ${n} agents`,
+    unit: 's',
+    target: { op: '<=', bound: TARGET.adminS },
+  } as const;
+  const size = sizeNote(n, ISSUE.restart);
+  const root = await mkdtemp(join(tmpdir(), 'flt-bench-scale-admin-'));
+  let coordinator: CoordinatorProcess | undefined;
+  try {
+    const fx = await fleetFixture(n, opts.progress);
+    const stateDir = join(root, 'coordinator');
+    await cp(fx.stateDir, stateDir, { recursive: true });
+    const adminDir = join(root, 'admin');
+    const adminId = (await loadOrCreateNodeKey(adminDir)).key.nodeId;
+    opts.progress(`coordinator restarted on a copy of the ${n}-agent fixture`);
+    const t0 = performance.now();
+    coordinator = await CoordinatorProcess.start(stateDir, START_TIMEOUT_MS, adminId);
+    const readyS = (performance.now() - t0) / 1000;
+    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^FLT_/.test(k)));
+    const cli = [FLT_BIN, '--state-dir', adminDir, '--relay', 'disabled', '--discovery', 'none'];
+    cli.push('--coordinator', coordinator.ticket, 'admin');
+    const timed = async (
+      spec: typeof facts | typeof agents,
+      args: string[],
+      check: (out: string) => boolean,
+      what: string,
+    ): Promise<Figure> => {
+      const t = performance.now();
+      try {
+        const [ms, out] = await timeRun([...cli, ...args], env, ADMIN_DEADLINE_MS);
+        if (!check(out)) throw new Error(`unexpected output ${JSON.stringify(out.slice(0, 80))}`);
+        const s = ms / 1000;
+        return { ...spec, value: s, result: judge(s, spec.target), note: `${size}: ${what}` };
+      } catch (err) {
+        const ms = performance.now() - t;
+        if (ms >= ADMIN_DEADLINE_MS) {
+          const note = `${size}: killed at the ${ADMIN_DEADLINE_MS / 1000} s deadline`;
+          return { ...spec, value: ms / 1000, lowerBound: true, result: 'MISS', note };
+        }
+        return { ...spec, value: undefined, result: 'MISS', note: `${size}: ${firstLine(err)}` };
+      }
+    };
+    const agent = fixtureAgentId(n - 1);
+    const factsFigure = await timed(
+      facts,
+      ['facts', agent],
+      (out) => out.trim().length > 0,
+      `whole CLI process, started at the coordinator's ticket (ready ${readyS.toFixed(2)} s after spawn)`,
+    );
+    const agentsFigure = await timed(
+      agents,
+      ['agents'],
+      (out) => out.startsWith(`${n} agents`),
+      'whole CLI process, online (connect, sync the root, table)',
+    );
+    return [factsFigure, agentsFigure];
+  } catch (err) {
+    const note = `${size}: ${firstLine(err)}`;
+    return [
+      { ...facts, value: undefined, result: 'MISS', note },
+      { ...agents, value: undefined, result: 'MISS', note },
+    ];
+  } finally {
+    await coordinator?.stop().catch(() => undefined);
+    await rm(root, { recursive: true, force: true });
+  }
+}
+
+/** Point 4: the workload is not written yet; printed as such, never silently left out. */
+function fleetSyncFigures(): Figure[] {
+  const why =
+    'not measured: the N-writer workload against a WebSocketServerAdapter Repo is not written yet';
+  return [
+    {
+      figure: '4. fleet sync, 1,000 docs x 1 change/s: server CPU flt / WS',
+      value: undefined,
+      unit: 'x',
+      target: { op: '<=', bound: 0.5 },
+      result: 'MISS',
+      note: why,
+    },
+    {
+      figure: '4. fleet sync: change -> server p99, flt / WS',
+      value: undefined,
+      unit: 'x',
+      target: { op: '<=', bound: 1 },
+      result: 'MISS',
+      note: why,
+    },
+  ];
+}
+
+/** Point 5 from the sync and latency groups' own runs (their sizes follow --quick). */
+async function singleDocFigures(
+  opts: BenchOptions,
+): Promise<{ figures: Figure[]; measurements: Measurement[] }> {
+  const figures: Figure[] = [];
+  const measurements: Measurement[] = [];
+  const pick = (ratios: readonly Ratio[], name: string) => ratios.find((r) => r.name === name);
+  const add = (
+    r: Ratio | undefined,
+    figure: string,
+    target: Figure['target'],
+    note: string,
+  ): void => {
+    if (!r) {
+      figures.push({
+        figure,
+        value: undefined,
+        unit: 'x',
+        target,
+        result: 'MISS',
+        note: 'no ratio',
+      });
+      return;
+    }
+    figures.push({
+      figure,
+      value: r.value,
+      unit: 'x',
+      target,
+      result: judge(r.value, target),
+      note,
+    });
+  };
+  const sync = { op: '>=', bound: TARGET.syncRatio } as const;
+  const lat = { op: '<=', bound: TARGET.latencyRatio } as const;
+  for (const [name, run] of [
+    ['sync', runSync],
+    ['latency', runLatency],
+  ] as const) {
+    opts.progress(`single-document ${name} (the ${name} group)`);
+    try {
+      const r = await run(opts);
+      measurements.push(...r.measurements);
+      if (name === 'sync') {
+        for (const pace of ['one synchronous loop', 'one change per await']) {
+          const ratio = pick(r.ratios, `iroh / websocket changes/s, ${pace}`);
+          add(ratio, `5. sync iroh / WS changes/s, ${pace}`, sync, 'medians of the sync group');
+        }
+      } else {
+        for (const mode of ['back-to-back', 'after 120 ms idle']) {
+          const ratio = pick(r.ratios, `iroh / websocket p50, ${mode}`);
+          add(ratio, `5. latency p50 iroh / WS, ${mode}`, lat, 'p50s of the latency group');
+        }
+      }
+    } catch (err) {
+      const note = `the ${name} group failed: ${firstLine(err)}`;
+      figures.push({
+        figure: `5. ${name}`,
+        value: undefined,
+        unit: 'x',
+        target: name === 'sync' ? sync : lat,
+        result: 'MISS',
+        note,
+      });
+    }
+  }
+  return { figures, measurements };
+}
+
+export async function runScale(opts: BenchOptions): Promise<GroupResult> {
+  const sizes = scaleSizes(opts.quick);
+  const mode = opts.quick ? 'quick' : 'full';
+  opts.progress(
+    `sizes: memory ${sizes.memory.join(', ')}, fan-in ${sizes.fanin}, restart ${sizes.restart}, fan-in deadline ${sizes.deadlineS} s`,
+  );
+  const figures: Figure[] = [];
+  // Points 2 and 3 (admin): on the cached fixture, before the machine is warm from fleets.
+  opts.progress(`restart with ${sizes.restart} agents on disk`);
+  const load = await loadFigure(sizes.restart, LOAD_DEADLINE_MS[mode], opts);
+  const admin = await adminFigures(sizes.restart, opts);
+  // Points 1 and 3: one fleet per size; the fan-in size also crashes and recovers.
+  const fleetSizes = [...new Set([...sizes.memory, sizes.fanin])].sort((a, b) => a - b);
+  const runs = new Map<number, FleetRun>();
+  for (const n of fleetSizes) {
+    const recover = n === sizes.fanin;
+    opts.progress(`fleet of ${n} agents${recover ? ', then a coordinator crash' : ''}`);
+    runs.set(
+      n,
+      await fleetRun(n, recover, sizes.deadlineS * 1000, RECOVER_DEADLINE_MS[mode], opts.progress),
+    );
+  }
+  // The issue's memory sizes, matched in order to the sizes asked for (quick: 20 -> 100, 50 -> 1,000).
+  const issueMemory = (i: number) => ISSUE.memory[Math.min(i, ISSUE.memory.length - 1)]!;
+  sizes.memory.forEach((n, i) => figures.push(memoryFigure(runs.get(n)!, issueMemory(i))));
+  figures.push(load, admin[0]!);
+  figures.push(...faninFigures(runs.get(sizes.fanin)!, sizes.deadlineS * 1000), admin[1]!);
+  figures.push(...fleetSyncFigures());
+  const single = await singleDocFigures(opts);
+  figures.push(...single.figures);
+  return { measurements: single.measurements, ratios: [], figures };
+}
