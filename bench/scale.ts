@@ -8,6 +8,8 @@
 import { cp, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
 import { loadOrCreateNodeKey } from '../src/identity/index.js';
 import { freeUdpPort } from '../test/helpers/peer-process.js';
 import { timeRun } from './cli.js';
@@ -15,17 +17,26 @@ import { START_TIMEOUT_MS, withFanInFleet } from './fanin-fleet.js';
 import { fanInSample, type FanInSample } from './fanin.js';
 import { fixtureAgentId, fleetFixture, manifestPath } from './fixtures.js';
 import { runLatency } from './latency.js';
-import { CoordinatorProcess, FLT_BIN } from './processes.js';
+import type { FleetSyncKind, FleetSyncStep } from './fleet-sync-child.js';
+import { CoordinatorProcess, FLT_BIN, StepProcess } from './processes.js';
 import { crashAndRecover, type Restart } from './recover.js';
 import { runChild } from './restart.js';
-import type { BenchOptions, Figure, GroupResult, Measurement, Ratio } from './stats.js';
+import {
+  fmtNumber,
+  percentile,
+  type BenchOptions,
+  type Figure,
+  type GroupResult,
+  type Measurement,
+  type Ratio,
+} from './stats.js';
 import { runSync } from './sync.js';
 
 /** The sizes the issue names; a figure measured at another size says so. */
-const ISSUE = { memory: [100, 1000], fanin: 1000, restart: 5000 } as const;
+const ISSUE = { memory: [100, 1000], fanin: 1000, restart: 5000, fleetSync: 1000 } as const;
 const DEFAULTS = {
-  full: { memory: [100, 1000], fanin: 1000, restart: 5000, deadlineS: 180 },
-  quick: { memory: [20, 50], fanin: 50, restart: 1000, deadlineS: 60 },
+  full: { memory: [100, 1000], fanin: 1000, restart: 5000, deadlineS: 180, syncN: 1000, syncS: 30 },
+  quick: { memory: [20, 50], fanin: 50, restart: 1000, deadlineS: 60, syncN: 50, syncS: 10 },
 } as const;
 /** The issue's targets. */
 const TARGET = {
@@ -41,6 +52,9 @@ const TARGET = {
 const RECOVER_DEADLINE_MS = { full: 60_000, quick: 30_000 } as const;
 /** Restart loading of every facts document (restart-child.ts `flt`), killed after this. */
 const LOAD_DEADLINE_MS = { full: 40_000, quick: 20_000 } as const;
+/** The fleet-sync workload: warm-up (documents created and first synced), drain after the writers stop. */
+const FLEET_SYNC = { warmupS: 5, drainMs: 3_000, connectMs: 150_000 } as const;
+const FLEET_SYNC_CHILD = fileURLToPath(new URL('./fleet-sync-child.js', import.meta.url));
 /** One online admin command; past it the command is killed and reported as `> T s`. */
 const ADMIN_DEADLINE_MS = 30_000;
 
@@ -53,6 +67,9 @@ export interface ScaleSizes {
   readonly restart: number;
   /** Deadline of each fan-in, in seconds (SCALE_DEADLINE_S). */
   readonly deadlineS: number;
+  /** Writers (documents) of the fleet-sync workload (SCALE_SYNC_N), and its timed seconds (SCALE_SYNC_S). */
+  readonly syncN: number;
+  readonly syncS: number;
 }
 
 function positiveInt(name: string, text: string): number {
@@ -79,6 +96,8 @@ export function scaleSizes(quick: boolean, env: NodeJS.ProcessEnv = process.env)
     fanin: int('SCALE_FANIN_N', d.fanin),
     restart: int('SCALE_RESTART_N', d.restart),
     deadlineS: int('SCALE_DEADLINE_S', d.deadlineS),
+    syncN: int('SCALE_SYNC_N', d.syncN),
+    syncS: int('SCALE_SYNC_S', d.syncS),
   };
 }
 
@@ -309,28 +328,145 @@ async function adminFigures(n: number, opts: BenchOptions): Promise<Figure[]> {
   }
 }
 
-/** Point 4: the workload is not written yet; printed as such, never silently left out. */
-function fleetSyncFigures(): Figure[] {
-  const why =
-    'not measured: the N-writer workload against a WebSocketServerAdapter Repo is not written yet';
-  return [
-    {
-      figure: '4. fleet sync, 1,000 docs x 1 change/s: server CPU flt / WS',
-      value: undefined,
-      unit: 'x',
-      target: { op: '<=', bound: 0.5 },
-      result: 'MISS',
-      note: why,
-    },
-    {
-      figure: '4. fleet sync: change -> server p99, flt / WS',
-      value: undefined,
-      unit: 'x',
-      target: { op: '<=', bound: 1 },
-      result: 'MISS',
-      note: why,
-    },
-  ];
+/** One side of the fleet-sync workload: the server's CPU and the delays it recorded. */
+interface FleetSyncRun {
+  readonly kind: FleetSyncKind;
+  /** Server CPU seconds from the end of the warm-up to the end of the drain. */
+  readonly cpuS: number;
+  /** Changes made by the writers over the whole run (warm-up included). */
+  readonly made: number;
+  /** Change -> server delays, ms, of the changes that arrived in the timed window. */
+  readonly delays: number[];
+  readonly docs: number;
+  /** CPU seconds of the writers process over the same window, and its event-loop delay p99. */
+  readonly writersCpuS: number;
+  readonly loopDelayP99Ms: number;
+}
+
+async function fleetSyncRun(
+  kind: FleetSyncKind,
+  n: number,
+  seconds: number,
+  progress: (line: string) => void,
+): Promise<FleetSyncRun> {
+  const dir = await mkdtemp(join(tmpdir(), `flt-bench-fleet-sync-${kind}-`));
+  const say = (l: string) => progress(`  ${kind}: ${l}`);
+  const server = StepProcess.start<FleetSyncStep>(FLEET_SYNC_CHILD, ['server', kind, dir], say);
+  let writers: StepProcess<FleetSyncStep> | undefined;
+  try {
+    const { addr } = await server.next('ready', START_TIMEOUT_MS);
+    writers = StepProcess.start<FleetSyncStep>(
+      FLEET_SYNC_CHILD,
+      ['writers', kind, addr, String(n)],
+      say,
+    );
+    await writers.next('ready', FLEET_SYNC.connectMs);
+    say(`${n} writers connected; ${FLEET_SYNC.warmupS} s warm-up, then ${seconds} s timed`);
+    writers.send(`go ${FLEET_SYNC.warmupS + seconds}`);
+    await sleep(FLEET_SYNC.warmupS * 1000);
+    server.send('reset');
+    const [cpu0, wcpu0] = await Promise.all([server.cpuSeconds(), writers.cpuSeconds()]);
+    const done = await writers.next('done', seconds * 1000 + START_TIMEOUT_MS);
+    const writersCpuS = (await writers.cpuSeconds()) - wcpu0;
+    await sleep(FLEET_SYNC.drainMs);
+    const cpuS = (await server.cpuSeconds()) - cpu0;
+    server.send('report');
+    const report = await server.next('report', START_TIMEOUT_MS);
+    const { delays, docs } = report;
+    const lag = done.loopDelayP99Ms;
+    return { kind, cpuS, made: done.changes, delays, docs, writersCpuS, loopDelayP99Ms: lag };
+  } finally {
+    // Both exit when their stdin closes; killed after a short grace otherwise.
+    await Promise.all([writers?.end(2_000), server.end(2_000)]);
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** Point 4: flt's sync stack against automerge-repo's WebSocket server, same workload, one run. */
+async function fleetSyncFigures(
+  n: number,
+  seconds: number,
+  opts: BenchOptions,
+): Promise<{ figures: Figure[]; measurements: Measurement[] }> {
+  const cpu = {
+    figure: `4. fleet sync, ${n} docs x 1 change/s: server CPU per change, flt / WS`,
+    unit: 'x',
+    target: { op: '<=', bound: 0.5 },
+  } as const;
+  const p99 = {
+    figure: `4. fleet sync, ${n} docs: change -> server p99, flt / WS`,
+    unit: 'x',
+    target: { op: '<=', bound: 1 },
+  } as const;
+  const size = sizeNote(n, ISSUE.fleetSync);
+  const runs: FleetSyncRun[] = [];
+  try {
+    for (const kind of ['iroh', 'websocket'] as const) {
+      opts.progress(`fleet sync over ${kind}: ${n} writers, one change a second each`);
+      runs.push(await fleetSyncRun(kind, n, seconds, opts.progress));
+    }
+  } catch (err) {
+    const note = `${size}: not measured: ${firstLine(err)}`;
+    return {
+      figures: [
+        { ...cpu, value: undefined, result: 'MISS', note },
+        { ...p99, value: undefined, result: 'MISS', note },
+      ],
+      measurements: [],
+    };
+  }
+  const [flt, ws] = runs as [FleetSyncRun, FleetSyncRun];
+  const perK = (r: FleetSyncRun) => (r.cpuS / Math.max(1, r.delays.length)) * 1000;
+  const pct = (r: FleetSyncRun, p: number) => (r.delays.length ? percentile(r.delays, p) : NaN);
+  const measurements: Measurement[] = runs.flatMap((r) => {
+    const label = r.kind === 'iroh' ? 'flt (iroh, FsStore)' : 'websocket (nodefs)';
+    const common = { group: 'scale', note: `${size}, ${seconds} s timed` } as const;
+    const arrived =
+      `${r.delays.length} changes arrived in the window, ${r.made} made in all (${n * (seconds + FLEET_SYNC.warmupS)} due), ` +
+      `${r.docs} docs at the server; writers process ${fmtNumber(r.writersCpuS)} s CPU, event-loop delay p99 ${fmtNumber(r.loopDelayP99Ms)} ms`;
+    return [
+      {
+        ...common,
+        name: `fleet sync ${label}: server CPU per 1,000 changes`,
+        stat: 'median' as const,
+        value: perK(r),
+        unit: 's' as const,
+        samples: [perK(r)],
+        note: arrived,
+      },
+      ...(['p50', 'p99'] as const).map((stat) => ({
+        ...common,
+        name: `fleet sync ${label}: change -> server`,
+        stat,
+        value: pct(r, stat === 'p50' ? 50 : 99),
+        unit: 'ms' as const,
+        samples: r.delays.length ? r.delays : [NaN],
+      })),
+    ];
+  });
+  const complete = (r: FleetSyncRun) => r.delays.length > 0 && r.docs >= n;
+  const ok = complete(flt) && complete(ws);
+  const why = ok ? '' : '; incomplete: a server did not get every document or any change';
+  const cpuRatio = perK(flt) / perK(ws);
+  const p99Ratio = pct(flt, 99) / pct(ws, 99);
+  const fmt = (x: number) => fmtNumber(x);
+  return {
+    figures: [
+      {
+        ...cpu,
+        value: cpuRatio,
+        result: judge(cpuRatio, cpu.target, ok),
+        note: `${size}: ${fmt(perK(flt))} s vs ${fmt(perK(ws))} s of server CPU per 1,000 changes${why}`,
+      },
+      {
+        ...p99,
+        value: p99Ratio,
+        result: judge(p99Ratio, p99.target, ok),
+        note: `${size}: p50 ${fmt(pct(flt, 50))} vs ${fmt(pct(ws, 50))} ms, p99 ${fmt(pct(flt, 99))} vs ${fmt(pct(ws, 99))} ms${why}`,
+      },
+    ],
+    measurements,
+  };
 }
 
 /** Point 5 from the sync and latency groups' own runs (their sizes follow --quick). */
@@ -402,35 +538,67 @@ async function singleDocFigures(
   return { figures, measurements };
 }
 
+const PARTS = ['restart', 'fleets', 'fleet-sync', 'single'] as const;
+type Part = (typeof PARTS)[number];
+
+/** SCALE_PARTS: the parts to run (default all); a part left out is printed as not run. */
+function scaleParts(env: NodeJS.ProcessEnv = process.env): Set<Part> {
+  const text = env.SCALE_PARTS;
+  if (text === undefined || text === '') return new Set(PARTS);
+  const parts = text.split(',').map((p) => p.trim());
+  const bad = parts.find((p) => !(PARTS as readonly string[]).includes(p));
+  if (bad !== undefined) throw new Error(`SCALE_PARTS: unknown part ${bad} (${PARTS.join(', ')})`);
+  return new Set(parts as Part[]);
+}
+
+/** A part left out by SCALE_PARTS: one MISS line, so nothing is left out silently. */
+function notRun(part: Part, figure: string): Figure {
+  const target = { op: '<=', bound: 0 } as const;
+  const note = `not run: SCALE_PARTS does not name ${part}`;
+  return { figure, value: undefined, unit: '', target, result: 'MISS', note };
+}
+
 export async function runScale(opts: BenchOptions): Promise<GroupResult> {
   const sizes = scaleSizes(opts.quick);
+  const parts = scaleParts();
   const mode = opts.quick ? 'quick' : 'full';
   opts.progress(
-    `sizes: memory ${sizes.memory.join(', ')}, fan-in ${sizes.fanin}, restart ${sizes.restart}, fan-in deadline ${sizes.deadlineS} s`,
+    `sizes: memory ${sizes.memory.join(', ')}, fan-in ${sizes.fanin}, restart ${sizes.restart}, fan-in deadline ${sizes.deadlineS} s, fleet sync ${sizes.syncN} writers for ${sizes.syncS} s; parts: ${[...parts].join(', ')}`,
   );
   const figures: Figure[] = [];
-  // Points 2 and 3 (admin): on the cached fixture, before the machine is warm from fleets.
-  opts.progress(`restart with ${sizes.restart} agents on disk`);
-  const load = await loadFigure(sizes.restart, LOAD_DEADLINE_MS[mode], opts);
-  const admin = await adminFigures(sizes.restart, opts);
-  // Points 1 and 3: one fleet per size; the fan-in size also crashes and recovers.
-  const fleetSizes = [...new Set([...sizes.memory, sizes.fanin])].sort((a, b) => a - b);
-  const runs = new Map<number, FleetRun>();
-  for (const n of fleetSizes) {
-    const recover = n === sizes.fanin;
-    opts.progress(`fleet of ${n} agents${recover ? ', then a coordinator crash' : ''}`);
-    runs.set(
-      n,
-      await fleetRun(n, recover, sizes.deadlineS * 1000, RECOVER_DEADLINE_MS[mode], opts.progress),
-    );
-  }
-  // The issue's memory sizes, matched in order to the sizes asked for (quick: 20 -> 100, 50 -> 1,000).
-  const issueMemory = (i: number) => ISSUE.memory[Math.min(i, ISSUE.memory.length - 1)]!;
-  sizes.memory.forEach((n, i) => figures.push(memoryFigure(runs.get(n)!, issueMemory(i))));
-  figures.push(load, admin[0]!);
-  figures.push(...faninFigures(runs.get(sizes.fanin)!, sizes.deadlineS * 1000), admin[1]!);
-  figures.push(...fleetSyncFigures());
-  const single = await singleDocFigures(opts);
-  figures.push(...single.figures);
-  return { measurements: single.measurements, ratios: [], figures };
+  const measurements: Measurement[] = [];
+  if (parts.has('fleets')) {
+    // Points 1 and 3: one fleet per size; the fan-in size also crashes and recovers.
+    const fleetSizes = [...new Set([...sizes.memory, sizes.fanin])].sort((a, b) => a - b);
+    const runs = new Map<number, FleetRun>();
+    const deadlineMs = sizes.deadlineS * 1000;
+    for (const n of fleetSizes) {
+      const recover = n === sizes.fanin;
+      opts.progress(`fleet of ${n} agents${recover ? ', then a coordinator crash' : ''}`);
+      runs.set(n, await fleetRun(n, recover, deadlineMs, RECOVER_DEADLINE_MS[mode], opts.progress));
+    }
+    // The issue's memory sizes, matched in order to the sizes asked for (quick: 20 -> 100, 50 -> 1,000).
+    const issueMemory = (i: number) => ISSUE.memory[Math.min(i, ISSUE.memory.length - 1)]!;
+    sizes.memory.forEach((n, i) => figures.push(memoryFigure(runs.get(n)!, issueMemory(i))));
+    figures.push(...faninFigures(runs.get(sizes.fanin)!, deadlineMs));
+  } else figures.push(notRun('fleets', '1. memory per agent; 3. fan-in and crash recovery'));
+  if (parts.has('restart')) {
+    // Point 2, and point 3's `admin agents`: on the cached fixture of N enrolled agents.
+    opts.progress(`restart with ${sizes.restart} agents on disk`);
+    figures.push(await loadFigure(sizes.restart, LOAD_DEADLINE_MS[mode], opts));
+    figures.push(...(await adminFigures(sizes.restart, opts)));
+  } else figures.push(notRun('restart', '2. restart loading, admin facts; 3. admin agents'));
+  if (parts.has('fleet-sync')) {
+    const fleetSync = await fleetSyncFigures(sizes.syncN, sizes.syncS, opts);
+    figures.push(...fleetSync.figures);
+    measurements.push(...fleetSync.measurements);
+  } else figures.push(notRun('fleet-sync', '4. fleet sync against the WebSocket server'));
+  if (parts.has('single')) {
+    const single = await singleDocFigures(opts);
+    figures.push(...single.figures);
+    measurements.push(...single.measurements);
+  } else figures.push(notRun('single', '5. single-document sync and latency'));
+  // In the issue's order: by the number each figure starts with (a stable sort).
+  figures.sort((a, b) => parseInt(a.figure) - parseInt(b.figure));
+  return { measurements, ratios: [], figures };
 }
