@@ -123,7 +123,7 @@ function printFigures(figures: readonly Figure[]) {
     f.value === undefined
       ? 'not measured'
       : `${f.lowerBound ? '> ' : ''}${fmtNumber(f.value)} ${f.unit}`,
-    `${f.target.op} ${fmtNumber(f.target.bound)} ${f.unit}`,
+    f.target ? `${f.target.op} ${fmtNumber(f.target.bound)} ${f.unit}` : '-',
     f.result,
     f.note,
   ]);

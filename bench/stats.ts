@@ -51,7 +51,8 @@ export interface Figure {
   /** Undefined: not measured (see `note`). */
   readonly value: number | undefined;
   readonly unit: string;
-  readonly target: { readonly op: '>=' | '<='; readonly bound: number };
+  /** Absent only on the line of a part that was not run. */
+  readonly target?: { readonly op: '>=' | '<='; readonly bound: number };
   /** Cut off at a deadline: the true value is above `value` (printed `> value`). */
   readonly lowerBound?: boolean;
   readonly result: 'ok' | 'MISS';
