@@ -101,8 +101,13 @@ export function scaleSizes(quick: boolean, env: NodeJS.ProcessEnv = process.env)
   };
 }
 
-const firstLine = (err: unknown) =>
-  (err instanceof Error ? err.message : String(err)).split('\n')[0]!;
+/** The first line of an error's message (and of its first inner error, for closeAll's). */
+function firstLine(err: unknown): string {
+  const line = (e: unknown) => (e instanceof Error ? e.message : String(e)).split('\n')[0]!;
+  if (err instanceof AggregateError && err.errors.length > 0)
+    return `${line(err)}: ${line(err.errors[0])}`;
+  return line(err);
+}
 
 function judge(value: number, target: Target, complete = true): Figure['result'] {
   if (!complete) return 'MISS';
@@ -136,27 +141,35 @@ async function fleetRun(
 ): Promise<FleetRun> {
   // A fixed port: for the recovery, the coordinator comes back on the same address.
   const bind = `127.0.0.1:${await freeUdpPort()}`;
+  // Kept as it is measured, so that a failure to close afterwards loses none of it.
+  let measured: FleetRun = { n, error: 'the fleet did not start' };
   try {
-    const { value } = await withFanInFleet(
-      { name: 'scale', n, deadlineMs, bind, progress },
-      async (f): Promise<FleetRun> => {
-        const fan = await fanInSample(f, n, deadlineMs, progress);
-        const { complete, cutOff } = fan.fleet;
-        progress(`  ${complete}/${n} in the table after ${(fan.fleet.ms / 1000).toFixed(1)} s`);
-        if (!recover) return { n, fan };
-        if (cutOff) return { n, fan, noRecover: `fan-in reached ${complete}/${n}` };
-        f.agents.send('online');
-        const online = await f.agents.next('online', deadlineMs + START_TIMEOUT_MS);
-        if (online.cutOff)
-          return { n, fan, noRecover: `only ${online.complete}/${n} online before the crash` };
-        progress(`  SIGKILL and restart of the coordinator with ${n} agents online`);
-        return { n, fan, restart: await crashAndRecover(f, bind, recoverDeadlineMs, progress) };
-      },
-    );
-    return value;
+    await withFanInFleet({ name: 'scale', n, deadlineMs, bind, progress }, async (f) => {
+      const fan = await fanInSample(f, n, deadlineMs, progress);
+      measured = { n, fan };
+      const { complete, cutOff } = fan.fleet;
+      progress(`  ${complete}/${n} in the table after ${(fan.fleet.ms / 1000).toFixed(1)} s`);
+      if (!recover) return;
+      if (cutOff) {
+        measured = { n, fan, noRecover: `fan-in reached ${complete}/${n}` };
+        return;
+      }
+      f.agents.send('online');
+      const online = await f.agents.next('online', deadlineMs + START_TIMEOUT_MS);
+      if (online.cutOff) {
+        measured = { n, fan, noRecover: `only ${online.complete}/${n} online before the crash` };
+        return;
+      }
+      progress(`  SIGKILL and restart of the coordinator with ${n} agents online`);
+      measured = { n, fan, restart: await crashAndRecover(f, bind, recoverDeadlineMs, progress) };
+    });
+    return measured;
   } catch (err) {
     progress(`  fleet of ${n} failed: ${firstLine(err)}`);
-    return { n, error: firstLine(err) };
+    const why = firstLine(err);
+    // Measured, then failed to close (a process that had to be killed): the numbers stand.
+    if (measured.fan) return { ...measured, noRecover: measured.noRecover ?? why };
+    return { n, error: why };
   }
 }
 
