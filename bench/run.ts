@@ -159,9 +159,11 @@ function printReport(
     samplesText(m),
     m.note ?? '',
   ]);
-  console.log(
-    renderTable(['group', 'measurement', 'stat', 'value', 'unit', 'samples', 'note'], rows),
-  );
+  // The scale group run alone with only some parts may have figures and no measurements.
+  if (rows.length > 0)
+    console.log(
+      renderTable(['group', 'measurement', 'stat', 'value', 'unit', 'samples', 'note'], rows),
+    );
   if (figures.length > 0) {
     console.log('');
     printFigures(figures);
