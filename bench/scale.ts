@@ -418,23 +418,17 @@ async function fleetSyncFigures(
     target: { op: '<=', bound: 1 },
   } as const;
   const size = sizeNote(n, ISSUE.fleetSync);
+  // Each side on its own: one that fails leaves the other's numbers in the measurement rows.
   const runs: FleetSyncRun[] = [];
-  try {
-    for (const kind of ['iroh', 'websocket'] as const) {
-      opts.progress(`fleet sync over ${kind}: ${n} writers, one change a second each`);
+  const failed: string[] = [];
+  for (const kind of ['iroh', 'websocket'] as const) {
+    opts.progress(`fleet sync over ${kind}: ${n} writers, one change a second each`);
+    try {
       runs.push(await fleetSyncRun(kind, n, seconds, opts.progress));
+    } catch (err) {
+      failed.push(`${kind}: ${firstLine(err)}`);
     }
-  } catch (err) {
-    const note = `${size}: not measured: ${firstLine(err)}`;
-    return {
-      figures: [
-        { ...cpu, value: undefined, result: 'MISS', note },
-        { ...p99, value: undefined, result: 'MISS', note },
-      ],
-      measurements: [],
-    };
   }
-  const [flt, ws] = runs as [FleetSyncRun, FleetSyncRun];
   const perK = (r: FleetSyncRun) => (r.cpuS / Math.max(1, r.delays.length)) * 1000;
   const pct = (r: FleetSyncRun, p: number) => (r.delays.length ? percentile(r.delays, p) : NaN);
   const measurements: Measurement[] = runs.flatMap((r) => {
@@ -478,6 +472,17 @@ async function fleetSyncFigures(
   ]);
   const ok = problems.length === 0;
   const why = ok ? '' : `; MISS as measured: ${problems.join('; ')}`;
+  const [flt, ws] = [runs.find((r) => r.kind === 'iroh'), runs.find((r) => r.kind !== 'iroh')];
+  if (!flt || !ws) {
+    const note = `${size}: not measured: ${failed.join('; ')}`;
+    return {
+      figures: [
+        { ...cpu, value: undefined, result: 'MISS', note },
+        { ...p99, value: undefined, result: 'MISS', note },
+      ],
+      measurements,
+    };
+  }
   const cpuRatio = perK(flt) / perK(ws);
   const p99Ratio = pct(flt, 99) / pct(ws, 99);
   const fmt = (x: number) => fmtNumber(x);
