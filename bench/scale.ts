@@ -392,7 +392,12 @@ async function fleetSyncRun(
     await sleep(FLEET_SYNC.warmupS * 1000);
     server.send('reset');
     const [cpu0, wcpu0] = await Promise.all([server.cpuSeconds(), writers.cpuSeconds()]);
-    const done = await writers.next('done', seconds * 1000 + FLEET_SYNC.doneGraceMs);
+    const done = await writers
+      .next('done', seconds * 1000 + FLEET_SYNC.doneGraceMs)
+      .catch((err: unknown) => {
+        // How far it got, for the MISS line.
+        throw new Error(`${connected}/${n} writers connected, then ${firstLine(err)}`);
+      });
     const writersCpuS = (await writers.cpuSeconds()) - wcpu0;
     await sleep(FLEET_SYNC.drainMs);
     const cpuS = (await server.cpuSeconds()) - cpu0;
