@@ -619,9 +619,13 @@ export async function runScale(opts: BenchOptions): Promise<GroupResult> {
       opts.progress(`fleet of ${n} agents${recover ? ', then a coordinator crash' : ''}`);
       runs.set(n, await fleetRun(n, recover, deadlineMs, RECOVER_DEADLINE_MS[mode], opts.progress));
     }
-    // The issue's memory sizes, matched in order to the sizes asked for (quick: 20 -> 100, 50 -> 1,000).
-    const issueMemory = (i: number) => ISSUE.memory[Math.min(i, ISSUE.memory.length - 1)]!;
-    sizes.memory.forEach((n, i) => figures.push(memoryFigure(runs.get(n)!, issueMemory(i))));
+    // Each memory size against the issue's size of that value, else the one in the same place
+    // (quick: 20 -> 100, 50 -> 1,000).
+    const issueMemory = (n: number, i: number): number =>
+      (ISSUE.memory as readonly number[]).includes(n)
+        ? n
+        : ISSUE.memory[Math.min(i, ISSUE.memory.length - 1)]!;
+    sizes.memory.forEach((n, i) => figures.push(memoryFigure(runs.get(n)!, issueMemory(n, i))));
     figures.push(...faninFigures(runs.get(sizes.fanin)!, deadlineMs));
   } else figures.push(notRun('fleets', '1. memory per agent; 3. fan-in and crash recovery'));
   if (parts.has('restart')) {
