@@ -23,8 +23,15 @@ interface Variant {
   readonly check: (stdout: string) => boolean;
 }
 
-/** Wall time of `node ...args` from spawn to exit with its output read, and its stdout. */
-function timeRun(args: readonly string[], env: NodeJS.ProcessEnv): Promise<[number, string]> {
+/**
+ * Wall time of `node ...args` from spawn to exit with its output read, and its stdout; killed
+ * after `deadlineMs`. Also used by the scale group (scale.ts) for online admin commands.
+ */
+export function timeRun(
+  args: readonly string[],
+  env: NodeJS.ProcessEnv,
+  deadlineMs = RUN_DEADLINE_MS,
+): Promise<[number, string]> {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
@@ -32,7 +39,7 @@ function timeRun(args: readonly string[], env: NodeJS.ProcessEnv): Promise<[numb
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString('utf8')));
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString('utf8')));
-    const timer = setTimeout(() => child.kill('SIGKILL'), RUN_DEADLINE_MS);
+    const timer = setTimeout(() => child.kill('SIGKILL'), deadlineMs);
     child.once('error', reject);
     child.once('close', (code, signal) => {
       const ms = performance.now() - t0;

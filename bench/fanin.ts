@@ -5,7 +5,12 @@
 // and this process only drives them and reads the numbers.
 
 import { POLL_MS, type FanInStep } from './fanin-protocol.js';
-import { CLOSE_GRACE_MS, START_TIMEOUT_MS, withFanInFleet } from './fanin-fleet.js';
+import {
+  CLOSE_GRACE_MS,
+  START_TIMEOUT_MS,
+  withFanInFleet,
+  type FanInFleet,
+} from './fanin-fleet.js';
 import { median, type BenchOptions, type GroupResult, type Measurement } from './stats.js';
 
 const SIZES = { full: 100, quick: 20 } as const;
@@ -14,7 +19,7 @@ const SIZES = { full: 100, quick: 20 } as const;
  * how many agents had made it. Keeps a full `npm run bench` near 10 minutes.
  */
 const DEADLINE_MS = { full: 90_000, quick: 60_000 } as const;
-interface FanInSample {
+export interface FanInSample {
   readonly fleet: Extract<FanInStep, { step: 'fleet' }>;
   /** From `go` until every Agent.start had resolved (key, endpoint, store). */
   readonly startedMs: number;
@@ -28,32 +33,46 @@ interface FanInSample {
   readonly agentsCpuS: number;
 }
 
+/**
+ * On a fleet from withFanInFleet, ready for `go`: starts the N agents and waits until the admin's
+ * table has them all or the deadline passed, reading both processes' memory and CPU around it.
+ * Also used by the scale group (scale.ts), which goes on with the same fleet.
+ */
+export async function fanInSample(
+  { coordinator: c, agents: a }: FanInFleet,
+  n: number,
+  deadlineMs: number,
+  progress: (line: string) => void,
+): Promise<FanInSample> {
+  const sample = () =>
+    Promise.all([c.memory(), c.cpuSeconds(), a.memory(), a.cpuSeconds()] as const);
+  const [coordBefore, coordCpu0, agentsBefore, agentsCpu0] = await sample();
+  progress(`  starting ${n} agents`);
+  a.send('go');
+  const started = await a.next('started', deadlineMs + START_TIMEOUT_MS);
+  const fleet = await a.next('fleet', deadlineMs + START_TIMEOUT_MS);
+  const [coordAfter, coordCpu1, agentsAfter, agentsCpu1] = await sample();
+  return {
+    fleet,
+    startedMs: started.ms,
+    coordBeforeKiB: coordBefore.rssKiB,
+    coordAfterKiB: coordAfter.rssKiB,
+    agentsBeforeKiB: agentsBefore.rssKiB,
+    agentsAfterKiB: agentsAfter.rssKiB,
+    coordCpuS: coordCpu1 - coordCpu0,
+    agentsCpuS: agentsCpu1 - agentsCpu0,
+  };
+}
+
 async function fanInOnce(
   n: number,
   deadlineMs: number,
   progress: (line: string) => void,
 ): Promise<FanInSample> {
   const opts = { name: 'fanin', n, deadlineMs, progress };
-  const { value, closed } = await withFanInFleet(opts, async ({ coordinator: c, agents: a }) => {
-    const sample = () =>
-      Promise.all([c.memory(), c.cpuSeconds(), a.memory(), a.cpuSeconds()] as const);
-    const [coordBefore, coordCpu0, agentsBefore, agentsCpu0] = await sample();
-    progress(`  starting ${n} agents`);
-    a.send('go');
-    const started = await a.next('started', deadlineMs + START_TIMEOUT_MS);
-    const fleet = await a.next('fleet', deadlineMs + START_TIMEOUT_MS);
-    const [coordAfter, coordCpu1, agentsAfter, agentsCpu1] = await sample();
-    return {
-      fleet,
-      startedMs: started.ms,
-      coordBeforeKiB: coordBefore.rssKiB,
-      coordAfterKiB: coordAfter.rssKiB,
-      agentsBeforeKiB: agentsBefore.rssKiB,
-      agentsAfterKiB: agentsAfter.rssKiB,
-      coordCpuS: coordCpu1 - coordCpu0,
-      agentsCpuS: agentsCpu1 - agentsCpu0,
-    };
-  });
+  const { value, closed } = await withFanInFleet(opts, (f) =>
+    fanInSample(f, n, deadlineMs, progress),
+  );
   progress(
     closed
       ? `  closed ${n} agents and the admin in ${(closed.ms / 1000).toFixed(1)} s`

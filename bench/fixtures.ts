@@ -91,6 +91,17 @@ function snapshotChunk(docId: DocumentId, doc: A.Doc<unknown>): Chunk {
   return { key: [docId, 'snapshot', heads], data: A.save(doc) };
 }
 
+/** The key of the fixture's agent `i` (deterministic). */
+function agentKey(i: number) {
+  const seed = createHash('sha256').update(`flt-bench/agent/${i}`).digest();
+  return nodeKeyFromSeed(new Uint8Array(seed));
+}
+
+/** The node id of the fixture's agent `i`, as `flt admin facts` names it (scale.ts). */
+export function fixtureAgentId(i: number): string {
+  return agentKey(i).nodeId;
+}
+
 /**
  * One agent as the coordinator holds it: its entry in the root document (as Fleet.enroll and
  * Fleet.updateSummary write it) and its facts document (as Agent.create and Agent.publish write
@@ -98,8 +109,7 @@ function snapshotChunk(docId: DocumentId, doc: A.Doc<unknown>): Chunk {
  * automerge-repo stores a small document.
  */
 function agentOf(i: number, collectedAt: string) {
-  const seed = createHash('sha256').update(`flt-bench/agent/${i}`).digest();
-  const key = nodeKeyFromSeed(new Uint8Array(seed));
+  const key = agentKey(i);
   const factsKey = deriveKeyPair(key.secret, 'flt/v1/doc/facts');
   const factsDocId = docIdFor(factsKey.publicKey);
   const facts = sampleFacts(i, collectedAt);

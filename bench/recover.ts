@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { PING_INTERVAL_MS } from '../src/roles/liveness.js';
 import { freeUdpPort } from '../test/helpers/peer-process.js';
-import { START_TIMEOUT_MS, withFanInFleet } from './fanin-fleet.js';
+import { START_TIMEOUT_MS, withFanInFleet, type FanInFleet } from './fanin-fleet.js';
 import type { FanInStep } from './fanin-protocol.js';
 import { CoordinatorProcess } from './processes.js';
 import { median, type BenchOptions, type GroupResult, type Measurement } from './stats.js';
@@ -24,7 +24,7 @@ const DEADLINE_MS = 90_000;
 /** The window over which the coordinator's CPU is read while the agents only ping it. */
 const IDLE_WINDOW_MS = 10_000;
 
-interface Restart {
+export interface Restart {
   /** SIGKILL -> the new coordinator printed its ticket. */
   readonly restartMs: number;
   /** Ready -> a new admin sees N agents online (as the child measured it from the command). */
@@ -37,6 +37,31 @@ interface RecoverRun {
   readonly idleCpuS: number;
 }
 
+/**
+ * SIGKILLs the fleet's coordinator, starts it again on the same state dir and `bind`, and waits
+ * until a new admin sees all agents online, or `deadlineMs`. The fleet must be online already.
+ * Also used by the scale group (scale.ts).
+ */
+export async function crashAndRecover(
+  f: FanInFleet,
+  bind: string,
+  deadlineMs: number,
+  progress: (line: string) => void,
+): Promise<Restart> {
+  await f.coordinator.kill();
+  const killed = performance.now();
+  const stateDir = join(f.root, 'coordinator');
+  f.coordinator = await CoordinatorProcess.start(stateDir, START_TIMEOUT_MS, f.adminId, bind);
+  const restartMs = performance.now() - killed;
+  f.agents.send('recover');
+  const recovered = await f.agents.next('recovered', deadlineMs + START_TIMEOUT_MS);
+  progress(
+    `  ${recovered.complete} online ${(recovered.ms / 1000).toFixed(1)} s after ready` +
+      (recovered.cutOff ? ' (cut off)' : ''),
+  );
+  return { restartMs, recovered };
+}
+
 async function recoverRun(
   n: number,
   restarts: number,
@@ -46,8 +71,7 @@ async function recoverRun(
   const bind = `127.0.0.1:${await freeUdpPort()}`;
   const opts = { name: 'recover', n, deadlineMs: DEADLINE_MS, bind, progress };
   const { value } = await withFanInFleet(opts, async (f) => {
-    const { agents, root, adminId } = f;
-    const stateDir = join(root, 'coordinator');
+    const { agents } = f;
     progress(`  starting ${n} agents`);
     agents.send('go');
     const fleet = await agents.next('fleet', DEADLINE_MS + START_TIMEOUT_MS);
@@ -64,17 +88,7 @@ async function recoverRun(
     const done: Restart[] = [];
     for (let i = 1; i <= restarts; i++) {
       progress(`  SIGKILL and restart of the coordinator (${i}/${restarts})`);
-      await f.coordinator.kill();
-      const killed = performance.now();
-      f.coordinator = await CoordinatorProcess.start(stateDir, START_TIMEOUT_MS, adminId, bind);
-      const restartMs = performance.now() - killed;
-      agents.send('recover');
-      const recovered = await agents.next('recovered', DEADLINE_MS + START_TIMEOUT_MS);
-      progress(
-        `  ${recovered.complete}/${n} online ${(recovered.ms / 1000).toFixed(1)} s after ready` +
-          (recovered.cutOff ? ' (cut off)' : ''),
-      );
-      done.push({ restartMs, recovered });
+      done.push(await crashAndRecover(f, bind, DEADLINE_MS, progress));
     }
     return { restarts: done, idleCpuS };
   });

@@ -40,7 +40,7 @@ const CHANGES = 5;
 const CHILD = fileURLToPath(new URL('./restart-child.js', import.meta.url));
 
 /** The steps a child finished before it exited or was killed at its deadline. */
-interface ChildRun {
+export interface ChildRun {
   readonly fleet?: Extract<StepResult, { step: 'fleet' }>;
   readonly all?: Extract<StepResult, { step: 'all' }>;
   readonly timedOut: boolean;
@@ -49,7 +49,8 @@ interface ChildRun {
   readonly lastProgress: string | undefined;
 }
 
-async function runChild(
+/** One restart-child.ts run (`flt` or `baseline`); also used by the scale group (scale.ts). */
+export async function runChild(
   args: readonly string[],
   deadlineMs: number,
   progress: (line: string) => void,

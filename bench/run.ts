@@ -1,5 +1,5 @@
 // `npm run bench [-- --quick] [GROUP...]`: runs the benchmark groups (transport.ts, sync.ts,
-// latency.ts, restart.ts, fanin.ts, recover.ts, cli.ts, deploy.ts, artifacts.ts) in one process, prints the environment, a table of measurements and the ratios
+// latency.ts, restart.ts, fanin.ts, recover.ts, cli.ts, deploy.ts, artifacts.ts, scale.ts) in one process, prints the environment, a table of measurements and the ratios
 // against the issue's targets, and writes it all to bench/results/latest.json (see README.md).
 
 import { readFileSync } from 'node:fs';
@@ -11,6 +11,7 @@ import {
   renderTable,
   verdict,
   type BenchOptions,
+  type Figure,
   type GroupResult,
   type Measurement,
   type Ratio,
@@ -21,6 +22,7 @@ import { runDeploy } from './deploy.js';
 import { runLatency } from './latency.js';
 import { runRestart } from './restart.js';
 import { runFanin } from './fanin.js';
+import { runScale } from './scale.js';
 import { runRecover } from './recover.js';
 import { runSync } from './sync.js';
 import { runTransport } from './transport.js';
@@ -35,6 +37,7 @@ const GROUPS = {
   cli: runCli,
   deploy: runDeploy,
   artifacts: runArtifacts,
+  scale: runScale,
 } as const satisfies Record<string, (opts: BenchOptions) => Promise<GroupResult>>;
 type GroupName = keyof typeof GROUPS;
 const isGroup = (s: string): s is GroupName => Object.hasOwn(GROUPS, s);
@@ -62,7 +65,9 @@ function parseArgs(argv: readonly string[]): Cli {
     throw new Error(`--reps needs a whole number >= 1\n${USAGE}`);
   }
   const all = Object.keys(GROUPS).filter(isGroup);
-  return { quick, reps, groups: groups.length > 0 ? groups : all };
+  // `scale` reruns sync and latency and takes long at full size: only when asked for.
+  const byDefault = all.filter((g) => g !== 'scale');
+  return { quick, reps, groups: groups.length > 0 ? groups : byDefault };
 }
 
 /** Installed version, read from node_modules (some exports maps hide package.json). */
@@ -111,11 +116,26 @@ function samplesText(m: Measurement): string {
   return m.samples.length === 1 ? '1 run' : m.samples.map(fmtNumber).join(' ');
 }
 
+/** The scale group's figures: each against its target, `ok` or `MISS`. */
+function printFigures(figures: readonly Figure[]) {
+  const rows = figures.map((f) => [
+    f.figure,
+    f.value === undefined
+      ? 'not measured'
+      : `${f.lowerBound ? '> ' : ''}${fmtNumber(f.value)} ${f.unit}`,
+    f.target ? `${f.target.op} ${fmtNumber(f.target.bound)} ${f.unit}` : '-',
+    f.result,
+    f.note,
+  ]);
+  console.log(renderTable(['figure', 'value', 'target', 'result', 'note'], rows));
+}
+
 function printReport(
   env: ReturnType<typeof environment>,
   cli: Cli,
   ms: Measurement[],
   ratios: Ratio[],
+  figures: Figure[],
 ) {
   const mode = cli.quick ? 'QUICK (smoke check, small sizes)' : 'full';
   const reps = cli.reps === undefined ? 'default reps' : `${cli.reps} reps`;
@@ -139,9 +159,15 @@ function printReport(
     samplesText(m),
     m.note ?? '',
   ]);
-  console.log(
-    renderTable(['group', 'measurement', 'stat', 'value', 'unit', 'samples', 'note'], rows),
-  );
+  // The scale group run alone with only some parts may have figures and no measurements.
+  if (rows.length > 0)
+    console.log(
+      renderTable(['group', 'measurement', 'stat', 'value', 'unit', 'samples', 'note'], rows),
+    );
+  if (figures.length > 0) {
+    console.log('');
+    printFigures(figures);
+  }
   if (ratios.length === 0) return;
   console.log('');
   const ratioRows = ratios.map((r) => [
@@ -170,6 +196,7 @@ async function main(): Promise<number> {
   };
   const measurements: Measurement[] = [];
   const ratios: Ratio[] = [];
+  const figures: Figure[] = [];
   const failures: { group: GroupName; error: string }[] = [];
   for (const group of cli.groups) {
     console.error(`[${group}]`);
@@ -177,6 +204,7 @@ async function main(): Promise<number> {
       const r = await GROUPS[group](opts);
       measurements.push(...r.measurements);
       ratios.push(...r.ratios);
+      figures.push(...(r.figures ?? []));
     } catch (err) {
       // One broken group must not hide the others' numbers; the exit code still says it failed.
       const error = err instanceof Error ? (err.stack ?? err.message) : String(err);
@@ -184,7 +212,7 @@ async function main(): Promise<number> {
       console.error(`[${group}] FAILED: ${error}`);
     }
   }
-  printReport(env, cli, measurements, ratios);
+  printReport(env, cli, measurements, ratios, figures);
   const dir = fileURLToPath(new URL('../../bench/results/', import.meta.url));
   await mkdir(dir, { recursive: true });
   const file = `${dir}latest.json`;
@@ -195,10 +223,18 @@ async function main(): Promise<number> {
     groups: cli.groups,
     measurements,
     ratios,
+    figures,
     failures,
   };
   await writeFile(file, JSON.stringify(json, null, 2) + '\n');
   console.log(`\nresults: ${file}`);
+  if (figures.length > 0) {
+    // The scale summary alone, for comparing runs: the figures and the environment they ran in.
+    const scale = `${dir}scale.json`;
+    const summary = { env, quick: cli.quick, figures };
+    await writeFile(scale, JSON.stringify(summary, null, 2) + '\n');
+    console.log(`scale summary: ${scale}`);
+  }
   for (const f of failures) console.log(`FAILED group ${f.group} (see stderr)`);
   return failures.length > 0 ? 1 : 0;
 }

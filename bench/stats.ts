@@ -41,9 +41,30 @@ export interface Ratio {
   readonly better?: 'higher' | 'lower';
 }
 
+/**
+ * One figure of an issue against its target (the scale group): what was measured, at which size,
+ * and `ok` or `MISS`. A figure that could not be measured at the size asked for is a MISS with
+ * `value` undefined (not measured) or the size reached, and says why in `note`.
+ */
+export interface Figure {
+  readonly figure: string;
+  /** Undefined: not measured (see `note`). */
+  readonly value: number | undefined;
+  readonly unit: string;
+  /** Absent only on the line of a part that was not run. */
+  readonly target?: { readonly op: '>=' | '<='; readonly bound: number };
+  /** Cut off at a deadline: the true value is above `value` (printed `> value`). */
+  readonly lowerBound?: boolean;
+  readonly result: 'ok' | 'MISS';
+  /** The size measured, how far a cut-off run got, or why nothing was measured. */
+  readonly note: string;
+}
+
 export interface GroupResult {
   readonly measurements: Measurement[];
   readonly ratios: Ratio[];
+  /** Figures with targets, printed as their own table (scale.ts). */
+  readonly figures?: Figure[];
 }
 
 function sorted(xs: readonly number[]): number[] {

@@ -1,0 +1,249 @@
+// The fleet-sync workload of issue 13 (point 4), both sides of it, each in a process of its own
+// so that the server's CPU can be read alone from /proc (scale.ts drives them):
+//
+//   node dist/bench/fleet-sync-child.js server iroh|websocket DIR
+//       One Repo on a store in DIR: for `iroh` flt's sync stack as the coordinator runs it (FsStore,
+//       Router + SyncAdapter on IrohTransport, the coordinator's save debounce); for `websocket`
+//       automerge-repo's own set-up (NodeFSStorageAdapter, WebSocketServerAdapter on a `ws`
+//       server). It takes every document its peers announce, and for each change that arrives
+//       records the delay from the writer's time stamp in the document to now.
+//       Steps: `ready` (its address); commands `reset` (forget what was recorded), `report`.
+//   node dist/bench/fleet-sync-child.js writers iroh|websocket ADDR N
+//       N writers, each its own Repo and connection (one iroh endpoint or one WebSocket each) with
+//       one document of its own. Steps: `ready` once every writer is connected and its document
+//       created; command `go SECONDS`: each writer changes its document once a second (writers
+//       staggered over the second), step `done` with the number of changes made.
+//
+// Both sides talk in lines: JSON steps on stdout, commands on stdin; they exit when stdin closes.
+
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { createInterface } from 'node:readline';
+import type { AddressInfo } from 'node:net';
+import { Repo, type DocHandle, type PeerId } from '@automerge/automerge-repo';
+import {
+  WebSocketClientAdapter,
+  WebSocketServerAdapter,
+} from '@automerge/automerge-repo-network-websocket';
+import { NodeFSStorageAdapter } from '@automerge/automerge-repo-storage-nodefs';
+import { WebSocketServer } from 'ws';
+import { SAVE_DEBOUNCE_MS } from '../src/node.js';
+import { FsStore } from '../stores/fs-store.js';
+import { IrohTransport } from '../sync/iroh-transport.js';
+import { ALL_ALPNS, ALPN } from '../sync/protocols.js';
+import { guardRepoTimeouts } from '../sync/repo-timeouts.js';
+import { Router } from '../sync/router.js';
+import { SyncAdapter } from '../sync/sync-adapter.js';
+import type { PeerAddr } from '../sync/transport.js';
+import { benchLogger } from './fleet-config.js';
+
+export type FleetSyncKind = 'iroh' | 'websocket';
+
+/** One line of a child's stdout. */
+export type FleetSyncStep =
+  | {
+      readonly step: 'ready';
+      /** The server's address; empty from the writers. */
+      readonly addr: string;
+      /** From the writers: how many connected within CONNECT_DEADLINE_MS. */
+      readonly writers?: number;
+    }
+  | {
+      readonly step: 'report';
+      /** Change -> server has it, ms, one per change that arrived since `reset`. */
+      readonly delays: number[];
+      /** Documents the server holds. */
+      readonly docs: number;
+    }
+  | {
+      readonly step: 'done';
+      readonly changes: number;
+      /** Event-loop delay p99 of the writers process while writing, ms: writers that fall behind. */
+      readonly loopDelayP99Ms: number;
+    };
+
+/** The writer's document: its last change's wall-clock time stamp, and a change counter. */
+interface WriterDoc {
+  t: number;
+  n: number;
+}
+
+/** Milliseconds since the epoch with sub-millisecond precision, comparable across processes. */
+const wallNow = () => performance.timeOrigin + performance.now();
+const emit = (s: FleetSyncStep) => process.stdout.write(JSON.stringify(s) + '\n');
+const progress = (line: string) => process.stderr.write(`progress ${line}\n`);
+/** How often the server looks for documents it has not watched yet (the first changes are warm-up). */
+const WATCH_MS = 50;
+/** How long a writer may take to connect; those that did not by then are left out and counted. */
+const CONNECT_DEADLINE_MS = 60_000;
+
+const commands: string[] = [];
+let wake: (() => void) | undefined;
+createInterface({ input: process.stdin })
+  .on('line', (line) => {
+    commands.push(line.trim());
+    wake?.();
+  })
+  .on('close', () => process.exit(0));
+
+async function nextCommand(): Promise<string> {
+  for (;;) {
+    const next = commands.shift();
+    if (next !== undefined) return next;
+    await new Promise<void>((resolve) => (wake = resolve));
+  }
+}
+
+const bindIroh = () =>
+  IrohTransport.bind({
+    secretKey: randomBytes(32),
+    alpns: ALL_ALPNS,
+    bind: '127.0.0.1:0',
+    relay: 'disabled',
+    discovery: 'none',
+  });
+
+async function server(kind: FleetSyncKind, dir: string): Promise<void> {
+  guardRepoTimeouts(benchLogger('fleet-sync-server'));
+  let repo: Repo;
+  let addr: string;
+  if (kind === 'iroh') {
+    const t = await bindIroh();
+    const adapter = new SyncAdapter({ transport: t });
+    new Router(t).route(ALPN.sync, (c) => adapter.accept(c)).start();
+    const store = await FsStore.open(join(dir, 'repo'));
+    repo = new Repo({
+      storage: store,
+      network: [adapter],
+      peerId: t.nodeId as string as PeerId,
+      saveDebounceRate: SAVE_DEBOUNCE_MS,
+    });
+    addr = JSON.stringify(t.addr());
+  } else {
+    const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+    await new Promise<void>((resolve, reject) => {
+      wss.once('listening', resolve);
+      wss.once('error', reject);
+    });
+    const server = wss as unknown as ConstructorParameters<typeof WebSocketServerAdapter>[0];
+    repo = new Repo({
+      storage: new NodeFSStorageAdapter(join(dir, 'nodefs')),
+      network: [new WebSocketServerAdapter(server)],
+    });
+    addr = `ws://127.0.0.1:${(wss.address() as AddressInfo).port}`;
+  }
+  let delays: number[] = [];
+  const lastN = new Map<string, number>();
+  // automerge-repo 2.5.6 announces no new handle (no `document` event): look for them.
+  const watched = new Set<string>();
+  const watch = () => {
+    for (const handle of Object.values(repo.handles)) {
+      if (watched.has(handle.documentId)) continue;
+      watched.add(handle.documentId);
+      const h = handle as DocHandle<WriterDoc>;
+      h.on('change', ({ doc }) => {
+        const at = wallNow();
+        if (typeof doc.n !== 'number' || lastN.get(h.documentId) === doc.n) return;
+        lastN.set(h.documentId, doc.n);
+        if (doc.n > 0) delays.push(at - doc.t);
+      });
+    }
+  };
+  setInterval(watch, WATCH_MS);
+  emit({ step: 'ready', addr });
+  for (;;) {
+    const c = await nextCommand();
+    if (c === 'reset') delays = [];
+    else if (c === 'report')
+      emit({ step: 'report', delays, docs: Object.keys(repo.handles).length });
+  }
+}
+
+async function writers(kind: FleetSyncKind, addr: string, n: number): Promise<void> {
+  guardRepoTimeouts(benchLogger('fleet-sync-writers'));
+  const handles: DocHandle<WriterDoc>[] = [];
+  const t0 = performance.now();
+  let connected = 0;
+  const one = async () => {
+    let repo: Repo;
+    if (kind === 'iroh') {
+      const t = await bindIroh();
+      const adapter = new SyncAdapter({ transport: t, dial: [JSON.parse(addr) as PeerAddr] });
+      new Router(t).route(ALPN.sync, (c) => adapter.accept(c)).start();
+      repo = new Repo({ network: [adapter], peerId: t.nodeId as string as PeerId });
+    } else {
+      repo = new Repo({ network: [new WebSocketClientAdapter(addr)] });
+    }
+    const up = await new Promise<boolean>((resolve) => {
+      const check = () => {
+        if (repo.peers.length === 0) return;
+        clearTimeout(timer);
+        repo.networkSubsystem.off('peer', check);
+        resolve(true);
+      };
+      const timer = setTimeout(() => {
+        repo.networkSubsystem.off('peer', check);
+        resolve(false);
+      }, CONNECT_DEADLINE_MS);
+      repo.networkSubsystem.on('peer', check);
+      check();
+    });
+    // A writer that did not connect in time takes no part (`ready` says how many did).
+    if (!up) return;
+    handles.push(repo.create<WriterDoc>({ t: wallNow(), n: 0 }));
+    if (++connected % 100 === 0)
+      progress(
+        `${connected}/${n} writers connected after ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+      );
+  };
+  await Promise.all(Array.from({ length: n }, one));
+  emit({ step: 'ready', addr: '', writers: handles.length });
+  for (;;) {
+    const c = await nextCommand();
+    const m = /^go (\d+)$/.exec(c);
+    if (!m) continue;
+    const seconds = Number(m[1]);
+    let changes = 0;
+    const loop = monitorEventLoopDelay({ resolution: 10 });
+    loop.enable();
+    const timers: NodeJS.Timeout[] = [];
+    // A writers process that falls behind runs its timers late; past the end it stops changing,
+    // so that the end comes when it is due rather than after the backlog.
+    const endAt = performance.now() + seconds * 1000;
+    const change = (h: DocHandle<WriterDoc>) => {
+      if (performance.now() >= endAt) return;
+      h.change((d) => {
+        d.t = wallNow();
+        d.n += 1;
+      });
+      changes++;
+    };
+    handles.forEach((h, i) => {
+      // Staggered over the second, as independent agents would be.
+      const start = setTimeout(
+        () => {
+          change(h);
+          timers.push(setInterval(() => change(h), 1000));
+        },
+        (i * 1000) / handles.length,
+      );
+      timers.push(start);
+    });
+    await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
+    for (const t of timers) clearTimeout(t);
+    loop.disable();
+    emit({ step: 'done', changes, loopDelayP99Ms: loop.percentile(99) / 1e6 });
+  }
+}
+
+async function main(): Promise<void> {
+  const [role, kind, arg, nText] = process.argv.slice(2);
+  if ((kind !== 'iroh' && kind !== 'websocket') || arg === undefined)
+    throw new Error('usage: fleet-sync-child.js server KIND DIR | writers KIND ADDR N');
+  if (role === 'server') await server(kind, arg);
+  else if (role === 'writers') await writers(kind, arg, Number(nText));
+  else throw new Error(`unknown role ${role}`);
+}
+
+await main();

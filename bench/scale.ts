@@ -1,0 +1,650 @@
+// Group `scale`: every figure of issue 13 against its target, `ok` or `MISS`, at sizes that can
+// be set (SCALE_* environment variables, see README.md). It measures with the other groups' code:
+// fan-in and coordinator memory (fanin.ts), crash and recovery (recover.ts), restart loading
+// (restart.ts, restart-child.ts), online admin commands (cli.ts) and single-document sync
+// (sync.ts, latency.ts). A figure that cannot be measured at the size asked for is printed as a
+// MISS with what was reached and why; every run is bounded by a deadline.
+
+import { cp, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { loadOrCreateNodeKey } from '../src/identity/index.js';
+import { freeUdpPort } from '../test/helpers/peer-process.js';
+import { timeRun } from './cli.js';
+import { START_TIMEOUT_MS, withFanInFleet } from './fanin-fleet.js';
+import { fanInSample, type FanInSample } from './fanin.js';
+import { fixtureAgentId, fleetFixture, manifestPath } from './fixtures.js';
+import { runLatency } from './latency.js';
+import type { FleetSyncKind, FleetSyncStep } from './fleet-sync-child.js';
+import { CoordinatorProcess, FLT_BIN, StepProcess } from './processes.js';
+import { crashAndRecover, type Restart } from './recover.js';
+import { runChild } from './restart.js';
+import {
+  fmtNumber,
+  percentile,
+  type BenchOptions,
+  type Figure,
+  type GroupResult,
+  type Measurement,
+  type Ratio,
+} from './stats.js';
+import { runSync } from './sync.js';
+
+/** The sizes the issue names; a figure measured at another size says so. */
+const ISSUE = { memory: [100, 1000], fanin: 1000, restart: 5000, fleetSync: 1000 } as const;
+const DEFAULTS = {
+  full: { memory: [100, 1000], fanin: 1000, restart: 5000, deadlineS: 180, syncN: 1000, syncS: 30 },
+  quick: { memory: [20, 50], fanin: 50, restart: 1000, deadlineS: 60, syncN: 20, syncS: 10 },
+} as const;
+/** The issue's targets. */
+const TARGET = {
+  kibPerAgent: 256,
+  allFactsS: 5,
+  adminS: 1,
+  faninRate: 50,
+  recoverS: 10,
+  syncRatio: 1.5,
+  latencyRatio: 1,
+} as const;
+/** After a crash: how long the fleet may take to come back before the run is cut off. */
+const RECOVER_DEADLINE_MS = { full: 60_000, quick: 30_000 } as const;
+/** Restart loading of every facts document (restart-child.ts `flt`), killed after this. */
+const LOAD_DEADLINE_MS = { full: 40_000, quick: 20_000 } as const;
+/** The fleet-sync workload: warm-up (documents created and first synced), drain after the writers stop. */
+const FLEET_SYNC = {
+  warmupS: 5,
+  drainMs: 3_000,
+  connectMs: 120_000,
+  /** For the writers to report the end; an overloaded writers process runs its timers late. */
+  doneGraceMs: 120_000,
+  keptUp: 0.9,
+} as const;
+const FLEET_SYNC_CHILD = fileURLToPath(new URL('./fleet-sync-child.js', import.meta.url));
+/** One online admin command; past it the command is killed and reported as `> T s`. */
+const ADMIN_DEADLINE_MS = 30_000;
+
+export interface ScaleSizes {
+  /** Fleets whose coordinator memory per agent is read (SCALE_MEMORY_SIZES). */
+  readonly memory: readonly number[];
+  /** The fleet timed for fan-in and crash recovery (SCALE_FANIN_N). */
+  readonly fanin: number;
+  /** Enrolled agents on disk for the restart and admin figures (SCALE_RESTART_N). */
+  readonly restart: number;
+  /** Deadline of each fan-in, in seconds (SCALE_DEADLINE_S). */
+  readonly deadlineS: number;
+  /** Writers (documents) of the fleet-sync workload (SCALE_SYNC_N), and its timed seconds (SCALE_SYNC_S). */
+  readonly syncN: number;
+  readonly syncS: number;
+}
+
+function positiveInt(name: string, text: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1)
+    throw new Error(`${name}: want a whole number >= 1, got ${text}`);
+  return n;
+}
+
+/** The sizes of this run: the SCALE_* variables, else the defaults of the mode. */
+export function scaleSizes(quick: boolean, env: NodeJS.ProcessEnv = process.env): ScaleSizes {
+  const d = quick ? DEFAULTS.quick : DEFAULTS.full;
+  const int = (name: string, fallback: number) => {
+    const v = env[name];
+    return v === undefined || v === '' ? fallback : positiveInt(name, v);
+  };
+  const list = env.SCALE_MEMORY_SIZES;
+  const memory =
+    list === undefined || list === ''
+      ? d.memory
+      : list.split(',').map((x) => positiveInt('SCALE_MEMORY_SIZES', x.trim()));
+  return {
+    memory,
+    fanin: int('SCALE_FANIN_N', d.fanin),
+    restart: int('SCALE_RESTART_N', d.restart),
+    deadlineS: int('SCALE_DEADLINE_S', d.deadlineS),
+    syncN: int('SCALE_SYNC_N', d.syncN),
+    syncS: int('SCALE_SYNC_S', d.syncS),
+  };
+}
+
+/** The first line of an error's message (and of its first inner error, for closeAll's). */
+function firstLine(err: unknown): string {
+  const line = (e: unknown) => (e instanceof Error ? e.message : String(e)).split('\n')[0]!;
+  if (err instanceof AggregateError && err.errors.length > 0)
+    return `${line(err)}: ${line(err.errors[0])}`;
+  return line(err);
+}
+
+function judge(value: number, target: Target, complete = true): Figure['result'] {
+  if (!complete) return 'MISS';
+  return (target.op === '>=' ? value >= target.bound : value <= target.bound) ? 'ok' : 'MISS';
+}
+
+type Target = NonNullable<Figure['target']>;
+
+/** `at N=50 (issue: 1,000)` when the size is not the issue's. */
+function sizeNote(n: number, issue: number): string {
+  return n === issue ? `N=${n}` : `N=${n} (issue: ${issue})`;
+}
+
+/** One fleet of N agents: fan-in, and for the fan-in size, a crash and recovery. */
+interface FleetRun {
+  readonly n: number;
+  readonly fan?: FanInSample;
+  readonly restart?: Restart;
+  /** Why the recovery was not measured (the fleet did not form, or was not all online). */
+  readonly noRecover?: string;
+  /** The run failed (a process died, a step timed out): the first line of the error. */
+  readonly error?: string;
+}
+
+async function fleetRun(
+  n: number,
+  recover: boolean,
+  deadlineMs: number,
+  recoverDeadlineMs: number,
+  progress: (line: string) => void,
+): Promise<FleetRun> {
+  // A fixed port: for the recovery, the coordinator comes back on the same address.
+  const bind = `127.0.0.1:${await freeUdpPort()}`;
+  // Kept as it is measured, so that a failure to close afterwards loses none of it.
+  let measured: FleetRun = { n, error: 'the fleet did not start' };
+  try {
+    await withFanInFleet({ name: 'scale', n, deadlineMs, bind, progress }, async (f) => {
+      const fan = await fanInSample(f, n, deadlineMs, progress);
+      measured = { n, fan };
+      const { complete, cutOff } = fan.fleet;
+      progress(`  ${complete}/${n} in the table after ${(fan.fleet.ms / 1000).toFixed(1)} s`);
+      if (!recover) return;
+      if (cutOff) {
+        measured = { n, fan, noRecover: `fan-in reached ${complete}/${n}` };
+        return;
+      }
+      f.agents.send('online');
+      const online = await f.agents.next('online', deadlineMs + START_TIMEOUT_MS);
+      if (online.cutOff) {
+        measured = { n, fan, noRecover: `only ${online.complete}/${n} online before the crash` };
+        return;
+      }
+      progress(`  SIGKILL and restart of the coordinator with ${n} agents online`);
+      measured = { n, fan, restart: await crashAndRecover(f, bind, recoverDeadlineMs, progress) };
+    });
+    return measured;
+  } catch (err) {
+    progress(`  fleet of ${n} failed: ${firstLine(err)}`);
+    const why = firstLine(err);
+    // Measured, then failed to close (a process that had to be killed): the numbers stand.
+    if (measured.fan) return { ...measured, noRecover: measured.noRecover ?? why };
+    return { n, error: why };
+  }
+}
+
+function memoryFigure(run: FleetRun, issueN: number): Figure {
+  const figure = `1. coordinator RSS per agent, ${run.n} agents`;
+  const target = { op: '<=', bound: TARGET.kibPerAgent } as const;
+  const base = { figure, unit: 'KiB', target };
+  const size = sizeNote(run.n, issueN);
+  if (!run.fan) return { ...base, value: undefined, result: 'MISS', note: `${size}: ${run.error}` };
+  const { fleet, coordAfterKiB, coordBeforeKiB } = run.fan;
+  const value = (coordAfterKiB - coordBeforeKiB) / run.n;
+  const mib = (k: number) => (k / 1024).toFixed(0);
+  const span = `VmRSS ${mib(coordBeforeKiB)} -> ${mib(coordAfterKiB)} MiB`;
+  const note = fleet.cutOff
+    ? `${size}: only ${fleet.complete}/${run.n} in the table at the deadline; ${span}`
+    : `${size}: (RSS with the fleet formed - before) / N; ${span}`;
+  return { ...base, value, result: judge(value, target, !fleet.cutOff), note };
+}
+
+function faninFigures(run: FleetRun, deadlineMs: number): Figure[] {
+  const size = sizeNote(run.n, ISSUE.fanin);
+  const rate = {
+    figure: `3. fan-in, ${run.n} agents`,
+    unit: 'agents/s',
+    target: { op: '>=', bound: TARGET.faninRate },
+  } as const;
+  const back = {
+    figure: `3. SIGKILL + restart -> all ${run.n} online`,
+    unit: 's',
+    target: { op: '<=', bound: TARGET.recoverS },
+  } as const;
+  if (!run.fan) {
+    const note = `${size}: ${run.error}`;
+    return [
+      { ...rate, value: undefined, result: 'MISS', note },
+      { ...back, value: undefined, result: 'MISS', note },
+    ];
+  }
+  const { fleet } = run.fan;
+  const value = fleet.complete / (fleet.ms / 1000);
+  const rateFigure: Figure = {
+    ...rate,
+    value,
+    result: judge(value, rate.target, !fleet.cutOff),
+    note: fleet.cutOff
+      ? `${size}: cut off at ${deadlineMs / 1000} s with ${fleet.complete}/${run.n} in the table (${fleet.failedPolls} failed polls)`
+      : `${size}: ${(fleet.ms / 1000).toFixed(1)} s from go to the admin's table holding all`,
+  };
+  if (!run.restart) {
+    const why = run.noRecover ?? run.error ?? 'not run';
+    return [rateFigure, { ...back, value: undefined, result: 'MISS', note: `${size}: ${why}` }];
+  }
+  const { recovered, restartMs } = run.restart;
+  const s = recovered.ms / 1000;
+  const ready = `SIGKILL -> ready ${(restartMs / 1000).toFixed(2)} s`;
+  return [
+    rateFigure,
+    {
+      ...back,
+      value: s,
+      lowerBound: recovered.cutOff,
+      result: judge(s, back.target, !recovered.cutOff),
+      note: recovered.cutOff
+        ? `${size}: cut off with ${recovered.complete}/${run.n} online; ${ready}`
+        : `${size}: coordinator ready -> new admin sees all online; ${ready}`,
+    },
+  ];
+}
+
+/** Restart loading of every facts document, in a fresh process on the cached fixture. */
+async function loadFigure(n: number, deadlineMs: number, opts: BenchOptions): Promise<Figure> {
+  const base = {
+    figure: `2. restart, ${n} agents: every facts doc loaded`,
+    unit: 's',
+    target: { op: '<=', bound: TARGET.allFactsS },
+  } as const;
+  const size = sizeNote(n, ISSUE.restart);
+  try {
+    await fleetFixture(n, opts.progress);
+    const run = await runChild(['flt', manifestPath(n)], deadlineMs, opts.progress);
+    const table = run.fleet ? `fleet table in ${(run.fleet.ms / 1000).toFixed(2)} s` : 'no table';
+    if (run.all) {
+      const s = run.all.ms / 1000;
+      const note = `${size}: Coordinator.start -> find() of every facts doc ready; ${table}`;
+      return { ...base, value: s, result: judge(s, base.target), note };
+    }
+    const reached = run.lastProgress ? `, reached ${run.lastProgress}` : '';
+    const note = `${size}: cut off at ${deadlineMs / 1000} s${reached}; ${table}`;
+    return { ...base, value: deadlineMs / 1000, lowerBound: true, result: 'MISS', note };
+  } catch (err) {
+    return { ...base, value: undefined, result: 'MISS', note: `${size}: ${firstLine(err)}` };
+  }
+}
+
+/**
+ * The coordinator CLI restarted on a copy of the N-agent fixture, with a fresh initial admin;
+ * then, right after its ticket, `flt admin facts` of one agent and `flt admin agents`, each a
+ * whole CLI process (online: connect, sync, answer).
+ */
+async function adminFigures(n: number, opts: BenchOptions): Promise<Figure[]> {
+  const facts = {
+    figure: `2. admin facts right after restart, ${n} agents`,
+    unit: 's',
+    target: { op: '<=', bound: TARGET.adminS },
+  } as const;
+  const agents = {
+    figure: `3. admin agents, ${n} agents`,
+    unit: 's',
+    target: { op: '<=', bound: TARGET.adminS },
+  } as const;
+  const size = sizeNote(n, ISSUE.restart);
+  const root = await mkdtemp(join(tmpdir(), 'flt-bench-scale-admin-'));
+  let coordinator: CoordinatorProcess | undefined;
+  try {
+    const fx = await fleetFixture(n, opts.progress);
+    const stateDir = join(root, 'coordinator');
+    await cp(fx.stateDir, stateDir, { recursive: true });
+    const adminDir = join(root, 'admin');
+    const adminId = (await loadOrCreateNodeKey(adminDir)).key.nodeId;
+    opts.progress(`coordinator restarted on a copy of the ${n}-agent fixture`);
+    const t0 = performance.now();
+    coordinator = await CoordinatorProcess.start(stateDir, START_TIMEOUT_MS, adminId);
+    const readyS = (performance.now() - t0) / 1000;
+    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^FLT_/.test(k)));
+    const cli = [FLT_BIN, '--state-dir', adminDir, '--relay', 'disabled', '--discovery', 'none'];
+    cli.push('--coordinator', coordinator.ticket, 'admin');
+    const timed = async (
+      spec: typeof facts | typeof agents,
+      args: string[],
+      check: (out: string) => boolean,
+      what: string,
+    ): Promise<Figure> => {
+      const t = performance.now();
+      try {
+        const [ms, out] = await timeRun([...cli, ...args], env, ADMIN_DEADLINE_MS);
+        if (!check(out)) throw new Error(`unexpected output ${JSON.stringify(out.slice(0, 80))}`);
+        const s = ms / 1000;
+        return { ...spec, value: s, result: judge(s, spec.target), note: `${size}: ${what}` };
+      } catch (err) {
+        const ms = performance.now() - t;
+        if (ms >= ADMIN_DEADLINE_MS) {
+          const note = `${size}: killed at the ${ADMIN_DEADLINE_MS / 1000} s deadline`;
+          return { ...spec, value: ms / 1000, lowerBound: true, result: 'MISS', note };
+        }
+        return { ...spec, value: undefined, result: 'MISS', note: `${size}: ${firstLine(err)}` };
+      }
+    };
+    const agent = fixtureAgentId(n - 1);
+    const factsFigure = await timed(
+      facts,
+      ['facts', agent],
+      (out) => out.trim().length > 0,
+      `whole CLI process, started at the coordinator's ticket (ready ${readyS.toFixed(2)} s after spawn)`,
+    );
+    const agentsFigure = await timed(
+      agents,
+      ['agents'],
+      (out) => out.startsWith(`${n} agents`),
+      'whole CLI process, online (connect, sync the root, table)',
+    );
+    return [factsFigure, agentsFigure];
+  } catch (err) {
+    const note = `${size}: ${firstLine(err)}`;
+    return [
+      { ...facts, value: undefined, result: 'MISS', note },
+      { ...agents, value: undefined, result: 'MISS', note },
+    ];
+  } finally {
+    await coordinator?.stop().catch(() => undefined);
+    await rm(root, { recursive: true, force: true });
+  }
+}
+
+/** One side of the fleet-sync workload: the server's CPU and the delays it recorded. */
+interface FleetSyncRun {
+  readonly kind: FleetSyncKind;
+  /** Server CPU seconds from the end of the warm-up to the end of the drain. */
+  readonly cpuS: number;
+  /** Changes made by the writers over the whole run (warm-up included). */
+  readonly made: number;
+  /** Change -> server delays, ms, of the changes that arrived in the timed window. */
+  readonly delays: number[];
+  readonly docs: number;
+  /** CPU seconds of the writers process over the same window, and its event-loop delay p99. */
+  readonly writersCpuS: number;
+  readonly lagMs: number;
+  /** Writers that connected in time (the others take no part). */
+  readonly connected: number;
+}
+
+async function fleetSyncRun(
+  kind: FleetSyncKind,
+  n: number,
+  seconds: number,
+  progress: (line: string) => void,
+): Promise<FleetSyncRun> {
+  const dir = await mkdtemp(join(tmpdir(), `flt-bench-fleet-sync-${kind}-`));
+  const say = (l: string) => progress(`  ${kind}: ${l}`);
+  const server = StepProcess.start<FleetSyncStep>(FLEET_SYNC_CHILD, ['server', kind, dir], say);
+  let writers: StepProcess<FleetSyncStep> | undefined;
+  try {
+    const { addr } = await server.next('ready', START_TIMEOUT_MS);
+    writers = StepProcess.start<FleetSyncStep>(
+      FLEET_SYNC_CHILD,
+      ['writers', kind, addr, String(n)],
+      say,
+    );
+    const connected = (await writers.next('ready', FLEET_SYNC.connectMs)).writers ?? 0;
+    say(
+      `${connected}/${n} writers connected; ${FLEET_SYNC.warmupS} s warm-up, then ${seconds} s timed`,
+    );
+    writers.send(`go ${FLEET_SYNC.warmupS + seconds}`);
+    await sleep(FLEET_SYNC.warmupS * 1000);
+    server.send('reset');
+    const [cpu0, wcpu0] = await Promise.all([server.cpuSeconds(), writers.cpuSeconds()]);
+    const done = await writers
+      .next('done', seconds * 1000 + FLEET_SYNC.doneGraceMs)
+      .catch((err: unknown) => {
+        // How far it got, for the MISS line.
+        throw new Error(`${connected}/${n} writers connected, then ${firstLine(err)}`);
+      });
+    const writersCpuS = (await writers.cpuSeconds()) - wcpu0;
+    await sleep(FLEET_SYNC.drainMs);
+    const cpuS = (await server.cpuSeconds()) - cpu0;
+    server.send('report');
+    const report = await server.next('report', START_TIMEOUT_MS);
+    const { delays, docs } = report;
+    const lagMs = done.loopDelayP99Ms;
+    return { kind, connected, cpuS, made: done.changes, delays, docs, writersCpuS, lagMs };
+  } finally {
+    // Both exit when their stdin closes; killed after a short grace otherwise.
+    await Promise.all([writers?.end(2_000), server.end(2_000)]);
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** Point 4: flt's sync stack against automerge-repo's WebSocket server, same workload, one run. */
+async function fleetSyncFigures(
+  n: number,
+  seconds: number,
+  opts: BenchOptions,
+): Promise<{ figures: Figure[]; measurements: Measurement[] }> {
+  const cpu = {
+    figure: `4. fleet sync, ${n} docs x 1 change/s: server CPU per change, flt / WS`,
+    unit: 'x',
+    target: { op: '<=', bound: 0.5 },
+  } as const;
+  const p99 = {
+    figure: `4. fleet sync, ${n} docs: change -> server p99, flt / WS`,
+    unit: 'x',
+    target: { op: '<=', bound: 1 },
+  } as const;
+  const size = sizeNote(n, ISSUE.fleetSync);
+  // Each side on its own: one that fails leaves the other's numbers in the measurement rows.
+  const runs: FleetSyncRun[] = [];
+  const failed: string[] = [];
+  for (const kind of ['iroh', 'websocket'] as const) {
+    opts.progress(`fleet sync over ${kind}: ${n} writers, one change a second each`);
+    try {
+      runs.push(await fleetSyncRun(kind, n, seconds, opts.progress));
+    } catch (err) {
+      failed.push(`${kind}: ${firstLine(err)}`);
+    }
+  }
+  const perK = (r: FleetSyncRun) => (r.cpuS / Math.max(1, r.delays.length)) * 1000;
+  const pct = (r: FleetSyncRun, p: number) => (r.delays.length ? percentile(r.delays, p) : NaN);
+  const measurements: Measurement[] = runs.flatMap((r) => {
+    const label = r.kind === 'iroh' ? 'flt (iroh, FsStore)' : 'websocket (nodefs)';
+    const common = { group: 'scale', note: `${size}, ${seconds} s timed` } as const;
+    const arrived =
+      `${r.connected} writers; ${r.delays.length} changes arrived in the window, ${r.made} made in all (${r.connected * (seconds + FLEET_SYNC.warmupS)} due), ` +
+      `${r.docs} docs at the server; writers process ${fmtNumber(r.writersCpuS)} s CPU, event-loop delay p99 ${fmtNumber(r.lagMs)} ms`;
+    return [
+      {
+        ...common,
+        name: `fleet sync ${label}: server CPU per 1,000 changes`,
+        stat: 'median' as const,
+        value: perK(r),
+        unit: 's' as const,
+        samples: [perK(r)],
+        note: arrived,
+      },
+      ...(['p50', 'p99'] as const).map((stat) => ({
+        ...common,
+        name: `fleet sync ${label}: change -> server`,
+        stat,
+        value: pct(r, stat === 'p50' ? 50 : 99),
+        unit: 'ms' as const,
+        samples: r.delays.length ? r.delays : [NaN],
+      })),
+    ];
+  });
+  // The workload holds only if the writers kept up (one process for all of them; on a loaded
+  // machine they fall behind) and every document reached the server.
+  const problems = runs.flatMap((r) => [
+    ...(r.connected < n ? [`${r.kind}: ${r.connected}/${n} writers connected in time`] : []),
+    ...(r.made < FLEET_SYNC.keptUp * r.connected * (seconds + FLEET_SYNC.warmupS)
+      ? [
+          `${r.kind} writers fell behind (${r.made} of ${r.connected * (seconds + FLEET_SYNC.warmupS)} changes made)`,
+        ]
+      : []),
+    ...(r.docs < n || r.delays.length === 0
+      ? [`${r.kind} server holds ${r.docs}/${n} docs, ${r.delays.length} changes timed`]
+      : []),
+  ]);
+  const ok = problems.length === 0;
+  const why = ok ? '' : `; MISS as measured: ${problems.join('; ')}`;
+  const [flt, ws] = [runs.find((r) => r.kind === 'iroh'), runs.find((r) => r.kind !== 'iroh')];
+  if (!flt || !ws) {
+    const note = `${size}: not measured: ${failed.join('; ')}`;
+    return {
+      figures: [
+        { ...cpu, value: undefined, result: 'MISS', note },
+        { ...p99, value: undefined, result: 'MISS', note },
+      ],
+      measurements,
+    };
+  }
+  const cpuRatio = perK(flt) / perK(ws);
+  const p99Ratio = pct(flt, 99) / pct(ws, 99);
+  const fmt = (x: number) => fmtNumber(x);
+  return {
+    figures: [
+      {
+        ...cpu,
+        value: cpuRatio,
+        result: judge(cpuRatio, cpu.target, ok),
+        note: `${size}: ${fmt(perK(flt))} s vs ${fmt(perK(ws))} s of server CPU per 1,000 changes${why}`,
+      },
+      {
+        ...p99,
+        value: p99Ratio,
+        result: judge(p99Ratio, p99.target, ok),
+        note: `${size}: p50 ${fmt(pct(flt, 50))} vs ${fmt(pct(ws, 50))} ms, p99 ${fmt(pct(flt, 99))} vs ${fmt(pct(ws, 99))} ms${why}`,
+      },
+    ],
+    measurements,
+  };
+}
+
+/** Point 5 from the sync and latency groups' own runs (their sizes follow --quick). */
+async function singleDocFigures(
+  opts: BenchOptions,
+): Promise<{ figures: Figure[]; measurements: Measurement[] }> {
+  const figures: Figure[] = [];
+  const measurements: Measurement[] = [];
+  const pick = (ratios: readonly Ratio[], name: string) => ratios.find((r) => r.name === name);
+  const add = (r: Ratio | undefined, figure: string, target: Target, note: string): void => {
+    if (!r) {
+      figures.push({
+        figure,
+        value: undefined,
+        unit: 'x',
+        target,
+        result: 'MISS',
+        note: 'no ratio',
+      });
+      return;
+    }
+    figures.push({
+      figure,
+      value: r.value,
+      unit: 'x',
+      target,
+      result: judge(r.value, target),
+      note,
+    });
+  };
+  const sync = { op: '>=', bound: TARGET.syncRatio } as const;
+  const lat = { op: '<=', bound: TARGET.latencyRatio } as const;
+  for (const [name, run] of [
+    ['sync', runSync],
+    ['latency', runLatency],
+  ] as const) {
+    opts.progress(`single-document ${name} (the ${name} group)`);
+    try {
+      const r = await run(opts);
+      measurements.push(...r.measurements);
+      if (name === 'sync') {
+        for (const pace of ['one synchronous loop', 'one change per await']) {
+          const ratio = pick(r.ratios, `iroh / websocket changes/s, ${pace}`);
+          add(ratio, `5. sync iroh / WS changes/s, ${pace}`, sync, 'medians of the sync group');
+        }
+      } else {
+        for (const mode of ['back-to-back', 'after 120 ms idle']) {
+          const ratio = pick(r.ratios, `iroh / websocket p50, ${mode}`);
+          add(ratio, `5. latency p50 iroh / WS, ${mode}`, lat, 'p50s of the latency group');
+        }
+      }
+    } catch (err) {
+      const note = `the ${name} group failed: ${firstLine(err)}`;
+      figures.push({
+        figure: `5. ${name}`,
+        value: undefined,
+        unit: 'x',
+        target: name === 'sync' ? sync : lat,
+        result: 'MISS',
+        note,
+      });
+    }
+  }
+  return { figures, measurements };
+}
+
+const PARTS = ['restart', 'fleets', 'fleet-sync', 'single'] as const;
+type Part = (typeof PARTS)[number];
+
+/** SCALE_PARTS: the parts to run (default all); a part left out is printed as not run. */
+function scaleParts(env: NodeJS.ProcessEnv = process.env): Set<Part> {
+  const text = env.SCALE_PARTS;
+  if (text === undefined || text === '') return new Set(PARTS);
+  const parts = text.split(',').map((p) => p.trim());
+  const bad = parts.find((p) => !(PARTS as readonly string[]).includes(p));
+  if (bad !== undefined) throw new Error(`SCALE_PARTS: unknown part ${bad} (${PARTS.join(', ')})`);
+  return new Set(parts as Part[]);
+}
+
+/** A part left out by SCALE_PARTS: one MISS line, so nothing is left out silently. */
+function notRun(part: Part, figure: string): Figure {
+  const note = `not run: SCALE_PARTS does not name ${part}`;
+  return { figure, value: undefined, unit: '', result: 'MISS', note };
+}
+
+export async function runScale(opts: BenchOptions): Promise<GroupResult> {
+  const sizes = scaleSizes(opts.quick);
+  const parts = scaleParts();
+  const mode = opts.quick ? 'quick' : 'full';
+  opts.progress(
+    `sizes: memory ${sizes.memory.join(', ')}, fan-in ${sizes.fanin}, restart ${sizes.restart}, fan-in deadline ${sizes.deadlineS} s, fleet sync ${sizes.syncN} writers for ${sizes.syncS} s; parts: ${[...parts].join(', ')}`,
+  );
+  const figures: Figure[] = [];
+  const measurements: Measurement[] = [];
+  if (parts.has('fleets')) {
+    // Points 1 and 3: one fleet per size; the fan-in size also crashes and recovers.
+    const fleetSizes = [...new Set([...sizes.memory, sizes.fanin])].sort((a, b) => a - b);
+    const runs = new Map<number, FleetRun>();
+    const deadlineMs = sizes.deadlineS * 1000;
+    for (const n of fleetSizes) {
+      const recover = n === sizes.fanin;
+      opts.progress(`fleet of ${n} agents${recover ? ', then a coordinator crash' : ''}`);
+      runs.set(n, await fleetRun(n, recover, deadlineMs, RECOVER_DEADLINE_MS[mode], opts.progress));
+    }
+    // Each memory size against the issue's size of that value, else the one in the same place
+    // (quick: 20 -> 100, 50 -> 1,000).
+    const issueMemory = (n: number, i: number): number =>
+      (ISSUE.memory as readonly number[]).includes(n)
+        ? n
+        : ISSUE.memory[Math.min(i, ISSUE.memory.length - 1)]!;
+    sizes.memory.forEach((n, i) => figures.push(memoryFigure(runs.get(n)!, issueMemory(n, i))));
+    figures.push(...faninFigures(runs.get(sizes.fanin)!, deadlineMs));
+  } else figures.push(notRun('fleets', '1. memory per agent; 3. fan-in and crash recovery'));
+  if (parts.has('restart')) {
+    // Point 2, and point 3's `admin agents`: on the cached fixture of N enrolled agents.
+    opts.progress(`restart with ${sizes.restart} agents on disk`);
+    figures.push(await loadFigure(sizes.restart, LOAD_DEADLINE_MS[mode], opts));
+    figures.push(...(await adminFigures(sizes.restart, opts)));
+  } else figures.push(notRun('restart', '2. restart loading, admin facts; 3. admin agents'));
+  if (parts.has('fleet-sync')) {
+    const fleetSync = await fleetSyncFigures(sizes.syncN, sizes.syncS, opts);
+    figures.push(...fleetSync.figures);
+    measurements.push(...fleetSync.measurements);
+  } else figures.push(notRun('fleet-sync', '4. fleet sync against the WebSocket server'));
+  if (parts.has('single')) {
+    const single = await singleDocFigures(opts);
+    figures.push(...single.figures);
+    measurements.push(...single.measurements);
+  } else figures.push(notRun('single', '5. single-document sync and latency'));
+  // In the issue's order: by the number each figure starts with (a stable sort).
+  figures.sort((a, b) => parseInt(a.figure) - parseInt(b.figure));
+  return { measurements, ratios: [], figures };
+}
