@@ -109,7 +109,12 @@ export class CoordinatorProcess {
     const logFile = process.env.BENCH_LOG; // see benchLogger
     args.push('--log-level', logFile ? 'info' : 'warn');
     args.push('coordinator', '--bind', bind, '--admin', admin);
-    const child = spawn(process.execPath, [FLT_BIN, ...args], {
+    // Measurement only (issue 13): BENCH_COORD_CPU_PROF=DIR profiles the coordinator (written
+    // on its clean exit, SIGTERM in stop()); BENCH_COORD_NODE_ARGS adds node options.
+    const nodeArgs = (process.env.BENCH_COORD_NODE_ARGS ?? '').split(' ').filter(Boolean);
+    const profDir = process.env.BENCH_COORD_CPU_PROF;
+    if (profDir) nodeArgs.push('--cpu-prof', '--cpu-prof-dir', profDir);
+    const child = spawn(process.execPath, [...nodeArgs, FLT_BIN, ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     if (logFile)
@@ -158,7 +163,7 @@ export class CoordinatorProcess {
   }
 
   /** SIGTERM (a clean shutdown: flush, close), SIGKILL if it has not exited in `graceMs`. */
-  async stop(graceMs = 15_000): Promise<void> {
+  async stop(graceMs = process.env.BENCH_COORD_CPU_PROF ? 120_000 : 15_000): Promise<void> {
     if (this.child.exitCode !== null || this.child.signalCode !== null) return;
     this.child.kill('SIGTERM');
     const timer = setTimeout(() => this.child.kill('SIGKILL'), graceMs);
