@@ -20,6 +20,7 @@ import { guardRepoTimeouts } from '../sync/repo-timeouts.js';
 import { Router, type AccessCheck } from '../sync/router.js';
 import { SyncAdapter, type SyncAdapterOptions } from '../sync/sync-adapter.js';
 import type { PeerAddr } from '../sync/transport.js';
+import { scopePeers, type PeerScopes } from '../sync/peer-scopes.js';
 import { formatHostPort, type Config } from './config/index.js';
 import { BIND_PER_ROLE, type Role } from './config-keys.js';
 import { FsStore } from '../stores/fs-store.js';
@@ -117,6 +118,8 @@ export interface NodeOptions {
    * derived from it. Announcing everything to everyone costs O(N²) when N agents connect.
    */
   readonly share?: (key: NodeKey) => ShareConfig;
+  /** Peers that sync only named documents, kept out of automerge-repo's per-peer loops. */
+  readonly scopes?: PeerScopes;
   /** Checks each incoming sync message (see SyncAdapterOptions.admit). */
   readonly admit?: SyncAdapterOptions['admit'];
   /** Told when a peer's live sync session is replaced by another of its connections. */
@@ -179,6 +182,7 @@ export class FltNode {
     router.route(ALPN.sync, (conn) => sync.accept(conn));
     if (docs) {
       if (options.share) docs.repo.shareConfig = options.share(key);
+      if (options.scopes) scopePeers(docs.repo, options.scopes);
       docs.repo.networkSubsystem.addNetworkAdapter(sync);
     }
     return new FltNode(key, transport, router, sync, docs?.repo, docs?.store, log);

@@ -276,6 +276,14 @@ function openNode(
       announce: (peer, doc) => Promise.resolve(offers(peer as string as NodeId, doc)),
       access: (peer, doc) => Promise.resolve(offers(peer as string as NodeId, doc)),
     }),
+    // An agent syncs only its own documents and the admins document (fleet.offers): kept out of
+    // automerge-repo's loops over every peer (sync/peer-scopes.ts). Admins see everything.
+    scopes: {
+      scopeOf: (peer) => {
+        const id = peer as string as NodeId;
+        return gate.role(id) === 'admin' ? undefined : fleet.scopeOf(id);
+      },
+    },
     admit: (peer, message) => fleet.admit(peer, message),
     // Every document this coordinator writes is saved before a sync message about it leaves.
     durable: (doc) =>

@@ -165,6 +165,16 @@ export class Fleet {
     return doc === entry.desiredDocId || doc === this.adminsDocId;
   }
 
+  /** The documents `offers` gives `peer`, by name (none for a peer that is not an agent). */
+  scopeOf(peer: NodeId): DocumentId[] {
+    const entry = this.entries.get(peer);
+    if (entry === undefined) return [];
+    const own = entry.forked ? [] : [entry.factsDocId, entry.statusDocId];
+    return [...own, entry.desiredDocId, this.adminsDocId].filter(
+      (d): d is DocumentId => d !== undefined,
+    );
+  }
+
   /**
    * Refuses (UNAUTHORIZED_PEER, which closes the connection) a sync message that carries changes
    * to a document the peer does not write (ARCHITECTURE.md §5.1): an agent writes its own facts
