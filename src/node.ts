@@ -82,7 +82,7 @@ export function persistBeforeSend(
   const id = 'documentId' in message ? message.documentId : undefined;
   if (id === undefined || !('data' in message) || !durable(id)) return undefined;
   if (docs.repo.handles[id]?.isReady() !== true) return undefined;
-  return docs.repo.flush([id]).then(() => docs.store.settled());
+  return docs.repo.flush([id]).then(() => docs.store.settled(id));
 }
 
 /** The node key: `--secret-key FILE` if given, else `<state-dir>/node.key` (created once). */

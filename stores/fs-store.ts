@@ -74,7 +74,8 @@ export class FsStore implements Store {
     createDir: true,
     inFlight: this.tempsInFlight,
   };
-  private readonly ops = new Set<Promise<unknown>>();
+  /** Running operations, each with the first element of its key (undefined: any document). */
+  private readonly ops = new Map<Promise<unknown>, string | undefined>();
   private readonly reported: StoreProblem[] = [];
   private closing: Promise<void> | undefined;
 
@@ -111,14 +112,14 @@ export class FsStore implements Store {
   }
 
   load(key: StorageKey): Promise<Uint8Array | undefined> {
-    return this.track(async () => {
+    return this.track(key[0], async () => {
       assertKey(key);
       return this.loadVerified(key, this.pathOf(key));
     });
   }
 
   save(key: StorageKey, data: Uint8Array): Promise<void> {
-    return this.track(async () => {
+    return this.track(key[0], async () => {
       assertKey(key);
       assertValue(key, data);
       const bytes = data.slice(); // a copy, so a caller mutating `data` cannot race the write
@@ -137,14 +138,14 @@ export class FsStore implements Store {
   }
 
   remove(key: StorageKey): Promise<void> {
-    return this.track(async () => {
+    return this.track(key[0], async () => {
       assertKey(key);
       await this.removeFile(this.pathOf(key));
     });
   }
 
   loadRange(prefix: StorageKey): Promise<Chunk[]> {
-    return this.track(async () => {
+    return this.track(prefix[0], async () => {
       const listing = await this.list(prefix);
       if (listing === undefined) return [];
       if (listing === 'file') {
@@ -160,7 +161,7 @@ export class FsStore implements Store {
   }
 
   removeRange(prefix: StorageKey): Promise<void> {
-    return this.track(async () => {
+    return this.track(prefix[0], async () => {
       const listing = await this.list(prefix);
       if (listing === 'file') await this.removeFile(this.pathOf(prefix));
       if (listing === undefined || listing === 'file') return;
@@ -181,25 +182,33 @@ export class FsStore implements Store {
 
   /** Resolves once no operation is running (new ones may still start afterwards). */
   async idle(): Promise<void> {
-    while (this.ops.size > 0) await Promise.allSettled([...this.ops]);
+    while (this.ops.size > 0) await Promise.allSettled([...this.ops.keys()]);
   }
 
-  /** Resolves once the operations running now have ended (unlike idle(), not later ones). */
-  async settled(): Promise<void> {
-    await Promise.allSettled([...this.ops]);
+  /**
+   * Resolves once the operations running now have ended (unlike idle(), not later ones); given
+   * `first`, only those on keys that start with it (a document's, for automerge-repo), and those
+   * on any key. A coordinator sending a message about one document waits for that document's
+   * save, not for the saves of a thousand others (issue 13).
+   */
+  async settled(first?: string): Promise<void> {
+    const ops = [...this.ops].filter(
+      ([, f]) => first === undefined || f === undefined || f === first,
+    );
+    await Promise.allSettled(ops.map(([op]) => op));
   }
 
   /** Refuses new operations and waits for running ones. Idempotent. */
   close(): Promise<void> {
-    this.closing ??= Promise.allSettled([...this.ops]).then(() => undefined);
+    this.closing ??= Promise.allSettled([...this.ops.keys()]).then(() => undefined);
     return this.closing;
   }
 
-  private track<T>(body: () => Promise<T>): Promise<T> {
+  private track<T>(first: string | undefined, body: () => Promise<T>): Promise<T> {
     if (this.closing)
       return Promise.reject(new StoreError('STORE_CLOSED', `store ${this.dir} is closed`));
     const op = body();
-    this.ops.add(op);
+    this.ops.set(op, first);
     const done = () => void this.ops.delete(op);
     void op.then(done, done);
     return op;

@@ -3,6 +3,7 @@
 // leftover temp files, the read-only check, and the nodefs data loss of REFERENCE.md reproduced
 // next to FsStore's answer. Reading and writing with nodefs itself: test/store-nodefs.test.ts.
 
+import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import {
   cp,
@@ -154,6 +155,36 @@ describe('FsStore on disk', () => {
     await expect(store.load(['docA1', 'snapshot', 'h'])).rejects.toMatchObject({
       code: 'STORE_CLOSED',
     });
+  });
+});
+
+describe('FsStore.settled(document)', () => {
+  it("waits for that document's operations and any-key ones, not another document's", async () => {
+    const dir = await tempDir();
+    const { store } = await open(dir);
+    // A load of docB that cannot end until someone writes the FIFO it reads.
+    await mkdir(join(dir, 'do', 'cB1', 'snapshot'), { recursive: true });
+    const fifo = join(dir, 'do', 'cB1', 'snapshot', 'h');
+    execFileSync('mkfifo', [fifo]);
+    let bDone = false;
+    const loadingB = store.load(['docB1', 'snapshot', 'h']).finally(() => (bDone = true));
+    let aSaved = false;
+    const savingA = store
+      .save(['docA1', 'snapshot', 'h'], A.save(A.from({ a: 1 })))
+      .then(() => (aSaved = true));
+    await store.settled('docA1');
+    expect(aSaved).toBe(true);
+    expect(bDone).toBe(false);
+    // Without a document, everything running now is waited for (released by writing the FIFO).
+    let allSettled = false;
+    const all = store.settled().then(() => (allSettled = true));
+    await new Promise((r) => setImmediate(r));
+    expect(allSettled).toBe(false);
+    await writeFile(fifo, A.save(A.from({ b: 2 })));
+    await all;
+    expect(bDone).toBe(true);
+    await Promise.allSettled([loadingB, savingA]);
+    await store.close();
   });
 });
 

@@ -135,10 +135,10 @@ export class Coordinator {
     const { repo, store } = documents;
     const root = new OwnedDoc<RootDoc>(deriveKeyPair(key.secret, ROOT_KEY));
     const rootDocId = root.docId;
-    /** Saves the given documents (repo flush, then the store settled): before an answer. */
+    /** Saves the given documents (repo flush, then their store writes settled): before an answer. */
     const flush = async (ids: readonly DocumentId[]) => {
       await repo.flush([...ids]);
-      await store.settled();
+      await Promise.all(ids.map((id) => store.settled(id)));
     };
     const { node, fleet, gate, deployments } = await (async () => {
       try {
