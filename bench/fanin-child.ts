@@ -13,12 +13,12 @@
 // then deploy with the `command` activator, and `deploy` deploys SYSTEM_PATH to all of them.
 
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Admin, type AgentRow } from '../src/roles/admin.js';
 import { Agent } from '../src/roles/agent.js';
 import { repoTimeoutsSeen } from '../sync/repo-timeouts.js';
 import { sampleFacts } from './facts-sample.js';
+import { childCommands } from './child-commands.js';
 import { benchConfig, benchLogger } from './fleet-config.js';
 import { POLL_MS, type FanInStep } from './fanin-protocol.js';
 import { closeAll, withDeadline } from './wait.js';
@@ -31,27 +31,16 @@ const RPC_TIMEOUT = '30s';
 const emit = (s: FanInStep) => process.stdout.write(JSON.stringify(s) + '\n');
 const progress = (line: string) => process.stderr.write(`progress ${line}\n`);
 
-/** Commands from the parent, one per line; the parent's exit closes stdin and ends us. */
-const commands: string[] = [];
-let wake: (() => void) | undefined;
-createInterface({ input: process.stdin })
-  .on('line', (line) => {
-    commands.push(line.trim());
-    wake?.();
-  })
-  .on('close', () => process.exit(1));
+/** Commands from the parent; the parent's exit closes stdin and ends us. */
+const nextLine = childCommands(1);
 
 async function command(word: string): Promise<void> {
   await nextCommand([word]);
 }
 
 /** The next command that is one of `words` (others are skipped). */
-async function nextCommand(words: readonly string[]): Promise<string> {
-  for (;;) {
-    const next = commands.shift();
-    if (next !== undefined && words.includes(next)) return next;
-    if (next === undefined) await new Promise<void>((resolve) => (wake = resolve));
-  }
+function nextCommand(words: readonly string[]): Promise<string> {
+  return nextLine((line) => words.includes(line));
 }
 
 /**

@@ -16,10 +16,8 @@
 //
 // Both sides talk in lines: JSON steps on stdout, commands on stdin; they exit when stdin closes.
 
-import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { createInterface } from 'node:readline';
 import type { AddressInfo } from 'node:net';
 import { Repo, type DocHandle, type PeerId } from '@automerge/automerge-repo';
 import {
@@ -30,13 +28,14 @@ import { NodeFSStorageAdapter } from '@automerge/automerge-repo-storage-nodefs';
 import { WebSocketServer } from 'ws';
 import { SAVE_DEBOUNCE_MS } from '../src/node.js';
 import { FsStore } from '../stores/fs-store.js';
-import { IrohTransport } from '../sync/iroh-transport.js';
-import { ALL_ALPNS, ALPN } from '../sync/protocols.js';
+import { ALPN } from '../sync/protocols.js';
 import { guardRepoTimeouts } from '../sync/repo-timeouts.js';
 import { Router } from '../sync/router.js';
 import { SyncAdapter } from '../sync/sync-adapter.js';
 import type { PeerAddr } from '../sync/transport.js';
+import { childCommands } from './child-commands.js';
 import { benchLogger } from './fleet-config.js';
+import { bindIroh } from './peers.js';
 
 export type FleetSyncKind = 'iroh' | 'websocket';
 
@@ -78,31 +77,7 @@ const WATCH_MS = 50;
 /** How long a writer may take to connect; those that did not by then are left out and counted. */
 const CONNECT_DEADLINE_MS = 60_000;
 
-const commands: string[] = [];
-let wake: (() => void) | undefined;
-createInterface({ input: process.stdin })
-  .on('line', (line) => {
-    commands.push(line.trim());
-    wake?.();
-  })
-  .on('close', () => process.exit(0));
-
-async function nextCommand(): Promise<string> {
-  for (;;) {
-    const next = commands.shift();
-    if (next !== undefined) return next;
-    await new Promise<void>((resolve) => (wake = resolve));
-  }
-}
-
-const bindIroh = () =>
-  IrohTransport.bind({
-    secretKey: randomBytes(32),
-    alpns: ALL_ALPNS,
-    bind: '127.0.0.1:0',
-    relay: 'disabled',
-    discovery: 'none',
-  });
+const nextCommand = childCommands(0);
 
 async function server(kind: FleetSyncKind, dir: string): Promise<void> {
   guardRepoTimeouts(benchLogger('fleet-sync-server'));

@@ -60,7 +60,7 @@ function seesPeer(repo: Repo, peer: PeerId): Promise<number> {
   );
 }
 
-const bindIroh = () =>
+export const bindIroh = () =>
   IrohTransport.bind({
     secretKey: randomBytes(32),
     alpns: ALL_ALPNS,
