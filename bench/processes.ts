@@ -179,7 +179,7 @@ export class CoordinatorProcess {
  */
 export class StepProcess<S extends { readonly step: string }> {
   private readonly steps: S[] = [];
-  private stderr = '';
+  private err = '';
   private wake: (() => void) | undefined;
   private readonly exit: Promise<number | null>;
 
@@ -193,7 +193,7 @@ export class StepProcess<S extends { readonly step: string }> {
       this.steps.push(JSON.parse(line) as S);
       this.wake?.();
     });
-    child.stderr!.on('data', (d: Buffer) => (this.stderr += d.toString('utf8')));
+    child.stderr!.on('data', (d: Buffer) => (this.err += d.toString('utf8')));
     eachLine(child.stderr!, (line) => {
       if (line.startsWith('progress ')) onProgress(line.slice(9));
     });
@@ -225,7 +225,7 @@ export class StepProcess<S extends { readonly step: string }> {
         const why = gone
           ? `exited with ${this.child.exitCode ?? this.child.signalCode}`
           : 'timed out';
-        throw new Error(`waiting for step ${step}: ${why}\n--- stderr\n${this.stderr}`);
+        throw new Error(`waiting for step ${step}: ${why}\n--- stderr\n${this.err}`);
       }
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, left);
@@ -237,8 +237,18 @@ export class StepProcess<S extends { readonly step: string }> {
     }
   }
 
+  /** Everything the script wrote to stderr so far. */
+  get stderr(): string {
+    return this.err;
+  }
+
   send(command: string): void {
     this.child.stdin!.write(command + '\n');
+  }
+
+  /** Closes the script's stdin (scripts that end when their parent goes end then). */
+  closeInput(): void {
+    this.child.stdin!.end();
   }
 
   memory(): Promise<{ rssKiB: number; peakKiB: number }> {
