@@ -104,13 +104,21 @@ class IrohStream implements ByteStream {
 }
 
 /** Parses the binding's close description, e.g. "closed by peer: bye (code 42)". */
-function closeInfoOf(text: string, local: { code: number; reason: string } | undefined): CloseInfo {
+export function closeInfoOf(
+  text: string,
+  local: { code: number; reason: string } | undefined,
+): CloseInfo {
   if (local) return { code: local.code, reason: local.reason, byPeer: false };
   const m = /^closed by peer: (.*) \(code (\d+)\)$/s.exec(text);
   if (m) return { code: Number(m[2]), reason: m[1] ?? '', byPeer: true };
   // With an empty reason the binding prints only the code: "closed by peer: 42".
   const bare = /^closed by peer: (\d+)$/.exec(text);
   if (bare) return { code: Number(bare[1]), reason: '', byPeer: true };
+  // A QUIC-level close from the peer has no application code. One case: an endpoint that closes
+  // while a connection is still in its accept queue closes it "during the handshake".
+  const aborted = /^aborted by peer: (.*)$/s.exec(text);
+  if (aborted) return { code: undefined, reason: aborted[1] ?? '', byPeer: true };
+  if (text === 'reset by peer') return { code: undefined, reason: text, byPeer: true };
   return { code: undefined, reason: text, byPeer: false };
 }
 

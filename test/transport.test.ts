@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { getPublicKeyAsync } from '@noble/ed25519';
 import { afterEach, describe, expect, it } from 'vitest';
 import { nodeIdFromBytes, type NodeId } from '../sync/ids.js';
-import { IrohTransport, parseTicket } from '../sync/iroh-transport.js';
+import { closeInfoOf, IrohTransport, parseTicket } from '../sync/iroh-transport.js';
 import { MemoryNetwork } from '../sync/memory-transport.js';
 import { ALL_ALPNS, ALPN } from '../sync/protocols.js';
 import { freeUdpPort } from './helpers/peer-process.js';
@@ -50,6 +50,34 @@ describe('IrohTransport', () => {
     open.push(t);
     return t;
   };
+
+  it("reads the binding's close texts: the peer's application close, its QUIC-level close, ours", () => {
+    expect(closeInfoOf('closed by peer: bye (code 42)', undefined)).toEqual({
+      code: 42,
+      reason: 'bye',
+      byPeer: true,
+    });
+    expect(closeInfoOf('closed by peer: 7', undefined)).toEqual({
+      code: 7,
+      reason: '',
+      byPeer: true,
+    });
+    // What a client sees when the server endpoint closes before accepting its connection.
+    const handshake =
+      'aborted by peer: the application or application protocol caused the connection to be closed during the handshake';
+    expect(closeInfoOf(handshake, undefined)).toMatchObject({ code: undefined, byPeer: true });
+    expect(closeInfoOf('reset by peer', undefined).byPeer).toBe(true);
+    expect(closeInfoOf('timed out', undefined)).toEqual({
+      code: undefined,
+      reason: 'timed out',
+      byPeer: false,
+    });
+    expect(closeInfoOf('closed by peer: 1', { code: 3, reason: 'mine' })).toEqual({
+      code: 3,
+      reason: 'mine',
+      byPeer: false,
+    });
+  });
 
   it('parseTicket(ticket()) gives back the node id and direct addresses', async () => {
     const t = await bind();
