@@ -1,0 +1,133 @@
+// The root document at fleet sizes this machine cannot run live (README, "Scale": "On paper").
+// For each N it builds a root document as a coordinator that enrolled N agents holds it (two
+// changes per agent: the enrollment, then the summary; random ids and keys, signed heads), then,
+// in a fresh child process, loads the saved bytes and reads what that costs: bytes on disk, load
+// time, memory after the load, and one more change with its incremental save. Building takes a
+// while past 10,000 (each change costs more as the document grows: the build prints its time).
+//
+//   node dist/bench/root-scale.js 1000,10000,30000
+
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as A from '@automerge/automerge';
+import {
+  encodeAgent,
+  rootBase,
+  summarize,
+  type AgentEntry,
+  type RootDoc,
+} from '../src/docs/types.js';
+import { nodeIdFromBytes, type NodeId } from '../sync/ids.js';
+import { baseDocument, docIdFor, signHeads } from '../sync/owned-doc.js';
+import { sampleFacts } from './facts-sample.js';
+
+const hex = (n: number) => randomBytes(n).toString('hex');
+
+function build(n: number): Uint8Array {
+  const coordinator = nodeIdFromBytes(randomBytes(32));
+  const rootId = docIdFor(randomBytes(32));
+  let root = A.load<RootDoc>(baseDocument(rootId, rootBase(coordinator)));
+  const at = new Date().toISOString();
+  const signer = randomBytes(32);
+  for (let i = 0; i < n; i++) {
+    const writeKey = randomBytes(32);
+    const factsDocId = docIdFor(writeKey);
+    const nodeId: NodeId = nodeIdFromBytes(randomBytes(32));
+    const entry: AgentEntry = {
+      nodeId,
+      factsDocId,
+      factsWriteKey: Buffer.from(writeKey).toString('hex'),
+      enrolledAt: at,
+      lastSeen: at,
+      summary: null,
+      // The signature does not have to verify here, only to have its real size and randomness.
+      factsHeads: signHeads(factsDocId, 1, [hex(32)], signer, writeKey),
+    };
+    root = A.change(root, (d) => void (d.agents[nodeId] = encodeAgent(entry)));
+    const summary = summarize(sampleFacts(i, at));
+    root = A.change(root, (d) => void (d.agents[nodeId] = encodeAgent({ ...entry, summary })));
+  }
+  return A.save(root);
+}
+
+/** In the child: load the bytes, then make one change and save it incrementally. */
+function measure(file: string): void {
+  const bytes = new Uint8Array(readFileSync(file));
+  const before = process.memoryUsage();
+  const t0 = performance.now();
+  let root = A.load<RootDoc>(bytes);
+  const loadMs = performance.now() - t0;
+  const agents = Object.keys(root.agents).length;
+  globalThis.gc?.();
+  const after = process.memoryUsage();
+  // lastSeen updates, the coordinator's most frequent write to the root: the first change after
+  // a load, then the median of 20 more on other agents.
+  const heads = A.getHeads(root);
+  const ids = Object.keys(root.agents).slice(0, 21);
+  const times: number[] = [];
+  for (const id of ids) {
+    const record = String(root.agents[id]).replace(
+      /"lastSeen":"[^"]*"/,
+      `"lastSeen":"${new Date().toISOString()}"`,
+    );
+    const t = performance.now();
+    root = A.change(root, (d) => void (d.agents[id] = new A.ImmutableString(record)));
+    times.push(performance.now() - t);
+  }
+  const firstChangeMs = times[0]!;
+  const changeMs = times.slice(1).sort((a, b) => a - b)[10]!;
+  const t2 = performance.now();
+  const delta = A.saveSince(root, heads);
+  const saveMs = performance.now() - t2;
+  const mib = (b: number) => Math.round((b / 2 ** 20) * 10) / 10;
+  console.log(
+    JSON.stringify({
+      agents,
+      loadMs: Math.round(loadMs),
+      firstChangeMs: Math.round(firstChangeMs * 10) / 10,
+      changeMs: Math.round(changeMs * 10) / 10,
+      saveMs: Math.round(saveMs * 10) / 10,
+      incrementalBytes: delta.length,
+      rssMiB: mib(after.rss - before.rss),
+      heapMiB: mib(after.heapUsed - before.heapUsed),
+      arrayBuffersMiB: mib(after.arrayBuffers - before.arrayBuffers),
+    }),
+  );
+}
+
+async function main(): Promise<void> {
+  if (process.argv[2] === '--child') return measure(process.argv[3]!);
+  const sizes = (process.argv[2] ?? '1000,10000').split(',').map(Number);
+  const dir = await mkdtemp(join(tmpdir(), 'flt-root-scale-'));
+  try {
+    for (const n of sizes) {
+      const t0 = performance.now();
+      const saved = build(n);
+      const file = join(dir, `root-${n}`);
+      await writeFile(file, saved);
+      const built = Math.round((performance.now() - t0) / 1000);
+      const out = execFileSync(
+        process.execPath,
+        ['--expose-gc', fileURLToPath(import.meta.url), '--child', file],
+        { encoding: 'utf8' },
+      );
+      const r = JSON.parse(out) as Record<string, number>;
+      const size = (await readFile(file)).length;
+      console.log(
+        `N=${n}: ${size} bytes saved (${Math.round(size / n)} per agent, built in ${built} s); ` +
+          `load ${r.loadMs} ms; after load RSS +${r.rssMiB} MiB (heap ${r.heapMiB}, array buffers ` +
+          `${r.arrayBuffersMiB}); first change ${r.firstChangeMs} ms, then ${r.changeMs} ms ` +
+          `each (median of 20); their incremental save ${r.saveMs} ms (${r.incrementalBytes} bytes)`,
+      );
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+await main();
