@@ -13,6 +13,8 @@ import type { RpcChannel } from '../sync/rpc-channel.js';
 import type { SyncAdapter } from '../sync/sync-adapter.js';
 import {
   Liveness,
+  PING_INTERVAL_MAX_MS,
+  PING_INTERVAL_MS,
   PING_TIMEOUT_MAX_MS,
   PING_TIMEOUT_MIN_MS,
   PingDeadline,
@@ -26,15 +28,20 @@ class FakeCoordinator {
   delayMs = 1;
   silent = false;
   boot = 'boot-1';
+  /** The ping period the answers ask for (`every`); undefined: not said, as before it existed. */
+  every: number | undefined;
   /** The deadline of every ping, in order. */
   readonly deadlines: number[] = [];
+  /** When each ping was sent (virtual Date.now()). */
+  readonly sentAt: number[] = [];
   answered = 0;
   timedOut = 0;
 
   call(_method: unknown, _req: unknown, options: { timeoutMs?: number } = {}): Promise<unknown> {
     const timeoutMs = options.timeoutMs!;
     this.deadlines.push(timeoutMs);
-    const { silent, delayMs, boot } = this;
+    this.sentAt.push(Date.now());
+    const { silent, delayMs, boot, every } = this;
     return new Promise((resolve, reject) => {
       // As RpcChannel: the deadline bounds the whole attempt; a late answer is never seen.
       const timer = setTimeout(() => {
@@ -45,7 +52,7 @@ class FakeCoordinator {
       setTimeout(() => {
         clearTimeout(timer);
         this.answered++;
-        resolve({ boot });
+        resolve(every === undefined ? { boot } : { boot, every });
       }, delayMs);
     });
   }
@@ -148,6 +155,44 @@ describe('liveness rule', () => {
     expect(sync.redials.map((r) => r.reason)).toEqual(['the coordinator restarted']);
     expect(sync.redials[0]!.at - up).toBeLessThan(SILENCE_DROP_MS);
     expect(lines.join('\n')).toMatch(/the coordinator restarted; reconnecting/);
+  });
+
+  it('pings at the period the coordinator asks for, within bounds', async () => {
+    const gaps = (from: number) =>
+      coordinator.sentAt.filter((t) => t >= from).map((t, i, all) => (i ? t - all[i - 1]! : 0));
+    coordinator.every = 20_000; // a coordinator with 10,000 agents
+    await pass(5_000); // the first answers already ask for it
+    let from = Date.now();
+    await pass(200_000);
+    let seen = gaps(from).slice(1);
+    expect(seen.length).toBeGreaterThanOrEqual(8);
+    for (const gap of seen) expect(gap).toBeGreaterThanOrEqual(20_000);
+    for (const gap of seen) expect(gap).toBeLessThanOrEqual(22_000 + 10); // + 10 % jitter
+    coordinator.every = 5; // below the floor: PING_INTERVAL_MS
+    await pass(25_000);
+    from = Date.now();
+    await pass(20_000);
+    seen = gaps(from).slice(1);
+    for (const gap of seen) expect(gap).toBeGreaterThanOrEqual(PING_INTERVAL_MS);
+    coordinator.every = 3_600_000; // above the cap: PING_INTERVAL_MAX_MS
+    await pass(PING_INTERVAL_MAX_MS);
+    from = Date.now();
+    await pass(4 * PING_INTERVAL_MAX_MS);
+    seen = gaps(from).slice(1);
+    for (const gap of seen) expect(gap).toBeGreaterThanOrEqual(PING_INTERVAL_MAX_MS);
+    for (const gap of seen) expect(gap).toBeLessThanOrEqual(PING_INTERVAL_MAX_MS * 1.1 + 10);
+    expect(sync.redials).toEqual([]);
+  });
+
+  it('a long period asked for is not silence: the drop comes the silence limit after a ping was due', async () => {
+    coordinator.every = 30_000;
+    await pass(5_000);
+    const lastSent = coordinator.sentAt.at(-1)!;
+    coordinator.silent = true;
+    for (let i = 0; i < 120 && sync.redials.length === 0; i++) await pass(1_000);
+    expect(sync.redials).toHaveLength(1);
+    // The next ping was due 30 s after the last answer; silence counts from there.
+    expect(sync.redials[0]!.at - lastSent).toBeGreaterThanOrEqual(30_000 + SILENCE_DROP_MS - 2_000);
   });
 
   it('a restart while answering (no failed ping) also redials', async () => {

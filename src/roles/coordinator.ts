@@ -394,8 +394,8 @@ function rpcServer(
     })
     .register(agentPing, (_, ctx) => {
       // Every few seconds from every agent: map lookups only, no signature, no document write.
-      if (fleet.agent(ctx.peer)) fleet.presence.heard(ctx.peer);
-      return Promise.resolve({ boot });
+      if (!fleet.agent(ctx.peer)) return Promise.resolve({ boot });
+      return Promise.resolve({ boot, every: fleet.presence.pinged(ctx.peer) });
     })
     .register(fleetInfo, () =>
       Promise.resolve({

@@ -35,7 +35,10 @@
 //   enough for several blocked stretches of a saturated coordinator, still half of QUIC's idle
 //   timeout, so a coordinator that vanished without restarting (partition, a new address) is
 //   redialed well before QUIC would notice.
-// The coordinator counts each ping as "heard from" (Presence).
+// The coordinator counts each ping as "heard from" (Presence), and its answer says when to ping
+// next (`every`): PING_INTERVAL_MS up to 1,000 connected agents, longer beyond, so that a fleet
+// of any size sends it a bounded number of pings a second (presence.ts, pingPeriodFor). The
+// silence rule counts from when a ping was due, so a long period does not look like silence.
 
 import { backoffDelay, sleep, type BackoffPolicy } from '../../sync/backoff.js';
 import { FltError, NO_ANSWER, isProgrammingError } from '../../sync/errors.js';
@@ -51,6 +54,12 @@ import { agentPing } from '../rpc-methods.js';
  * coordinator.
  */
 export const PING_INTERVAL_MS = 2000;
+/**
+ * The longest ping period a coordinator may ask for (`every` in its answer, see pingPeriodFor in
+ * presence.ts): a larger value from a coordinator is taken as this, a smaller one as
+ * PING_INTERVAL_MS.
+ */
+export const PING_INTERVAL_MAX_MS = 60_000;
 /**
  * The shortest ping deadline, connecting included: generous against a round trip (loopback: under
  * 1 ms; relayed across continents: a few hundred ms), short against the 30 s idle timeout. With
@@ -120,6 +129,8 @@ export class Liveness {
   private pingSoon = false;
   /** Ends the pause between two pings early (set while pausing). */
   private wakePause: (() => void) | undefined;
+  /** Between two answered pings: what the coordinator asked for last (`every`). */
+  private period = PING_INTERVAL_MS;
 
   constructor(
     private readonly rpc: RpcChannel,
@@ -150,9 +161,10 @@ export class Liveness {
         this.lastAnswer = Date.now();
         this.deadline.answered(this.lastAnswer - sent);
         this.answered(answer.boot, failures, sent);
+        this.period = periodOf(answer.every);
         failures = 0;
         dropped = false;
-        await this.pause(PING_INTERVAL_MS * (1 + 0.1 * Math.random()));
+        await this.pause(this.period * (1 + 0.1 * Math.random()));
         continue;
       }
       // Only a timeout says "slow"; a refused or lost connection says nothing about the time.
@@ -161,7 +173,9 @@ export class Liveness {
         this.silentSince = sent;
         this.log.info(`the coordinator did not answer a ping (${answer}); reconnecting`);
       }
-      const silentMs = Date.now() - this.lastAnswer;
+      // Counted from the answer before, less the part of a longer period the coordinator asked
+      // for: silence is what passes after a ping was due.
+      const silentMs = Date.now() - this.lastAnswer - (this.period - PING_INTERVAL_MS);
       if (!dropped && silentMs >= SILENCE_DROP_MS) {
         dropped = true;
         const s = Math.round(silentMs / 1000);
@@ -245,10 +259,12 @@ export class Liveness {
   }
 
   /** The answer (boot undefined: a coordinator without boot ids), or the failure's code. */
-  private async ping(timeoutMs: number): Promise<{ boot: string | undefined } | string> {
+  private async ping(
+    timeoutMs: number,
+  ): Promise<{ boot: string | undefined; every?: number | undefined } | string> {
     try {
-      const { boot } = await this.rpc.call(agentPing, {}, { timeoutMs });
-      return { boot };
+      const { boot, every } = await this.rpc.call(agentPing, {}, { timeoutMs });
+      return { boot, every };
     } catch (err) {
       // Any answer but silence, even an error, proves it alive.
       if (err instanceof FltError && NO_ANSWER.has(err.code)) return err.code;
@@ -256,4 +272,10 @@ export class Liveness {
       return { boot: undefined }; // an error answer (unknown method, not enrolled): alive
     }
   }
+}
+
+/** The pause a coordinator asked for, within bounds; PING_INTERVAL_MS from one that did not say. */
+function periodOf(every: number | undefined): number {
+  if (every === undefined) return PING_INTERVAL_MS;
+  return Math.min(PING_INTERVAL_MAX_MS, Math.max(PING_INTERVAL_MS, every));
 }

@@ -1,0 +1,70 @@
+// The coordinator's side of liveness at fleet sizes a test cannot run: the ping period it asks
+// of each agent from the number connected, and the online window that follows it (virtual clock).
+
+import { describe, expect, it } from 'vitest';
+import type { NodeId } from '../sync/ids.js';
+import { PING_INTERVAL_MAX_MS, PING_INTERVAL_MS } from '../src/roles/liveness.js';
+import { PING_BUDGET_PER_S, Presence, pingPeriodFor } from '../src/roles/presence.js';
+
+const id = (i: number) => i.toString(16).padStart(64, '0') as NodeId;
+
+describe('ping period', () => {
+  it('is PING_INTERVAL_MS up to the budget, then keeps the fleet at the budget, capped', () => {
+    expect(pingPeriodFor(0)).toBe(PING_INTERVAL_MS);
+    expect(pingPeriodFor(1_000)).toBe(PING_INTERVAL_MS);
+    expect(pingPeriodFor(1_001)).toBeGreaterThan(PING_INTERVAL_MS);
+    expect(pingPeriodFor(10_000)).toBe(20_000);
+    // Pings a second from the whole fleet stay within the budget until the cap.
+    for (const n of [2_000, 5_000, 10_000, 30_000]) {
+      expect(n / (pingPeriodFor(n) / 1000)).toBeLessThanOrEqual(PING_BUDGET_PER_S);
+    }
+    expect(pingPeriodFor(100_000)).toBe(PING_INTERVAL_MAX_MS);
+  });
+
+  it('an agent is online for three of the periods it was given', () => {
+    let now = 1_000_000;
+    const presence = new Presence(
+      () => undefined,
+      () => now,
+    );
+    const many = 5_000; // period 10 s
+    for (let i = 0; i < many; i++) presence.connected(id(i));
+    const period = presence.pinged(id(1));
+    expect(period).toBe(pingPeriodFor(many));
+    now += 3 * period - 1;
+    expect(presence.isOnline(id(1))).toBe(true);
+    // An agent that was never pinged has the 6 s window of a small fleet.
+    expect(presence.isOnline(id(2))).toBe(false);
+    now += 2;
+    expect(presence.isOnline(id(1))).toBe(false);
+    // In a small fleet again, the next ping gives the default period and window back.
+    for (let i = 3; i < many; i++) presence.disconnected(id(i));
+    expect(presence.pinged(id(1))).toBe(PING_INTERVAL_MS);
+    now += 3 * PING_INTERVAL_MS + 1;
+    expect(presence.isOnline(id(1))).toBe(false);
+  });
+});
+
+describe('lastSeen writes', () => {
+  it('a connect or disconnect writes its own agent when due, and a mass disconnect stays linear', () => {
+    let now = 1_000_000;
+    let clockReads = 0; // the pending-write check reads the clock once per agent it looks at
+    const writes: string[][] = [];
+    const presence = new Presence(
+      (due) => writes.push([...due.keys()]),
+      () => (clockReads++, now),
+    );
+    const n = 5_000;
+    for (let i = 0; i < n; i++) presence.connected(id(i));
+    expect(writes).toHaveLength(n); // the first connect of each is written at once
+    now += 1_000;
+    clockReads = 0;
+    for (let i = 0; i < n; i++) presence.disconnected(id(i));
+    expect(writes).toHaveLength(n); // within the interval: nothing written, all pending
+    // Scanning every pending agent on each disconnect read the clock n²/2 times (12.5 million).
+    expect(clockReads).toBeLessThan(10 * n);
+    now += 10 * 60_000;
+    presence.flush();
+    expect(writes.at(-1)).toHaveLength(n); // the timer's flush writes every pending one
+  });
+});
