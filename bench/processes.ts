@@ -205,7 +205,11 @@ export class StepProcess<S extends { readonly step: string }> {
     args: readonly string[],
     onProgress: (line: string) => void,
   ): StepProcess<S> {
-    const child = spawn(process.execPath, [script, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    // BENCH_CHILD_NODE_ARGS: node options for these scripts (e.g. the profile preload).
+    const nodeArgs = (process.env.BENCH_CHILD_NODE_ARGS ?? '').split(' ').filter(Boolean);
+    const child = spawn(process.execPath, [...nodeArgs, script, ...args], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     return new StepProcess<S>(child, onProgress);
   }
 

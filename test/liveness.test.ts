@@ -15,6 +15,7 @@ import {
   Liveness,
   PING_TIMEOUT_MAX_MS,
   PING_TIMEOUT_MIN_MS,
+  PING_TIMEOUT_UNREACHABLE_MS,
   PingDeadline,
   SILENCE_DROP_MS,
 } from '../src/roles/liveness.js';
@@ -25,6 +26,12 @@ const PEER = 'c'.repeat(64) as NodeId;
 class FakeCoordinator {
   delayMs = 1;
   silent = false;
+  /**
+   * Down (killed, not restarted yet): a ping dials and its connect never completes, even if the
+   * coordinator is back meanwhile (QUIC resends the first packet late); RpcChannel then fails it
+   * with CONNECT_FAILED at the deadline.
+   */
+  down = false;
   boot = 'boot-1';
   /** The deadline of every ping, in order. */
   readonly deadlines: number[] = [];
@@ -34,8 +41,12 @@ class FakeCoordinator {
   call(_method: unknown, _req: unknown, options: { timeoutMs?: number } = {}): Promise<unknown> {
     const timeoutMs = options.timeoutMs!;
     this.deadlines.push(timeoutMs);
-    const { silent, delayMs, boot } = this;
+    const { silent, delayMs, boot, down } = this;
     return new Promise((resolve, reject) => {
+      if (down) {
+        setTimeout(() => reject(new FltError('CONNECT_FAILED', 'not connected')), timeoutMs);
+        return;
+      }
       // As RpcChannel: the deadline bounds the whole attempt; a late answer is never seen.
       const timer = setTimeout(() => {
         this.timedOut++;
@@ -148,6 +159,31 @@ describe('liveness rule', () => {
     expect(sync.redials.map((r) => r.reason)).toEqual(['the coordinator restarted']);
     expect(sync.redials[0]!.at - up).toBeLessThan(SILENCE_DROP_MS);
     expect(lines.join('\n')).toMatch(/the coordinator restarted; reconnecting/);
+  });
+
+  it('a coordinator that answered slowly, then was down, is found soon after it is back: an unreachable one does not grow the deadline', async () => {
+    await pass(10_000);
+    coordinator.delayMs = 2_500; // slow answers: the deadline grows to its cap
+    await pass(20_000);
+    expect(coordinator.deadlines.at(-1)).toBe(PING_TIMEOUT_MAX_MS);
+    coordinator.down = true; // SIGKILL: every dial from now on hangs until its deadline
+    const downFrom = coordinator.deadlines.length;
+    await pass(30_000);
+    // Pings sent while it cannot be reached (after the first that found it so) wait <= 3 s each.
+    const whileDown = coordinator.deadlines.slice(downFrom + 2);
+    expect(whileDown.length).toBeGreaterThanOrEqual(4);
+    expect(Math.max(...whileDown)).toBeLessThanOrEqual(PING_TIMEOUT_UNREACHABLE_MS);
+    coordinator.down = false; // restarted, ready
+    coordinator.boot = 'boot-2';
+    coordinator.delayMs = 1;
+    const up = Date.now();
+    const answeredBefore = coordinator.answered;
+    for (let i = 0; i < 200 && coordinator.answered === answeredBefore; i++) await pass(100);
+    // A dial in flight when it came back fails at its (<= 3 s) deadline; the next, after a
+    // jittered retry of at most 1 s, reaches it. (Before: that dial waited up to 10 s.)
+    expect(coordinator.answered).toBeGreaterThan(answeredBefore);
+    expect(Date.now() - up).toBeLessThanOrEqual(PING_TIMEOUT_UNREACHABLE_MS + 1_000 + 100);
+    expect(lines.join('\n')).toMatch(/did not answer a ping \(CONNECT_FAILED\)/);
   });
 
   it('a restart while answering (no failed ping) also redials', async () => {
