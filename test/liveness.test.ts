@@ -73,7 +73,11 @@ class FakeSync {
     this.redials.push({ at: Date.now(), reason });
     this.openedAt = Date.now(); // the dial loop opens a new session at once
   }
-  dialNow(): void {}
+  /** Every dialNow() call: (when, staleBefore). */
+  readonly dialNows: { at: number; staleBefore: number }[] = [];
+  dialNow(_peer: NodeId, staleBefore: number): void {
+    this.dialNows.push({ at: Date.now(), staleBefore });
+  }
 }
 
 let coordinator: FakeCoordinator;
@@ -184,6 +188,25 @@ describe('liveness rule', () => {
     expect(coordinator.answered).toBeGreaterThan(answeredBefore);
     expect(Date.now() - up).toBeLessThanOrEqual(PING_TIMEOUT_UNREACHABLE_MS + 1_000 + 100);
     expect(lines.join('\n')).toMatch(/did not answer a ping \(CONNECT_FAILED\)/);
+  });
+
+  it('answered pings leave a slow sync dial alone; after failed pings, only dials older than the answered ping are given up', async () => {
+    // A coordinator busy accepting hundreds of agents takes seconds per connect; its pings (on
+    // an open connection) are answered all along. Giving up the sync dial on each answer kept
+    // 500 agents from ever opening their sessions.
+    sync.openedAt = undefined; // dialing, no session yet
+    await pass(30_000);
+    expect(coordinator.answered).toBeGreaterThan(10);
+    expect(sync.dialNows).toEqual([]);
+    coordinator.silent = true;
+    await pass(4_000);
+    coordinator.silent = false;
+    for (let i = 0; i < 100 && sync.dialNows.length === 0; i++) await pass(100);
+    expect(sync.dialNows).toHaveLength(1);
+    // Dials begun before the answered ping was sent may be stale (begun while it was away).
+    expect(sync.dialNows[0]!.staleBefore).toBeLessThan(sync.dialNows[0]!.at);
+    await pass(20_000);
+    expect(sync.dialNows).toHaveLength(1);
   });
 
   it('a restart while answering (no failed ping) also redials', async () => {

@@ -262,9 +262,12 @@ export class Liveness {
       this.log.info('the coordinator answers again', { after: failures });
     }
     // A sync dial begun while the coordinator was away may wait seconds more for QUIC to resend:
-    // after failures, any dial older than this ping is such a dial; else only one older than a
-    // ping may take (a dial just begun is left to finish).
-    this.sync.dialNow(this.peer, failures > 0 ? sent : Date.now() - this.deadline.current());
+    // after failures, any dial older than this ping is such a dial. Without failures there is
+    // none: the coordinator was reachable all along (a restart between two pings is the `boot`
+    // case above), and a dial in flight is only slow. Giving those up on every answered ping
+    // (older than one deadline, 1.5 s) kept all 500 agents of a fan-in from ever opening their
+    // sync sessions while the coordinator took seconds to accept connections (issue 13).
+    if (failures > 0) this.sync.dialNow(this.peer, sent);
     const restarted = boot !== undefined && previous !== undefined && boot !== previous;
     if (boot !== undefined) this.boot = boot;
     this.silentSince = 0;
