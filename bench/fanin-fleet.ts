@@ -21,6 +21,9 @@ export const START_TIMEOUT_MS = 30_000;
  */
 export const CLOSE_GRACE_MS = 30_000;
 
+/** More time for the agents' child to be ready, per agent (see withFanInFleet). */
+const READY_PER_AGENT_MS = 100;
+
 const CHILD = fileURLToPath(new URL('./fanin-child.js', import.meta.url));
 
 export interface FanInFleet {
@@ -65,7 +68,9 @@ export async function withFanInFleet<T>(
       opts.progress(`  ${l}`),
     );
     fleet = { root, adminId, coordinator, agents };
-    await agents.next('ready', START_TIMEOUT_MS);
+    // Before `ready` the child issues N tokens (each a signed admin operation) and starts its
+    // agent hosts: on a loaded machine 1,000 tokens took more than START_TIMEOUT_MS.
+    await agents.next('ready', START_TIMEOUT_MS + opts.n * READY_PER_AGENT_MS);
     const value = await body(fleet);
     agents.send('close');
     const closed = await agents.next('closed', CLOSE_GRACE_MS).catch(() => undefined);

@@ -48,5 +48,15 @@ export type FanInStep =
     }
   | { readonly step: 'closed'; readonly ms: number };
 
+/**
+ * One line of an agent host's stdout: with BENCH_AGENT_PROCS=K > 1, fanin-child.ts keeps only
+ * the admin and runs the agents in K hosts (`fanin-child.js --host ...`), which it drives.
+ */
+export type HostStep =
+  | { readonly step: 'ready' }
+  | { readonly step: 'started'; readonly ms: number }
+  | { readonly step: 'stats'; readonly docs: number[]; readonly repoTimeouts: number }
+  | { readonly step: 'closed'; readonly ms: number };
+
 /** Between two polls of the admin's fleet table; the time resolution of the measurement. */
 export const POLL_MS = 100;

@@ -13,10 +13,12 @@ export { localConfig as benchConfig } from '../test/helpers/fleet.js';
 
 /**
  * Warnings and errors only (a corrupt chunk, a failed shutdown step), tagged with `who`. With
- * BENCH_LOG=FILE, everything from info up goes to FILE instead (to see why a run was slow).
+ * BENCH_LOG=FILE, everything from info up goes to FILE instead (to see why a run was slow);
+ * BENCH_LOG_LEVEL=debug adds the agents' debug lines (failed dials, retries).
  */
 export function benchLogger(who: string): Logger {
   const file = process.env.BENCH_LOG;
   if (!file) return createLogger('warn', who);
-  return createLogger('info', who, (line) => appendFileSync(file, `${Date.now()} ${line}\n`));
+  const level = process.env.BENCH_LOG_LEVEL === 'debug' ? 'debug' : 'info';
+  return createLogger(level, who, (line) => appendFileSync(file, `${Date.now()} ${line}\n`));
 }

@@ -5,7 +5,7 @@
 
 import { appendFileSync } from 'node:fs';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 
 /** The built CLI, as `npm run bench` leaves it (dist/bench/ -> dist/src/cli/main.js). */
@@ -89,6 +89,52 @@ export async function cpuSecondsOf(pid: number): Promise<number> {
   return (Number(rest[14 - 3]) + Number(rest[15 - 3])) / USER_HZ;
 }
 
+/** The pids of a process's children, grandchildren... (Linux, /proc/<pid>/task/<tid>/children). */
+async function descendantsOf(pid: number): Promise<number[]> {
+  const out: number[] = [];
+  const visit = async (p: number): Promise<void> => {
+    const tasks = await readdir(`/proc/${p}/task`).catch(() => [] as string[]);
+    for (const t of tasks) {
+      const text = await readFile(`/proc/${p}/task/${t}/children`, 'utf8').catch(() => '');
+      for (const c of text.split(' ').filter(Boolean).map(Number)) {
+        out.push(c);
+        await visit(c);
+      }
+    }
+  };
+  await visit(pid);
+  return out;
+}
+
+/** memoryOf summed over a process and its descendants (peaks summed too: an upper bound). */
+export async function treeMemoryOf(pid: number): Promise<{ rssKiB: number; peakKiB: number }> {
+  const pids = [pid, ...(await descendantsOf(pid))];
+  const none = { rssKiB: 0, peakKiB: 0 };
+  const all = await Promise.all(
+    pids.map((p) => (p === pid ? memoryOf(p) : memoryOf(p).catch(() => none))),
+  );
+  return {
+    rssKiB: all.reduce((a, m) => a + m.rssKiB, 0),
+    peakKiB: all.reduce((a, m) => a + m.peakKiB, 0),
+  };
+}
+
+/** cpuSecondsOf summed over a process and its live descendants. */
+export async function treeCpuSecondsOf(pid: number): Promise<number> {
+  const pids = [pid, ...(await descendantsOf(pid))];
+  const all = await Promise.all(pids.map((p) => cpuSecondsOf(p).catch(() => 0)));
+  return all.reduce((a, b) => a + b, 0);
+}
+
+/**
+ * `taskset -c CPUS` before a command when `cpus` is set (BENCH_COORD_CPUS, BENCH_CHILD_CPUS):
+ * pins a process to some of the cores, so that what it achieves on them can be read apart from
+ * the processes on the others.
+ */
+function pinned(cpus: string | undefined, argv: string[]): [string, string[]] {
+  return cpus ? ['taskset', ['-c', cpus, ...argv]] : [argv[0]!, argv.slice(1)];
+}
+
 /** `flt coordinator` as a child process, on loopback, without relays or discovery. */
 export class CoordinatorProcess {
   private constructor(
@@ -114,9 +160,13 @@ export class CoordinatorProcess {
     const nodeArgs = (process.env.BENCH_COORD_NODE_ARGS ?? '').split(' ').filter(Boolean);
     const profDir = process.env.BENCH_COORD_CPU_PROF;
     if (profDir) nodeArgs.push('--cpu-prof', '--cpu-prof-dir', profDir);
-    const child = spawn(process.execPath, [...nodeArgs, FLT_BIN, ...args], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const [cmd, argv] = pinned(process.env.BENCH_COORD_CPUS, [
+      process.execPath,
+      ...nodeArgs,
+      FLT_BIN,
+      ...args,
+    ]);
+    const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
     if (logFile)
       child.stderr.on('data', (d: Buffer) => appendFileSync(`${logFile}.coordinator`, d));
     const exit = exited(child);
@@ -147,12 +197,14 @@ export class CoordinatorProcess {
     return this.child.pid!;
   }
 
+  /** Of the script and the processes it started (the fan-in child's agent hosts). */
   memory(): Promise<{ rssKiB: number; peakKiB: number }> {
-    return memoryOf(this.pid);
+    return treeMemoryOf(this.pid);
   }
 
+  /** Of the script and the processes it started, while they run. */
   cpuSeconds(): Promise<number> {
-    return cpuSecondsOf(this.pid);
+    return treeCpuSecondsOf(this.pid);
   }
 
   /** SIGKILL, as a crash: no flush, no goodbye to any peer. Resolves once it has exited. */
@@ -205,7 +257,15 @@ export class StepProcess<S extends { readonly step: string }> {
     args: readonly string[],
     onProgress: (line: string) => void,
   ): StepProcess<S> {
-    const child = spawn(process.execPath, [script, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    // BENCH_CHILD_NODE_ARGS: node options for these scripts (e.g. the profile preload).
+    const nodeArgs = (process.env.BENCH_CHILD_NODE_ARGS ?? '').split(' ').filter(Boolean);
+    const [cmd, argv] = pinned(process.env.BENCH_CHILD_CPUS, [
+      process.execPath,
+      ...nodeArgs,
+      script,
+      ...args,
+    ]);
+    const child = spawn(cmd, argv, { stdio: ['pipe', 'pipe', 'pipe'] });
     return new StepProcess<S>(child, onProgress);
   }
 

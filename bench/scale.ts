@@ -50,6 +50,8 @@ const TARGET = {
 } as const;
 /** After a crash: how long the fleet may take to come back before the run is cut off. */
 const RECOVER_DEADLINE_MS = { full: 60_000, quick: 30_000 } as const;
+/** With the fleet online and idle (pings only), both processes' CPU is read over this. */
+const IDLE_WINDOW_MS = 10_000;
 /** Restart loading of every facts document (restart-child.ts `flt`), killed after this. */
 const LOAD_DEADLINE_MS = { full: 40_000, quick: 20_000 } as const;
 /** The fleet-sync workload: warm-up (documents created and first synced), drain after the writers stop. */
@@ -133,6 +135,8 @@ interface FleetRun {
   readonly n: number;
   readonly fan?: FanInSample;
   readonly restart?: Restart;
+  /** CPU seconds of each process over IDLE_WINDOW_MS with the fleet online, before the crash. */
+  readonly idle?: { readonly agentsCpuS: number; readonly coordCpuS: number };
   /** Why the recovery was not measured (the fleet did not form, or was not all online). */
   readonly noRecover?: string;
   /** The run failed (a process died, a step timed out): the first line of the error. */
@@ -167,8 +171,24 @@ async function fleetRun(
         measured = { n, fan, noRecover: `only ${online.complete}/${n} online before the crash` };
         return;
       }
+      const cpu = () => Promise.all([f.agents.cpuSeconds(), f.coordinator.cpuSeconds()]);
+      const [a0, c0] = await cpu();
+      await sleep(IDLE_WINDOW_MS);
+      const [a1, c1] = await cpu();
+      const idle = { agentsCpuS: a1 - a0, coordCpuS: c1 - c0 };
+      measured = { n, fan, idle };
+      progress(
+        `  idle ${IDLE_WINDOW_MS / 1000} s (pings only): agents process ${idle.agentsCpuS.toFixed(1)} CPU-s ` +
+          `(${((idle.agentsCpuS / n / (IDLE_WINDOW_MS / 1000)) * 1000).toFixed(2)} ms per agent per s), ` +
+          `coordinator ${idle.coordCpuS.toFixed(1)} CPU-s`,
+      );
       progress(`  SIGKILL and restart of the coordinator with ${n} agents online`);
-      measured = { n, fan, restart: await crashAndRecover(f, bind, recoverDeadlineMs, progress) };
+      measured = {
+        n,
+        fan,
+        idle,
+        restart: await crashAndRecover(f, bind, recoverDeadlineMs, progress),
+      };
     });
     return measured;
   } catch (err) {
@@ -215,15 +235,19 @@ function faninFigures(run: FleetRun, deadlineMs: number): Figure[] {
       { ...back, value: undefined, result: 'MISS', note },
     ];
   }
-  const { fleet } = run.fan;
+  const { fleet, agentsCpuS, coordCpuS } = run.fan;
   const value = fleet.complete / (fleet.ms / 1000);
+  // Both processes share this machine's cores: the agents' CPU is the load generator's.
+  const cpu = `; CPU-s agents process ${agentsCpuS.toFixed(0)} (${((agentsCpuS / run.n) * 1000).toFixed(0)} ms/agent), coordinator ${coordCpuS.toFixed(0)}`;
   const rateFigure: Figure = {
     ...rate,
     value,
     result: judge(value, rate.target, !fleet.cutOff),
-    note: fleet.cutOff
-      ? `${size}: cut off at ${deadlineMs / 1000} s with ${fleet.complete}/${run.n} in the table (${fleet.failedPolls} failed polls)`
-      : `${size}: ${(fleet.ms / 1000).toFixed(1)} s from go to the admin's table holding all`,
+    note:
+      (fleet.cutOff
+        ? `${size}: cut off at ${deadlineMs / 1000} s with ${fleet.complete}/${run.n} in the table (${fleet.failedPolls} failed polls)`
+        : `${size}: ${(fleet.ms / 1000).toFixed(1)} s from go to the admin's table holding all`) +
+      cpu,
   };
   if (!run.restart) {
     const why = run.noRecover ?? run.error ?? 'not run';
@@ -231,7 +255,12 @@ function faninFigures(run: FleetRun, deadlineMs: number): Figure[] {
   }
   const { recovered, restartMs } = run.restart;
   const s = recovered.ms / 1000;
-  const ready = `SIGKILL -> ready ${(restartMs / 1000).toFixed(2)} s`;
+  const idle = run.idle;
+  const ready =
+    `SIGKILL -> ready ${(restartMs / 1000).toFixed(2)} s` +
+    (idle === undefined
+      ? ''
+      : `; idle before: ${((idle.agentsCpuS / run.n / (IDLE_WINDOW_MS / 1000)) * 1000).toFixed(2)} ms CPU per agent per s in the agents process, coordinator ${((idle.coordCpuS / (IDLE_WINDOW_MS / 1000)) * 100).toFixed(0)} % of a core`);
   return [
     rateFigure,
     {

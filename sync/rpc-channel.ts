@@ -25,7 +25,10 @@ export class RpcChannel {
   /**
    * One attempt: connects if needed; a lost connection is dropped so the next call redials.
    * `timeoutMs` (default: the channel's) bounds the whole attempt, connecting included: a
-   * liveness ping must fail within its own deadline even while a dial hangs.
+   * liveness ping must fail within its own deadline even while a dial hangs. A connect that did
+   * not complete within it is CONNECT_FAILED (the peer could not be reached: down, or not
+   * accepting), a call that got no answer on a connection TIMEOUT (reached, but slow or gone):
+   * the liveness check lets only the second lengthen its deadline.
    */
   async call<Req, Res>(
     method: RpcMethod<Req, Res>,
@@ -41,7 +44,14 @@ export class RpcChannel {
       if (options.timeoutMs === undefined)
         return await (await client).call(method, req, { timeoutMs, signal });
       const end = Date.now() + timeoutMs;
-      const c = await withDeadline(client, { timeoutMs, signal }, `${method.name}: connect`);
+      const c = await withDeadline(client, { timeoutMs, signal }, `${method.name}: connect`).catch(
+        (err: unknown) => {
+          if (!(err instanceof FltError) || err.code !== 'TIMEOUT') throw err;
+          throw new FltError('CONNECT_FAILED', `${method.name}: not connected in ${timeoutMs} ms`, {
+            cause: err,
+          });
+        },
+      );
       return await c.call(method, req, { timeoutMs: Math.max(1, end - Date.now()), signal });
     } catch (err) {
       if (err instanceof FltError && RETRYABLE.has(err.code) && this.client === client) {

@@ -17,6 +17,7 @@ import {
   PING_INTERVAL_MS,
   PING_TIMEOUT_MAX_MS,
   PING_TIMEOUT_MIN_MS,
+  PING_TIMEOUT_UNREACHABLE_MS,
   PingDeadline,
   SILENCE_DROP_MS,
 } from '../src/roles/liveness.js';
@@ -27,6 +28,12 @@ const PEER = 'c'.repeat(64) as NodeId;
 class FakeCoordinator {
   delayMs = 1;
   silent = false;
+  /**
+   * Down (killed, not restarted yet): a ping dials and its connect never completes, even if the
+   * coordinator is back meanwhile (QUIC resends the first packet late); RpcChannel then fails it
+   * with CONNECT_FAILED at the deadline.
+   */
+  down = false;
   boot = 'boot-1';
   /** The ping period the answers ask for (`every`); undefined: not said, as before it existed. */
   every: number | undefined;
@@ -41,8 +48,12 @@ class FakeCoordinator {
     const timeoutMs = options.timeoutMs!;
     this.deadlines.push(timeoutMs);
     this.sentAt.push(Date.now());
-    const { silent, delayMs, boot, every } = this;
+    const { silent, delayMs, boot, every, down } = this;
     return new Promise((resolve, reject) => {
+      if (down) {
+        setTimeout(() => reject(new FltError('CONNECT_FAILED', 'not connected')), timeoutMs);
+        return;
+      }
       // As RpcChannel: the deadline bounds the whole attempt; a late answer is never seen.
       const timer = setTimeout(() => {
         this.timedOut++;
@@ -69,7 +80,11 @@ class FakeSync {
     this.redials.push({ at: Date.now(), reason });
     this.openedAt = Date.now(); // the dial loop opens a new session at once
   }
-  dialNow(): void {}
+  /** Every dialNow() call: (when, staleBefore). */
+  readonly dialNows: { at: number; staleBefore: number }[] = [];
+  dialNow(_peer: NodeId, staleBefore: number): void {
+    this.dialNows.push({ at: Date.now(), staleBefore });
+  }
 }
 
 let coordinator: FakeCoordinator;
@@ -193,6 +208,50 @@ describe('liveness rule', () => {
     expect(sync.redials).toHaveLength(1);
     // The next ping was due 30 s after the last answer; silence counts from there.
     expect(sync.redials[0]!.at - lastSent).toBeGreaterThanOrEqual(30_000 + SILENCE_DROP_MS - 2_000);
+  });
+
+  it('a coordinator that answered slowly, then was down, is found soon after it is back: an unreachable one does not grow the deadline', async () => {
+    await pass(10_000);
+    coordinator.delayMs = 2_500; // slow answers: the deadline grows to its cap
+    await pass(20_000);
+    expect(coordinator.deadlines.at(-1)).toBe(PING_TIMEOUT_MAX_MS);
+    coordinator.down = true; // SIGKILL: every dial from now on hangs until its deadline
+    const downFrom = coordinator.deadlines.length;
+    await pass(30_000);
+    // Pings sent while it cannot be reached (after the first that found it so) wait <= 3 s each.
+    const whileDown = coordinator.deadlines.slice(downFrom + 2);
+    expect(whileDown.length).toBeGreaterThanOrEqual(4);
+    expect(Math.max(...whileDown)).toBeLessThanOrEqual(PING_TIMEOUT_UNREACHABLE_MS);
+    coordinator.down = false; // restarted, ready
+    coordinator.boot = 'boot-2';
+    coordinator.delayMs = 1;
+    const up = Date.now();
+    const answeredBefore = coordinator.answered;
+    for (let i = 0; i < 200 && coordinator.answered === answeredBefore; i++) await pass(100);
+    // A dial in flight when it came back fails at its (<= 3 s) deadline; the next, after a
+    // jittered retry of at most 1 s, reaches it. (Before: that dial waited up to 10 s.)
+    expect(coordinator.answered).toBeGreaterThan(answeredBefore);
+    expect(Date.now() - up).toBeLessThanOrEqual(PING_TIMEOUT_UNREACHABLE_MS + 1_000 + 100);
+    expect(lines.join('\n')).toMatch(/did not answer a ping \(CONNECT_FAILED\)/);
+  });
+
+  it('answered pings leave a slow sync dial alone; after failed pings, only dials older than the answered ping are given up', async () => {
+    // A coordinator busy accepting hundreds of agents takes seconds per connect; its pings (on
+    // an open connection) are answered all along. Giving up the sync dial on each answer kept
+    // 500 agents from ever opening their sessions.
+    sync.openedAt = undefined; // dialing, no session yet
+    await pass(30_000);
+    expect(coordinator.answered).toBeGreaterThan(10);
+    expect(sync.dialNows).toEqual([]);
+    coordinator.silent = true;
+    await pass(4_000);
+    coordinator.silent = false;
+    for (let i = 0; i < 100 && sync.dialNows.length === 0; i++) await pass(100);
+    expect(sync.dialNows).toHaveLength(1);
+    // Dials begun before the answered ping was sent may be stale (begun while it was away).
+    expect(sync.dialNows[0]!.staleBefore).toBeLessThan(sync.dialNows[0]!.at);
+    await pass(20_000);
+    expect(sync.dialNows).toHaveLength(1);
   });
 
   it('a restart while answering (no failed ping) also redials', async () => {

@@ -8,6 +8,7 @@ import { IrohTransport } from '../sync/iroh-transport.js';
 import { MemoryNetwork } from '../sync/memory-transport.js';
 import { ALL_ALPNS, ALPN } from '../sync/protocols.js';
 import { Router } from '../sync/router.js';
+import { RpcChannel } from '../sync/rpc-channel.js';
 import { ANYONE, MAX_IN_FLIGHT, RpcClient, RpcServer, type RpcMethod } from '../sync/rpc.js';
 import { CloseCode, type Connection, type Transport } from '../sync/transport.js';
 import { waitFor } from './helpers/wait.js';
@@ -251,6 +252,34 @@ describe('rpc deadlines', () => {
     await expect(client.call(inc, { n: 1 }, { timeoutMs: 200 })).rejects.toMatchObject({
       code: 'TIMEOUT',
     });
+  });
+});
+
+describe('rpc channel: a peer that cannot be reached', () => {
+  it('a call whose connect does not complete within its deadline is CONNECT_FAILED, not TIMEOUT', async () => {
+    // A coordinator killed and not back yet: its address answers nothing, so the dial waits for
+    // QUIC to resend. The liveness check must tell this (unreachable) from a slow answer.
+    const bind = () =>
+      IrohTransport.bind({
+        secretKey: randomBytes(32),
+        alpns: ALL_ALPNS,
+        bind: '127.0.0.1:0',
+        relay: 'disabled',
+        discovery: 'none',
+      });
+    const gone = await bind();
+    const addr = gone.addr();
+    await gone.close();
+    const a = await bind();
+    const channel = new RpcChannel(a, addr, { timeoutMs: 10_000 });
+    try {
+      await expect(channel.call(inc, { n: 1 }, { timeoutMs: 500 })).rejects.toMatchObject({
+        code: 'CONNECT_FAILED',
+      });
+    } finally {
+      channel.close();
+      await a.close();
+    }
   });
 });
 

@@ -28,9 +28,13 @@
 //   is how restarts stay fast to find: the first ping after a SIGKILL fails within the deadline
 //   (1.5 s for a coordinator that answered quickly), the next ones dial afresh, and the first
 //   answer from the new process (new `boot`) redials the sync session at once, whatever the
-//   silence. The price of the growing deadline: a ping dialing while the coordinator is still
-//   down may reach the new process up to one deadline late (QUIC resends its first packet with
-//   backoff), so a restart behind a spell of timeouts is found within ~10 s, not ~1.5 s.
+//   silence. Only a ping that timed out on a connection grows the deadline: one whose connect did
+//   not complete (CONNECT_FAILED: the coordinator is down, or does not accept) keeps it at most
+//   PING_TIMEOUT_UNREACHABLE_MS (3 s). A dial begun while the coordinator is down reaches the
+//   new process only when QUIC resends its first packet (backoff: ~1, 3, 7 s), so with grown
+//   deadlines agents found a restart 17-20 s late (500 agents, issue 13); renewed every <= 3 s
+//   (plus the jittered retry backoff, 0.5-1 s) they find it within ~4 s of it being ready, and a
+//   fleet arrives spread over those seconds (each agent's dials have their own phase), not at once.
 // - The sync session itself goes only after SILENCE_DROP_MS (15 s) with no answered ping: long
 //   enough for several blocked stretches of a saturated coordinator, still half of QUIC's idle
 //   timeout, so a coordinator that vanished without restarting (partition, a new address) is
@@ -68,6 +72,13 @@ export const PING_INTERVAL_MAX_MS = 60_000;
 export const PING_TIMEOUT_MIN_MS = 1500;
 /** The longest ping deadline (see the header): a coordinator blocked for 2-4 s gets its pings in. */
 export const PING_TIMEOUT_MAX_MS = 10_000;
+/**
+ * The longest deadline while the coordinator cannot be reached (a ping's connect did not
+ * complete, or failed): a dial begun while it was down reaches a restarted one only when QUIC
+ * resends its first packet (about 1, 3 and 7 s after the start), a fresh dial at once; so
+ * dials are renewed at least this often. Twice the floor: room for a slow (relayed) handshake.
+ */
+export const PING_TIMEOUT_UNREACHABLE_MS = 2 * PING_TIMEOUT_MIN_MS;
 /** The deadline is this many times the slowest recent answer. */
 const RTT_FACTOR = 4;
 /** How many answered pings count as "recent" (about 16 s at PING_INTERVAL_MS). */
@@ -93,22 +104,36 @@ export class PingDeadline {
   private readonly rtts: number[] = [];
   /** The deadline of the previous ping if it went unanswered, else 0. */
   private missedAfter = 0;
+  /** The previous ping could not connect: the coordinator is unreachable, not slow. */
+  private unreached = false;
 
   /** The deadline for the next ping, ms. */
   current(): number {
     const slowest = this.rtts.reduce((a, b) => Math.max(a, b), 0);
     const wanted = Math.max(RTT_FACTOR * slowest, 2 * this.missedAfter, PING_TIMEOUT_MIN_MS);
-    return Math.min(PING_TIMEOUT_MAX_MS, Math.ceil(wanted));
+    const cap = this.unreached ? PING_TIMEOUT_UNREACHABLE_MS : PING_TIMEOUT_MAX_MS;
+    return Math.min(cap, Math.ceil(wanted));
   }
 
   answered(rttMs: number): void {
     this.rtts.push(Math.max(0, rttMs));
     if (this.rtts.length > RTT_WINDOW) this.rtts.shift();
     this.missedAfter = 0;
+    this.unreached = false;
   }
 
+  /** Connected, but no answer within `deadlineMs`: slow (or gone), the next one waits longer. */
   missed(deadlineMs: number): void {
     this.missedAfter = deadlineMs;
+    this.unreached = false;
+  }
+
+  /**
+   * Not connected within the deadline, or the connect failed: a longer deadline would only keep
+   * a stale dial waiting, so the next ones stay at most PING_TIMEOUT_UNREACHABLE_MS.
+   */
+  unreachable(): void {
+    this.unreached = true;
   }
 }
 
@@ -167,8 +192,10 @@ export class Liveness {
         await this.pause(this.period * (1 + 0.1 * Math.random()));
         continue;
       }
-      // Only a timeout says "slow"; a refused or lost connection says nothing about the time.
+      // Only a timeout on a connection says "slow"; a lost connection says nothing about the
+      // time; a connect that did not complete says "unreachable" (down, or not accepting).
       if (answer === 'TIMEOUT') this.deadline.missed(timeoutMs);
+      else if (answer === 'CONNECT_FAILED') this.deadline.unreachable();
       if (failures++ === 0) {
         this.silentSince = sent;
         this.log.info(`the coordinator did not answer a ping (${answer}); reconnecting`);
@@ -249,9 +276,12 @@ export class Liveness {
       this.log.info('the coordinator answers again', { after: failures });
     }
     // A sync dial begun while the coordinator was away may wait seconds more for QUIC to resend:
-    // after failures, any dial older than this ping is such a dial; else only one older than a
-    // ping may take (a dial just begun is left to finish).
-    this.sync.dialNow(this.peer, failures > 0 ? sent : Date.now() - this.deadline.current());
+    // after failures, any dial older than this ping is such a dial. Without failures there is
+    // none: the coordinator was reachable all along (a restart between two pings is the `boot`
+    // case above), and a dial in flight is only slow. Giving those up on every answered ping
+    // (older than one deadline, 1.5 s) kept all 500 agents of a fan-in from ever opening their
+    // sync sessions while the coordinator took seconds to accept connections (issue 13).
+    if (failures > 0) this.sync.dialNow(this.peer, sent);
     const restarted = boot !== undefined && previous !== undefined && boot !== previous;
     if (boot !== undefined) this.boot = boot;
     this.silentSince = 0;
