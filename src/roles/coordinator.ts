@@ -47,6 +47,7 @@ import {
   agentHeartbeat,
   agentPing,
   deploySubmit,
+  docFetch,
   docHeads,
   docsHeads,
   fleetAudit,
@@ -66,6 +67,7 @@ import type { ArtifactIndex } from '../artifacts/index.js';
 import { parsePublicKey, type PublicKey } from '../artifacts/nix-key.js';
 import type { BlobStore } from '../../stores/blob-store.js';
 import { Fleet } from './fleet.js';
+import { answerFetch, SnapshotCache } from './doc-fetch.js';
 
 export const TICKET_FILE = 'coordinator.ticket';
 
@@ -317,6 +319,8 @@ function rpcServer(
   const started = Date.now();
   /** Told to agents in every ping answer: a new value means a new process (liveness.ts). */
   const boot = randomBytes(8).toString('hex');
+  /** doc.fetch's last snapshot: admins starting cold right after one another share it. */
+  const snapshots = new SnapshotCache();
   // Who may call each method is declared on it (src/rpc-methods.ts) and checked by the server
   // before the request is read: the handlers below only run for callers their method allows.
   const access = { roleOf: (peer: NodeId) => gate.role(peer), refuse: refusal };
@@ -418,6 +422,11 @@ function rpcServer(
       }),
     )
     .register(docHeads, async (req) => ({ heads: await headsOf(node, req.docId as DocumentId) }))
+    .register(docFetch, async (req) => {
+      const docId = req.docId as DocumentId;
+      const doc = (await isHeld(node, docId)) ? (await node.repo!.find(docId)).doc() : undefined;
+      return answerFetch(docId, doc, req.have, snapshots);
+    })
     .register(docsHeads, async (req) => {
       const heads: Record<string, string[] | null> = {};
       for (const docId of new Set(req.docIds))
