@@ -221,7 +221,11 @@ export const docFetch = method(
   ADMIN,
   z.object({ docId, have: heads }).strict(),
   z
-    .object({ heads: heads.nullable(), changes: docBytes.optional(), snapshot: docBytes.optional() })
+    .object({
+      heads: heads.nullable(),
+      changes: docBytes.optional(),
+      snapshot: docBytes.optional(),
+    })
     .refine((r) => r.changes === undefined || r.snapshot === undefined, 'changes or snapshot')
     .refine((r) => r.heads !== null || (r.changes ?? r.snapshot) === undefined, 'bytes of nothing'),
 );

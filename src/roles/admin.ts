@@ -685,7 +685,7 @@ export class Admin {
     const { rpc } = this.online();
     if (!this.repo) throw new NeedsRepo('syncing many documents needs the Repo');
     const { heads } = await rpc.call(docsHeads, { docIds: [...docIds] });
-    const repo = this.repo!;
+    const repo = this.repo;
     const deadline = AbortSignal.timeout(this.config.rpcTimeoutMs);
     const wanted = docIds.filter((id) => heads[id]);
     await Promise.all(

@@ -29,7 +29,6 @@ export interface FetchAnswer {
   snapshot?: Uint8Array;
 }
 
-
 /** The coordinator's last snapshot of a document, by heads: admins starting cold share it. */
 export class SnapshotCache {
   private last: { docId: string; heads: string; bytes: Uint8Array } | undefined;
@@ -88,7 +87,10 @@ export function applyFetch<T>(
         ? A.load<T>(answer.snapshot)
         : A.loadIncremental(local === undefined ? A.init<T>() : A.clone(local), bytes);
   } catch (err) {
-    throw new FltError('BAD_MESSAGE', `doc.fetch of ${what}: not an Automerge document: ${messageOf(err)}`);
+    throw new FltError(
+      'BAD_MESSAGE',
+      `doc.fetch of ${what}: not an Automerge document: ${messageOf(err)}`,
+    );
   }
   if (!A.hasHeads(doc, heads))
     throw new FltError(
