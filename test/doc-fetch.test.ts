@@ -22,7 +22,7 @@ import {
 import { loadStoredDoc } from '../src/roles/replica.js';
 import { docFetch } from '../src/rpc-methods.js';
 import { MemoryStore } from '../stores/memory-store.js';
-import type { FsStore } from '../stores/fs-store.js';
+import { FsStore } from '../stores/fs-store.js';
 import { thrownCode } from './helpers/errors.js';
 import { tempDir } from './helpers/flt.js';
 import { bindLocal, localConfig, testFleet, type TestFleet } from './helpers/fleet.js';
@@ -224,7 +224,18 @@ describe('doc.fetch in a fleet: reads without a Repo', () => {
       expect(facts.agent.factsDocId).toBe(syncedFacts.agent.factsDocId);
     }
 
-    // The reads-only admin opened no Repo, so nothing but fetched documents is in its store.
+    // The reads-only admin opened no Repo: its store holds the fetched documents and nothing
+    // else (no outbox, no sync states).
+    const store = await FsStore.open(`${config.stateDir}/repo`);
+    try {
+      const docs = new Set((await store.loadRange([])).map((c) => c.key[0]));
+      docs.delete('storage-adapter-id');
+      const h1 = (await fleet.admin.facts('h1')).agent.factsDocId;
+      expect([...docs].sort()).toEqual([fleet.coordinator.fleet.root.documentId, h1].sort());
+    } finally {
+      await store.close();
+    }
+
     const offline = await Admin.open(config, log, true);
     try {
       const view = await offline.fleet();
@@ -237,6 +248,20 @@ describe('doc.fetch in a fleet: reads without a Repo', () => {
       expect(await rejectedCode(offline.facts('h0'))).toBe('NOT_FOUND');
     } finally {
       await offline.close();
+    }
+  });
+
+  it('a full admin (with its Repo) takes over the replica the reads-only admin left', async () => {
+    const config = await localConfig(`${dir.path}/admin2`, {
+      coordinator: fleet.coordinator.ticket,
+    });
+    const full = await Admin.open(config, log, false);
+    try {
+      const view = await full.fleet();
+      expect(view.agents.map((a) => a.hostname).sort()).toEqual(['h0', 'h1']);
+      expect((await full.facts('h0')).facts?.hostname).toBe('h0');
+    } finally {
+      await full.close();
     }
   });
 
