@@ -848,11 +848,15 @@ export class Admin {
    * the same time), kept in the replica's store; the same checks as sync().
    */
   private async fetchRoot(rpc: RpcChannel): Promise<ReplicaInfo> {
+    // The replica's root loads (most of a warm read's time) while fleet.info is on its way.
+    const pinned = await loadReplicaInfo(this.config.stateDir).catch(() => undefined);
+    const loading = pinned ? this.loadLocal(pinned.rootDocId as DocumentId) : undefined;
     const info = await this.fleetInfoPinned(rpc);
     const rootDocId = info.rootDocId as DocumentId;
     const signed = verifySignedHeads(info.rootSigned, { docId: rootDocId });
+    const local = pinned?.rootDocId === rootDocId ? await loading : undefined;
     const [root, presence] = await Promise.all([
-      this.fetchDoc(rpc, rootDocId),
+      this.fetchDoc(rpc, rootDocId, local),
       rpc.call(fleetPresence, {}),
     ]);
     // The coordinator signed these heads and named them a moment ago: its root holds them.
@@ -877,9 +881,13 @@ export class Admin {
    * (reads-only admin). Undefined when neither holds it. NeedsRepo when the coordinator cannot
    * send it this way.
    */
-  private async fetchDoc(rpc: RpcChannel, docId: DocumentId): Promise<A.Doc<unknown> | undefined> {
+  private async fetchDoc(
+    rpc: RpcChannel,
+    docId: DocumentId,
+    loaded?: A.Doc<unknown>,
+  ): Promise<A.Doc<unknown> | undefined> {
     const store = this.store!;
-    const local = await loadStoredDoc<unknown>(store, docId).catch(() => undefined);
+    const local = loaded ?? (await this.loadLocal(docId));
     const have = local ? A.getHeads(local) : [];
     const answer = await rpc.call(docFetch, { docId, have }).catch((err: unknown) => {
       if (codeOf(err) === 'RPC_UNKNOWN_METHOD') throw new NeedsRepo('doc.fetch unknown');
@@ -888,9 +896,14 @@ export class Admin {
     if (answer.heads === null) return local;
     const doc = applyFetch(local, answer, docId);
     if (doc === undefined) throw new NeedsRepo(`${docId} is too large for doc.fetch`);
-    await storeFetched(store, docId, doc, answer);
+    await storeFetched(store, docId, doc, answer, local === undefined);
     this.fetched.set(docId, doc);
     return doc;
+  }
+
+  /** A document of the replica's store, or undefined when it holds none. */
+  private loadLocal(docId: DocumentId): Promise<A.Doc<unknown> | undefined> {
+    return loadStoredDoc<unknown>(this.store!, docId).catch(() => undefined);
   }
 
   /**

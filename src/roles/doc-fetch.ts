@@ -126,12 +126,15 @@ export async function storeFetched(
   docId: string,
   doc: A.Doc<unknown>,
   answer: FetchAnswer,
+  /** The replica held none of the document before: a snapshot is all there is to keep. */
+  fresh = false,
 ): Promise<void> {
   if (answer.changes !== undefined)
     await store.save([docId, 'incremental', hex(answer.changes)], answer.changes);
   else if (answer.snapshot !== undefined)
     await store.save([docId, 'snapshot', snapshotKeyOf(answer.heads ?? [])], answer.snapshot);
   else return;
+  if (fresh && answer.snapshot !== undefined) return;
   const snapshots = await store.loadRange([docId, 'snapshot']);
   const incrementals = await store.loadRange([docId, 'incremental']);
   const size = (cs: Chunk[]) => cs.reduce((n, c) => n + (c.data?.length ?? 0), 0);
