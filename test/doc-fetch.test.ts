@@ -11,7 +11,9 @@ import { createLogger } from '../sync/log.js';
 import { RpcChannel } from '../sync/rpc-channel.js';
 import { parsePeerAddress } from '../sync/address.js';
 import { collectFacts } from '../src/facts/index.js';
-import { Admin } from '../src/roles/admin.js';
+import { Admin, NeedsRepo } from '../src/roles/admin.js';
+import { withAdmin } from '../src/cli/commands/with-admin.js';
+import type { Invocation } from '../src/cli/invocation.js';
 import {
   answerFetch,
   applyFetch,
@@ -263,6 +265,27 @@ describe('doc.fetch in a fleet: reads without a Repo', () => {
     } finally {
       await full.close();
     }
+  });
+
+  it('a read the coordinator cannot serve by doc.fetch (NeedsRepo) is asked again of a full admin', async () => {
+    const config = await localConfig(`${dir.path}/admin2`, {
+      coordinator: fleet.coordinator.ticket,
+    });
+    const inv = { args: [], opts: {}, config, log } as unknown as Invocation;
+    const modes: string[] = [];
+    const hostnames = await withAdmin(
+      inv,
+      async (a) => {
+        // What the reads-only admin throws for an old coordinator or a document too large.
+        const full = (a as unknown as { repo?: unknown }).repo !== undefined;
+        modes.push(full ? 'full' : 'reads');
+        if (!full) throw new NeedsRepo('doc.fetch unknown');
+        return (await a.fleet()).agents.map((r) => r.hostname).sort();
+      },
+      { reads: true },
+    );
+    expect(modes).toEqual(['reads', 'full']);
+    expect(hostnames).toEqual(['h0', 'h1']);
   });
 
   it('doc.fetch is for admins only', async () => {

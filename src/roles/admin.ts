@@ -3,6 +3,8 @@
 // presence; offline, it answers from the replica alone and says as of when. Offline reads the
 // documents straight from the store with Automerge: neither the node (iroh, the router, the sync
 // adapter) nor automerge-repo's Repo is loaded, which is most of the CLI's start-up time.
+// `agents` and `facts` online (AdminOptions.reads) bring the replica up to the coordinator's heads
+// by doc.fetch instead of sync: an endpoint and rpc calls, still no Repo (issue 13).
 
 import { join } from 'node:path';
 import * as A from '@automerge/automerge';
@@ -893,7 +895,10 @@ export class Admin {
       if (codeOf(err) === 'RPC_UNKNOWN_METHOD') throw new NeedsRepo('doc.fetch unknown');
       throw err;
     });
-    if (answer.heads === null) return local;
+    if (answer.heads === null) {
+      if (local) this.fetched.set(docId, local);
+      return local;
+    }
     const doc = applyFetch(local, answer, docId);
     if (doc === undefined) throw new NeedsRepo(`${docId} is too large for doc.fetch`);
     await storeFetched(store, docId, doc, answer, local === undefined);
@@ -901,8 +906,10 @@ export class Admin {
     return doc;
   }
 
-  /** A document of the replica's store, or undefined when it holds none. */
-  private loadLocal(docId: DocumentId): Promise<A.Doc<unknown> | undefined> {
+  /** A document of the replica (fetched in this session, or stored), undefined when none. */
+  private async loadLocal(docId: DocumentId): Promise<A.Doc<unknown> | undefined> {
+    const fetched = this.fetched.get(docId);
+    if (fetched) return fetched;
     return loadStoredDoc<unknown>(this.store!, docId).catch(() => undefined);
   }
 
