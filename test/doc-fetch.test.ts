@@ -46,6 +46,10 @@ function docWith(n: number, base: A.Doc<Doc> = A.init<Doc>()): A.Doc<Doc> {
 
 const heads = (d: A.Doc<unknown>) => [...A.getHeads(d)].sort();
 
+/** The coordinator's `whole` as SnapshotCache gives it. */
+const cache = new SnapshotCache();
+const whole = (d: A.Doc<unknown>) => () => cache.get('doc1', d);
+
 /** The code of what a promise rejected with ('no error' if it resolved). */
 const rejectedCode = (p: Promise<unknown>) =>
   p.then(
@@ -57,9 +61,9 @@ const rejectedCode = (p: Promise<unknown>) =>
   );
 
 describe('doc.fetch: answers and how the replica takes them', () => {
-  it('a cold replica gets a snapshot and ends at the same heads and content', () => {
+  it('a cold replica gets a snapshot and ends at the same heads and content', async () => {
     const source = docWith(20);
-    const answer = answerFetch('doc1', source, [], new SnapshotCache());
+    const answer = await answerFetch(source, [], whole(source));
     expect(answer.snapshot).toBeInstanceOf(Uint8Array);
     expect(answer.changes).toBeUndefined();
     const doc = applyFetch<Doc>(undefined, answer, 'doc1')!;
@@ -67,10 +71,30 @@ describe('doc.fetch: answers and how the replica takes them', () => {
     expect(A.toJS(doc)).toEqual(A.toJS(source));
   });
 
-  it('a replica behind gets only the changes since its heads', () => {
+  it("a cold replica takes the coordinator's stored chunks (snapshot, then incrementals) whole", async () => {
+    const v1 = docWith(10);
+    const v2 = docWith(4, A.clone(v1));
+    const v3 = docWith(2, A.clone(v2));
+    const chunks = Buffer.concat([
+      A.save(v1),
+      A.saveSince(v2, A.getHeads(v1)),
+      A.saveSince(v3, A.getHeads(v2)),
+    ]);
+    const answer = await answerFetch(v3, [], () => chunks);
+    expect(answer.snapshot).toBe(chunks);
+    const doc = applyFetch<Doc>(undefined, answer, 'doc1')!;
+    expect(heads(doc)).toEqual(heads(v3));
+    expect(A.toJS(doc)).toEqual(A.toJS(v3));
+    const store = new MemoryStore();
+    await storeFetched(store, 'doc1', doc, answer, true);
+    const stored = await loadStoredDoc<Doc>(store as unknown as FsStore, 'doc1' as never);
+    expect(heads(stored)).toEqual(heads(v3));
+  });
+
+  it('a replica behind gets only the changes since its heads', async () => {
     const old = docWith(5);
     const source = docWith(3, A.clone(old));
-    const answer = answerFetch('doc1', source, A.getHeads(old), new SnapshotCache());
+    const answer = await answerFetch(source, A.getHeads(old), whole(source));
     expect(answer.snapshot).toBeUndefined();
     expect(answer.changes!.length).toBeLessThan(A.save(source).length);
     const doc = applyFetch(old, answer, 'doc1')!;
@@ -78,34 +102,34 @@ describe('doc.fetch: answers and how the replica takes them', () => {
     expect(A.toJS(doc)).toEqual(A.toJS(source));
   });
 
-  it('a replica at the heads gets no bytes and keeps its document', () => {
+  it('a replica at the heads gets no bytes and keeps its document', async () => {
     const source = docWith(4);
-    const answer = answerFetch('doc1', source, A.getHeads(source), new SnapshotCache());
+    const answer = await answerFetch(source, A.getHeads(source), whole(source));
     expect(answer).toEqual({ heads: A.getHeads(source) });
     expect(applyFetch(source, answer, 'doc1')).toBe(source);
   });
 
-  it('a replica holding changes the coordinator lacks merges the snapshot and loses nothing', () => {
+  it('a replica holding changes the coordinator lacks merges the snapshot and loses nothing', async () => {
     const common = docWith(3);
     const source = docWith(2, A.clone(common));
     const local = docWith(1, A.clone(common));
-    const answer = answerFetch('doc1', source, A.getHeads(local), new SnapshotCache());
+    const answer = await answerFetch(source, A.getHeads(local), whole(source));
     expect(answer.snapshot).toBeDefined();
     const doc = applyFetch(local, answer, 'doc1')!;
     expect(A.hasHeads(doc, A.getHeads(source))).toBe(true);
     expect(A.hasHeads(doc, A.getHeads(local))).toBe(true);
   });
 
-  it('a document too large to send is answered with its heads alone: sync it instead', () => {
+  it('a document too large to send is answered with its heads alone: sync it instead', async () => {
     const source = docWith(10);
-    const answer = answerFetch('doc1', source, [], new SnapshotCache(), 16);
+    const answer = await answerFetch(source, [], whole(source), 16);
     expect(answer).toEqual({ heads: A.getHeads(source) });
     expect(applyFetch(undefined, answer, 'doc1')).toBeUndefined();
     expect(applyFetch(docWith(1), answer, 'doc1')).toBeUndefined();
   });
 
-  it('a document the coordinator does not hold is heads null', () => {
-    expect(answerFetch('doc1', undefined, [], new SnapshotCache())).toEqual({ heads: null });
+  it('a document the coordinator does not hold is heads null', async () => {
+    expect(await answerFetch(undefined, [], whole(A.init()))).toEqual({ heads: null });
   });
 
   it('garbage or bytes that do not lead to the named heads are BAD_MESSAGE, the replica untouched', () => {
@@ -147,7 +171,7 @@ describe('doc.fetch: answers and how the replica takes them', () => {
   it("the replica keeps an answer in automerge-repo's layout and compacts as it does", async () => {
     const store = new MemoryStore();
     const v1 = docWith(30);
-    const a1 = answerFetch('doc1', v1, [], new SnapshotCache());
+    const a1 = await answerFetch(v1, [], whole(v1));
     await storeFetched(store, 'doc1', applyFetch(undefined, a1, 'doc1')!, a1);
     expect((await store.loadRange(['doc1'])).map((c) => c.key)).toEqual([
       ['doc1', 'snapshot', snapshotKeyOf(A.getHeads(v1))],
@@ -158,7 +182,7 @@ describe('doc.fetch: answers and how the replica takes them', () => {
     let compacted = false;
     for (let i = 0; i < 200 && !compacted; i++) {
       source = docWith(3, A.clone(source));
-      const answer = answerFetch('doc1', source, A.getHeads(local), new SnapshotCache());
+      const answer = await answerFetch(source, A.getHeads(local), whole(source));
       expect(answer.changes).toBeDefined();
       local = applyFetch(local, answer, 'doc1')!;
       await storeFetched(store, 'doc1', local, answer);

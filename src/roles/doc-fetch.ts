@@ -25,11 +25,14 @@ export interface FetchAnswer {
   heads: string[] | null;
   /** Every change after the asker's `have` heads (A.saveSince), when it holds them all. */
   changes?: Uint8Array;
-  /** The whole document, compacted (A.save), when it does not, or `have` was empty. */
+  /**
+   * The whole document (its chunks as the coordinator stores them, or A.save), when it does not
+   * hold `have`, or `have` was empty.
+   */
   snapshot?: Uint8Array;
 }
 
-/** The coordinator's last snapshot of a document, by heads: admins starting cold share it. */
+/** A document saved whole (A.save), the last one kept by heads: admins starting cold share it. */
 export class SnapshotCache {
   private last: { docId: string; heads: string; bytes: Uint8Array } | undefined;
 
@@ -43,14 +46,17 @@ export class SnapshotCache {
   }
 }
 
-/** The coordinator's answer to doc.fetch of `doc` for an admin that has `have`. */
-export function answerFetch(
-  docId: string,
+/**
+ * The coordinator's answer to doc.fetch of `doc` for an admin that has `have`. `whole` gives the
+ * whole document when the admin needs it: bytes Automerge loads to at least `doc`'s heads (the
+ * coordinator reads its store's chunks back, SnapshotCache saves one).
+ */
+export async function answerFetch(
   doc: A.Doc<unknown> | undefined,
   have: readonly string[],
-  cache: SnapshotCache,
+  whole: () => Uint8Array | Promise<Uint8Array>,
   maxBytes = DOC_FETCH_MAX_BYTES,
-): FetchAnswer {
+): Promise<FetchAnswer> {
   if (doc === undefined) return { heads: null };
   const heads = A.getHeads(doc);
   if (sameHeads(heads, have)) return { heads };
@@ -58,7 +64,7 @@ export function answerFetch(
     const changes = A.saveSince(doc, [...have]);
     if (changes.length <= maxBytes) return { heads, changes };
   }
-  const snapshot = cache.get(docId, doc);
+  const snapshot = await whole();
   return snapshot.length <= maxBytes ? { heads, snapshot } : { heads };
 }
 
@@ -131,9 +137,11 @@ export async function storeFetched(
 ): Promise<void> {
   if (answer.changes !== undefined)
     await store.save([docId, 'incremental', hex(answer.changes)], answer.changes);
-  else if (answer.snapshot !== undefined)
-    await store.save([docId, 'snapshot', snapshotKeyOf(answer.heads ?? [])], answer.snapshot);
-  else return;
+  else if (answer.snapshot !== undefined) {
+    // A fresh replica's document is exactly the snapshot: named by its own heads.
+    const heads = fresh ? A.getHeads(doc) : (answer.heads ?? []);
+    await store.save([docId, 'snapshot', snapshotKeyOf(heads)], answer.snapshot);
+  } else return;
   if (fresh && answer.snapshot !== undefined) return;
   const snapshots = await store.loadRange([docId, 'snapshot']);
   const incrementals = await store.loadRange([docId, 'incremental']);
