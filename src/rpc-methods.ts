@@ -213,7 +213,7 @@ const docBytes = z
  * `doc.fetch`: a document in one round trip (src/roles/doc-fetch.ts), for an admin's replica:
  * `have` its heads there (empty: none). The answer names the coordinator's heads (null: not
  * held) and carries at most one of `changes` (every change after `have`, when the coordinator
- * holds all of `have`) and `snapshot` (the whole document, compacted); neither when the heads are
+ * holds all of `have`) and `snapshot` (the whole document, as the chunks it stores); neither when the heads are
  * `have` already, or when the document is too large to send (then sync it).
  */
 export const docFetch = method(

@@ -1,8 +1,9 @@
 // `doc.fetch` (issue 13): a document brought to an admin's replica in one rpc round trip, without
 // automerge-repo's sync. A fresh admin of a 5,000-agent fleet syncing the root document got its
 // 10,000 changes in one sync message and applied them one by one (hashing each, diffing the
-// handle from empty, then saving a snapshot of its own): seconds. A compacted snapshot loads
-// several times faster, and an admin whose replica is only a few changes behind gets just those.
+// handle from empty, then saving a snapshot of its own): seconds. The document whole (the
+// coordinator's stored chunks: a snapshot, then a few incremental chunks) loads several times
+// faster, and an admin whose replica is only a few changes behind gets just those changes.
 //
 // Nothing is trusted more than before: the bytes are the same history automerge-repo would have
 // sent, from the same coordinator, and readers show them only through the trusted view at the
