@@ -364,7 +364,7 @@ async function adminFigures(n: number, opts: BenchOptions): Promise<Figure[]> {
       agents,
       ['agents'],
       (out) => out.startsWith(`${n} agents`),
-      'whole CLI process, online (connect, sync the root, table)',
+      'whole CLI process, online (connect, fetch the root, table)',
     );
     return [factsFigure, agentsFigure];
   } catch (err) {

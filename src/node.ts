@@ -11,20 +11,20 @@ import {
   type PeerId,
   type RepoConfig,
 } from '@automerge/automerge-repo';
-import { parsePeerAddress } from '../sync/address.js';
 import { FltError, messageOf } from './errors.js';
-import { IrohTransport, type RelaySetting } from '../sync/iroh-transport.js';
+import type { IrohTransport } from '../sync/iroh-transport.js';
 import type { Logger } from '../sync/log.js';
-import { ALL_ALPNS, ALPN } from '../sync/protocols.js';
+import { ALPN } from '../sync/protocols.js';
 import { guardRepoTimeouts } from '../sync/repo-timeouts.js';
 import { Router, type AccessCheck } from '../sync/router.js';
 import { SyncAdapter, type SyncAdapterOptions } from '../sync/sync-adapter.js';
 import type { PeerAddr } from '../sync/transport.js';
 import { scopePeers, type PeerScopes } from '../sync/peer-scopes.js';
-import { formatHostPort, type Config } from './config/index.js';
-import { BIND_PER_ROLE, type Role } from './config-keys.js';
+import { bindEndpoint, loadNodeKey } from './endpoint.js';
+import type { Config } from './config/index.js';
+import type { Role } from './config-keys.js';
 import { FsStore } from '../stores/fs-store.js';
-import { loadOrCreateNodeKey, loadSecretKeyFile, type NodeKey } from './identity/index.js';
+import type { NodeKey } from './identity/index.js';
 
 /** automerge-repo's share configuration (its type is not exported by name). */
 export type ShareConfig = NonNullable<RepoConfig['shareConfig']>;
@@ -85,17 +85,7 @@ export function persistBeforeSend(
   return docs.repo.flush([id]).then(() => docs.store.settled(id));
 }
 
-/** The node key: `--secret-key FILE` if given, else `<state-dir>/node.key` (created once). */
-export async function loadNodeKey(config: Config, log: Logger): Promise<NodeKey> {
-  if (config.secretKey) return loadSecretKeyFile(config.secretKey);
-  const { key, created } = await loadOrCreateNodeKey(config.stateDir);
-  if (created) log.info('created a new node key', { file: join(config.stateDir, 'node.key') });
-  return key;
-}
-
-export function relaySetting(relay: string): RelaySetting {
-  return relay === 'disabled' || relay === 'default' ? relay : { url: relay };
-}
+export { loadNodeKey, relaySetting, requireCoordinator } from './endpoint.js';
 
 export interface NodeOptions {
   readonly role: Role;
@@ -154,14 +144,7 @@ export class FltNode {
     log.info(`state dir ${config.stateDir}`);
     await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
     const key = options.key ?? (await loadNodeKey(config, log));
-    const transport = await IrohTransport.bind({
-      secretKey: key.secret,
-      alpns: ALL_ALPNS,
-      bind: config.bind ? formatHostPort(config.bind) : BIND_PER_ROLE[options.role],
-      relay: relaySetting(config.relay),
-      discovery: config.discovery,
-      logger: log,
-    });
+    const transport = await bindEndpoint(config, log, key, options.role);
     const router = new Router(transport, {
       logger: log,
       ...(options.access ? { access: options.access } : {}),
@@ -243,15 +226,4 @@ export class FltNode {
       throw new FltError('IO', `shutdown incomplete: ${failures.join('; ')}`);
     }
   }
-}
-
-/** The coordinator address from `--coordinator` / FLT_COORDINATOR / the config file. */
-export function requireCoordinator(config: Config): PeerAddr {
-  if (!config.coordinator) {
-    throw new FltError(
-      'BAD_ARGUMENT',
-      'no coordinator: pass --coordinator TICKET or NODE_ID@HOST:PORT',
-    );
-  }
-  return parsePeerAddress(config.coordinator);
 }

@@ -202,6 +202,37 @@ export const docHeads = method(
 );
 
 /**
+ * Largest document (or changes) doc.fetch carries, below the rpc frame cap of 16 MiB: a larger
+ * one is answered with its heads alone and synced instead. A root document holds about 250
+ * bytes per agent: this is some 40,000 agents.
+ */
+export const DOC_FETCH_MAX_BYTES = 10 * 1024 * 1024;
+const docBytes = z
+  .instanceof(Uint8Array)
+  .refine((b) => b.length <= DOC_FETCH_MAX_BYTES, `at most ${DOC_FETCH_MAX_BYTES} bytes`);
+
+/**
+ * `doc.fetch`: a document in one round trip (src/roles/doc-fetch.ts), for an admin's replica:
+ * `have` its heads there (empty: none). The answer names the coordinator's heads (null: not
+ * held) and carries at most one of `changes` (every change after `have`, when the coordinator
+ * holds all of `have`) and `snapshot` (the whole document, as the chunks it stores); neither when the heads are
+ * `have` already, or when the document is too large to send (then sync it).
+ */
+export const docFetch = method(
+  'doc.fetch',
+  ADMIN,
+  z.object({ docId, have: heads }).strict(),
+  z
+    .object({
+      heads: heads.nullable(),
+      changes: docBytes.optional(),
+      snapshot: docBytes.optional(),
+    })
+    .refine((r) => r.changes === undefined || r.snapshot === undefined, 'changes or snapshot')
+    .refine((r) => r.heads !== null || (r.changes ?? r.snapshot) === undefined, 'bytes of nothing'),
+);
+
+/**
  * `docs.heads`: the coordinator's heads of many documents at once (null: not held), so that an
  * admin syncs every agent's status and desired documents in one round trip.
  */

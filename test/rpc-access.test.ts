@@ -44,6 +44,7 @@ const EXPECTED: Record<string, { req: () => Promise<unknown>; by: Record<Role, s
   'fleet.info': { req: () => Promise.resolve({}), by: adminOnly },
   'fleet.presence': { req: () => Promise.resolve({}), by: adminOnly },
   'doc.heads': { req: () => Promise.resolve({ docId: 'x' }), by: adminOnly },
+  'doc.fetch': { req: () => Promise.resolve({ docId: 'x', have: [] }), by: adminOnly },
   'docs.heads': { req: () => Promise.resolve({ docIds: ['x'] }), by: adminOnly },
   'deploy.submit': { req: () => Promise.resolve({ parts: [0] }), by: adminOnly },
   'admin.op': { req: () => Promise.resolve({ op: 0 }), by: adminOnly },

@@ -129,6 +129,14 @@ describe("ed25519: the OpenSSL fast path keeps noble's rule", () => {
     }
   });
 
+  it("derives the same public key as noble from 64 random seeds, and noble's error for a bad seed", () => {
+    for (let i = 0; i < 64; i++) {
+      const secret = randomBytes(32);
+      expect(Buffer.from(publicKeyOf(secret))).toEqual(Buffer.from(ed.getPublicKey(secret)));
+    }
+    expect(() => publicKeyOf(randomBytes(31))).toThrow();
+  });
+
   it("a signature valid only under the cofactored equation gets noble's answer (true)", () => {
     const a = scalar();
     const pub = ed.Point.BASE.multiply(a).toBytes();

@@ -3,12 +3,9 @@
 // malformed input is an FltError (BAD_KEY), never a RangeError. File handling is in node-key.ts.
 
 import * as ed from '@noble/ed25519';
-import { sha512 } from '@noble/hashes/sha2.js';
 import { randomBytes } from 'node:crypto';
+import { publicKeyOf } from '../../sync/ed25519.js';
 import { FltError } from '../../sync/errors.js';
-
-// @noble/ed25519 v3 needs a synchronous sha512 for its sync API (getPublicKey, sign).
-ed.hashes.sha512 ??= sha512;
 
 const KEY_TYPE = 'ssh-ed25519';
 const SEED_BYTES = 32;
@@ -33,8 +30,8 @@ export interface OpenSshPrivateKey {
 }
 
 /**
- * The ed25519 public key of a 32-byte seed. Lives here because parsing must check it; the rest
- * of identity/ uses it too, so the sha512 setup above is done exactly once.
+ * The ed25519 public key of a 32-byte seed (sync/ed25519.ts publicKeyOf, through OpenSSL), with
+ * identity's error for a seed of the wrong size.
  */
 export function ed25519PublicKey(seed: Uint8Array): Uint8Array {
   if (seed.length !== SEED_BYTES) {
@@ -43,7 +40,7 @@ export function ed25519PublicKey(seed: Uint8Array): Uint8Array {
       `an ed25519 secret key has ${SEED_BYTES} bytes, got ${seed.length}`,
     );
   }
-  return ed.getPublicKey(seed);
+  return publicKeyOf(seed);
 }
 
 /**

@@ -3,9 +3,11 @@
 // presence; offline, it answers from the replica alone and says as of when. Offline reads the
 // documents straight from the store with Automerge: neither the node (iroh, the router, the sync
 // adapter) nor automerge-repo's Repo is loaded, which is most of the CLI's start-up time.
+// `agents` and `facts` online (AdminOptions.reads) bring the replica up to the coordinator's heads
+// by doc.fetch instead of sync: an endpoint and rpc calls, still no Repo (issue 13).
 
 import { join } from 'node:path';
-import type * as A from '@automerge/automerge';
+import * as A from '@automerge/automerge';
 import type { DocumentId, Repo } from '@automerge/automerge-repo';
 import { FltError, NO_ANSWER } from '../../sync/errors.js';
 import { shortId, type NodeId } from '../../sync/ids.js';
@@ -34,6 +36,7 @@ import { validateFacts, type Facts, type VolatileFacts } from '../facts/index.js
 import {
   adminOp,
   deploySubmit,
+  docFetch,
   docHeads,
   docsHeads,
   AUDIT_PAGE_ENTRIES,
@@ -60,7 +63,8 @@ import {
 } from '../trust/deployment.js';
 import type { SentDeployment } from '../docs/outbox.js';
 import { Outbox, outboxDocId, readStoredOutbox, type OutboxContent } from './outbox.js';
-import type { Connection } from '../../sync/transport.js';
+import type { Connection, PeerAddr } from '../../sync/transport.js';
+import type { IrohTransport } from '../../sync/iroh-transport.js';
 import type { PushProgress, PushSummary } from '../artifacts/push.js';
 import type { SigningKey } from '../artifacts/nix-key.js';
 import {
@@ -86,6 +90,7 @@ import {
   whenHasHeads,
   type ReplicaInfo,
 } from './replica.js';
+import { applyFetch, storeFetched } from './doc-fetch.js';
 
 export interface AgentRow {
   nodeId: NodeId;
@@ -111,7 +116,26 @@ export interface FleetView {
   unverified: boolean;
 }
 
+export interface AdminOptions {
+  /**
+   * Only fleet() and facts() will be asked (`flt admin agents` and `facts`). Online, the admin
+   * then opens no Repo and no sync session: the root document and the facts document asked for
+   * come by doc.fetch (src/roles/doc-fetch.ts) into the replica's store, which is what makes a
+   * fresh admin of a large fleet fast (issue 13). Verified exactly as a synced replica is.
+   */
+  readonly reads?: boolean;
+}
+
+/**
+ * Thrown by a reads-only admin (AdminOptions.reads) that cannot answer without a Repo: the
+ * coordinator does not know doc.fetch, or a document is too large for it. The caller opens a
+ * full admin and asks again (withAdmin does).
+ */
+export class NeedsRepo extends Error {}
+
 export class Admin {
+  /** Documents a reads-only admin fetched in this session (the newest state it holds). */
+  private readonly fetched = new Map<DocumentId, A.Doc<unknown>>();
   /** Presence as of the last fleet(): live online, or the replica's snapshot offline. */
   private presence = new Map<NodeId, PresenceEntry>();
   /** The trusted root document's agents as of the last fleet(). */
@@ -143,7 +167,12 @@ export class Admin {
    * Opens the admin. Online, it also starts delivering the outbox's queued deployments (design
    * §2.4): every online admin command delivers what an earlier one could not.
    */
-  static async open(config: Config, log: Logger, offline: boolean): Promise<Admin> {
+  static async open(
+    config: Config,
+    log: Logger,
+    offline: boolean,
+    options: AdminOptions = {},
+  ): Promise<Admin> {
     if (offline) {
       const store = await FsStore.open(join(config.stateDir, 'repo'), {
         logger: (l) => log.warn(l),
@@ -151,10 +180,15 @@ export class Admin {
       const close = () => store.close();
       return new Admin(undefined, store, close, config, undefined, undefined, undefined, log);
     }
-    const { FltNode, requireCoordinator, loadNodeKey } = await import('../node.js');
-    const { RpcChannel } = await import('../../sync/rpc-channel.js');
+    const { requireCoordinator, loadNodeKey } = await import('../endpoint.js');
     const coordinator = requireCoordinator(config);
     const key = await loadNodeKey(config, log);
+    if (options.reads === true) {
+      const reader = await Admin.openReads(config, log, key, coordinator);
+      if (reader) return reader;
+    }
+    const { FltNode } = await import('../node.js');
+    const { RpcChannel } = await import('../../sync/rpc-channel.js');
     const outboxId = outboxDocId(key);
     // The outbox is ours alone: never offered to the coordinator (it would refuse its changes
     // and close the connection), never taken from it. Everything else as before.
@@ -202,6 +236,45 @@ export class Admin {
       log.warn(`outbox: ${err instanceof Error ? err.message : String(err)}`);
     });
     return admin;
+  }
+
+  /**
+   * A reads-only admin (AdminOptions.reads): the replica's store, an endpoint and an rpc channel
+   * to the coordinator; no Repo, no sync. Undefined when the outbox holds queued deployments:
+   * every online command delivers them, and that needs the Repo.
+   */
+  private static async openReads(
+    config: Config,
+    log: Logger,
+    key: NodeKey,
+    coordinator: PeerAddr,
+  ): Promise<Admin | undefined> {
+    const store = await FsStore.open(join(config.stateDir, 'repo'), {
+      logger: (l) => log.warn(l),
+    });
+    let transport: IrohTransport | undefined;
+    try {
+      if ((await readStoredOutbox(store, key)).queued.length > 0) {
+        await store.close();
+        return undefined;
+      }
+      const { bindEndpoint } = await import('../endpoint.js');
+      const { RpcChannel } = await import('../../sync/rpc-channel.js');
+      transport = await bindEndpoint(config, log, key, 'admin');
+      const rpc = new RpcChannel(transport, coordinator, { timeoutMs: config.rpcTimeoutMs });
+      const opened = transport;
+      const close = async () => {
+        rpc.close();
+        await opened.close();
+        await store.settled();
+        await store.close();
+      };
+      return new Admin(undefined, store, close, config, rpc, key, undefined, log);
+    } catch (err) {
+      await transport?.close().catch(() => undefined);
+      await store.close().catch(() => undefined);
+      throw err;
+    }
   }
 
   async close(): Promise<void> {
@@ -287,7 +360,7 @@ export class Admin {
     for (let attempt = 0; ; attempt++) {
       if (reachable) {
         try {
-          info = await this.sync(this.rpc!);
+          info = this.repo ? await this.sync(this.rpc!) : await this.fetchRoot(this.rpc!);
         } catch (err) {
           if (!fallback || !NO_ANSWER.has(codeOf(err))) throw err;
           reachable = false;
@@ -344,7 +417,8 @@ export class Admin {
     const agent = pick(view.agents, query);
     const entry = this.entries.get(agent.nodeId)!;
     const signed = verifiedFactsHeads(entry);
-    if (this.rpc) await this.syncDoc(this.rpc, agent.factsDocId);
+    if (this.rpc && this.repo) await this.syncDoc(this.rpc, agent.factsDocId);
+    else if (this.rpc) await this.fetchDoc(this.rpc, agent.factsDocId);
     let doc: FactsDoc | undefined;
     try {
       doc = await this.doc<FactsDoc>(agent.factsDocId);
@@ -405,7 +479,8 @@ export class Admin {
     if (reachable)
       await this.syncDocs(targets.flatMap((t) => (t.statusDocId ? [t.statusDocId] : [])));
     const statuses = await this.statuses(targets);
-    const outbox = this.outbox!;
+    const outbox = this.outbox;
+    if (!outbox) throw new NeedsRepo('deploy needs the Repo');
     const { lastSeq, queued } = outbox.read(info.rootDocId);
     const known = knownSeqs(targets, statuses, queued);
     const ids = targets.map((t) => t.nodeId);
@@ -610,8 +685,9 @@ export class Admin {
   private async syncDocs(docIds: readonly DocumentId[]): Promise<void> {
     if (docIds.length === 0) return;
     const { rpc } = this.online();
+    if (!this.repo) throw new NeedsRepo('syncing many documents needs the Repo');
     const { heads } = await rpc.call(docsHeads, { docIds: [...docIds] });
-    const repo = this.repo!;
+    const repo = this.repo;
     const deadline = AbortSignal.timeout(this.config.rpcTimeoutMs);
     const wanted = docIds.filter((id) => heads[id]);
     await Promise.all(
@@ -717,7 +793,10 @@ export class Admin {
 
   /** A document of the replica: through the Repo online, straight from the store offline. */
   private async doc<T>(docId: DocumentId, held = false): Promise<A.Doc<T>> {
-    if (!this.repo) return loadStoredDoc<T>(this.store!, docId);
+    if (!this.repo) {
+      const fetched = this.fetched.get(docId);
+      return fetched ? (fetched as A.Doc<T>) : loadStoredDoc<T>(this.store!, docId);
+    }
     if (!held) return (await this.repo.find<T>(docId)).doc();
     // A document synced by syncDocs (or not at all): never wait for peers to send it.
     const handle = await this.repo.find<T>(docId, { allowableStates: ['ready', 'unavailable'] });
@@ -733,14 +812,7 @@ export class Admin {
 
   /** Brings the replica's root document up to the coordinator's heads; saves what it learned. */
   private async sync(rpc: RpcChannel): Promise<ReplicaInfo> {
-    const info = await rpc.call(fleetInfo, {});
-    const pinned = await loadReplicaInfo(this.config.stateDir).catch(() => undefined);
-    if (pinned?.coordinator === info.coordinator && pinned.rootDocId !== info.rootDocId)
-      throw new FltError(
-        'WRONG_FLEET',
-        `the coordinator now names root ${info.rootDocId}, not ${pinned.rootDocId} as before; ` +
-          `refusing (use a new --state-dir to trust it)`,
-      );
+    const info = await this.fleetInfoPinned(rpc);
     const rootDocId = info.rootDocId as DocumentId;
     const signed = verifySignedHeads(info.rootSigned, { docId: rootDocId });
     const repo = this.repo!; // online: the node's Repo
@@ -758,6 +830,87 @@ export class Admin {
     };
     await saveReplicaInfo(this.config.stateDir, replica);
     return replica;
+  }
+
+  /** fleet.info, refused (WRONG_FLEET) when it names another root than the replica pinned. */
+  private async fleetInfoPinned(rpc: RpcChannel) {
+    const info = await rpc.call(fleetInfo, {});
+    const pinned = await loadReplicaInfo(this.config.stateDir).catch(() => undefined);
+    if (pinned?.coordinator === info.coordinator && pinned.rootDocId !== info.rootDocId)
+      throw new FltError(
+        'WRONG_FLEET',
+        `the coordinator now names root ${info.rootDocId}, not ${pinned.rootDocId} as before; ` +
+          `refusing (use a new --state-dir to trust it)`,
+      );
+    return info;
+  }
+
+  /**
+   * sync() for a reads-only admin: the root document by doc.fetch (with live presence, asked at
+   * the same time), kept in the replica's store; the same checks as sync().
+   */
+  private async fetchRoot(rpc: RpcChannel): Promise<ReplicaInfo> {
+    // The replica's root loads (most of a warm read's time) while fleet.info is on its way.
+    const pinned = await loadReplicaInfo(this.config.stateDir).catch(() => undefined);
+    const loading = pinned ? this.loadLocal(pinned.rootDocId as DocumentId) : undefined;
+    const info = await this.fleetInfoPinned(rpc);
+    const rootDocId = info.rootDocId as DocumentId;
+    const signed = verifySignedHeads(info.rootSigned, { docId: rootDocId });
+    const local = pinned?.rootDocId === rootDocId ? await loading : undefined;
+    const [root, presence] = await Promise.all([
+      this.fetchDoc(rpc, rootDocId, local),
+      rpc.call(fleetPresence, {}),
+    ]);
+    // The coordinator signed these heads and named them a moment ago: its root holds them.
+    if (!root || !A.hasHeads(root, [...signed.heads, ...info.rootHeads]))
+      throw new FltError(
+        'BAD_MESSAGE',
+        `the coordinator's root document lacks the heads it signed (${shortId(info.coordinator)})`,
+      );
+    const replica = {
+      coordinator: info.coordinator,
+      rootDocId: info.rootDocId,
+      rootSigned: signed,
+      asOf: presence.now,
+      presence: presence.agents,
+    };
+    await saveReplicaInfo(this.config.stateDir, replica);
+    return replica;
+  }
+
+  /**
+   * One document brought to the coordinator's heads by doc.fetch and kept in the replica's store
+   * (reads-only admin). Undefined when neither holds it. NeedsRepo when the coordinator cannot
+   * send it this way.
+   */
+  private async fetchDoc(
+    rpc: RpcChannel,
+    docId: DocumentId,
+    loaded?: A.Doc<unknown>,
+  ): Promise<A.Doc<unknown> | undefined> {
+    const store = this.store!;
+    const local = loaded ?? (await this.loadLocal(docId));
+    const have = local ? A.getHeads(local) : [];
+    const answer = await rpc.call(docFetch, { docId, have }).catch((err: unknown) => {
+      if (codeOf(err) === 'RPC_UNKNOWN_METHOD') throw new NeedsRepo('doc.fetch unknown');
+      throw err;
+    });
+    if (answer.heads === null) {
+      if (local) this.fetched.set(docId, local);
+      return local;
+    }
+    const doc = applyFetch(local, answer, docId);
+    if (doc === undefined) throw new NeedsRepo(`${docId} is too large for doc.fetch`);
+    await storeFetched(store, docId, doc, answer, local === undefined);
+    this.fetched.set(docId, doc);
+    return doc;
+  }
+
+  /** A document of the replica (fetched in this session, or stored), undefined when none. */
+  private async loadLocal(docId: DocumentId): Promise<A.Doc<unknown> | undefined> {
+    const fetched = this.fetched.get(docId);
+    if (fetched) return fetched;
+    return loadStoredDoc<unknown>(this.store!, docId).catch(() => undefined);
   }
 
   /**

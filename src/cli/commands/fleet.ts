@@ -22,7 +22,7 @@ export async function runAgent({ config, log }: Invocation): Promise<void> {
 
 export async function runAgents(inv: Invocation): Promise<void> {
   const { config, log, out } = inv;
-  const view = await withAdmin(inv, (a) => a.fleet());
+  const view = await withAdmin(inv, (a) => a.fleet(), { reads: true });
   if (config.json) {
     out.json(fleetJson(view).agents); // an array, as documented: the note goes to stderr
     if (view.unverified) log.warn(UNVERIFIED_NOTE);
@@ -32,7 +32,7 @@ export async function runAgents(inv: Invocation): Promise<void> {
 export async function runFacts(inv: Invocation): Promise<void> {
   const { args, config, out } = inv;
   const query = args[0] ?? '';
-  const r = await withAdmin(inv, (a) => a.facts(query));
+  const r = await withAdmin(inv, (a) => a.facts(query), { reads: true });
   const body = {
     nodeId: r.agent.nodeId,
     asOf: r.asOf,
