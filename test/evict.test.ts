@@ -43,7 +43,9 @@ describe('evicting a document from a Repo', () => {
   /** What a fresh Repo on `store` finds of `doc`. */
   async function reread(store: FsStore, doc: DocumentId) {
     const again = new Repo({ storage: store });
-    const handle = await again.find<{ n: number }>(doc, { allowableStates: ['ready', 'unavailable'] });
+    const handle = await again.find<{ n: number }>(doc, {
+      allowableStates: ['ready', 'unavailable'],
+    });
     return handle.isReady() ? { n: handle.doc().n, heads: A.getHeads(handle.doc()) } : undefined;
   }
 
