@@ -12,6 +12,7 @@ import type { Logger } from '../../sync/log.js';
 import { changesIn } from '../../sync/changes.js';
 import {
   newer,
+  sameHeads,
   trustedView,
   verifySignedHeads,
   type OwnedDoc,
@@ -461,6 +462,9 @@ export class Fleet {
   }
 
   private relation(id: NodeId, kind: AgentDoc, a: SignedHeads, b: SignedHeads): HeadsRelation {
+    // Equal heads need no document: an evicted one (sync/evict.ts) must not make a late copy of
+    // the held record look like a second record with its seq.
+    if (sameHeads(a.heads, b.heads)) return 'same';
     const handle = this.tracked[kind].handles.get(id);
     return handle ? relate(handle.doc(), a, b) : 'unknown';
   }
