@@ -93,6 +93,7 @@ describe('a coordinator that evicts its idle agents’ documents', () => {
   let id: string;
   let factsDoc: DocumentId;
   let statusDoc: DocumentId;
+  let desiredDoc: DocumentId;
   let restarted: Coordinator | undefined;
   let second: Admin | undefined;
 
@@ -108,6 +109,7 @@ describe('a coordinator that evicts its idle agents’ documents', () => {
     id = agent.node.key.nodeId;
     factsDoc = agent.factsDocId;
     statusDoc = agent.statusDocId;
+    desiredDoc = fleet.coordinator.deployments.desiredOf(id as never).docId;
   });
 
   afterAll(async () => {
@@ -122,15 +124,16 @@ describe('a coordinator that evicts its idle agents’ documents', () => {
   const summaryHost = () => coordinator().fleet.agent(id as never)?.summary?.hostname;
   const waitEvicted = (what: string) =>
     waitFor(`${what}: the agent's documents evicted at the coordinator`, () =>
-      [factsDoc, statusDoc].every((d) => !loaded(d)),
+      [factsDoc, statusDoc, desiredDoc].every((d) => !loaded(d)),
     );
 
   it("evicts an idle agent's documents, saved", async () => {
     await waitFor('the first facts in the root summary', () => summaryHost() === 'one');
     await waitEvicted('idle');
-    expect(coordinator().eviction.evicted).toBeGreaterThanOrEqual(2);
+    expect(coordinator().eviction.evicted).toBeGreaterThanOrEqual(3);
     const store = coordinator().node.store!;
-    expect(await isStored(store, factsDoc)).toBe(true);
+    for (const doc of [factsDoc, statusDoc, desiredDoc])
+      expect(await isStored(store, doc)).toBe(true);
     // The agent is still online: its sync session and pings go on without the documents.
     expect(coordinator().fleet.presence.isOnline(id as never)).toBe(true);
   });
@@ -199,9 +202,10 @@ describe('a coordinator that evicts its idle agents’ documents', () => {
     await waitEvicted('before the restart');
     // Each of the agent's documents as the agent has it (the status document is small: the
     // empty snapshot of an unguarded eviction would replace it).
-    const docs = [agent.facts!, agent.status!].map((h) => ({
+    const desired = await agent.node.repo!.find<unknown>(desiredDoc);
+    const docs = [agent.facts!, agent.status!, desired].map((h) => ({
       doc: h.documentId,
-      heads: A.getHeads(h.doc() as A.Doc<unknown>),
+      heads: A.getHeads(h.doc()),
     }));
     const stateDir = join(dir.path, 'coordinator');
     await second?.close();
