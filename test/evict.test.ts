@@ -138,6 +138,14 @@ describe('a coordinator that evicts its idle agents’ documents', () => {
     expect(coordinator().node.sync.connectedPeers()).toContain(id);
   });
 
+  it('a heartbeat whose signed heads did not change loads nothing', async () => {
+    await waitEvicted('before the heartbeat');
+    const before = coordinator().fleet.presence.volatileOf(id as never);
+    await agent.publish(agent.facts!); // same facts: no change, a heartbeat with the same heads
+    expect(coordinator().fleet.presence.volatileOf(id as never)).not.toBe(before);
+    expect(loaded(factsDoc) || loaded(statusDoc)).toBe(false);
+  });
+
   it("an evicted agent's next change reaches the coordinator and the admin", async () => {
     host = 'two';
     await agent.publish(agent.facts!);
