@@ -187,7 +187,7 @@ describe('a coordinator that evicts its idle agents’ documents', () => {
     };
     repo.networkSubsystem.on('message', onMessage);
     try {
-      for (const h of ['three', 'four', 'five']) {
+      for (const h of ['three', 'four', 'six', 'seven', 'eight', 'nine', 'ten', 'five']) {
         host = h;
         await agent.publish(agent.facts!);
       }
@@ -201,7 +201,8 @@ describe('a coordinator that evicts its idle agents’ documents', () => {
     }
     await Promise.all(attempts);
     expect(attempts.length).toBeGreaterThan(0);
-    // The coordinator's copy holds every change the agent made.
+    // The coordinator's stored copy (evicted, then found again) holds every change the agent made.
+    await waitEvicted('after the changes');
     const ours = await repo.find<FactsDoc>(factsDoc);
     expect(A.hasHeads(ours.doc(), A.getHeads(agent.facts!.doc()))).toBe(true);
   });
