@@ -13,7 +13,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FsStore } from '../stores/fs-store.js';
 import { Eviction } from '../sync/evict.js';
 import { createLogger } from '../sync/log.js';
-import { isStored } from '../sync/owned-doc.js';
+import { isStored, signHeads, type SignedHeads } from '../sync/owned-doc.js';
+import { deriveKeyPair } from '../src/identity/index.js';
 import type { FactsDoc } from '../src/docs/types.js';
 import { collectFacts, type Facts } from '../src/facts/index.js';
 import { Admin } from '../src/roles/admin.js';
@@ -227,5 +228,18 @@ describe('a coordinator that evicts its idle agents’ documents', () => {
       const again = await restarted.node.repo!.find<unknown>(doc);
       expect(A.hasHeads(again.doc(), heads)).toBe(true);
     }
+  });
+
+  it('a late copy of the held signed record is not a fork while the document is not loaded', async () => {
+    const fleetNow = restarted!.fleet;
+    const held = fleetNow.agent(id as never)!.factsHeads as SignedHeads;
+    await waitFor('the facts document evicted', () => restarted!.eviction.evict(factsDoc));
+    expect(restarted!.node.repo!.handles[factsDoc]).toBeUndefined();
+    // Newer signed heads (their changes never arrive), then the held record again.
+    const key = deriveKeyPair(agent.node.key.secret, 'flt/v1/doc/facts');
+    const newer = signHeads(factsDoc, held.seq + 1, ['ab'.repeat(32)], key.secret, key.publicKey);
+    fleetNow.recordHeads(id as never, newer);
+    fleetNow.recordHeads(id as never, held);
+    expect(fleetNow.agent(id as never)?.forked ?? null).toBeNull();
   });
 });
