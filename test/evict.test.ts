@@ -1,10 +1,11 @@
 // Eviction of idle documents from the coordinator's Repo (sync/evict.ts, issue 13). First the
 // reason for its care: automerge-repo 2.5.6's removeFromCache alone replaces the stored document
 // with an empty one. Then a real fleet (coordinator, admin, agent on 127.0.0.1, real state dirs)
-// whose coordinator evicts after a short idle delay: an evicted agent's next change still reaches
-// the coordinator's summary and the admin, an admin with an empty replica is served an evicted
-// document, eviction attempts while a change is in flight lose nothing, and a coordinator
-// restarted after evictions holds everything. Waits are on state with deadlines.
+// whose coordinator evicts after a short idle delay: a heartbeat with unchanged signed heads loads
+// nothing, an evicted agent's next change still reaches the coordinator's summary and the admin,
+// an admin with an empty replica is served an evicted document, eviction attempts while a change
+// is in flight lose nothing, a coordinator restarted after evictions holds everything, and a late
+// copy of a held signed record is no fork without the document. Waits are on state with deadlines.
 
 import { join } from 'node:path';
 import * as A from '@automerge/automerge';
