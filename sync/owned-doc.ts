@@ -310,6 +310,11 @@ export class OwnedDoc<T extends object> {
     return { docId: this.docId };
   }
 
+  /** Forgets the handle (its document left the Repo, saved): open or load it again to use it. */
+  release(): void {
+    this.current = undefined;
+  }
+
   /** The handle of the open document; INTERNAL when it is not open (a bug of the caller). */
   opened(): DocHandle<T> {
     if (this.current) return this.current;

@@ -11,12 +11,12 @@
 // A scoped peer is one whose documents are known by name (`scopeOf`): it is not handed to the
 // CollectionSynchronizer at all. This module begins and ends its sync with exactly its documents,
 // on the synchronizer's public per-document synchronizers, when it connects, when a document of
-// its scope is set up, when it sends a message about one, and when the share policy is said to
-// have changed; it leaves. Its messages still go through the synchronizer as before (the share
+// its scope is set up (again, after an eviction: sync/evict.ts), when it sends a message about
+// one, and when the share policy is said to have changed; it leaves, or the document is removed. Its messages still go through the synchronizer as before (the share
 // policy's `access` check, the document's lookup), and answers to it are sent as before. Peers
 // without a scope (undefined) take automerge-repo's own path unchanged.
 //
-// It replaces four methods on the Repo's synchronizer instance (the Repo calls them through that
+// It replaces five methods on the Repo's synchronizer instance (the Repo calls them through that
 // property): an internal of automerge-repo, pinned, checked at install time by `scopePeers` and
 // by the tests that sync through it.
 
@@ -46,13 +46,20 @@ interface CollectionSync {
   removePeer(peer: PeerId): void;
   addDocument(handle: DocHandle<unknown>): void;
   receiveMessage(message: { senderId: PeerId; documentId?: DocumentId }): Promise<void>;
+  removeDocument(doc: DocumentId): void;
   reevaluateDocumentShare(): Promise<void>;
 }
 
 /** Installs `scopes` on `repo`'s synchronizer. Call once, before any peer connects. */
 export function scopePeers(repo: Repo, scopes: PeerScopes): void {
   const sync = (repo as unknown as { synchronizer?: CollectionSync }).synchronizer;
-  const methods = ['addPeer', 'removePeer', 'addDocument', 'receiveMessage'] as const;
+  const methods = [
+    'addPeer',
+    'removePeer',
+    'addDocument',
+    'receiveMessage',
+    'removeDocument',
+  ] as const;
   if (
     sync === undefined ||
     typeof sync.docSynchronizers !== 'object' ||
@@ -124,6 +131,15 @@ export function scopePeers(repo: Repo, scopes: PeerScopes): void {
   sync.addDocument = (handle) => {
     addDocument(handle);
     for (const peer of byDoc.get(handle.documentId) ?? []) begin(handle.documentId, peer);
+  };
+  const removeDocument = sync.removeDocument.bind(sync);
+  // A document leaving the Repo (sync/evict.ts): automerge-repo ends sync only with the peers it
+  // knows, so its scoped peers' sync ends here, before the synchronizer goes. They keep it in
+  // their scope: addDocument begins it again once the document is set up again (loaded for a
+  // message of theirs, or by anyone else).
+  sync.removeDocument = (doc) => {
+    for (const peer of byDoc.get(doc) ?? []) sync.docSynchronizers[doc]?.endSync(peer);
+    removeDocument(doc);
   };
   const receiveMessage = sync.receiveMessage.bind(sync);
   sync.receiveMessage = async (message) => {

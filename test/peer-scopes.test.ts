@@ -7,7 +7,10 @@
 import { Repo, type DocumentId, type PeerId } from '@automerge/automerge-repo';
 import { MessageChannelNetworkAdapter } from '@automerge/automerge-repo-network-messagechannel';
 import { afterEach, describe, expect, it } from 'vitest';
+import { FsStore } from '../stores/fs-store.js';
+import { Eviction } from '../sync/evict.js';
 import { scopePeers } from '../sync/peer-scopes.js';
+import { tempDir } from './helpers/flt.js';
 import { waitFor } from './helpers/wait.js';
 
 type Doc = { n: number };
@@ -98,5 +101,49 @@ describe('scoped peers', () => {
     const doc = h.repo.create<Doc>({ n: 5 });
     const admin = await peer(h.repo, 'admin');
     expect((await admin.find<Doc>(doc.url)).doc().n).toBe(5);
+  });
+
+  it('a document evicted from the hub: the old synchronizer ends its sync, the reloaded one syncs again', async () => {
+    const dir = await tempDir();
+    try {
+      const store = await FsStore.open(dir.path);
+      const repo = new Repo({ network: [], storage: store, peerId: 'hub' as PeerId });
+      const handle = repo.create<Doc>({ n: 1 });
+      const doc = handle.documentId;
+      scopePeers(repo, { scopeOf: () => [doc] });
+      repos.push(repo);
+      const a = await peer(repo, 'a');
+      const theirs = await a.find<Doc>(handle.url);
+      expect(theirs.doc().n).toBe(1);
+      type DocSync = { hasPeer(p: PeerId): boolean };
+      const sync = (
+        repo as unknown as { synchronizer: { docSynchronizers: Record<string, DocSync> } }
+      ).synchronizer;
+      const old = sync.docSynchronizers[doc]!;
+      await waitFor('the hub syncing with a', () => old.hasPeer('a' as PeerId));
+      const eviction = new Eviction({ repo, store, evictable: (d) => d === doc, idleMs: 60_000 });
+      try {
+        // Refused while messages about it still flow (the first sync): tried until quiet.
+        await waitFor('the document evicted', () => eviction.evict(doc));
+        expect(repo.handles[doc]).toBeUndefined();
+        expect(old.hasPeer('a' as PeerId)).toBe(false);
+        // a's change brings it back (automerge-repo finds it in storage for the message)...
+        theirs.change((d) => void (d.n = 5));
+        await waitFor('the hub reloading it with the change', () => {
+          const h = repo.handles[doc];
+          return h?.isReady() === true && h.doc().n === 5;
+        });
+        // ...and the new synchronizer syncs with a both ways.
+        repo.handles[doc]!.change((d: Doc) => void (d.n = 6));
+        await waitFor('a seeing the hub change', () => theirs.doc().n === 6);
+      } finally {
+        await eviction.stop();
+        // Saved now, so that a throttled save still to come writes nothing into a removed dir.
+        await repo.flush(repo.handles[doc]?.isReady() ? [doc] : []);
+        await store.idle();
+      }
+    } finally {
+      await dir.remove();
+    }
   });
 });

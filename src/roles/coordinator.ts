@@ -11,6 +11,7 @@ import * as A from '@automerge/automerge';
 import type { DocumentId, PeerId } from '@automerge/automerge-repo';
 import { writeFileAtomic } from '../../stores/atomic-write.js';
 import { echoService } from '../../sync/echo.js';
+import { Eviction } from '../../sync/evict.js';
 import { FltError } from '../../sync/errors.js';
 import { isNodeId, nodeIdBytes, shortId, type NodeId } from '../../sync/ids.js';
 import type { Logger } from '../../sync/log.js';
@@ -92,6 +93,16 @@ export function artifactSettings(config: Config): ArtifactSettings {
   };
 }
 
+/**
+ * How long an agent's documents stay loaded once idle (sync/evict.ts: EVICT_IDLE_MS,
+ * EVICT_MAX_LIVE, EVICT_QUIET_MS by default); tests shorten them.
+ */
+export interface EvictionSettings {
+  readonly idleMs?: number;
+  readonly maxLive?: number;
+  readonly quietMs?: number;
+}
+
 /** The coordinator's artifact store: NAR blobs, the path index, its server and GC. */
 export interface CoordinatorArtifacts {
   readonly dir: string;
@@ -119,6 +130,8 @@ export class Coordinator {
     readonly ticket: string,
     /** Its artifact store (issue 12): blobs, index, the flt/blobs/0 server and GC. */
     readonly artifacts: CoordinatorArtifacts,
+    /** Evicts its agents' idle documents from the Repo (sync/evict.ts). */
+    readonly eviction: Eviction,
   ) {
     this.flushTimer = setInterval(() => fleet.presence.flush(), 60_000);
     this.flushTimer.unref();
@@ -128,6 +141,7 @@ export class Coordinator {
     config: Config,
     log: Logger,
     settings: ArtifactSettings = artifactSettings(config),
+    evictionSettings: EvictionSettings = {},
   ): Promise<Coordinator> {
     const admins = await resolveAdmins(config.admins);
     // The documents first, then the node: what decides about peers (fleet, gate) exists before
@@ -173,6 +187,19 @@ export class Coordinator {
     })();
     let gc: ArtifactGc | undefined;
     let summary: SummaryWriter | undefined;
+    // An agent's documents (facts, status, desired) leave the Repo once idle and saved; the
+    // root, audit and admins documents stay.
+    const eviction = new Eviction({
+      repo,
+      store,
+      evictable: (doc) => fleet.isAgentDoc(doc) || deployments.isDesired(doc),
+      onEvict: (doc) => {
+        fleet.release(doc);
+        deployments.release(doc);
+      },
+      ...evictionSettings,
+      log,
+    });
     try {
       const { dir, blobs, index } = await openArtifacts(config.stateDir, await blobHasher(), (l) =>
         log.warn(l),
@@ -235,8 +262,9 @@ export class Coordinator {
       // Readers of the ticket file never see half a ticket.
       await writeFileAtomic(join(config.stateDir, TICKET_FILE), ticket + '\n', { mode: 0o644 });
       gc.start();
-      return new Coordinator(node, fleet, gate, deployments, rpc, ticket, artifacts);
+      return new Coordinator(node, fleet, gate, deployments, rpc, ticket, artifacts, eviction);
     } catch (err) {
+      await eviction.stop();
       await gc?.stop();
       await summary?.close();
       await node.close().catch(() => undefined);
@@ -247,6 +275,7 @@ export class Coordinator {
   async close(): Promise<void> {
     clearInterval(this.flushTimer);
     this.fleet.presence.flush(true);
+    await this.eviction.stop();
     await this.artifacts.gc.stop();
     await this.artifacts.summary.close();
     await this.node.close();

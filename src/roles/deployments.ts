@@ -35,8 +35,8 @@ export interface SubmitResult {
 export class Deployments {
   /** Desired documents by agent, opened lazily (a promise, so that two callers share one open). */
   private readonly opened = new Map<NodeId, Promise<DocHandle<DesiredDoc>>>();
-  /** Desired document ids this coordinator writes (for the node's `durable` predicate). */
-  private readonly ids = new Set<DocumentId>();
+  /** Desired document ids this coordinator writes (`durable`, eviction), with their agent. */
+  private readonly ids = new Map<DocumentId, NodeId | undefined>();
   private readonly keys = new Map<NodeId, OwnedDoc<DesiredDoc>>();
   /** One submit or place at a time: each reads an agent's desired seq, then writes it. */
   private queue: Promise<unknown> = Promise.resolve();
@@ -56,7 +56,7 @@ export class Deployments {
     },
   ) {
     for (const entry of opts.fleet.agents())
-      if (entry.desiredDocId !== undefined) this.ids.add(entry.desiredDocId);
+      if (entry.desiredDocId !== undefined) this.ids.set(entry.desiredDocId, entry.nodeId);
   }
 
   /** The desired document of `agent` (id and write key, hex); derived once, cached. */
@@ -68,6 +68,17 @@ export class Deployments {
   /** Whether `docId` is a desired document this coordinator writes. */
   isDesired(docId: DocumentId): boolean {
     return this.ids.has(docId);
+  }
+
+  /**
+   * `docId` (a desired document) is leaving the Repo (sync/evict.ts: idle, saved): the cached
+   * handle goes; the next open() finds it in storage again.
+   */
+  release(docId: DocumentId): void {
+    const agent = this.ids.get(docId);
+    if (agent === undefined) return;
+    this.opened.delete(agent);
+    this.keys.get(agent)?.release();
   }
 
   /** Opens (from storage, or from its base) the desired document of `agent`; cached. */
@@ -173,7 +184,7 @@ export class Deployments {
     if (owned === undefined) {
       owned = new OwnedDoc<DesiredDoc>(deriveKeyPairFor(this.opts.secret, DESIRED_KEY, agent));
       this.keys.set(agent, owned);
-      this.ids.add(owned.docId);
+      this.ids.set(owned.docId, agent);
     }
     return owned;
   }

@@ -12,6 +12,7 @@ import type { Logger } from '../../sync/log.js';
 import { changesIn } from '../../sync/changes.js';
 import {
   newer,
+  sameHeads,
   trustedView,
   verifySignedHeads,
   type OwnedDoc,
@@ -65,8 +66,12 @@ const headsOf = (entry: AgentEntry | undefined, kind: AgentDoc = 'facts') =>
 
 /** Per kind of agent document: what the coordinator tracks of it. */
 interface Tracked {
+  /** Documents followed: found once (their handle is in `handles` unless evicted since). */
   readonly watched: Set<DocumentId>;
+  /** Loaded handles; an evicted document's handle leaves (release), it comes back on use. */
   readonly handles: Map<NodeId, DocHandle<unknown>>;
+  /** Documents being found again after an eviction (follow). */
+  readonly reloading: Set<DocumentId>;
   /**
    * Verified signed heads newer than an agent's root record whose changes this coordinator does
    * not hold yet (a heartbeat can outrun the sync session: after a restart, or while a dead
@@ -100,9 +105,11 @@ export const REPLACE_WINDOW_MS = 60_000;
 export class Fleet {
   readonly presence: Presence;
   private readonly tracked: Record<AgentDoc, Tracked> = {
-    facts: { watched: new Set(), handles: new Map(), waiting: new Map() },
-    status: { watched: new Set(), handles: new Map(), waiting: new Map() },
+    facts: { watched: new Set(), handles: new Map(), reloading: new Set(), waiting: new Map() },
+    status: { watched: new Set(), handles: new Map(), reloading: new Set(), waiting: new Map() },
   };
+  /** Every agent's facts and status document: whose, and which (kept in step by put()). */
+  private readonly docs = new Map<DocumentId, { id: NodeId; kind: AgentDoc }>();
   /**
    * The root document's agents, decoded once at start and then kept in step by put(): the
    * coordinator is the root document's only writer, and lookups run on every rpc and, for the
@@ -125,7 +132,7 @@ export class Fleet {
     private readonly log: Logger,
   ) {
     this.root = rootDoc.opened();
-    for (const entry of agentsOf(this.root.doc())) this.entries.set(entry.nodeId, entry);
+    for (const entry of agentsOf(this.root.doc())) this.index(entry);
     this.presence = new Presence((seen) =>
       this.put(
         [...seen].flatMap(([id, at]) => {
@@ -189,6 +196,9 @@ export class Fleet {
     const docId = message.documentId;
     const agent = this.entries.get(peer);
     if (agent && (agent.factsDocId === docId || agent.statusDocId === docId)) {
+      // automerge-repo finds an evicted document for the message itself; its summary and waiting
+      // heads need our listener on it again.
+      this.reload(peer, agent.factsDocId === docId ? 'facts' : 'status', docId);
       if (!agent.forked || changesIn(message) === 0) return true;
       this.refused.set(peer, (this.refused.get(peer) ?? 0) + 1);
       return false;
@@ -295,7 +305,40 @@ export class Fleet {
     this.root.change((d) => {
       for (const e of entries) d.agents[e.nodeId] = encodeAgent(e);
     });
-    for (const e of entries) this.entries.set(e.nodeId, e);
+    for (const e of entries) this.index(e);
+  }
+
+  private index(entry: AgentEntry): void {
+    this.entries.set(entry.nodeId, entry);
+    for (const kind of KINDS) {
+      const docId = FIELDS[kind].docId(entry);
+      if (docId !== undefined) this.docs.set(docId, { id: entry.nodeId, kind });
+    }
+  }
+
+  /** Whether `doc` is an agent's facts or status document (O(1)). */
+  isAgentDoc(doc: DocumentId): boolean {
+    return this.docs.has(doc);
+  }
+
+  /**
+   * `doc` is leaving the Repo (sync/evict.ts: idle, saved): its handle is dropped. It stays
+   * followed; what needs it next finds it again (a sync message: admit(); new signed heads:
+   * recordHeads()), not each heartbeat: an unchanged signed record needs no document.
+   */
+  release(doc: DocumentId): void {
+    const owner = this.docs.get(doc);
+    if (owner === undefined) return;
+    const handles = this.tracked[owner.kind].handles;
+    if (handles.get(owner.id)?.documentId === doc) handles.delete(owner.id);
+  }
+
+  /** Finds an evicted document of `id` again, and follows it as before. */
+  private reload(id: NodeId, kind: AgentDoc, docId: DocumentId): void {
+    const { watched, handles, reloading } = this.tracked[kind];
+    if (!watched.has(docId) || handles.has(id) || reloading.has(docId)) return;
+    reloading.add(docId);
+    void this.follow(id, kind, docId).finally(() => reloading.delete(docId));
   }
 
   /**
@@ -321,6 +364,8 @@ export class Fleet {
     for (let attempt = 0; attempt < WATCH_ATTEMPTS; attempt++) {
       try {
         const handle = await this.repo.find<unknown>(docId);
+        // Evicted right after it was found (sync/evict.ts): find it again.
+        if (!handle.isReady()) throw new FltError('INTERNAL', 'evicted while found');
         handles.set(id, handle);
         handle.on('change', () => {
           this.arrived(id, kind, handle);
@@ -368,6 +413,7 @@ export class Fleet {
     waiting.set(id, signed);
     const handle = handles.get(id);
     if (handle) this.arrived(id, kind, handle);
+    else this.reload(id, kind, docId); // evicted: arrived() runs once it is found again
   }
 
   /** Whether the agent signed facts heads that this coordinator does not hold yet. */
@@ -416,6 +462,9 @@ export class Fleet {
   }
 
   private relation(id: NodeId, kind: AgentDoc, a: SignedHeads, b: SignedHeads): HeadsRelation {
+    // Equal heads need no document: an evicted one (sync/evict.ts) must not make a late copy of
+    // the held record look like a second record with its seq.
+    if (sameHeads(a.heads, b.heads)) return 'same';
     const handle = this.tracked[kind].handles.get(id);
     return handle ? relate(handle.doc(), a, b) : 'unknown';
   }

@@ -10,7 +10,7 @@ import type { Facts } from '../../src/facts/index.js';
 import { loadOrCreateNodeKey } from '../../src/identity/index.js';
 import { Admin } from '../../src/roles/admin.js';
 import { Agent } from '../../src/roles/agent.js';
-import { Coordinator } from '../../src/roles/coordinator.js';
+import { Coordinator, type EvictionSettings } from '../../src/roles/coordinator.js';
 
 /** A Config as `flt --state-dir DIR --relay disabled --discovery none --bind 127.0.0.1:0` has it. */
 export async function localConfig(
@@ -54,13 +54,18 @@ export interface TestFleet {
   close(): Promise<void>;
 }
 
-export async function testFleet(root: string, log: Logger): Promise<TestFleet> {
+/** `eviction`: the coordinator's (sync/evict.ts), e.g. a short idle delay. */
+export async function testFleet(
+  root: string,
+  log: Logger,
+  eviction?: EvictionSettings,
+): Promise<TestFleet> {
   const adminDir = `${root}/admin`;
   const adminId = (await loadOrCreateNodeKey(adminDir)).key.nodeId;
-  const coordinator = await Coordinator.start(
-    await localConfig(`${root}/coordinator`, { admin: [adminId] }),
-    log,
-  );
+  const config = await localConfig(`${root}/coordinator`, { admin: [adminId] });
+  const coordinator = await (eviction
+    ? Coordinator.start(config, log, undefined, eviction)
+    : Coordinator.start(config, log));
   const join = { coordinator: coordinator.ticket };
   const admin = await Admin.open(await localConfig(adminDir, join), log, false);
   const agents: Agent[] = [];
