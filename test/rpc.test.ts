@@ -41,6 +41,15 @@ const hang = method('test.hang');
 const missing = method('test.missing');
 
 type Make = () => Promise<Transport>;
+/** An iroh endpoint on loopback with a fresh key. */
+const bindIroh: Make = () =>
+  IrohTransport.bind({
+    secretKey: randomBytes(32),
+    alpns: ALL_ALPNS,
+    bind: '127.0.0.1:0',
+    relay: 'disabled',
+    discovery: 'none',
+  });
 const kinds: [string, () => Make][] = [
   [
     'memory',
@@ -49,17 +58,7 @@ const kinds: [string, () => Make][] = [
       return () => Promise.resolve(net.bind(ALL_ALPNS));
     },
   ],
-  [
-    'iroh',
-    () => () =>
-      IrohTransport.bind({
-        secretKey: randomBytes(32),
-        alpns: ALL_ALPNS,
-        bind: '127.0.0.1:0',
-        relay: 'disabled',
-        discovery: 'none',
-      }),
-  ],
+  ['iroh', () => bindIroh],
 ];
 
 /** Promises that never settle on their own, counted, and released by the test. */
@@ -259,18 +258,10 @@ describe('rpc channel: a peer that cannot be reached', () => {
   it('a call whose connect does not complete within its deadline is CONNECT_FAILED, not TIMEOUT', async () => {
     // A coordinator killed and not back yet: its address answers nothing, so the dial waits for
     // QUIC to resend. The liveness check must tell this (unreachable) from a slow answer.
-    const bind = () =>
-      IrohTransport.bind({
-        secretKey: randomBytes(32),
-        alpns: ALL_ALPNS,
-        bind: '127.0.0.1:0',
-        relay: 'disabled',
-        discovery: 'none',
-      });
-    const gone = await bind();
+    const gone = await bindIroh();
     const addr = gone.addr();
     await gone.close();
-    const a = await bind();
+    const a = await bindIroh();
     const channel = new RpcChannel(a, addr, { timeoutMs: 10_000 });
     try {
       await expect(channel.call(inc, { n: 1 }, { timeoutMs: 500 })).rejects.toMatchObject({

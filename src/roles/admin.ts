@@ -821,10 +821,19 @@ export class Admin {
     await whenHasHeads(root, [...signed.heads, ...info.rootHeads], deadline);
     const presence = await rpc.call(fleetPresence, {});
     await repo.flush([root.documentId]);
+    return this.keepReplica(info, signed, presence);
+  }
+
+  /** Writes replica.json for a root now held up to `info`'s heads, with live presence. */
+  private async keepReplica(
+    info: { coordinator: string; rootDocId: string },
+    rootSigned: SignedHeads,
+    presence: { now: string; agents: ReplicaInfo['presence'] },
+  ): Promise<ReplicaInfo> {
     const replica = {
       coordinator: info.coordinator,
       rootDocId: info.rootDocId,
-      rootSigned: signed,
+      rootSigned,
       asOf: presence.now,
       presence: presence.agents,
     };
@@ -867,15 +876,7 @@ export class Admin {
         'BAD_MESSAGE',
         `the coordinator's root document lacks the heads it signed (${shortId(info.coordinator)})`,
       );
-    const replica = {
-      coordinator: info.coordinator,
-      rootDocId: info.rootDocId,
-      rootSigned: signed,
-      asOf: presence.now,
-      presence: presence.agents,
-    };
-    await saveReplicaInfo(this.config.stateDir, replica);
-    return replica;
+    return this.keepReplica(info, signed, presence);
   }
 
   /**
