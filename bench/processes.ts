@@ -127,12 +127,19 @@ export async function treeCpuSecondsOf(pid: number): Promise<number> {
 }
 
 /**
- * `taskset -c CPUS` before a command when `cpus` is set (BENCH_COORD_CPUS, BENCH_CHILD_CPUS):
- * pins a process to some of the cores, so that what it achieves on them can be read apart from
- * the processes on the others.
+ * `node NODE_ARGS... script args...`: NODE_ARGS from `nodeArgs` (a space-separated variable:
+ * BENCH_COORD_NODE_ARGS, BENCH_CHILD_NODE_ARGS) and `extra`; with `taskset -c CPUS` before it
+ * when `cpus` is set (BENCH_COORD_CPUS, BENCH_CHILD_CPUS), which pins the process to some of the
+ * cores, so that what it achieves on them can be read apart from the processes on the others.
  */
-function pinned(cpus: string | undefined, argv: string[]): [string, string[]] {
-  return cpus ? ['taskset', ['-c', cpus, ...argv]] : [argv[0]!, argv.slice(1)];
+function nodeCommand(
+  env: { cpus: string | undefined; nodeArgs: string | undefined; extra?: readonly string[] },
+  script: string,
+  args: readonly string[],
+): [string, string[]] {
+  const nodeArgs = [...(env.nodeArgs ?? '').split(' ').filter(Boolean), ...(env.extra ?? [])];
+  const argv = [process.execPath, ...nodeArgs, script, ...args];
+  return env.cpus ? ['taskset', ['-c', env.cpus, ...argv]] : [argv[0]!, argv.slice(1)];
 }
 
 /** `flt coordinator` as a child process, on loopback, without relays or discovery. */
@@ -157,15 +164,16 @@ export class CoordinatorProcess {
     args.push('coordinator', '--bind', bind, '--admin', admin);
     // Measurement only (issue 13): BENCH_COORD_CPU_PROF=DIR profiles the coordinator (written
     // on its clean exit, SIGTERM in stop()); BENCH_COORD_NODE_ARGS adds node options.
-    const nodeArgs = (process.env.BENCH_COORD_NODE_ARGS ?? '').split(' ').filter(Boolean);
     const profDir = process.env.BENCH_COORD_CPU_PROF;
-    if (profDir) nodeArgs.push('--cpu-prof', '--cpu-prof-dir', profDir);
-    const [cmd, argv] = pinned(process.env.BENCH_COORD_CPUS, [
-      process.execPath,
-      ...nodeArgs,
+    const [cmd, argv] = nodeCommand(
+      {
+        cpus: process.env.BENCH_COORD_CPUS,
+        nodeArgs: process.env.BENCH_COORD_NODE_ARGS,
+        extra: profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir] : [],
+      },
       FLT_BIN,
-      ...args,
-    ]);
+      args,
+    );
     const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
     if (logFile)
       child.stderr.on('data', (d: Buffer) => appendFileSync(`${logFile}.coordinator`, d));
@@ -258,13 +266,11 @@ export class StepProcess<S extends { readonly step: string }> {
     onProgress: (line: string) => void,
   ): StepProcess<S> {
     // BENCH_CHILD_NODE_ARGS: node options for these scripts (e.g. the profile preload).
-    const nodeArgs = (process.env.BENCH_CHILD_NODE_ARGS ?? '').split(' ').filter(Boolean);
-    const [cmd, argv] = pinned(process.env.BENCH_CHILD_CPUS, [
-      process.execPath,
-      ...nodeArgs,
+    const [cmd, argv] = nodeCommand(
+      { cpus: process.env.BENCH_CHILD_CPUS, nodeArgs: process.env.BENCH_CHILD_NODE_ARGS },
       script,
-      ...args,
-    ]);
+      args,
+    );
     const child = spawn(cmd, argv, { stdio: ['pipe', 'pipe', 'pipe'] });
     return new StepProcess<S>(child, onProgress);
   }

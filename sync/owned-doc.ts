@@ -18,6 +18,7 @@
 
 import * as A from '@automerge/automerge';
 import type {
+  Chunk,
   DocHandle,
   DocumentId,
   Message,
@@ -101,6 +102,16 @@ export async function isStored(store: StoredChunks, docId: DocumentId): Promise<
     if ((await store.loadRange([docId, kind])).length > 0) return true;
   }
   return false;
+}
+
+/** The document's content chunks in `store`: its snapshots, then its incremental chunks. */
+export async function contentChunks(
+  store: StoredChunks,
+  docId: string,
+): Promise<{ snapshots: Chunk[]; incrementals: Chunk[] }> {
+  const snapshots = await store.loadRange([docId, 'snapshot']);
+  const incrementals = await store.loadRange([docId, 'incremental']);
+  return { snapshots, incrementals };
 }
 
 // --- heads --------------------------------------------------------------------------------------

@@ -4,13 +4,13 @@
 import { randomBytes } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FltError } from '../sync/errors.js';
-import { IrohTransport } from '../sync/iroh-transport.js';
 import { MemoryNetwork } from '../sync/memory-transport.js';
 import { ALL_ALPNS, ALPN } from '../sync/protocols.js';
 import { Router } from '../sync/router.js';
 import { RpcChannel } from '../sync/rpc-channel.js';
 import { ANYONE, MAX_IN_FLIGHT, RpcClient, RpcServer, type RpcMethod } from '../sync/rpc.js';
 import { CloseCode, type Connection, type Transport } from '../sync/transport.js';
+import { bindLocal } from './helpers/fleet.js';
 import { waitFor } from './helpers/wait.js';
 
 interface N {
@@ -42,14 +42,7 @@ const missing = method('test.missing');
 
 type Make = () => Promise<Transport>;
 /** An iroh endpoint on loopback with a fresh key. */
-const bindIroh: Make = () =>
-  IrohTransport.bind({
-    secretKey: randomBytes(32),
-    alpns: ALL_ALPNS,
-    bind: '127.0.0.1:0',
-    relay: 'disabled',
-    discovery: 'none',
-  });
+const bindIroh: Make = () => bindLocal(randomBytes(32));
 const kinds: [string, () => Make][] = [
   [
     'memory',

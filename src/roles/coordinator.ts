@@ -15,7 +15,7 @@ import { Eviction } from '../../sync/evict.js';
 import { FltError } from '../../sync/errors.js';
 import { isNodeId, nodeIdBytes, shortId, type NodeId } from '../../sync/ids.js';
 import type { Logger } from '../../sync/log.js';
-import { docIdFor, isStored, OwnedDoc } from '../../sync/owned-doc.js';
+import { contentChunks, docIdFor, isStored, OwnedDoc } from '../../sync/owned-doc.js';
 import { RpcServer } from '../../sync/rpc.js';
 import type { Config } from '../config/index.js';
 import {
@@ -357,10 +357,10 @@ function rpcServer(
    */
   const stored = async (docId: DocumentId, doc: A.Doc<unknown>): Promise<Uint8Array> => {
     await flush([docId]);
-    const chunks = [
-      ...(await node.store!.loadRange([docId, 'snapshot'])),
-      ...(await node.store!.loadRange([docId, 'incremental'])),
-    ].flatMap((c) => (c.data ? [c.data] : []));
+    const held = await contentChunks(node.store!, docId);
+    const chunks = [...held.snapshots, ...held.incrementals].flatMap((c) =>
+      c.data ? [c.data] : [],
+    );
     return chunks.length > 0 ? Buffer.concat(chunks) : snapshots.get(docId, doc);
   };
   // Who may call each method is declared on it (src/rpc-methods.ts) and checked by the server

@@ -17,7 +17,7 @@ import { createHash } from 'node:crypto';
 import * as A from '@automerge/automerge';
 import type { Chunk, StorageKey } from '@automerge/automerge-repo';
 import { FltError, messageOf } from '../../sync/errors.js';
-import { sameHeads } from '../../sync/owned-doc.js';
+import { contentChunks, sameHeads } from '../../sync/owned-doc.js';
 import { DOC_FETCH_MAX_BYTES } from '../rpc-methods.js';
 
 /** What doc.fetch answers (validated by the method's schema before it gets here). */
@@ -144,8 +144,7 @@ export async function storeFetched(
     await store.save([docId, 'snapshot', snapshotKeyOf(heads)], answer.snapshot);
   } else return;
   if (fresh && answer.snapshot !== undefined) return;
-  const snapshots = await store.loadRange([docId, 'snapshot']);
-  const incrementals = await store.loadRange([docId, 'incremental']);
+  const { snapshots, incrementals } = await contentChunks(store, docId);
   const size = (cs: Chunk[]) => cs.reduce((n, c) => n + (c.data?.length ?? 0), 0);
   if (snapshots.length <= 1 && size(incrementals) < size(snapshots)) return;
   const heads = A.getHeads(doc);

@@ -148,11 +148,9 @@ export class Fleet {
     return sortAgents([...this.entries.values()]);
   }
 
-  /** The agent whose facts or status document `doc` is, if any (O(agents): at enrollment only). */
+  /** The agent whose facts or status document `doc` is, if any. */
   writerOf(doc: DocumentId): NodeId | undefined {
-    for (const e of this.entries.values())
-      if (e.factsDocId === doc || e.statusDocId === doc) return e.nodeId;
-    return undefined;
+    return this.docs.get(doc)?.id;
   }
 
   agent(id: NodeId): AgentEntry | undefined {
