@@ -192,7 +192,8 @@ async function fleetRun(
     });
     return measured;
   } catch (err) {
-    progress(`  fleet of ${n} failed: ${firstLine(err)}`);
+    // The whole error (a child's stderr is in it) goes to the progress log; the table gets a line.
+    progress(`  fleet of ${n} failed: ${err instanceof Error ? err.message : String(err)}`);
     const why = firstLine(err);
     // Measured, then failed to close (a process that had to be killed): the numbers stand.
     if (measured.fan) return { ...measured, noRecover: measured.noRecover ?? why };

@@ -15,6 +15,7 @@ import { FltError, messageOf } from './errors.js';
 import type { IrohTransport } from '../sync/iroh-transport.js';
 import type { Logger } from '../sync/log.js';
 import { ALPN } from '../sync/protocols.js';
+import { guardRepoFind } from '../sync/repo-find-guard.js';
 import { guardRepoTimeouts } from '../sync/repo-timeouts.js';
 import { Router, type AccessCheck } from '../sync/router.js';
 import { SyncAdapter, type SyncAdapterOptions } from '../sync/sync-adapter.js';
@@ -60,6 +61,7 @@ export async function openDocuments(
     peerId: key.nodeId as string as PeerId,
     saveDebounceRate: SAVE_DEBOUNCE_MS,
   });
+  guardRepoFind(repo);
   return { repo, store };
 }
 

@@ -1,0 +1,46 @@
+// A find must never load a document again over changes it already holds.
+//
+// automerge-repo 2.5.6's `Repo.find` of a document whose handle is `requesting` (asked of peers,
+// not ready yet) starts a second load: it reads the document from storage again and, if storage
+// has it by then, replaces the handle's document with what it read (`handle.update(() =>
+// loadedDoc)`). Its CollectionSynchronizer calls `find` for every sync message it receives, so
+// while a new agent's first messages arrive, each one starts such a load. A change applied in
+// memory meanwhile, and not yet saved (saves are throttled), was dropped when the older stored
+// copy replaced the document, while the sync state of the peer that sent it said it was
+// delivered: the agent never sent it again, the coordinator kept asking for it (`need`), and the
+// two exchanged ~10 messages a second until a new session reset the sync state. In a 200-agent
+// fan-in that was 171 sync messages per agent at the coordinator, most of its CPU (issue 13).
+//
+// The guard answers a find of a `requesting` handle with that handle: at once when the caller
+// accepts `requesting` (the synchronizer does), else once the handle leaves that state, as
+// automerge-repo's own find waits. Every other find takes automerge-repo's path unchanged.
+
+import type { AnyDocumentId, DocHandle, Repo } from '@automerge/automerge-repo';
+import { FltError } from './errors.js';
+
+type Find = Repo['find'];
+type FindOptions = NonNullable<Parameters<Find>[1]>;
+
+/** The handle states a guarded find waits for when the caller does not accept `requesting`. */
+const SETTLED = ['ready', 'unavailable', 'deleted', 'unloaded'] as const;
+
+/** Installs the guard on `repo` (once; later calls do nothing). */
+export function guardRepoFind(repo: Repo): void {
+  const r = repo as Repo & { [guarded]?: true };
+  if (r[guarded]) return;
+  if (typeof repo.find !== 'function' || typeof repo.handles !== 'object')
+    throw new FltError('INTERNAL', 'automerge-repo changed: Repo.find is not as expected');
+  r[guarded] = true;
+  const find: Find = repo.find.bind(repo);
+  repo.find = (async (id: AnyDocumentId, options: FindOptions = {}) => {
+    const handle = repo.handles[id as keyof typeof repo.handles] as DocHandle<unknown> | undefined;
+    if (handle?.state !== 'requesting') return find(id, options);
+    const allowable: readonly string[] = options.allowableStates ?? ['ready'];
+    if (allowable.includes('requesting')) return handle;
+    await handle.whenReady([...SETTLED]);
+    // Settled: automerge-repo's find answers from its cache now, without loading again.
+    return find(id, options);
+  }) as Find;
+}
+
+const guarded = Symbol('flt.repoFindGuard');
