@@ -5,6 +5,7 @@
 // (sync.ts, latency.ts). A figure that cannot be measured at the size asked for is printed as a
 // MISS with what was reached and why; every run is bounded by a deadline.
 
+import { EVICT_IDLE_MS } from '../sync/evict.js';
 import { cp, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -52,6 +53,12 @@ const TARGET = {
 const RECOVER_DEADLINE_MS = { full: 60_000, quick: 30_000 } as const;
 /** With the fleet online and idle (pings only), both processes' CPU is read over this. */
 const IDLE_WINDOW_MS = 10_000;
+/**
+ * Then the fleet rests this much longer before the crash: a fleet at rest, whose coordinator has
+ * saved, marked and evicted its agents' idle documents (EVICT_IDLE_MS, sync/stored-heads.ts),
+ * as a coordinator that crashes in production usually finds it.
+ */
+const REST_BEFORE_CRASH_MS = EVICT_IDLE_MS + 5_000 - IDLE_WINDOW_MS;
 /** Restart loading of every facts document (restart-child.ts `flt`), killed after this. */
 const LOAD_DEADLINE_MS = { full: 40_000, quick: 20_000 } as const;
 /** The fleet-sync workload: warm-up (documents created and first synced), drain after the writers stop. */
@@ -182,7 +189,10 @@ async function fleetRun(
           `(${((idle.agentsCpuS / n / (IDLE_WINDOW_MS / 1000)) * 1000).toFixed(2)} ms per agent per s), ` +
           `coordinator ${idle.coordCpuS.toFixed(1)} CPU-s`,
       );
-      progress(`  SIGKILL and restart of the coordinator with ${n} agents online`);
+      await sleep(REST_BEFORE_CRASH_MS);
+      progress(
+        `  SIGKILL and restart of the coordinator with ${n} agents online, at rest for ${(IDLE_WINDOW_MS + REST_BEFORE_CRASH_MS) / 1000} s`,
+      );
       measured = {
         n,
         fan,

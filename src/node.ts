@@ -114,6 +114,8 @@ export interface NodeOptions {
   readonly scopes?: PeerScopes;
   /** Checks each incoming sync message (see SyncAdapterOptions.admit). */
   readonly admit?: SyncAdapterOptions['admit'];
+  /** Answers some incoming sync messages itself (see SyncAdapterOptions.answer). */
+  readonly answer?: SyncAdapterOptions['answer'];
   /** Told when a peer's live sync session is replaced by another of its connections. */
   readonly onReplaced?: SyncAdapterOptions['onReplaced'];
   /** Which peers may open which protocols, checked before any of their bytes are read. */
@@ -159,6 +161,7 @@ export class FltNode {
       dial: options.dial ?? [],
       logger: log,
       ...(options.admit ? { admit: options.admit } : {}),
+      ...(options.answer ? { answer: options.answer } : {}),
       ...(options.onReplaced ? { onReplaced: options.onReplaced } : {}),
       ...(docs && durable
         ? { beforeSend: (m: Message) => persistBeforeSend(docs, m, durable) }

@@ -58,9 +58,10 @@ export interface EvictionOptions {
   readonly evictable: (doc: DocumentId) => boolean;
   /**
    * Called synchronously right before `doc` leaves the Repo: every reference to its handle must
-   * go (its listeners are dropped anyway); a later use finds it again.
+   * go (its listeners are dropped anyway); a later use finds it again. `heads` are the heads it
+   * was saved with, its store operations settled (sync/stored-heads.ts marks them).
    */
-  readonly onEvict?: (doc: DocumentId) => void;
+  readonly onEvict?: (doc: DocumentId, heads: readonly string[]) => void;
   readonly idleMs?: number;
   readonly maxLive?: number;
   readonly quietMs?: number;
@@ -222,7 +223,7 @@ export class Eviction {
       return false;
     // From here on, synchronous up to removeFromCache's own microtasks: nothing else runs.
     this.live.delete(doc);
-    this.opts.onEvict?.(doc);
+    this.opts.onEvict?.(doc, A.getHeads(handle.doc()));
     // The Repo's save listener would store the empty document that unloading leaves (above).
     handle.removeAllListeners('heads-changed');
     handle.removeAllListeners('change');

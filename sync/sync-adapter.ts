@@ -46,6 +46,12 @@ export interface SyncAdapterOptions {
    * single-writer document only from its writer (and none from a forked one).
    */
   readonly admit?: (peer: NodeId, message: Message) => boolean | void;
+  /**
+   * Answers a message from an authenticated peer itself, before `admit` and instead of the Repo:
+   * the reply returned is sent to the peer and the message goes no further. The fleet answers an
+   * agent that is in sync about a document that is not loaded (sync/stored-heads.ts).
+   */
+  readonly answer?: (peer: NodeId, message: Message) => Message | undefined;
   /** A peer's live session was replaced by a newer connection of the same node id. */
   readonly onReplaced?: (peer: NodeId) => void;
   /**
@@ -492,6 +498,11 @@ export class SyncAdapter extends NetworkAdapter {
         throw new FltError('SENDER_MISMATCH', `message claims sender ${shortId(msg.senderId)}`);
       }
       if (msg.targetId !== this.peerId) continue; // not for us (we do not relay)
+      const reply = this.options.answer?.(session.remote, msg);
+      if (reply !== undefined) {
+        this.send(reply);
+        continue;
+      }
       if (this.options.admit?.(session.remote, msg) === false) continue;
       this.emit('message', msg);
     }

@@ -148,6 +148,22 @@ describe('a coordinator that evicts its idle agents’ documents', () => {
     expect(loaded(factsDoc) || loaded(statusDoc)).toBe(false);
   });
 
+  it('a reconnecting agent that is in sync is answered without loading its documents', async () => {
+    await waitEvicted('before the reconnect');
+    const sync = coordinator().node.sync;
+    const answered = coordinator().fleet.answered;
+    const opened = sync.sessionOpenedAt(id as never);
+    agent.node.sync.redial(coordinator().node.key.nodeId, 'test: reconnect');
+    await waitFor('a new sync session', () => {
+      const at = sync.sessionOpenedAt(id as never);
+      return at !== undefined && at !== opened;
+    });
+    // Its facts and status documents (marked when they were evicted); the desired document,
+    // which this coordinator writes, takes the usual path.
+    await waitFor('both answered', () => coordinator().fleet.answered >= answered + 2);
+    expect(loaded(factsDoc) || loaded(statusDoc)).toBe(false);
+  });
+
   it("an evicted agent's next change reaches the coordinator and the admin", async () => {
     host = 'two';
     await agent.publish(agent.facts!);

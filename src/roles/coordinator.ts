@@ -12,6 +12,7 @@ import type { DocumentId, PeerId } from '@automerge/automerge-repo';
 import { writeFileAtomic } from '../../stores/atomic-write.js';
 import { echoService } from '../../sync/echo.js';
 import { Eviction } from '../../sync/evict.js';
+import { StoredHeads } from '../../sync/stored-heads.js';
 import { FltError } from '../../sync/errors.js';
 import { isNodeId, nodeIdBytes, shortId, type NodeId } from '../../sync/ids.js';
 import type { Logger } from '../../sync/log.js';
@@ -159,7 +160,12 @@ export class Coordinator {
     const { node, fleet, gate, deployments } = await (async () => {
       try {
         await root.open(repo, store, rootBase(key.nodeId));
-        const fleet = new Fleet(root, repo, log);
+        const fleet = new Fleet(root, repo, log, new StoredHeads(store));
+        fleet
+          .readMarks()
+          .catch((err: unknown) =>
+            log.warn('could not read the marks of stored documents', { err: String(err) }),
+          );
         const gate = await Gate.open({ repo, store, key, fleetId: rootDocId, admins, log });
         linkAdmins(root, fleet, gate);
         const deployments = new Deployments({
@@ -193,8 +199,8 @@ export class Coordinator {
       repo,
       store,
       evictable: (doc) => fleet.isAgentDoc(doc) || deployments.isDesired(doc),
-      onEvict: (doc) => {
-        fleet.release(doc);
+      onEvict: (doc, heads) => {
+        fleet.evicted(doc, heads);
         deployments.release(doc);
       },
       ...evictionSettings,
@@ -315,6 +321,7 @@ function openNode(
         return gate.role(id) === 'admin' ? undefined : fleet.scopeOf(id);
       },
     },
+    answer: (peer, message) => fleet.answer(peer, message),
     admit: (peer, message) => fleet.admit(peer, message),
     // Every document this coordinator writes is saved before a sync message about it leaves.
     durable: (doc) =>

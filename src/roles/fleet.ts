@@ -10,6 +10,7 @@ import { FltError } from '../../sync/errors.js';
 import { shortId, type NodeId } from '../../sync/ids.js';
 import type { Logger } from '../../sync/log.js';
 import { changesIn } from '../../sync/changes.js';
+import type { StoredHeads } from '../../sync/stored-heads.js';
 import {
   newer,
   sameHeads,
@@ -102,6 +103,9 @@ const WATCH_ATTEMPTS = 6;
 export const REPLACE_STORM = 4;
 export const REPLACE_WINDOW_MS = 60_000;
 
+/** Marks read at once at start (readMarks). */
+const MARK_READERS = 8;
+
 export class Fleet {
   readonly presence: Presence;
   private readonly tracked: Record<AgentDoc, Tracked> = {
@@ -121,6 +125,8 @@ export class Fleet {
   /** Per agent: sync messages with changes dropped because it is forked (for status and tests). */
   private readonly refused = new Map<NodeId, number>();
 
+  private answeredCount = 0;
+
   /** The root document (open). */
   readonly root: DocHandle<RootDoc>;
   /** The fleet's admins document (the gate's), which every agent is offered; set at start. */
@@ -130,6 +136,8 @@ export class Fleet {
     private readonly rootDoc: OwnedDoc<RootDoc>,
     private readonly repo: Repo,
     private readonly log: Logger,
+    /** What the store holds of agents' documents that are not loaded (sync/stored-heads.ts). */
+    private readonly marks?: StoredHeads,
   ) {
     this.root = rootDoc.opened();
     for (const entry of agentsOf(this.root.doc())) this.index(entry);
@@ -178,6 +186,59 @@ export class Fleet {
     return [...own, entry.desiredDocId, this.adminsDocId].filter(
       (d): d is DocumentId => d !== undefined,
     );
+  }
+
+  /**
+   * Answers an agent's sync message about its own facts or status document without loading it:
+   * when the document is not loaded and the agent's heads are those the store is marked with
+   * (sync/stored-heads.ts; the agent is the document's only writer, which a mark needs). A
+   * forked agent's documents take the usual path. Undefined: the usual path (admit, the Repo).
+   */
+  answer(peer: NodeId, message: Message): Message | undefined {
+    if (this.marks === undefined || !('documentId' in message) || message.documentId === undefined)
+      return undefined;
+    const doc = message.documentId;
+    const owner = this.docs.get(doc);
+    if (owner?.id !== peer || this.entries.get(peer)?.forked) return undefined;
+    if (this.repo.handles[doc] !== undefined) return undefined;
+    // Signed heads waiting for their changes: the usual path loads the document and records
+    // them (a document found by the synchronizer alone, then evicted, would else keep them
+    // waiting for as long as the agent stays in sync).
+    if (this.tracked[owner.kind].waiting.has(peer)) return undefined;
+    const reply = this.marks.answer(message);
+    if (reply !== undefined) this.answeredCount++;
+    return reply;
+  }
+
+  /** Sync messages answered without loading their document (answer), for status and tests. */
+  get answered(): number {
+    return this.answeredCount;
+  }
+
+  /**
+   * Reads the marks of every enrolled agent's documents (a coordinator that just started): its
+   * agents reconnect within seconds, and a message that comes before its document's mark was read
+   * takes the usual path, which loads the document. A few at a time, in the background.
+   */
+  async readMarks(): Promise<void> {
+    const marks = this.marks;
+    if (marks === undefined) return;
+    const docs = [...this.docs.keys()];
+    const next = async (): Promise<void> => {
+      for (let doc = docs.pop(); doc !== undefined; doc = docs.pop()) await marks.read(doc);
+    };
+    await Promise.all(Array.from({ length: MARK_READERS }, next));
+  }
+
+  /** After `doc` was evicted, saved at `heads`: an agent's own document is marked. */
+  evicted(doc: DocumentId, heads: readonly string[]): void {
+    this.release(doc);
+    if (this.marks === undefined || this.docs.get(doc) === undefined) return;
+    this.marks
+      .record(doc, heads)
+      .catch((err: unknown) =>
+        this.log.warn('could not mark a saved document', { doc, err: String(err) }),
+      );
   }
 
   /**
@@ -353,8 +414,21 @@ export class Fleet {
       const { watched } = this.tracked[kind];
       if (docId === undefined || watched.has(docId)) continue;
       watched.add(docId);
-      void this.follow(entry.nodeId, kind, docId);
+      void this.followUnlessMarked(entry.nodeId, kind, docId);
     }
+  }
+
+  /**
+   * Follows a document unless the store is marked with its heads (sync/stored-heads.ts): then it
+   * is left on disk, as if evicted, and loaded only when something about it changes (admit and
+   * recordHeads reload it) or someone asks for it. A coordinator that restarts with thousands of
+   * enrolled agents loads none of their unchanged documents when they reconnect.
+   */
+  private async followUnlessMarked(id: NodeId, kind: AgentDoc, docId: DocumentId): Promise<void> {
+    const mark = await this.marks?.read(docId).catch(() => undefined);
+    const unloaded = this.repo.handles[docId] === undefined;
+    if (mark !== undefined && unloaded && !this.tracked[kind].waiting.has(id)) return;
+    await this.follow(id, kind, docId);
   }
 
   private async follow(id: NodeId, kind: AgentDoc, docId: DocumentId): Promise<void> {

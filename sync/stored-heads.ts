@@ -1,0 +1,106 @@
+// Answering a peer that is already in sync about a document that is not loaded (issue 13).
+//
+// A coordinator's agents reconnect all at once after it restarts (or after a network cut), and
+// each one's first sync message about its own facts and status documents says "I have heads H".
+// automerge-repo answers only from a loaded document: every reconnect loaded two documents that
+// had not changed, and 500 agents reconnecting took the coordinator's event loop for a minute.
+//
+// The mark. Once a document has been saved and its store operations have settled (sync/evict.ts
+// does both before it evicts), the heads it had are written next to its chunks, under
+// `[docId, HEADS_KEY]`, a key automerge-repo never reads or removes. The store holds at least
+// those heads from then on: chunks are only ever added or compacted into snapshots that keep
+// every change. A mark can fall behind the document (later changes are not marked until the
+// next eviction); it never claims more than is stored.
+//
+// The answer. A sync message that asks for nothing and carries no changes, from a peer whose heads
+// are exactly the mark, gets the reply a holder of those heads would send (our heads, and "we
+// have everything up to them"), and the document stays on disk. Any other message takes the
+// usual path. Answering from a mark that fell behind is only right when the peer is the
+// document's single writer (it cannot lack a change that it wrote and the mark does not name):
+// whoever installs the answer decides which documents qualify.
+
+import * as A from '@automerge/automerge';
+import type { DocumentId, Message, StorageKey } from '@automerge/automerge-repo';
+
+/** The key element, after the document id, of a document's mark. */
+export const HEADS_KEY = 'flt-heads';
+
+/** What StoredHeads needs of a store. */
+export interface MarkStore {
+  load(key: StorageKey): Promise<Uint8Array | undefined>;
+  save(key: StorageKey, data: Uint8Array): Promise<void>;
+}
+
+const HASH = /^[0-9a-f]{64}$/;
+
+/** Heads as a mark holds them: sorted, comma-joined; undefined for anything else. */
+function markOf(heads: readonly string[]): string | undefined {
+  if (heads.length === 0 || !heads.every((h) => HASH.test(h))) return undefined;
+  return [...heads].sort().join(',');
+}
+
+export class StoredHeads {
+  private readonly marks = new Map<DocumentId, string>();
+
+  constructor(private readonly store: MarkStore) {}
+
+  /**
+   * Records that the store holds `doc` at `heads` at least. Call only once the document's save
+   * settled: the mark is written after, never before, what it names.
+   */
+  async record(doc: DocumentId, heads: readonly string[]): Promise<void> {
+    const mark = markOf(heads);
+    if (mark === undefined) return;
+    this.marks.set(doc, mark);
+    await this.store.save([doc, HEADS_KEY], new TextEncoder().encode(mark));
+  }
+
+  /** Reads the mark of `doc` from the store (once; a malformed one counts as none). */
+  async read(doc: DocumentId): Promise<string | undefined> {
+    const known = this.marks.get(doc);
+    if (known !== undefined) return known;
+    const bytes = await this.store.load([doc, HEADS_KEY]);
+    if (bytes === undefined) return undefined;
+    const mark = markOf(new TextDecoder().decode(bytes).split(','));
+    if (mark !== undefined) this.marks.set(doc, mark);
+    return mark;
+  }
+
+  /** The mark of `doc` as far as it is known in memory (see read). */
+  peek(doc: DocumentId): string | undefined {
+    return this.marks.get(doc);
+  }
+
+  /**
+   * The answer to `message` if it is a sync message that asks for nothing, carries no changes,
+   * and names exactly the heads of `doc`'s mark; else undefined (the usual path).
+   */
+  answer(message: Message): Message | undefined {
+    if (message.type !== 'sync' || message.documentId === undefined || message.data === undefined)
+      return undefined;
+    const mark = this.marks.get(message.documentId);
+    if (mark === undefined) return undefined;
+    let decoded: A.DecodedSyncMessage;
+    try {
+      decoded = A.decodeSyncMessage(message.data);
+    } catch {
+      return undefined; // the usual path refuses it with its reason
+    }
+    if (decoded.changes.length > 0 || decoded.need.length > 0) return undefined;
+    if (markOf(decoded.heads) !== mark) return undefined;
+    const heads = mark.split(',');
+    const data = A.encodeSyncMessage({
+      heads,
+      need: [],
+      have: [{ lastSync: heads, bloom: new Uint8Array(0) }],
+      changes: [],
+    });
+    return {
+      type: 'sync',
+      senderId: message.targetId,
+      targetId: message.senderId,
+      documentId: message.documentId,
+      data,
+    };
+  }
+}
