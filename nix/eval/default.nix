@@ -13,7 +13,9 @@ let
   lib = import (inputsDir + "/nixpkgs.lib/lib");
   nixpkgsPath = inputsDir + "/nixpkgs";
 
-  # The flake's source as Nix would copy it: without node_modules, build output and .git.
+  # The flake's source as Nix would copy it (a git flake: tracked files only): without
+  # node_modules, build output, .git, and the benchmarks' git-ignored results (their fixtures
+  # hold tens of thousands of files, which made the copy take minutes).
   src = builtins.path {
     path = repo;
     name = "source";
@@ -24,7 +26,8 @@ let
         "node_modules"
         "dist"
         ".flt-state"
-      ]);
+      ])
+      && !(lib.hasSuffix "/bench/results" (toString path));
   };
 
   evalNixos = import ./nixos-stub.nix { inherit lib; };
