@@ -40,7 +40,8 @@ function markOf(heads: readonly string[]): string | undefined {
 }
 
 export class StoredHeads {
-  private readonly marks = new Map<DocumentId, string>();
+  /** Marks known in memory; null: read from the store, and there is none (or a malformed one). */
+  private readonly marks = new Map<DocumentId, string | null>();
 
   constructor(private readonly store: MarkStore) {}
 
@@ -55,20 +56,24 @@ export class StoredHeads {
     await this.store.save([doc, HEADS_KEY], new TextEncoder().encode(mark));
   }
 
-  /** Reads the mark of `doc` from the store (once; a malformed one counts as none). */
+  /**
+   * Reads the mark of `doc` from the store, once: what it found, a mark or none (a malformed one
+   * counts as none), is kept, so a coordinator's start (Fleet.readMarks) and its agents'
+   * connections read each document's mark once between them. Only this instance writes marks.
+   */
   async read(doc: DocumentId): Promise<string | undefined> {
     const known = this.marks.get(doc);
-    if (known !== undefined) return known;
+    if (known !== undefined) return known ?? undefined;
     const bytes = await this.store.load([doc, HEADS_KEY]);
-    if (bytes === undefined) return undefined;
-    const mark = markOf(new TextDecoder().decode(bytes).split(','));
-    if (mark !== undefined) this.marks.set(doc, mark);
-    return mark;
+    const mark = bytes && markOf(new TextDecoder().decode(bytes).split(','));
+    // A record() while the store was read wins: it is newer than what was read.
+    if (!this.marks.has(doc)) this.marks.set(doc, mark ?? null);
+    return this.peek(doc);
   }
 
   /** The mark of `doc` as far as it is known in memory (see read). */
   peek(doc: DocumentId): string | undefined {
-    return this.marks.get(doc);
+    return this.marks.get(doc) ?? undefined;
   }
 
   /**
@@ -78,7 +83,7 @@ export class StoredHeads {
   answer(message: Message): Message | undefined {
     if (message.type !== 'sync' || message.documentId === undefined || message.data === undefined)
       return undefined;
-    const mark = this.marks.get(message.documentId);
+    const mark = this.peek(message.documentId);
     if (mark === undefined) return undefined;
     let decoded: A.DecodedSyncMessage;
     try {

@@ -230,10 +230,18 @@ export class Fleet {
     await Promise.all(Array.from({ length: MARK_READERS }, next));
   }
 
-  /** After `doc` was evicted, saved at `heads`: an agent's own document is marked. */
+  /**
+   * `doc` is leaving the Repo (sync/evict.ts: idle, saved at `heads`): its handle is dropped,
+   * and an agent's own document is marked (sync/stored-heads.ts). It stays followed; what needs
+   * it next finds it again (a sync message that is not answered: admit(); new signed heads:
+   * recordHeads()), not each heartbeat: an unchanged signed record needs no document.
+   */
   evicted(doc: DocumentId, heads: readonly string[]): void {
-    this.release(doc);
-    if (this.marks === undefined || this.docs.get(doc) === undefined) return;
+    const owner = this.docs.get(doc);
+    if (owner === undefined) return;
+    const handles = this.tracked[owner.kind].handles;
+    if (handles.get(owner.id)?.documentId === doc) handles.delete(owner.id);
+    if (this.marks === undefined) return;
     this.marks
       .record(doc, heads)
       .catch((err: unknown) =>
@@ -378,18 +386,6 @@ export class Fleet {
   /** Whether `doc` is an agent's facts or status document (O(1)). */
   isAgentDoc(doc: DocumentId): boolean {
     return this.docs.has(doc);
-  }
-
-  /**
-   * `doc` is leaving the Repo (sync/evict.ts: idle, saved): its handle is dropped. It stays
-   * followed; what needs it next finds it again (a sync message: admit(); new signed heads:
-   * recordHeads()), not each heartbeat: an unchanged signed record needs no document.
-   */
-  release(doc: DocumentId): void {
-    const owner = this.docs.get(doc);
-    if (owner === undefined) return;
-    const handles = this.tracked[owner.kind].handles;
-    if (handles.get(owner.id)?.documentId === doc) handles.delete(owner.id);
   }
 
   /** Finds an evicted document of `id` again, and follows it as before. */
