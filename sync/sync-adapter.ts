@@ -21,6 +21,13 @@ import { silentLogger, type Logger } from './log.js';
 import { ALPN, MAX_FRAME } from './protocols.js';
 import { decodeHello, decodeRepoMessage, SYNC_VERSION, type Hello } from './sync-wire.js';
 import {
+  decodePushMessage,
+  isPushMessage,
+  PUSH_VERSION,
+  type PushWireMessage,
+} from './push-wire.js';
+import type { PushLink } from './push.js';
+import {
   CloseCode,
   type CloseInfo,
   type Connection,
@@ -61,6 +68,19 @@ export interface SyncAdapterOptions {
    * any peer holds them (node.ts, `durableBeforeSend`).
    */
   readonly beforeSend?: (message: Message) => Promise<void> | undefined;
+  /**
+   * Speaks push (sync/push.ts): says so in its hello, and hands the push messages of peers that
+   * say so too to `handler`. Without it, push messages are ignored, as by an older version.
+   */
+  readonly push?: PushHandler;
+}
+
+/** Where a node's push messages go (sync/push.ts: PushSender, PushReceiver). */
+export interface PushHandler {
+  /** A push message from `peer`; a rejection closes its connection (as a refused message). */
+  receive(peer: NodeId, message: PushWireMessage): Promise<void> | void;
+  /** A session with `peer`, which speaks push, opened (true) or ended (false). */
+  session?(peer: NodeId, open: boolean): void;
 }
 
 /**
@@ -87,6 +107,8 @@ interface Session {
   readonly openedAt: number;
   /** The last message held by `beforeSend` and not yet written; later ones queue behind it. */
   held: Promise<void> | undefined;
+  /** Both ends speak push (sync/push.ts). */
+  readonly push: boolean;
 }
 
 /** A dial loop's state, for redial() and dialNow(). */
@@ -111,7 +133,7 @@ interface ReadyWaiter {
   reject(err: FltError): void;
 }
 
-export class SyncAdapter extends NetworkAdapter {
+export class SyncAdapter extends NetworkAdapter implements PushLink {
   private readonly transport: Transport;
   private readonly log: Logger;
   private readonly sessions = new Map<NodeId, Session>();
@@ -241,7 +263,28 @@ export class SyncAdapter extends NetworkAdapter {
     });
   }
 
-  private write(session: Session, message: Message): void {
+  get nodeId(): NodeId {
+    return this.transport.nodeId;
+  }
+
+  /** Whether a session with `peer` is open and both ends speak push. */
+  speaksPush(peer: NodeId): boolean {
+    return this.sessions.get(peer)?.push === true;
+  }
+
+  /** Sends a push message (sync/push.ts) if a session that speaks push is open with its target. */
+  sendPush(message: PushWireMessage): void {
+    const session = this.sessions.get(message.targetId as NodeId);
+    if (session?.push !== true) return;
+    const limit = this.options.maxQueuedBytes ?? 256 * 1024 * 1024;
+    if (session.framed.queuedBytes > limit) {
+      session.conn.close(CloseCode.LIMIT, 'send queue over limit');
+      return;
+    }
+    this.write(session, message);
+  }
+
+  private write(session: Session, message: Message | PushWireMessage): void {
     try {
       session.framed.writeFrame(encodeCbor(message)).catch(() => undefined); // a lost peer is seen by its read loop
     } catch (err) {
@@ -426,7 +469,8 @@ export class SyncAdapter extends NetworkAdapter {
       conn.close(CloseCode.SHUTDOWN, 'shutdown');
       return false;
     }
-    const session: Session = { remote, conn, framed, openedAt: Date.now(), held: undefined };
+    const push = this.options.push !== undefined && theirs.push === PUSH_VERSION;
+    const session: Session = { remote, conn, framed, openedAt: Date.now(), held: undefined, push };
     this.open(session, theirs.meta);
     onOpen?.();
     try {
@@ -447,8 +491,14 @@ export class SyncAdapter extends NetworkAdapter {
   }
 
   private sendHello(framed: FramedStream): Promise<void> {
+    const push = this.options.push ? { push: PUSH_VERSION } : {};
     return framed.writeFrame(
-      encodeCbor({ v: SYNC_VERSION, type: 'hello', peerId: this.peerId, meta: this.peerMetadata }),
+      encodeCbor({
+        v: SYNC_VERSION,
+        type: 'hello',
+        peerId: this.peerId,
+        meta: { ...this.peerMetadata, ...push },
+      }),
     );
   }
 
@@ -478,21 +528,29 @@ export class SyncAdapter extends NetworkAdapter {
       });
       this.options.onReplaced?.(session.remote);
     } else this.log.info('sync peer connected', { peer: shortId(session.remote) });
+    if (old?.push) this.options.push?.session?.(session.remote, false);
     this.sessions.set(session.remote, session);
     this.emit('peer-candidate', { peerId: session.remote as string as PeerId, peerMetadata: meta });
+    if (session.push) this.options.push?.session?.(session.remote, true);
   }
 
   private close(session: Session): void {
     if (this.sessions.get(session.remote) !== session) return; // already replaced
     this.sessions.delete(session.remote);
     this.emit('peer-disconnected', { peerId: session.remote as string as PeerId });
+    if (session.push) this.options.push?.session?.(session.remote, false);
   }
 
   private async pump(session: Session): Promise<void> {
     for (;;) {
       const frame = await session.framed.readFrame();
       if (frame === null) return;
-      const msg = decodeRepoMessage(decodeCbor(frame));
+      const value = decodeCbor(frame);
+      if (isPushMessage(value)) {
+        if (session.push) await this.receivePush(session, decodePushMessage(value));
+        continue; // a peer that did not say it speaks push: ignored, as by an older version
+      }
+      const msg = decodeRepoMessage(value);
       if (!msg) continue; // a newer automerge-repo message type: ignore, stay compatible
       if ((msg.senderId as string) !== session.remote) {
         throw new FltError('SENDER_MISMATCH', `message claims sender ${shortId(msg.senderId)}`);
@@ -506,6 +564,13 @@ export class SyncAdapter extends NetworkAdapter {
       if (this.options.admit?.(session.remote, msg) === false) continue;
       this.emit('message', msg);
     }
+  }
+
+  private async receivePush(session: Session, message: PushWireMessage): Promise<void> {
+    if (message.senderId !== session.remote)
+      throw new FltError('SENDER_MISMATCH', `message claims sender ${shortId(message.senderId)}`);
+    if (message.targetId !== this.peerId) return;
+    await this.options.push?.receive(session.remote, message);
   }
 
   private refuseImpostor(conn: Connection, claimed: string): void {

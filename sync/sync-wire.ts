@@ -13,6 +13,8 @@ export interface Hello {
   readonly type: 'hello';
   readonly peerId: PeerId;
   readonly meta: PeerMetadata;
+  /** The push version the peer speaks (sync/push.ts), if any. */
+  readonly push?: number;
 }
 
 /** Message types automerge-repo 2.x sends between peers. */
@@ -46,7 +48,14 @@ export function decodeHello(value: unknown): Hello {
   const peerMeta: PeerMetadata = {};
   if (meta.storageId !== undefined) peerMeta.storageId = meta.storageId as StorageId;
   if (meta.isEphemeral !== undefined) peerMeta.isEphemeral = meta.isEphemeral;
-  return { v: SYNC_VERSION, type: 'hello', peerId: value.peerId as PeerId, meta: peerMeta };
+  if (meta.push !== undefined && !Number.isSafeInteger(meta.push)) bad('hello: bad push');
+  const hello: Hello = {
+    v: SYNC_VERSION,
+    type: 'hello',
+    peerId: value.peerId as PeerId,
+    meta: peerMeta,
+  };
+  return meta.push === undefined ? hello : { ...hello, push: meta.push as number };
 }
 
 /** Validates one repo message; returns undefined for a well-formed message of an unknown type. */

@@ -1,0 +1,341 @@
+// Push: how a single-writer document reaches the peer that holds it, without automerge-repo's
+// sync protocol. The writer sends the changes the holder does not have yet; the holder applies
+// them, makes them durable, and answers with its heads. No sync state, no Bloom filters, one
+// message each way per batch of changes, and an unloaded document that is in sync costs the
+// holder no load at all (it answers from the heads its store is marked with).
+//
+// Why: automerge-repo's sync protocol is built for many writers. For every message it converts
+// the peer's sync state from JS to wasm and back, generates an answer, and runs its document
+// state machine; a coordinator absorbing its agents' facts spent most of its CPU there (issue 13).
+// A document with one writer needs none of that: the writer always knows what the holder lacks.
+//
+// The writer keeps, per document, `base`: heads the holder said it holds durably. It pushes
+// `getChangesSince(base)`, one push in flight per document (later changes wait and go together).
+// When a session opens, the first push carries no changes and asks the holder what it has. A
+// holder with heads the writer never saw (a restored backup, a clone) is sent the whole document
+// once; if even that is not covered, pushing stops until the next session (the holder refused:
+// a forked writer, see its log). The writer saves a document before any push of it leaves
+// (`durable`): a change a peer holds must never be lost by its writer.
+//
+// `sync/` knows no fleet: who may push which document is the holder's `authorize`.
+
+import * as A from '@automerge/automerge';
+import type { DocHandle, DocumentId, Repo } from '@automerge/automerge-repo';
+import { FltError, messageOf } from './errors.js';
+import { shortId, type NodeId } from './ids.js';
+import { silentLogger, type Logger } from './log.js';
+import {
+  MAX_PUSH_CHANGES,
+  type HaveMessage,
+  type PushMessage,
+  type PushWireMessage,
+} from './push-wire.js';
+import type { PushHandler } from './sync-adapter.js';
+
+/** What push needs of the sync session (SyncAdapter). */
+export interface PushLink {
+  /** Our node id (senderId of what we send). */
+  readonly nodeId: NodeId;
+  /** Sends a push message to its `targetId` if a session with it is open (else drops it). */
+  sendPush(message: PushMessage | HaveMessage): void;
+  /** Whether a session with `peer` is open and the peer speaks push. */
+  speaksPush(peer: NodeId): boolean;
+}
+
+const sameSet = (a: readonly string[], b: readonly string[]) =>
+  a.length === b.length && a.every((h) => b.includes(h));
+
+interface Pushed {
+  readonly handle: DocHandle<unknown>;
+  /** Heads the holder holds durably, as far as we know; undefined: ask, or send everything. */
+  base: string[] | undefined;
+  /** Heads of the push in flight (its answer is awaited). */
+  inFlight: string[] | undefined;
+  /** Whether the push in flight carries changes. */
+  carries: boolean;
+  /** The whole document was sent this session (a holder that had heads we never saw). */
+  fullSent: boolean;
+  /** The holder refused even the whole document: nothing more this session. */
+  stuck: boolean;
+}
+
+export interface PushSenderOptions {
+  readonly link: PushLink;
+  /** The peer that holds our documents (the coordinator). */
+  readonly peer: NodeId;
+  /** Makes `doc` durable here (save, fsync) before a push of it leaves. */
+  readonly durable: (doc: DocumentId) => Promise<void>;
+  readonly logger?: Logger;
+}
+
+/** The writer's side: pushes the documents it is given to one peer, session after session. */
+export class PushSender {
+  private readonly docs = new Map<DocumentId, Pushed>();
+  private readonly log: Logger;
+  private open = false;
+
+  constructor(private readonly opts: PushSenderOptions) {
+    this.log = opts.logger ?? silentLogger;
+  }
+
+  get peer(): NodeId {
+    return this.opts.peer;
+  }
+
+  /** Pushes `handle` (a ready document this node writes) from now on. Idempotent. */
+  track(handle: DocHandle<unknown>): void {
+    const doc = handle.documentId;
+    if (this.docs.has(doc)) return;
+    const state: Pushed = {
+      handle,
+      base: undefined,
+      inFlight: undefined,
+      carries: false,
+      fullSent: false,
+      stuck: false,
+    };
+    this.docs.set(doc, state);
+    handle.on('heads-changed', () => this.pump(state));
+    if (this.open) this.ask(state);
+  }
+
+  /** Whether the holder holds every change of `doc` we had when it last answered. */
+  inSync(doc: DocumentId): boolean {
+    const state = this.docs.get(doc);
+    if (state?.base === undefined || !state.handle.isReady()) return false;
+    return A.getChangesSince(state.handle.doc(), state.base).length === 0;
+  }
+
+  /** A session with the peer opened (call when it speaks push): ask what it holds. */
+  opened(): void {
+    this.open = true;
+    for (const state of this.docs.values()) {
+      Object.assign(state, { base: undefined, inFlight: undefined, fullSent: false, stuck: false });
+      this.ask(state);
+    }
+  }
+
+  /** The session ended: nothing is in flight any more. */
+  closed(): void {
+    this.open = false;
+    for (const state of this.docs.values()) state.inFlight = undefined;
+  }
+
+  /** The holder's answer. */
+  receive(message: HaveMessage): void {
+    const state = this.docs.get(message.documentId as DocumentId);
+    if (state?.inFlight === undefined) return; // not ours, or from a session that ended
+    const sent = state.inFlight;
+    state.inFlight = undefined;
+    const doc = state.handle.doc();
+    const theirs = [...message.heads];
+    const known = A.hasHeads(doc, theirs);
+    // Changes it did not take though it held what they build on: refused (a longer backlog,
+    // sent in part, moves its heads on).
+    const refused = state.carries && known && sameSet(theirs, state.base ?? []);
+    if (message.covers) state.base = known ? theirs : sent;
+    else if (known && !refused) state.base = theirs;
+    else if (!known && !state.fullSent) state.base = undefined;
+    else {
+      state.stuck = true;
+      this.log.warn('the peer does not take our document; pushing it again next session', {
+        peer: shortId(this.opts.peer),
+        doc: state.handle.documentId,
+      });
+    }
+    this.pump(state);
+  }
+
+  private ask(state: Pushed): void {
+    const heads = A.getHeads(state.handle.doc());
+    this.send(state, heads, []);
+  }
+
+  private pump(state: Pushed): void {
+    if (!this.open || state.inFlight !== undefined || state.stuck) return;
+    const doc = state.handle.doc();
+    let changes: Uint8Array[];
+    if (state.base !== undefined) changes = A.getChangesSince(doc, state.base);
+    else if (state.fullSent) return;
+    else {
+      changes = A.getAllChanges(doc);
+      state.fullSent = true;
+    }
+    if (changes.length === 0) return;
+    // A longer backlog goes in several pushes; each answer moves `base` on.
+    const heads = A.getHeads(doc);
+    this.send(state, heads, changes.slice(0, MAX_PUSH_CHANGES));
+  }
+
+  private send(state: Pushed, heads: string[], changes: Uint8Array[]): void {
+    state.inFlight = heads;
+    state.carries = changes.length > 0;
+    const docId = state.handle.documentId;
+    const message: PushMessage = {
+      type: 'flt-push',
+      senderId: this.opts.link.nodeId,
+      targetId: this.opts.peer,
+      documentId: docId,
+      heads,
+      changes,
+    };
+    const ready = changes.length === 0 ? Promise.resolve() : this.opts.durable(docId);
+    ready.then(
+      () => {
+        if (this.open && state.inFlight === heads) this.opts.link.sendPush(message);
+      },
+      (err: unknown) => {
+        // Not durable: not sent. The next change, or the next session, tries again.
+        if (state.inFlight === heads) state.inFlight = undefined;
+        this.log.warn('cannot save our document before pushing it', {
+          doc: docId,
+          err: messageOf(err),
+        });
+      },
+    );
+  }
+}
+
+/** What the holder decides about a push: take it, or drop it quietly (answer: not covered). */
+export type PushVerdict = 'accept' | 'drop';
+
+export interface PushReceiverOptions {
+  readonly repo: Repo;
+  readonly link: PushLink;
+  /**
+   * Who may push what: throws to refuse (the connection closes: UNAUTHORIZED_PEER, code 2);
+   * 'drop' answers without taking the changes.
+   */
+  readonly authorize: (peer: NodeId, doc: DocumentId) => PushVerdict;
+  /** Heads the store holds of an unloaded `doc`, if known (sync/stored-heads.ts). */
+  readonly storedHeads?: (doc: DocumentId) => readonly string[] | undefined;
+  /** Whether the store holds anything of `doc`. */
+  readonly stored: (doc: DocumentId) => Promise<boolean>;
+  /** Makes `doc` durable (save, fsync) before the answer leaves. */
+  readonly durable: (doc: DocumentId) => Promise<void>;
+  /** A pushed document was loaded or created here (its handle is ready). */
+  readonly onHandle?: (peer: NodeId, handle: DocHandle<unknown>) => void;
+  readonly logger?: Logger;
+}
+
+/** The holder's side: takes pushes from many writers, one document at a time each. */
+export class PushReceiver {
+  /** Per document, the push being taken: the next waits for it. */
+  private readonly busy = new Map<DocumentId, Promise<void>>();
+  private takenCount = 0;
+  private answeredCount = 0;
+
+  constructor(private readonly opts: PushReceiverOptions) {}
+
+  /** Pushes with changes applied so far; pushes answered without a load (status, tests). */
+  get counts(): { taken: number; answeredUnloaded: number } {
+    return { taken: this.takenCount, answeredUnloaded: this.answeredCount };
+  }
+
+  /**
+   * Takes one push from `peer`. Checked at once (who may push it, every change decodes);
+   * applied after any push of the same document before it; answered once durable. Throws
+   * (closing the peer's connection) on a refusal or a change that does not decode.
+   */
+  receive(peer: NodeId, message: PushMessage): Promise<void> {
+    const doc = message.documentId as DocumentId;
+    const verdict = this.opts.authorize(peer, doc);
+    for (const change of message.changes) {
+      try {
+        A.decodeChange(change);
+      } catch (err) {
+        throw new FltError('BAD_MESSAGE', `push of ${doc}: a change does not decode`, {
+          cause: err,
+        });
+      }
+    }
+    const before = this.busy.get(doc) ?? Promise.resolve();
+    const next = before.then(() => this.take(peer, message, verdict));
+    const settled = next.catch(() => undefined);
+    this.busy.set(doc, settled);
+    void settled.then(() => {
+      if (this.busy.get(doc) === settled) this.busy.delete(doc);
+    });
+    return next;
+  }
+
+  private async take(peer: NodeId, message: PushMessage, verdict: PushVerdict): Promise<void> {
+    const doc = message.documentId as DocumentId;
+    const { repo } = this.opts;
+    const pushed = [...message.heads];
+    const take = verdict === 'accept' && message.changes.length > 0;
+    let handle = repo.handles[doc] as DocHandle<unknown> | undefined;
+    if (!take && handle === undefined) {
+      // Nothing to apply and not loaded: answer from the store's mark when it settles it.
+      const stored = this.opts.storedHeads?.(doc);
+      if (stored !== undefined && (pushed.length === 0 || sameSet(stored, pushed))) {
+        this.answeredCount++;
+        return this.answer(
+          peer,
+          doc,
+          [...stored],
+          pushed.every((h) => stored.includes(h)),
+        );
+      }
+      if (!(await this.opts.stored(doc))) return this.answer(peer, doc, [], pushed.length === 0);
+    }
+    if (handle === undefined || !handle.isReady()) {
+      handle =
+        handle === undefined && take && !(await this.opts.stored(doc))
+          ? repo.import(concat(message.changes), { docId: doc })
+          : await repo.find(doc);
+      if (!handle.isReady())
+        throw new FltError('NOT_FOUND', `cannot load ${doc} to take a push of it`);
+      this.opts.onHandle?.(peer, handle);
+    }
+    if (take) {
+      handle.update((d) => A.applyChanges(d, [...message.changes])[0]);
+      this.takenCount++;
+    }
+    await this.opts.durable(doc);
+    const heads = A.getHeads(handle.doc());
+    return this.answer(peer, doc, heads, A.hasHeads(handle.doc(), pushed));
+  }
+
+  private answer(peer: NodeId, doc: DocumentId, heads: string[], covers: boolean): void {
+    this.opts.link.sendPush({
+      type: 'flt-have',
+      senderId: this.opts.link.nodeId,
+      targetId: peer,
+      documentId: doc,
+      heads,
+      covers,
+    });
+  }
+}
+
+function concat(chunks: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out;
+}
+
+/**
+ * The push messages of one node, to its sender (answers from the holder it pushes to) and its
+ * receiver (pushes from its writers). Built before the adapter, which it is handed to
+ * (SyncAdapterOptions.push); the sender and receiver, which need the adapter, are set after.
+ */
+export class PushRoutes implements PushHandler {
+  sender: PushSender | undefined;
+  receiver: PushReceiver | undefined;
+
+  receive(peer: NodeId, message: PushWireMessage): Promise<void> | void {
+    if (message.type === 'flt-push') return this.receiver?.receive(peer, message);
+    if (peer === this.sender?.peer) this.sender.receive(message);
+  }
+
+  session(peer: NodeId, open: boolean): void {
+    if (peer !== this.sender?.peer) return;
+    if (open) this.sender.opened();
+    else this.sender.closed();
+  }
+}
