@@ -158,7 +158,7 @@ describe('push (sync/push.ts)', () => {
     const w = await writer(h.transport);
     for (let i = 0; i < 20; i++) w.handle.change((d) => void d.items.push(`i${i}`));
     const want = items(w.handle);
-    await waitFor('the holder has every item', async () => {
+    await waitFor('the holder has every item', () => {
       const got = heldItems(h.repo, w.handle.documentId);
       return got?.length === want.length;
     });
