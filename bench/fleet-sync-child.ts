@@ -19,7 +19,7 @@
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { AddressInfo } from 'node:net';
-import { Repo, type DocHandle, type PeerId } from '@automerge/automerge-repo';
+import { Repo, type DocHandle, type DocumentId, type PeerId } from '@automerge/automerge-repo';
 import {
   WebSocketClientAdapter,
   WebSocketServerAdapter,
@@ -29,6 +29,7 @@ import { WebSocketServer } from 'ws';
 import { SAVE_DEBOUNCE_MS } from '../src/node.js';
 import { FsStore } from '../stores/fs-store.js';
 import { ALPN } from '../sync/protocols.js';
+import { PushReceiver, PushRoutes, PushSender } from '../sync/push.js';
 import { guardRepoTimeouts } from '../sync/repo-timeouts.js';
 import { Router } from '../sync/router.js';
 import { SyncAdapter } from '../sync/sync-adapter.js';
@@ -37,7 +38,11 @@ import { childCommands } from './child-commands.js';
 import { benchLogger } from './fleet-config.js';
 import { bindIroh } from './peers.js';
 
-export type FleetSyncKind = 'iroh' | 'websocket';
+/**
+ * `push`: flt's sync stack as its coordinator takes agents' documents (sync/push.ts); `iroh`: the
+ * same stack with automerge-repo's own sync protocol over flt/sync/0; `websocket`: automerge-repo's.
+ */
+export type FleetSyncKind = 'push' | 'iroh' | 'websocket';
 
 /** One line of a child's stdout. */
 export type FleetSyncStep =
@@ -83,16 +88,36 @@ async function server(kind: FleetSyncKind, dir: string): Promise<void> {
   guardRepoTimeouts(benchLogger('fleet-sync-server'));
   let repo: Repo;
   let addr: string;
-  if (kind === 'iroh') {
+  if (kind !== 'websocket') {
     const t = await bindIroh();
-    const adapter = new SyncAdapter({ transport: t });
+    const routes = new PushRoutes();
+    const adapter = new SyncAdapter({ transport: t, ...(kind === 'push' ? { push: routes } : {}) });
     new Router(t).route(ALPN.sync, (c) => adapter.accept(c)).start();
     const store = await FsStore.open(join(dir, 'repo'));
+    // Pushed documents are not offered back to their writers (the coordinator's scopes).
+    const writers = new Map<DocumentId, string>();
+    const offered = (peer: PeerId, doc?: DocumentId) =>
+      Promise.resolve(doc === undefined || writers.get(doc) !== (peer as string));
     repo = new Repo({
       storage: store,
       network: [adapter],
       peerId: t.nodeId as string as PeerId,
       saveDebounceRate: SAVE_DEBOUNCE_MS,
+      ...(kind === 'push' ? { shareConfig: { announce: offered, access: offered } } : {}),
+    });
+    const held = repo;
+    routes.receiver = new PushReceiver({
+      repo: held,
+      link: adapter,
+      authorize: (peer, doc) => {
+        writers.set(doc, peer);
+        return 'accept';
+      },
+      stored: async (doc) => (await store.loadRange([doc])).length > 0,
+      durable: async (doc) => {
+        await held.flush([doc]);
+        await store.settled(doc);
+      },
     });
     addr = JSON.stringify(t.addr());
   } else {
@@ -142,11 +167,31 @@ async function writers(kind: FleetSyncKind, addr: string, n: number): Promise<vo
   let connected = 0;
   const one = async () => {
     let repo: Repo;
-    if (kind === 'iroh') {
+    let sender: PushSender | undefined;
+    if (kind !== 'websocket') {
       const t = await bindIroh();
-      const adapter = new SyncAdapter({ transport: t, dial: [JSON.parse(addr) as PeerAddr] });
+      const to = JSON.parse(addr) as PeerAddr;
+      const routes = new PushRoutes();
+      const adapter = new SyncAdapter({
+        transport: t,
+        dial: [to],
+        ...(kind === 'push' ? { push: routes } : {}),
+      });
       new Router(t).route(ALPN.sync, (c) => adapter.accept(c)).start();
-      repo = new Repo({ network: [adapter], peerId: t.nodeId as string as PeerId });
+      const pushed = (_peer: PeerId, doc?: DocumentId) =>
+        Promise.resolve(kind !== 'push' || doc === undefined);
+      repo = new Repo({
+        network: [adapter],
+        peerId: t.nodeId as string as PeerId,
+        shareConfig: { announce: pushed, access: pushed },
+      });
+      // The writers have no store in any variant: nothing to make durable before a push.
+      if (kind === 'push')
+        routes.sender = sender = new PushSender({
+          link: adapter,
+          peer: to.nodeId,
+          durable: () => Promise.resolve(),
+        });
     } else {
       repo = new Repo({ network: [new WebSocketClientAdapter(addr)] });
     }
@@ -166,7 +211,9 @@ async function writers(kind: FleetSyncKind, addr: string, n: number): Promise<vo
     });
     // A writer that did not connect in time takes no part (`ready` says how many did).
     if (!up) return;
-    handles.push(repo.create<WriterDoc>({ t: wallNow(), n: 0 }));
+    const handle = repo.create<WriterDoc>({ t: wallNow(), n: 0 });
+    sender?.track(handle);
+    handles.push(handle);
     if (++connected % 100 === 0)
       progress(
         `${connected}/${n} writers connected after ${((performance.now() - t0) / 1000).toFixed(1)} s`,
@@ -214,7 +261,7 @@ async function writers(kind: FleetSyncKind, addr: string, n: number): Promise<vo
 
 async function main(): Promise<void> {
   const [role, kind, arg, nText] = process.argv.slice(2);
-  if ((kind !== 'iroh' && kind !== 'websocket') || arg === undefined)
+  if ((kind !== 'push' && kind !== 'iroh' && kind !== 'websocket') || arg === undefined)
     throw new Error('usage: fleet-sync-child.js server KIND DIR | writers KIND ADDR N');
   if (role === 'server') await server(kind, arg);
   else if (role === 'writers') await writers(kind, arg, Number(nText));

@@ -473,7 +473,10 @@ async function fleetSyncFigures(
   // Each side on its own: one that fails leaves the other's numbers in the measurement rows.
   const runs: FleetSyncRun[] = [];
   const failed: string[] = [];
-  for (const kind of ['iroh', 'websocket'] as const) {
+  const kinds = (process.env.FLEET_SYNC_KINDS ?? 'push,iroh,websocket').split(
+    ',',
+  ) as FleetSyncKind[];
+  for (const kind of kinds) {
     opts.progress(`fleet sync over ${kind}: ${n} writers, one change a second each`);
     try {
       runs.push(await fleetSyncRun(kind, n, seconds, opts.progress));
@@ -484,7 +487,11 @@ async function fleetSyncFigures(
   const perK = (r: FleetSyncRun) => (r.cpuS / Math.max(1, r.delays.length)) * 1000;
   const pct = (r: FleetSyncRun, p: number) => (r.delays.length ? percentile(r.delays, p) : NaN);
   const measurements: Measurement[] = runs.flatMap((r) => {
-    const label = r.kind === 'iroh' ? 'flt (iroh, FsStore)' : 'websocket (nodefs)';
+    const label = {
+      push: 'flt push (iroh, FsStore)',
+      iroh: 'flt with automerge sync (iroh, FsStore)',
+      websocket: 'websocket (nodefs)',
+    }[r.kind];
     const common = { group: 'scale', note: `${size}, ${seconds} s timed` } as const;
     const arrived =
       `${r.connected} writers; ${r.delays.length} changes arrived in the window, ${r.made} made in all (${r.connected * (seconds + FLEET_SYNC.warmupS)} due), ` +
@@ -524,7 +531,8 @@ async function fleetSyncFigures(
   ]);
   const ok = problems.length === 0;
   const why = ok ? '' : `; MISS as measured: ${problems.join('; ')}`;
-  const [flt, ws] = [runs.find((r) => r.kind === 'iroh'), runs.find((r) => r.kind !== 'iroh')];
+  // flt: how its coordinator takes agents' documents (push); the iroh row is for comparison.
+  const [flt, ws] = [runs.find((r) => r.kind === 'push'), runs.find((r) => r.kind === 'websocket')];
   if (!flt || !ws) {
     const note = `${size}: not measured: ${failed.join('; ')}`;
     return {

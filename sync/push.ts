@@ -207,12 +207,19 @@ export interface PushReceiverOptions {
    * 'drop' answers without taking the changes.
    */
   readonly authorize: (peer: NodeId, doc: DocumentId) => PushVerdict;
-  /** Heads the store holds of an unloaded `doc`, if known (sync/stored-heads.ts). */
-  readonly storedHeads?: (doc: DocumentId) => readonly string[] | undefined;
+  /**
+   * Heads the store holds of `doc`, which is not loaded, if it knows them for sure: an empty
+   * push naming them is answered without loading it (sync/stored-heads.ts).
+   */
+  readonly storedHeads?: (peer: NodeId, doc: DocumentId) => readonly string[] | undefined;
   /** Whether the store holds anything of `doc`. */
   readonly stored: (doc: DocumentId) => Promise<boolean>;
-  /** Makes `doc` durable (save, fsync) before the answer leaves. */
-  readonly durable: (doc: DocumentId) => Promise<void>;
+  /**
+   * Makes `doc` durable (save, fsync) before the answer leaves. Without it, the answer says what
+   * is held in memory, and the Repo saves it as it saves anything: a holder that crashes before
+   * is asked again by the writer's next session, which pushes whatever it lacks.
+   */
+  readonly durable?: (doc: DocumentId) => Promise<void>;
   /** A pushed document was loaded or created here (its handle is ready). */
   readonly onHandle?: (peer: NodeId, handle: DocHandle<unknown>) => void;
   readonly logger?: Logger;
@@ -261,13 +268,12 @@ export class PushReceiver {
 
   private async take(peer: NodeId, message: PushMessage, verdict: PushVerdict): Promise<void> {
     const doc = message.documentId as DocumentId;
-    const { repo } = this.opts;
     const pushed = [...message.heads];
     const take = verdict === 'accept' && message.changes.length > 0;
-    let handle = repo.handles[doc] as DocHandle<unknown> | undefined;
+    let handle = this.opts.repo.handles[doc] as DocHandle<unknown> | undefined;
     if (!take && handle === undefined) {
       // Nothing to apply and not loaded: answer from the store's mark when it settles it.
-      const stored = this.opts.storedHeads?.(doc);
+      const stored = this.opts.storedHeads?.(peer, doc);
       if (stored !== undefined && (pushed.length === 0 || sameSet(stored, pushed))) {
         this.answeredCount++;
         return this.answer(
@@ -277,24 +283,39 @@ export class PushReceiver {
           pushed.every((h) => stored.includes(h)),
         );
       }
-      if (!(await this.opts.stored(doc))) return this.answer(peer, doc, [], pushed.length === 0);
     }
+    let imported = false;
     if (handle === undefined || !handle.isReady()) {
-      handle =
-        handle === undefined && take && !(await this.opts.stored(doc))
-          ? repo.import(concat(message.changes), { docId: doc })
-          : await repo.find(doc);
-      if (!handle.isReady())
-        throw new FltError('NOT_FOUND', `cannot load ${doc} to take a push of it`);
+      handle = await this.load(doc, handle);
+      if (handle === undefined && !take) return this.answer(peer, doc, [], pushed.length === 0);
+      if (handle === undefined) {
+        // New here (or nowhere to be found): the push makes it, under its own id.
+        handle = this.opts.repo.import(concat(message.changes), { docId: doc });
+        imported = true;
+      }
       this.opts.onHandle?.(peer, handle);
     }
     if (take) {
-      handle.update((d) => A.applyChanges(d, [...message.changes])[0]);
+      if (!imported) handle.update((d) => A.applyChanges(d, [...message.changes])[0]);
       this.takenCount++;
     }
-    await this.opts.durable(doc);
+    await this.opts.durable?.(doc);
     const heads = A.getHeads(handle.doc());
     return this.answer(peer, doc, heads, A.hasHeads(handle.doc(), pushed));
+  }
+
+  /** `doc` loaded from the store (or by whoever is loading it), or undefined if it holds none. */
+  private async load(
+    doc: DocumentId,
+    handle: DocHandle<unknown> | undefined,
+  ): Promise<DocHandle<unknown> | undefined> {
+    if (handle === undefined && !(await this.opts.stored(doc))) return undefined;
+    try {
+      const found = await this.opts.repo.find(doc);
+      return found.isReady() ? found : undefined;
+    } catch {
+      return undefined; // unavailable: nothing stored, and no peer had it
+    }
   }
 
   private answer(peer: NodeId, doc: DocumentId, heads: string[], covers: boolean): void {
