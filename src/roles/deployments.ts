@@ -5,6 +5,7 @@
 // An answer is an acknowledgement: what it says was placed is saved before it is sent, so a
 // coordinator killed right after answering still delivers it when it comes back.
 
+import type { StoredHeads } from '../../sync/stored-heads.js';
 import type { DocHandle, DocumentId, Repo } from '@automerge/automerge-repo';
 import { FltError } from '../../sync/errors.js';
 import { shortId, type NodeId } from '../../sync/ids.js';
@@ -53,6 +54,8 @@ export class Deployments {
       log: Logger;
       /** Saves the given documents (repo flush, then the store settled). */
       flush: (docIds: readonly DocumentId[]) => Promise<void>;
+      /** Marks of evicted desired documents: each is removed before the document changes. */
+      marks?: StoredHeads;
     },
   ) {
     for (const entry of opts.fleet.agents())
@@ -135,7 +138,7 @@ export class Deployments {
               result.stale.push(target);
             } else {
               const handle = await this.open(target);
-              this.write(target, handle, part);
+              await this.write(target, handle, part);
               touched.add(handle.documentId);
               result.placed.push(target);
             }
@@ -168,12 +171,17 @@ export class Deployments {
       if (this.opts.fleet.agent(agent) === undefined)
         throw new FltError('INTERNAL', `${shortId(agent)} is not enrolled`);
       const handle = await this.open(agent);
-      this.write(agent, handle, part);
+      await this.write(agent, handle, part);
       await this.opts.flush([handle.documentId, this.opts.fleet.root.documentId]);
     });
   }
 
-  private write(agent: NodeId, handle: DocHandle<DesiredDoc>, part: SignedPart): void {
+  /**
+   * The document's mark goes first (sync/stored-heads.ts): an agent in sync with the marked
+   * heads is answered without a load, so a mark left behind would hide this change from it.
+   */
+  private async write(agent: NodeId, handle: DocHandle<DesiredDoc>, part: SignedPart) {
+    await this.opts.marks?.forget(handle.documentId);
     const adminOps = this.opts.gate.adminOps;
     handle.change((d) => void (d.current = encodeDesired({ part, adminOps })));
     this.opts.fleet.setDesired(agent, summaryOf(part, agent));
