@@ -16,8 +16,9 @@
 // are exactly the mark, gets the reply a holder of those heads would send (our heads, and "we
 // have everything up to them"), and the document stays on disk. Any other message takes the
 // usual path. Answering from a mark that fell behind is only right when the peer is the
-// document's single writer (it cannot lack a change that it wrote and the mark does not name):
-// whoever installs the answer decides which documents qualify.
+// document's single writer (it cannot lack a change that it wrote and the mark does not name),
+// or when this node is, and removes the mark (forget) before each change it makes, so that a
+// mark never falls behind: whoever installs the answer decides which documents qualify.
 
 import * as A from '@automerge/automerge';
 import type { DocumentId, Message, StorageKey } from '@automerge/automerge-repo';
