@@ -24,7 +24,8 @@
 //
 // How, and why nothing acknowledged is lost. An eviction saves the document (repo.flush, then the
 // store's operations on it settled, loads of its sync states included), then checks that nothing
-// happened meanwhile (no message about it, same heads, same handle); only then, in one synchronous
+// happened meanwhile (no message about it, same heads, same handle, still evictable: a writer
+// that is about to change it says no); only then, in one synchronous
 // step, it tells the owners of references to the handle (`onEvict`), drops the listeners of the
 // handle, removes the document's synchronizer (sync/peer-scopes.ts ends its scoped peers' sync
 // there and begins it again when the document is set up again) and removes the handle from the
@@ -54,7 +55,10 @@ export interface EvictionOptions {
   readonly repo: Repo;
   /** The Repo's store: settled(doc) resolves once the operations on `doc` running now ended. */
   readonly store: { settled(first?: string): Promise<void> };
-  /** Whether `doc` may be evicted (cheap: asked for every message). */
+  /**
+   * Whether `doc` may be evicted (cheap: asked for every message). Asked again right before
+   * onEvict, in the same synchronous step: a `false` set by then stops the eviction.
+   */
   readonly evictable: (doc: DocumentId) => boolean;
   /**
    * Called synchronously right before `doc` leaves the Repo: every reference to its handle must
@@ -211,9 +215,11 @@ export class Eviction {
     await repo.flush([doc]);
     await store.settled(doc);
     // Anything about it while it was being saved (a message, a change, another handle, a
-    // stop) and it stays: the next pass looks again.
+    // stop, or it is no longer evictable: its writer may have begun a write, which must not
+    // race onEvict) and it stays: the next pass looks again.
     if (
       this.stopped ||
+      !this.opts.evictable(doc) ||
       repo.handles[doc] !== handle ||
       !handle.isReady() ||
       this.live.get(doc) !== live ||

@@ -16,8 +16,9 @@
 // are exactly the mark, gets the reply a holder of those heads would send (our heads, and "we
 // have everything up to them"), and the document stays on disk. Any other message takes the
 // usual path. Answering from a mark that fell behind is only right when the peer is the
-// document's single writer (it cannot lack a change that it wrote and the mark does not name):
-// whoever installs the answer decides which documents qualify.
+// document's single writer (it cannot lack a change that it wrote and the mark does not name),
+// or when this node is, and removes the mark (forget) before each change it makes, so that a
+// mark never falls behind: whoever installs the answer decides which documents qualify.
 
 import * as A from '@automerge/automerge';
 import type { DocumentId, Message, StorageKey } from '@automerge/automerge-repo';
@@ -29,6 +30,7 @@ export const HEADS_KEY = 'flt-heads';
 export interface MarkStore {
   load(key: StorageKey): Promise<Uint8Array | undefined>;
   save(key: StorageKey, data: Uint8Array): Promise<void>;
+  remove(key: StorageKey): Promise<void>;
 }
 
 const HASH = /^[0-9a-f]{64}$/;
@@ -42,8 +44,21 @@ function markOf(heads: readonly string[]): string | undefined {
 export class StoredHeads {
   /** Marks known in memory; null: read from the store, and there is none (or a malformed one). */
   private readonly marks = new Map<DocumentId, string | null>();
+  /** Per document, its last write or removal of a mark: they run in the order they were asked. */
+  private readonly pending = new Map<DocumentId, Promise<void>>();
 
   constructor(private readonly store: MarkStore) {}
+
+  /** Runs `work` on `doc`'s mark after the ones asked before it. */
+  private serially(doc: DocumentId, work: () => Promise<void>): Promise<void> {
+    const next = (this.pending.get(doc) ?? Promise.resolve()).then(work, work);
+    const settled = next.catch(() => undefined);
+    this.pending.set(doc, settled);
+    void settled.then(() => {
+      if (this.pending.get(doc) === settled) this.pending.delete(doc);
+    });
+    return next;
+  }
 
   /**
    * Records that the store holds `doc` at `heads` at least. Call only once the document's save
@@ -53,7 +68,20 @@ export class StoredHeads {
     const mark = markOf(heads);
     if (mark === undefined) return;
     this.marks.set(doc, mark);
-    await this.store.save([doc, HEADS_KEY], new TextEncoder().encode(mark));
+    await this.serially(doc, () =>
+      this.store.save([doc, HEADS_KEY], new TextEncoder().encode(mark)),
+    );
+  }
+
+  /**
+   * Removes `doc`'s mark, from memory at once (known: none, so a read in flight cannot bring the
+   * old one back) and from the store before it resolves, after any mark asked before it. A node
+   * that writes a document itself calls this, and waits for it, before every change: a mark must
+   * never name less than a peer may still be owed.
+   */
+  async forget(doc: DocumentId): Promise<void> {
+    this.marks.set(doc, null);
+    await this.serially(doc, () => this.store.remove([doc, HEADS_KEY]));
   }
 
   /**

@@ -15,8 +15,11 @@ import { FsStore } from '../stores/fs-store.js';
 import { Eviction } from '../sync/evict.js';
 import { createLogger } from '../sync/log.js';
 import { isStored, signHeads, type SignedHeads } from '../sync/owned-doc.js';
-import { deriveKeyPair } from '../src/identity/index.js';
-import type { FactsDoc } from '../src/docs/types.js';
+import { HEADS_KEY } from '../sync/stored-heads.js';
+import type { NodeId } from '../sync/ids.js';
+import { deriveKeyPair, loadOrCreateNodeKey } from '../src/identity/index.js';
+import type { DesiredDoc, FactsDoc } from '../src/docs/types.js';
+import { signDeployment, type SignedPart } from '../src/trust/deployment.js';
 import { collectFacts, type Facts } from '../src/facts/index.js';
 import { Admin } from '../src/roles/admin.js';
 import type { Agent } from '../src/roles/agent.js';
@@ -80,6 +83,43 @@ describe('evicting a document from a Repo', () => {
       const back = await repo.find<{ n: number }>(doc);
       expect(back.doc().n).toBe(2);
       expect(A.getHeads(back.doc())).toEqual(heads);
+    } finally {
+      await eviction.stop();
+    }
+  });
+
+  it('an eviction gives up when the document stops being evictable while it is saved', async () => {
+    const { store, repo, handle } = await oneDoc('recheck');
+    const doc = handle.documentId;
+    let evictable = true;
+    let reached!: () => void;
+    const atGate = new Promise<void>((resolve) => (reached = resolve));
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    // The real store, with the eviction's wait for its operations held at a gate.
+    const held = {
+      settled: async (first?: string) => {
+        await store.settled(first);
+        reached();
+        await gate;
+      },
+    };
+    const evicted: DocumentId[] = [];
+    const eviction = new Eviction({
+      repo,
+      store: held,
+      evictable: () => evictable,
+      onEvict: (d) => void evicted.push(d),
+      idleMs: 60_000,
+    });
+    try {
+      const attempt = eviction.evict(doc);
+      await atGate;
+      evictable = false; // its writer begins a change (roles/deployments.ts)
+      release();
+      expect(await attempt).toBe(false);
+      expect(evicted).toEqual([]);
+      expect(repo.handles[doc]).toBe(handle);
     } finally {
       await eviction.stop();
     }
@@ -148,8 +188,8 @@ describe('a coordinator that evicts its idle agents’ documents', () => {
     expect(loaded(factsDoc) || loaded(statusDoc)).toBe(false);
   });
 
-  it('a reconnecting agent that is in sync is answered without loading its documents', async () => {
-    await waitEvicted('before the reconnect');
+  /** The agent redials; its three documents' first messages are answered from their marks. */
+  const reconnectAnswered = async () => {
     const sync = coordinator().node.sync;
     const answered = coordinator().fleet.answered;
     const opened = sync.sessionOpenedAt(id as never);
@@ -158,10 +198,94 @@ describe('a coordinator that evicts its idle agents’ documents', () => {
       const at = sync.sessionOpenedAt(id as never);
       return at !== undefined && at !== opened;
     });
-    // Its facts and status documents (marked when they were evicted); the desired document,
-    // which this coordinator writes, takes the usual path.
-    await waitFor('both answered', () => coordinator().fleet.answered >= answered + 2);
-    expect(loaded(factsDoc) || loaded(statusDoc)).toBe(false);
+    // Its facts, status and desired documents (marked when they were evicted).
+    await waitFor('all three answered', () => coordinator().fleet.answered >= answered + 3);
+    expect([factsDoc, statusDoc, desiredDoc].some(loaded)).toBe(false);
+  };
+
+  it('a reconnecting agent that is in sync is answered without loading its documents', async () => {
+    await waitEvicted('before the reconnect');
+    await reconnectAnswered();
+  });
+
+  /** The desired document's mark in the coordinator's store, once its writes settled. */
+  const storedMark = async () => {
+    const store = coordinator().node.store!;
+    await store.idle();
+    const bytes = await store.load([desiredDoc, HEADS_KEY]);
+    return bytes && new TextDecoder().decode(bytes);
+  };
+  const coordinatorDesired = async () =>
+    A.getHeads((await coordinator().deployments.open(id as NodeId)).doc());
+  /** The agent's copy of its desired document holds `heads`. */
+  const agentHolds = (heads: string[]) =>
+    waitFor('the placed part at the agent', async () => {
+      const mine = await agent.node.repo!.find<DesiredDoc>(desiredDoc);
+      return A.hasHeads(mine.doc(), heads);
+    });
+  let strangerParts = 0;
+  /** A part for the agent (signed by a node that is no admin: the agent refuses to run it). */
+  const strangerPart = async (): Promise<SignedPart> => {
+    const key = (await loadOrCreateNodeKey(join(dir.path, 'stranger'))).key;
+    const spec = {
+      targets: new Map([[id as NodeId, Date.now() + strangerParts++]]),
+      storePath: `/nix/store/${'0'.repeat(32)}-evict-test`,
+      action: 'switch' as const,
+      expiresInMs: 3_600_000,
+    };
+    return signDeployment(spec, coordinator().fleet.root.documentId, key)[0]!;
+  };
+
+  it('a part placed while the desired document is evicted and marked reaches the agent', async () => {
+    await waitEvicted('before the deployment');
+    const before = await waitFor('the desired document marked', storedMark);
+    await coordinator().deployments.place(id as NodeId, await strangerPart());
+    // The mark went before the write (it would name heads the agent is told are everything).
+    expect(await storedMark()).toBeUndefined();
+    const heads = await coordinatorDesired();
+    expect(heads.join(',')).not.toBe(before);
+    await agentHolds(heads);
+    // Evicted again, it is marked with the new heads, and the agent is answered from that mark.
+    await waitEvicted('after the deployment');
+    expect(await waitFor('the new mark', storedMark)).toBe([...heads].sort().join(','));
+    await reconnectAnswered();
+  });
+
+  it('a write of the desired document keeps any eviction of it off until it is saved', async () => {
+    await waitEvicted('before the write');
+    await waitFor('the desired document marked', storedMark);
+    const store = coordinator().node.store!;
+    const remove = store.remove.bind(store);
+    let reached!: () => void;
+    const atGate = new Promise<void>((resolve) => (reached = resolve));
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    // The mark's removal (the write's first step after its flag) held at a gate.
+    store.remove = async (key) => {
+      if (key[0] === desiredDoc && key[1] === HEADS_KEY) {
+        reached();
+        await gate;
+      }
+      return remove(key);
+    };
+    try {
+      // Loaded and idle: what an eviction would take.
+      await coordinator().deployments.open(id as NodeId);
+      const placing = coordinator().deployments.place(id as NodeId, await strangerPart());
+      await atGate;
+      expect(coordinator().deployments.writing(desiredDoc)).toBe(true);
+      expect(await coordinator().eviction.evict(desiredDoc)).toBe(false);
+      expect(loaded(desiredDoc)).toBe(true);
+      release();
+      await placing;
+    } finally {
+      release();
+      store.remove = remove;
+    }
+    expect(coordinator().deployments.writing(desiredDoc)).toBe(false);
+    expect(await storedMark()).toBeUndefined();
+    await agentHolds(await coordinatorDesired());
+    await waitEvicted('after the write');
   });
 
   it("an evicted agent's next change reaches the coordinator and the admin", async () => {

@@ -53,6 +53,25 @@ describe('StoredHeads', () => {
     expect(marks.peek(doc)).toBeUndefined();
   });
 
+  it('forget removes a mark from memory and the store, after a record asked before it', async () => {
+    const store = new MemoryStore();
+    const doc = newDocId();
+    const heads = A.getHeads(A.from({ n: 1 }));
+    const marks = new StoredHeads(store);
+    await marks.record(doc, heads);
+    // A read of the store in flight, a record and a forget asked in one step: the forget wins.
+    const again = new StoredHeads(store);
+    const reading = again.read(doc);
+    void again.record(doc, heads);
+    const forgetting = again.forget(doc);
+    expect(again.peek(doc)).toBeUndefined();
+    await Promise.all([reading, forgetting]);
+    expect(again.peek(doc)).toBeUndefined();
+    expect(await again.read(doc)).toBeUndefined();
+    expect(await store.load([doc, HEADS_KEY])).toBeUndefined();
+    expect(await new StoredHeads(store).read(doc)).toBeUndefined();
+  });
+
   it('answers a peer at exactly the marked heads, and the peer then has nothing to send', async () => {
     const marks = new StoredHeads(new MemoryStore());
     const documentId = newDocId();

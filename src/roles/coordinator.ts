@@ -160,7 +160,9 @@ export class Coordinator {
     const { node, fleet, gate, deployments } = await (async () => {
       try {
         await root.open(repo, store, rootBase(key.nodeId));
-        const fleet = new Fleet(root, repo, log, new StoredHeads(store));
+        // One instance: marks of agents' documents (Fleet) and of desired documents (Deployments).
+        const marks = new StoredHeads(store);
+        const fleet = new Fleet(root, repo, log, marks);
         fleet
           .readMarks()
           .catch((err: unknown) =>
@@ -177,6 +179,7 @@ export class Coordinator {
           gate,
           log,
           flush,
+          marks,
         });
         const node = await openNode(config, log, key, documents, {
           root,
@@ -194,14 +197,16 @@ export class Coordinator {
     let gc: ArtifactGc | undefined;
     let summary: SummaryWriter | undefined;
     // An agent's documents (facts, status, desired) leave the Repo once idle and saved; the
-    // root, audit and admins documents stay.
+    // root, audit and admins documents stay. A desired document being written stays (its mark
+    // must not name the heads before the write: deployments.ts), asked again right before onEvict.
     const eviction = new Eviction({
       repo,
       store,
-      evictable: (doc) => fleet.isAgentDoc(doc) || deployments.isDesired(doc),
+      evictable: (doc) =>
+        fleet.isAgentDoc(doc) || (deployments.isDesired(doc) && !deployments.writing(doc)),
       onEvict: (doc, heads) => {
         fleet.evicted(doc, heads);
-        deployments.release(doc);
+        deployments.evicted(doc, heads);
       },
       ...evictionSettings,
       log,
@@ -321,7 +326,7 @@ function openNode(
         return gate.role(id) === 'admin' ? undefined : fleet.scopeOf(id);
       },
     },
-    answer: (peer, message) => fleet.answer(peer, message),
+    answer: (peer, message) => fleet.answer(peer, message, (doc) => deployments.writing(doc)),
     admit: (peer, message) => fleet.admit(peer, message),
     // Every document this coordinator writes is saved before a sync message about it leaves.
     durable: (doc) =>

@@ -4,7 +4,18 @@
 // admins receive. The coordinator is trusted for delivery only: the agent verifies the part.
 // An answer is an acknowledgement: what it says was placed is saved before it is sent, so a
 // coordinator killed right after answering still delivers it when it comes back.
+//
+// Marks (issue 13). An idle desired document leaves the Repo (sync/evict.ts) and its heads are
+// marked in the store (sync/stored-heads.ts): an agent that reconnects at exactly those heads is
+// told it is in sync without the document being loaded (Fleet.answer). That is only right while
+// the mark names this coordinator's heads, so a mark must never outlive a change: every write
+// first flags the document as being written (synchronously: from then on no eviction of it reaches
+// onEvict, so no mark of the old heads can be recorded; see `writing`), then removes its mark,
+// from memory and durably from the store, and only then opens the document and changes it. The
+// flag stays until the change is saved. A crash anywhere in between leaves no mark or a mark of
+// heads the store still holds as the document's latest.
 
+import type { StoredHeads } from '../../sync/stored-heads.js';
 import type { DocHandle, DocumentId, Repo } from '@automerge/automerge-repo';
 import { FltError } from '../../sync/errors.js';
 import { shortId, type NodeId } from '../../sync/ids.js';
@@ -38,6 +49,12 @@ export class Deployments {
   /** Desired document ids this coordinator writes (`durable`, eviction), with their agent. */
   private readonly ids = new Map<DocumentId, NodeId | undefined>();
   private readonly keys = new Map<NodeId, OwnedDoc<DesiredDoc>>();
+  /**
+   * Desired documents being written: from before their mark is removed until the change is saved.
+   * Never evicted meanwhile (`writing`, asked by the coordinator's eviction), never answered from
+   * a mark (Fleet.answer).
+   */
+  private readonly writes = new Set<DocumentId>();
   /** One submit or place at a time: each reads an agent's desired seq, then writes it. */
   private queue: Promise<unknown> = Promise.resolve();
 
@@ -53,6 +70,8 @@ export class Deployments {
       log: Logger;
       /** Saves the given documents (repo flush, then the store settled). */
       flush: (docIds: readonly DocumentId[]) => Promise<void>;
+      /** Marks of evicted desired documents: each is removed before the document changes. */
+      marks?: StoredHeads;
     },
   ) {
     for (const entry of opts.fleet.agents())
@@ -71,14 +90,31 @@ export class Deployments {
   }
 
   /**
-   * `docId` (a desired document) is leaving the Repo (sync/evict.ts: idle, saved): the cached
-   * handle goes; the next open() finds it in storage again.
+   * Whether `docId` is being written (see the top of this file): the coordinator's eviction must
+   * not evict it, and an agent's message about it is not answered from a mark.
    */
-  release(docId: DocumentId): void {
+  writing(docId: DocumentId): boolean {
+    return this.writes.has(docId);
+  }
+
+  /**
+   * `docId` (a desired document) is leaving the Repo (sync/evict.ts: idle, saved at `heads`,
+   * never while it is being written): the cached handle goes, the next open() finds it in storage
+   * again, and its heads are marked (sync/stored-heads.ts). Synchronous up to the mark's store
+   * write, which a later forget() waits for.
+   */
+  evicted(docId: DocumentId, heads: readonly string[]): void {
     const agent = this.ids.get(docId);
     if (agent === undefined) return;
     this.opened.delete(agent);
     this.keys.get(agent)?.release();
+    // Belt and braces: the eviction asks `writing` in the same synchronous step as this call.
+    if (this.opts.marks === undefined || this.writes.has(docId)) return;
+    this.opts.marks
+      .record(docId, heads)
+      .catch((err: unknown) =>
+        this.opts.log.warn('could not mark a saved document', { doc: docId, err: String(err) }),
+      );
   }
 
   /** Opens (from storage, or from its base) the desired document of `agent`; cached. */
@@ -112,6 +148,8 @@ export class Deployments {
       const verified = parts.map((p) => this.opts.gate.checkDeploy(p, now).part);
       const result: SubmitResult = { index: 0, placed: [], stale: [], unknown: [] };
       const touched = new Set<DocumentId>();
+      /** Desired documents flagged as being written (held until the flush below). */
+      const held = new Set<DocumentId>();
       try {
         for (const value of verified) {
           const { part, index } = this.opts.gate.recordDeploy(value, now);
@@ -129,13 +167,14 @@ export class Deployments {
             const current = entry.desired ?? undefined;
             if (current?.id === part.id && current.seq === seq) {
               result.placed.push(target); // a resubmission: it is there already
+              // Not evicted before the flush below (which needs it loaded); no change, no forget.
+              this.hold(this.owned(target).docId, held);
               const handle = await this.open(target);
               touched.add(handle.documentId); // saved again before "placed" is answered
             } else if (current !== undefined && current.seq >= seq) {
               result.stale.push(target);
             } else {
-              const handle = await this.open(target);
-              this.write(target, handle, part);
+              const handle = await this.write(target, part, held);
               touched.add(handle.documentId);
               result.placed.push(target);
             }
@@ -147,10 +186,14 @@ export class Deployments {
           });
         }
       } finally {
-        // Whatever was written is saved before anything is answered, refusals included.
-        if (touched.size > 0) {
-          touched.add(this.opts.fleet.root.documentId);
-          await this.opts.flush([...touched]);
+        try {
+          // Whatever was written is saved before anything is answered, refusals included.
+          if (touched.size > 0) {
+            touched.add(this.opts.fleet.root.documentId);
+            await this.opts.flush([...touched]);
+          }
+        } finally {
+          for (const doc of held) this.writes.delete(doc);
         }
       }
       return result;
@@ -167,16 +210,48 @@ export class Deployments {
     return this.serially(async () => {
       if (this.opts.fleet.agent(agent) === undefined)
         throw new FltError('INTERNAL', `${shortId(agent)} is not enrolled`);
-      const handle = await this.open(agent);
-      this.write(agent, handle, part);
-      await this.opts.flush([handle.documentId, this.opts.fleet.root.documentId]);
+      const held = new Set<DocumentId>();
+      try {
+        const handle = await this.write(agent, part, held);
+        await this.opts.flush([handle.documentId, this.opts.fleet.root.documentId]);
+      } finally {
+        for (const doc of held) this.writes.delete(doc);
+      }
     });
   }
 
-  private write(agent: NodeId, handle: DocHandle<DesiredDoc>, part: SignedPart): void {
+  /** Flags `doc` as being written (synchronously), until the caller's flush; `held` lists it. */
+  private hold(doc: DocumentId, held: Set<DocumentId>): void {
+    this.writes.add(doc);
+    held.add(doc);
+  }
+
+  /**
+   * Places `part` in `agent`'s desired document, in this order (see the top of this file): the
+   * flag first, in the caller's synchronous step, so that no eviction of the document reaches
+   * onEvict (and marks its old heads) from now on; then the mark goes, from the store too; then
+   * the document is opened (an eviction that ended before the flag dropped the cached handle: it
+   * is found in storage again) and changed. The caller clears the flag once the change is saved.
+   * Opening before the mark is gone would not do: an eviction could take the handle out of the
+   * Repo meanwhile, and the change would go into a handle nothing saves or syncs.
+   */
+  private async write(
+    agent: NodeId,
+    part: SignedPart,
+    held: Set<DocumentId>,
+  ): Promise<DocHandle<DesiredDoc>> {
+    const doc = this.owned(agent).docId;
+    this.hold(doc, held);
+    await this.opts.marks?.forget(doc);
+    const handle = await this.open(agent);
+    // Not expected (the flag keeps evictions off): a handle the Repo no longer holds is refused
+    // rather than changed.
+    if (this.opts.repo.handles[doc] !== handle)
+      throw new FltError('INTERNAL', `${shortId(agent)}'s desired document left the Repo`);
     const adminOps = this.opts.gate.adminOps;
     handle.change((d) => void (d.current = encodeDesired({ part, adminOps })));
     this.opts.fleet.setDesired(agent, summaryOf(part, agent));
+    return handle;
   }
 
   private owned(agent: NodeId): OwnedDoc<DesiredDoc> {

@@ -114,6 +114,8 @@ export class Fleet {
   };
   /** Every agent's facts and status document: whose, and which (kept in step by put()). */
   private readonly docs = new Map<DocumentId, { id: NodeId; kind: AgentDoc }>();
+  /** Every agent's desired document (this coordinator writes it): whose (kept in step by put()). */
+  private readonly desiredDocs = new Map<DocumentId, NodeId>();
   /**
    * The root document's agents, decoded once at start and then kept in step by put(): the
    * coordinator is the root document's only writer, and lookups run on every rpc and, for the
@@ -189,23 +191,39 @@ export class Fleet {
   }
 
   /**
-   * Answers an agent's sync message about its own facts or status document without loading it:
-   * when the document is not loaded and the agent's heads are those the store is marked with
-   * (sync/stored-heads.ts; the agent is the document's only writer, which a mark needs). A
-   * forked agent's documents take the usual path. Undefined: the usual path (admit, the Repo).
+   * Answers an agent's sync message about its own facts, status or desired document without
+   * loading it: when the document is not loaded and the agent's heads are those the store is
+   * marked with (sync/stored-heads.ts). A mark may fall behind its document, so this needs a
+   * peer that cannot lack what the mark does not name: the agent writes its facts and status
+   * documents alone; the desired document is this coordinator's, whose every write removes the
+   * mark before it changes anything and holds `writing(doc)` until the change is saved
+   * (deployments.ts), so its mark, while there, names the coordinator's own heads. A forked
+   * agent's documents take the usual path. Undefined: the usual path (admit, the Repo).
    */
-  answer(peer: NodeId, message: Message): Message | undefined {
+  answer(
+    peer: NodeId,
+    message: Message,
+    writing: (doc: DocumentId) => boolean = () => false,
+  ): Message | undefined {
     if (this.marks === undefined || !('documentId' in message) || message.documentId === undefined)
       return undefined;
     const doc = message.documentId;
+    if (this.entries.get(peer)?.forked) return undefined;
+    if (this.desiredDocs.get(doc) === peer) {
+      if (this.repo.handles[doc] !== undefined || writing(doc)) return undefined;
+      return this.counted(this.marks.answer(message));
+    }
     const owner = this.docs.get(doc);
-    if (owner?.id !== peer || this.entries.get(peer)?.forked) return undefined;
+    if (owner?.id !== peer) return undefined;
     if (this.repo.handles[doc] !== undefined) return undefined;
     // Signed heads waiting for their changes: the usual path loads the document and records
     // them (a document found by the synchronizer alone, then evicted, would else keep them
     // waiting for as long as the agent stays in sync).
     if (this.tracked[owner.kind].waiting.has(peer)) return undefined;
-    const reply = this.marks.answer(message);
+    return this.counted(this.marks.answer(message));
+  }
+
+  private counted(reply: Message | undefined): Message | undefined {
     if (reply !== undefined) this.answeredCount++;
     return reply;
   }
@@ -216,14 +234,15 @@ export class Fleet {
   }
 
   /**
-   * Reads the marks of every enrolled agent's documents (a coordinator that just started): its
-   * agents reconnect within seconds, and a message that comes before its document's mark was read
-   * takes the usual path, which loads the document. A few at a time, in the background.
+   * Reads the marks of every enrolled agent's documents, desired ones included (a coordinator
+   * that just started): its agents reconnect within seconds, and a message that comes before its
+   * document's mark was read takes the usual path, which loads the document. A few at a time, in
+   * the background.
    */
   async readMarks(): Promise<void> {
     const marks = this.marks;
     if (marks === undefined) return;
-    const docs = [...this.docs.keys()];
+    const docs = [...this.docs.keys(), ...this.desiredDocs.keys()];
     const next = async (): Promise<void> => {
       for (let doc = docs.pop(); doc !== undefined; doc = docs.pop()) await marks.read(doc);
     };
@@ -377,6 +396,7 @@ export class Fleet {
 
   private index(entry: AgentEntry): void {
     this.entries.set(entry.nodeId, entry);
+    if (entry.desiredDocId !== undefined) this.desiredDocs.set(entry.desiredDocId, entry.nodeId);
     for (const kind of KINDS) {
       const docId = FIELDS[kind].docId(entry);
       if (docId !== undefined) this.docs.set(docId, { id: entry.nodeId, kind });
