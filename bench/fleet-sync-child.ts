@@ -29,6 +29,7 @@ import { WebSocketServer } from 'ws';
 import { SAVE_DEBOUNCE_MS } from '../src/node.js';
 import { FsStore } from '../stores/fs-store.js';
 import { ALPN } from '../sync/protocols.js';
+import { scopePeers } from '../sync/peer-scopes.js';
 import { PushReceiver, PushRoutes, PushSender } from '../sync/push.js';
 import { guardRepoTimeouts } from '../sync/repo-timeouts.js';
 import { Router } from '../sync/router.js';
@@ -84,6 +85,13 @@ const CONNECT_DEADLINE_MS = 60_000;
 
 const nextCommand = childCommands(0);
 
+/**
+ * The servers' share policy, as automerge-repo's own sync server (automerge-repo-sync-server)
+ * sets it: announce no document to a client that did not ask for it. The default announces every
+ * document to every client: N documents to each of N writers, which no server of many writers runs.
+ */
+const NOT_GENEROUS = () => Promise.resolve(false);
+
 async function server(kind: FleetSyncKind, dir: string): Promise<void> {
   guardRepoTimeouts(benchLogger('fleet-sync-server'));
   let repo: Repo;
@@ -94,30 +102,22 @@ async function server(kind: FleetSyncKind, dir: string): Promise<void> {
     const adapter = new SyncAdapter({ transport: t, ...(kind === 'push' ? { push: routes } : {}) });
     new Router(t).route(ALPN.sync, (c) => adapter.accept(c)).start();
     const store = await FsStore.open(join(dir, 'repo'));
-    // Pushed documents are not offered back to their writers (the coordinator's scopes).
-    const writers = new Map<DocumentId, string>();
-    const offered = (peer: PeerId, doc?: DocumentId) =>
-      Promise.resolve(doc === undefined || writers.get(doc) !== (peer as string));
     repo = new Repo({
       storage: store,
       network: [adapter],
       peerId: t.nodeId as string as PeerId,
       saveDebounceRate: SAVE_DEBOUNCE_MS,
-      ...(kind === 'push' ? { shareConfig: { announce: offered, access: offered } } : {}),
+      sharePolicy: NOT_GENEROUS,
     });
-    const held = repo;
+    // As the coordinator runs it: a writer that pushes syncs nothing through automerge-repo
+    // (its own documents come by push; the coordinator scopes agents the same way).
+    if (kind === 'push') scopePeers(repo, { scopeOf: () => [] });
+    // The answer says what is held; the Repo saves it as it saves anything (as the coordinator).
     routes.receiver = new PushReceiver({
-      repo: held,
+      repo,
       link: adapter,
-      authorize: (peer, doc) => {
-        writers.set(doc, peer);
-        return 'accept';
-      },
+      authorize: () => 'accept',
       stored: async (doc) => (await store.loadRange([doc])).length > 0,
-      durable: async (doc) => {
-        await held.flush([doc]);
-        await store.settled(doc);
-      },
     });
     addr = JSON.stringify(t.addr());
   } else {
@@ -130,6 +130,7 @@ async function server(kind: FleetSyncKind, dir: string): Promise<void> {
     repo = new Repo({
       storage: new NodeFSStorageAdapter(join(dir, 'nodefs')),
       network: [new WebSocketServerAdapter(server)],
+      sharePolicy: NOT_GENEROUS,
     });
     addr = `ws://127.0.0.1:${(wss.address() as AddressInfo).port}`;
   }

@@ -473,9 +473,7 @@ async function fleetSyncFigures(
   // Each side on its own: one that fails leaves the other's numbers in the measurement rows.
   const runs: FleetSyncRun[] = [];
   const failed: string[] = [];
-  const kinds = (process.env.FLEET_SYNC_KINDS ?? 'push,iroh,websocket').split(
-    ',',
-  ) as FleetSyncKind[];
+  const kinds = (process.env.FLEET_SYNC_KINDS ?? 'push,websocket').split(',') as FleetSyncKind[];
   for (const kind of kinds) {
     opts.progress(`fleet sync over ${kind}: ${n} writers, one change a second each`);
     try {
