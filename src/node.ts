@@ -18,7 +18,7 @@ import { ALPN } from '../sync/protocols.js';
 import { guardRepoFind } from '../sync/repo-find-guard.js';
 import { guardRepoTimeouts } from '../sync/repo-timeouts.js';
 import { Router, type AccessCheck } from '../sync/router.js';
-import { SyncAdapter, type SyncAdapterOptions } from '../sync/sync-adapter.js';
+import { SyncAdapter, type PushHandler, type SyncAdapterOptions } from '../sync/sync-adapter.js';
 import type { PeerAddr } from '../sync/transport.js';
 import { scopePeers, type PeerScopes } from '../sync/peer-scopes.js';
 import { bindEndpoint, loadNodeKey } from './endpoint.js';
@@ -75,6 +75,12 @@ export async function flushDocuments(docs: NodeDocuments): Promise<void> {
   await docs.store.idle();
 }
 
+/** Saves `doc` and waits for the store to have it on disk (flush, then settled). */
+export async function saveNow(docs: NodeDocuments, doc: DocumentId): Promise<void> {
+  await docs.repo.flush([doc]);
+  await docs.store.settled(doc);
+}
+
 /** Saves a document this node writes before a message about it leaves (NodeOptions.durable). */
 export function persistBeforeSend(
   docs: NodeDocuments,
@@ -84,10 +90,16 @@ export function persistBeforeSend(
   const id = 'documentId' in message ? message.documentId : undefined;
   if (id === undefined || !('data' in message) || !durable(id)) return undefined;
   if (docs.repo.handles[id]?.isReady() !== true) return undefined;
-  return docs.repo.flush([id]).then(() => docs.store.settled(id));
+  return saveNow(docs, id);
 }
 
 export { loadNodeKey, relaySetting, requireCoordinator } from './endpoint.js';
+
+/** What a node of another flt version does differently: tests of mixed fleets set them. */
+export interface Versions {
+  /** Speaks push (sync/push.ts); default true. False: as flt before it. */
+  readonly push?: boolean;
+}
 
 export interface NodeOptions {
   readonly role: Role;
@@ -127,6 +139,8 @@ export interface NodeOptions {
    * write other changes under the same Automerge (actor, seq), which readers see as a fork.
    */
   readonly durable?: (documentId: DocumentId) => boolean;
+  /** Speaks push (sync/push.ts): single-writer documents pushed by their writers. */
+  readonly push?: PushHandler;
 }
 
 export class FltNode {
@@ -163,6 +177,7 @@ export class FltNode {
       ...(options.admit ? { admit: options.admit } : {}),
       ...(options.answer ? { answer: options.answer } : {}),
       ...(options.onReplaced ? { onReplaced: options.onReplaced } : {}),
+      ...(options.push ? { push: options.push } : {}),
       ...(docs && durable
         ? { beforeSend: (m: Message) => persistBeforeSend(docs, m, durable) }
         : {}),

@@ -82,6 +82,11 @@ export class PushSender {
     return this.opts.peer;
   }
 
+  /** Whether a session with the peer is open and it speaks push. */
+  speaks(): boolean {
+    return this.opts.link.speaksPush(this.opts.peer);
+  }
+
   /** Pushes `handle` (a ready document this node writes) from now on. Idempotent. */
   track(handle: DocHandle<unknown>): void {
     const doc = handle.documentId;
@@ -97,6 +102,11 @@ export class PushSender {
     this.docs.set(doc, state);
     handle.on('heads-changed', () => this.pump(state));
     if (this.open) this.ask(state);
+  }
+
+  /** Whether `doc` is pushed (given to track). */
+  tracks(doc: DocumentId): boolean {
+    return this.docs.has(doc);
   }
 
   /** Whether the holder holds every change of `doc` we had when it last answered. */
@@ -222,7 +232,6 @@ export interface PushReceiverOptions {
   readonly durable?: (doc: DocumentId) => Promise<void>;
   /** A pushed document was loaded or created here (its handle is ready). */
   readonly onHandle?: (peer: NodeId, handle: DocHandle<unknown>) => void;
-  readonly logger?: Logger;
 }
 
 /** The holder's side: takes pushes from many writers, one document at a time each. */

@@ -30,7 +30,8 @@ import { STATUS_KEY, statusBase, type StatusDoc } from '../docs/status.js';
 import { Deployer } from './deployer.js';
 import { ArtifactFetcher } from '../artifacts/fetcher.js';
 import { blobHasher } from '../../sync/blob-hash.js';
-import { FltNode, loadNodeKey } from '../node.js';
+import { FltNode, loadNodeKey, saveNow, type Versions } from '../node.js';
+import { PushRoutes, PushSender } from '../../sync/push.js';
 import { Liveness } from './liveness.js';
 import { agentEnroll, agentHeartbeat } from '../rpc-methods.js';
 import { parsePeerAddress } from '../../sync/address.js';
@@ -90,6 +91,8 @@ export class Agent {
     private readonly config: Config,
     private readonly log: Logger,
     private readonly source: FactsSource,
+    /** Pushes our documents, once open and caught up, to a coordinator that speaks push. */
+    private readonly pusher: PushSender,
   ) {
     this.factsDocId = own.docId;
     this.statusDocId = ownStatus.docId;
@@ -102,6 +105,7 @@ export class Agent {
     config: Config,
     log: Logger,
     source: FactsSource = () => collectFacts(),
+    versions: Versions = {},
   ): Promise<Agent> {
     // A deploy_* configuration that cannot work ends the agent now (BAD_CONFIG naming the key).
     const activator = createActivator(config);
@@ -116,10 +120,16 @@ export class Agent {
     const own = new OwnedDoc<FactsDoc>(deriveKeyPair(key.secret, FACTS_KEY));
     const status = new OwnedDoc<StatusDoc>(deriveKeyPair(key.secret, STATUS_KEY));
     const theirs = new Set<DocumentId>();
+    // Our documents go to a coordinator that speaks push by push (sync/push.ts) once they are
+    // open and caught up; until then, and to an older coordinator, through automerge-repo.
+    const routes = new PushRoutes();
+    const pushed = (doc: DocumentId) =>
+      routes.sender?.tracks(doc) === true && routes.sender.speaks();
     // The status document is synced only with a coordinator that deploys (it named a desired and
     // an admins document when we enrolled): an older one refuses anything but facts.
     const synced = (doc: DocumentId | undefined) =>
       doc !== undefined &&
+      !pushed(doc) &&
       (doc === own.docId || (theirs.size > 0 && (doc === status.docId || theirs.has(doc))));
     const node = await FltNode.open({
       role: 'agent',
@@ -147,10 +157,18 @@ export class Agent {
           );
       },
       durable: (doc) => doc === own.docId || doc === status.docId,
+      ...(versions.push === false ? {} : { push: routes }),
       share: () => {
         const ours = (_: unknown, doc: DocumentId | undefined) => Promise.resolve(synced(doc));
         return { announce: ours, access: ours };
       },
+    });
+    const docs = { repo: node.repo!, store: node.store! };
+    routes.sender = new PushSender({
+      link: node.sync,
+      peer: coordinator.nodeId,
+      durable: (doc) => saveNow(docs, doc),
+      logger: log,
     });
     const rpc = new RpcChannel(node.transport, coordinator, { timeoutMs: config.rpcTimeoutMs });
     const agent = new Agent(
@@ -164,6 +182,7 @@ export class Agent {
       config,
       log,
       source,
+      routes.sender,
     );
     node.router.service(echoService());
     node.start();
@@ -246,6 +265,7 @@ export class Agent {
         ? this.own.adopt(await this.fetchDoc<FactsDoc>(repo, this.factsDocId, 'facts'))
         : await this.create(repo));
     await this.catchUp(this.own, handle, 'facts');
+    this.push(handle);
     // The status document as facts: ours; restored from the coordinator's copy if it has one.
     const status =
       localStatus ??
@@ -253,6 +273,7 @@ export class Agent {
         ? this.ownStatus.adopt(await this.fetchDoc<StatusDoc>(repo, this.statusDocId, 'status'))
         : await this.ownStatus.open(repo, store, statusBase(this.node.key.nodeId)));
     await this.catchUp(this.ownStatus, status, 'status');
+    if (this.theirs.size > 0) this.push(status);
     if (desiredDocId !== undefined && adminsDocId !== undefined)
       this.deploying = this.startDeployer(
         repo,
@@ -417,6 +438,15 @@ export class Agent {
   private async statusWritten(): Promise<void> {
     await this.node.repo!.flush([this.statusDocId]);
     await this.heartbeat();
+  }
+
+  /**
+   * From now on `handle` (ours, open and caught up) goes to the coordinator by push if it speaks
+   * push: automerge-repo stops offering it (the share policy asks the pusher).
+   */
+  private push(handle: DocHandle<unknown>): void {
+    this.pusher.track(handle);
+    this.node.repo!.shareConfigChanged();
   }
 
   /** Signed heads of our document from the coordinator, if our own write key signed them. */

@@ -13,6 +13,8 @@ import { writeFileAtomic } from '../../stores/atomic-write.js';
 import { echoService } from '../../sync/echo.js';
 import { Eviction } from '../../sync/evict.js';
 import { StoredHeads } from '../../sync/stored-heads.js';
+import { PushReceiver, PushRoutes } from '../../sync/push.js';
+import type { Versions } from '../node.js';
 import { FltError } from '../../sync/errors.js';
 import { isNodeId, nodeIdBytes, shortId, type NodeId } from '../../sync/ids.js';
 import type { Logger } from '../../sync/log.js';
@@ -133,6 +135,8 @@ export class Coordinator {
     readonly artifacts: CoordinatorArtifacts,
     /** Evicts its agents' idle documents from the Repo (sync/evict.ts). */
     readonly eviction: Eviction,
+    /** Takes agents' pushed documents (sync/push.ts); undefined if it does not speak push. */
+    private readonly receiver: PushReceiver | undefined,
   ) {
     this.flushTimer = setInterval(() => fleet.presence.flush(), 60_000);
     this.flushTimer.unref();
@@ -143,6 +147,7 @@ export class Coordinator {
     log: Logger,
     settings: ArtifactSettings = artifactSettings(config),
     evictionSettings: EvictionSettings = {},
+    versions: Versions = {},
   ): Promise<Coordinator> {
     const admins = await resolveAdmins(config.admins);
     // The documents first, then the node: what decides about peers (fleet, gate) exists before
@@ -157,7 +162,7 @@ export class Coordinator {
       await repo.flush([...ids]);
       await Promise.all(ids.map((id) => store.settled(id)));
     };
-    const { node, fleet, gate, deployments } = await (async () => {
+    const { node, receiver, fleet, gate, deployments } = await (async () => {
       try {
         await root.open(repo, store, rootBase(key.nodeId));
         // One instance: marks of agents' documents (Fleet) and of desired documents (Deployments).
@@ -181,13 +186,13 @@ export class Coordinator {
           flush,
           marks,
         });
-        const node = await openNode(config, log, key, documents, {
+        const { node, receiver } = await openNode(config, log, key, documents, versions, {
           root,
           fleet,
           gate,
           deployments,
         });
-        return { node, fleet, gate, deployments };
+        return { node, receiver, fleet, gate, deployments };
       } catch (err) {
         // No node to close yet (e.g. the port is taken): keep what the documents already hold.
         await flushDocuments(documents).catch(() => undefined);
@@ -273,7 +278,17 @@ export class Coordinator {
       // Readers of the ticket file never see half a ticket.
       await writeFileAtomic(join(config.stateDir, TICKET_FILE), ticket + '\n', { mode: 0o644 });
       gc.start();
-      return new Coordinator(node, fleet, gate, deployments, rpc, ticket, artifacts, eviction);
+      return new Coordinator(
+        node,
+        fleet,
+        gate,
+        deployments,
+        rpc,
+        ticket,
+        artifacts,
+        eviction,
+        receiver,
+      );
     } catch (err) {
       await eviction.stop();
       await gc?.stop();
@@ -281,6 +296,11 @@ export class Coordinator {
       await node.close().catch(() => undefined);
       throw err;
     }
+  }
+
+  /** Pushes taken from agents, and answered without a load (sync/push.ts): status, tests. */
+  get pushes(): { taken: number; answeredUnloaded: number } {
+    return this.receiver?.counts ?? { taken: 0, answeredUnloaded: 0 };
   }
 
   async close(): Promise<void> {
@@ -294,21 +314,25 @@ export class Coordinator {
 }
 
 /** The coordinator's node: its share policy, admit guard and access check come from fleet and gate. */
-function openNode(
+async function openNode(
   config: Config,
   log: Logger,
   key: NodeKey,
   documents: NodeDocuments,
+  versions: Versions,
   {
     root,
     fleet,
     gate,
     deployments,
   }: { root: OwnedDoc<RootDoc>; fleet: Fleet; gate: Gate; deployments: Deployments },
-): Promise<FltNode> {
+): Promise<{ node: FltNode; receiver: PushReceiver | undefined }> {
   const offers = (peer: NodeId, doc: DocumentId | undefined) =>
     gate.role(peer) === 'admin' || fleet.offers(peer, doc);
-  return FltNode.open({
+  // Agents push their own documents (sync/push.ts): taken here, without automerge-repo's sync.
+  const routes = new PushRoutes();
+  const push = versions.push !== false;
+  const node = await FltNode.open({
     role: 'coordinator',
     config,
     log,
@@ -323,7 +347,7 @@ function openNode(
     scopes: {
       scopeOf: (peer) => {
         const id = peer as string as NodeId;
-        return gate.role(id) === 'admin' ? undefined : fleet.scopeOf(id);
+        return gate.role(id) === 'admin' ? undefined : fleet.scopeOf(id, node.sync.speaksPush(id));
       },
     },
     answer: (peer, message) => fleet.answer(peer, message, (doc) => deployments.writing(doc)),
@@ -336,7 +360,22 @@ function openNode(
       deployments.isDesired(doc),
     onReplaced: (peer) => fleet.replaced(peer),
     access: (peer, alpn) => gate.allows(peer, alpn),
+    ...(push ? { push: routes } : {}),
   });
+  if (!push) return { node, receiver: undefined };
+  const { repo, store } = documents;
+  // The answer says what is held, not saved: as for automerge-repo's sync of these documents,
+  // the Repo saves them on its own schedule, and an agent asks again at every session, pushing
+  // whatever a coordinator that crashed in between lost.
+  routes.receiver = new PushReceiver({
+    repo,
+    link: node.sync,
+    authorize: (peer, doc) => fleet.authorizePush(peer, doc),
+    storedHeads: (peer, doc) => fleet.storedHeads(peer, doc),
+    stored: async (doc) => (await store.loadRange([doc])).length > 0,
+    onHandle: (peer, handle) => fleet.pushed(peer, handle),
+  });
+  return { node, receiver: routes.receiver };
 }
 
 function rpcServer(

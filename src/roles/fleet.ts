@@ -11,6 +11,7 @@ import { shortId, type NodeId } from '../../sync/ids.js';
 import type { Logger } from '../../sync/log.js';
 import { changesIn } from '../../sync/changes.js';
 import type { StoredHeads } from '../../sync/stored-heads.js';
+import type { PushVerdict } from '../../sync/push.js';
 import {
   newer,
   sameHeads,
@@ -181,10 +182,12 @@ export class Fleet {
   }
 
   /** The documents `offers` gives `peer`, by name (none for a peer that is not an agent). */
-  scopeOf(peer: NodeId): DocumentId[] {
+  scopeOf(peer: NodeId, pushes = false): DocumentId[] {
     const entry = this.entries.get(peer);
     if (entry === undefined) return [];
-    const own = entry.forked ? [] : [entry.factsDocId, entry.statusDocId];
+    // An agent that pushes its own documents (sync/push.ts) is not offered them: they would
+    // sync twice. Its messages about them (a restore, a catch-up) are still answered.
+    const own = entry.forked || pushes ? [] : [entry.factsDocId, entry.statusDocId];
     return [...own, entry.desiredDocId, this.adminsDocId].filter(
       (d): d is DocumentId => d !== undefined,
     );
@@ -221,6 +224,42 @@ export class Fleet {
     // waiting for as long as the agent stays in sync).
     if (this.tracked[owner.kind].waiting.has(peer)) return undefined;
     return this.counted(this.marks.answer(message));
+  }
+
+  /**
+   * Who may push what (sync/push.ts): an agent its own facts and status documents (a forked
+   * one's pushes are dropped, as its sync messages with changes are); anything else refuses the
+   * peer (UNAUTHORIZED_PEER closes its connection).
+   */
+  authorizePush(peer: NodeId, doc: DocumentId): PushVerdict {
+    const owner = this.docs.get(doc);
+    if (owner?.id !== peer)
+      throw new FltError('UNAUTHORIZED_PEER', `${peer} pushed ${doc}, which it does not write`);
+    if (!this.entries.get(peer)?.forked) return 'accept';
+    this.refused.set(peer, (this.refused.get(peer) ?? 0) + 1);
+    return 'drop';
+  }
+
+  /**
+   * The heads the store holds of an agent's own document that is not loaded, when a push that
+   * names them can be answered without loading it: the conditions of `answer`.
+   */
+  storedHeads(peer: NodeId, doc: DocumentId): readonly string[] | undefined {
+    const owner = this.docs.get(doc);
+    if (this.marks === undefined || owner?.id !== peer || this.entries.get(peer)?.forked) return;
+    if (this.repo.handles[doc] !== undefined || this.tracked[owner.kind].waiting.has(peer)) return;
+    const mark = this.marks.peek(doc);
+    if (mark === undefined) return undefined;
+    this.answeredCount++;
+    return mark.split(',');
+  }
+
+  /** An agent's pushed document was loaded or created (sync/push.ts): followed from now on. */
+  pushed(peer: NodeId, handle: DocHandle<unknown>): void {
+    const owner = this.docs.get(handle.documentId);
+    if (owner?.id !== peer) return;
+    this.tracked[owner.kind].watched.add(handle.documentId);
+    this.attach(peer, owner.kind, handle);
   }
 
   private counted(reply: Message | undefined): Message | undefined {
@@ -448,17 +487,13 @@ export class Fleet {
   }
 
   private async follow(id: NodeId, kind: AgentDoc, docId: DocumentId): Promise<void> {
-    const { handles, watched } = this.tracked[kind];
+    const { watched } = this.tracked[kind];
     for (let attempt = 0; attempt < WATCH_ATTEMPTS; attempt++) {
       try {
         const handle = await this.repo.find<unknown>(docId);
         // Evicted right after it was found (sync/evict.ts): find it again.
         if (!handle.isReady()) throw new FltError('INTERNAL', 'evicted while found');
-        handles.set(id, handle);
-        handle.on('change', () => {
-          this.arrived(id, kind, handle);
-        });
-        this.arrived(id, kind, handle);
+        this.attach(id, kind, handle);
         return;
       } catch (err) {
         this.log.debug(`${kind} document not available yet`, {
@@ -469,6 +504,17 @@ export class Fleet {
       }
     }
     watched.delete(docId);
+  }
+
+  /** Keeps `handle`'s summary and waiting heads current (once per handle). */
+  private attach(id: NodeId, kind: AgentDoc, handle: DocHandle<unknown>): void {
+    const { handles } = this.tracked[kind];
+    if (handles.get(id) === handle) return;
+    handles.set(id, handle);
+    handle.on('change', () => {
+      this.arrived(id, kind, handle);
+    });
+    this.arrived(id, kind, handle);
   }
 
   /**

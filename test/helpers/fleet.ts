@@ -11,6 +11,7 @@ import { loadOrCreateNodeKey } from '../../src/identity/index.js';
 import { Admin } from '../../src/roles/admin.js';
 import { Agent } from '../../src/roles/agent.js';
 import { Coordinator, type EvictionSettings } from '../../src/roles/coordinator.js';
+import type { Versions } from '../../src/node.js';
 
 /** A Config as `flt --state-dir DIR --relay disabled --discovery none --bind 127.0.0.1:0` has it. */
 export async function localConfig(
@@ -49,6 +50,7 @@ export interface TestFleet {
     name: string,
     facts: () => Promise<Facts>,
     flags?: Record<string, string | string[]>,
+    versions?: Versions,
   ): Promise<Agent>;
   /** Closes agents, admin and coordinator (in that order). */
   close(): Promise<void>;
@@ -59,12 +61,14 @@ export async function testFleet(
   root: string,
   log: Logger,
   eviction?: EvictionSettings,
+  /** The coordinator's (a fleet of mixed versions). */
+  versions?: Versions,
 ): Promise<TestFleet> {
   const adminDir = `${root}/admin`;
   const adminId = (await loadOrCreateNodeKey(adminDir)).key.nodeId;
   const config = await localConfig(`${root}/coordinator`, { admin: [adminId] });
-  const coordinator = await (eviction
-    ? Coordinator.start(config, log, undefined, eviction)
+  const coordinator = await (eviction || versions
+    ? Coordinator.start(config, log, undefined, eviction, versions)
     : Coordinator.start(config, log));
   const join = { coordinator: coordinator.ticket };
   const admin = await Admin.open(await localConfig(adminDir, join), log, false);
@@ -72,14 +76,14 @@ export async function testFleet(
   return {
     coordinator,
     admin,
-    async addAgent(name, facts, flags = {}) {
+    async addAgent(name, facts, flags = {}, versions = {}) {
       const { token } = await admin.enrollToken(60_000);
       const config = await localConfig(`${root}/${name}`, {
         ...join,
         'enroll-token': token,
         ...flags,
       });
-      const agent = await Agent.start(config, log, facts);
+      const agent = await Agent.start(config, log, facts, versions);
       agents.push(agent);
       return agent;
     },
