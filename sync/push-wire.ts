@@ -6,6 +6,7 @@
 
 import { isRecord } from './codec.js';
 import { FltError } from './errors.js';
+import type { NodeId } from './ids.js';
 
 /** The push version a node speaks, announced in its hello (`meta.push`). */
 export const PUSH_VERSION = 0;
@@ -85,4 +86,22 @@ export function decodePushMessage(value: Record<string, unknown>): PushWireMessa
 /** Whether a decoded frame is a push message (by its type), before any other check. */
 export function isPushMessage(value: unknown): value is Record<string, unknown> {
   return isRecord(value) && typeof value.type === 'string' && PUSH_TYPES.has(value.type);
+}
+
+/** What push needs of the sync session (SyncAdapter). */
+export interface PushLink {
+  /** Our node id (senderId of what we send). */
+  readonly nodeId: NodeId;
+  /** Sends a push message to its `targetId` if a session with it is open (else drops it). */
+  sendPush(message: PushMessage | HaveMessage): void;
+  /** Whether a session with `peer` is open and the peer speaks push. */
+  speaksPush(peer: NodeId): boolean;
+}
+
+/** Where a node's push messages go (sync/push.ts: PushSender, PushReceiver). */
+export interface PushHandler {
+  /** A push message from `peer`; a rejection closes its connection (as a refused message). */
+  receive(peer: NodeId, message: PushWireMessage): Promise<void> | void;
+  /** A session with `peer`, which speaks push, opened (true) or ended (false). */
+  session?(peer: NodeId, open: boolean): void;
 }

@@ -28,19 +28,10 @@ import {
   MAX_PUSH_CHANGES,
   type HaveMessage,
   type PushMessage,
+  type PushHandler,
+  type PushLink,
   type PushWireMessage,
 } from './push-wire.js';
-import type { PushHandler } from './sync-adapter.js';
-
-/** What push needs of the sync session (SyncAdapter). */
-export interface PushLink {
-  /** Our node id (senderId of what we send). */
-  readonly nodeId: NodeId;
-  /** Sends a push message to its `targetId` if a session with it is open (else drops it). */
-  sendPush(message: PushMessage | HaveMessage): void;
-  /** Whether a session with `peer` is open and the peer speaks push. */
-  speaksPush(peer: NodeId): boolean;
-}
 
 const sameSet = (a: readonly string[], b: readonly string[]) =>
   a.length === b.length && a.every((h) => b.includes(h));

@@ -24,9 +24,10 @@ import {
   decodePushMessage,
   isPushMessage,
   PUSH_VERSION,
+  type PushHandler,
+  type PushLink,
   type PushWireMessage,
 } from './push-wire.js';
-import type { PushLink } from './push.js';
 import {
   CloseCode,
   type CloseInfo,
@@ -73,14 +74,6 @@ export interface SyncAdapterOptions {
    * say so too to `handler`. Without it, push messages are ignored, as by an older version.
    */
   readonly push?: PushHandler;
-}
-
-/** Where a node's push messages go (sync/push.ts: PushSender, PushReceiver). */
-export interface PushHandler {
-  /** A push message from `peer`; a rejection closes its connection (as a refused message). */
-  receive(peer: NodeId, message: PushWireMessage): Promise<void> | void;
-  /** A session with `peer`, which speaks push, opened (true) or ended (false). */
-  session?(peer: NodeId, open: boolean): void;
 }
 
 /**
