@@ -4,6 +4,7 @@
 // view leaves it out, online and from its offline replica, and says an unverified change exists.
 
 import * as A from '@automerge/automerge';
+import type { PeerId } from '@automerge/automerge-repo';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../sync/log.js';
 import { storedFacts, type FactsDoc } from '../src/docs/types.js';
@@ -60,8 +61,22 @@ describe('compromised relay', () => {
       expect(served.facts?.hostname).toBe('host-a');
       // The coordinator's own summary comes from the trusted view too.
       expect(coordinator.fleet.agent(agent.node.key.nodeId)?.summary?.hostname).toBe('host-a');
-      // The stand-in pushes the change to A too; A refuses it (it would sign over it otherwise).
+      // A is not offered its own document (it pushes it), so the stand-in sends the change to A
+      // itself, in a sync message; A refuses it (it would sign over it otherwise).
       const coordinatorId = coordinator.node.key.nodeId;
+      const forged = A.getLastLocalChange(handle.doc())!;
+      coordinator.node.sync.send({
+        type: 'sync',
+        senderId: coordinatorId as string as PeerId,
+        targetId: agent.node.key.nodeId as string as PeerId,
+        documentId: agent.factsDocId,
+        data: A.encodeSyncMessage({
+          heads: A.getHeads(handle.doc()),
+          need: [],
+          have: [],
+          changes: [forged],
+        }),
+      });
       await waitFor('A refusing the change', () =>
         lines.some((l) => l.includes('refused a sync message') && l.includes(coordinatorId)),
       );
