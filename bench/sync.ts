@@ -1,9 +1,9 @@
 // Group `sync`: a batch of Automerge changes made on repo A, timed until repo B shows all of
 // them, over each transport of peers.ts. Includes automerge-repo's outbound sync throttle
-// (100 ms per document), unpatched. All three transports stay open and are measured in turn, so
-// warm-up and drift on the machine hit them alike. latency.ts times single changes.
+// (100 ms per document), unpatched; `push` (flt's path for a single-writer document) has none.
+// All transports stay open and are measured in turn, so warm-up and drift on the machine hit
+// them alike. latency.ts times single changes.
 
-import type { RepoMessage } from '@automerge/automerge-repo';
 import { closePairs, freshDoc, openPairs, seenOnB, type BenchDoc, type RepoPair } from './peers.js';
 import { median, valueOf, type BenchOptions, type GroupResult, type Measurement } from './stats.js';
 
@@ -23,20 +23,21 @@ interface SyncSample {
   readonly rate: number;
   /** Milliseconds from the last change made on A to B showing it. */
   readonly tail: number;
-  /** Sync messages for the document that reached B in that time (each costs Automerge CPU). */
+  /**
+   * Messages for the document that reached B in that time (each costs Automerge CPU): sync
+   * messages of automerge-repo, or for `push` the pushes.
+   */
   readonly messages: number;
 }
 
-/** Counts the messages for one document that arrive at `repo` until the returned stop(). */
-function countMessages(repo: RepoPair['b'], documentId: string): () => number {
+/** Counts the messages for one document that arrive at B until the returned stop(). */
+function countMessages(pair: RepoPair, documentId: string): () => number {
   let count = 0;
-  const net = repo.networkSubsystem;
-  const listener = (m: RepoMessage) => {
-    if ('documentId' in m && m.documentId === documentId) count++;
-  };
-  net.on('message', listener);
+  const stop = pair.onMessageToB((doc) => {
+    if (doc === documentId) count++;
+  });
   return () => {
-    net.off('message', listener);
+    stop();
     return count;
   };
 }
@@ -70,7 +71,7 @@ async function syncOnce(pair: RepoPair, n: number, pace: Pace): Promise<SyncSamp
     return { t0, tLast: performance.now() };
   };
   const all = (d: BenchDoc) => d.counter === n - 1 && d.items.length === n;
-  const stopCounting = countMessages(pair.b, ha.documentId);
+  const stopCounting = countMessages(pair, ha.documentId);
   const [t1, { t0, tLast }] = await Promise.all([
     seenOnB(hb, `B to have ${n} changes`, all, SYNC_TIMEOUT_MS),
     make(),
@@ -129,13 +130,16 @@ function summarizeSync(samples: ReadonlyMap<string, SyncSample[]>, n: number): G
       },
     ];
   });
-  const ratios = PACES.map((pace) => ({
-    group: 'sync',
-    name: `iroh / websocket changes/s, ${PACE_LABEL[pace]}`,
-    value:
-      valueOf(measurements, `iroh, ${PACE_LABEL[pace]}`) /
-      valueOf(measurements, `websocket, ${PACE_LABEL[pace]}`),
-    target: { op: '>=' as const, bound: 1 },
-  }));
+  // push: flt's path (issue 13 point 5 is judged on it); iroh: automerge-repo's sync over it.
+  const ratios = PACES.flatMap((pace) =>
+    (['push', 'iroh'] as const).map((kind) => ({
+      group: 'sync',
+      name: `${kind} / websocket changes/s, ${PACE_LABEL[pace]}`,
+      value:
+        valueOf(measurements, `${kind}, ${PACE_LABEL[pace]}`) /
+        valueOf(measurements, `websocket, ${PACE_LABEL[pace]}`),
+      target: { op: '>=' as const, bound: 1 },
+    })),
+  );
   return { measurements, ratios };
 }
