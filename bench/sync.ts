@@ -24,6 +24,11 @@ interface SyncSample {
   /** Milliseconds from the last change made on A to B showing it. */
   readonly tail: number;
   /**
+   * Changes per second of A's loop alone (first change to last made): the most any transport
+   * could reach in that row, as B cannot show the last change before A made it.
+   */
+  readonly loop: number;
+  /**
    * Messages for the document that reached B in that time (each costs Automerge CPU): sync
    * messages of automerge-repo, or for `push` the pushes.
    */
@@ -76,7 +81,12 @@ async function syncOnce(pair: RepoPair, n: number, pace: Pace): Promise<SyncSamp
     seenOnB(hb, `B to have ${n} changes`, all, SYNC_TIMEOUT_MS),
     make(),
   ]);
-  return { rate: n / ((t1 - t0) / 1000), tail: t1 - tLast, messages: stopCounting() };
+  return {
+    rate: n / ((t1 - t0) / 1000),
+    tail: t1 - tLast,
+    loop: n / ((tLast - t0) / 1000),
+    messages: stopCounting(),
+  };
 }
 
 export async function runSync(opts: BenchOptions): Promise<GroupResult> {
@@ -111,6 +121,7 @@ function summarizeSync(samples: ReadonlyMap<string, SyncSample[]>, n: number): G
     const rate = s.map((x) => x.rate);
     const tail = s.map((x) => x.tail);
     const msgs = s.map((x) => x.messages);
+    const loop = s.map((x) => x.loop);
     const common = { group: 'sync', stat: 'median', note: `${n} changes` } as const;
     return [
       { ...common, name, value: median(rate), unit: 'changes/s', samples: rate },
@@ -120,6 +131,13 @@ function summarizeSync(samples: ReadonlyMap<string, SyncSample[]>, n: number): G
         value: median(tail),
         unit: 'ms',
         samples: tail,
+      },
+      {
+        ...common,
+        name: `${name}: changes made on A (ceiling)`,
+        value: median(loop),
+        unit: 'changes/s',
+        samples: loop,
       },
       {
         ...common,
