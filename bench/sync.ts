@@ -24,8 +24,9 @@ interface SyncSample {
   /** Milliseconds from the last change made on A to B showing it. */
   readonly tail: number;
   /**
-   * Changes per second of A's loop alone (first change to last made): the most any transport
-   * could reach in that row, as B cannot show the last change before A made it.
+   * Changes per second of A's loop alone (first change to last made): B cannot show the last
+   * change before A made it, so in the burst this is the most any transport can reach; paced, the
+   * loop also runs the sync work between changes, so it is close to the rate itself.
    */
   readonly loop: number;
   /**
@@ -134,7 +135,7 @@ function summarizeSync(samples: ReadonlyMap<string, SyncSample[]>, n: number): G
       },
       {
         ...common,
-        name: `${name}: changes made on A (ceiling)`,
+        name: `${name}: A's loop alone`,
         value: median(loop),
         unit: 'changes/s',
         samples: loop,
