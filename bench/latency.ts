@@ -1,6 +1,8 @@
 // Group `latency`: one Automerge change on repo A at a time, timed until repo B's handle emits
 // the 'change' that contains it, over each transport of peers.ts. automerge-repo's outbound sync
-// throttle (100 ms per document) is left as it is; the two modes show when it matters.
+// throttle (100 ms per document) is left as it is; the two modes show when it matters. `push`
+// (flt's path for a single-writer document) has no throttle: one push in flight, the next waits
+// for its answer.
 
 import { setTimeout as sleep } from 'node:timers/promises';
 import { closePairs, freshDoc, openPairs, seenOnB, type RepoPair } from './peers.js';
@@ -103,15 +105,20 @@ export async function runLatency(opts: BenchOptions): Promise<GroupResult> {
   return { measurements, ratios: latencyRatios(measurements) };
 }
 
-/** iroh / websocket for p50 and p99 of each mode: lower is better, the issue sets no target. */
+/**
+ * push / websocket and iroh / websocket for p50 and p99 of each mode: lower is better, no target
+ * here (the scale group judges point 5 on push's p50).
+ */
 function latencyRatios(ms: readonly Measurement[]): Ratio[] {
   return MODES.flatMap((mode) =>
-    (['p50', 'p99'] as const).map((stat) => ({
-      group: 'latency',
-      name: `iroh / websocket ${stat}, ${MODE_LABEL[mode]}`,
-      value:
-        valueOf(ms, `iroh, ${MODE_LABEL[mode]}`, stat) /
-        valueOf(ms, `websocket, ${MODE_LABEL[mode]}`, stat),
-    })),
+    (['push', 'iroh'] as const).flatMap((kind) =>
+      (['p50', 'p99'] as const).map((stat) => ({
+        group: 'latency',
+        name: `${kind} / websocket ${stat}, ${MODE_LABEL[mode]}`,
+        value:
+          valueOf(ms, `${kind}, ${MODE_LABEL[mode]}`, stat) /
+          valueOf(ms, `websocket, ${MODE_LABEL[mode]}`, stat),
+      })),
+    ),
   );
 }

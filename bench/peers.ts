@@ -1,25 +1,39 @@
 // Two in-memory Repos (no storage, so only the network path is measured) connected over one of
-// three transports: our SyncAdapter on IrohTransport, automerge-repo's WebSocket adapters, and
-// its MessageChannel adapter, plus the document both groups change. Used by sync.ts and
-// latency.ts; B always connects to A (B dials A, B is the WebSocket client).
+// four paths: flt's push (sync/push.ts) on our SyncAdapter on IrohTransport, automerge-repo's sync
+// protocol over that same SyncAdapter, automerge-repo's WebSocket adapters, and its MessageChannel
+// adapter, plus the document both groups change. Used by sync.ts and latency.ts; B always
+// connects to A (B dials A, B is the WebSocket client).
 
 import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
-import { Repo, type DocHandle, type PeerId } from '@automerge/automerge-repo';
+import {
+  Repo,
+  type DocHandle,
+  type DocumentId,
+  type PeerId,
+  type RepoMessage,
+} from '@automerge/automerge-repo';
 import { MessageChannelNetworkAdapter } from '@automerge/automerge-repo-network-messagechannel';
 import {
   WebSocketClientAdapter,
   WebSocketServerAdapter,
 } from '@automerge/automerge-repo-network-websocket';
 import { WebSocketServer } from 'ws';
-import { shortId } from '../sync/ids.js';
+import { shortId, type NodeId } from '../sync/ids.js';
 import { IrohTransport } from '../sync/iroh-transport.js';
+import { scopePeers } from '../sync/peer-scopes.js';
 import { ALL_ALPNS, ALPN } from '../sync/protocols.js';
+import { PushReceiver, PushRoutes, PushSender } from '../sync/push.js';
+import type { PushWireMessage } from '../sync/push-wire.js';
 import { Router } from '../sync/router.js';
 import { SyncAdapter } from '../sync/sync-adapter.js';
 import { closeAll, until } from './wait.js';
 
-export const TRANSPORTS = ['iroh', 'websocket', 'messagechannel'] as const;
+/**
+ * `push`: flt's path for a single-writer document (A pushes, B holds); `iroh`: automerge-repo's
+ * sync protocol over flt's SyncAdapter and transport; the others: automerge-repo's own adapters.
+ */
+export const TRANSPORTS = ['push', 'iroh', 'websocket', 'messagechannel'] as const;
 export type TransportKind = (typeof TRANSPORTS)[number];
 
 export interface RepoPair {
@@ -28,18 +42,50 @@ export interface RepoPair {
   readonly a: Repo;
   /** The repo that receives them. */
   readonly b: Repo;
+  /** Whether `repo` (a or b) has a session with `peer` on which the pair's documents travel. */
+  linked(repo: Repo, peer: PeerId): boolean;
+  /** B's handle of `ha`, a document A just created, once B has it. */
+  adopt<T>(ha: DocHandle<T>): Promise<DocHandle<T>>;
+  /**
+   * Calls `listener` with the document id of every message that reaches B from now on (sync
+   * messages of automerge-repo, or push messages), until the returned unsubscribe.
+   */
+  onMessageToB(listener: (documentId: string) => void): () => void;
   /** Shuts both repos down and releases every socket, timer and port they used. */
   close(): Promise<void>;
 }
+
+/** automerge-repo's pairs: linked once the Repo lists the peer, documents found by URL. */
+const repoSync = (b: Repo) => ({
+  linked: (repo: Repo, peer: PeerId) => repo.peers.includes(peer),
+  adopt: <T>(ha: DocHandle<T>) => b.find<T>(ha.url),
+  onMessageToB: (listener: (documentId: string) => void) => {
+    const net = b.networkSubsystem;
+    const onMessage = (m: RepoMessage) => {
+      if ('documentId' in m && m.documentId !== undefined) listener(m.documentId);
+    };
+    net.on('message', onMessage);
+    return () => void net.off('message', onMessage);
+  },
+});
 
 /** How long a pair may take to see each other before the measurement fails. */
 const CONNECT_TIMEOUT_MS = 15_000;
 
 export async function openPair(kind: TransportKind): Promise<RepoPair> {
   const pair =
-    kind === 'iroh' ? await irohPair() : kind === 'websocket' ? await wsPair() : channelPair();
+    kind === 'push'
+      ? await pushPair()
+      : kind === 'iroh'
+        ? await irohPair()
+        : kind === 'websocket'
+          ? await wsPair()
+          : channelPair();
   try {
-    await Promise.all([seesPeer(pair.a, pair.b.peerId), seesPeer(pair.b, pair.a.peerId)]);
+    await Promise.all([
+      seesPeer(pair, pair.a, pair.b.peerId),
+      seesPeer(pair, pair.b, pair.a.peerId),
+    ]);
   } catch (err) {
     await pair.close();
     throw err;
@@ -47,11 +93,11 @@ export async function openPair(kind: TransportKind): Promise<RepoPair> {
   return pair;
 }
 
-function seesPeer(repo: Repo, peer: PeerId): Promise<number> {
+function seesPeer(pair: RepoPair, repo: Repo, peer: PeerId): Promise<number> {
   const net = repo.networkSubsystem;
   return until(
     `${shortId(repo.peerId)} to see peer ${shortId(peer)}`,
-    () => repo.peers.includes(peer),
+    () => pair.linked(repo, peer),
     (listener) => {
       net.on('peer', listener);
       return () => void net.off('peer', listener);
@@ -82,9 +128,98 @@ async function irohPair(): Promise<RepoPair> {
     kind: 'iroh',
     a,
     b,
+    ...repoSync(b),
     close: () =>
       closeAll([() => b.shutdown(), () => a.shutdown(), () => tb.close(), () => ta.close()]),
   };
+}
+
+/** How long B may take to have a document A created and pushed before the measurement fails. */
+const ADOPT_TIMEOUT_MS = 15_000;
+
+/**
+ * flt's path for a single-writer document, wired as its agents and coordinator (and as
+ * fleet-sync-child.ts's `push`): the same transport, Router and SyncAdapter as `iroh`, both with
+ * push routes. A writes and pushes every document it creates to B (PushSender; no store, so
+ * nothing to make durable first); B holds them (PushReceiver; no store, so a document is new
+ * until its first push makes it). automerge-repo never syncs them: A neither announces nor
+ * gives access to them, and B scopes A to no documents (as the coordinator scopes its agents).
+ */
+async function pushPair(): Promise<RepoPair> {
+  const [ta, tb] = await Promise.all([bindIroh(), bindIroh()]);
+  const routesA = new PushRoutes();
+  const adapterA = new SyncAdapter({ transport: ta, push: routesA });
+  new Router(ta).route(ALPN.sync, (c) => adapterA.accept(c)).start();
+  const routesB = new CountingRoutes();
+  const adapterB = new SyncAdapter({ transport: tb, dial: [ta.addr()], push: routesB });
+  new Router(tb).route(ALPN.sync, (c) => adapterB.accept(c)).start();
+  const onlyPeers = (_peer: PeerId, doc?: DocumentId) => Promise.resolve(doc === undefined);
+  const a = new Repo({
+    network: [adapterA],
+    peerId: ta.nodeId as string as PeerId,
+    shareConfig: { announce: onlyPeers, access: onlyPeers },
+  });
+  const b = new Repo({ network: [adapterB], peerId: tb.nodeId as string as PeerId });
+  scopePeers(b, { scopeOf: () => [] });
+  const sender = new PushSender({
+    link: adapterA,
+    peer: tb.nodeId,
+    durable: () => Promise.resolve(),
+  });
+  routesA.sender = sender;
+  const adopted = new Set<() => void>();
+  routesB.receiver = new PushReceiver({
+    repo: b,
+    link: adapterB,
+    authorize: () => 'accept',
+    stored: () => Promise.resolve(false),
+    onHandle: () => {
+      for (const listener of [...adopted]) listener();
+    },
+  });
+  const adapters = new Map<string, SyncAdapter>([
+    [a.peerId, adapterA],
+    [b.peerId, adapterB],
+  ]);
+  return {
+    kind: 'push',
+    a,
+    b,
+    linked: (repo, peer) =>
+      adapters.get(repo.peerId)?.speaksPush(peer as string as NodeId) === true,
+    adopt: async <T>(ha: DocHandle<T>) => {
+      sender.track(ha);
+      const id = ha.documentId;
+      await until(
+        `B to take the first push of ${id}`,
+        () => b.handles[id]?.isReady() === true,
+        (listener) => {
+          adopted.add(listener);
+          return () => void adopted.delete(listener);
+        },
+        ADOPT_TIMEOUT_MS,
+      );
+      return b.handles[id] as DocHandle<T>;
+    },
+    onMessageToB: (listener) => routesB.watch(listener),
+    close: () =>
+      closeAll([() => b.shutdown(), () => a.shutdown(), () => tb.close(), () => ta.close()]),
+  };
+}
+
+/** Push routes that also tell watchers of every push message that arrives (sync.ts counts them). */
+class CountingRoutes extends PushRoutes {
+  private readonly watchers = new Set<(documentId: string) => void>();
+
+  watch(listener: (documentId: string) => void): () => void {
+    this.watchers.add(listener);
+    return () => void this.watchers.delete(listener);
+  }
+
+  override receive(peer: NodeId, message: PushWireMessage): Promise<void> | void {
+    for (const w of this.watchers) w(message.documentId);
+    return super.receive(peer, message);
+  }
 }
 
 async function wsPair(): Promise<RepoPair> {
@@ -107,6 +242,7 @@ async function wsPair(): Promise<RepoPair> {
     kind: 'websocket',
     a,
     b,
+    ...repoSync(b),
     close: () => closeAll([() => b.shutdown(), () => a.shutdown(), closeServer]),
   };
 }
@@ -120,6 +256,7 @@ function channelPair(): RepoPair {
     kind: 'messagechannel',
     a,
     b,
+    ...repoSync(b),
     close: () =>
       closeAll([() => b.shutdown(), () => a.shutdown(), () => port1.close(), () => port2.close()]),
   };
@@ -152,7 +289,7 @@ export async function freshDoc(
   pair: RepoPair,
 ): Promise<{ ha: DocHandle<BenchDoc>; hb: DocHandle<BenchDoc> }> {
   const ha = pair.a.create<BenchDoc>({ counter: -1, items: [] });
-  const hb = await pair.b.find<BenchDoc>(ha.url);
+  const hb = await pair.adopt(ha);
   return { ha, hb };
 }
 

@@ -1,9 +1,9 @@
 // Group `sync`: a batch of Automerge changes made on repo A, timed until repo B shows all of
 // them, over each transport of peers.ts. Includes automerge-repo's outbound sync throttle
-// (100 ms per document), unpatched. All three transports stay open and are measured in turn, so
-// warm-up and drift on the machine hit them alike. latency.ts times single changes.
+// (100 ms per document), unpatched; `push` (flt's path for a single-writer document) has none.
+// All transports stay open and are measured in turn, so warm-up and drift on the machine hit
+// them alike. latency.ts times single changes.
 
-import type { RepoMessage } from '@automerge/automerge-repo';
 import { closePairs, freshDoc, openPairs, seenOnB, type BenchDoc, type RepoPair } from './peers.js';
 import { median, valueOf, type BenchOptions, type GroupResult, type Measurement } from './stats.js';
 
@@ -23,20 +23,27 @@ interface SyncSample {
   readonly rate: number;
   /** Milliseconds from the last change made on A to B showing it. */
   readonly tail: number;
-  /** Sync messages for the document that reached B in that time (each costs Automerge CPU). */
+  /**
+   * Changes per second of A's loop alone (first change to last made): B cannot show the last
+   * change before A made it, so in the burst this is the most any transport can reach; paced, the
+   * loop also runs the sync work between changes, so it is close to the rate itself.
+   */
+  readonly loop: number;
+  /**
+   * Messages for the document that reached B in that time (each costs Automerge CPU): sync
+   * messages of automerge-repo, or for `push` the pushes.
+   */
   readonly messages: number;
 }
 
-/** Counts the messages for one document that arrive at `repo` until the returned stop(). */
-function countMessages(repo: RepoPair['b'], documentId: string): () => number {
+/** Counts the messages for one document that arrive at B until the returned stop(). */
+function countMessages(pair: RepoPair, documentId: string): () => number {
   let count = 0;
-  const net = repo.networkSubsystem;
-  const listener = (m: RepoMessage) => {
-    if ('documentId' in m && m.documentId === documentId) count++;
-  };
-  net.on('message', listener);
+  const stop = pair.onMessageToB((doc) => {
+    if (doc === documentId) count++;
+  });
   return () => {
-    net.off('message', listener);
+    stop();
     return count;
   };
 }
@@ -70,12 +77,17 @@ async function syncOnce(pair: RepoPair, n: number, pace: Pace): Promise<SyncSamp
     return { t0, tLast: performance.now() };
   };
   const all = (d: BenchDoc) => d.counter === n - 1 && d.items.length === n;
-  const stopCounting = countMessages(pair.b, ha.documentId);
+  const stopCounting = countMessages(pair, ha.documentId);
   const [t1, { t0, tLast }] = await Promise.all([
     seenOnB(hb, `B to have ${n} changes`, all, SYNC_TIMEOUT_MS),
     make(),
   ]);
-  return { rate: n / ((t1 - t0) / 1000), tail: t1 - tLast, messages: stopCounting() };
+  return {
+    rate: n / ((t1 - t0) / 1000),
+    tail: t1 - tLast,
+    loop: n / ((tLast - t0) / 1000),
+    messages: stopCounting(),
+  };
 }
 
 export async function runSync(opts: BenchOptions): Promise<GroupResult> {
@@ -110,6 +122,7 @@ function summarizeSync(samples: ReadonlyMap<string, SyncSample[]>, n: number): G
     const rate = s.map((x) => x.rate);
     const tail = s.map((x) => x.tail);
     const msgs = s.map((x) => x.messages);
+    const loop = s.map((x) => x.loop);
     const common = { group: 'sync', stat: 'median', note: `${n} changes` } as const;
     return [
       { ...common, name, value: median(rate), unit: 'changes/s', samples: rate },
@@ -122,6 +135,13 @@ function summarizeSync(samples: ReadonlyMap<string, SyncSample[]>, n: number): G
       },
       {
         ...common,
+        name: `${name}: A's loop alone`,
+        value: median(loop),
+        unit: 'changes/s',
+        samples: loop,
+      },
+      {
+        ...common,
         name: `${name}: messages to B`,
         value: median(msgs),
         unit: 'messages',
@@ -129,13 +149,16 @@ function summarizeSync(samples: ReadonlyMap<string, SyncSample[]>, n: number): G
       },
     ];
   });
-  const ratios = PACES.map((pace) => ({
-    group: 'sync',
-    name: `iroh / websocket changes/s, ${PACE_LABEL[pace]}`,
-    value:
-      valueOf(measurements, `iroh, ${PACE_LABEL[pace]}`) /
-      valueOf(measurements, `websocket, ${PACE_LABEL[pace]}`),
-    target: { op: '>=' as const, bound: 1 },
-  }));
+  // push: flt's path (issue 13 point 5 is judged on it); iroh: automerge-repo's sync over it.
+  const ratios = PACES.flatMap((pace) =>
+    (['push', 'iroh'] as const).map((kind) => ({
+      group: 'sync',
+      name: `${kind} / websocket changes/s, ${PACE_LABEL[pace]}`,
+      value:
+        valueOf(measurements, `${kind}, ${PACE_LABEL[pace]}`) /
+        valueOf(measurements, `websocket, ${PACE_LABEL[pace]}`),
+      target: { op: '>=' as const, bound: 1 },
+    })),
+  );
   return { measurements, ratios };
 }
