@@ -240,22 +240,14 @@ export class PushReceiver {
   }
 
   /**
-   * Takes one push from `peer`. Checked at once (who may push it, every change decodes);
-   * applied after any push of the same document before it; answered once durable. Throws
-   * (closing the peer's connection) on a refusal or a change that does not decode.
+   * Takes one push from `peer`. Checked at once (who may push it); applied after any push of the
+   * same document before it (a change that does not decode changes nothing); answered once
+   * applied (and durable, if asked). Throws (closing the peer's connection) on a refusal or a
+   * change that does not decode.
    */
   receive(peer: NodeId, message: PushMessage): Promise<void> {
     const doc = message.documentId as DocumentId;
     const verdict = this.opts.authorize(peer, doc);
-    for (const change of message.changes) {
-      try {
-        A.decodeChange(change);
-      } catch (err) {
-        throw new FltError('BAD_MESSAGE', `push of ${doc}: a change does not decode`, {
-          cause: err,
-        });
-      }
-    }
     const before = this.busy.get(doc) ?? Promise.resolve();
     const next = before.then(() => this.take(peer, message, verdict));
     const settled = next.catch(() => undefined);
@@ -289,14 +281,20 @@ export class PushReceiver {
       handle = await this.load(doc, handle);
       if (handle === undefined && !take) return this.answer(peer, doc, [], pushed.length === 0);
       if (handle === undefined) {
-        // New here (or nowhere to be found): the push makes it, under its own id.
+        // New here (or nowhere to be found): the push makes it, under its own id. Checked first:
+        // a failed import would leave a handle behind that never loads.
+        for (const change of message.changes) undecodable(doc, () => A.decodeChange(change));
         handle = this.opts.repo.import(concat(message.changes), { docId: doc });
         imported = true;
       }
       this.opts.onHandle?.(peer, handle);
     }
     if (take) {
-      if (!imported) handle.update((d) => A.applyChanges(d, [...message.changes])[0]);
+      // Automerge parses every change before it applies any: one that does not decode leaves
+      // the document as it was (and costs the peer its connection).
+      const ready = handle;
+      if (!imported)
+        undecodable(doc, () => ready.update((d) => A.applyChanges(d, [...message.changes])[0]));
       this.takenCount++;
     }
     await this.opts.durable?.(doc);
@@ -327,6 +325,15 @@ export class PushReceiver {
       heads,
       covers,
     });
+  }
+}
+
+/** Runs `parse`; a failure is the peer's BAD_MESSAGE. */
+function undecodable(doc: DocumentId, parse: () => unknown): void {
+  try {
+    parse();
+  } catch (err) {
+    throw new FltError('BAD_MESSAGE', `push of ${doc}: a change does not decode`, { cause: err });
   }
 }
 

@@ -200,25 +200,40 @@ describe('push (sync/push.ts)', () => {
     await waitFor('in sync', () => good.sender.inSync(good.handle.documentId));
     const rogue = await bind();
     cleanups.push(() => rogue.close());
-    const conn = await rogue.connect(h.transport.addr(), ALPN.sync);
-    const framed = new FramedStream(await conn.openStream(), MAX_FRAME[ALPN.sync]);
-    await framed.writeFrame(
-      encodeCbor({ v: 0, type: 'hello', peerId: rogue.nodeId, meta: { push: 0 } }),
-    );
+    /** Pushes `change` for `doc` on a connection of its own; resolves with how it was closed. */
+    const garbage = async (doc: DocumentId, change: Uint8Array) => {
+      const conn = await rogue.connect(h.transport.addr(), ALPN.sync);
+      const framed = new FramedStream(await conn.openStream(), MAX_FRAME[ALPN.sync]);
+      await framed.writeFrame(
+        encodeCbor({ v: 0, type: 'hello', peerId: rogue.nodeId, meta: { push: 0 } }),
+      );
+      await framed.writeFrame(
+        encodeCbor({
+          type: 'flt-push',
+          senderId: rogue.nodeId,
+          targetId: h.transport.nodeId,
+          documentId: doc,
+          heads: [],
+          changes: [change],
+        }),
+      );
+      return conn.closed;
+    };
+    // A new document (made by the push) and one the holder has loaded (changed by it).
     const doc = 'rogueDoc1111111111111111111' as DocumentId;
-    await framed.writeFrame(
-      encodeCbor({
-        type: 'flt-push',
-        senderId: rogue.nodeId,
-        targetId: h.transport.nodeId,
-        documentId: doc,
-        heads: [],
-        changes: [new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8, 9])],
-      }),
+    expect((await garbage(doc, new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8, 9]))).code).toBe(
+      CloseCode.PROTOCOL_ERROR,
     );
-    const info = await conn.closed;
-    expect(info.code).toBe(CloseCode.PROTOCOL_ERROR);
     expect(await h.store.loadRange([doc])).toEqual([]);
+    expect(h.repo.handles[doc]).toBeUndefined();
+    const held = h.repo.handles[good.handle.documentId]!;
+    const before = A.getHeads(held.doc());
+    const real = A.getLastLocalChange(good.handle.doc())!;
+    const broken = real.slice();
+    broken[broken.length - 3]! ^= 0xff;
+    const info = await garbage(good.handle.documentId, broken);
+    expect(info.code).toBe(CloseCode.PROTOCOL_ERROR);
+    expect(A.getHeads(held.doc())).toEqual(before);
     // The holder goes on serving its good writer.
     good.handle.change((d) => void d.items.push('still'));
     await waitFor('in sync', () => good.sender.inSync(good.handle.documentId));
