@@ -160,6 +160,14 @@ export class FsStore implements Store {
     });
   }
 
+  /** Whether any key starts with `prefix` (a listing, no reads): does the store hold a document? */
+  holds(prefix: StorageKey): Promise<boolean> {
+    return this.track(prefix[0], async () => {
+      const listing = await this.list(prefix);
+      return listing === 'file' || (listing !== undefined && listing.files.length > 0);
+    });
+  }
+
   removeRange(prefix: StorageKey): Promise<void> {
     return this.track(prefix[0], async () => {
       const listing = await this.list(prefix);

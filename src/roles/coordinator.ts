@@ -167,7 +167,7 @@ export class Coordinator {
         await root.open(repo, store, rootBase(key.nodeId));
         // One instance: marks of agents' documents (Fleet) and of desired documents (Deployments).
         const marks = new StoredHeads(store);
-        const fleet = new Fleet(root, repo, log, marks);
+        const fleet = new Fleet(root, repo, log, marks, (doc) => store.holds([doc]));
         fleet
           .readMarks()
           .catch((err: unknown) =>
@@ -372,7 +372,7 @@ async function openNode(
     link: node.sync,
     authorize: (peer, doc) => fleet.authorizePush(peer, doc),
     storedHeads: (peer, doc) => fleet.storedHeads(peer, doc),
-    stored: async (doc) => (await store.loadRange([doc])).length > 0,
+    stored: (doc) => store.holds([doc]),
     onHandle: (peer, handle) => fleet.pushed(peer, handle),
   });
   return { node, receiver: routes.receiver };

@@ -141,6 +141,8 @@ export class Fleet {
     private readonly log: Logger,
     /** What the store holds of agents' documents that are not loaded (sync/stored-heads.ts). */
     private readonly marks?: StoredHeads,
+    /** Whether the store holds anything of a document (a new agent's documents: nothing yet). */
+    private readonly stored?: (doc: DocumentId) => Promise<boolean>,
   ) {
     this.root = rootDoc.opened();
     for (const entry of agentsOf(this.root.doc())) this.index(entry);
@@ -488,6 +490,13 @@ export class Fleet {
 
   private async follow(id: NodeId, kind: AgentDoc, docId: DocumentId): Promise<void> {
     const { watched } = this.tracked[kind];
+    // Neither here nor stored: a new agent's document. A find would ask every admin for it, and
+    // retry; it comes by push (pushed()) or by the agent's own sync (admit() finds it then).
+    // (Looked at again after the listing: a sync message may have set it up meanwhile.)
+    if (this.stored !== undefined && this.repo.handles[docId] === undefined) {
+      const held = await this.stored(docId).catch(() => true);
+      if (!held && this.repo.handles[docId] === undefined) return;
+    }
     for (let attempt = 0; attempt < WATCH_ATTEMPTS; attempt++) {
       try {
         const handle = await this.repo.find<unknown>(docId);
