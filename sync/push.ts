@@ -1,15 +1,16 @@
 // Push: how a single-writer document reaches the peer that holds it, without automerge-repo's
 // sync protocol. The writer sends the changes the holder does not have yet; the holder applies
-// them, makes them durable, and answers with its heads. No sync state, no Bloom filters, one
-// message each way per batch of changes, and an unloaded document that is in sync costs the
-// holder no load at all (it answers from the heads its store is marked with).
+// them and answers with its heads (once they are saved, if it asks for that: `durable`). No sync
+// state, no Bloom filters, one message each way per batch of changes, and an unloaded document
+// that is in sync costs the holder no load at all (it answers from the heads its store is marked
+// with).
 //
 // Why: automerge-repo's sync protocol is built for many writers. For every message it converts
 // the peer's sync state from JS to wasm and back, generates an answer, and runs its document
 // state machine; a coordinator absorbing its agents' facts spent most of its CPU there (issue 13).
 // A document with one writer needs none of that: the writer always knows what the holder lacks.
 //
-// The writer keeps, per document, `base`: heads the holder said it holds durably. It pushes
+// The writer keeps, per document, `base`: heads the holder said it holds. It pushes
 // `getChangesSince(base)`, one push in flight per document (later changes wait and go together).
 // When a session opens, the first push carries no changes and asks the holder what it has. A
 // holder with heads the writer never saw (a restored backup, a clone) is sent the whole document
@@ -38,7 +39,7 @@ const sameSet = (a: readonly string[], b: readonly string[]) =>
 
 interface Pushed {
   readonly handle: DocHandle<unknown>;
-  /** Heads the holder holds durably, as far as we know; undefined: ask, or send everything. */
+  /** Heads the holder holds, as far as we know; undefined: ask, or send everything. */
   base: string[] | undefined;
   /** Heads of the push in flight (its answer is awaited). */
   inFlight: string[] | undefined;
@@ -209,10 +210,15 @@ export interface PushReceiverOptions {
    */
   readonly authorize: (peer: NodeId, doc: DocumentId) => PushVerdict;
   /**
-   * Heads the store holds of `doc`, which is not loaded, if it knows them for sure: an empty
-   * push naming them is answered without loading it (sync/stored-heads.ts).
+   * Heads to answer an empty push of `doc`, which is not loaded and whose writer has `pushed`,
+   * without loading it: the heads the store holds for sure, when they are `pushed` (or the
+   * writer has none). Undefined: load it (sync/stored-heads.ts).
    */
-  readonly storedHeads?: (peer: NodeId, doc: DocumentId) => readonly string[] | undefined;
+  readonly storedHeads?: (
+    peer: NodeId,
+    doc: DocumentId,
+    pushed: readonly string[],
+  ) => readonly string[] | undefined;
   /** Whether the store holds anything of `doc`. */
   readonly stored: (doc: DocumentId) => Promise<boolean>;
   /**
@@ -265,15 +271,10 @@ export class PushReceiver {
     let handle = this.opts.repo.handles[doc] as DocHandle<unknown> | undefined;
     if (!take && handle === undefined) {
       // Nothing to apply and not loaded: answer from the store's mark when it settles it.
-      const stored = this.opts.storedHeads?.(peer, doc);
-      if (stored !== undefined && (pushed.length === 0 || sameSet(stored, pushed))) {
+      const stored = this.opts.storedHeads?.(peer, doc, pushed);
+      if (stored !== undefined) {
         this.answeredCount++;
-        return this.answer(
-          peer,
-          doc,
-          [...stored],
-          pushed.every((h) => stored.includes(h)),
-        );
+        return this.answer(peer, doc, [...stored], true);
       }
     }
     let imported = false;

@@ -371,7 +371,7 @@ async function openNode(
     repo,
     link: node.sync,
     authorize: (peer, doc) => fleet.authorizePush(peer, doc),
-    storedHeads: (peer, doc) => fleet.storedHeads(peer, doc),
+    storedHeads: (peer, doc, pushed) => fleet.storedHeads(peer, doc, pushed),
     stored: (doc) => store.holds([doc]),
     onHandle: (peer, handle) => fleet.pushed(peer, handle),
   });

@@ -243,17 +243,22 @@ export class Fleet {
   }
 
   /**
-   * The heads the store holds of an agent's own document that is not loaded, when a push that
-   * names them can be answered without loading it: the conditions of `answer`.
+   * The heads to answer an agent's empty push of its own document with, without loading it (sync/
+   * push.ts): those of its mark, when they are the agent's (`pushed`), under the conditions of
+   * `answer`.
    */
-  storedHeads(peer: NodeId, doc: DocumentId): readonly string[] | undefined {
+  storedHeads(
+    peer: NodeId,
+    doc: DocumentId,
+    pushed: readonly string[],
+  ): readonly string[] | undefined {
     const owner = this.docs.get(doc);
     if (this.marks === undefined || owner?.id !== peer || this.entries.get(peer)?.forked) return;
     if (this.repo.handles[doc] !== undefined || this.tracked[owner.kind].waiting.has(peer)) return;
-    const mark = this.marks.peek(doc);
-    if (mark === undefined) return undefined;
+    const mark = this.marks.peek(doc)?.split(',');
+    if (mark === undefined || !sameHeads(mark, pushed)) return undefined;
     this.answeredCount++;
-    return mark.split(',');
+    return mark;
   }
 
   /** An agent's pushed document was loaded or created (sync/push.ts): followed from now on. */
