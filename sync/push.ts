@@ -21,6 +21,7 @@
 // `sync/` knows no fleet: who may push which document is the holder's `authorize`.
 
 import * as A from '@automerge/automerge';
+import { concatBytes } from '@noble/hashes/utils.js';
 import type { DocHandle, DocumentId, Repo } from '@automerge/automerge-repo';
 import { FltError, messageOf } from './errors.js';
 import { shortId, type NodeId } from './ids.js';
@@ -285,7 +286,7 @@ export class PushReceiver {
         // New here (or nowhere to be found): the push makes it, under its own id. Checked first:
         // a failed import would leave a handle behind that never loads.
         for (const change of message.changes) undecodable(doc, () => A.decodeChange(change));
-        handle = this.opts.repo.import(concat(message.changes), { docId: doc });
+        handle = this.opts.repo.import(concatBytes(...message.changes), { docId: doc });
         imported = true;
       }
       this.opts.onHandle?.(peer, handle);
@@ -336,16 +337,6 @@ function undecodable(doc: DocumentId, parse: () => unknown): void {
   } catch (err) {
     throw new FltError('BAD_MESSAGE', `push of ${doc}: a change does not decode`, { cause: err });
   }
-}
-
-function concat(chunks: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
-  return out;
 }
 
 /**
