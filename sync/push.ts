@@ -228,7 +228,7 @@ export interface PushReceiverOptions {
    * is asked again by the writer's next session, which pushes whatever it lacks.
    */
   readonly durable?: (doc: DocumentId) => Promise<void>;
-  /** A pushed document was loaded or created here (its handle is ready). */
+  /** A push of a document is being taken: its handle (ready), for each push. */
   readonly onHandle?: (peer: NodeId, handle: DocHandle<unknown>) => void;
 }
 
@@ -283,14 +283,15 @@ export class PushReceiver {
       handle = await this.load(doc, handle);
       if (handle === undefined && !take) return this.answer(peer, doc, [], pushed.length === 0);
       if (handle === undefined) {
-        // New here (or nowhere to be found): the push makes it, under its own id. Checked first:
-        // a failed import would leave a handle behind that never loads.
-        for (const change of message.changes) undecodable(doc, () => A.decodeChange(change));
+        // New here (or nowhere to be found): the push makes it, under its own id.
+        this.checkNew(doc, message.changes);
         handle = this.opts.repo.import(concatBytes(...message.changes), { docId: doc });
         imported = true;
       }
-      this.opts.onHandle?.(peer, handle);
     }
+    // Every time, not only when loaded here: the handle may have come another way (automerge-
+    // repo's sync before the writer pushed), and whoever follows it must know.
+    this.opts.onHandle?.(peer, handle);
     if (take) {
       // Automerge parses every change before it applies any: one that does not decode leaves
       // the document as it was (and costs the peer its connection).
@@ -302,6 +303,11 @@ export class PushReceiver {
     await this.opts.durable?.(doc);
     const heads = A.getHeads(handle.doc());
     return this.answer(peer, doc, heads, A.hasHeads(handle.doc(), pushed));
+  }
+
+  /** Checks a new document's changes before import: a failed one would leave a dead handle. */
+  private checkNew(doc: DocumentId, changes: readonly Uint8Array[]): void {
+    for (const change of changes) undecodable(doc, () => A.decodeChange(change));
   }
 
   /** `doc` loaded from the store (or by whoever is loading it), or undefined if it holds none. */

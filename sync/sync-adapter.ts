@@ -540,7 +540,7 @@ export class SyncAdapter extends NetworkAdapter implements PushLink {
       if (frame === null) return;
       const value = decodeCbor(frame);
       if (isPushMessage(value)) {
-        if (session.push) await this.receivePush(session, decodePushMessage(value));
+        if (session.push) this.receivePush(session, decodePushMessage(value));
         continue; // a peer that did not say it speaks push: ignored, as by an older version
       }
       const msg = decodeRepoMessage(value);
@@ -559,11 +559,27 @@ export class SyncAdapter extends NetworkAdapter implements PushLink {
     }
   }
 
-  private async receivePush(session: Session, message: PushWireMessage): Promise<void> {
+  /**
+   * Hands a push message on, without waiting for it: a push being applied (a document loading)
+   * holds up neither this peer's other documents nor its other messages (the handler keeps one
+   * document's pushes in order). A refusal, sync or not, closes the connection as in pump().
+   */
+  private receivePush(session: Session, message: PushWireMessage): void {
     if (message.senderId !== session.remote)
       throw new FltError('SENDER_MISMATCH', `message claims sender ${shortId(message.senderId)}`);
     if (message.targetId !== this.peerId) return;
-    await this.options.push?.receive(session.remote, message);
+    const fail = (err: unknown) => {
+      const code = codeOf(err);
+      const fields = { peer: session.remote, code, err: messageOf(err) };
+      if (code === 'UNAUTHORIZED_PEER') this.log.warn('refused a push message', fields);
+      else this.log.info('push message refused; closing the connection', fields);
+      session.conn.close(CLOSE_FOR[code] ?? CloseCode.PROTOCOL_ERROR, code);
+    };
+    try {
+      void Promise.resolve(this.options.push?.receive(session.remote, message)).catch(fail);
+    } catch (err) {
+      fail(err);
+    }
   }
 
   private refuseImpostor(conn: Connection, claimed: string): void {

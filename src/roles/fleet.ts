@@ -261,10 +261,13 @@ export class Fleet {
     return mark;
   }
 
-  /** An agent's pushed document was loaded or created (sync/push.ts): followed from now on. */
+  /**
+   * A push of an agent's own document is being taken (sync/push.ts): its handle is followed from
+   * now on (once; a forked agent's documents stay as they are, see watch()).
+   */
   pushed(peer: NodeId, handle: DocHandle<unknown>): void {
     const owner = this.docs.get(handle.documentId);
-    if (owner?.id !== peer) return;
+    if (owner?.id !== peer || this.entries.get(peer)?.forked) return;
     this.tracked[owner.kind].watched.add(handle.documentId);
     this.attach(peer, owner.kind, handle);
   }
