@@ -26,6 +26,7 @@ import type { DocHandle, DocumentId, Repo } from '@automerge/automerge-repo';
 import { FltError, messageOf } from './errors.js';
 import { shortId, type NodeId } from './ids.js';
 import { silentLogger, type Logger } from './log.js';
+import { sameHeads } from './owned-doc.js';
 import {
   MAX_PUSH_CHANGES,
   type HaveMessage,
@@ -34,9 +35,6 @@ import {
   type PushLink,
   type PushWireMessage,
 } from './push-wire.js';
-
-const sameSet = (a: readonly string[], b: readonly string[]) =>
-  a.length === b.length && a.every((h) => b.includes(h));
 
 interface Pushed {
   readonly handle: DocHandle<unknown>;
@@ -135,7 +133,7 @@ export class PushSender {
     const known = A.hasHeads(doc, theirs);
     // Changes it did not take though it held what they build on: refused (a longer backlog,
     // sent in part, moves its heads on).
-    const refused = state.carries && known && sameSet(theirs, state.base ?? []);
+    const refused = state.carries && known && sameHeads(theirs, state.base ?? []);
     if (message.covers) state.base = known ? theirs : sent;
     else if (known && !refused) state.base = theirs;
     else if (!known && !state.fullSent) state.base = undefined;

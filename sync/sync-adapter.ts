@@ -230,14 +230,7 @@ export class SyncAdapter extends NetworkAdapter implements PushLink {
       });
       return;
     }
-    const limit = this.options.maxQueuedBytes ?? 256 * 1024 * 1024;
-    if (session.framed.queuedBytes > limit) {
-      this.log.warn('peer does not read; dropping its connection', {
-        peer: shortId(session.remote),
-      });
-      session.conn.close(CloseCode.LIMIT, 'send queue over limit');
-      return;
-    }
+    if (this.overLimit(session)) return;
     const gate = this.options.beforeSend?.(message);
     if (gate === undefined && session.held === undefined) return this.write(session, message);
     const held = Promise.all([session.held, gate]).then(
@@ -268,13 +261,19 @@ export class SyncAdapter extends NetworkAdapter implements PushLink {
   /** Sends a push message (sync/push.ts) if a session that speaks push is open with its target. */
   sendPush(message: PushWireMessage): void {
     const session = this.sessions.get(message.targetId as NodeId);
-    if (session?.push !== true) return;
-    const limit = this.options.maxQueuedBytes ?? 256 * 1024 * 1024;
-    if (session.framed.queuedBytes > limit) {
-      session.conn.close(CloseCode.LIMIT, 'send queue over limit');
-      return;
-    }
+    if (session?.push !== true || this.overLimit(session)) return;
     this.write(session, message);
+  }
+
+  /** Whether `session`'s peer does not read: then its connection is dropped (and true). */
+  private overLimit(session: Session): boolean {
+    const limit = this.options.maxQueuedBytes ?? 256 * 1024 * 1024;
+    if (session.framed.queuedBytes <= limit) return false;
+    this.log.warn('peer does not read; dropping its connection', {
+      peer: shortId(session.remote),
+    });
+    session.conn.close(CloseCode.LIMIT, 'send queue over limit');
+    return true;
   }
 
   private write(session: Session, message: Message | PushWireMessage): void {

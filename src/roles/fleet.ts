@@ -218,14 +218,20 @@ export class Fleet {
       if (this.repo.handles[doc] !== undefined || writing(doc)) return undefined;
       return this.counted(this.marks.answer(message));
     }
-    const owner = this.docs.get(doc);
-    if (owner?.id !== peer) return undefined;
-    if (this.repo.handles[doc] !== undefined) return undefined;
-    // Signed heads waiting for their changes: the usual path loads the document and records
-    // them (a document found by the synchronizer alone, then evicted, would else keep them
-    // waiting for as long as the agent stays in sync).
-    if (this.tracked[owner.kind].waiting.has(peer)) return undefined;
+    if (!this.unloadedOwn(peer, doc)) return undefined;
     return this.counted(this.marks.answer(message));
+  }
+
+  /**
+   * Whether `doc` is `peer`'s own facts or status document, not loaded, with no signed heads of
+   * it waiting for their changes (the usual path loads the document and records them; a document
+   * found by the synchronizer alone, then evicted, would else keep them waiting for as long as
+   * the agent stays in sync). The agent not forked is the callers' check.
+   */
+  private unloadedOwn(peer: NodeId, doc: DocumentId): boolean {
+    const owner = this.docs.get(doc);
+    if (owner?.id !== peer || this.repo.handles[doc] !== undefined) return false;
+    return !this.tracked[owner.kind].waiting.has(peer);
   }
 
   /**
@@ -252,9 +258,8 @@ export class Fleet {
     doc: DocumentId,
     pushed: readonly string[],
   ): readonly string[] | undefined {
-    const owner = this.docs.get(doc);
-    if (this.marks === undefined || owner?.id !== peer || this.entries.get(peer)?.forked) return;
-    if (this.repo.handles[doc] !== undefined || this.tracked[owner.kind].waiting.has(peer)) return;
+    if (this.marks === undefined || this.entries.get(peer)?.forked) return undefined;
+    if (!this.unloadedOwn(peer, doc)) return undefined;
     const mark = this.marks.peek(doc)?.split(',');
     if (mark === undefined || !sameHeads(mark, pushed)) return undefined;
     this.answeredCount++;
