@@ -306,6 +306,7 @@ export class Coordinator {
   async close(): Promise<void> {
     clearInterval(this.flushTimer);
     this.fleet.presence.flush(true);
+    this.fleet.commit();
     await this.eviction.stop();
     await this.artifacts.gc.stop();
     await this.artifacts.summary.close();
@@ -417,6 +418,11 @@ function rpcServer(
   // Who may call each method is declared on it (src/rpc-methods.ts) and checked by the server
   // before the request is read: the handlers below only run for callers their method allows.
   const access = { roleOf: (peer: NodeId) => gate.role(peer), refuse: refusal };
+  /** A document's heads here; the root's with every record put so far (Fleet.commit). */
+  const headsHere = (docId: DocumentId) => {
+    if (docId === rootDocId) fleet.commit();
+    return headsOf(node, docId);
+  };
   /** Who writes `doc`, if not `agent`: this coordinator, or another agent (facts or status). */
   const ownerOf = (doc: DocumentId, agent: NodeId): string | undefined => {
     if (doc === rootDocId || doc === gate.audit.documentId || doc === gate.adminsDoc.documentId)
@@ -514,16 +520,16 @@ function rpcServer(
         })),
       }),
     )
-    .register(docHeads, async (req) => ({ heads: await headsOf(node, req.docId as DocumentId) }))
+    .register(docHeads, async (req) => ({ heads: await headsHere(req.docId as DocumentId) }))
     .register(docFetch, async (req) => {
       const docId = req.docId as DocumentId;
+      if (docId === rootDocId) fleet.commit();
       const doc = (await isHeld(node, docId)) ? (await node.repo!.find(docId)).doc() : undefined;
       return answerFetch(doc, req.have, () => stored(docId, doc!));
     })
     .register(docsHeads, async (req) => {
       const heads: Record<string, string[] | null> = {};
-      for (const docId of new Set(req.docIds))
-        heads[docId] = await headsOf(node, docId as DocumentId);
+      for (const docId of new Set(req.docIds)) heads[docId] = await headsHere(docId as DocumentId);
       return { heads };
     })
     .register(deploySubmit, (req, ctx) => deployments.submit(req.parts, ctx.peer))

@@ -107,6 +107,15 @@ export const REPLACE_WINDOW_MS = 60_000;
 /** Marks read at once at start (readMarks). */
 const MARK_READERS = 8;
 
+/**
+ * How long agent records wait to be written to the root document together (put). Each change to
+ * the root costs CPU in proportion to every byte ever written to it, and then a save and a sync
+ * message to each admin; an agent joining brings about six records (enrollment, summaries,
+ * signed heads, lastSeen), so a fan-in of 1,000 wrote 6,000 changes one by one (issue 13). Reads
+ * of the root document through `root` and `signedRoot` write what waits first.
+ */
+export const ROOT_BATCH_MS = 50;
+
 export class Fleet {
   readonly presence: Presence;
   private readonly tracked: Record<AgentDoc, Tracked> = {
@@ -130,8 +139,11 @@ export class Fleet {
 
   private answeredCount = 0;
 
-  /** The root document (open). */
-  readonly root: DocHandle<RootDoc>;
+  /** The root document (open); `root` writes staged records first. */
+  private readonly rootHandle: DocHandle<RootDoc>;
+  /** Records put() but not yet in the root document (ROOT_BATCH_MS), by agent. */
+  private readonly staged = new Map<NodeId, AgentEntry>();
+  private stageTimer: NodeJS.Timeout | undefined;
   /** The fleet's admins document (the gate's), which every agent is offered; set at start. */
   adminsDocId: DocumentId | undefined;
 
@@ -144,8 +156,8 @@ export class Fleet {
     /** Whether the store holds anything of a document (a new agent's documents: nothing yet). */
     private readonly stored?: (doc: DocumentId) => Promise<boolean>,
   ) {
-    this.root = rootDoc.opened();
-    for (const entry of agentsOf(this.root.doc())) this.index(entry);
+    this.rootHandle = rootDoc.opened();
+    for (const entry of agentsOf(this.rootHandle.doc())) this.index(entry);
     this.presence = new Presence((seen) =>
       this.put(
         [...seen].flatMap(([id, at]) => {
@@ -154,6 +166,24 @@ export class Fleet {
         }),
       ),
     );
+  }
+
+  /** The root document (open), with every record put so far written to it (commit). */
+  get root(): DocHandle<RootDoc> {
+    this.commit();
+    return this.rootHandle;
+  }
+
+  /** Writes the records put() since the last commit to the root document, in one change. */
+  commit(): void {
+    clearTimeout(this.stageTimer);
+    this.stageTimer = undefined;
+    if (this.staged.size === 0) return;
+    const entries = [...this.staged.values()];
+    this.staged.clear();
+    this.rootHandle.change((d) => {
+      for (const e of entries) d.agents[e.nodeId] = encodeAgent(e);
+    });
   }
 
   /** Every enrolled agent, in fleet table order. */
@@ -439,13 +469,24 @@ export class Fleet {
     this.put([{ ...entry, desired }]);
   }
 
-  /** Writes whole agent records, in one change, to the root document and the lookup map. */
+  /**
+   * Writes whole agent records to the lookup map now and to the root document within
+   * ROOT_BATCH_MS, together with any others put meanwhile (commit).
+   */
   private put(entries: readonly AgentEntry[]): void {
-    if (entries.length === 0) return;
-    this.root.change((d) => {
-      for (const e of entries) d.agents[e.nodeId] = encodeAgent(e);
-    });
-    for (const e of entries) this.index(e);
+    for (const e of entries) {
+      this.index(e);
+      this.staged.set(e.nodeId, e);
+    }
+    if (this.staged.size === 0 || this.stageTimer !== undefined) return;
+    this.stageTimer = setTimeout(() => {
+      try {
+        this.commit();
+      } catch (err) {
+        // The lookup map has them; the next commit (or restart's re-enrollment) writes them.
+        this.log.error('could not write agent records to the root document', { err: String(err) });
+      }
+    }, ROOT_BATCH_MS);
   }
 
   private index(entry: AgentEntry): void {
@@ -669,6 +710,7 @@ export class Fleet {
    * (ARCHITECTURE.md §5.2). Signed on demand and cached until the heads move.
    */
   signedRoot(): SignedHeads {
+    this.commit();
     return this.rootDoc.signed();
   }
 
