@@ -113,6 +113,8 @@ export interface NodeOptions {
   readonly key?: NodeKey;
   /** Peers whose documents this node keeps in sync (agents and admins: the coordinator). */
   readonly dial?: readonly PeerAddr[];
+  /** Deadline of a sync dial's connect (SyncAdapterOptions.dialTimeoutMs). */
+  readonly dialTimeoutMs?: number;
   /** Open a Repo on `<state-dir>/repo` (roles that replicate documents). */
   readonly repo?: boolean;
   /** The Repo, opened beforehand with openDocuments (with `key`); implies `repo`. */
@@ -174,6 +176,7 @@ export class FltNode {
     const sync = new SyncAdapter({
       transport,
       dial: options.dial ?? [],
+      ...(options.dialTimeoutMs !== undefined ? { dialTimeoutMs: options.dialTimeoutMs } : {}),
       logger: log,
       ...(options.admit ? { admit: options.admit } : {}),
       ...(options.answer ? { answer: options.answer } : {}),

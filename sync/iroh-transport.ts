@@ -33,6 +33,14 @@ export interface IrohTransportOptions {
   readonly logger?: Logger;
 }
 
+/**
+ * Accept loops run at once. A QUIC handshake begins only once JavaScript has taken its incoming
+ * connection (acceptNext, then accept: a round trip through the event loop each); one loop takes
+ * one per round trip, so a coordinator busy with a fan-in of 1,000 agents let their dials wait
+ * longer than their deadlines (issue 13). The binding's accept serves concurrent callers.
+ */
+const ACCEPT_LOOPS = 4;
+
 /** Largest single writeAll through the binding. */
 const WRITE_SLICE = 1 << 20;
 
@@ -331,7 +339,7 @@ export class IrohTransport implements Transport {
   listen(handler: (conn: Connection) => void): void {
     if (this.handler) throw new FltError('INTERNAL', 'transport already has a listener');
     this.handler = handler;
-    void this.acceptLoop();
+    for (let i = 0; i < ACCEPT_LOOPS; i++) void this.acceptLoop();
   }
 
   async close(): Promise<void> {

@@ -44,6 +44,14 @@ export interface SyncAdapterOptions {
   readonly backoff?: BackoffPolicy;
   /** Deadline for a dial and for the hello exchange. */
   readonly handshakeTimeoutMs?: number;
+  /**
+   * Deadline for a dial's connect alone, when it should differ from `handshakeTimeoutMs`. A dial
+   * given up does not leave the peer's queue (the binding cannot cancel it: the peer still runs
+   * the handshake, and we close what arrives), and the next one joins at the back: a peer that
+   * takes longer than the deadline to accept, under a fan-in, then completes none. A node that
+   * learns otherwise that the peer restarted (an agent's liveness pings: dialNow) can wait.
+   */
+  readonly dialTimeoutMs?: number;
   /** Bytes queued for one peer that does not read before its connection is dropped. */
   readonly maxQueuedBytes?: number;
   /**
@@ -381,7 +389,7 @@ export class SyncAdapter extends NetworkAdapter implements PushLink {
         dial.attemptSince = Date.now();
         const signal = AbortSignal.any([run.stop.signal, dial.kick.signal]);
         const conn = await this.transport.connect(addr, ALPN.sync, {
-          ...this.deadline(run),
+          timeoutMs: this.options.dialTimeoutMs ?? this.deadline(run).timeoutMs,
           signal,
         });
         const framed = new FramedStream(await conn.openStream(), MAX_FRAME[ALPN.sync]);

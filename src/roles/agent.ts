@@ -45,6 +45,17 @@ const APPROVAL_POLL_MS = 2000;
  * writing anyway (which then forks its document, and the coordinator flags it for an admin).
  */
 const CATCH_UP_MS = 60_000;
+/**
+ * Deadline of a sync dial's connect. Ten seconds (the adapter's default) was shorter than a
+ * coordinator accepting 1,000 agents at once takes to get to a dial: every agent gave up and
+ * dialed again about every 11 s, each new dial went to the back of the queue, and the given-up
+ * ones were still handshaken and closed: 12,000 dials timed out in one 1,000-agent fan-in, and
+ * no agent had a sync session (so none reached the table) for 150 s (issue 13). Waiting costs
+ * nothing: the liveness pings find a restarted coordinator and give up a dial begun before it
+ * (liveness.ts, dialNow), and a silent one drops the session after SILENCE_DROP_MS.
+ */
+export const SYNC_DIAL_TIMEOUT_MS = 120_000;
+
 /** Retries of fetching the desired or admins document while the coordinator has none yet. */
 const FETCH_RETRY = { initialMs: 1000, maxMs: 30_000 };
 /** Retries of fetching our own document back (a lost state dir): every second, as before. */
@@ -157,6 +168,9 @@ export class Agent {
           );
       },
       durable: (doc) => doc === own.docId || doc === status.docId,
+      // A sync dial waits for a busy coordinator (SYNC_DIAL_TIMEOUT_MS); liveness gives up one
+      // begun before a restart (dialNow).
+      dialTimeoutMs: SYNC_DIAL_TIMEOUT_MS,
       ...(versions.push === false ? {} : { push: routes }),
       share: () => {
         const ours = (_: unknown, doc: DocumentId | undefined) => Promise.resolve(synced(doc));
