@@ -252,3 +252,79 @@ async function syncsBothWays(ha: DocHandle<Doc>, hb: DocHandle<Doc>): Promise<vo
   hb.change((d) => void d.items.push('after-reconnect-b'));
   await waitFor('A sees the change B made', () => ha.doc().items.includes('after-reconnect-b'));
 }
+
+/**
+ * A transport whose sync connects take `delayMs` to complete, as a peer busy with a fan-in takes
+ * to accept (the deadline still applies), counting every attempt.
+ */
+function slowToAccept(
+  inner: Transport,
+  delayMs: number,
+): { transport: Transport; dials: () => number } {
+  let dials = 0;
+  const transport: Transport = {
+    nodeId: inner.nodeId,
+    addr: () => inner.addr(),
+    ticket: () => inner.ticket(),
+    listen: (handler) => inner.listen(handler),
+    close: () => inner.close(),
+    connect: (addr, alpn, options = {}) => {
+      if (alpn === ALPN.sync) dials++;
+      const late = new Promise((resolve) => setTimeout(resolve, delayMs)).then(() =>
+        inner.connect(addr, alpn),
+      );
+      return withDeadline(late, options, `connect on ${alpn}`);
+    },
+  };
+  return { transport, dials: () => dials };
+}
+
+describe('sync dial deadline', () => {
+  it('a dial given longer than the hello deadline waits for a peer slow to accept: one dial, one session', async () => {
+    const net = new MemoryNetwork();
+    const ta = net.bind(ALL_ALPNS);
+    const slow = slowToAccept(net.bind(ALL_ALPNS), 400);
+    const a = node(ta);
+    const adapter = new SyncAdapter({
+      transport: slow.transport,
+      dial: [ta.addr()],
+      backoff: { initialMs: 20, maxMs: 200 },
+      handshakeTimeoutMs: 150,
+      dialTimeoutMs: 5000,
+    });
+    const repo = new Repo({
+      network: [adapter],
+      peerId: slow.transport.nodeId as string as PeerId,
+    });
+    cleanups.push(async () => {
+      await repo.shutdown();
+      await slow.transport.close();
+    });
+    await waitFor('the session is open', () => a.adapter.connectedPeers().length === 1);
+    expect(slow.dials()).toBe(1);
+  });
+
+  it('without it, every dial gives up at the hello deadline and none completes', async () => {
+    const net = new MemoryNetwork();
+    const ta = net.bind(ALL_ALPNS);
+    const slow = slowToAccept(net.bind(ALL_ALPNS), 400);
+    const a = node(ta);
+    const adapter = new SyncAdapter({
+      transport: slow.transport,
+      dial: [ta.addr()],
+      backoff: { initialMs: 20, maxMs: 200 },
+      handshakeTimeoutMs: 150,
+    });
+    const repo = new Repo({
+      network: [adapter],
+      peerId: slow.transport.nodeId as string as PeerId,
+    });
+    cleanups.push(async () => {
+      await repo.shutdown();
+      await slow.transport.close();
+    });
+    await waitFor('three dials given up', () => slow.dials() >= 3);
+    expect(adapter.connectedPeers()).toEqual([]);
+    expect(a.adapter.connectedPeers()).toEqual([]);
+  });
+});
