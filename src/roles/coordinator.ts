@@ -418,9 +418,12 @@ function rpcServer(
   // Who may call each method is declared on it (src/rpc-methods.ts) and checked by the server
   // before the request is read: the handlers below only run for callers their method allows.
   const access = { roleOf: (peer: NodeId) => gate.role(peer), refuse: refusal };
-  /** A document's heads here; the root's with every record put so far (Fleet.commit). */
-  const headsHere = (docId: DocumentId) => {
+  /** Before the root document is read for a peer: every agent record put so far is in it. */
+  const current = (docId: DocumentId) => {
     if (docId === rootDocId) fleet.commit();
+  };
+  const headsHere = (docId: DocumentId) => {
+    current(docId);
     return headsOf(node, docId);
   };
   /** Who writes `doc`, if not `agent`: this coordinator, or another agent (facts or status). */
@@ -523,7 +526,7 @@ function rpcServer(
     .register(docHeads, async (req) => ({ heads: await headsHere(req.docId as DocumentId) }))
     .register(docFetch, async (req) => {
       const docId = req.docId as DocumentId;
-      if (docId === rootDocId) fleet.commit();
+      current(docId);
       const doc = (await isHeld(node, docId)) ? (await node.repo!.find(docId)).doc() : undefined;
       return answerFetch(doc, req.have, () => stored(docId, doc!));
     })
