@@ -279,51 +279,40 @@ function slowToAccept(
   return { transport, dials: () => dials };
 }
 
+/**
+ * A node A, and a node dialing it through a transport slow to accept (400 ms per connect) with a
+ * 150 ms hello deadline and `dialTimeoutMs`.
+ */
+function slowDial(dialTimeoutMs?: number) {
+  const net = new MemoryNetwork();
+  const ta = net.bind(ALL_ALPNS);
+  const slow = slowToAccept(net.bind(ALL_ALPNS), 400);
+  const a = node(ta);
+  const adapter = new SyncAdapter({
+    transport: slow.transport,
+    dial: [ta.addr()],
+    backoff: { initialMs: 20, maxMs: 200 },
+    handshakeTimeoutMs: 150,
+    ...(dialTimeoutMs === undefined ? {} : { dialTimeoutMs }),
+  });
+  const repo = new Repo({ network: [adapter], peerId: slow.transport.nodeId as string as PeerId });
+  cleanups.push(async () => {
+    await repo.shutdown();
+    await slow.transport.close();
+  });
+  return { a, adapter, dials: slow.dials };
+}
+
 describe('sync dial deadline', () => {
   it('a dial given longer than the hello deadline waits for a peer slow to accept: one dial, one session', async () => {
-    const net = new MemoryNetwork();
-    const ta = net.bind(ALL_ALPNS);
-    const slow = slowToAccept(net.bind(ALL_ALPNS), 400);
-    const a = node(ta);
-    const adapter = new SyncAdapter({
-      transport: slow.transport,
-      dial: [ta.addr()],
-      backoff: { initialMs: 20, maxMs: 200 },
-      handshakeTimeoutMs: 150,
-      dialTimeoutMs: 5000,
-    });
-    const repo = new Repo({
-      network: [adapter],
-      peerId: slow.transport.nodeId as string as PeerId,
-    });
-    cleanups.push(async () => {
-      await repo.shutdown();
-      await slow.transport.close();
-    });
+    const { a, dials } = slowDial(5000);
     await waitFor('the session is open', () => a.adapter.connectedPeers().length === 1);
-    expect(slow.dials()).toBe(1);
+    expect(dials()).toBe(1);
   });
 
   it('without it, every dial gives up at the hello deadline and none completes', async () => {
-    const net = new MemoryNetwork();
-    const ta = net.bind(ALL_ALPNS);
-    const slow = slowToAccept(net.bind(ALL_ALPNS), 400);
-    const a = node(ta);
-    const adapter = new SyncAdapter({
-      transport: slow.transport,
-      dial: [ta.addr()],
-      backoff: { initialMs: 20, maxMs: 200 },
-      handshakeTimeoutMs: 150,
-    });
-    const repo = new Repo({
-      network: [adapter],
-      peerId: slow.transport.nodeId as string as PeerId,
-    });
-    cleanups.push(async () => {
-      await repo.shutdown();
-      await slow.transport.close();
-    });
-    await waitFor('three dials given up', () => slow.dials() >= 3);
+    const { a, adapter, dials } = slowDial();
+    await waitFor('three dials given up', () => dials() >= 3);
     expect(adapter.connectedPeers()).toEqual([]);
     expect(a.adapter.connectedPeers()).toEqual([]);
   });
