@@ -30,7 +30,10 @@ import type { Store, StoreProblem } from './store.js';
 export interface FsStoreOptions {
   /** Receives one line per problem found (corrupt chunk, leftover temp file). Default: stderr. */
   logger?: (line: string) => void;
-  /** Most file operations in flight at once. Default 32: far below the usual 1,024 open files. */
+  /**
+   * Most file operations of each kind in flight at once: saves, and the rest (reads, listings,
+   * removals). Default 32 each: 64 in all, far below the usual 1,024 open files.
+   */
   maxConcurrency?: number;
 }
 
@@ -66,7 +69,14 @@ export class FsStore implements Store {
   readonly dir: string;
   private readonly log: (line: string) => void;
   private readonly limit: number;
+  /** Reads, listings and removals. */
   private readonly sem: Semaphore;
+  /**
+   * Saves, apart: each holds its slot through two fsyncs (the file, its directory), and a read or
+   * listing queued behind a burst of them waited seconds (issue 13: under a 1,000-agent fan-in,
+   * the coordinator's "is this document stored?" before answering an enrollment took 2-74 s).
+   */
+  private readonly writes: Semaphore;
   /** Serializes save, remove and quarantine per file path. */
   private readonly fileLock = new KeyedMutex();
   private readonly tempsInFlight = new Set<string>();
@@ -84,6 +94,7 @@ export class FsStore implements Store {
     this.log = options.logger ?? ((line) => process.stderr.write(line + '\n'));
     this.limit = options.maxConcurrency ?? 32;
     this.sem = new Semaphore(this.limit);
+    this.writes = new Semaphore(this.limit);
   }
 
   /**
@@ -130,7 +141,7 @@ export class FsStore implements Store {
         throw new TypeError(`save ${show(key)}: refused, it would not load back: ${problem}`);
       const file = this.pathOf(key);
       await this.fileLock.run(file, () =>
-        this.sem.run(() =>
+        this.writes.run(() =>
           wrapIo('save', file, () => writeFileAtomic(file, bytes, this.writeOptions)),
         ),
       );
