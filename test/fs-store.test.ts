@@ -188,6 +188,25 @@ describe('FsStore.settled(document)', () => {
   });
 });
 
+describe('FsStore queues', () => {
+  it('a listing does not wait behind saves: they queue apart', async () => {
+    const dir = await tempDir();
+    // One operation of each kind at a time: a shared queue would run the listing last.
+    const store = await FsStore.open(dir, { maxConcurrency: 1 });
+    const bytes = A.save(A.from({ a: 1 }));
+    await store.save(['listed', 'snapshot', 'h'], bytes);
+    let saved = 0;
+    const saves = Array.from({ length: 20 }, (_, i) =>
+      store.save([`doc${i}x`, 'snapshot', 'h'], bytes).then(() => saved++),
+    );
+    expect(await store.holds(['listed'])).toBe(true);
+    expect(saved).toBeLessThan(20); // answered while saves were still queued
+    await Promise.all(saves);
+    expect(saved).toBe(20);
+    await store.close();
+  });
+});
+
 describe('FsStore integrity (THREATS.md row 18)', () => {
   it('quarantines a truncated and a zero-length chunk; the rest of the document loads', async () => {
     const dir = await tempDir();
