@@ -42,7 +42,7 @@ export interface SyncAdapterOptions {
   readonly dial?: readonly PeerAddr[];
   readonly logger?: Logger;
   readonly backoff?: BackoffPolicy;
-  /** Deadline for a dial and for the hello exchange. */
+  /** Deadline for the hello exchange, and for a dial unless `dialTimeoutMs` says otherwise. */
   readonly handshakeTimeoutMs?: number;
   /**
    * Deadline for a dial's connect alone, when it should differ from `handshakeTimeoutMs`. A dial

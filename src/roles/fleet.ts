@@ -139,8 +139,6 @@ export class Fleet {
 
   private answeredCount = 0;
 
-  /** The root document (open); `root` writes staged records first. */
-  private readonly rootHandle: DocHandle<RootDoc>;
   /** Records put() but not yet in the root document (ROOT_BATCH_MS), by agent. */
   private readonly staged = new Map<NodeId, AgentEntry>();
   private stageTimer: NodeJS.Timeout | undefined;
@@ -156,8 +154,7 @@ export class Fleet {
     /** Whether the store holds anything of a document (a new agent's documents: nothing yet). */
     private readonly stored?: (doc: DocumentId) => Promise<boolean>,
   ) {
-    this.rootHandle = rootDoc.opened();
-    for (const entry of agentsOf(this.rootHandle.doc())) this.index(entry);
+    for (const entry of agentsOf(rootDoc.opened().doc())) this.index(entry);
     this.presence = new Presence((seen) =>
       this.put(
         [...seen].flatMap(([id, at]) => {
@@ -171,7 +168,7 @@ export class Fleet {
   /** The root document (open), with every record put so far written to it (commit). */
   get root(): DocHandle<RootDoc> {
     this.commit();
-    return this.rootHandle;
+    return this.rootDoc.opened();
   }
 
   /** Writes the records put() since the last commit to the root document, in one change. */
@@ -181,7 +178,7 @@ export class Fleet {
     if (this.staged.size === 0) return;
     const entries = [...this.staged.values()];
     this.staged.clear();
-    this.rootHandle.change((d) => {
+    this.rootDoc.opened().change((d) => {
       for (const e of entries) d.agents[e.nodeId] = encodeAgent(e);
     });
   }
