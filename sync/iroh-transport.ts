@@ -162,6 +162,15 @@ class IrohConnection implements Connection {
     }
   }
 
+  /** UDP datagrams the connection took in (acknowledgements included): see Connection. */
+  received(): number | undefined {
+    try {
+      return this.conn.stats().udpRxDatagrams;
+    } catch {
+      return undefined; // a binding without stats, or a connection already released
+    }
+  }
+
   close(code: number, reason: string): void {
     if (this.local) return;
     this.local = { code, reason };

@@ -14,6 +14,7 @@ const RETRYABLE = new Set([...NO_ANSWER, 'BUSY']);
 
 export class RpcChannel {
   private client: Promise<RpcClient> | undefined;
+  private heardAt = 0;
   private readonly stop = new AbortController();
 
   constructor(
@@ -23,12 +24,16 @@ export class RpcChannel {
   ) {}
 
   /**
-   * One attempt: connects if needed; a lost connection is dropped so the next call redials.
-   * `timeoutMs` (default: the channel's) bounds the whole attempt, connecting included: a
-   * liveness ping must fail within its own deadline even while a dial hangs. A connect that did
-   * not complete within it is CONNECT_FAILED (the peer could not be reached: down, or not
-   * accepting), a call that got no answer on a connection TIMEOUT (reached, but slow or gone):
-   * the liveness check lets only the second lengthen its deadline.
+   * One attempt: connects if needed. `timeoutMs` (default: the channel's) bounds the whole
+   * attempt, connecting included: a liveness ping must fail within its own deadline even while a
+   * dial hangs. A connect that did not complete within it is CONNECT_FAILED (the peer could not
+   * be reached: down, or not accepting), a call that got no answer on a connection TIMEOUT
+   * (reached, but slow or gone): the liveness check lets only the second lengthen its deadline.
+   * A lost connection is dropped so that the next call redials; so is one whose call timed out,
+   * unless the connection took in packets after the call was sent (lastHeard): the peer's QUIC
+   * stack acknowledged it, so the peer is there and only busy, and a redial would only add a
+   * handshake to its load (issue 13: in a 1,000-agent fan-in every slow ping cost a reconnect,
+   * whose connects then failed for 15 s and took the agents' sync sessions with them).
    */
   async call<Req, Res>(
     method: RpcMethod<Req, Res>,
@@ -40,21 +45,24 @@ export class RpcChannel {
     const client = this.client;
     const timeoutMs = options.timeoutMs ?? this.options.timeoutMs;
     const signal = this.stop.signal;
+    let c: RpcClient | undefined;
+    let received: number | undefined;
     try {
-      if (options.timeoutMs === undefined)
-        return await (await client).call(method, req, { timeoutMs, signal });
       const end = Date.now() + timeoutMs;
-      const c = await withDeadline(client, { timeoutMs, signal }, `${method.name}: connect`).catch(
-        (err: unknown) => {
-          if (!(err instanceof FltError) || err.code !== 'TIMEOUT') throw err;
-          throw new FltError('CONNECT_FAILED', `${method.name}: not connected in ${timeoutMs} ms`, {
-            cause: err,
-          });
-        },
-      );
-      return await c.call(method, req, { timeoutMs: Math.max(1, end - Date.now()), signal });
+      c =
+        options.timeoutMs === undefined
+          ? await client
+          : await this.connected(client, method, timeoutMs);
+      received = c.conn.received?.();
+      const left = options.timeoutMs === undefined ? timeoutMs : Math.max(1, end - Date.now());
+      const res = await c.call(method, req, { timeoutMs: left, signal });
+      this.heardAt = Date.now();
+      return res;
     } catch (err) {
-      if (err instanceof FltError && RETRYABLE.has(err.code) && this.client === client) {
+      const code = err instanceof FltError ? err.code : undefined;
+      if (code === 'TIMEOUT' && heardSince(c, received)) {
+        this.heardAt = Date.now(); // acknowledged, not answered: busy, not gone
+      } else if (code !== undefined && RETRYABLE.has(code) && this.client === client) {
         this.client = undefined;
         void client.then(
           (c) => c.conn.close(0, 'reconnecting'),
@@ -63,6 +71,14 @@ export class RpcChannel {
       }
       throw err;
     }
+  }
+
+  /**
+   * When the peer last showed it is there (Date.now(); 0 before): an answer, or a call that timed
+   * out but was acknowledged (see call).
+   */
+  get lastHeard(): number {
+    return this.heardAt;
   }
 
   /** Calls until an answer arrives (retrying transport failures with backoff) or close(). */
@@ -93,6 +109,23 @@ export class RpcChannel {
     this.client = undefined;
   }
 
+  /** The client once connected, within `timeoutMs`; CONNECT_FAILED past it. */
+  private connected(
+    client: Promise<RpcClient>,
+    method: RpcMethod<unknown, unknown>,
+    timeoutMs: number,
+  ): Promise<RpcClient> {
+    const what = `${method.name}: connect`;
+    return withDeadline(client, { timeoutMs, signal: this.stop.signal }, what).catch(
+      (err: unknown) => {
+        if (!(err instanceof FltError) || err.code !== 'TIMEOUT') throw err;
+        throw new FltError('CONNECT_FAILED', `${method.name}: not connected in ${timeoutMs} ms`, {
+          cause: err,
+        });
+      },
+    );
+  }
+
   private async connect(): Promise<RpcClient> {
     const conn = await this.transport.connect(this.peer, ALPN.rpc, {
       timeoutMs: this.options.timeoutMs,
@@ -100,4 +133,10 @@ export class RpcChannel {
     });
     return RpcClient.open(conn, this.options.timeoutMs);
   }
+}
+
+/** Whether `c`'s connection took in packets since it counted `before` (unknown: no). */
+function heardSince(c: RpcClient | undefined, before: number | undefined): boolean {
+  const now = c?.conn.received?.();
+  return before !== undefined && now !== undefined && now > before;
 }

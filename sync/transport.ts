@@ -39,6 +39,14 @@ export interface Connection {
   close(code: number, reason: string): void;
   /** Resolves (never rejects) when the connection is gone, for whatever reason. */
   readonly closed: Promise<CloseInfo>;
+  /**
+   * Packets received on this connection so far, or undefined where the transport cannot tell. The
+   * count grows while the peer's QUIC stack acknowledges what we send, even when the peer's
+   * program is too busy to answer, and stops when the peer is gone (killed: a process restarted
+   * on the same address sends nothing on its predecessor's connections). RpcChannel tells a busy
+   * peer from a lost one by it.
+   */
+  received?(): number | undefined;
 }
 
 export interface ConnectOptions {

@@ -41,6 +41,12 @@ class FakeCoordinator {
   readonly deadlines: number[] = [];
   /** When each ping was sent (virtual Date.now()). */
   readonly sentAt: number[] = [];
+  /**
+   * Busy: pings time out, but their connection shows the coordinator's QUIC stack acknowledged
+   * them (RpcChannel keeps the connection and sets lastHeard).
+   */
+  busy = false;
+  lastHeard = 0;
   answered = 0;
   timedOut = 0;
 
@@ -48,7 +54,7 @@ class FakeCoordinator {
     const timeoutMs = options.timeoutMs!;
     this.deadlines.push(timeoutMs);
     this.sentAt.push(Date.now());
-    const { silent, delayMs, boot, every, down } = this;
+    const { silent, delayMs, boot, every, down, busy } = this;
     return new Promise((resolve, reject) => {
       if (down) {
         setTimeout(() => reject(new FltError('CONNECT_FAILED', 'not connected')), timeoutMs);
@@ -57,9 +63,10 @@ class FakeCoordinator {
       // As RpcChannel: the deadline bounds the whole attempt; a late answer is never seen.
       const timer = setTimeout(() => {
         this.timedOut++;
+        if (busy) this.lastHeard = Date.now();
         reject(new FltError('TIMEOUT', `agent.ping: no answer in ${timeoutMs} ms`));
       }, timeoutMs);
-      if (silent) return;
+      if (silent || busy) return;
       setTimeout(() => {
         clearTimeout(timer);
         this.answered++;
@@ -157,6 +164,24 @@ describe('liveness rule', () => {
     await pass(PING_TIMEOUT_MAX_MS + 5_000);
     expect(lines.join('\n')).toMatch(/the coordinator answers again/);
     expect(sync.redials).toHaveLength(1);
+  });
+
+  it('a coordinator that acknowledges pings but answers none for a minute (busy) is not silence: no redial, no dial given up', async () => {
+    await pass(10_000);
+    coordinator.busy = true;
+    await pass(60_000);
+    expect(coordinator.timedOut).toBeGreaterThan(3);
+    expect(sync.redials).toEqual([]);
+    expect(lines.join('\n')).not.toMatch(/did not answer a ping/);
+    // The deadline grew as for any slow answer, so a coordinator answering in 5 s gets through.
+    expect(coordinator.deadlines.at(-1)).toBe(PING_TIMEOUT_MAX_MS);
+    coordinator.busy = false;
+    coordinator.delayMs = 5_000;
+    const answered = coordinator.answered;
+    await pass(2 * PING_TIMEOUT_MAX_MS);
+    expect(coordinator.answered).toBeGreaterThan(answered);
+    expect(sync.redials).toEqual([]);
+    expect(sync.dialNows).toEqual([]); // an answer after busy pings gives up no sync dial
   });
 
   it('a restarted coordinator (new boot) makes the agent redial at once, long before the silence limit', async () => {

@@ -8,35 +8,16 @@ import { MemoryNetwork } from '../sync/memory-transport.js';
 import { ALL_ALPNS, ALPN } from '../sync/protocols.js';
 import { Router } from '../sync/router.js';
 import { RpcChannel } from '../sync/rpc-channel.js';
-import { ANYONE, MAX_IN_FLIGHT, RpcClient, RpcServer, type RpcMethod } from '../sync/rpc.js';
+import { MAX_IN_FLIGHT, RpcClient, RpcServer, type RpcMethod } from '../sync/rpc.js';
 import { CloseCode, type Connection, type Transport } from '../sync/transport.js';
 import { bindLocal } from './helpers/fleet.js';
+import { hang, inc, isN, method, type N } from './helpers/rpc-methods.js';
 import { waitFor } from './helpers/wait.js';
-
-interface N {
-  n: number;
-}
-const isN = (v: unknown): N => {
-  const n = (v as Partial<N> | null)?.n;
-  if (typeof n !== 'number' || !Number.isInteger(n))
-    throw new FltError('BAD_MESSAGE', 'n must be an integer');
-  return { n };
-};
-const method = (name: string, allow: readonly string[] = [ANYONE]): RpcMethod<N, N> => ({
-  name,
-  allow,
-  request: isN,
-  response: isN,
-});
 
 /** Answers n * 2 once the test opens its gate. */
 const gated = method('test.gated');
-/** Answers n + 1 at once. */
-const inc = method('test.inc');
 /** Throws BAD_ARGUMENT. */
 const refuse = method('test.refuse');
-/** Never answers. */
-const hang = method('test.hang');
 /** Not registered on the server. */
 const missing = method('test.missing');
 
