@@ -21,6 +21,7 @@ import { SyncAdapter } from '../sync/sync-adapter.js';
 import { FramedStream } from '../sync/framed-stream.js';
 import { CloseCode } from '../sync/transport.js';
 import { FsStore } from '../stores/fs-store.js';
+import { isStored } from '../sync/owned-doc.js';
 import { waitFor } from './helpers/wait.js';
 
 type Doc = { items: string[] };
@@ -50,6 +51,8 @@ async function holder(
   dir: string,
   key: Uint8Array,
   authorize: (peer: NodeId, doc: DocumentId) => PushVerdict = () => 'accept',
+  /** Save and fsync before each answer; false: the Repo saves on its own, as a coordinator. */
+  durable = true,
 ) {
   const transport = await bind(key);
   const store = await FsStore.open(dir);
@@ -74,10 +77,12 @@ async function holder(
       return verdict;
     },
     stored: async (doc) => (await store.loadRange([doc])).length > 0,
-    durable: async (doc) => {
-      await repo.flush([doc]);
-      await store.settled(doc);
-    },
+    ...(durable && {
+      durable: async (doc: DocumentId) => {
+        await repo.flush([doc]);
+        await store.settled(doc);
+      },
+    }),
   });
   const closed: number[] = [];
   new Router(transport)
@@ -192,6 +197,17 @@ describe('push (sync/push.ts)', () => {
     const chunks = await reread.loadRange([w.handle.documentId]);
     const doc = A.loadIncremental(A.init<Doc>(), concatBytes(...chunks.map((c) => c.data!)));
     expect([...doc.items]).toEqual(['before', 'while away']);
+  });
+
+  it('a document new to a holder that answers before saving is saved without a further change', async () => {
+    const h = await holder(await tempDir(), randomBytes(32), () => 'accept', false);
+    const w = await writer(h.transport);
+    w.handle.change((d) => void d.items.push('only'));
+    await waitFor('in sync', () => w.sender.inSync(w.handle.documentId));
+    // No change after the one push: only a save of the import itself puts it on disk.
+    const doc = w.handle.documentId;
+    await waitFor('the holder stored it', () => isStored(h.store, doc), 10_000);
+    expect(h.routes.receiver!.counts.taken).toBe(1);
   });
 
   it('a push of a change that does not decode costs its connection and stores nothing', async () => {

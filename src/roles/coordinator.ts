@@ -375,6 +375,7 @@ async function openNode(
     storedHeads: (peer, doc, pushed) => fleet.storedHeads(peer, doc, pushed),
     stored: (doc) => store.holds([doc]),
     onHandle: (peer, handle) => fleet.pushed(peer, handle),
+    logger: log,
   });
   return { node, receiver: routes.receiver };
 }
