@@ -8,8 +8,8 @@
 // Talks in lines: JSON steps on stdout (`ready`, `started`, `fleet`, `closed`), commands on stdin
 // (`go` starts the agents, `close` closes everything). Exits when stdin closes (parent gone).
 // The recover group (recover.ts) also sends, after `fleet`, `online` (wait until every agent is
-// online) and `recover` (a new admin waits until every agent is online again), any number of
-// times, before `close`. The deploy group (deploy.ts) passes NIX_STORE SYSTEM_PATH: the agents
+// online) and `recover MS` (a new admin waits until every agent is online again, at most MS),
+// any number of times, before `close`. The deploy group (deploy.ts) passes NIX_STORE SYSTEM_PATH: the agents
 // then deploy with the `command` activator, and `deploy` deploys SYSTEM_PATH to all of them.
 //
 // With K = BENCH_AGENT_PROCS (default: one per AGENTS_PER_PROCESS agents) above 1, the agents
@@ -48,9 +48,9 @@ async function command(word: string): Promise<void> {
   await nextCommand([word]);
 }
 
-/** The next command that is one of `words` (others are skipped). */
+/** The next command that is one of `words`, with any argument after a space (others are skipped). */
 function nextCommand(words: readonly string[]): Promise<string> {
-  return nextLine((line) => words.includes(line));
+  return nextLine((line) => words.includes(line.split(' ')[0]!));
 }
 
 /**
@@ -316,7 +316,8 @@ async function main(): Promise<void> {
     });
     const online = (a: AgentRow) => a.online === true;
     for (;;) {
-      const next = await nextCommand(['online', 'recover', 'deploy', 'close']);
+      // `recover MS` has its own deadline: the fan-in's is minutes, a recovery's a minute.
+      const [next, arg] = (await nextCommand(['online', 'recover', 'deploy', 'close'])).split(' ');
       if (next === 'close') break;
       const t1 = performance.now();
       if (next === 'deploy') {
@@ -333,7 +334,7 @@ async function main(): Promise<void> {
         await withDeadline(admin.close(), 10_000, 'closing the old admin').catch(() => undefined);
         admin = await reader();
       }
-      const r = await untilFleet(admin, n, t1, Number(deadlineText), online);
+      const r = await untilFleet(admin, n, t1, Number(arg ?? deadlineText), online);
       emit({
         step: next === 'online' ? 'online' : 'recovered',
         ms: r.at - t1,

@@ -53,7 +53,7 @@ export async function crashAndRecover(
   const stateDir = join(f.root, 'coordinator');
   f.coordinator = await CoordinatorProcess.start(stateDir, START_TIMEOUT_MS, f.adminId, bind);
   const restartMs = performance.now() - killed;
-  f.agents.send('recover');
+  f.agents.send(`recover ${deadlineMs}`);
   const recovered = await f.agents.next('recovered', deadlineMs + START_TIMEOUT_MS);
   progress(
     `  ${recovered.complete} online ${(recovered.ms / 1000).toFixed(1)} s after ready` +
