@@ -9,8 +9,9 @@
 // (`go` starts the agents, `close` closes everything). Exits when stdin closes (parent gone).
 // The recover group (recover.ts) also sends, after `fleet`, `online` (wait until every agent is
 // online) and `recover MS` (a new admin waits until every agent is online again, at most MS),
-// any number of times, before `close`. The deploy group (deploy.ts) passes NIX_STORE SYSTEM_PATH: the agents
-// then deploy with the `command` activator, and `deploy` deploys SYSTEM_PATH to all of them.
+// any number of times, before `close`. The deploy group (deploy.ts) passes NIX_STORE
+// SYSTEM_PATH: the agents then deploy with the `command` activator, and `deploy` deploys
+// SYSTEM_PATH to all of them.
 //
 // With K = BENCH_AGENT_PROCS (default: one per AGENTS_PER_PROCESS agents) above 1, the agents
 // run in K host processes of this script instead

@@ -289,7 +289,7 @@ export class PushReceiver {
         imported = true;
         // automerge-repo's import applies the bytes before it starts saving the handle on
         // changes: without this the document stayed unsaved until its next change (issue 13:
-        // after a crash, 790 of 1,000 agents had to push theirs again, whole).
+        // after a crash at 1,000 agents, 790 documents were pushed again, whole).
         this.opts.repo.flush([doc]).catch((err: unknown) =>
           (this.opts.logger ?? silentLogger).warn('cannot save a pushed document', {
             doc,

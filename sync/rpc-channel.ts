@@ -52,7 +52,7 @@ export class RpcChannel {
       c =
         options.timeoutMs === undefined
           ? await client
-          : await this.connected(client, method, timeoutMs);
+          : await this.connected(client, method.name, timeoutMs);
       received = c.conn.received?.();
       const left = options.timeoutMs === undefined ? timeoutMs : Math.max(1, end - Date.now());
       const res = await c.call(method, req, { timeoutMs: left, signal });
@@ -112,14 +112,14 @@ export class RpcChannel {
   /** The client once connected, within `timeoutMs`; CONNECT_FAILED past it. */
   private connected(
     client: Promise<RpcClient>,
-    method: RpcMethod<unknown, unknown>,
+    name: string,
     timeoutMs: number,
   ): Promise<RpcClient> {
-    const what = `${method.name}: connect`;
+    const what = `${name}: connect`;
     return withDeadline(client, { timeoutMs, signal: this.stop.signal }, what).catch(
       (err: unknown) => {
         if (!(err instanceof FltError) || err.code !== 'TIMEOUT') throw err;
-        throw new FltError('CONNECT_FAILED', `${method.name}: not connected in ${timeoutMs} ms`, {
+        throw new FltError('CONNECT_FAILED', `${name}: not connected in ${timeoutMs} ms`, {
           cause: err,
         });
       },
