@@ -239,7 +239,11 @@ export class PushReceiver {
   private takenCount = 0;
   private answeredCount = 0;
 
-  constructor(private readonly opts: PushReceiverOptions) {}
+  private readonly log: Logger;
+
+  constructor(private readonly opts: PushReceiverOptions) {
+    this.log = opts.logger ?? silentLogger;
+  }
 
   /** Pushes with changes applied so far; pushes answered without a load (status, tests). */
   get counts(): { taken: number; answeredUnloaded: number } {
@@ -289,13 +293,14 @@ export class PushReceiver {
         imported = true;
         // automerge-repo's import applies the bytes before it starts saving the handle on
         // changes: without this the document stayed unsaved until its next change (issue 13:
-        // after a crash at 1,000 agents, 790 documents were pushed again, whole).
-        this.opts.repo.flush([doc]).catch((err: unknown) =>
-          (this.opts.logger ?? silentLogger).warn('cannot save a pushed document', {
-            doc,
-            err: messageOf(err),
-          }),
-        );
+        // after a crash at 1,000 agents, 790 documents were pushed again, whole). `durable`,
+        // if given, saves it below anyway.
+        if (!this.opts.durable)
+          this.opts.repo
+            .flush([doc])
+            .catch((err: unknown) =>
+              this.log.warn('cannot save a pushed document', { doc, err: messageOf(err) }),
+            );
       }
     }
     // Every time, not only when loaded here: the handle may have come another way (automerge-

@@ -48,13 +48,12 @@ export class RpcChannel {
     let c: RpcClient | undefined;
     let received: number | undefined;
     try {
+      // A deadline of the caller's own bounds the connect too; the channel's bounds each part.
+      const bounded = options.timeoutMs !== undefined;
       const end = Date.now() + timeoutMs;
-      c =
-        options.timeoutMs === undefined
-          ? await client
-          : await this.connected(client, method.name, timeoutMs);
+      c = bounded ? await this.connected(client, method.name, timeoutMs) : await client;
       received = c.conn.received?.();
-      const left = options.timeoutMs === undefined ? timeoutMs : Math.max(1, end - Date.now());
+      const left = bounded ? Math.max(1, end - Date.now()) : timeoutMs;
       const res = await c.call(method, req, { timeoutMs: left, signal });
       this.heardAt = Date.now();
       return res;
