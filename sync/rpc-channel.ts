@@ -34,6 +34,12 @@ export class RpcChannel {
    * stack acknowledged it, so the peer is there and only busy, and a redial would only add a
    * handshake to its load (issue 13: in a 1,000-agent fan-in every slow ping cost a reconnect,
    * whose connects then failed for 15 s and took the agents' sync sessions with them).
+   * A connect still in flight when a call's own deadline passes is kept for the next call: the
+   * binding cannot cancel a dial, so giving it up would leave the peer its handshake and add
+   * another (issue 13: after a coordinator restart, 500 agents renewing their dial every 3 s kept
+   * a restarted coordinator accepting dials nobody waited for, and 346 of them got no ping answered
+   * for 15 s). The connect itself gives up after the channel's timeoutMs; the next call dials
+   * afresh, which is how a dial begun while the peer was down is renewed.
    */
   async call<Req, Res>(
     method: RpcMethod<Req, Res>,
@@ -41,7 +47,14 @@ export class RpcChannel {
     options: { timeoutMs?: number } = {},
   ): Promise<Res> {
     if (this.stop.signal.aborted) throw new FltError('CLOSED', 'rpc channel closed');
-    this.client ??= this.connect();
+    if (this.client === undefined) {
+      // A connect that fails is forgotten by itself; one still in flight stays for the next call.
+      const attempt = this.connect();
+      this.client = attempt;
+      attempt.catch(() => {
+        if (this.client === attempt) this.client = undefined;
+      });
+    }
     const client = this.client;
     const timeoutMs = options.timeoutMs ?? this.options.timeoutMs;
     const signal = this.stop.signal;
@@ -61,7 +74,12 @@ export class RpcChannel {
       const code = err instanceof FltError ? err.code : undefined;
       if (code === 'TIMEOUT' && heardSince(c, received)) {
         this.heardAt = Date.now(); // acknowledged, not answered: busy, not gone
-      } else if (code !== undefined && RETRYABLE.has(code) && this.client === client) {
+      } else if (
+        c !== undefined &&
+        code !== undefined &&
+        RETRYABLE.has(code) &&
+        this.client === client
+      ) {
         this.client = undefined;
         void client.then(
           (c) => c.conn.close(0, 'reconnecting'),

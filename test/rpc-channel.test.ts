@@ -33,12 +33,16 @@ async function client(): Promise<Transport> {
   return t;
 }
 
-/** The rpc server child on `bind`; resolves with its address and a count of its connections. */
+/**
+ * The rpc server child on `bind`; resolves with its address and a count of its connections. With
+ * `blockMs`, it accepts nothing for that long after it started.
+ */
 async function serverChild(
   secretHex: string,
   bind: string,
+  blockMs = 0,
 ): Promise<{ addr: PeerAddr; conns: () => number }> {
-  const child = spawn(process.execPath, [CHILD, secretHex, bind], {
+  const child = spawn(process.execPath, [CHILD, secretHex, bind, String(blockMs)], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   children.push(child);
@@ -106,6 +110,22 @@ describe('RpcChannel: busy or gone', () => {
       answer = await code(channel.call(inc, { n: 3 }, { timeoutMs: 3000 }));
     expect(answer).toBe('answered');
     expect(second.conns()).toBeGreaterThanOrEqual(1);
+    channel.close();
+  });
+
+  it('a peer too busy to accept: calls that give up on connecting leave the connect to the next call, so the peer accepts one connection', async () => {
+    const server = await serverChild(randomBytes(32).toString('hex'), '127.0.0.1:0', 4000);
+    // The channel's own timeout (which bounds a connect) is longer than the peer's busy spell.
+    const channel = new RpcChannel(await client(), server.addr, { timeoutMs: 15_000 });
+    const outcomes: string[] = [];
+    for (let i = 0; i < 20 && outcomes.at(-1) !== 'answered'; i++)
+      outcomes.push(await code(channel.call(inc, { n: i }, { timeoutMs: 700 })));
+    expect(outcomes.at(-1)).toBe('answered');
+    expect(outcomes.filter((o) => o === 'CONNECT_FAILED').length).toBeGreaterThanOrEqual(2);
+    // Every earlier call gave up while connecting; had each dialed afresh, the peer would accept
+    // one connection per call once free.
+    expect(await code(channel.call(inc, { n: 0 }, { timeoutMs: 5000 }))).toBe('answered');
+    expect(server.conns()).toBe(1);
     channel.close();
   });
 });

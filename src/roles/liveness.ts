@@ -36,11 +36,13 @@
 //   answer from the new process (new `boot`) redials the sync session at once, whatever the
 //   silence. Only a ping that timed out on a connection grows the deadline: one whose connect did
 //   not complete (CONNECT_FAILED: the coordinator is down, or does not accept) keeps it at most
-//   PING_TIMEOUT_UNREACHABLE_MS (3 s). A dial begun while the coordinator is down reaches the
-//   new process only when QUIC resends its first packet (backoff: ~1, 3, 7 s), so with grown
-//   deadlines agents found a restart 17-20 s late (500 agents, issue 13); renewed every <= 3 s
-//   (plus the jittered retry backoff, 0.5-1 s) they find it within ~4 s of it being ready, and a
-//   fleet arrives spread over those seconds (each agent's dials have their own phase), not at once.
+//   PING_TIMEOUT_UNREACHABLE_MS (3 s), so a connect that completes is used within seconds. The
+//   dial itself is not renewed with each ping: RpcChannel keeps a connect in flight across
+//   pings until the channel's own timeout (rpc_timeout, 10 s). A dial begun while the coordinator
+//   is down reaches the new process when QUIC resends its first packet (backoff: ~1, 3, 7 s
+//   after the start), or when it is renewed. Renewed with every ping (every 3-4 s, as before),
+//   500 agents kept a restarted coordinator busy with handshakes nobody waited for any more (the
+//   binding cannot cancel a dial), and 346 of them had no ping answered for 15 s (issue 13).
 // - The sync session itself goes only after SILENCE_DROP_MS (15 s) with no answered ping: long
 //   enough for several blocked stretches of a saturated coordinator, still half of QUIC's idle
 //   timeout, so a coordinator that vanished without restarting (partition, a new address) is
@@ -80,9 +82,9 @@ export const PING_TIMEOUT_MIN_MS = 1500;
 export const PING_TIMEOUT_MAX_MS = 10_000;
 /**
  * The longest deadline while the coordinator cannot be reached (a ping's connect did not
- * complete, or failed): a dial begun while it was down reaches a restarted one only when QUIC
- * resends its first packet (about 1, 3 and 7 s after the start), a fresh dial at once; so
- * dials are renewed at least this often. Twice the floor: room for a slow (relayed) handshake.
+ * complete, or failed): the next ping, which waits for the same connect (RpcChannel), follows
+ * soon, so a connect that completes is used within seconds. Twice the floor: room for a slow
+ * (relayed) handshake.
  */
 export const PING_TIMEOUT_UNREACHABLE_MS = 2 * PING_TIMEOUT_MIN_MS;
 /** The deadline is this many times the slowest recent answer. */
@@ -90,8 +92,8 @@ const RTT_FACTOR = 4;
 /** How many answered pings count as "recent" (about 16 s at PING_INTERVAL_MS). */
 const RTT_WINDOW = 8;
 /**
- * Retries while the coordinator does not answer: 100 ms doubling to 1 s, so that a restarted
- * coordinator is reached within about a second of being ready (each attempt dials afresh).
+ * Retries while the coordinator does not answer: 100 ms doubling to 1 s, so that a connection
+ * that is back (or a connect that completed) is used within about a second.
  */
 const RETRY: BackoffPolicy = { initialMs: 100, maxMs: 1000 };
 

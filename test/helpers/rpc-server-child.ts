@@ -2,8 +2,10 @@
 // test can SIGKILL it and start it again on the same address and key: what a coordinator crash
 // looks like to an agent's open connections (test/rpc-channel.test.ts).
 //
-//   node dist/test/helpers/rpc-server-child.js SECRET_HEX HOST:PORT
-// Prints `{"addr": PeerAddr}` once serving and `{"conn": n}` for each connection accepted.
+//   node dist/test/helpers/rpc-server-child.js SECRET_HEX HOST:PORT [BLOCK_MS]
+// Prints `{"addr": PeerAddr}` once serving and `{"conn": n}` for each connection accepted. With
+// BLOCK_MS, its event loop is then blocked that long: it accepts no connection meanwhile (a
+// coordinator too busy to accept, seen from its agents).
 
 import { ALPN } from '../../sync/protocols.js';
 import { Router } from '../../sync/router.js';
@@ -11,7 +13,7 @@ import { RpcServer } from '../../sync/rpc.js';
 import { IrohTransport } from '../../sync/iroh-transport.js';
 import { inc } from './rpc-methods.js';
 
-const [secretHex = '', bind = '127.0.0.1:0'] = process.argv.slice(2);
+const [secretHex = '', bind = '127.0.0.1:0', blockMs = '0'] = process.argv.slice(2);
 const transport = await IrohTransport.bind({
   secretKey: Buffer.from(secretHex, 'hex'),
   alpns: [ALPN.rpc],
@@ -28,3 +30,5 @@ new Router(transport)
   })
   .start();
 process.stdout.write(JSON.stringify({ addr: transport.addr() }) + '\n');
+if (Number(blockMs) > 0)
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, Number(blockMs));
