@@ -144,6 +144,8 @@ export interface NodeOptions {
   readonly durable?: (documentId: DocumentId) => boolean;
   /** Speaks push (sync/push.ts): single-writer documents pushed by their writers. */
   readonly push?: PushHandler;
+  /** Peers whose sync states the Repo keeps in storage (SyncAdapterOptions.keepsSyncState). */
+  readonly keepsSyncState?: SyncAdapterOptions['keepsSyncState'];
 }
 
 export class FltNode {
@@ -182,6 +184,7 @@ export class FltNode {
       ...(options.answer ? { answer: options.answer } : {}),
       ...(options.onReplaced ? { onReplaced: options.onReplaced } : {}),
       ...(options.push ? { push: options.push } : {}),
+      ...(options.keepsSyncState ? { keepsSyncState: options.keepsSyncState } : {}),
       ...(docs && durable
         ? { beforeSend: (m: Message) => persistBeforeSend(docs, m, durable) }
         : {}),

@@ -82,6 +82,13 @@ export interface SyncAdapterOptions {
    * say so too to `handler`. Without it, push messages are ignored, as by an older version.
    */
   readonly push?: PushHandler;
+  /**
+   * Whether the Repo keeps its sync state with `peer` in storage (default: every peer). For a
+   * peer that does not (told to the Repo as ephemeral), each session starts from the heads the
+   * two sides send: one more round trip for a document that changed, and no storage read or
+   * write per document and session.
+   */
+  readonly keepsSyncState?: (peer: NodeId) => boolean;
 }
 
 /**
@@ -530,7 +537,11 @@ export class SyncAdapter extends NetworkAdapter implements PushLink {
     } else this.log.info('sync peer connected', { peer: shortId(session.remote) });
     if (old?.push) this.options.push?.session?.(session.remote, false);
     this.sessions.set(session.remote, session);
-    this.emit('peer-candidate', { peerId: session.remote as string as PeerId, peerMetadata: meta });
+    const peerMetadata =
+      this.options.keepsSyncState?.(session.remote) === false
+        ? { ...meta, isEphemeral: true }
+        : meta;
+    this.emit('peer-candidate', { peerId: session.remote as string as PeerId, peerMetadata });
     if (session.push) this.options.push?.session?.(session.remote, true);
   }
 

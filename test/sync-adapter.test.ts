@@ -12,6 +12,7 @@ import { CloseCode, type Connection, type PeerAddr, type Transport } from '../sy
 import { withDeadline } from '../sync/deadline.js';
 import { codeOf } from '../sync/errors.js';
 import { silentLogger } from '../sync/log.js';
+import { MemoryStore } from '../stores/memory-store.js';
 import { thrownCode } from './helpers/errors.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -315,5 +316,54 @@ describe('sync dial deadline', () => {
     await waitFor('three dials given up', () => dials() >= 3);
     expect(adapter.connectedPeers()).toEqual([]);
     expect(a.adapter.connectedPeers()).toEqual([]);
+  });
+});
+
+describe('sync states kept per peer', () => {
+  /** A node with a store; `keeps` says whose sync states its Repo keeps. */
+  function stored(transport: Transport, dial: PeerAddr[], keeps?: (peer: NodeId) => boolean) {
+    const adapter = new SyncAdapter({
+      transport,
+      dial,
+      backoff: { initialMs: 20, maxMs: 200 },
+      ...(keeps ? { keepsSyncState: keeps } : {}),
+    });
+    new Router(transport).route(ALPN.sync, (c) => adapter.accept(c)).start();
+    const store = new MemoryStore();
+    const repo = new Repo({
+      network: [adapter],
+      storage: store,
+      peerId: transport.nodeId as string as PeerId,
+    });
+    cleanups.push(async () => {
+      await repo.shutdown();
+      await transport.close();
+    });
+    return { repo, store };
+  }
+
+  /** The storage ids whose sync states `store` holds (automerge-repo: [doc, 'sync-state', id]). */
+  async function syncStatesIn(store: MemoryStore): Promise<string[]> {
+    const chunks = await store.loadRange([]);
+    return chunks.filter((c) => c.key[1] === 'sync-state').map((c) => c.key[2]!);
+  }
+
+  it('a peer whose sync states are not kept syncs all the same, and none of its states is stored', async () => {
+    const net = new MemoryNetwork();
+    const [ta, tb, tc] = [net.bind(ALL_ALPNS), net.bind(ALL_ALPNS), net.bind(ALL_ALPNS)];
+    const a = stored(ta, [], (peer) => peer !== tb.nodeId);
+    const handle = a.repo.create<Doc>({ items: ['from-a'] });
+    const b = stored(tb, [ta.addr()]);
+    const hb = await findDoc(b.repo, handle.url);
+    hb.change((d) => void d.items.push('from-b'));
+    await waitFor('a has b change', () => handle.doc().items.includes('from-b'));
+    // C's sessions are kept as before: once its state is stored, any of B's would have been.
+    const c = stored(tc, [ta.addr()]);
+    await findDoc(c.repo, handle.url);
+    const cId = await c.repo.storageId();
+    await waitFor("c's sync state is stored", async () =>
+      (await syncStatesIn(a.store)).includes(cId!),
+    );
+    expect(await syncStatesIn(a.store)).not.toContain(await b.repo.storageId());
   });
 });

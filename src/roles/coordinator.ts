@@ -362,6 +362,11 @@ async function openNode(
     onReplaced: (peer) => fleet.replaced(peer),
     access: (peer, alpn) => gate.allows(peer, alpn),
     ...(push ? { push: routes } : {}),
+    // Sync states are kept for admins only. An agent syncs two small documents here (its desired
+    // document and the admins document; it pushes its own): a storage read per document and
+    // session and an fsynced write per exchange cost more than the round trip they save, and
+    // after a restart every agent reconnects at once (issue 13).
+    keepsSyncState: (peer) => gate.role(peer) === 'admin',
   });
   if (!push) return { node, receiver: undefined };
   const { repo, store } = documents;
