@@ -51,10 +51,12 @@ export async function openDocuments(
   config: Config,
   key: NodeKey,
   log: Logger,
+  options: { index?: boolean } = {},
 ): Promise<NodeDocuments> {
   await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
   const store = await FsStore.open(join(config.stateDir, 'repo'), {
     logger: (line) => log.warn(line),
+    ...options,
   });
   guardRepoTimeouts(log);
   const repo = new Repo({

@@ -4,7 +4,7 @@
 // on stores/fs-io.ts (layout, walks), stores/atomic-write.ts (crash-safe writes) and
 // stores/chunk-format.ts (integrity checks).
 
-import { rename } from 'node:fs/promises';
+import { readdir, rename } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import type { Chunk, StorageKey } from '@automerge/automerge-repo';
 import { type AtomicWriteOptions, ensureDir, fsyncDir, writeFileAtomic } from './atomic-write.js';
@@ -12,6 +12,7 @@ import { checkValue, decodeFile, hasLegacyMagic, type Decoded } from './chunk-fo
 import { StoreError } from './errors.js';
 import {
   errMessage,
+  errnoOf,
   keySegments,
   readIfExists,
   rmdirIfEmpty,
@@ -35,6 +36,12 @@ export interface FsStoreOptions {
    * removals). Default 32 each: 64 in all, far below the usual 1,024 open files.
    */
   maxConcurrency?: number;
+  /**
+   * Keep an index of the documents it holds (see FsStore), so that asking about a document it
+   * does not hold touches no file. For a coordinator, which asks about every new agent's
+   * documents; off by default.
+   */
+  index?: boolean;
 }
 
 /** Problems kept for problems(); older ones are dropped (they were logged). */
@@ -61,7 +68,9 @@ const FORMAT_TEXT = '2\n';
  *   met later (written by an older flt since) when read.
  * - Leftover temp files (`.*.tmp`) found by a listing are reported and removed.
  * - Assumes one FsStore per directory at a time (one process): it cannot tell another process's
- *   in-flight temp file from a leftover.
+ *   in-flight temp file from a leftover, and with `index` it knows which documents it holds from
+ *   a scan at open plus its own saves, so a document another program adds to the directory later
+ *   reads as absent until the next open.
  * - As in nodefs, a key cannot also be the prefix of a longer key (a file is not a directory);
  *   such a save fails with STORE_IO. automerge-repo's keys never collide this way.
  */
@@ -84,6 +93,17 @@ export class FsStore implements Store {
     createDir: true,
     inFlight: this.tempsInFlight,
   };
+  /**
+   * Every document (first key element) the directory may hold files of, once `indexed` has
+   * resolved true: one scan of the top two levels at open, run in the background, and every save
+   * adds its document before the file exists. It is never shrunk (a removed document costs a
+   * listing, as before). Asking about a document it does not name touches no file: under a
+   * 1,000-agent fan-in, the "is this new agent's document stored?" listings waited seconds in
+   * libuv's four threads behind fsyncs (issue 13). Resolves false if the scan failed: then every
+   * question lists, as without an index.
+   */
+  private readonly docs = new Set<string>();
+  private indexed: Promise<boolean> = Promise.resolve(false);
   /** Running operations, each with the first element of its key (undefined: any document). */
   private readonly ops = new Map<Promise<unknown>, string | undefined>();
   private readonly reported: StoreProblem[] = [];
@@ -107,6 +127,7 @@ export class FsStore implements Store {
     await wrapIo('open', root, () => ensureDir(root));
     const store = new FsStore(root, options);
     await store.upgrade();
+    if (options.index === true) store.indexed = store.track(undefined, () => store.scan());
     return store;
   }
 
@@ -125,6 +146,7 @@ export class FsStore implements Store {
   load(key: StorageKey): Promise<Uint8Array | undefined> {
     return this.track(key[0], async () => {
       assertKey(key);
+      if (await this.surelyAbsent(key)) return undefined;
       return this.loadVerified(key, this.pathOf(key));
     });
   }
@@ -140,6 +162,7 @@ export class FsStore implements Store {
       if (problem !== undefined)
         throw new TypeError(`save ${show(key)}: refused, it would not load back: ${problem}`);
       const file = this.pathOf(key);
+      this.docs.add(key[0] as string);
       await this.fileLock.run(file, () =>
         this.writes.run(() =>
           wrapIo('save', file, () => writeFileAtomic(file, bytes, this.writeOptions)),
@@ -151,6 +174,7 @@ export class FsStore implements Store {
   remove(key: StorageKey): Promise<void> {
     return this.track(key[0], async () => {
       assertKey(key);
+      if (await this.surelyAbsent(key)) return;
       await this.removeFile(this.pathOf(key));
     });
   }
@@ -240,6 +264,7 @@ export class FsStore implements Store {
   /** Lists below `prefix`, cleaning leftover temp files on the way. */
   private async list(prefix: StorageKey): Promise<Listing | 'file' | undefined> {
     assertPrefix(prefix);
+    if (await this.surelyAbsent(prefix)) return undefined;
     // A key's first element has at least 3 characters, so a shorter one matches nothing (and
     // would otherwise name the shared 2-character directory).
     if (prefix.length > 0 && (prefix[0] as string).length < 3) return undefined;
@@ -251,6 +276,40 @@ export class FsStore implements Store {
       await mapBounded(leftovers, this.limit, (t) => this.cleanLeftover(t));
     }
     return listing;
+  }
+
+  /** True when the index is complete and names no file of the key's document. */
+  private async surelyAbsent(key: StorageKey): Promise<boolean> {
+    const first = key[0];
+    if (first === undefined || this.docs.has(first)) return false;
+    return (await this.indexed) && !this.docs.has(first);
+  }
+
+  /** Fills `docs` from the layout's top two levels; false (logged) if they cannot be read. */
+  private async scan(): Promise<boolean> {
+    const names = (dir: string) =>
+      this.sem.run(() =>
+        readdir(dir, { withFileTypes: true }).catch((err: unknown) => {
+          // A directory pruned by a removal since its parent was read held nothing.
+          if (errnoOf(err) === 'ENOENT') return [];
+          throw err;
+        }),
+      );
+    try {
+      const tops = (await names(this.dir)).filter(
+        (e) => e.isDirectory() && !e.name.startsWith('.'),
+      );
+      await mapBounded(tops, this.limit, async (top) => {
+        for (const e of await names(join(this.dir, top.name)))
+          if (!e.name.startsWith('.')) this.docs.add(top.name + e.name);
+      });
+      return true;
+    } catch (err) {
+      this.log(
+        `STORE_IO ${this.dir}: cannot index its documents (${errMessage(err)}); every lookup lists`,
+      );
+      return false;
+    }
   }
 
   /**

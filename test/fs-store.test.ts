@@ -17,7 +17,7 @@ import {
   writeFile,
 } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { deflateRawSync } from 'node:zlib';
 import * as A from '@automerge/automerge';
 import { Repo, type AutomergeUrl, type StorageAdapterInterface } from '@automerge/automerge-repo';
@@ -161,11 +161,11 @@ describe('FsStore on disk', () => {
 describe('FsStore.settled(document)', () => {
   it("waits for that document's operations and any-key ones, not another document's", async () => {
     const dir = await tempDir();
-    const { store } = await open(dir);
     // A load of docB that cannot end until someone writes the FIFO it reads.
     await mkdir(join(dir, 'do', 'cB1', 'snapshot'), { recursive: true });
     const fifo = join(dir, 'do', 'cB1', 'snapshot', 'h');
     execFileSync('mkfifo', [fifo]);
+    const { store } = await open(dir);
     let bDone = false;
     const loadingB = store.load(['docB1', 'snapshot', 'h']).finally(() => (bDone = true));
     let aSaved = false;
@@ -203,6 +203,70 @@ describe('FsStore queues', () => {
     expect(saved).toBeLessThan(20); // answered while saves were still queued
     await Promise.all(saves);
     expect(saved).toBe(20);
+    await store.close();
+  });
+});
+
+describe('FsStore index of documents (option index)', () => {
+  /** Blocks every libuv thread and read slot: loads of FIFOs nobody writes yet. */
+  async function blockReads(dir: string, n: number): Promise<{ release: () => Promise<void> }> {
+    const fifos = Array.from({ length: n }, (_, i) =>
+      join(dir, 'bl', 'ocked', 'snapshot', `h${i}`),
+    );
+    await mkdir(dirname(fifos[0]!), { recursive: true });
+    for (const f of fifos) execFileSync('mkfifo', [f]);
+    return {
+      release: async () => {
+        await Promise.all(fifos.map((f) => writeFile(f, A.save(A.from({ x: 1 })))));
+      },
+    };
+  }
+
+  it('answers for a document it never held without touching the disk', async () => {
+    const dir = await tempDir();
+    // As many FIFOs as read slots, fewer than libuv's 4 threads: one is left to write them.
+    const blocker = await blockReads(dir, 3);
+    const store = await FsStore.open(dir, { maxConcurrency: 3, index: true });
+    await store.save(['kept1', 'snapshot', 'h'], A.save(A.from({ a: 1 })));
+    await store.settled();
+    const stuck = Array.from({ length: 3 }, (_, i) => store.load(['blocked', 'snapshot', `h${i}`]));
+    // Every read slot now waits on a FIFO: only an answer from memory comes back.
+    const answered = await Promise.race([
+      Promise.all([
+        store.holds(['never1']),
+        store.loadRange(['never1', 'snapshot']),
+        store.load(['never1', 'snapshot', 'h']),
+      ]),
+      new Promise<'blocked'>((r) => setTimeout(() => r('blocked'), 5000).unref()),
+    ]);
+    expect(answered).toEqual([false, [], undefined]);
+    let keptAnswered = false;
+    const kept = store.holds(['kept1']).then((held) => ((keptAnswered = true), held));
+    await new Promise((r) => setImmediate(r));
+    expect(keptAnswered).toBe(false); // a document it holds is still read from the disk
+    await blocker.release();
+    expect(await kept).toBe(true);
+    await Promise.all(stuck);
+    await store.close();
+  });
+
+  it('names what earlier runs and this one saved, also a document removed and saved again', async () => {
+    const dir = await tempDir();
+    const bytes = A.save(A.from({ a: 1 }));
+    const first = await FsStore.open(dir, { index: true });
+    await first.save(['before1', 'snapshot', 'h'], bytes);
+    await first.save(['single-key'], bytes);
+    await first.close();
+    const store = await FsStore.open(dir, { index: true });
+    expect(await store.holds(['before1'])).toBe(true);
+    expect(await store.load(['single-key'])).toEqual(bytes);
+    expect(await store.holds(['later1'])).toBe(false);
+    await store.save(['later1', 'incremental', 'h'], bytes);
+    expect(await store.loadRange(['later1'])).toHaveLength(1);
+    await store.removeRange(['later1']);
+    expect(await store.holds(['later1'])).toBe(false);
+    await store.save(['later1', 'snapshot', 'h2'], bytes);
+    expect(await store.holds(['later1'])).toBe(true);
     await store.close();
   });
 });
@@ -265,6 +329,8 @@ describe('FsStore integrity (THREATS.md row 18)', () => {
 
   it('catches a flipped byte anywhere in an Automerge chunk, by its checksum or its name', async () => {
     const dir = await tempDir();
+    // Files are put behind the store's back: into a document its index (made at open) names.
+    await mkdir(join(dir, 'do', 'cA1'), { recursive: true });
     const { store } = await open(dir);
     const put = async (key: string[], bytes: Uint8Array) => {
       const path = join(dir, 'do', 'cA1', ...key.slice(1));
@@ -302,6 +368,7 @@ describe('FsStore integrity (THREATS.md row 18)', () => {
 
   it('catches a truncated or zero-filled snapshot by its Automerge framing', async () => {
     const dir = await tempDir();
+    await mkdir(join(dir, 'do', 'cA1'), { recursive: true }); // as above: a document it names
     const { store } = await open(dir);
     const snapshot = A.save(A.from({ text: PAD }));
     const write = (name: string, bytes: Uint8Array) =>

@@ -153,7 +153,9 @@ export class Coordinator {
     // The documents first, then the node: what decides about peers (fleet, gate) exists before
     // any peer can reach it.
     const key = await loadNodeKey(config, log);
-    const documents = await openDocuments(config, key, log);
+    // Indexed: enrolling an agent asks whether its documents are stored, and under a fan-in
+    // those listings waited seconds behind the saves (FsStore, option index).
+    const documents = await openDocuments(config, key, log, { index: true });
     const { repo, store } = documents;
     const root = new OwnedDoc<RootDoc>(deriveKeyPair(key.secret, ROOT_KEY));
     const rootDocId = root.docId;
