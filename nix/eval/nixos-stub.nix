@@ -1,5 +1,5 @@
 # The few NixOS options flt's modules and the VM checks set, declared the way NixOS declares them
-# (assertions, systemd.services, the firewall, environment.etc, system.build.toplevel,
+# (assertions, systemd.services, the firewall, kernel sysctls, environment.etc, system.build.toplevel,
 # virtualisation.additionalPaths), and the check NixOS runs before it builds a system: failed
 # assertions stop it with their messages. Modules get `extendModules` from lib.evalModules, as
 # in NixOS.
@@ -49,6 +49,10 @@ let
               };
             }
           );
+          default = { };
+        };
+        boot.kernel.sysctl = lib.mkOption {
+          type = anything;
           default = { };
         };
         networking.firewall.allowedUDPPorts = lib.mkOption {
