@@ -3,8 +3,8 @@
 // timeout (about 30 s; the iroh Node binding has no setting for it nor for keep-alives), and a
 // coordinator restarted on the same address does not end its predecessor's connections either.
 //
-// - A ping that fails drops the rpc connection (RpcChannel does on any transport failure), and
-//   the next ping, after a short bounded backoff, dials afresh.
+// - A ping that fails on its connection drops it (RpcChannel does on any transport failure), and
+//   the next ping, after a short bounded backoff, dials again (one dial at a time, see below).
 // - Every answer names the coordinator process (`boot`). An answer from a new process means the
 //   sync session, if older than that process's first answer, is dead: it is dropped and redialed
 //   at once. This is how a restart is found without waiting for anything to time out twice.
@@ -32,7 +32,7 @@
 //   sessions dropped). A process killed or restarted sends nothing on the old connection.
 // - Any other missed ping costs an rpc reconnect (the old connection may be dead: a restart), which
 //   is how restarts stay fast to find: the first ping after a SIGKILL fails within the deadline
-//   (1.5 s for a coordinator that answered quickly), the next ones dial afresh, and the first
+//   (1.5 s for a coordinator that answered quickly), the next ones dial again, and the first
 //   answer from the new process (new `boot`) redials the sync session at once, whatever the
 //   silence. Only a ping that timed out on a connection grows the deadline: one whose connect did
 //   not complete (CONNECT_FAILED: the coordinator is down, or does not accept) keeps it at most
