@@ -134,7 +134,8 @@ async function walkInto(
   return 'dir';
 }
 
-async function listDir(dir: string) {
+/** A directory's entries; undefined if it does not exist, 'file' if it is a file. */
+export async function listDir(dir: string) {
   try {
     return await readdir(dir, { withFileTypes: true });
   } catch (err) {

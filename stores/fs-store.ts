@@ -4,7 +4,7 @@
 // on stores/fs-io.ts (layout, walks), stores/atomic-write.ts (crash-safe writes) and
 // stores/chunk-format.ts (integrity checks).
 
-import { readdir, rename } from 'node:fs/promises';
+import { rename } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import type { Chunk, StorageKey } from '@automerge/automerge-repo';
 import { type AtomicWriteOptions, ensureDir, fsyncDir, writeFileAtomic } from './atomic-write.js';
@@ -12,8 +12,8 @@ import { checkValue, decodeFile, hasLegacyMagic, type Decoded } from './chunk-fo
 import { StoreError } from './errors.js';
 import {
   errMessage,
-  errnoOf,
   keySegments,
+  listDir,
   readIfExists,
   rmdirIfEmpty,
   segmentsKey,
@@ -103,7 +103,8 @@ export class FsStore implements Store {
    * question lists, as without an index.
    */
   private readonly docs = new Set<string>();
-  private indexed: Promise<boolean> = Promise.resolve(false);
+  /** The scan (option `index`), or undefined without an index. */
+  private indexed: Promise<boolean> | undefined;
   /** Running operations, each with the first element of its key (undefined: any document). */
   private readonly ops = new Map<Promise<unknown>, string | undefined>();
   private readonly reported: StoreProblem[] = [];
@@ -146,7 +147,7 @@ export class FsStore implements Store {
   load(key: StorageKey): Promise<Uint8Array | undefined> {
     return this.track(key[0], async () => {
       assertKey(key);
-      if (await this.surelyAbsent(key)) return undefined;
+      if (this.indexed && (await this.surelyAbsent(key))) return undefined;
       return this.loadVerified(key, this.pathOf(key));
     });
   }
@@ -162,7 +163,7 @@ export class FsStore implements Store {
       if (problem !== undefined)
         throw new TypeError(`save ${show(key)}: refused, it would not load back: ${problem}`);
       const file = this.pathOf(key);
-      this.docs.add(key[0] as string);
+      if (this.indexed) this.docs.add(key[0] as string);
       await this.fileLock.run(file, () =>
         this.writes.run(() =>
           wrapIo('save', file, () => writeFileAtomic(file, bytes, this.writeOptions)),
@@ -174,7 +175,7 @@ export class FsStore implements Store {
   remove(key: StorageKey): Promise<void> {
     return this.track(key[0], async () => {
       assertKey(key);
-      if (await this.surelyAbsent(key)) return;
+      if (this.indexed && (await this.surelyAbsent(key))) return;
       await this.removeFile(this.pathOf(key));
     });
   }
@@ -264,7 +265,7 @@ export class FsStore implements Store {
   /** Lists below `prefix`, cleaning leftover temp files on the way. */
   private async list(prefix: StorageKey): Promise<Listing | 'file' | undefined> {
     assertPrefix(prefix);
-    if (await this.surelyAbsent(prefix)) return undefined;
+    if (this.indexed && (await this.surelyAbsent(prefix))) return undefined;
     // A key's first element has at least 3 characters, so a shorter one matches nothing (and
     // would otherwise name the shared 2-character directory).
     if (prefix.length > 0 && (prefix[0] as string).length < 3) return undefined;
@@ -282,19 +283,16 @@ export class FsStore implements Store {
   private async surelyAbsent(key: StorageKey): Promise<boolean> {
     const first = key[0];
     if (first === undefined || this.docs.has(first)) return false;
-    return (await this.indexed) && !this.docs.has(first);
+    return (await this.indexed) === true && !this.docs.has(first);
   }
 
   /** Fills `docs` from the layout's top two levels; false (logged) if they cannot be read. */
   private async scan(): Promise<boolean> {
-    const names = (dir: string) =>
-      this.sem.run(() =>
-        readdir(dir, { withFileTypes: true }).catch((err: unknown) => {
-          // A directory pruned by a removal since its parent was read held nothing.
-          if (errnoOf(err) === 'ENOENT') return [];
-          throw err;
-        }),
-      );
+    // A directory pruned by a removal since its parent was read held nothing.
+    const names = async (dir: string) => {
+      const entries = await this.sem.run(() => listDir(dir));
+      return Array.isArray(entries) ? entries : [];
+    };
     try {
       const tops = (await names(this.dir)).filter(
         (e) => e.isDirectory() && !e.name.startsWith('.'),
