@@ -62,15 +62,27 @@ export class StoredHeads {
 
   /**
    * Records that the store holds `doc` at `heads` at least. Call only once the document's save
-   * settled: the mark is written after, never before, what it names.
+   * settled: the mark is written after, never before, what it names. The mark known already:
+   * nothing is written.
    */
   async record(doc: DocumentId, heads: readonly string[]): Promise<void> {
     const mark = markOf(heads);
-    if (mark === undefined) return;
+    // Known already (recorded, or read from the store): nothing to write again.
+    if (mark === undefined || this.marks.get(doc) === mark) return;
+    const unread = !this.marks.has(doc);
     this.marks.set(doc, mark);
-    await this.serially(doc, () =>
-      this.store.save([doc, HEADS_KEY], new TextEncoder().encode(mark)),
-    );
+    try {
+      await this.serially(doc, async () => {
+        // Not read yet (a coordinator that just started, loading documents its agents asked
+        // about): a mark the store holds already is not written again.
+        if (unread && (await this.load(doc)) === mark) return;
+        await this.store.save([doc, HEADS_KEY], new TextEncoder().encode(mark));
+      });
+    } catch (err) {
+      // Not written: not known either, so that the next record writes it again.
+      if (this.marks.get(doc) === mark) this.marks.delete(doc);
+      throw err;
+    }
   }
 
   /**
@@ -92,11 +104,16 @@ export class StoredHeads {
   async read(doc: DocumentId): Promise<string | undefined> {
     const known = this.marks.get(doc);
     if (known !== undefined) return known ?? undefined;
-    const bytes = await this.store.load([doc, HEADS_KEY]);
-    const mark = bytes && markOf(new TextDecoder().decode(bytes).split(','));
+    const mark = await this.load(doc);
     // A record() while the store was read wins: it is newer than what was read.
     if (!this.marks.has(doc)) this.marks.set(doc, mark ?? null);
     return this.peek(doc);
+  }
+
+  /** The mark of `doc` in the store (a malformed one: undefined). */
+  private async load(doc: DocumentId): Promise<string | undefined> {
+    const bytes = await this.store.load([doc, HEADS_KEY]);
+    return bytes && markOf(new TextDecoder().decode(bytes).split(','));
   }
 
   /** The mark of `doc` as far as it is known in memory (see read). */

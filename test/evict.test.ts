@@ -240,10 +240,10 @@ describe('a coordinator that evicts its idle agents’ documents', () => {
     await waitEvicted('before the deployment');
     const before = await waitFor('the desired document marked', storedMark);
     await coordinator().deployments.place(id as NodeId, await strangerPart());
-    // The mark went before the write (it would name heads the agent is told are everything).
-    expect(await storedMark()).toBeUndefined();
     const heads = await coordinatorDesired();
     expect(heads.join(',')).not.toBe(before);
+    // The old mark went before the write (next test); the new one came once the write was saved.
+    expect(await storedMark()).toBe([...heads].sort().join(','));
     await agentHolds(heads);
     // Evicted again, it is marked with the new heads, and the agent is answered from that mark.
     await waitEvicted('after the deployment');
@@ -283,8 +283,10 @@ describe('a coordinator that evicts its idle agents’ documents', () => {
       store.remove = remove;
     }
     expect(coordinator().deployments.writing(desiredDoc)).toBe(false);
-    expect(await storedMark()).toBeUndefined();
-    await agentHolds(await coordinatorDesired());
+    // Marked again once saved: at the heads of the write, never at those before it.
+    const heads = await coordinatorDesired();
+    expect(await storedMark()).toBe([...heads].sort().join(','));
+    await agentHolds(heads);
     await waitEvicted('after the write');
   });
 

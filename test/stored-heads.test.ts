@@ -42,6 +42,32 @@ describe('StoredHeads', () => {
     expect(await again.read(newDocId())).toBeUndefined();
   });
 
+  it('a mark known or stored already is not written again; one whose write failed is, next time', async () => {
+    const store = new MemoryStore();
+    const doc = newDocId();
+    const heads = A.getHeads(A.from({ n: 1 }));
+    const save = store.save.bind(store);
+    let saves = 0;
+    let fail = true;
+    store.save = async (key, data) => {
+      saves++;
+      if (fail) throw new Error('disk full');
+      return save(key, data);
+    };
+    const marks = new StoredHeads(store);
+    await expect(marks.record(doc, heads)).rejects.toThrow('disk full');
+    expect(marks.peek(doc)).toBeUndefined(); // not written: not known
+    fail = false;
+    await marks.record(doc, heads);
+    await marks.record(doc, heads);
+    expect(saves).toBe(2);
+    // Another instance (a coordinator started again) finds it in the store: no write either.
+    const again = new StoredHeads(store);
+    await again.record(doc, heads);
+    expect(saves).toBe(2);
+    expect(await again.read(doc)).toBe(heads.join(','));
+  });
+
   it('a malformed mark counts as none, and heads that are not hashes are not recorded', async () => {
     const store = new MemoryStore();
     const doc = newDocId();

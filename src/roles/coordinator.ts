@@ -309,6 +309,7 @@ export class Coordinator {
     clearInterval(this.flushTimer);
     this.fleet.presence.flush(true);
     this.fleet.commit();
+    this.fleet.stop();
     await this.eviction.stop();
     await this.artifacts.gc.stop();
     await this.artifacts.summary.close();
@@ -482,8 +483,9 @@ function rpcServer(
       const desired = deployments.desiredOf(ctx.peer);
       const statusKnown = status ? await isHeld(node, status.docId) : undefined;
       const entry = fleet.enroll(ctx.peer, factsDocId, req.factsWriteKey, { status, desired });
-      // The agent syncs it next: it exists here from now on (its base, until a deployment).
-      await deployments.open(ctx.peer);
+      // The agent syncs it next: it exists here from now on (its base, until a deployment),
+      // saved and marked.
+      await deployments.ready(ctx.peer);
       // A forked agent is not told which history to follow: an admin decides that.
       const factsHeads = entry.forked ? null : entry.factsHeads;
       return {

@@ -5,9 +5,10 @@
 // An answer is an acknowledgement: what it says was placed is saved before it is sent, so a
 // coordinator killed right after answering still delivers it when it comes back.
 //
-// Marks (issue 13). An idle desired document leaves the Repo (sync/evict.ts) and its heads are
-// marked in the store (sync/stored-heads.ts): an agent that reconnects at exactly those heads is
-// told it is in sync without the document being loaded (Fleet.answer). That is only right while
+// Marks (issue 13). A desired document's heads are marked in the store (sync/stored-heads.ts) once
+// they are saved: at enrollment (ready), after each write's save, and when the document leaves the
+// Repo idle (sync/evict.ts). An agent that reconnects at exactly those heads is told it is in sync
+// without the document being loaded (Fleet.answer). That is only right while
 // the mark names this coordinator's heads, so a mark must never outlive a change: every write
 // first flags the document as being written (synchronously: from then on no eviction of it reaches
 // onEvict, so no mark of the old heads can be recorded; see `writing`), then removes its mark,
@@ -15,12 +16,13 @@
 // flag stays until the change is saved. A crash anywhere in between leaves no mark or a mark of
 // heads the store still holds as the document's latest.
 
+import * as A from '@automerge/automerge';
 import type { StoredHeads } from '../../sync/stored-heads.js';
 import type { DocHandle, DocumentId, Repo } from '@automerge/automerge-repo';
 import { FltError } from '../../sync/errors.js';
 import { shortId, type NodeId } from '../../sync/ids.js';
 import type { Logger } from '../../sync/log.js';
-import { OwnedDoc } from '../../sync/owned-doc.js';
+import { OwnedDoc, sameHeads } from '../../sync/owned-doc.js';
 import type { Store } from '../../stores/store.js';
 import { DESIRED_KEY, desiredBase, encodeDesired, type DesiredDoc } from '../docs/types.js';
 import { deriveKeyPairFor } from '../identity/index.js';
@@ -109,12 +111,63 @@ export class Deployments {
     this.opened.delete(agent);
     this.keys.get(agent)?.release();
     // Belt and braces: the eviction asks `writing` in the same synchronous step as this call.
-    if (this.opts.marks === undefined || this.writes.has(docId)) return;
+    this.mark(docId, heads);
+  }
+
+  /**
+   * Opens `agent`'s desired document (from its base if it is new), saves it and marks it: the
+   * agent syncs it next (enrollment), and a coordinator restarted before the document went idle
+   * then answers the agent's reconnect from the mark instead of loading it (issue 13).
+   */
+  async ready(agent: NodeId): Promise<void> {
+    const handle = await this.open(agent);
+    const doc = handle.documentId;
+    // Being written: the write saves and marks it.
+    if (this.writes.has(doc) || this.opts.repo.handles[doc] !== handle) return;
+    const heads = A.getHeads(handle.doc());
+    await this.opts.flush([doc]);
+    this.marked(doc, heads);
+  }
+
+  /** Marks `doc` at `heads` unless it is being written (marks only ever name saved heads). */
+  private mark(doc: DocumentId, heads: readonly string[]): void {
+    if (this.opts.marks === undefined || this.writes.has(doc)) return;
     this.opts.marks
-      .record(docId, heads)
+      .record(doc, heads)
       .catch((err: unknown) =>
-        this.opts.log.warn('could not mark a saved document', { doc: docId, err: String(err) }),
+        this.opts.log.warn('could not mark a saved document', { doc, err: String(err) }),
       );
+  }
+
+  /**
+   * `doc` was saved at `heads` (a flush that began at those heads resolved): marked, if it is
+   * still loaded at exactly those heads and not being written (no write began meanwhile).
+   */
+  private marked(doc: DocumentId, heads: readonly string[]): void {
+    const handle = this.opts.repo.handles[doc];
+    if (handle?.isReady() !== true || !sameHeads(A.getHeads(handle.doc()), heads)) return;
+    this.mark(doc, heads);
+  }
+
+  /**
+   * Saves `docs` (the caller's writes), then ends the writes of `held` (their flags go, also when
+   * the save fails) and marks each saved one at the heads it was saved with.
+   */
+  private async saveHeld(
+    docs: readonly DocumentId[],
+    held: ReadonlySet<DocumentId>,
+  ): Promise<void> {
+    const saving = new Map<DocumentId, string[]>();
+    for (const doc of docs) {
+      const handle = this.opts.repo.handles[doc];
+      if (held.has(doc) && handle?.isReady() === true) saving.set(doc, A.getHeads(handle.doc()));
+    }
+    try {
+      if (docs.length > 0) await this.opts.flush(docs);
+    } finally {
+      for (const doc of held) this.writes.delete(doc);
+    }
+    for (const [doc, heads] of saving) this.marked(doc, heads);
   }
 
   /** Opens (from storage, or from its base) the desired document of `agent`; cached. */
@@ -186,15 +239,9 @@ export class Deployments {
           });
         }
       } finally {
-        try {
-          // Whatever was written is saved before anything is answered, refusals included.
-          if (touched.size > 0) {
-            touched.add(this.opts.fleet.root.documentId);
-            await this.opts.flush([...touched]);
-          }
-        } finally {
-          for (const doc of held) this.writes.delete(doc);
-        }
+        // Whatever was written is saved before anything is answered, refusals included.
+        if (touched.size > 0) touched.add(this.opts.fleet.root.documentId);
+        await this.saveHeld([...touched], held);
       }
       return result;
     });
@@ -211,11 +258,12 @@ export class Deployments {
       if (this.opts.fleet.agent(agent) === undefined)
         throw new FltError('INTERNAL', `${shortId(agent)} is not enrolled`);
       const held = new Set<DocumentId>();
+      let written: DocumentId[] = [];
       try {
         const handle = await this.write(agent, part, held);
-        await this.opts.flush([handle.documentId, this.opts.fleet.root.documentId]);
+        written = [handle.documentId, this.opts.fleet.root.documentId];
       } finally {
-        for (const doc of held) this.writes.delete(doc);
+        await this.saveHeld(written, held);
       }
     });
   }

@@ -1,0 +1,152 @@
+// Marks written as soon as saves settle (sync/stored-heads.ts, issue 13). A coordinator killed
+// before its agents' documents went idle (nothing evicted) still holds a mark of each: of the
+// facts and status documents once a push of them is saved, of the desired document once
+// enrollment saved it. Restarted on the same state dir and address, it answers the agent's
+// reconnect from those marks and loads none of the three. The coordinator is a child process
+// (SIGKILL), the agent and admin real roles in the test's process; real iroh endpoints on
+// 127.0.0.1, real state dirs; waits are on state with deadlines.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { join, resolve } from 'node:path';
+import { createInterface, type Interface } from 'node:readline';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger } from '../sync/log.js';
+import { collectFacts } from '../src/facts/index.js';
+import { loadOrCreateNodeKey } from '../src/identity/index.js';
+import { Admin } from '../src/roles/admin.js';
+import { Agent } from '../src/roles/agent.js';
+import { localConfig } from './helpers/fleet.js';
+import { tempDir } from './helpers/flt.js';
+import { freeUdpPort } from './helpers/peer-process.js';
+import { waitFor } from './helpers/wait.js';
+
+const CHILD = resolve(import.meta.dirname, '../dist/test/helpers/coordinator-child.js');
+const log = createLogger('warn', 'test');
+
+interface About {
+  answered: number;
+  docs: { doc: string | null; heads: string | null; mark: string | null }[];
+}
+
+/** The coordinator child (test/helpers/coordinator-child.ts): started, asked, killed. */
+class CoordinatorChild {
+  private readonly answers: ((line: string) => void)[] = [];
+  private readonly lines: Interface;
+
+  private constructor(
+    readonly child: ChildProcess,
+    readonly ticket: string,
+    lines: Interface,
+  ) {
+    this.lines = lines;
+    lines.on('line', (line) => this.answers.shift()?.(line));
+  }
+
+  static async start(stateDir: string, bind: string, adminId: string): Promise<CoordinatorChild> {
+    const child = spawn(process.execPath, [CHILD, stateDir, bind, adminId], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    const lines = createInterface({ input: child.stdout });
+    const ticket = await new Promise<string>((res, rej) => {
+      const timer = setTimeout(
+        () => rej(new Error('coordinator child: no ticket in 30 s')),
+        30_000,
+      );
+      child.once('exit', (code) => rej(new Error(`coordinator child exited (${code})`)));
+      lines.once('line', (line) => {
+        clearTimeout(timer);
+        res((JSON.parse(line) as { ticket: string }).ticket);
+      });
+    });
+    return new CoordinatorChild(child, ticket, lines);
+  }
+
+  /** What it holds of `agent`'s facts, status and desired documents. */
+  about(agent: string): Promise<About> {
+    const answer = new Promise<string>((res) => this.answers.push(res));
+    this.child.stdin!.write(agent + '\n');
+    return answer.then((line) => {
+      const value = JSON.parse(line) as About | { error: string };
+      if ('error' in value) throw new Error(`coordinator child: ${value.error}`);
+      return value;
+    });
+  }
+
+  async kill(): Promise<void> {
+    if (this.child.exitCode !== null) return;
+    const exited = new Promise((res) => this.child.once('exit', res));
+    this.child.kill('SIGKILL');
+    await exited;
+    this.lines.close();
+  }
+}
+
+describe('a coordinator killed before its agents’ documents went idle', () => {
+  let dir: Awaited<ReturnType<typeof tempDir>>;
+  let coordinator: CoordinatorChild;
+  let admin: Admin | undefined;
+  let agent: Agent | undefined;
+  let id: string;
+  const stateDir = () => join(dir.path, 'coordinator');
+  let bind: string;
+  let adminId: string;
+
+  beforeAll(async () => {
+    dir = await tempDir();
+    bind = `127.0.0.1:${await freeUdpPort()}`;
+    const adminDir = join(dir.path, 'admin');
+    adminId = (await loadOrCreateNodeKey(adminDir)).key.nodeId;
+    coordinator = await CoordinatorChild.start(stateDir(), bind, adminId);
+    const join_ = { coordinator: coordinator.ticket };
+    admin = await Admin.open(await localConfig(adminDir, join_), log, false);
+    const { token } = await admin.enrollToken(60_000);
+    const facts = await collectFacts();
+    const config = await localConfig(join(dir.path, 'agent'), {
+      ...join_,
+      'enroll-token': token,
+      'facts-interval': '1h',
+    });
+    agent = await Agent.start(config, log, () => Promise.resolve(facts));
+    await agent.enrolled;
+    id = agent.node.key.nodeId;
+  }, 60_000);
+
+  afterAll(async () => {
+    await agent?.close();
+    await admin?.close();
+    await coordinator?.kill();
+    await dir?.remove();
+  }, 60_000);
+
+  it('marks each of the agent’s documents at its heads while it is still loaded', async () => {
+    const about = await waitFor('the three documents marked at their heads', async () => {
+      const a = await coordinator.about(id);
+      return a.docs.length === 3 && a.docs.every((d) => d.heads !== null && d.mark === d.heads)
+        ? a
+        : undefined;
+    });
+    expect(about.docs.map((d) => d.doc)).toEqual([
+      agent!.factsDocId,
+      agent!.statusDocId,
+      expect.any(String),
+    ]);
+  });
+
+  it('restarted, answers the agent’s reconnect from the marks, loading none of its documents', async () => {
+    // The admin syncs every document: it leaves first, so that only the agent reconnects.
+    await admin!.close();
+    admin = undefined;
+    await coordinator.kill();
+    coordinator = await CoordinatorChild.start(stateDir(), bind, adminId);
+    const about = await waitFor(
+      'the agent’s facts, status and desired documents answered from marks',
+      async () => {
+        const a = await coordinator.about(id);
+        return a.answered >= 3 ? a : undefined;
+      },
+      60_000,
+    );
+    expect(about.docs.filter((d) => d.heads !== null)).toEqual([]);
+    expect(about.docs.every((d) => d.mark !== null)).toBe(true);
+  }, 90_000);
+});
