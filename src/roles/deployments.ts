@@ -115,9 +115,10 @@ export class Deployments {
   }
 
   /**
-   * Opens `agent`'s desired document (from its base if it is new), saves it and marks it: the
-   * agent syncs it next (enrollment), and a coordinator restarted before the document went idle
-   * then answers the agent's reconnect from the mark instead of loading it (issue 13).
+   * Opens `agent`'s desired document (from its base if it is new), then saves and marks it in the
+   * background: the agent syncs it next (enrollment, which does not wait for the save: the first
+   * sync message about it waits, `durable`), and a coordinator restarted before the document went
+   * idle then answers the agent's reconnect from the mark instead of loading it (issue 13).
    */
   async ready(agent: NodeId): Promise<void> {
     const handle = await this.open(agent);
@@ -125,8 +126,11 @@ export class Deployments {
     // Being written: the write saves and marks it.
     if (this.writes.has(doc) || this.opts.repo.handles[doc] !== handle) return;
     const heads = A.getHeads(handle.doc());
-    await this.opts.flush([doc]);
-    this.marked(doc, heads);
+    this.opts.flush([doc]).then(
+      () => this.marked(doc, heads),
+      (err: unknown) =>
+        this.opts.log.warn('could not save a desired document', { doc, err: String(err) }),
+    );
   }
 
   /** Marks `doc` at `heads` unless it is being written (marks only ever name saved heads). */
