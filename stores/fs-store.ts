@@ -147,7 +147,7 @@ export class FsStore implements Store {
   load(key: StorageKey): Promise<Uint8Array | undefined> {
     return this.track(key[0], async () => {
       assertKey(key);
-      if (this.indexed && (await this.surelyAbsent(key))) return undefined;
+      if (await this.surelyAbsent(key)) return undefined;
       return this.loadVerified(key, this.pathOf(key));
     });
   }
@@ -175,7 +175,7 @@ export class FsStore implements Store {
   remove(key: StorageKey): Promise<void> {
     return this.track(key[0], async () => {
       assertKey(key);
-      if (this.indexed && (await this.surelyAbsent(key))) return;
+      if (await this.surelyAbsent(key)) return;
       await this.removeFile(this.pathOf(key));
     });
   }
@@ -265,7 +265,7 @@ export class FsStore implements Store {
   /** Lists below `prefix`, cleaning leftover temp files on the way. */
   private async list(prefix: StorageKey): Promise<Listing | 'file' | undefined> {
     assertPrefix(prefix);
-    if (this.indexed && (await this.surelyAbsent(prefix))) return undefined;
+    if (await this.surelyAbsent(prefix)) return undefined;
     // A key's first element has at least 3 characters, so a shorter one matches nothing (and
     // would otherwise name the shared 2-character directory).
     if (prefix.length > 0 && (prefix[0] as string).length < 3) return undefined;
@@ -279,10 +279,13 @@ export class FsStore implements Store {
     return listing;
   }
 
-  /** True when the index is complete and names no file of the key's document. */
+  /**
+   * True when the index is complete and names no file of the key's document. Without an index
+   * (option `index`): false, and nothing waits for a scan.
+   */
   private async surelyAbsent(key: StorageKey): Promise<boolean> {
     const first = key[0];
-    if (first === undefined || this.docs.has(first)) return false;
+    if (this.indexed === undefined || first === undefined || this.docs.has(first)) return false;
     return (await this.indexed) === true && !this.docs.has(first);
   }
 

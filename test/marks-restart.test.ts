@@ -31,14 +31,12 @@ interface About {
 /** The coordinator child (test/helpers/coordinator-child.ts): started, asked, killed. */
 class CoordinatorChild {
   private readonly answers: ((line: string) => void)[] = [];
-  private readonly lines: Interface;
 
   private constructor(
     readonly child: ChildProcess,
     readonly ticket: string,
-    lines: Interface,
+    private readonly lines: Interface,
   ) {
-    this.lines = lines;
     lines.on('line', (line) => this.answers.shift()?.(line));
   }
 
