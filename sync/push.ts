@@ -217,7 +217,7 @@ export interface PushReceiverOptions {
     peer: NodeId,
     doc: DocumentId,
     pushed: readonly string[],
-  ) => Promise<readonly string[] | undefined>;
+  ) => readonly string[] | undefined;
   /** Whether the store holds anything of `doc`. */
   readonly stored: (doc: DocumentId) => Promise<boolean>;
   /**
@@ -276,7 +276,7 @@ export class PushReceiver {
     let handle = this.opts.repo.handles[doc] as DocHandle<unknown> | undefined;
     if (!take && handle === undefined) {
       // Nothing to apply and not loaded: answer from the store's mark when it settles it.
-      const stored = await this.opts.storedHeads?.(peer, doc, pushed);
+      const stored = this.opts.storedHeads?.(peer, doc, pushed);
       if (stored !== undefined) {
         this.answeredCount++;
         return this.answer(peer, doc, [...stored], true);

@@ -6,11 +6,12 @@
 // had not changed, and 500 agents reconnecting took the coordinator's event loop for a minute.
 //
 // The mark. Once a document has been saved and its store operations have settled (sync/evict.ts
-// does both before it evicts), the heads it had are written next to its chunks, under
-// `[docId, HEADS_KEY]`, a key automerge-repo never reads or removes. The store holds at least
-// those heads from then on: chunks are only ever added or compacted into snapshots that keep
-// every change. A mark can fall behind the document (later changes are not marked until the
-// next eviction); it never claims more than is stored.
+// does both before it evicts), the heads it had are recorded in the node's marks: one small
+// durable map for every document (MarkStore; the coordinator's is stores/journal.ts, one file
+// beside the Repo's, read whole at start so that every mark is known before the first agent
+// reconnects). The store holds at least those heads from then on: chunks are only ever added or
+// compacted into snapshots that keep every change. A mark can fall behind the document (later
+// changes are not marked until the next save settles); it never claims more than is stored.
 //
 // The answer. A sync message that asks for nothing and carries no changes, from a peer whose heads
 // are exactly the mark, gets the reply a holder of those heads would send (our heads, and "we
@@ -21,16 +22,15 @@
 // mark never falls behind: whoever installs the answer decides which documents qualify.
 
 import * as A from '@automerge/automerge';
-import type { DocumentId, Message, StorageKey } from '@automerge/automerge-repo';
+import type { DocumentId, Message } from '@automerge/automerge-repo';
 
-/** The key element, after the document id, of a document's mark. */
-export const HEADS_KEY = 'flt-heads';
-
-/** What StoredHeads needs of a store. */
+/**
+ * What StoredHeads needs of its marks: a map read whole at start (get answers at once) whose
+ * set() resolves once the change is durable (stores/journal.ts).
+ */
 export interface MarkStore {
-  load(key: StorageKey): Promise<Uint8Array | undefined>;
-  save(key: StorageKey, data: Uint8Array): Promise<void>;
-  remove(key: StorageKey): Promise<void>;
+  get(key: string): string | undefined;
+  set(key: string, value: string | undefined): Promise<void>;
 }
 
 const HASH = /^[0-9a-f]{64}$/;
@@ -42,83 +42,37 @@ function markOf(heads: readonly string[]): string | undefined {
 }
 
 export class StoredHeads {
-  /** Marks known in memory; null: read from the store, and there is none (or a malformed one). */
-  private readonly marks = new Map<DocumentId, string | null>();
-  /** Per document, its last write or removal of a mark: they run in the order they were asked. */
-  private readonly pending = new Map<DocumentId, Promise<void>>();
-
   constructor(private readonly store: MarkStore) {}
 
-  /** Runs `work` on `doc`'s mark after the ones asked before it. */
-  private serially(doc: DocumentId, work: () => Promise<void>): Promise<void> {
-    const next = (this.pending.get(doc) ?? Promise.resolve()).then(work, work);
-    const settled = next.catch(() => undefined);
-    this.pending.set(doc, settled);
-    void settled.then(() => {
-      if (this.pending.get(doc) === settled) this.pending.delete(doc);
-    });
-    return next;
+  /** Whether a stored mark is well-formed (sorted hashes): the store keeps only those. */
+  static accepts(this: void, _doc: string, mark: string): boolean {
+    return markOf(mark.split(',')) === mark;
   }
 
   /**
    * Records that the store holds `doc` at `heads` at least. Call only once the document's save
    * settled: the mark is written after, never before, what it names. The mark known already:
-   * nothing is written.
+   * nothing is written. A failed write keeps it in memory (it is true: the save settled), and the
+   * store writes it with its next write (stores/journal.ts).
    */
   async record(doc: DocumentId, heads: readonly string[]): Promise<void> {
     const mark = markOf(heads);
-    // Known already (recorded, or read from the store): nothing to write again.
-    if (mark === undefined || this.marks.get(doc) === mark) return;
-    const unread = !this.marks.has(doc);
-    this.marks.set(doc, mark);
-    try {
-      await this.serially(doc, async () => {
-        // Not read yet (a coordinator that just started, loading documents its agents asked
-        // about): a mark the store holds already is not written again.
-        if (unread && (await this.load(doc)) === mark) return;
-        await this.store.save([doc, HEADS_KEY], new TextEncoder().encode(mark));
-      });
-    } catch (err) {
-      // Not written: not known either, so that the next record writes it again.
-      if (this.marks.get(doc) === mark) this.marks.delete(doc);
-      throw err;
-    }
+    if (mark === undefined || this.store.get(doc) === mark) return;
+    await this.store.set(doc, mark);
   }
 
   /**
-   * Removes `doc`'s mark, from memory at once (known: none, so a read in flight cannot bring the
-   * old one back) and from the store before it resolves, after any mark asked before it. A node
-   * that writes a document itself calls this, and waits for it, before every change: a mark must
-   * never name less than a peer may still be owed.
+   * Removes `doc`'s mark: at once for peek() and answer(), durably before it resolves (after any
+   * mark asked before it). A node that writes a document itself calls this, and waits for it,
+   * before every change: a mark must never name less than a peer may still be owed.
    */
   async forget(doc: DocumentId): Promise<void> {
-    this.marks.set(doc, null);
-    await this.serially(doc, () => this.store.remove([doc, HEADS_KEY]));
+    await this.store.set(doc, undefined);
   }
 
-  /**
-   * Reads the mark of `doc` from the store, once: what it found, a mark or none (a malformed one
-   * counts as none), is kept, so a coordinator's start (Fleet.readMarks) and its agents'
-   * connections read each document's mark once between them. Only this instance writes marks.
-   */
-  async read(doc: DocumentId): Promise<string | undefined> {
-    const known = this.marks.get(doc);
-    if (known !== undefined) return known ?? undefined;
-    const mark = await this.load(doc);
-    // A record() while the store was read wins: it is newer than what was read.
-    if (!this.marks.has(doc)) this.marks.set(doc, mark ?? null);
-    return this.peek(doc);
-  }
-
-  /** The mark of `doc` in the store (a malformed one: undefined). */
-  private async load(doc: DocumentId): Promise<string | undefined> {
-    const bytes = await this.store.load([doc, HEADS_KEY]);
-    return bytes && markOf(new TextDecoder().decode(bytes).split(','));
-  }
-
-  /** The mark of `doc` as far as it is known in memory (see read). */
+  /** The mark of `doc`, heads sorted and comma-joined; undefined when there is none. */
   peek(doc: DocumentId): string | undefined {
-    return this.marks.get(doc) ?? undefined;
+    return this.store.get(doc);
   }
 
   /**

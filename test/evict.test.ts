@@ -12,10 +12,10 @@ import * as A from '@automerge/automerge';
 import { Repo, type DocumentId } from '@automerge/automerge-repo';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FsStore } from '../stores/fs-store.js';
+import { readJournal } from '../stores/journal.js';
 import { Eviction } from '../sync/evict.js';
 import { createLogger } from '../sync/log.js';
 import { isStored, signHeads, type SignedHeads } from '../sync/owned-doc.js';
-import { HEADS_KEY } from '../sync/stored-heads.js';
 import type { NodeId } from '../sync/ids.js';
 import { deriveKeyPair, loadOrCreateNodeKey } from '../src/identity/index.js';
 import type { DesiredDoc, FactsDoc } from '../src/docs/types.js';
@@ -208,13 +208,15 @@ describe('a coordinator that evicts its idle agents’ documents', () => {
     await reconnectAnswered();
   });
 
-  /** The desired document's mark in the coordinator's store, once its writes settled. */
-  const storedMark = async () => {
-    const store = coordinator().node.store!;
-    await store.idle();
-    const bytes = await store.load([desiredDoc, HEADS_KEY]);
-    return bytes && new TextDecoder().decode(bytes);
-  };
+  /** The desired document's mark in the coordinator's marks file (durable). */
+  const storedMark = async () =>
+    (await readJournal(coordinator().marks.file))?.entries.get(desiredDoc);
+  /** Waits for the desired document's stored mark to be `heads`. */
+  const markedAt = (heads: string[]) =>
+    waitFor(`the mark at ${heads.join(',')}`, async () => {
+      const mark = await storedMark();
+      return mark === [...heads].sort().join(',') ? mark : undefined;
+    });
   const coordinatorDesired = async () =>
     A.getHeads((await coordinator().deployments.open(id as NodeId)).doc());
   /** The agent's copy of its desired document holds `heads`. */
@@ -242,31 +244,31 @@ describe('a coordinator that evicts its idle agents’ documents', () => {
     await coordinator().deployments.place(id as NodeId, await strangerPart());
     const heads = await coordinatorDesired();
     expect(heads.join(',')).not.toBe(before);
-    // The old mark went before the write (next test); the new one came once the write was saved.
-    expect(await storedMark()).toBe([...heads].sort().join(','));
+    // The old mark went before the write (next test); the new one comes once the write is saved.
+    await markedAt(heads);
     await agentHolds(heads);
     // Evicted again, it is marked with the new heads, and the agent is answered from that mark.
     await waitEvicted('after the deployment');
-    expect(await waitFor('the new mark', storedMark)).toBe([...heads].sort().join(','));
+    await markedAt(heads);
     await reconnectAnswered();
   });
 
   it('a write of the desired document keeps any eviction of it off until it is saved', async () => {
     await waitEvicted('before the write');
     await waitFor('the desired document marked', storedMark);
-    const store = coordinator().node.store!;
-    const remove = store.remove.bind(store);
+    const marks = coordinator().marks;
+    const set = marks.set.bind(marks);
     let reached!: () => void;
     const atGate = new Promise<void>((resolve) => (reached = resolve));
     let release!: () => void;
     const gate = new Promise<void>((resolve) => (release = resolve));
     // The mark's removal (the write's first step after its flag) held at a gate.
-    store.remove = async (key) => {
-      if (key[0] === desiredDoc && key[1] === HEADS_KEY) {
+    marks.set = async (key, value) => {
+      if (key === desiredDoc && value === undefined) {
         reached();
         await gate;
       }
-      return remove(key);
+      return set(key, value);
     };
     try {
       // Loaded and idle: what an eviction would take.
@@ -280,12 +282,12 @@ describe('a coordinator that evicts its idle agents’ documents', () => {
       await placing;
     } finally {
       release();
-      store.remove = remove;
+      marks.set = set;
     }
     expect(coordinator().deployments.writing(desiredDoc)).toBe(false);
     // Marked again once saved: at the heads of the write, never at those before it.
     const heads = await coordinatorDesired();
-    expect(await storedMark()).toBe([...heads].sort().join(','));
+    await markedAt(heads);
     await agentHolds(heads);
     await waitEvicted('after the write');
   });

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import * as A from '@automerge/automerge';
 import type { DocumentId, PeerId } from '@automerge/automerge-repo';
 import { writeFileAtomic } from '../../stores/atomic-write.js';
+import { Journal } from '../../stores/journal.js';
 import { echoService } from '../../sync/echo.js';
 import { Eviction } from '../../sync/evict.js';
 import { StoredHeads } from '../../sync/stored-heads.js';
@@ -74,6 +75,11 @@ import { Fleet } from './fleet.js';
 import { answerFetch, SnapshotCache } from './doc-fetch.js';
 
 export const TICKET_FILE = 'coordinator.ticket';
+/**
+ * Its marks (stores/journal.ts), inside the Repo's directory so that they travel with the chunks
+ * they name (a copy or a restore of `repo/` takes both); FsStore skips dot directories.
+ */
+export const MARKS_FILE = join('repo', '.flt-marks', 'journal');
 
 /** Settings of the coordinator's artifact store (issue 12), from its config (artifactSettings). */
 export interface ArtifactSettings {
@@ -137,6 +143,8 @@ export class Coordinator {
     readonly eviction: Eviction,
     /** Takes agents' pushed documents (sync/push.ts); undefined if it does not speak push. */
     private readonly receiver: PushReceiver | undefined,
+    /** Its marks (sync/stored-heads.ts), written until the node has closed. */
+    readonly marks: Journal,
   ) {
     this.flushTimer = setInterval(() => fleet.presence.flush(), 60_000);
     this.flushTimer.unref();
@@ -157,6 +165,10 @@ export class Coordinator {
     // those listings waited seconds behind the saves (FsStore, option index).
     const documents = await openDocuments(config, key, log, { index: true });
     const { repo, store } = documents;
+    // Every mark read here, at once, before any agent can reconnect (sync/stored-heads.ts).
+    const journal = await Journal.open(join(config.stateDir, MARKS_FILE), {
+      accept: StoredHeads.accepts,
+    });
     const root = new OwnedDoc<RootDoc>(deriveKeyPair(key.secret, ROOT_KEY));
     const rootDocId = root.docId;
     /** Saves the given documents (repo flush, then their store writes settled): before an answer. */
@@ -168,13 +180,8 @@ export class Coordinator {
       try {
         await root.open(repo, store, rootBase(key.nodeId));
         // One instance: marks of agents' documents (Fleet) and of desired documents (Deployments).
-        const marks = new StoredHeads(store);
+        const marks = new StoredHeads(journal);
         const fleet = new Fleet(root, repo, log, marks, (doc) => store.holds([doc]));
-        fleet
-          .readMarks()
-          .catch((err: unknown) =>
-            log.warn('could not read the marks of stored documents', { err: String(err) }),
-          );
         const gate = await Gate.open({ repo, store, key, fleetId: rootDocId, admins, log });
         linkAdmins(root, fleet, gate);
         const deployments = new Deployments({
@@ -198,6 +205,7 @@ export class Coordinator {
       } catch (err) {
         // No node to close yet (e.g. the port is taken): keep what the documents already hold.
         await flushDocuments(documents).catch(() => undefined);
+        await journal.close();
         throw err;
       }
     })();
@@ -290,12 +298,14 @@ export class Coordinator {
         artifacts,
         eviction,
         receiver,
+        journal,
       );
     } catch (err) {
       await eviction.stop();
       await gc?.stop();
       await summary?.close();
       await node.close().catch(() => undefined);
+      await journal.close();
       throw err;
     }
   }
@@ -314,6 +324,7 @@ export class Coordinator {
     await this.artifacts.gc.stop();
     await this.artifacts.summary.close();
     await this.node.close();
+    await this.marks.close();
   }
 }
 

@@ -104,8 +104,6 @@ const WATCH_ATTEMPTS = 6;
 export const REPLACE_STORM = 4;
 export const REPLACE_WINDOW_MS = 60_000;
 
-/** Marks read at once at start (readMarks). */
-const MARK_READERS = 8;
 /** How long after an agent document's last change it is saved and marked (persistSoon). */
 const PERSIST_DELAY_MS = 1_000;
 
@@ -288,22 +286,16 @@ export class Fleet {
   /**
    * The heads to answer an agent's empty push of its own document with, without loading it (sync/
    * push.ts): those of its mark, when they are the agent's (`pushed`), under the conditions of
-   * `answer`. A mark not read yet is read first: right after a start, the agents reconnect
-   * before readMarks is through them (issue 13: 29.7 s for the 1,500 marks of 500 agents), and one
-   * mark is a small file where a load is a document.
+   * `answer`.
    */
-  async storedHeads(
+  storedHeads(
     peer: NodeId,
     doc: DocumentId,
     pushed: readonly string[],
-  ): Promise<readonly string[] | undefined> {
-    const marks = this.marks;
-    if (marks === undefined || this.entries.get(peer)?.forked) return undefined;
-    if (!this.unloadedOwn(peer, doc)) return undefined;
-    const mark = (marks.peek(doc) ?? (await marks.read(doc)))?.split(',');
-    if (mark === undefined || !sameHeads(mark, pushed)) return undefined;
-    // Again after a read: forked, loaded, or waiting for signed heads meanwhile.
+  ): readonly string[] | undefined {
     if (this.entries.get(peer)?.forked || !this.unloadedOwn(peer, doc)) return undefined;
+    const mark = this.marks?.peek(doc)?.split(',');
+    if (mark === undefined || !sameHeads(mark, pushed)) return undefined;
     this.answeredCount++;
     return mark;
   }
@@ -327,22 +319,6 @@ export class Fleet {
   /** Sync messages answered without loading their document (answer), for status and tests. */
   get answered(): number {
     return this.answeredCount;
-  }
-
-  /**
-   * Reads the marks of every enrolled agent's documents, desired ones included (a coordinator
-   * that just started): its agents reconnect within seconds, and a message that comes before its
-   * document's mark was read takes the usual path, which loads the document. A few at a time, in
-   * the background.
-   */
-  async readMarks(): Promise<void> {
-    const marks = this.marks;
-    if (marks === undefined) return;
-    const docs = [...this.docs.keys(), ...this.desiredDocs.keys()];
-    const next = async (): Promise<void> => {
-      for (let doc = docs.pop(); doc !== undefined; doc = docs.pop()) await marks.read(doc);
-    };
-    await Promise.all(Array.from({ length: MARK_READERS }, next));
   }
 
   /**
@@ -540,7 +516,7 @@ export class Fleet {
       const { watched } = this.tracked[kind];
       if (docId === undefined || watched.has(docId)) continue;
       watched.add(docId);
-      void this.followUnlessMarked(entry.nodeId, kind, docId);
+      this.followUnlessMarked(entry.nodeId, kind, docId);
     }
   }
 
@@ -550,11 +526,11 @@ export class Fleet {
    * recordHeads reload it) or someone asks for it. A coordinator that restarts with thousands of
    * enrolled agents loads none of their unchanged documents when they reconnect.
    */
-  private async followUnlessMarked(id: NodeId, kind: AgentDoc, docId: DocumentId): Promise<void> {
-    const mark = await this.marks?.read(docId).catch(() => undefined);
+  private followUnlessMarked(id: NodeId, kind: AgentDoc, docId: DocumentId): void {
+    const marked = this.marks?.peek(docId) !== undefined;
     const unloaded = this.repo.handles[docId] === undefined;
-    if (mark !== undefined && unloaded && !this.tracked[kind].waiting.has(id)) return;
-    await this.follow(id, kind, docId);
+    if (marked && unloaded && !this.tracked[kind].waiting.has(id)) return;
+    void this.follow(id, kind, docId);
   }
 
   private async follow(id: NodeId, kind: AgentDoc, docId: DocumentId): Promise<void> {

@@ -5,15 +5,16 @@
 //   node dist/test/helpers/coordinator-child.js STATE_DIR HOST:PORT ADMIN_ID
 // Prints `{"ticket": string}` once started. Each stdin line, an agent's node id, is answered with
 // that agent's facts, status and desired documents (`docs`), whether each is loaded, the heads
-// of each loaded one and the mark of each in the store (sorted, comma-joined; null: none), and
+// of each loaded one and the mark of each in its marks file (sorted, comma-joined; null: none), and
 // how many messages were answered from marks so far. Nothing is evicted (idle delay: 1 h).
 
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import * as A from '@automerge/automerge';
 import { createLogger } from '../../sync/log.js';
 import type { NodeId } from '../../sync/ids.js';
-import { HEADS_KEY } from '../../sync/stored-heads.js';
-import { Coordinator } from '../../src/roles/coordinator.js';
+import { readJournal } from '../../stores/journal.js';
+import { Coordinator, MARKS_FILE } from '../../src/roles/coordinator.js';
 import { localConfig } from './fleet.js';
 
 const [stateDir = '', bind = '', adminId = ''] = process.argv.slice(2);
@@ -24,24 +25,21 @@ const coordinator = await Coordinator.start(
   { idleMs: 3_600_000 },
 );
 const repo = coordinator.node.repo!;
-const store = coordinator.node.store!;
 const print = (value: unknown) => process.stdout.write(JSON.stringify(value) + '\n');
 
 async function about(agent: NodeId) {
   const entry = coordinator.fleet.agent(agent);
   const docs = entry ? [entry.factsDocId, entry.statusDocId, entry.desiredDocId] : [];
-  await store.idle();
-  const each = await Promise.all(
-    docs.map(async (doc) => {
-      const handle = doc && repo.handles[doc];
-      const mark = doc && (await store.load([doc, HEADS_KEY]));
-      return {
-        doc: doc ?? null,
-        heads: handle ? [...A.getHeads(handle.doc())].sort().join(',') : null,
-        mark: mark ? new TextDecoder().decode(mark) : null,
-      };
-    }),
-  );
+  // The marks on disk, not in memory: what a restart will find.
+  const marks = (await readJournal(join(stateDir, MARKS_FILE)))?.entries;
+  const each = docs.map((doc) => {
+    const handle = doc && repo.handles[doc];
+    return {
+      doc: doc ?? null,
+      heads: handle ? [...A.getHeads(handle.doc())].sort().join(',') : null,
+      mark: (doc && marks?.get(doc)) ?? null,
+    };
+  });
   return { answered: coordinator.fleet.answered, docs: each };
 }
 
