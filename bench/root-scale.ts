@@ -29,13 +29,26 @@ import { sampleFacts } from './facts-sample.js';
 
 const hex = (n: number) => randomBytes(n).toString('hex');
 
-function build(n: number): Uint8Array {
+/**
+ * The root as one snapshot (`whole`), and as a coordinator's store holds it between compactions
+ * (`chunked`: a snapshot at half the agents, then an incremental chunk per further tenth of them).
+ */
+function build(n: number): { whole: Uint8Array; chunked: Uint8Array } {
   const coordinator = nodeIdFromBytes(randomBytes(32));
   const rootId = docIdFor(randomBytes(32));
   let root = A.load<RootDoc>(baseDocument(rootId, rootBase(coordinator)));
   const at = new Date().toISOString();
   const signer = randomBytes(32);
+  const chunks: Uint8Array[] = [];
+  let saved: A.Heads | undefined;
   for (let i = 0; i < n; i++) {
+    if (i === Math.floor(n / 2)) {
+      chunks.push(A.save(root));
+      saved = A.getHeads(root);
+    } else if (saved !== undefined && i % Math.max(1, Math.floor(n / 10)) === 0) {
+      chunks.push(A.saveSince(root, saved));
+      saved = A.getHeads(root);
+    }
     const writeKey = randomBytes(32);
     const factsDocId = docIdFor(writeKey);
     const nodeId: NodeId = nodeIdFromBytes(randomBytes(32));
@@ -53,7 +66,8 @@ function build(n: number): Uint8Array {
     const summary = summarize(sampleFacts(i, at));
     root = A.change(root, (d) => void (d.agents[nodeId] = encodeAgent({ ...entry, summary })));
   }
-  return A.save(root);
+  if (saved !== undefined) chunks.push(A.saveSince(root, saved));
+  return { whole: A.save(root), chunked: Buffer.concat(chunks) };
 }
 
 /** CPU milliseconds of `f` in this process: steadier than wall time on a shared machine. */
@@ -64,9 +78,25 @@ function cpuMs(f: () => void): number {
   return (u.user + u.system) / 1000;
 }
 
-/** In the child: load the bytes, then lastSeen writes and their incremental save (CPU time). */
+/**
+ * In the child: load the bytes, then lastSeen writes and their incremental save (CPU time); and
+ * side by side, loads of one snapshot and of the chunked layout, both as automerge-repo loads
+ * (`loadIncremental` into an empty document) and with `load` (sync/compact.ts: why the root is
+ * kept compacted).
+ */
 function measure(file: string): void {
   const bytes = new Uint8Array(readFileSync(file));
+  const chunked = new Uint8Array(readFileSync(`${file}.chunked`));
+  const loads: Record<string, number> = {};
+  A.load(A.save(A.from({ warm: 1 }))); // the wasm module's first use is not what is measured
+  const median3 = (f: () => void) => [cpuMs(f), cpuMs(f), cpuMs(f)].sort((a, b) => a - b)[1]!;
+  for (const [layout, b] of [
+    ['whole', bytes],
+    ['chunked', chunked],
+  ] as const) {
+    loads[`${layout} load`] = median3(() => void A.load(b));
+    loads[`${layout} loadIncremental`] = median3(() => void A.loadIncremental(A.init(), b));
+  }
   const before = process.memoryUsage();
   let root = A.init<RootDoc>();
   const loadMs = cpuMs(() => void (root = A.load<RootDoc>(bytes)));
@@ -103,6 +133,7 @@ function measure(file: string): void {
       rssMiB: mib(after.rss - before.rss),
       heapMiB: mib(after.heapUsed - before.heapUsed),
       arrayBuffersMiB: mib(after.arrayBuffers - before.arrayBuffers),
+      loads: Object.fromEntries(Object.entries(loads).map(([k, v]) => [k, Math.round(v)])),
     }),
   );
 }
@@ -114,22 +145,31 @@ async function main(): Promise<void> {
   try {
     for (const n of sizes) {
       const t0 = performance.now();
-      const saved = build(n);
+      const { whole: saved, chunked } = build(n);
       const file = join(dir, `root-${n}`);
       await writeFile(file, saved);
+      await writeFile(`${file}.chunked`, chunked);
       const built = Math.round((performance.now() - t0) / 1000);
       const out = execFileSync(
         process.execPath,
         ['--expose-gc', fileURLToPath(import.meta.url), '--child', file],
         { encoding: 'utf8' },
       );
-      const r = JSON.parse(out) as Record<string, number>;
+      const r = JSON.parse(out) as Record<string, number> & { loads: Record<string, number> };
       const size = (await readFile(file)).length;
       console.log(
         `N=${n}: ${size} bytes saved (${Math.round(size / n)} per agent, built in ${built} s); ` +
           `load ${r.loadMs} ms CPU; after load RSS +${r.rssMiB} MiB (heap ${r.heapMiB}, array buffers ` +
           `${r.arrayBuffersMiB}); first change ${r.firstChangeMs} ms CPU, then ${r.changeMs} ms ` +
           `each (median of 20); their incremental save ${r.saveMs} ms (${r.incrementalBytes} bytes)`,
+      );
+      const l = r.loads;
+      const ratio = (a = NaN, b = NaN) => (a / b).toFixed(2);
+      console.log(
+        `  loads, ms CPU (median of 3): one snapshot: loadIncremental ${l['whole loadIncremental']}, load ` +
+          `${l['whole load']} (${ratio(l['whole loadIncremental'], l['whole load'])}x); chunked ` +
+          `(${chunked.length} bytes): loadIncremental ${l['chunked loadIncremental']}, load ` +
+          `${l['chunked load']} (${ratio(l['chunked loadIncremental'], l['chunked load'])}x)`,
       );
     }
   } finally {

@@ -196,6 +196,16 @@ export class FsStore implements Store {
     });
   }
 
+  /** The keys that start with `prefix` (a listing, no reads), sorted. */
+  keys(prefix: StorageKey): Promise<StorageKey[]> {
+    return this.track(prefix[0], async () => {
+      const listing = await this.list(prefix);
+      if (listing === undefined) return [];
+      if (listing === 'file') return [[...prefix]];
+      return listing.files.map((f) => segmentsKey(f.segments));
+    });
+  }
+
   /** Whether any key starts with `prefix` (a listing, no reads): does the store hold a document? */
   holds(prefix: StorageKey): Promise<boolean> {
     return this.track(prefix[0], async () => {

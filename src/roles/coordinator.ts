@@ -12,6 +12,7 @@ import type { DocumentId, PeerId } from '@automerge/automerge-repo';
 import { writeFileAtomic } from '../../stores/atomic-write.js';
 import { Journal } from '../../stores/journal.js';
 import { echoService } from '../../sync/echo.js';
+import { Compactor } from '../../sync/compact.js';
 import { Eviction } from '../../sync/evict.js';
 import { StoredHeads } from '../../sync/stored-heads.js';
 import { PushReceiver, PushRoutes } from '../../sync/push.js';
@@ -80,6 +81,10 @@ export const TICKET_FILE = 'coordinator.ticket';
  * they name (a copy or a restore of `repo/` takes both); FsStore skips dot directories.
  */
 export const MARKS_FILE = join('repo', '.flt-marks', 'journal');
+/** Incremental chunks of a kept document that make it worth one snapshot (sync/compact.ts). */
+const COMPACT_MIN_INCREMENTALS = 8;
+/** How often the kept documents are looked at for compaction. */
+const COMPACT_EVERY_MS = 30_000;
 
 /** Settings of the coordinator's artifact store (issue 12), from its config (artifactSettings). */
 export interface ArtifactSettings {
@@ -145,6 +150,7 @@ export class Coordinator {
     private readonly receiver: PushReceiver | undefined,
     /** Its marks (sync/stored-heads.ts), written until the node has closed. */
     readonly marks: Journal,
+    private readonly compactor: Compactor,
   ) {
     this.flushTimer = setInterval(() => fleet.presence.flush(), 60_000);
     this.flushTimer.unref();
@@ -211,6 +217,15 @@ export class Coordinator {
     })();
     let gc: ArtifactGc | undefined;
     let summary: SummaryWriter | undefined;
+    // The root, audit and admins documents stay loaded and gather changes all the time: kept in
+    // one snapshot, so that a restart loads them fast (sync/compact.ts).
+    const compactor = new Compactor({
+      store,
+      handles: () => [fleet.root, gate.audit, gate.adminsDoc],
+      minIncrementals: COMPACT_MIN_INCREMENTALS,
+      everyMs: COMPACT_EVERY_MS,
+      log,
+    });
     // An agent's documents (facts, status, desired) leave the Repo once idle and saved; the
     // root, audit and admins documents stay. A desired document being written stays (its mark
     // must not name the heads before the write: deployments.ts), asked again right before onEvict.
@@ -288,6 +303,7 @@ export class Coordinator {
       // Readers of the ticket file never see half a ticket.
       await writeFileAtomic(join(config.stateDir, TICKET_FILE), ticket + '\n', { mode: 0o644 });
       gc.start();
+      compactor.start();
       return new Coordinator(
         node,
         fleet,
@@ -299,8 +315,10 @@ export class Coordinator {
         eviction,
         receiver,
         journal,
+        compactor,
       );
     } catch (err) {
+      await compactor.stop();
       await eviction.stop();
       await gc?.stop();
       await summary?.close();
@@ -320,6 +338,7 @@ export class Coordinator {
     this.fleet.presence.flush(true);
     this.fleet.commit();
     this.fleet.stop();
+    await this.compactor.stop();
     await this.eviction.stop();
     await this.artifacts.gc.stop();
     await this.artifacts.summary.close();

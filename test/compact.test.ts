@@ -1,0 +1,148 @@
+// sync/compact.ts: a document kept loaded is compacted into one snapshot that loads back with
+// every change; a chunk written while the compaction runs stays; below the threshold nothing
+// changes; a failure part way leaves a chunk too many, never one too few; the Compactor looks at
+// start, logs failures instead of throwing, and stop() waits for a run under way. Real Repos on a
+// real FsStore in a temp dir.
+
+import { join } from 'node:path';
+import * as A from '@automerge/automerge';
+import { Repo, type DocumentId, type StorageKey } from '@automerge/automerge-repo';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FsStore } from '../stores/fs-store.js';
+import { compact, Compactor, snapshotName } from '../sync/compact.js';
+import { createLogger } from '../sync/log.js';
+import { tempDir } from './helpers/flt.js';
+
+interface Doc {
+  n: number;
+  items: string[];
+}
+
+describe('compact', () => {
+  let dir: Awaited<ReturnType<typeof tempDir>>;
+  beforeAll(async () => void (dir = await tempDir()));
+  afterAll(async () => dir?.remove());
+
+  /** A loaded document stored as a snapshot and ten incremental chunks. */
+  async function chunked(name: string) {
+    const store = await FsStore.open(join(dir.path, name));
+    const repo = new Repo({ storage: store, saveDebounceRate: 1 });
+    // Large at first, then small changes: automerge-repo keeps them as incremental chunks.
+    const items = Array.from({ length: 1_000 }, (_, i) => `initial item ${i}`);
+    const handle = repo.create<Doc>({ n: 0, items });
+    await repo.flush([handle.documentId]);
+    for (let i = 1; i <= 10; i++) {
+      handle.change((d) => {
+        d.n = i;
+        d.items.push(`item ${i}`);
+      });
+      await repo.flush([handle.documentId]);
+    }
+    await store.idle();
+    return { store, repo, handle, doc: handle.documentId };
+  }
+
+  const kinds = async (store: FsStore, doc: DocumentId) =>
+    (await store.keys([doc])).map((k) => k[1]).sort();
+
+  /** What a fresh Repo on `store` loads of `doc`. */
+  async function reload(store: FsStore, doc: DocumentId) {
+    const repo = new Repo({ storage: store });
+    const handle = await repo.find<Doc>(doc);
+    const value = { heads: A.getHeads(handle.doc()), doc: handle.doc() };
+    await repo.shutdown();
+    return value;
+  }
+
+  it('writes one snapshot that loads back with every change, and removes the chunks', async () => {
+    const { store, repo, handle, doc } = await chunked('one');
+    expect(await kinds(store, doc)).toEqual([...Array<string>(10).fill('incremental'), 'snapshot']);
+    expect(await compact(handle, store, 8)).toBe(true);
+    const keys = await store.keys([doc]);
+    expect(keys).toEqual([[doc, 'snapshot', snapshotName(A.getHeads(handle.doc()))]]);
+    const heads = A.getHeads(handle.doc());
+    const value = handle.doc();
+    await repo.shutdown();
+    expect(await reload(store, doc)).toEqual({ heads, doc: value });
+  });
+
+  it('changes nothing below its threshold', async () => {
+    const { store, repo, handle, doc } = await chunked('below');
+    const before = await store.keys([doc]);
+    expect(await compact(handle, store, 11)).toBe(false);
+    expect(await store.keys([doc])).toEqual(before);
+    await repo.shutdown();
+  });
+
+  it('keeps a chunk the Repo writes while it runs, and its change', async () => {
+    const { store, repo, handle, doc } = await chunked('during');
+    const save = store.save.bind(store);
+    // Right before the snapshot is written (its listing done): a change, saved by the Repo.
+    store.save = async (key: StorageKey, data: Uint8Array) => {
+      if (key[1] === 'snapshot' && store.save !== save) {
+        store.save = save;
+        handle.change((d) => void (d.n = 99));
+        await repo.flush([doc]);
+      }
+      return save(key, data);
+    };
+    expect(await compact(handle, store, 8)).toBe(true);
+    store.save = save;
+    await store.idle();
+    expect((await kinds(store, doc)).filter((k) => k === 'incremental').length).toBe(1);
+    const heads = A.getHeads(handle.doc());
+    await repo.shutdown();
+    const loaded = await reload(store, doc);
+    expect(loaded.heads).toEqual(heads);
+    expect(loaded.doc.n).toBe(99);
+  });
+
+  it('a failure part way leaves a chunk too many, never a change missing', async () => {
+    const { store, repo, handle, doc } = await chunked('fails');
+    const remove = store.remove.bind(store);
+    let removed = 0;
+    store.remove = async (key: StorageKey) => {
+      if (removed++ === 3) throw new Error('EIO');
+      return remove(key);
+    };
+    await expect(compact(handle, store, 8)).rejects.toThrow('EIO');
+    store.remove = remove;
+    const heads = A.getHeads(handle.doc());
+    await repo.shutdown();
+    expect((await kinds(store, doc)).length).toBeGreaterThan(1);
+    expect((await reload(store, doc)).heads).toEqual(heads);
+  });
+
+  it('Compactor: looks at start, logs a failure and goes on, and stop waits for its run', async () => {
+    const a = await chunked('compactor-a');
+    const b = await chunked('compactor-b');
+    const lines: string[] = [];
+    const log = createLogger('warn', 'test', (line) => void lines.push(line));
+    const save = a.store.save.bind(a.store);
+    a.store.save = () => Promise.reject(new Error('disk full'));
+    const both = { keys: (p: StorageKey) => (p[0] === a.doc ? a.store : b.store).keys(p) };
+    const store = {
+      ...both,
+      save: (k: StorageKey, d: Uint8Array) => (k[0] === a.doc ? a.store : b.store).save(k, d),
+      remove: (k: StorageKey) => (k[0] === a.doc ? a.store : b.store).remove(k),
+    };
+    const compactor = new Compactor({
+      store,
+      handles: () => [a.handle, b.handle],
+      minIncrementals: 8,
+      everyMs: 3_600_000,
+      log,
+    });
+    compactor.start();
+    await compactor.stop();
+    // a failed (logged), b was compacted all the same.
+    expect(lines.some((l) => l.includes('could not compact') && l.includes('disk full'))).toBe(
+      true,
+    );
+    expect(await kinds(b.store, b.doc)).toEqual(['snapshot']);
+    expect((await kinds(a.store, a.doc)).length).toBe(11);
+    a.store.save = save;
+    await a.repo.shutdown();
+    await b.repo.shutdown();
+  });
+});
