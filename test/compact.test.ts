@@ -11,7 +11,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FsStore } from '../stores/fs-store.js';
 import { compact, Compactor, snapshotName } from '../sync/compact.js';
 import { createLogger } from '../sync/log.js';
+import { collectFacts } from '../src/facts/index.js';
+import { testFleet, type TestFleet } from './helpers/fleet.js';
 import { tempDir } from './helpers/flt.js';
+import { waitFor } from './helpers/wait.js';
 
 interface Doc {
   n: number;
@@ -146,3 +149,50 @@ describe('compact', () => {
     await b.repo.shutdown();
   });
 });
+
+describe("a coordinator's kept documents", () => {
+  let dir: Awaited<ReturnType<typeof tempDir>>;
+  let fleet: TestFleet | undefined;
+  beforeAll(async () => void (dir = await tempDir()));
+  afterAll(async () => {
+    await fleet?.close();
+    await dir?.remove();
+  });
+
+  it('are in one snapshot after a compaction run, and a restart loads them whole', async () => {
+    const log = createLogger('warn', 'test');
+    fleet = await testFleet(dir.path, log);
+    const facts = await collectFacts();
+    for (const name of ['a', 'b', 'c'])
+      await (
+        await fleet.addAgent(name, () => Promise.resolve(facts))
+      ).enrolled;
+    const { coordinator } = fleet;
+    const store = coordinator.node.store!;
+    const root = coordinator.fleet.root;
+    await waitFor('three agents in the root', () => Object.keys(root.doc().agents).length === 3);
+    await coordinator.node.repo!.flush([root.documentId]);
+    await store.idle();
+    await coordinator.compactor.run();
+    const heads = A.getHeads(root.doc());
+    const docs = [root, coordinator.gate.audit, coordinator.gate.adminsDoc];
+    for (const handle of docs) {
+      const keys = (await store.keys([handle.documentId])).filter((k) => k[1] !== 'sync-state');
+      expect(keys.map((k) => k[1])).toEqual(['snapshot']);
+    }
+    await fleet.close();
+    fleet = undefined;
+    // What the store holds is the whole root: a fresh Repo loads it with every change it had.
+    const again = await FsStore.open(join(dir.path, 'coordinator', 'repo'));
+    expect(await holdsHeads(again, root.documentId, heads)).toBe(true);
+  });
+});
+
+/** Whether a fresh Repo on `store` loads `doc` with every change up to `heads`. */
+async function holdsHeads(store: FsStore, doc: DocumentId, heads: A.Heads): Promise<boolean> {
+  const repo = new Repo({ storage: store });
+  const handle = await repo.find(doc);
+  const holds = A.hasHeads(handle.doc(), heads);
+  await repo.shutdown();
+  return holds;
+}
