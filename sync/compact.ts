@@ -12,8 +12,10 @@
 // the snapshot holds every change they hold. A chunk that the Repo writes meanwhile was not
 // listed and stays. The snapshot is named as automerge-repo names its own (a hash of the heads),
 // so a compaction of its own at the same heads writes the same file. Its own record of chunks
-// still names the removed ones: its later removals of them find nothing, and its size rule
-// compacts a little sooner than it would have. Crash-safe: the snapshot is durable before any
+// still names the removed ones and not ours: its later removals of them find nothing, its size
+// rule compacts a little sooner than it would have, and its own compaction leaves ours beside
+// its snapshot, which the next look here removes (two snapshots are compacted too: loading a
+// 500-agent audit document from two took 428 ms of CPU, from one 31 ms). Crash-safe: the snapshot is durable before any
 // chunk goes (FsStore), and a crash in between leaves a chunk too many, never one too few.
 
 import * as A from '@automerge/automerge';
@@ -36,7 +38,7 @@ export function snapshotName(heads: readonly string[]): string {
 
 /**
  * Compacts `handle`'s document (loaded) into one snapshot when the store holds at least
- * `minIncrementals` incremental chunks of it; resolves whether it did.
+ * `minIncrementals` incremental chunks of it, or more than one snapshot; resolves whether it did.
  */
 export async function compact(
   handle: DocHandle<unknown>,
@@ -47,7 +49,10 @@ export async function compact(
   const listed = (await store.keys([doc])).filter(
     (k) => k[1] === 'snapshot' || k[1] === 'incremental',
   );
-  if (listed.filter((k) => k[1] === 'incremental').length < minIncrementals) return false;
+  const incrementals = listed.filter((k) => k[1] === 'incremental').length;
+  // Two snapshots: one of ours beside one automerge-repo wrote since (its own compaction does
+  // not know ours, and removes only the chunks it knows); loading both costs as much as changes.
+  if (incrementals < minIncrementals && listed.length - incrementals < 2) return false;
   if (!handle.isReady()) return false;
   const value = handle.doc();
   const name = snapshotName(A.getHeads(value));

@@ -69,6 +69,20 @@ describe('compact', () => {
     expect(await reload(store, doc)).toEqual({ heads, doc: value });
   });
 
+  it('compacts two snapshots into one, with every change', async () => {
+    const { store, repo, handle, doc } = await chunked('two');
+    // A second snapshot beside automerge-repo's, as its own compaction leaves ours.
+    const heads = A.getHeads(handle.doc());
+    await store.save([doc, 'snapshot', 'f'.repeat(64)], A.save(handle.doc()));
+    const incrementals = (await store.keys([doc])).filter((k) => k[1] === 'incremental');
+    for (const key of incrementals) await store.remove(key);
+    expect(await kinds(store, doc)).toEqual(['snapshot', 'snapshot']);
+    expect(await compact(handle, store, 1)).toBe(true);
+    expect(await kinds(store, doc)).toEqual(['snapshot']);
+    await repo.shutdown();
+    expect((await reload(store, doc)).heads).toEqual(heads);
+  });
+
   it('changes nothing below its threshold', async () => {
     const { store, repo, handle, doc } = await chunked('below');
     const before = await store.keys([doc]);
