@@ -8,8 +8,8 @@
 // The mark. Once a document has been saved and its store operations have settled (sync/evict.ts
 // does both before it evicts), the heads it had are recorded in the node's marks: one small
 // durable map for every document (MarkStore; the coordinator's is stores/journal.ts, one file
-// beside the Repo's, read whole at start so that every mark is known before the first agent
-// reconnects). The store holds at least those heads from then on: chunks are only ever added or
+// in the Repo's directory, read whole at start so that every mark is known before the first
+// agent reconnects). The store holds at least those heads from then on: chunks are only ever added or
 // compacted into snapshots that keep every change. A mark can fall behind the document (later
 // changes are not marked until the next save settles); it never claims more than is stored.
 //
