@@ -29,6 +29,11 @@ export interface Restart {
   readonly restartMs: number;
   /** Ready -> a new admin sees N agents online (as the child measured it from the command). */
   readonly recovered: Extract<FanInStep, { step: 'recovered' }>;
+  /**
+   * CPU seconds from the kill to the end of the recovery (or its cut-off), and that span: the
+   * agents' processes (the load generator, on the same cores) and the new coordinator.
+   */
+  readonly cpu: { readonly agentsS: number; readonly coordinatorS: number; readonly spanS: number };
 }
 
 interface RecoverRun {
@@ -48,6 +53,7 @@ export async function crashAndRecover(
   deadlineMs: number,
   progress: (line: string) => void,
 ): Promise<Restart> {
+  const agents0 = await f.agents.cpuSeconds();
   await f.coordinator.kill();
   const killed = performance.now();
   const stateDir = join(f.root, 'coordinator');
@@ -55,11 +61,22 @@ export async function crashAndRecover(
   const restartMs = performance.now() - killed;
   f.agents.send(`recover ${deadlineMs}`);
   const recovered = await f.agents.next('recovered', deadlineMs + START_TIMEOUT_MS);
+  const [agents1, coordinatorS] = await Promise.all([
+    f.agents.cpuSeconds(),
+    f.coordinator.cpuSeconds(),
+  ]);
+  const cpu = {
+    agentsS: agents1 - agents0,
+    coordinatorS,
+    spanS: (performance.now() - killed) / 1000,
+  };
   progress(
     `  ${recovered.complete} online ${(recovered.ms / 1000).toFixed(1)} s after ready` +
-      (recovered.cutOff ? ' (cut off)' : ''),
+      (recovered.cutOff ? ' (cut off)' : '') +
+      `; CPU since the kill (${cpu.spanS.toFixed(1)} s): agents processes ` +
+      `${cpu.agentsS.toFixed(1)} s, coordinator ${cpu.coordinatorS.toFixed(1)} s`,
   );
-  return { restartMs, recovered };
+  return { restartMs, recovered, cpu };
 }
 
 async function recoverRun(

@@ -264,11 +264,14 @@ function faninFigures(run: FleetRun, deadlineMs: number): Figure[] {
     const why = run.noRecover ?? run.error ?? 'not run';
     return [rateFigure, { ...back, value: undefined, result: 'MISS', note: `${size}: ${why}` }];
   }
-  const { recovered, restartMs } = run.restart;
+  const { recovered, restartMs, cpu: since } = run.restart;
   const s = recovered.ms / 1000;
   const idle = run.idle;
   const ready =
-    `SIGKILL -> ready ${(restartMs / 1000).toFixed(2)} s` +
+    `SIGKILL -> ready ${(restartMs / 1000).toFixed(2)} s; CPU from the kill on ` +
+    `(${since.spanS.toFixed(1)} s): agents processes ${since.agentsS.toFixed(1)} s ` +
+    `(${(since.agentsS / since.spanS).toFixed(2)} cores), coordinator ` +
+    `${since.coordinatorS.toFixed(1)} s` +
     (idle === undefined
       ? ''
       : `; idle before: ${((idle.agentsCpuS / run.n / (IDLE_WINDOW_MS / 1000)) * 1000).toFixed(2)} ms CPU per agent per s in the agents process, coordinator ${((idle.coordCpuS / (IDLE_WINDOW_MS / 1000)) * 100).toFixed(0)} % of a core`);
