@@ -59,8 +59,6 @@ export function publicKeyOf(secret: Uint8Array): Uint8Array {
 const KEYS_MAX = 16_384;
 const publicKeys = new Map<string, KeyObject | null>();
 const privateKeys = new Map<string, KeyObject>();
-/** Public keys assertAdmissibleKey admitted, by hex. */
-const admitted = new Map<string, true>();
 
 function remember<V>(map: Map<string, V>, key: string, value: V): V {
   if (map.size >= KEYS_MAX) map.delete(map.keys().next().value!);
@@ -120,15 +118,16 @@ export function verify(signature: Uint8Array, message: Uint8Array, publicKey: Ui
  * Refuses a public key that must never stand for a node or a document writer: not 32 bytes,
  * not a canonical encoding of a curve point (BAD_KEY), or of small order (SMALL_ORDER_KEY).
  * Run it wherever a key is first admitted: enrollment, adding an admin, a token's issuer.
- * Keys admitted before are not decoded again (bounded, as the verification's keys): every agent
- * enrolls again on each reconnect, and decoding a point in pure JS costs ~0.2 ms, so a
- * coordinator restarted with 1,000 agents spent 0.4 s of its first seconds on it (issue 13).
+ * A key the verification's cache holds as usable was admitted before and is not decoded again:
+ * every agent enrolls again on each reconnect, and decoding a point in pure JS costs ~0.2 ms, so
+ * a coordinator restarted with 1,000 agents spent 0.4 s of its first seconds on it (issue 13).
+ * The keys admitted here are the ones signatures are later verified with.
  */
 export function assertAdmissibleKey(publicKey: Uint8Array, what: string): void {
   if (publicKey.length !== PUBLIC_KEY_BYTES)
     throw new FltError('BAD_KEY', `${what}: a public key has 32 bytes, not ${publicKey.length}`);
-  const id = Buffer.from(publicKey).toString('hex');
-  if (admitted.has(id)) return;
+  if (publicKeyObject(publicKey) !== null) return;
+  // Refused (or not importable): decoded again, for the reason.
   let point: ed.Point;
   try {
     point = ed.Point.fromBytes(publicKey, false);
@@ -137,5 +136,4 @@ export function assertAdmissibleKey(publicKey: Uint8Array, what: string): void {
   }
   if (point.isSmallOrder())
     throw new FltError('SMALL_ORDER_KEY', `${what}: a small-order public key is never accepted`);
-  remember(admitted, id, true);
 }
