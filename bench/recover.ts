@@ -34,6 +34,8 @@ export interface Restart {
    * agents' processes (the load generator, on the same cores) and the new coordinator.
    */
   readonly cpu: { readonly agentsS: number; readonly coordinatorS: number; readonly spanS: number };
+  /** VmRSS of the new coordinator at the end of the recovery: its memory with the fleet back. */
+  readonly coordinatorRssKiB: number;
 }
 
 interface RecoverRun {
@@ -61,9 +63,10 @@ export async function crashAndRecover(
   const restartMs = performance.now() - killed;
   f.agents.send(`recover ${deadlineMs}`);
   const recovered = await f.agents.next('recovered', deadlineMs + START_TIMEOUT_MS);
-  const [agents1, coordinatorS] = await Promise.all([
+  const [agents1, coordinatorS, memory] = await Promise.all([
     f.agents.cpuSeconds(),
     f.coordinator.cpuSeconds(),
+    f.coordinator.memory(),
   ]);
   const cpu = {
     agentsS: agents1 - agents0,
@@ -76,7 +79,7 @@ export async function crashAndRecover(
       `; CPU since the kill (${cpu.spanS.toFixed(1)} s): agents processes ` +
       `${cpu.agentsS.toFixed(1)} s, coordinator ${cpu.coordinatorS.toFixed(1)} s`,
   );
-  return { restartMs, recovered, cpu };
+  return { restartMs, recovered, cpu, coordinatorRssKiB: memory.rssKiB };
 }
 
 async function recoverRun(

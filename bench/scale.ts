@@ -221,9 +221,15 @@ function memoryFigure(run: FleetRun, issueN: number): Figure {
   const value = (coordAfterKiB - coordBeforeKiB) / run.n;
   const mib = (k: number) => (k / 1024).toFixed(0);
   const span = `VmRSS ${mib(coordBeforeKiB)} -> ${mib(coordAfterKiB)} MiB`;
+  // The fan-in's high-water mark; a restarted coordinator holding the same fleet is the steady state.
+  const back = run.restart;
+  const after = back
+    ? `; after SIGKILL + restart, ${back.recovered.complete} online: VmRSS ${mib(back.coordinatorRssKiB)} MiB, ` +
+      `${((back.coordinatorRssKiB - coordBeforeKiB) / run.n).toFixed(0)} KiB per agent`
+    : '';
   const note = fleet.cutOff
-    ? `${size}: only ${fleet.complete}/${run.n} in the table at the deadline; ${span}`
-    : `${size}: (RSS with the fleet formed - before) / N; ${span}`;
+    ? `${size}: only ${fleet.complete}/${run.n} in the table at the deadline; ${span}${after}`
+    : `${size}: (RSS with the fleet formed - before) / N; ${span}${after}`;
   return { ...base, value, result: judge(value, target, !fleet.cutOff), note };
 }
 

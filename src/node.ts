@@ -17,6 +17,7 @@ import type { Logger } from '../sync/log.js';
 import { ALPN } from '../sync/protocols.js';
 import { guardRepoFind } from '../sync/repo-find-guard.js';
 import { guardRepoTimeouts } from '../sync/repo-timeouts.js';
+import { keepWasmHeadroom } from '../sync/wasm-headroom.js';
 import { Router, type AccessCheck } from '../sync/router.js';
 import { SyncAdapter, type SyncAdapterOptions } from '../sync/sync-adapter.js';
 import type { PushHandler } from '../sync/push-wire.js';
@@ -59,6 +60,7 @@ export async function openDocuments(
     ...options,
   });
   guardRepoTimeouts(log);
+  keepWasmHeadroom({ log });
   const repo = new Repo({
     storage: store,
     peerId: key.nodeId as string as PeerId,

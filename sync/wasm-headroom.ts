@@ -1,0 +1,99 @@
+// Keeps free room in Automerge's wasm memory, so that it grows in a few large steps instead of
+// one small step per allocation that does not fit (issue 13).
+//
+// Why. Automerge's allocator (dlmalloc inside the wasm module) grows the module's memory by the
+// 64 KiB pages an allocation lacks, and V8 (Node 20) counts every grow of a wasm memory as new
+// external memory the size of the *whole* memory until the next GC: once that memory is past
+// V8's external-memory step (64 MiB), every grow starts a garbage collection (a scavenge, or a
+// mark-compact of the whole JS heap). Loading many documents then costs a GC per few documents,
+// and the GCs grow with the heap: quadratic. This was the slowdown past ~700 loaded documents (sync/evict.ts). Measured
+// (`node dist/bench/wasm-headroom.js 2000,5000`: the restart fixture's facts documents loaded as
+// automerge-repo loads them, all kept, one process each way): 5,000 took 39.0 s and 74 CPU-s
+// without (698 GCs, 9.2 s of them on the main thread), 8.0 s and 10.8 CPU-s with (314, 1.3 s);
+// 2,000: 10.0 and 3.2 s; RSS at the end 1.02x either way.
+//
+// How. `makeRoom(bytes)` has Automerge copy `bytes` zero bytes into its memory (a load of them,
+// which fails: zeros are no document) and free them again: the allocator keeps the freed block
+// and serves later allocations from it. `keepWasmHeadroom()` watches the process's GCs (of
+// every kind); after one, if the external memory that is not array buffers (Automerge's memory,
+// mostly) is past `fromBytes` and larger than ever seen, it makes `stepBytes` of room. So a process that
+// holds few documents never pays for room, memory that grows pays one GC per step instead of
+// one per few allocations, and room that is not used yet is at most one step (RSS: the room is
+// written once, so resident).
+
+import * as A from '@automerge/automerge';
+import { PerformanceObserver } from 'node:perf_hooks';
+import { silentLogger, type Logger } from './log.js';
+
+/** Room made at a time: 32 MiB (the resident memory not yet used is at most this). */
+export const HEADROOM_STEP_BYTES = 32 * 2 ** 20;
+/** Below this, a grow of the wasm memory does not start a GC (V8's external-memory step). */
+export const HEADROOM_FROM_BYTES = 64 * 2 ** 20;
+
+let zeros: Uint8Array | undefined;
+
+/**
+ * Makes Automerge's allocator take `bytes` of wasm memory (one grow if it lacks them) and free
+ * them for later allocations. Throws if a load of zeros ever stops failing.
+ */
+export function makeRoom(bytes: number): void {
+  if (zeros?.length !== bytes) zeros = new Uint8Array(bytes);
+  try {
+    A.load(zeros);
+  } catch {
+    return; // the copy was made and freed: what was asked for
+  }
+  throw new Error('Automerge loaded a document from zeros: makeRoom cannot work');
+}
+
+/** External memory that is not array buffers: wasm memories (Automerge's) and native add-ons. */
+function wasmBytes(): number {
+  const { external, arrayBuffers } = process.memoryUsage();
+  return external - arrayBuffers;
+}
+
+export interface HeadroomOptions {
+  readonly stepBytes?: number;
+  readonly fromBytes?: number;
+  readonly log?: Logger;
+}
+
+/** What the watcher did (status, tests, bench). */
+export interface HeadroomStats {
+  readonly steps: number;
+  readonly highBytes: number;
+}
+
+let watcher:
+  | { observer: PerformanceObserver; stats: { steps: number; highBytes: number } }
+  | undefined;
+
+/**
+ * Starts the process-wide watcher described above (idempotent: later calls return the first's
+ * statistics; options of later calls are ignored).
+ */
+export function keepWasmHeadroom(opts: HeadroomOptions = {}): HeadroomStats {
+  if (watcher) return watcher.stats;
+  const step = opts.stepBytes ?? HEADROOM_STEP_BYTES;
+  const from = opts.fromBytes ?? HEADROOM_FROM_BYTES;
+  const log = opts.log ?? silentLogger;
+  const stats = { steps: 0, highBytes: wasmBytes() };
+  const onGc = () => {
+    const now = wasmBytes();
+    if (now <= stats.highBytes || now < from) {
+      stats.highBytes = Math.max(stats.highBytes, now);
+      return;
+    }
+    try {
+      makeRoom(step);
+      stats.steps++;
+    } catch (err) {
+      log.warn('could not make room in Automerge memory', { err: String(err) });
+    }
+    stats.highBytes = Math.max(now, wasmBytes());
+  };
+  const observer = new PerformanceObserver(onGc);
+  observer.observe({ entryTypes: ['gc'] });
+  watcher = { observer, stats };
+  return stats;
+}

@@ -1,0 +1,31 @@
+// Holds DOCS Automerge documents of 64 KiB each, made one per turn of the event loop, and prints
+// what that cost: `{"gcs":N,"steps":N,"grownBytes":N,"docs":N}` (sync/wasm-headroom.ts), where
+// grownBytes is how much Automerge's memory grew while they were made.
+//
+//   node dist/test/helpers/headroom-child.js none|watch|room DOCS
+// none: nothing else; watch: with keepWasmHeadroom(); room: makeRoom(16 MiB) first.
+
+import * as A from '@automerge/automerge';
+import { PerformanceObserver } from 'node:perf_hooks';
+import { setImmediate } from 'node:timers/promises';
+import { keepWasmHeadroom, makeRoom } from '../../sync/wasm-headroom.js';
+
+const [mode, count = '0'] = process.argv.slice(2);
+const external = () => process.memoryUsage().external - process.memoryUsage().arrayBuffers;
+const stats = mode === 'watch' ? keepWasmHeadroom() : { steps: 0 };
+if (mode === 'room') makeRoom(16 * 2 ** 20);
+let gcs = 0;
+new PerformanceObserver((list) => (gcs += list.getEntries().length)).observe({
+  entryTypes: ['gc'],
+});
+const before = external();
+const docs: A.Doc<{ b: Uint8Array }>[] = [];
+for (let i = 0; i < Number(count); i++) {
+  docs.push(A.from({ b: new Uint8Array(64 * 1024).fill(i & 0xff) }));
+  await setImmediate();
+}
+await setImmediate();
+process.stdout.write(
+  JSON.stringify({ gcs, steps: stats.steps, grownBytes: external() - before, docs: docs.length }) +
+    '\n',
+);
