@@ -2,10 +2,11 @@
 // one small step per allocation that does not fit (issue 13).
 //
 // Why. Automerge's allocator (dlmalloc inside the wasm module) grows the module's memory by the
-// 64 KiB pages an allocation lacks, and V8 (Node 20) counts every grow of a wasm memory as new
-// external memory the size of the *whole* memory until the next GC: once that memory is past
-// V8's external-memory step (64 MiB), every grow starts a garbage collection (a scavenge, or a
-// mark-compact of the whole JS heap). Loading many documents then costs a GC per few documents,
+// 64 KiB pages an allocation lacks, and V8 (Node 20) gives the grown memory a new array buffer,
+// counted as new external memory the size of the *whole* memory until a GC: past 32 MiB (two of
+// the young generation's semi-spaces) every array buffer allocated next starts a scavenge until
+// that buffer is old, and past 64 MiB (V8's external-memory step) every grow starts a
+// mark-compact of the whole JS heap. Loading many documents then costs a GC per few documents,
 // and the GCs grow with the heap: quadratic. This was the slowdown past ~700 loaded documents (sync/evict.ts). Measured
 // (`node dist/bench/wasm-headroom.js 2000,5000`: the restart fixture's facts documents loaded as
 // automerge-repo loads them, all kept, one process each way): 5,000 took 39.0 s and 74 CPU-s
@@ -27,8 +28,8 @@ import { silentLogger, type Logger } from './log.js';
 
 /** Room made at a time: 32 MiB (the resident memory not yet used is at most this). */
 export const HEADROOM_STEP_BYTES = 32 * 2 ** 20;
-/** Below this, a grow of the wasm memory does not start a GC (V8's external-memory step). */
-export const HEADROOM_FROM_BYTES = 64 * 2 ** 20;
+/** Below this, no room is made: half of the 32 MiB from which a grow starts GCs (see above). */
+export const HEADROOM_FROM_BYTES = 16 * 2 ** 20;
 
 let zeros: Uint8Array | undefined;
 
