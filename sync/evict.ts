@@ -17,8 +17,9 @@
 // `quietMs`) but is off by default, measured (issue 13, one run each on a loaded 2-core machine):
 // at 600 it did not keep a storm of 1,000 concurrent facts loads (5,000 enrolled) under the
 // slowdown, which starts past ~700 documents with or without it, because wasm memory grows while
-// documents load and never shrinks (what is freed is reused by later loads); and evicting
-// documents that were quiet but not idle during a 300-agent fan-in loaded them again (fan-in 153 s
+// documents load and never shrinks (what is freed is reused by later loads; the slowdown itself
+// was V8 collecting at every grow of that memory, now grown in steps: sync/wasm-headroom.ts);
+// and evicting documents that were quiet but not idle during a 300-agent fan-in loaded them again (fan-in 153 s
 // and once not formed within 180 s with the cap, 106 s without it, 90 s before eviction). After a
 // storm the idle delay empties the live set anyway.
 //

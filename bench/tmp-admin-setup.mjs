@@ -1,0 +1,12 @@
+import { cp, mkdtemp } from 'node:fs/promises';
+import { join } from 'node:path';
+import { CoordinatorProcess } from '../dist/bench/processes.js';
+import { loadOrCreateNodeKey } from '../dist/src/identity/index.js';
+const root = await mkdtemp('/tmp/flt-admin-prof-');
+await cp('/work/main/bench/results/fixtures-5000/flt', join(root, 'coordinator'), { recursive: true });
+const adminDir = join(root, 'admin');
+const adminId = (await loadOrCreateNodeKey(adminDir)).key.nodeId;
+const c = await CoordinatorProcess.start(join(root, 'coordinator'), 60000, adminId);
+console.log(JSON.stringify({ ticket: c.ticket, adminDir }));
+process.on('SIGTERM', async () => { await c.stop?.(); process.exit(0); });
+setInterval(() => {}, 1e6);
