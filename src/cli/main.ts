@@ -9,7 +9,7 @@
 // (zod) and each command (and through it iroh, Automerge and the roles) are imported when a
 // command runs, by its catalog entry (bench `cli` group; README "Benchmarks").
 
-import { setFlagsFromString } from 'node:v8';
+import { chooseOneShotTier } from './wasm-tier.js';
 import { codeOf, messageOf } from '../errors.js';
 import { createLogger } from '../../sync/log.js';
 import { stdout } from './output.js';
@@ -17,26 +17,16 @@ import { parseAndRun, type Chosen } from './program.js';
 
 const USAGE_CODES = new Set(['BAD_ARGUMENT', 'BAD_CONFIG', 'BAD_ADDRESS', 'BAD_NODE_ID']);
 
-/**
- * A command that reads and exits compiles Automerge's wasm with V8's baseline compiler only
- * (`--liftoff-only`): optimizing the hot functions of a 3 MB module costs more than a short run
- * gains from it (measured: `admin agents --offline` on 100 agents, ~0.55 s of CPU -> ~0.34 s;
- * bench `cli` group). Set before any wasm is compiled; it changes speed, never results. Commands
- * that run until stopped (catalog.ts `longRunning`) keep the optimizing tier.
- */
-function oneShotWasm(): void {
-  setFlagsFromString('--liftoff-only');
-}
-
 /** Set once the configuration is known: print the causes of a failure too. */
 let debug = false;
 
 /** Resolves the configuration, checks the state dir as the command uses it, and runs it. */
 async function run({ command, args, opts, configFlags }: Chosen): Promise<void> {
-  if (!command.longRunning) oneShotWasm();
   const { resolveConfig } = await import('../config/index.js');
   const resolved = await resolveConfig({ flags: configFlags, env: process.env });
   const config = resolved.config;
+  // Before any wasm is compiled (the config imports no Automerge): wasm-tier.ts says why.
+  if (!command.longRunning) chooseOneShotTier(config.stateDir);
   debug = config.logLevel === 'debug';
   const log = createLogger(config.logLevel);
   const use = command.stateDir?.({ opts, config });
