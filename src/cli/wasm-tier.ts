@@ -6,7 +6,7 @@
 // agents: 90 ms against 410 ms). Measured whole (`admin agents`, one process each, same machine):
 // 2,000 agents (a 498 KB root) offline 0.43-0.47 s either way, with 0.44-0.49 against 0.61-0.66
 // CPU-s; 5,000 agents offline 0.72-0.78 s baseline-only against 0.55-0.61 s, online 0.96-1.05 s
-// against 0.79-0.84 s. So the baseline alone, unless the replica's root is past 512 KiB.
+// against 0.79-0.99 s. So the baseline alone, unless the replica's root is past 512 KiB.
 // Decided before anything imports Automerge (this module must not); it changes speed, never
 // results.
 
