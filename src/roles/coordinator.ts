@@ -514,6 +514,7 @@ function rpcServer(
         }
         gate.enroll(req.token, ctx.peer);
       }
+      const approvedNow = role !== 'agent';
       const known = await isHeld(node, factsDocId);
       const desired = deployments.desiredOf(ctx.peer);
       const statusKnown = status ? await isHeld(node, status.docId) : undefined;
@@ -521,6 +522,11 @@ function rpcServer(
       // The agent syncs it next: it exists here from now on (its base, until a deployment),
       // saved and marked.
       await deployments.ready(ctx.peer);
+      // An answer is an acknowledgement: the agent's record (and the approval its token made) is
+      // saved first, or a coordinator killed right after would refuse an agent it had enrolled.
+      current(rootDocId);
+      const gateDocs = approvedNow ? [gate.audit.documentId, gate.adminsDoc.documentId] : [];
+      await flush([rootDocId, ...gateDocs]);
       // A forked agent is not told which history to follow: an admin decides that.
       const factsHeads = entry.forked ? null : entry.factsHeads;
       return {
@@ -574,6 +580,8 @@ function rpcServer(
       const docId = req.docId as DocumentId;
       current(docId);
       const doc = (await isHeld(node, docId)) ? (await node.repo!.find(docId)).doc() : undefined;
+      // What the answer shows is saved first, as before a sync message (`durable` above).
+      if (doc !== undefined) await flush([docId]);
       return answerFetch(doc, req.have, () => stored(docId, doc!));
     })
     .register(docsHeads, async (req) => {
