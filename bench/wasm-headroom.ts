@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { PerformanceObserver } from 'node:perf_hooks';
 import { setImmediate } from 'node:timers/promises';
 import * as A from '@automerge/automerge';
-import { keepWasmHeadroom } from '../sync/wasm-headroom.js';
+import { keepWasmHeadroom, wasmBytes } from '../sync/wasm-headroom.js';
 import { fleetFixture } from './fixtures.js';
 import { runScript } from './processes.js';
 
@@ -29,7 +29,6 @@ interface Result {
 
 const SELF = fileURLToPath(import.meta.url);
 const DEADLINE_MS = 600_000;
-const wasmBytes = () => process.memoryUsage().external - process.memoryUsage().arrayBuffers;
 
 /** The child: loads the first `n` facts documents of the fixture for `n`. */
 async function child(mode: string, n: number): Promise<void> {

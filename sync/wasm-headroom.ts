@@ -55,7 +55,7 @@ export function makeRoom(bytes: number): void {
 }
 
 /** External memory that is not array buffers: wasm memories (Automerge's) and native add-ons. */
-function wasmBytes(): number {
+export function wasmBytes(): number {
   const { external, arrayBuffers } = process.memoryUsage();
   return external - arrayBuffers;
 }
@@ -72,16 +72,14 @@ export interface HeadroomStats {
   readonly highBytes: number;
 }
 
-let watcher:
-  | { observer: PerformanceObserver; stats: { steps: number; highBytes: number } }
-  | undefined;
+let watched: HeadroomStats | undefined;
 
 /**
  * Starts the process-wide watcher described above (idempotent: later calls return the first's
  * statistics; options of later calls are ignored).
  */
 export function keepWasmHeadroom(opts: HeadroomOptions = {}): HeadroomStats {
-  if (watcher) return watcher.stats;
+  if (watched) return watched;
   const step = opts.stepBytes ?? HEADROOM_STEP_BYTES;
   const from = opts.fromBytes ?? HEADROOM_FROM_BYTES;
   const log = opts.log ?? silentLogger;
@@ -104,6 +102,5 @@ export function keepWasmHeadroom(opts: HeadroomOptions = {}): HeadroomStats {
   };
   const observer = new PerformanceObserver(onGc);
   observer.observe({ entryTypes: ['gc'] });
-  watcher = { observer, stats };
-  return stats;
+  return (watched = stats);
 }

@@ -79,6 +79,22 @@ class CoordinatorChild {
   }
 }
 
+/** An admin in `<dir>/admin` and an agent in `<dir>/agent` enrolled by its token: both open. */
+async function enrollOne(dir: string, ticket: string): Promise<{ admin: Admin; agent: Agent }> {
+  const join_ = { coordinator: ticket };
+  const admin = await Admin.open(await localConfig(join(dir, 'admin'), join_), log, false);
+  const { token } = await admin.enrollToken(60_000);
+  const facts = await collectFacts();
+  const config = await localConfig(join(dir, 'agent'), {
+    ...join_,
+    'enroll-token': token,
+    'facts-interval': '1h',
+  });
+  const agent = await Agent.start(config, log, () => Promise.resolve(facts));
+  await agent.enrolled;
+  return { admin, agent };
+}
+
 describe('a coordinator killed before its agents’ documents went idle', () => {
   let dir: Awaited<ReturnType<typeof tempDir>>;
   let coordinator: CoordinatorChild;
@@ -95,17 +111,7 @@ describe('a coordinator killed before its agents’ documents went idle', () => 
     const adminDir = join(dir.path, 'admin');
     adminId = (await loadOrCreateNodeKey(adminDir)).key.nodeId;
     coordinator = await CoordinatorChild.start(stateDir(), bind, adminId);
-    const join_ = { coordinator: coordinator.ticket };
-    admin = await Admin.open(await localConfig(adminDir, join_), log, false);
-    const { token } = await admin.enrollToken(60_000);
-    const facts = await collectFacts();
-    const config = await localConfig(join(dir.path, 'agent'), {
-      ...join_,
-      'enroll-token': token,
-      'facts-interval': '1h',
-    });
-    agent = await Agent.start(config, log, () => Promise.resolve(facts));
-    await agent.enrolled;
+    ({ admin, agent } = await enrollOne(dir.path, coordinator.ticket));
     id = agent.node.key.nodeId;
   }, 60_000);
 
@@ -172,19 +178,7 @@ describe('a coordinator killed right after it answered an enrollment', () => {
     const adminDir = join(dir.path, 'admin');
     const adminId = (await loadOrCreateNodeKey(adminDir)).key.nodeId;
     coordinator = await CoordinatorChild.start(stateDir, bind, adminId);
-    const join_ = { coordinator: coordinator.ticket };
-    admin = await Admin.open(await localConfig(adminDir, join_), log, false);
-    const { token } = await admin.enrollToken(60_000);
-    await admin.close();
-    admin = undefined;
-    const config = await localConfig(join(dir.path, 'agent'), {
-      ...join_,
-      'enroll-token': token,
-      'facts-interval': '1h',
-    });
-    const facts = await collectFacts();
-    agent = await Agent.start(config, log, () => Promise.resolve(facts));
-    await agent.enrolled;
+    ({ admin, agent } = await enrollOne(dir.path, coordinator.ticket));
     await coordinator.kill(); // right after the answer: no debounced save has run yet
     coordinator = await CoordinatorChild.start(stateDir, bind, adminId);
     const about = await coordinator.about(agent.node.key.nodeId);

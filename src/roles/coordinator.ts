@@ -448,12 +448,11 @@ function rpcServer(
   /** doc.fetch's last A.save, for a document the store has no chunks of (not expected). */
   const snapshots = new SnapshotCache();
   /**
-   * A whole document for doc.fetch: its chunks as the store holds them once flushed (they load
-   * to at least the heads it has now), read back at the cost of the disk. A.save of a
+   * A whole document for doc.fetch, flushed by its caller: its chunks as the store holds them
+   * (they load to at least the heads it has now), read back at the cost of the disk. A.save of a
    * 5,000-agent root instead held this event loop 0.2-1.4 s (issue 13).
    */
   const stored = async (docId: DocumentId, doc: A.Doc<unknown>): Promise<Uint8Array> => {
-    await flush([docId]);
     const held = await contentChunks(node.store!, docId);
     const chunks = [...held.snapshots, ...held.incrementals].flatMap((c) =>
       c.data ? [c.data] : [],

@@ -8,17 +8,16 @@
 import * as A from '@automerge/automerge';
 import { PerformanceObserver } from 'node:perf_hooks';
 import { setImmediate } from 'node:timers/promises';
-import { keepWasmHeadroom, makeRoom } from '../../sync/wasm-headroom.js';
+import { keepWasmHeadroom, makeRoom, wasmBytes } from '../../sync/wasm-headroom.js';
 
 const [mode, count = '0'] = process.argv.slice(2);
-const external = () => process.memoryUsage().external - process.memoryUsage().arrayBuffers;
 const stats = mode === 'watch' ? keepWasmHeadroom() : { steps: 0 };
 if (mode === 'room') makeRoom(16 * 2 ** 20);
 let gcs = 0;
 new PerformanceObserver((list) => (gcs += list.getEntries().length)).observe({
   entryTypes: ['gc'],
 });
-const before = external();
+const before = wasmBytes();
 const docs: A.Doc<{ b: Uint8Array }>[] = [];
 for (let i = 0; i < Number(count); i++) {
   docs.push(A.from({ b: new Uint8Array(64 * 1024).fill(i & 0xff) }));
@@ -26,6 +25,6 @@ for (let i = 0; i < Number(count); i++) {
 }
 await setImmediate();
 process.stdout.write(
-  JSON.stringify({ gcs, steps: stats.steps, grownBytes: external() - before, docs: docs.length }) +
+  JSON.stringify({ gcs, steps: stats.steps, grownBytes: wasmBytes() - before, docs: docs.length }) +
     '\n',
 );
