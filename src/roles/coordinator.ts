@@ -72,6 +72,7 @@ import { openArtifacts } from '../artifacts/store.js';
 import type { ArtifactIndex } from '../artifacts/index.js';
 import { parsePublicKey, type PublicKey } from '../artifacts/nix-key.js';
 import type { BlobStore } from '../../stores/blob-store.js';
+import { groupSave } from '../../sync/group-save.js';
 import { Fleet } from './fleet.js';
 import { answerFetch, SnapshotCache } from './doc-fetch.js';
 
@@ -182,11 +183,16 @@ export class Coordinator {
     });
     const root = new OwnedDoc<RootDoc>(deriveKeyPair(key.secret, ROOT_KEY));
     const rootDocId = root.docId;
-    /** Saves the given documents (repo flush, then their store writes settled): before an answer. */
-    const flush = async (ids: readonly DocumentId[]) => {
-      await repo.flush([...ids]);
+    /**
+     * Saves the given documents (repo flush, then their store writes settled): before an answer.
+     * Group-committed: answers waiting at once share one save (sync/group-save.ts).
+     */
+    const flush = groupSave<DocumentId>(async (ids) => {
+      // Only loaded documents have anything in memory to save (and repo.flush throws for the
+      // others, which would fail every answer sharing this save).
+      await repo.flush(ids.filter((id) => repo.handles[id]?.isReady() === true));
       await Promise.all(ids.map((id) => store.settled(id)));
-    };
+    });
     const { node, receiver, fleet, gate, deployments } = await (async () => {
       try {
         await root.open(repo, store, rootBase(key.nodeId));
