@@ -2,19 +2,24 @@
 // in-flight syscalls (EMFILE with thousands of documents), a worker-pool map, and a per-name
 // mutex so a save, a remove and a quarantine of the same file never interleave.
 
-/** A counting semaphore: at most `limit` holders at a time, served in arrival order. */
+/**
+ * A counting semaphore: at most `limit` holders at a time, served in arrival order, except that
+ * waiters asking `first` are served before all others (a coordinator's answer waiting on the root
+ * document's save must not queue behind a fan-in's thousands of per-agent saves: issue 13).
+ */
 export class Semaphore {
   private free: number;
   private readonly waiters: (() => void)[] = [];
+  private readonly firstWaiters: (() => void)[] = [];
 
   constructor(limit: number) {
     if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`bad semaphore limit ${limit}`);
     this.free = limit;
   }
 
-  /** Runs `fn` while holding one permit. */
-  async run<T>(fn: () => Promise<T>): Promise<T> {
-    await this.acquire();
+  /** Runs `fn` while holding one permit; with `first`, ahead of the waiters without it. */
+  async run<T>(fn: () => Promise<T>, first = false): Promise<T> {
+    await this.acquire(first);
     try {
       return await fn();
     } finally {
@@ -22,16 +27,16 @@ export class Semaphore {
     }
   }
 
-  private acquire(): Promise<void> {
+  private acquire(first: boolean): Promise<void> {
     if (this.free > 0) {
       this.free--;
       return Promise.resolve();
     }
-    return new Promise((resolve) => this.waiters.push(resolve));
+    return new Promise((resolve) => (first ? this.firstWaiters : this.waiters).push(resolve));
   }
 
   private release(): void {
-    const next = this.waiters.shift();
+    const next = this.firstWaiters.shift() ?? this.waiters.shift();
     if (next) next();
     else this.free++;
   }

@@ -207,6 +207,46 @@ describe('FsStore queues', () => {
   });
 });
 
+describe('FsStore priority and settled', () => {
+  it('saves a prioritized document ahead of queued saves of others', async () => {
+    const dir = await tempDir();
+    const store = await FsStore.open(dir, { maxConcurrency: 1 });
+    store.prioritize('root');
+    const bytes = A.save(A.from({ a: 1 }));
+    const order: string[] = [];
+    const saves = Array.from({ length: 20 }, (_, i) =>
+      store.save([`doc${i}x`, 'snapshot', 'h'], bytes).then(() => order.push(`doc${i}x`)),
+    );
+    const root = store.save(['root', 'snapshot', 'h'], bytes).then(() => order.push('root'));
+    await Promise.all([...saves, root]);
+    // One slot: the first save holds it; the root goes next, not after the other nineteen.
+    expect(order.indexOf('root')).toBeLessThanOrEqual(1);
+    expect(await store.load(['root', 'snapshot', 'h'])).toEqual(bytes);
+    await store.close();
+  });
+
+  it("settled(doc) waits for that document's saves only", async () => {
+    const dir = await tempDir();
+    const store = await FsStore.open(dir, { maxConcurrency: 1 });
+    store.prioritize('mine');
+    const bytes = A.save(A.from({ a: 1 }));
+    let othersDone = 0;
+    const others = Array.from({ length: 20 }, (_, i) =>
+      store.save([`other${i}x`, 'snapshot', 'h'], bytes).then(() => othersDone++),
+    );
+    let mineDone = false;
+    void store.save(['mine', 'snapshot', 'h'], bytes).then(() => (mineDone = true));
+    await store.settled('mine');
+    expect(mineDone).toBe(true);
+    expect(othersDone).toBeLessThan(20);
+    await store.settled();
+    expect(othersDone).toBe(20);
+    await Promise.all(others);
+    expect(store.busy).toBe(false);
+    await store.close();
+  });
+});
+
 describe('FsStore index of documents (option index)', () => {
   /** Blocks every libuv thread and read slot: loads of FIFOs nobody writes yet. */
   async function blockReads(dir: string, n: number): Promise<{ release: () => Promise<void> }> {

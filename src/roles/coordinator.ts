@@ -185,13 +185,13 @@ export class Coordinator {
     const rootDocId = root.docId;
     /**
      * Saves the given documents (repo flush, then their store writes settled): before an answer.
-     * Group-committed: answers waiting at once share one save (sync/group-save.ts).
+     * Group-committed per document: answers waiting on one document share its saves
+     * (sync/group-save.ts).
      */
-    const flush = groupSave<DocumentId>(async (ids) => {
-      // Only loaded documents have anything in memory to save (and repo.flush throws for the
-      // others, which would fail every answer sharing this save).
-      await repo.flush(ids.filter((id) => repo.handles[id]?.isReady() === true));
-      await Promise.all(ids.map((id) => store.settled(id)));
+    const flush = groupSave<DocumentId>(async (id) => {
+      // Only a loaded document has anything in memory to save (repo.flush throws for the others).
+      if (repo.handles[id]?.isReady() === true) await repo.flush([id]);
+      await store.settled(id);
     });
     const { node, receiver, fleet, gate, deployments } = await (async () => {
       try {
@@ -200,6 +200,9 @@ export class Coordinator {
         const marks = new StoredHeads(journal);
         const fleet = new Fleet(root, repo, log, marks, (doc) => store.holds([doc]));
         const gate = await Gate.open({ repo, store, key, fleetId: rootDocId, admins, log });
+        // The documents every enrollment's and admin's answer waits on are saved first.
+        for (const doc of [rootDocId, gate.audit.documentId, gate.adminsDoc.documentId])
+          store.prioritize(doc);
         linkAdmins(root, fleet, gate);
         const deployments = new Deployments({
           repo,
