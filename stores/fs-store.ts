@@ -59,6 +59,12 @@ const FORMAT_TEXT = '2\n';
  * The default Store: one file per chunk at `<dir>/<key0[0:2]>/<key0[2:]>/<key1>/...`.
  *
  * - save() resolves once the chunk is durable (temp file, fsync, rename, fsync directory).
+ * - remove() unlinks without an fsync of the directory: its callers (automerge-repo's compaction,
+ *   flt's compact.ts and doc.fetch's replica) remove chunks only after a saved snapshot holds
+ *   their changes, so one that comes back after a power failure loads to the same document
+ *   (Automerge applies a change once). A compaction of a coordinator's root removes dozens of
+ *   chunks one by one, and each fsync made every answer waiting on the root wait seconds longer
+ *   under a fan-in (issue 13). removeRange (a document deleted) stays durable.
  * - A file holds the value itself, as nodefs writes it. It is checked on every load by what it
  *   claims to be (stores/chunk-format.ts): Automerge chunks by their checksums, incremental chunks
  *   by their names. A file that fails is moved to `<dir>/.quarantine/`, reported through the
@@ -174,7 +180,7 @@ export class FsStore implements Store {
       await this.fileLock.run(file, () =>
         this.writes.run(
           () => wrapIo('save', file, () => writeFileAtomic(file, bytes, this.writeOptions)),
-          this.urgent.has(key[0] as string),
+          this.isUrgent(key),
         ),
       );
     });
@@ -184,7 +190,8 @@ export class FsStore implements Store {
     return this.track(key[0], async () => {
       assertKey(key);
       if (await this.surelyAbsent(key)) return;
-      await this.removeFile(this.pathOf(key));
+      // No fsync of the directory (see the class comment on remove()).
+      await this.removeFile(this.pathOf(key), false, this.isUrgent(key));
     });
   }
 
@@ -262,9 +269,11 @@ export class FsStore implements Store {
   }
 
   /**
-   * Saves of `doc` (first key element) wait for no queued save of another document from now on:
-   * for the few documents a node's answers wait on (a coordinator's root, audit and admins
-   * documents), which a fan-in's per-agent saves queued behind for 20 s (issue 13).
+   * Saves, loads and removals of `doc`'s chunks (first key element) go ahead of those of other
+   * documents queued from now on: for the few documents a node's answers wait on (a
+   * coordinator's root, audit and admins documents). Under a fan-in their saves queued 20 s
+   * behind the per-agent ones, and a compaction's removals of old chunks (one at a time, in
+   * automerge-repo) behind the reads (issue 13).
    */
   prioritize(doc: string): void {
     this.urgent.add(doc);
@@ -363,7 +372,10 @@ export class FsStore implements Store {
 
   /** Reads and verifies one chunk; a corrupt one is quarantined and reads as absent. */
   private async loadVerified(key: StorageKey, file: string): Promise<Uint8Array | undefined> {
-    const bytes = await this.sem.run(() => wrapIo('load', file, () => readIfExists(file)));
+    const bytes = await this.sem.run(
+      () => wrapIo('load', file, () => readIfExists(file)),
+      this.isUrgent(key),
+    );
     if (bytes === undefined) return undefined;
     const decoded = decodeFile(key, bytes);
     return decoded.ok && !decoded.legacy ? decoded.data : this.settle(key, file);
@@ -452,12 +464,17 @@ export class FsStore implements Store {
     this.log(`${problem.code} ${problem.file}: ${problem.detail}; ${outcome}`);
   }
 
-  private async removeFile(file: string, sync = true): Promise<void> {
+  private async removeFile(file: string, sync = true, first = false): Promise<void> {
     const removed = await this.fileLock.run(file, () =>
-      this.sem.run(() => wrapIo('remove', file, () => unlinkIfExists(file))),
+      this.sem.run(() => wrapIo('remove', file, () => unlinkIfExists(file)), first),
     );
     if (removed && sync)
-      await this.sem.run(() => wrapIo('remove', file, () => fsyncDir(dirname(file))));
+      await this.sem.run(() => wrapIo('remove', file, () => fsyncDir(dirname(file))), first);
+  }
+
+  /** Whether `key` is of a prioritized document (its operations go ahead of queued others'). */
+  private isUrgent(key: StorageKey): boolean {
+    return this.urgent.has(key[0] as string);
   }
 
   /**

@@ -225,6 +225,27 @@ describe('FsStore priority and settled', () => {
     await store.close();
   });
 
+  it('removes and loads a prioritized document ahead of queued reads of others', async () => {
+    const dir = await tempDir();
+    const store = await FsStore.open(dir, { maxConcurrency: 1 });
+    const bytes = A.save(A.from({ a: 1 }));
+    for (let i = 0; i < 20; i++) await store.save([`doc${i}x`, 'snapshot', 'h'], bytes);
+    await store.save(['root', 'snapshot', 'h'], bytes);
+    await store.save(['root', 'incremental', 'old'], bytes);
+    store.prioritize('root');
+    const order: string[] = [];
+    const loads = Array.from({ length: 20 }, (_, i) =>
+      store.load([`doc${i}x`, 'snapshot', 'h']).then(() => order.push(`doc${i}x`)),
+    );
+    const removed = store.remove(['root', 'incremental', 'old']).then(() => order.push('rm'));
+    const loaded = store.load(['root', 'snapshot', 'h']).then(() => order.push('root'));
+    await Promise.all([...loads, removed, loaded]);
+    expect(order.indexOf('rm')).toBeLessThanOrEqual(2);
+    expect(order.indexOf('root')).toBeLessThanOrEqual(2);
+    expect(await store.load(['root', 'incremental', 'old'])).toBeUndefined();
+    await store.close();
+  });
+
   it("settled(doc) waits for that document's saves only", async () => {
     const dir = await tempDir();
     const store = await FsStore.open(dir, { maxConcurrency: 1 });
