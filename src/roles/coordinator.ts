@@ -183,16 +183,21 @@ export class Coordinator {
     });
     const root = new OwnedDoc<RootDoc>(deriveKeyPair(key.secret, ROOT_KEY));
     const rootDocId = root.docId;
+    /** The documents every enrollment's and admin's answer waits on (set once the gate is open). */
+    const urgent = new Set<DocumentId>([rootDocId]);
     /**
      * Saves the given documents (repo flush, then their store writes settled): before an answer.
-     * Group-committed per document: answers waiting on one document share its saves
+     * Group-committed: the urgent documents each in a lane of their own, the others together
      * (sync/group-save.ts).
      */
-    const flush = groupSave<DocumentId>(async (id) => {
-      // Only a loaded document has anything in memory to save (repo.flush throws for the others).
-      if (repo.handles[id]?.isReady() === true) await repo.flush([id]);
-      await store.settled(id);
-    });
+    const flush = groupSave<DocumentId>(
+      async (ids) => {
+        // Only loaded documents have anything in memory to save (repo.flush throws for the others).
+        await repo.flush(ids.filter((id) => repo.handles[id]?.isReady() === true));
+        await Promise.all(ids.map((id) => store.settled(id)));
+      },
+      (id) => (urgent.has(id) ? id : 'bulk'),
+    );
     const { node, receiver, fleet, gate, deployments } = await (async () => {
       try {
         await root.open(repo, store, rootBase(key.nodeId));
@@ -201,8 +206,10 @@ export class Coordinator {
         const fleet = new Fleet(root, repo, log, marks, (doc) => store.holds([doc]));
         const gate = await Gate.open({ repo, store, key, fleetId: rootDocId, admins, log });
         // The documents every enrollment's and admin's answer waits on are saved first.
-        for (const doc of [rootDocId, gate.audit.documentId, gate.adminsDoc.documentId])
+        for (const doc of [rootDocId, gate.audit.documentId, gate.adminsDoc.documentId]) {
+          urgent.add(doc);
           store.prioritize(doc);
+        }
         linkAdmins(root, fleet, gate);
         const deployments = new Deployments({
           repo,
