@@ -118,7 +118,7 @@ export class FsStore implements Store {
    */
   private readonly ops = new Map<string | undefined, Set<Promise<unknown>>>();
   private opCount = 0;
-  /** Documents whose saves go ahead of the others' (prioritize). */
+  /** Documents whose operations go ahead of queued ones of others (prioritize). */
   private readonly urgent = new Set<string>();
   private readonly reported: StoreProblem[] = [];
   private closing: Promise<void> | undefined;
