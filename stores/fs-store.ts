@@ -279,6 +279,11 @@ export class FsStore implements Store {
     this.urgent.add(doc);
   }
 
+  /** Whether `doc` was prioritized. */
+  prioritized(doc: string): boolean {
+    return this.urgent.has(doc);
+  }
+
   /** Refuses new operations and waits for running ones. Idempotent. */
   close(): Promise<void> {
     this.closing ??= Promise.allSettled(this.running()).then(() => undefined);
@@ -474,7 +479,7 @@ export class FsStore implements Store {
 
   /** Whether `key` is of a prioritized document (its operations go ahead of queued others'). */
   private isUrgent(key: StorageKey): boolean {
-    return this.urgent.has(key[0] as string);
+    return this.prioritized(key[0] as string);
   }
 
   /**

@@ -183,11 +183,12 @@ export class Coordinator {
     });
     const root = new OwnedDoc<RootDoc>(deriveKeyPair(key.secret, ROOT_KEY));
     const rootDocId = root.docId;
-    /** The documents every enrollment's and admin's answer waits on (set once the gate is open). */
-    const urgent = new Set<DocumentId>([rootDocId]);
+    // The documents every enrollment's and admin's answer waits on (the root now, the audit and
+    // admins documents once the gate is open) go ahead in the store and save in lanes of their own.
+    store.prioritize(rootDocId);
     /**
      * Saves the given documents (repo flush, then their store writes settled): before an answer.
-     * Group-committed: the urgent documents each in a lane of their own, the others together
+     * Group-committed: the prioritized documents each in a lane of their own, the others together
      * (sync/group-save.ts).
      */
     const flush = groupSave<DocumentId>(
@@ -196,7 +197,7 @@ export class Coordinator {
         await repo.flush(ids.filter((id) => repo.handles[id]?.isReady() === true));
         await Promise.all(ids.map((id) => store.settled(id)));
       },
-      (id) => (urgent.has(id) ? id : 'bulk'),
+      (id) => (store.prioritized(id) ? id : 'bulk'),
     );
     const { node, receiver, fleet, gate, deployments } = await (async () => {
       try {
@@ -205,11 +206,8 @@ export class Coordinator {
         const marks = new StoredHeads(journal);
         const fleet = new Fleet(root, repo, log, marks, (doc) => store.holds([doc]));
         const gate = await Gate.open({ repo, store, key, fleetId: rootDocId, admins, log });
-        // The documents every enrollment's and admin's answer waits on are saved first.
-        for (const doc of [rootDocId, gate.audit.documentId, gate.adminsDoc.documentId]) {
-          urgent.add(doc);
-          store.prioritize(doc);
-        }
+        store.prioritize(gate.audit.documentId);
+        store.prioritize(gate.adminsDoc.documentId);
         linkAdmins(root, fleet, gate);
         const deployments = new Deployments({
           repo,
