@@ -1,0 +1,358 @@
+// Documents held as plain Automerge documents, not automerge-repo handles (issue 13).
+//
+// Why. A holder of many single-writer documents (a coordinator and its agents' facts) took each
+// one into its Repo to apply a push: a `DocHandle` with its state machine, the document loaded
+// with `loadIncremental(A.init())` (every change applied with patches, then diffed again from
+// empty for the handle's change event) and 3-5x the wasm memory of `A.load` (sync/evict.ts).
+// Measured on the restart fixture's 5,000 facts documents, one process each: through the Repo
+// 21-35 s and ~1 GiB RSS; `A.load` of the same chunks 5.0-5.2 s (1 ms a document, with the JS
+// object materialized), the load alone without materializing 0.3 ms.
+//
+// What. `PlainDocs` holds documents by id as `A.Doc`s loaded with `A.load` from the store's
+// chunks (the layout automerge-repo uses, so a Repo finds them later as if it had saved them), applies
+// changes to them, and saves each change set as one incremental chunk as soon as it is applied
+// (one save in flight per document; changes applied meanwhile go in the next). When a
+// document's incremental chunks reach its snapshot's bytes (automerge-repo's rule), the next save
+// writes one snapshot and removes the chunks it holds: only chunks this table loaded or wrote, and
+// only once the snapshot is durable, so a crash leaves a chunk too many, never one too few. A
+// document idle for `idleMs` with nothing left to save leaves the table (`onEvict`); the next use
+// loads it again.
+//
+// A document is held here or in a Repo, not both: `handOver(repo)` makes a find of a held
+// document save it first and let it go, so the Repo loads everything it held (sync/repo-find-
+// guard.ts runs first: a document the Repo is asking peers for never gets here).
+//
+// `sync/` knows no fleet: who may change which document is the caller's business.
+
+import * as A from '@automerge/automerge';
+import type { AnyDocumentId, Chunk, DocumentId, Repo, StorageKey } from '@automerge/automerge-repo';
+import {
+  interpretAsDocumentId,
+  isValidAutomergeUrl,
+  parseAutomergeUrl,
+} from '@automerge/automerge-repo';
+import { sha256 } from '@noble/hashes/sha2.js';
+import { bytesToHex, concatBytes } from '@noble/hashes/utils.js';
+import { snapshotName } from './compact.js';
+import { FltError, messageOf } from './errors.js';
+import { silentLogger, type Logger } from './log.js';
+import { sameHeads } from './owned-doc.js';
+
+/** What PlainDocs needs of a store: automerge-repo's storage interface (FsStore, MemoryStore). */
+export interface PlainStore {
+  loadRange(prefix: StorageKey): Promise<Chunk[]>;
+  save(key: StorageKey, data: Uint8Array): Promise<void>;
+  remove(key: StorageKey): Promise<void>;
+}
+
+/** Idle time after which a saved document leaves the table (as sync/evict.ts for handles). */
+export const PLAIN_IDLE_MS = 30_000;
+
+export interface PlainDocsOptions {
+  readonly store: PlainStore;
+  readonly idleMs?: number;
+  /** `doc` is durable in the store up to `heads` (every change of them saved). */
+  readonly onSaved?: (doc: DocumentId, heads: readonly string[]) => void;
+  /** `doc` left the table, saved at `heads`. */
+  readonly onEvict?: (doc: DocumentId, heads: readonly string[]) => void;
+  readonly log?: Logger;
+}
+
+interface Entry {
+  doc: A.Doc<unknown>;
+  /** Heads the store holds every change of (empty: nothing saved yet). */
+  saved: string[];
+  /** Content chunks in the store that `doc` holds all of: what a snapshot replaces. */
+  chunks: StorageKey[];
+  snapshotBytes: number;
+  incrementalBytes: number;
+  /** The save loop, while it runs. */
+  saving: Promise<void> | undefined;
+  timer: NodeJS.Timeout | undefined;
+}
+
+/** A table of plain Automerge documents backed by a store (see above). */
+export class PlainDocs {
+  private readonly entries = new Map<DocumentId, Entry>();
+  /** Loads from the store under way, so that two callers share one. */
+  private readonly opening = new Map<DocumentId, Promise<Entry | undefined>>();
+  /** Documents being handed over to a Repo (handOver): nothing opens them meanwhile. */
+  private readonly leaving = new Map<DocumentId, Promise<void>>();
+  private readonly log: Logger;
+  private closed = false;
+
+  constructor(private readonly opts: PlainDocsOptions) {
+    this.log = opts.log ?? silentLogger;
+  }
+
+  /** Documents held now. */
+  get size(): number {
+    return this.entries.size;
+  }
+
+  /** Whether `doc` is held here now (loaded, or being loaded). */
+  has(doc: DocumentId): boolean {
+    return this.entries.has(doc) || this.opening.has(doc);
+  }
+
+  /** `doc` as held now, without loading it. */
+  get<T = unknown>(doc: DocumentId): A.Doc<T> | undefined {
+    return this.entries.get(doc)?.doc as A.Doc<T> | undefined;
+  }
+
+  /**
+   * `doc`, loaded from the store if it is not held; undefined when the store has none of it (or
+   * what it has does not load: logged, and treated as none). Waits for a hand-over under way:
+   * then undefined, the Repo holds it.
+   */
+  async open<T = unknown>(doc: DocumentId): Promise<A.Doc<T> | undefined> {
+    const leaving = this.leaving.get(doc);
+    if (leaving !== undefined) {
+      await leaving;
+      return undefined;
+    }
+    const held = this.entries.get(doc);
+    if (held !== undefined) return this.touch(doc, held).doc as A.Doc<T>;
+    let opening = this.opening.get(doc);
+    if (opening === undefined) {
+      opening = this.load(doc).finally(() => this.opening.delete(doc));
+      this.opening.set(doc, opening);
+    }
+    const entry = await opening;
+    return entry === undefined ? undefined : (this.touch(doc, entry).doc as A.Doc<T>);
+  }
+
+  /**
+   * A document new here, from its writer's changes (each checked first: BAD_MESSAGE changes
+   * nothing). Saved at once, whole. Throws if `doc` is held already.
+   */
+  create<T = unknown>(doc: DocumentId, changes: readonly Uint8Array[]): A.Doc<T> {
+    this.assertOpen();
+    if (this.entries.has(doc)) throw new FltError('INTERNAL', `${doc} is held already`);
+    for (const change of changes) decodable(doc, () => A.decodeChange(change));
+    const value = decodable(doc, () => A.load<unknown>(concatBytes(...changes)));
+    const entry: Entry = {
+      doc: value,
+      saved: [],
+      chunks: [],
+      snapshotBytes: 0,
+      incrementalBytes: 0,
+      saving: undefined,
+      timer: undefined,
+    };
+    this.entries.set(doc, entry);
+    this.touch(doc, entry);
+    this.saveSoon(doc, entry);
+    return value as A.Doc<T>;
+  }
+
+  /**
+   * Applies `changes` to a held document and saves them soon; the document after. Automerge
+   * parses every change before it applies any, so one that does not decode changes nothing
+   * (BAD_MESSAGE).
+   */
+  apply<T = unknown>(doc: DocumentId, changes: readonly Uint8Array[]): A.Doc<T> {
+    this.assertOpen();
+    const entry = this.entries.get(doc);
+    if (entry === undefined) throw new FltError('INTERNAL', `${doc} is not held`);
+    const before = entry.doc;
+    entry.doc = decodable(doc, () => A.applyChanges(before, [...changes])[0]);
+    this.touch(doc, entry);
+    if (!sameHeads(A.getHeads(entry.doc), A.getHeads(before))) this.saveSoon(doc, entry);
+    return entry.doc as A.Doc<T>;
+  }
+
+  /** Resolves once everything applied to `doc` so far is durable (at once if it is not held). */
+  async saved(doc: DocumentId): Promise<void> {
+    const entry = this.entries.get(doc);
+    if (entry === undefined) return;
+    if (!sameHeads(A.getHeads(entry.doc), entry.saved)) this.saveSoon(doc, entry);
+    await entry.saving;
+  }
+
+  /**
+   * Makes `repo`'s finds of a document held here save it and let it go first, so that the Repo
+   * loads everything it held and the two never hold one document at once (idempotent per Repo).
+   */
+  handOver(repo: Repo): void {
+    const r = repo as Repo & { [handedOver]?: true };
+    if (r[handedOver]) return;
+    r[handedOver] = true;
+    const find = repo.find.bind(repo);
+    repo.find = async (id: AnyDocumentId, options?: Parameters<Repo['find']>[1]) => {
+      const doc = documentIdOf(id);
+      if (doc !== undefined && this.has(doc)) await this.release(doc);
+      // No await between here and the find: its handle exists before anything else runs.
+      return find(id, options);
+    };
+  }
+
+  /** Saves `doc` and stops holding it (a Repo takes it over); concurrent callers share one. */
+  private release(doc: DocumentId): Promise<void> {
+    let leaving = this.leaving.get(doc);
+    if (leaving === undefined) {
+      leaving = (async () => {
+        await this.opening.get(doc);
+        await this.saved(doc).catch((err: unknown) =>
+          this.log.warn('could not save a document before handing it over', {
+            doc,
+            err: messageOf(err),
+          }),
+        );
+        const entry = this.entries.get(doc);
+        if (entry !== undefined) this.forget(doc, entry);
+      })().finally(() => this.leaving.delete(doc));
+      this.leaving.set(doc, leaving);
+    }
+    return leaving;
+  }
+
+  /** Waits for every save under way and stops holding anything (idempotent). */
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.allSettled([...this.opening.values()]);
+    for (let round = 0; round < 3; round++) {
+      const saving = [...this.entries.values()].flatMap((e) => (e.saving ? [e.saving] : []));
+      if (saving.length === 0) break;
+      await Promise.allSettled(saving);
+    }
+    for (const entry of this.entries.values()) clearTimeout(entry.timer);
+    this.entries.clear();
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new FltError('INTERNAL', 'the document table is closed');
+  }
+
+  private async load(doc: DocumentId): Promise<Entry | undefined> {
+    const snapshots = await this.opts.store.loadRange([doc, 'snapshot']);
+    const incrementals = await this.opts.store.loadRange([doc, 'incremental']);
+    const chunks = [...snapshots, ...incrementals].filter((c) => c.data !== undefined);
+    if (chunks.length === 0 || this.closed) return undefined;
+    let value: A.Doc<unknown>;
+    try {
+      value = A.load<unknown>(concatBytes(...chunks.map((c) => c.data!)));
+    } catch (err) {
+      this.log.warn('a stored document does not load', { doc, err: messageOf(err) });
+      return undefined;
+    }
+    const sum = (cs: Chunk[]) => cs.reduce((n, c) => n + (c.data?.length ?? 0), 0);
+    const entry: Entry = {
+      doc: value,
+      saved: A.getHeads(value),
+      chunks: chunks.map((c) => c.key),
+      snapshotBytes: sum(snapshots),
+      incrementalBytes: sum(incrementals),
+      saving: undefined,
+      timer: undefined,
+    };
+    this.entries.set(doc, entry);
+    return entry;
+  }
+
+  /** Restarts `doc`'s idle timer. */
+  private touch(doc: DocumentId, entry: Entry): Entry {
+    clearTimeout(entry.timer);
+    entry.timer = setTimeout(() => this.idle(doc, entry), this.opts.idleMs ?? PLAIN_IDLE_MS);
+    entry.timer.unref();
+    return entry;
+  }
+
+  private idle(doc: DocumentId, entry: Entry): void {
+    if (this.entries.get(doc) !== entry) return;
+    if (entry.saving !== undefined || !sameHeads(A.getHeads(entry.doc), entry.saved)) {
+      this.touch(doc, entry); // not saved yet: later
+      return;
+    }
+    this.forget(doc, entry);
+    this.opts.onEvict?.(doc, entry.saved);
+  }
+
+  private forget(doc: DocumentId, entry: Entry): void {
+    clearTimeout(entry.timer);
+    if (this.entries.get(doc) === entry) this.entries.delete(doc);
+  }
+
+  /** Starts the save loop unless it runs (it looks at the heads again before it ends). */
+  private saveSoon(doc: DocumentId, entry: Entry): void {
+    entry.saving ??= this.saveLoop(doc, entry).finally(() => (entry.saving = undefined));
+    entry.saving.catch(() => undefined); // told to whoever awaits it (saved()), and logged
+  }
+
+  private async saveLoop(doc: DocumentId, entry: Entry): Promise<void> {
+    // Bounded: each round saves the heads it starts with, and applies made meanwhile are few.
+    for (let round = 0; round < 1_000; round++) {
+      const value = entry.doc;
+      const heads = A.getHeads(value);
+      if (sameHeads(heads, entry.saved)) return;
+      try {
+        if (entry.saved.length === 0 || entry.incrementalBytes >= entry.snapshotBytes)
+          await this.saveSnapshot(doc, entry, value, heads);
+        else await this.saveIncremental(doc, entry, value, heads);
+      } catch (err) {
+        this.log.warn('could not save a document', { doc, err: messageOf(err) });
+        throw err;
+      }
+      this.opts.onSaved?.(doc, heads);
+    }
+  }
+
+  private async saveIncremental(
+    doc: DocumentId,
+    entry: Entry,
+    value: A.Doc<unknown>,
+    heads: string[],
+  ): Promise<void> {
+    const bytes = A.saveSince(value, entry.saved);
+    const key = [doc, 'incremental', bytesToHex(sha256(bytes))];
+    await this.opts.store.save(key, bytes);
+    entry.chunks.push(key);
+    entry.incrementalBytes += bytes.length;
+    entry.saved = heads;
+  }
+
+  /** One snapshot of `value`, durable, then the chunks it replaces removed. */
+  private async saveSnapshot(
+    doc: DocumentId,
+    entry: Entry,
+    value: A.Doc<unknown>,
+    heads: string[],
+  ): Promise<void> {
+    const bytes = A.save(value);
+    const name = snapshotName(heads);
+    const key = [doc, 'snapshot', name];
+    await this.opts.store.save(key, bytes);
+    const replaced = entry.chunks.filter((k) => k[1] !== 'snapshot' || k[2] !== name);
+    entry.chunks = [key];
+    entry.snapshotBytes = bytes.length;
+    entry.incrementalBytes = 0;
+    entry.saved = heads;
+    for (const old of replaced) {
+      await this.opts.store
+        .remove(old)
+        .catch((err: unknown) =>
+          this.log.warn('could not remove a replaced chunk', { doc, err: messageOf(err) }),
+        );
+    }
+  }
+}
+
+const handedOver = Symbol('flt.plainDocsHandOver');
+
+/** The document id a find names (an id or an automerge URL); undefined if it names none. */
+function documentIdOf(id: AnyDocumentId): DocumentId | undefined {
+  try {
+    return isValidAutomergeUrl(id) ? parseAutomergeUrl(id).documentId : interpretAsDocumentId(id);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Runs `parse`; a failure is the sender's BAD_MESSAGE. */
+function decodable<T>(doc: DocumentId, parse: () => T): T {
+  try {
+    return parse();
+  } catch (err) {
+    throw new FltError('BAD_MESSAGE', `changes to ${doc} do not decode`, { cause: err });
+  }
+}

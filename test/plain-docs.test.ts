@@ -1,0 +1,160 @@
+// The table of plain Automerge documents (sync/plain-docs.ts, issue 13), on a real FsStore: what
+// it saves loads in a Repo as if the Repo had saved it, and what a Repo saved opens here; changes
+// are saved incrementally and compacted into one snapshot without losing any; bad changes change
+// nothing; a find of a held document hands everything it held to the Repo; an idle document
+// leaves the table saved. Waits are on state with deadlines.
+
+import { join } from 'node:path';
+import * as A from '@automerge/automerge';
+import { Repo, type DocumentId } from '@automerge/automerge-repo';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FsStore } from '../stores/fs-store.js';
+import { PlainDocs } from '../sync/plain-docs.js';
+import { tempDir } from './helpers/flt.js';
+import { waitFor } from './helpers/wait.js';
+
+type Counter = { n: number; notes: string[] };
+
+/** A writer's document and the changes of each step, as a push carries them. */
+function writer() {
+  let doc = A.from<Counter>({ n: 0, notes: [] });
+  const first = A.getAllChanges(doc);
+  return {
+    first,
+    next(note: string): Uint8Array[] {
+      const before = A.getHeads(doc);
+      doc = A.change(doc, (d) => {
+        d.n += 1;
+        d.notes.push(note);
+      });
+      return A.getChanges(A.view(doc, before), doc);
+    },
+    get heads() {
+      return A.getHeads(doc);
+    },
+  };
+}
+
+describe('PlainDocs', () => {
+  let dir: Awaited<ReturnType<typeof tempDir>>;
+  let count = 0;
+  beforeAll(async () => void (dir = await tempDir()));
+  afterAll(async () => dir?.remove());
+
+  const fresh = () => FsStore.open(join(dir.path, `store-${++count}`));
+  const docId = () => new Repo({ network: [] }).create().documentId;
+
+  async function repoRead(store: FsStore, doc: DocumentId) {
+    const repo = new Repo({ storage: store, network: [] });
+    const handle = await repo.find<Counter>(doc, { allowableStates: ['ready', 'unavailable'] });
+    return handle.isReady() ? handle.doc() : undefined;
+  }
+
+  it('saves what it takes where a Repo finds it, and opens what a Repo saved', async () => {
+    const store = await fresh();
+    const w = writer();
+    const doc = docId();
+    const plain = new PlainDocs({ store });
+    plain.create(doc, w.first);
+    plain.apply(doc, w.next('a'));
+    await plain.saved(doc);
+    const read = await repoRead(store, doc);
+    expect(read?.n).toBe(1);
+    expect(A.getHeads(read!)).toEqual(w.heads);
+
+    const repo = new Repo({ storage: store, network: [] });
+    const handle = await repo.find<Counter>(doc);
+    handle.change((d) => void (d.n = 10));
+    await repo.flush([doc]);
+    const again = new PlainDocs({ store });
+    const opened = await again.open<Counter>(doc);
+    expect(opened?.n).toBe(10);
+    expect(await again.open(docId())).toBeUndefined();
+    await Promise.all([plain.close(), again.close()]);
+    await store.close();
+  });
+
+  it('saves every change and compacts into one snapshot, losing none', async () => {
+    const store = await fresh();
+    const w = writer();
+    const doc = docId();
+    const saved: string[][] = [];
+    const plain = new PlainDocs({ store, onSaved: (_d, heads) => saved.push([...heads]) });
+    plain.create(doc, w.first);
+    for (let i = 0; i < 60; i++) {
+      plain.apply(doc, w.next(`note ${i}`));
+      if (i % 7 === 0) await plain.saved(doc);
+    }
+    await plain.saved(doc);
+    expect(saved.at(-1)).toEqual(w.heads);
+    const snapshots = await store.loadRange([doc, 'snapshot']);
+    const incrementals = await store.loadRange([doc, 'incremental']);
+    // Compacted along the way (60 changes, far more bytes than the snapshot's): a few chunks.
+    expect(snapshots).toHaveLength(1);
+    expect(incrementals.length).toBeLessThan(20);
+    const reopened = await new PlainDocs({ store }).open<Counter>(doc);
+    expect(reopened?.n).toBe(60);
+    expect(reopened?.notes).toHaveLength(60);
+    expect(A.getHeads(reopened!)).toEqual(w.heads);
+    await plain.close();
+    await store.close();
+  });
+
+  it('refuses changes that do not decode and changes nothing', async () => {
+    const store = await fresh();
+    const w = writer();
+    const doc = docId();
+    const plain = new PlainDocs({ store });
+    expect(() => plain.create(doc, [new Uint8Array([1, 2, 3])])).toThrow(/do not decode/);
+    expect(plain.has(doc)).toBe(false);
+    plain.create(doc, w.first);
+    const heads = A.getHeads(plain.get(doc)!);
+    const good = w.next('x');
+    const bad = new Uint8Array(good[0]!);
+    bad[bad.length - 1] = bad[bad.length - 1]! ^ 0xff;
+    expect(() => plain.apply(doc, [...good, bad])).toThrow(/do not decode/);
+    expect(A.getHeads(plain.get(doc)!)).toEqual(heads);
+    await plain.close();
+    await store.close();
+  });
+
+  it("hands a held document over to a Repo's find with everything it held", async () => {
+    const store = await fresh();
+    const w = writer();
+    const doc = docId();
+    const plain = new PlainDocs({ store });
+    const repo = new Repo({ storage: store, network: [] });
+    plain.handOver(repo);
+    plain.create(doc, w.first);
+    for (let i = 0; i < 5; i++) plain.apply(doc, w.next(`n${i}`)); // not awaited: in flight
+    const handle = await repo.find<Counter>(doc);
+    expect(handle.doc().n).toBe(5);
+    expect(A.getHeads(handle.doc())).toEqual(w.heads);
+    expect(plain.has(doc)).toBe(false);
+    // Once the Repo holds it, the table does not open it again behind its back.
+    expect(plain.get(doc)).toBeUndefined();
+    await plain.close();
+    await store.close();
+  });
+
+  it('lets an idle document go once saved, and loads it again when used', async () => {
+    const store = await fresh();
+    const w = writer();
+    const doc = docId();
+    const evicted: string[][] = [];
+    const plain = new PlainDocs({
+      store,
+      idleMs: 50,
+      onEvict: (_d, heads) => evicted.push([...heads]),
+    });
+    plain.create(doc, w.first);
+    plain.apply(doc, w.next('a'));
+    await waitFor('the idle document to leave', () => evicted.length > 0);
+    expect(evicted[0]).toEqual(w.heads);
+    expect(plain.has(doc)).toBe(false);
+    const again = await plain.open<Counter>(doc);
+    expect(again?.n).toBe(1);
+    await plain.close();
+    await store.close();
+  });
+});
