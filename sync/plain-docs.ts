@@ -124,13 +124,20 @@ export class PlainDocs {
 
   /**
    * A document new here, from its writer's changes (each checked first: BAD_MESSAGE changes
-   * nothing). Saved at once, whole. Throws if `doc` is held already.
+   * nothing). Saved at once, whole (once it has heads). Throws if `doc` is held already.
    */
   create<T = unknown>(doc: DocumentId, changes: readonly Uint8Array[]): A.Doc<T> {
     this.assertOpen();
     if (this.entries.has(doc)) throw new FltError('INTERNAL', `${doc} is held already`);
     for (const change of changes) decodable(doc, () => A.decodeChange(change));
-    const value = decodable(doc, () => A.load<unknown>(concatBytes(...changes)));
+    let value: A.Doc<unknown>;
+    try {
+      value = A.load<unknown>(concatBytes(...changes));
+    } catch {
+      // Changes whose dependencies are not among them (a push that raced a loss here): kept
+      // aside by Automerge, as a sync would, with no heads until the rest comes.
+      value = decodable(doc, () => A.applyChanges(A.init<unknown>(), [...changes])[0]);
+    }
     const entry: Entry = {
       doc: value,
       saved: [],

@@ -27,6 +27,7 @@ import { FltError, messageOf } from './errors.js';
 import { shortId, type NodeId } from './ids.js';
 import { silentLogger, type Logger } from './log.js';
 import { sameHeads } from './owned-doc.js';
+import type { PlainDocs } from './plain-docs.js';
 import {
   MAX_PUSH_CHANGES,
   type HaveMessage,
@@ -228,6 +229,13 @@ export interface PushReceiverOptions {
   readonly durable?: (doc: DocumentId) => Promise<void>;
   /** A push of a document is being taken: its handle (ready), for each push. */
   readonly onHandle?: (peer: NodeId, handle: DocHandle<unknown>) => void;
+  /**
+   * Where documents the Repo does not hold are taken, instead of loading them into it
+   * (sync/plain-docs.ts): a document held as a handle still takes its pushes there.
+   */
+  readonly plain?: PlainDocs;
+  /** A push of a document held in `plain` was taken (or answered), for each push. */
+  readonly onPlain?: (peer: NodeId, doc: DocumentId) => void;
   /** Where a failed save of a document new here is told (default: nowhere). */
   readonly logger?: Logger;
 }
@@ -273,7 +281,7 @@ export class PushReceiver {
     const doc = message.documentId as DocumentId;
     const pushed = [...message.heads];
     const take = verdict === 'accept' && message.changes.length > 0;
-    let handle = this.opts.repo.handles[doc] as DocHandle<unknown> | undefined;
+    const handle = this.opts.repo.handles[doc] as DocHandle<unknown> | undefined;
     if (!take && handle === undefined) {
       // Nothing to apply and not loaded: answer from the store's mark when it settles it.
       const stored = this.opts.storedHeads?.(peer, doc, pushed);
@@ -282,6 +290,44 @@ export class PushReceiver {
         return this.answer(peer, doc, [...stored], true);
       }
     }
+    if (handle === undefined && this.opts.plain !== undefined)
+      return this.takePlain(peer, message, take, this.opts.plain);
+    return this.takeHandle(peer, message, take, handle);
+  }
+
+  /** Takes a push into a plain document (loaded from the store, or made by the push). */
+  private async takePlain(
+    peer: NodeId,
+    message: PushMessage,
+    take: boolean,
+    plain: PlainDocs,
+  ): Promise<void> {
+    const doc = message.documentId as DocumentId;
+    const pushed = [...message.heads];
+    let value = plain.get(doc) ?? (await plain.open(doc));
+    // A Repo found it meanwhile (an admin, a sync message): the handle takes the push.
+    const handle = this.opts.repo.handles[doc] as DocHandle<unknown> | undefined;
+    if (handle !== undefined) return this.takeHandle(peer, message, take, handle);
+    if (value === undefined) {
+      if (!take) return this.answer(peer, doc, [], pushed.length === 0);
+      value = plain.create(doc, message.changes);
+    } else if (take) value = plain.apply(doc, message.changes);
+    if (take) this.takenCount++;
+    this.opts.onPlain?.(peer, doc);
+    if (this.opts.durable) await plain.saved(doc);
+    return this.answer(peer, doc, A.getHeads(value), A.hasHeads(value, pushed));
+  }
+
+  /** Takes a push into the Repo's handle of the document (loading it first, or importing it). */
+  private async takeHandle(
+    peer: NodeId,
+    message: PushMessage,
+    take: boolean,
+    found: DocHandle<unknown> | undefined,
+  ): Promise<void> {
+    const doc = message.documentId as DocumentId;
+    const pushed = [...message.heads];
+    let handle = found;
     let imported = false;
     if (handle === undefined || !handle.isReady()) {
       handle = await this.load(doc, handle);

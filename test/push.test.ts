@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { encodeCbor } from '../sync/codec.js';
 import { FltError } from '../sync/errors.js';
 import type { NodeId } from '../sync/ids.js';
@@ -22,6 +22,7 @@ import { FramedStream } from '../sync/framed-stream.js';
 import { CloseCode } from '../sync/transport.js';
 import { FsStore } from '../stores/fs-store.js';
 import { isStored } from '../sync/owned-doc.js';
+import { PlainDocs } from '../sync/plain-docs.js';
 import { waitFor } from './helpers/wait.js';
 
 type Doc = { items: string[] };
@@ -46,7 +47,13 @@ const bind = (secretKey: Uint8Array = randomBytes(32)) =>
     discovery: 'none',
   });
 
-/** The holder: a Repo on a store in `dir`, taking pushes that `authorize` allows. */
+/** Whether holders take pushes into plain documents (sync/plain-docs.ts) or Repo handles. */
+let plainMode = false;
+
+/**
+ * The holder: a Repo on a store in `dir`, taking pushes that `authorize` allows, into the Repo's
+ * handles or, in plain mode, into plain documents (a coordinator's set-up).
+ */
 async function holder(
   dir: string,
   key: Uint8Array,
@@ -68,8 +75,11 @@ async function holder(
     peerId: transport.nodeId as string as PeerId,
     shareConfig: { announce: offered, access: offered },
   });
+  const plain = plainMode ? new PlainDocs({ store }) : undefined;
+  plain?.handOver(repo);
   routes.receiver = new PushReceiver({
     repo,
+    ...(plain && { plain }),
     link: adapter,
     authorize: (peer, doc) => {
       const verdict = authorize(peer, doc);
@@ -95,12 +105,18 @@ async function holder(
   const stop = async () => {
     if (stopped) return;
     stopped = true;
+    await plain?.close();
     await repo.shutdown();
     await transport.close();
     await store.close();
   };
   cleanups.push(stop);
-  return { transport, repo, routes, adapter, store, closed, stop };
+  /** The holder's copy of `doc`, wherever it holds it. */
+  const held = (doc: DocumentId): A.Doc<Doc> | undefined => {
+    const handle = repo.handles[doc] as DocHandle<Doc> | undefined;
+    return plain?.get<Doc>(doc) ?? (handle?.isReady() ? handle.doc() : undefined);
+  };
+  return { transport, repo, routes, adapter, store, closed, stop, held };
 }
 
 /** A writer of one document, pushing it to `to` (never sharing it through automerge-repo). */
@@ -149,12 +165,20 @@ async function writer(
 
 const items = (h: DocHandle<Doc>) => [...h.doc().items];
 
-function heldItems(repo: Repo, doc: DocumentId): string[] | undefined {
-  const h = repo.handles[doc] as DocHandle<Doc> | undefined;
-  return h?.isReady() ? items(h) : undefined;
+function heldItems(
+  h: { held: (doc: DocumentId) => A.Doc<Doc> | undefined },
+  doc: DocumentId,
+): string[] | undefined {
+  const value = h.held(doc);
+  return value === undefined ? undefined : [...value.items];
 }
 
-describe('push (sync/push.ts)', () => {
+describe.each([
+  ['into Repo handles', false],
+  ['into plain documents', true],
+])('push (sync/push.ts), %s', (_name, plainDocs) => {
+  beforeAll(() => void (plainMode = plainDocs));
+
   it('delivers a writer’s changes without automerge-repo sync messages about the document', async () => {
     const h = await holder(await tempDir(), randomBytes(32));
     const repoMessages: string[] = [];
@@ -165,15 +189,17 @@ describe('push (sync/push.ts)', () => {
     for (let i = 0; i < 20; i++) w.handle.change((d) => void d.items.push(`i${i}`));
     const want = items(w.handle);
     await waitFor('the holder has every item', () => {
-      const got = heldItems(h.repo, w.handle.documentId);
+      const got = heldItems(h, w.handle.documentId);
       return got?.length === want.length;
     });
-    expect(heldItems(h.repo, w.handle.documentId)).toEqual(want);
+    expect(heldItems(h, w.handle.documentId)).toEqual(want);
     await waitFor('the writer knows the holder is in sync', () =>
       w.sender.inSync(w.handle.documentId),
     );
     expect(repoMessages.filter((d) => d.endsWith(w.handle.documentId))).toEqual([]);
     expect(h.routes.receiver!.counts.taken).toBeGreaterThan(0);
+    // Plain: taken without a handle in the Repo.
+    expect(h.repo.handles[w.handle.documentId] === undefined).toBe(plainDocs);
   });
 
   it('what the holder answered survives its restart, and a restarted holder is sent only what it lacks', async () => {
@@ -190,7 +216,7 @@ describe('push (sync/push.ts)', () => {
     expect(h.transport.nodeId).toBe(addr.nodeId);
     w.adapter.addPeer(h.transport.addr()); // its new port
     await waitFor('in sync again', () => w.sender.inSync(w.handle.documentId), 30_000);
-    expect(heldItems(h.repo, w.handle.documentId)).toEqual(['before', 'while away']);
+    expect(heldItems(h, w.handle.documentId)).toEqual(['before', 'while away']);
     await h.stop();
     const reread = await FsStore.open(dir);
     cleanups.push(() => reread.close());
@@ -242,19 +268,18 @@ describe('push (sync/push.ts)', () => {
       CloseCode.PROTOCOL_ERROR,
     );
     expect(await h.store.loadRange([doc])).toEqual([]);
-    expect(h.repo.handles[doc]).toBeUndefined();
-    const held = h.repo.handles[good.handle.documentId]!;
-    const before = A.getHeads(held.doc());
+    expect(h.held(doc)).toBeUndefined();
+    const before = A.getHeads(h.held(good.handle.documentId)!);
     const real = A.getLastLocalChange(good.handle.doc())!;
     const broken = real.slice();
     broken[broken.length - 3]! ^= 0xff;
     const info = await garbage(good.handle.documentId, broken);
     expect(info.code).toBe(CloseCode.PROTOCOL_ERROR);
-    expect(A.getHeads(held.doc())).toEqual(before);
+    expect(A.getHeads(h.held(good.handle.documentId)!)).toEqual(before);
     // The holder goes on serving its good writer.
     good.handle.change((d) => void d.items.push('still'));
     await waitFor('in sync', () => good.sender.inSync(good.handle.documentId));
-    expect(heldItems(h.repo, good.handle.documentId)).toEqual(['ok', 'still']);
+    expect(heldItems(h, good.handle.documentId)).toEqual(['ok', 'still']);
   });
 
   it('a push the holder refuses closes the connection as unauthorized; a dropped one is not taken', async () => {
@@ -266,7 +291,7 @@ describe('push (sync/push.ts)', () => {
     await waitFor('the connection was refused', () =>
       refused.closed.includes(CloseCode.UNAUTHORIZED),
     );
-    expect(refused.repo.handles[w1.handle.documentId]).toBeUndefined();
+    expect(refused.held(w1.handle.documentId)).toBeUndefined();
 
     const dropping = await holder(await tempDir(), randomBytes(32), () => 'drop');
     const w2 = await writer(dropping.transport);
@@ -278,7 +303,7 @@ describe('push (sync/push.ts)', () => {
           w2.handle.documentId,
         )?.stuck,
     );
-    expect(heldItems(dropping.repo, w2.handle.documentId)).toBeUndefined();
+    expect(heldItems(dropping, w2.handle.documentId)).toBeUndefined();
     expect(dropping.routes.receiver!.counts.taken).toBe(0);
   });
 
