@@ -4,7 +4,8 @@
 //
 //   node dist/bench/restart-child.js flt MANIFEST
 //       Coordinator.start on the fixture's state dir, fleet.agents() (step `fleet`), then every
-//       facts document through the coordinator's Repo and FsStore (step `all`).
+//       facts document as the coordinator opens one for a push: a plain document from its
+//       FsStore (sync/plain-docs.ts; step `all`).
 //   node dist/bench/restart-child.js baseline MANIFEST CONCURRENCY
 //       A plain Repo on NodeFSStorageAdapter finds the root and every facts document (step
 //       `all`); CONCURRENCY 0 starts every find() at once.
@@ -73,9 +74,21 @@ async function flt(fx: FleetFixture): Promise<void> {
       return performance.now() - l0;
     }).sort((a, b) => a - b);
     emit({ step: 'fleet', ms, agents: agents.length, lookupMs: lookups[LOOKUPS >> 1]! });
-    const handles = await findAll(coordinator.node.repo!, fx.factsDocIds, 0, t0);
+    // As the coordinator takes an agent's push or answers doc.fetch: a plain document each
+    // (sync/plain-docs.ts), all at once.
+    let ready = 0;
+    const docs = await Promise.all(
+      fx.factsDocIds.map(async (id) => {
+        const doc = await coordinator.plain.open<FactsDoc>(id);
+        if (++ready % PROGRESS_EVERY === 0) {
+          const s = ((performance.now() - t0) / 1000).toFixed(1);
+          process.stderr.write(`progress ${ready}/${fx.factsDocIds.length} ready after ${s} s\n`);
+        }
+        return doc;
+      }),
+    );
     const allMs = performance.now() - t0;
-    const loaded = handles.filter((h) => storedFacts(h.doc() as FactsDoc)?.hostname).length;
+    const loaded = docs.filter((d) => d !== undefined && storedFacts(d)?.hostname).length;
     if (loaded !== fx.n) throw new Error(`${loaded} of ${fx.n} facts documents have facts`);
     emit({ step: 'all', ms: allMs, docs: loaded });
   } finally {

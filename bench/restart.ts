@@ -150,7 +150,11 @@ async function measureSize(n: number, opts: BenchOptions): Promise<GroupResult> 
   const root = await rootCosts(fx);
   const fleetS = seconds(flt, 'fleet', 'Coordinator.start + fleet.agents(): root document only');
   const fleet = row(`flt: fleet table served, N=${n}`, 's', fleetS.samples, fleetS.note);
-  const all = seconds(flt, 'all', `same start, then find() of all ${n} facts docs (FsStore)`);
+  const all = seconds(
+    flt,
+    'all',
+    `same start, then all ${n} facts docs opened as for a push (plain, FsStore)`,
+  );
   const allRow = row(
     `flt: + all facts docs loaded, N=${n}`,
     's',

@@ -309,7 +309,7 @@ async function loadFigure(n: number, deadlineMs: number, opts: BenchOptions): Pr
     const table = run.fleet ? `fleet table in ${(run.fleet.ms / 1000).toFixed(2)} s` : 'no table';
     if (run.all) {
       const s = run.all.ms / 1000;
-      const note = `${size}: Coordinator.start -> find() of every facts doc ready; ${table}`;
+      const note = `${size}: Coordinator.start -> every facts doc open (plain, as for a push); ${table}`;
       return { ...base, value: s, result: judge(s, base.target), note };
     }
     const reached = run.lastProgress ? `, reached ${run.lastProgress}` : '';

@@ -80,6 +80,7 @@ export class PlainDocs {
   private readonly leaving = new Map<DocumentId, Promise<void>>();
   private readonly log: Logger;
   private closed = false;
+  private evictedCount = 0;
 
   constructor(private readonly opts: PlainDocsOptions) {
     this.log = opts.log ?? silentLogger;
@@ -88,6 +89,11 @@ export class PlainDocs {
   /** Documents held now. */
   get size(): number {
     return this.entries.size;
+  }
+
+  /** Documents that left the table idle so far (status, tests). */
+  get evicted(): number {
+    return this.evictedCount;
   }
 
   /** Whether `doc` is held here now (loaded, or being loaded). */
@@ -272,6 +278,7 @@ export class PlainDocs {
       return;
     }
     this.forget(doc, entry);
+    this.evictedCount++;
     this.opts.onEvict?.(doc, entry.saved);
   }
 

@@ -94,7 +94,10 @@ describe('forged writes', () => {
   it("an enrolled agent cannot change another agent's facts document", async () => {
     const docA = agentA.factsDocId;
     const repo = coordinator.node.repo!;
-    const before = repo.handles[docA]!.heads();
+    // The coordinator's copy: a plain document (pushes, sync/plain-docs.ts) or a Repo handle.
+    const held = () =>
+      (coordinator.plain.get(docA) ?? repo.handles[docA]?.doc()) as FactsDoc | undefined;
+    const before = A.getHeads(held()!);
     const key = nodeKeyFromSeed(randomBytes(32));
     const { token } = await fleet.admin.enrollToken(60_000);
     const b = await rogue(coordinator.ticket, key, token);
@@ -106,8 +109,8 @@ describe('forged writes', () => {
     b.connect();
     await waitFor('the refusal, logged with B', () => refusedFor(key.nodeId, docA));
     await waitFor('B disconnected', () => b.disconnects() > 0);
-    expect(repo.handles[docA]!.heads()).toEqual(before);
-    expect(storedFacts(repo.handles[docA]!.doc() as FactsDoc)?.hostname).toBe('host-a');
+    expect(A.getHeads(held()!)).toEqual(before);
+    expect(storedFacts(held()!)?.hostname).toBe('host-a');
     expect(coordinator.fleet.agent(agentA.node.key.nodeId)?.summary?.hostname).toBe('host-a');
   });
 

@@ -13,7 +13,8 @@ import { writeFileAtomic } from '../../stores/atomic-write.js';
 import { Journal } from '../../stores/journal.js';
 import { echoService } from '../../sync/echo.js';
 import { Compactor } from '../../sync/compact.js';
-import { Eviction } from '../../sync/evict.js';
+import { EVICT_IDLE_MS, Eviction } from '../../sync/evict.js';
+import { PlainDocs } from '../../sync/plain-docs.js';
 import { StoredHeads } from '../../sync/stored-heads.js';
 import { PushReceiver, PushRoutes } from '../../sync/push.js';
 import type { Versions } from '../node.js';
@@ -157,6 +158,8 @@ export class Coordinator {
     readonly marks: Journal,
     /** Keeps its root, audit and admins documents in one snapshot (sync/compact.ts). */
     readonly compactor: Compactor,
+    /** Agents' documents that pushes were taken into, outside the Repo (sync/plain-docs.ts). */
+    readonly plain: PlainDocs,
   ) {
     this.flushTimer = setInterval(() => fleet.presence.flush(), 60_000);
     this.flushTimer.unref();
@@ -199,12 +202,25 @@ export class Coordinator {
       },
       (id) => (store.prioritized(id) ? id : 'bulk'),
     );
+    // Agents push their facts and status documents: taken as plain documents, not Repo handles
+    // (sync/plain-docs.ts: a handle costs several times the CPU and memory), unless something
+    // finds one in the Repo (an admin's sync): then it is handed over.
+    let following: Fleet | undefined;
+    const plain = new PlainDocs({
+      store,
+      idleMs: evictionSettings.idleMs ?? EVICT_IDLE_MS,
+      onSaved: (doc, heads) => following?.savedPlain(doc, heads),
+      onEvict: (doc, heads) => following?.evicted(doc, heads),
+      log,
+    });
+    plain.handOver(repo);
     const { node, receiver, fleet, gate, deployments } = await (async () => {
       try {
         await root.open(repo, store, rootBase(key.nodeId));
         // One instance: marks of agents' documents (Fleet) and of desired documents (Deployments).
         const marks = new StoredHeads(journal);
-        const fleet = new Fleet(root, repo, log, marks, (doc) => store.holds([doc]));
+        const fleet = new Fleet(root, repo, log, marks, (doc) => store.holds([doc]), plain);
+        following = fleet;
         const gate = await Gate.open({ repo, store, key, fleetId: rootDocId, admins, log });
         store.prioritize(gate.audit.documentId);
         store.prioritize(gate.adminsDoc.documentId);
@@ -225,10 +241,12 @@ export class Coordinator {
           fleet,
           gate,
           deployments,
+          plain,
         });
         return { node, receiver, fleet, gate, deployments };
       } catch (err) {
         // No node to close yet (e.g. the port is taken): keep what the documents already hold.
+        await plain.close();
         await flushDocuments(documents).catch(() => undefined);
         await journal.close();
         throw err;
@@ -314,7 +332,12 @@ export class Coordinator {
         summary: writer,
         stats,
       };
-      const rpc = rpcServer(node, { fleet, gate, deployments, flush, artifacts }, rootDocId, log);
+      const rpc = rpcServer(
+        node,
+        { fleet, gate, deployments, flush, artifacts, plain },
+        rootDocId,
+        log,
+      );
       node.router.service(echoService()).service(rpc).service(server);
       trackPeers(node, fleet);
       node.start();
@@ -335,10 +358,12 @@ export class Coordinator {
         receiver,
         journal,
         compactor,
+        plain,
       );
     } catch (err) {
       await compactor.stop();
       await eviction.stop();
+      await plain.close();
       await gc?.stop();
       await summary?.close();
       await node.close().catch(() => undefined);
@@ -359,6 +384,7 @@ export class Coordinator {
     this.fleet.stop();
     await this.compactor.stop();
     await this.eviction.stop();
+    await this.plain.close();
     await this.artifacts.gc.stop();
     await this.artifacts.summary.close();
     await this.node.close();
@@ -378,7 +404,14 @@ async function openNode(
     fleet,
     gate,
     deployments,
-  }: { root: OwnedDoc<RootDoc>; fleet: Fleet; gate: Gate; deployments: Deployments },
+    plain,
+  }: {
+    root: OwnedDoc<RootDoc>;
+    fleet: Fleet;
+    gate: Gate;
+    deployments: Deployments;
+    plain: PlainDocs;
+  },
 ): Promise<{ node: FltNode; receiver: PushReceiver | undefined }> {
   const offers = (peer: NodeId, doc: DocumentId | undefined) =>
     gate.role(peer) === 'admin' || fleet.offers(peer, doc);
@@ -433,6 +466,8 @@ async function openNode(
     storedHeads: (peer, doc, pushed) => fleet.storedHeads(peer, doc, pushed),
     stored: (doc) => store.holds([doc]),
     onHandle: (peer, handle) => fleet.pushed(peer, handle),
+    plain,
+    onPlain: (peer, doc) => fleet.pushedPlain(peer, doc),
     logger: log,
   });
   return { node, receiver: routes.receiver };
@@ -446,12 +481,14 @@ function rpcServer(
     deployments,
     flush,
     artifacts,
+    plain,
   }: {
     fleet: Fleet;
     gate: Gate;
     deployments: Deployments;
     flush: (ids: readonly DocumentId[]) => Promise<void>;
     artifacts: CoordinatorArtifacts;
+    plain: PlainDocs;
   },
   rootDocId: DocumentId,
   log: Logger,
@@ -480,9 +517,32 @@ function rpcServer(
   const current = (docId: DocumentId) => {
     if (docId === rootDocId) fleet.commit();
   };
-  const headsHere = (docId: DocumentId) => {
+  /**
+   * A document to read for an admin, and how to save what it shows: an agent's own document not
+   * in the Repo from the plain table (loaded there from the store, as its pushes are; a find
+   * would move it into the Repo), any other from the Repo. Undefined: not held here.
+   */
+  const readable = async (
+    docId: DocumentId,
+  ): Promise<{ doc: A.Doc<unknown>; save: () => Promise<void> } | undefined> => {
     current(docId);
-    return headsOf(node, docId);
+    const repo = node.repo!;
+    if (fleet.isAgentDoc(docId) && repo.handles[docId] === undefined) {
+      const doc = await plain.open(docId);
+      if (doc !== undefined && repo.handles[docId] === undefined)
+        return { doc, save: () => plain.saved(docId) };
+    }
+    if (!(await isHeld(node, docId))) return undefined;
+    return { doc: (await repo.find(docId)).doc(), save: () => flush([docId]) };
+  };
+  /**
+   * Heads for an admin about to sync documents through automerge-repo (Admin.syncDoc): found in
+   * the Repo, which then syncs them with the admin (a plain document is handed over first).
+   */
+  const headsHere = async (docId: DocumentId) => {
+    current(docId);
+    if (!(await isHeld(node, docId, plain))) return null;
+    return A.getHeads((await node.repo!.find(docId)).doc());
   };
   /** Who writes `doc`, if not `agent`: this coordinator, or another agent (facts or status). */
   const ownerOf = (doc: DocumentId, agent: NodeId): string | undefined => {
@@ -528,9 +588,9 @@ function rpcServer(
         gate.enroll(req.token, ctx.peer);
       }
       const approvedNow = role !== 'agent';
-      const known = await isHeld(node, factsDocId);
+      const known = await isHeld(node, factsDocId, plain);
       const desired = deployments.desiredOf(ctx.peer);
-      const statusKnown = status ? await isHeld(node, status.docId) : undefined;
+      const statusKnown = status ? await isHeld(node, status.docId, plain) : undefined;
       const entry = fleet.enroll(ctx.peer, factsDocId, req.factsWriteKey, { status, desired });
       // The agent syncs it next: it exists here from now on (its base, until a deployment),
       // saved and marked.
@@ -591,11 +651,10 @@ function rpcServer(
     .register(docHeads, async (req) => ({ heads: await headsHere(req.docId as DocumentId) }))
     .register(docFetch, async (req) => {
       const docId = req.docId as DocumentId;
-      current(docId);
-      const doc = (await isHeld(node, docId)) ? (await node.repo!.find(docId)).doc() : undefined;
+      const held = await readable(docId);
       // What the answer shows is saved first, as before a sync message (`durable` above).
-      if (doc !== undefined) await flush([docId]);
-      return answerFetch(doc, req.have, () => stored(docId, doc!));
+      await held?.save();
+      return answerFetch(held?.doc, req.have, () => stored(docId, held!.doc));
     })
     .register(docsHeads, async (req) => {
       const heads: Record<string, string[] | null> = {};
@@ -723,18 +782,13 @@ function statusOf(req: {
   return { docId: statusDocId as DocumentId, writeKey: statusWriteKey };
 }
 
-/** This coordinator's heads of a document; null when it does not hold it. */
-async function headsOf(node: FltNode, docId: DocumentId): Promise<string[] | null> {
-  if (!(await isHeld(node, docId))) return null;
-  return A.getHeads((await node.repo!.find(docId)).doc());
-}
-
 /**
  * Whether this coordinator has the document (loaded, or in its storage). A handle that is not
  * ready does not count, nor does a stored sync state: fleet.watch() asks for an enrolled agent's
  * facts document before the agent has written it, which leaves both, and finding it then fails.
  */
-async function isHeld(node: FltNode, docId: DocumentId): Promise<boolean> {
+async function isHeld(node: FltNode, docId: DocumentId, plain?: PlainDocs): Promise<boolean> {
+  if (plain?.get(docId) !== undefined) return true;
   return node.repo!.handles[docId]?.isReady() === true || (await isStored(node.store!, docId));
 }
 

@@ -12,6 +12,7 @@ import type { Logger } from '../../sync/log.js';
 import { changesIn } from '../../sync/changes.js';
 import type { StoredHeads } from '../../sync/stored-heads.js';
 import type { PushVerdict } from '../../sync/push.js';
+import type { PlainDocs } from '../../sync/plain-docs.js';
 import {
   newer,
   sameHeads,
@@ -67,11 +68,20 @@ const headsOf = (entry: AgentEntry | undefined, kind: AgentDoc = 'facts') =>
   ((entry && FIELDS[kind].heads(entry)) ?? undefined) as SignedHeads | undefined;
 
 /** Per kind of agent document: what the coordinator tracks of it. */
+/**
+ * An agent's document as Fleet reads it: a Repo handle, or a plain document (sync/plain-docs.ts)
+ * that pushes were taken into.
+ */
+interface Source<T = unknown> {
+  readonly documentId: DocumentId;
+  doc(): A.Doc<T>;
+}
+
 interface Tracked {
-  /** Documents followed: found once (their handle is in `handles` unless evicted since). */
+  /** Documents followed: found once (their source is in `handles` unless evicted since). */
   readonly watched: Set<DocumentId>;
-  /** Loaded handles; an evicted document's handle leaves (release), it comes back on use. */
-  readonly handles: Map<NodeId, DocHandle<unknown>>;
+  /** Loaded documents; an evicted document's source leaves (release), it comes back on use. */
+  readonly handles: Map<NodeId, Source>;
   /** Documents being found again after an eviction (follow). */
   readonly reloading: Set<DocumentId>;
   /**
@@ -155,6 +165,8 @@ export class Fleet {
     private readonly marks?: StoredHeads,
     /** Whether the store holds anything of a document (a new agent's documents: nothing yet). */
     private readonly stored?: (doc: DocumentId) => Promise<boolean>,
+    /** Where agents' pushes are taken when their documents are not in the Repo (coordinator). */
+    private readonly plain?: PlainDocs,
   ) {
     for (const entry of agentsOf(rootDoc.opened().doc())) this.index(entry);
     this.presence = new Presence((seen) =>
@@ -311,6 +323,24 @@ export class Fleet {
     this.attach(peer, owner.kind, handle);
   }
 
+  /** The same for a push taken into a plain document (sync/plain-docs.ts). */
+  pushedPlain(peer: NodeId, doc: DocumentId): void {
+    const owner = this.docs.get(doc);
+    if (owner?.id !== peer || this.entries.get(peer)?.forked) return;
+    this.tracked[owner.kind].watched.add(doc);
+    this.attachPlain(peer, owner.kind, doc);
+  }
+
+  /**
+   * A plain agent document is saved up to `heads` (sync/plain-docs.ts): marked there, so that a
+   * restarted coordinator answers the agent without a load (as persist() for a handle).
+   */
+  savedPlain(doc: DocumentId, heads: readonly string[]): void {
+    const owner = this.docs.get(doc);
+    if (owner === undefined || this.entries.get(owner.id)?.forked) return;
+    this.mark(doc, heads);
+  }
+
   private counted(reply: Message | undefined): Message | undefined {
     if (reply !== undefined) this.answeredCount++;
     return reply;
@@ -359,7 +389,7 @@ export class Fleet {
     if (agent && (agent.factsDocId === docId || agent.statusDocId === docId)) {
       // automerge-repo finds an evicted document for the message itself; its summary and waiting
       // heads need our listener on it again.
-      this.reload(peer, agent.factsDocId === docId ? 'facts' : 'status', docId);
+      this.reload(peer, agent.factsDocId === docId ? 'facts' : 'status', docId, true);
       if (!agent.forked || changesIn(message) === 0) return true;
       this.refused.set(peer, (this.refused.get(peer) ?? 0) + 1);
       return false;
@@ -495,11 +525,17 @@ export class Fleet {
   }
 
   /** Finds an evicted document of `id` again, and follows it as before. */
-  private reload(id: NodeId, kind: AgentDoc, docId: DocumentId): void {
+  /**
+   * `viaRepo`: a sync message about it came (admit), so the Repo is about to hold it: followed
+   * there (a plain document is handed over), with listeners on its handle.
+   */
+  private reload(id: NodeId, kind: AgentDoc, docId: DocumentId, viaRepo = false): void {
     const { watched, handles, reloading } = this.tracked[kind];
-    if (!watched.has(docId) || handles.has(id) || reloading.has(docId)) return;
+    const current = handles.get(id);
+    const followed = current !== undefined && !(viaRepo && current instanceof PlainSource);
+    if (!watched.has(docId) || followed || reloading.has(docId)) return;
     reloading.add(docId);
-    void this.follow(id, kind, docId).finally(() => reloading.delete(docId));
+    void this.follow(id, kind, docId, viaRepo).finally(() => reloading.delete(docId));
   }
 
   /**
@@ -533,8 +569,22 @@ export class Fleet {
     void this.follow(id, kind, docId);
   }
 
-  private async follow(id: NodeId, kind: AgentDoc, docId: DocumentId): Promise<void> {
+  private async follow(
+    id: NodeId,
+    kind: AgentDoc,
+    docId: DocumentId,
+    viaRepo = false,
+  ): Promise<void> {
     const { watched } = this.tracked[kind];
+    // Not in the Repo: read as a plain document, as its pushes are taken (none stored: a new
+    // agent's, which comes by push).
+    if (!viaRepo && this.plain !== undefined && this.repo.handles[docId] === undefined) {
+      const value = await this.plain.open(docId).catch(() => undefined);
+      if (this.repo.handles[docId] === undefined) {
+        if (value !== undefined) this.attachPlain(id, kind, docId);
+        return;
+      }
+    }
     // Neither here nor stored: a new agent's document. A find would ask every admin for it, and
     // retry; it comes by push (pushed()) or by the agent's own sync (admit() finds it then).
     // (Looked at again after the listing: a sync message may have set it up meanwhile.)
@@ -558,6 +608,20 @@ export class Fleet {
       }
     }
     watched.delete(docId);
+  }
+
+  /**
+   * Follows a plain document: its source reads the table (or the Repo, once a find took it
+   * there), and the push receiver tells of its changes (pushedPlain).
+   */
+  private attachPlain(id: NodeId, kind: AgentDoc, docId: DocumentId): void {
+    const { handles } = this.tracked[kind];
+    let source = handles.get(id);
+    if (source?.documentId !== docId || !(source instanceof PlainSource)) {
+      source = new PlainSource(docId, this.plain!, this.repo);
+      handles.set(id, source);
+    }
+    this.arrived(id, kind, source);
   }
 
   /** Keeps `handle`'s summary and waiting heads current (once per handle). */
@@ -648,7 +712,7 @@ export class Fleet {
   }
 
   /** A document changed (or was found): record waiting heads it now holds, summarize. */
-  private arrived(id: NodeId, kind: AgentDoc, handle: DocHandle<unknown>): void {
+  private arrived(id: NodeId, kind: AgentDoc, handle: Source): void {
     const { waiting } = this.tracked[kind];
     const signed = waiting.get(id);
     const entry = this.entries.get(id);
@@ -660,8 +724,8 @@ export class Fleet {
       if (!held || !this.diverged(id, kind, held, signed))
         this.put([FIELDS[kind].withHeads(entry, signed)]);
     }
-    if (kind === 'facts') this.updateSummary(id, handle as DocHandle<FactsDoc>);
-    else this.updateDeploy(id, handle as DocHandle<StatusDoc>);
+    if (kind === 'facts') this.updateSummary(id, handle as Source<FactsDoc>);
+    else this.updateDeploy(id, handle as Source<StatusDoc>);
   }
 
   /**
@@ -744,7 +808,7 @@ export class Fleet {
   }
 
   /** The summary comes from the trusted view only: facts no verified signature covers never count. */
-  private updateSummary(id: NodeId, handle: DocHandle<FactsDoc>): void {
+  private updateSummary(id: NodeId, handle: Source<FactsDoc>): void {
     const entry = this.entries.get(id);
     const view = trustedView(handle.doc(), headsOf(entry, 'facts'));
     const facts = view.doc ? storedFacts(view.doc) : null;
@@ -764,7 +828,7 @@ export class Fleet {
    * The deploy summary, like the facts summary, from the status document's trusted view only:
    * system now, and the newest deployment record.
    */
-  private updateDeploy(id: NodeId, handle: DocHandle<StatusDoc>): void {
+  private updateDeploy(id: NodeId, handle: Source<StatusDoc>): void {
     const entry = this.entries.get(id);
     if (!entry) return;
     const view = trustedView(handle.doc(), headsOf(entry, 'status'));
@@ -785,5 +849,25 @@ export class Fleet {
     };
     if (entry.deploy && JSON.stringify(entry.deploy) === JSON.stringify(deploy)) return;
     this.put([{ ...entry, deploy }]);
+  }
+}
+
+/**
+ * A plain document as a Source: the table's copy, or the Repo's once a find took it over
+ * (sync/plain-docs.ts handOver); empty while neither holds it (an evicted one is dropped from
+ * `handles` first: evicted()).
+ */
+class PlainSource implements Source {
+  constructor(
+    readonly documentId: DocumentId,
+    private readonly plain: PlainDocs,
+    private readonly repo: Repo,
+  ) {}
+
+  doc(): A.Doc<unknown> {
+    const held = this.plain.get(this.documentId);
+    if (held !== undefined) return held;
+    const handle = this.repo.handles[this.documentId] as DocHandle<unknown> | undefined;
+    return handle?.isReady() ? handle.doc() : A.init();
   }
 }

@@ -33,10 +33,11 @@ async function about(agent: NodeId) {
   // The marks on disk, not in memory: what a restart will find.
   const marks = (await readJournal(join(stateDir, MARKS_FILE)))?.entries;
   const each = docs.map((doc) => {
-    const handle = doc && repo.handles[doc];
+    // Pushed documents are held as plain documents (sync/plain-docs.ts), others in the Repo.
+    const value = doc && (coordinator.plain.get(doc) ?? repo.handles[doc]?.doc());
     return {
       doc: doc ?? null,
-      heads: handle ? [...A.getHeads(handle.doc())].sort().join(',') : null,
+      heads: value ? [...A.getHeads(value)].sort().join(',') : null,
       mark: (doc && marks?.get(doc)) ?? null,
     };
   });
