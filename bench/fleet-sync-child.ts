@@ -3,7 +3,8 @@
 //
 //   node dist/bench/fleet-sync-child.js server iroh|websocket DIR
 //       One Repo on a store in DIR: for `iroh` flt's sync stack as the coordinator runs it (FsStore,
-//       Router + SyncAdapter on IrohTransport, the coordinator's save debounce); for `websocket`
+//       Router + SyncAdapter on IrohTransport, the coordinator's save debounce, pushed documents
+//       held as plain documents: sync/plain-docs.ts); for `websocket`
 //       automerge-repo's own set-up (NodeFSStorageAdapter, WebSocketServerAdapter on a `ws`
 //       server). It takes every document its peers announce, and for each change that arrives
 //       records the delay from the writer's time stamp in the document to now.
@@ -28,6 +29,7 @@ import { NodeFSStorageAdapter } from '@automerge/automerge-repo-storage-nodefs';
 import { WebSocketServer } from 'ws';
 import { SAVE_DEBOUNCE_MS } from '../src/node.js';
 import { FsStore } from '../stores/fs-store.js';
+import { PlainDocs } from '../sync/plain-docs.js';
 import { ALPN } from '../sync/protocols.js';
 import { scopePeers } from '../sync/peer-scopes.js';
 import { PushReceiver, PushRoutes, PushSender } from '../sync/push.js';
@@ -96,6 +98,15 @@ async function server(kind: FleetSyncKind, dir: string): Promise<void> {
   guardRepoTimeouts(benchLogger('fleet-sync-server'));
   let repo: Repo;
   let addr: string;
+  let plain: PlainDocs | undefined;
+  let delays: number[] = [];
+  const lastN = new Map<string, number>();
+  /** A change of `doc` is here: its delay, once per change the writer counted (`n`). */
+  const arrived = (doc: string, value: WriterDoc, at: number) => {
+    if (typeof value.n !== 'number' || lastN.get(doc) === value.n) return;
+    lastN.set(doc, value.n);
+    if (value.n > 0) delays.push(at - value.t);
+  };
   if (kind !== 'websocket') {
     const t = await bindIroh();
     const routes = new PushRoutes();
@@ -112,12 +123,21 @@ async function server(kind: FleetSyncKind, dir: string): Promise<void> {
     // As the coordinator runs it: a writer that pushes syncs nothing through automerge-repo
     // (its own documents come by push; the coordinator scopes agents the same way).
     if (kind === 'push') scopePeers(repo, { scopeOf: () => [] });
-    // The answer says what is held; the Repo saves it as it saves anything (as the coordinator).
+    // The answer says what is held; pushed documents are plain documents, saved as they
+    // change (sync/plain-docs.ts), as the coordinator holds its agents'.
+    plain = new PlainDocs({ store });
+    plain.handOver(repo);
+    const held = plain;
     routes.receiver = new PushReceiver({
       repo,
       link: adapter,
       authorize: () => 'accept',
       stored: async (doc) => (await store.loadRange([doc])).length > 0,
+      plain: held,
+      onPlain: (_peer, doc) => {
+        const value = held.get<WriterDoc>(doc);
+        if (value !== undefined) arrived(doc, value, wallNow());
+      },
     });
     addr = JSON.stringify(t.addr());
   } else {
@@ -134,8 +154,6 @@ async function server(kind: FleetSyncKind, dir: string): Promise<void> {
     });
     addr = `ws://127.0.0.1:${(wss.address() as AddressInfo).port}`;
   }
-  let delays: number[] = [];
-  const lastN = new Map<string, number>();
   // automerge-repo 2.5.6 announces no new handle (no `document` event): look for them.
   const watched = new Set<string>();
   const watch = () => {
@@ -143,12 +161,7 @@ async function server(kind: FleetSyncKind, dir: string): Promise<void> {
       if (watched.has(handle.documentId)) continue;
       watched.add(handle.documentId);
       const h = handle as DocHandle<WriterDoc>;
-      h.on('change', ({ doc }) => {
-        const at = wallNow();
-        if (typeof doc.n !== 'number' || lastN.get(h.documentId) === doc.n) return;
-        lastN.set(h.documentId, doc.n);
-        if (doc.n > 0) delays.push(at - doc.t);
-      });
+      h.on('change', ({ doc }) => arrived(h.documentId, doc, wallNow()));
     }
   };
   setInterval(watch, WATCH_MS);
@@ -157,7 +170,7 @@ async function server(kind: FleetSyncKind, dir: string): Promise<void> {
     const c = await nextCommand();
     if (c === 'reset') delays = [];
     else if (c === 'report')
-      emit({ step: 'report', delays, docs: Object.keys(repo.handles).length });
+      emit({ step: 'report', delays, docs: Object.keys(repo.handles).length + (plain?.size ?? 0) });
   }
 }
 

@@ -101,8 +101,9 @@ export class PlainDocs {
     return this.entries.has(doc) || this.opening.has(doc);
   }
 
-  /** `doc` as held now, without loading it. */
+  /** `doc` as held now, without loading it (undefined while it is handed over to a Repo). */
   get<T = unknown>(doc: DocumentId): A.Doc<T> | undefined {
+    if (this.leaving.has(doc)) return undefined;
     return this.entries.get(doc)?.doc as A.Doc<T> | undefined;
   }
 
@@ -206,12 +207,27 @@ export class PlainDocs {
     if (leaving === undefined) {
       leaving = (async () => {
         await this.opening.get(doc);
-        await this.saved(doc).catch((err: unknown) =>
-          this.log.warn('could not save a document before handing it over', {
-            doc,
-            err: messageOf(err),
-          }),
-        );
+        // Changes applied before the hand-over began may still be saving (nothing new is
+        // applied now: get() and open() say it is not here): it goes once all are saved, checked
+        // and let go in one step (bounded: a failing store lets it go as it is).
+        for (let round = 0; round < 100; round++) {
+          const entry = this.entries.get(doc);
+          if (entry === undefined) return;
+          if (entry.saving === undefined && sameHeads(A.getHeads(entry.doc), entry.saved)) {
+            this.forget(doc, entry);
+            return;
+          }
+          try {
+            await this.saved(doc);
+          } catch (err) {
+            this.log.warn('could not save a document before handing it over', {
+              doc,
+              err: messageOf(err),
+            });
+            this.forget(doc, entry);
+            return;
+          }
+        }
         const entry = this.entries.get(doc);
         if (entry !== undefined) this.forget(doc, entry);
       })().finally(() => this.leaving.delete(doc));

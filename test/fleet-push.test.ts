@@ -50,6 +50,30 @@ describe('agents push their documents', () => {
     expect(fleet.coordinator.pushes.taken).toBeGreaterThan(first);
   });
 
+  it('pushed documents are held outside the Repo, and an admin reads every change', async () => {
+    const { fleet, facts } = await fleetIn();
+    let host = 'plain-1';
+    const agent = await fleet.addAgent('p', () => Promise.resolve({ ...facts, hostname: host }));
+    const c = fleet.coordinator;
+    await summarized(c, agent, 'plain-1');
+    const doc = agent.factsDocId;
+    const inRepo = () => c.node.repo!.handles[doc] !== undefined;
+    expect(c.plain.has(doc)).toBe(true);
+    expect(inRepo()).toBe(false);
+    const id = agent.node.key.nodeId;
+    expect((await fleet.admin.facts(id)).facts?.hostname).toBe('plain-1');
+    // Wherever the admin's read left it (plain for doc.fetch, the Repo for a sync), it is in
+    // one place, and the agent's next change reaches the summary and the admin.
+    expect(c.plain.has(doc) && inRepo()).toBe(false);
+    host = 'plain-2';
+    await agent.publish(agent.facts!);
+    await summarized(c, agent, 'plain-2');
+    await waitFor('the admin reads the new facts', async () => {
+      return (await fleet.admin.facts(id)).facts?.hostname === 'plain-2';
+    });
+    expect(c.plain.has(doc) && inRepo()).toBe(false);
+  });
+
   it('an agent of an older version (no push) still syncs with this coordinator', async () => {
     const { fleet, facts } = await fleetIn();
     const agent = await fleet.addAgent(
