@@ -4,19 +4,21 @@
 // one into its Repo to apply a push: a `DocHandle` with its state machine, the document loaded
 // with `loadIncremental(A.init())` (every change applied with patches, then diffed again from
 // empty for the handle's change event) and 3-5x the wasm memory of `A.load` (sync/evict.ts).
-// Measured on the restart fixture's 5,000 facts documents, one process each: through the Repo
-// 21-35 s and ~1 GiB RSS; `A.load` of the same chunks 5.0-5.2 s (1 ms a document, with the JS
-// object materialized), the load alone without materializing 0.3 ms.
+// Measured on the restart fixture's 5,000 facts documents in one process: through automerge-
+// repo's loading 4.7 ms a document and 792 MiB RSS; `A.load` 1.0 ms and 301 MiB, two thirds of
+// it building the JavaScript object; Automerge's load alone 0.3 ms.
 //
-// What. `PlainDocs` holds documents by id as `A.Doc`s loaded with `A.load` from the store's
-// chunks (the layout automerge-repo uses, so a Repo finds them later as if it had saved them), applies
-// changes to them, and saves each change set as one incremental chunk as soon as it is applied
-// (one save in flight per document; changes applied meanwhile go in the next). When a
-// document's incremental chunks reach its snapshot's bytes (automerge-repo's rule), the next save
-// writes one snapshot and removes the chunks it holds: only chunks this table loaded or wrote, and
-// only once the snapshot is durable, so a crash leaves a chunk too many, never one too few. A
-// document idle for `idleMs` with nothing left to save leaves the table (`onEvict`); the next use
-// loads it again.
+// What. `PlainDocs` holds documents by id, each an Automerge document loaded from the store's
+// chunks (the layout automerge-repo uses, so a Repo finds them later as if it had saved them)
+// into Automerge's backend alone: heads, changes and saves need no JavaScript object, and the
+// read-only object `get()` returns is built on the first read after a change (`A.view` at the
+// heads). Changes are applied to the backend (no patches), and each change set is saved as one
+// incremental chunk as soon as it is applied (one save in flight per document; changes applied
+// meanwhile go in the next). When a document's incremental chunks reach its snapshot's bytes
+// (automerge-repo's rule), the next save writes one snapshot and removes the chunks it holds:
+// only chunks this table loaded or wrote, and only once the snapshot is durable, so a crash
+// leaves a chunk too many, never one too few. A document idle for `idleMs` with nothing left to
+// save leaves the table (`onEvict`); the next use loads it again.
 //
 // A document is held here or in a Repo, not both: `handOver(repo)` makes a find of a held
 // document save it first and let it go, so the Repo loads everything it held (sync/repo-find-
@@ -59,7 +61,13 @@ export interface PlainDocsOptions {
 }
 
 interface Entry {
-  doc: A.Doc<unknown>;
+  /**
+   * The document: its Automerge backend holds every change (loaded without building the
+   * JavaScript object, which is never read here: `view` is).
+   */
+  readonly base: A.Doc<unknown>;
+  /** The document as a JavaScript object at its heads, built on the first read after a change. */
+  view: A.Doc<unknown> | undefined;
   /** Heads the store holds every change of (empty: nothing saved yet). */
   saved: string[];
   /** Content chunks in the store that `doc` holds all of: what a snapshot replaces. */
@@ -101,52 +109,70 @@ export class PlainDocs {
     return this.entries.has(doc) || this.opening.has(doc);
   }
 
-  /** `doc` as held now, without loading it (undefined while it is handed over to a Repo). */
+  /**
+   * `doc` as held now, as a (read-only) Automerge document, without loading it; undefined while
+   * it is handed over to a Repo. Its JavaScript object is built here, once per change.
+   */
   get<T = unknown>(doc: DocumentId): A.Doc<T> | undefined {
-    if (this.leaving.has(doc)) return undefined;
-    return this.entries.get(doc)?.doc as A.Doc<T> | undefined;
+    const entry = this.held(doc);
+    if (entry === undefined) return undefined;
+    entry.view ??= A.view(entry.base, headsOf(entry));
+    return entry.view as A.Doc<T>;
+  }
+
+  /** The heads of `doc` as held now (no object built); undefined when not held. */
+  heads(doc: DocumentId): string[] | undefined {
+    const entry = this.held(doc);
+    return entry === undefined ? undefined : headsOf(entry);
+  }
+
+  /** Whether `doc` is held with every change of `heads` (no object built). */
+  hasHeads(doc: DocumentId, heads: readonly string[]): boolean {
+    const entry = this.held(doc);
+    return entry !== undefined && A.hasHeads(entry.base, [...heads]);
+  }
+
+  private held(doc: DocumentId): Entry | undefined {
+    return this.leaving.has(doc) ? undefined : this.entries.get(doc);
   }
 
   /**
-   * `doc`, loaded from the store if it is not held; undefined when the store has none of it (or
-   * what it has does not load: logged, and treated as none). Waits for a hand-over under way:
-   * then undefined, the Repo holds it.
+   * Whether `doc` is held, loaded from the store if it was not (without building its object:
+   * get() does); false when the store has none of it (or what it has does not load: logged, and
+   * treated as none), or once a hand-over under way ends: the Repo holds it then.
    */
-  async open<T = unknown>(doc: DocumentId): Promise<A.Doc<T> | undefined> {
+  async open(doc: DocumentId): Promise<boolean> {
     const leaving = this.leaving.get(doc);
     if (leaving !== undefined) {
       await leaving;
-      return undefined;
+      return false;
     }
     const held = this.entries.get(doc);
-    if (held !== undefined) return this.touch(doc, held).doc as A.Doc<T>;
+    if (held !== undefined) return this.touch(doc, held) !== undefined;
     let opening = this.opening.get(doc);
     if (opening === undefined) {
       opening = this.load(doc).finally(() => this.opening.delete(doc));
       this.opening.set(doc, opening);
     }
     const entry = await opening;
-    return entry === undefined ? undefined : (this.touch(doc, entry).doc as A.Doc<T>);
+    return entry !== undefined && this.touch(doc, entry) !== undefined;
   }
 
   /**
    * A document new here, from its writer's changes (each checked first: BAD_MESSAGE changes
    * nothing). Saved at once, whole (once it has heads). Throws if `doc` is held already.
    */
-  create<T = unknown>(doc: DocumentId, changes: readonly Uint8Array[]): A.Doc<T> {
+  create(doc: DocumentId, changes: readonly Uint8Array[]): void {
     this.assertOpen();
     if (this.entries.has(doc)) throw new FltError('INTERNAL', `${doc} is held already`);
     for (const change of changes) decodable(doc, () => A.decodeChange(change));
-    let value: A.Doc<unknown>;
-    try {
-      value = A.load<unknown>(concatBytes(...changes));
-    } catch {
-      // Changes whose dependencies are not among them (a push that raced a loss here): kept
-      // aside by Automerge, as a sync would, with no heads until the rest comes.
-      value = decodable(doc, () => A.applyChanges(A.init<unknown>(), [...changes])[0]);
-    }
+    // Changes whose dependencies are not among them (a push that raced a loss here) are kept
+    // aside by Automerge, as a sync would, with no heads until the rest comes.
+    const base = A.init<unknown>();
+    decodable(doc, () => A.getBackend(base).applyChanges([...changes]));
     const entry: Entry = {
-      doc: value,
+      base,
+      view: undefined,
       saved: [],
       chunks: [],
       snapshotBytes: 0,
@@ -157,7 +183,6 @@ export class PlainDocs {
     this.entries.set(doc, entry);
     this.touch(doc, entry);
     this.saveSoon(doc, entry);
-    return value as A.Doc<T>;
   }
 
   /**
@@ -165,22 +190,25 @@ export class PlainDocs {
    * parses every change before it applies any, so one that does not decode changes nothing
    * (BAD_MESSAGE).
    */
-  apply<T = unknown>(doc: DocumentId, changes: readonly Uint8Array[]): A.Doc<T> {
+  apply(doc: DocumentId, changes: readonly Uint8Array[]): void {
     this.assertOpen();
     const entry = this.entries.get(doc);
     if (entry === undefined) throw new FltError('INTERNAL', `${doc} is not held`);
-    const before = entry.doc;
-    entry.doc = decodable(doc, () => A.applyChanges(before, [...changes])[0]);
+    for (const change of changes) decodable(doc, () => A.decodeChange(change));
+    const before = headsOf(entry);
+    decodable(doc, () => A.getBackend(entry.base).applyChanges([...changes]));
     this.touch(doc, entry);
-    if (!sameHeads(A.getHeads(entry.doc), A.getHeads(before))) this.saveSoon(doc, entry);
-    return entry.doc as A.Doc<T>;
+    if (!sameHeads(headsOf(entry), before)) {
+      entry.view = undefined;
+      this.saveSoon(doc, entry);
+    }
   }
 
   /** Resolves once everything applied to `doc` so far is durable (at once if it is not held). */
   async saved(doc: DocumentId): Promise<void> {
     const entry = this.entries.get(doc);
     if (entry === undefined) return;
-    if (!sameHeads(A.getHeads(entry.doc), entry.saved)) this.saveSoon(doc, entry);
+    if (!sameHeads(headsOf(entry), entry.saved)) this.saveSoon(doc, entry);
     await entry.saving;
   }
 
@@ -213,7 +241,7 @@ export class PlainDocs {
         for (let round = 0; round < 100; round++) {
           const entry = this.entries.get(doc);
           if (entry === undefined) return;
-          if (entry.saving === undefined && sameHeads(A.getHeads(entry.doc), entry.saved)) {
+          if (entry.saving === undefined && sameHeads(headsOf(entry), entry.saved)) {
             this.forget(doc, entry);
             return;
           }
@@ -258,17 +286,20 @@ export class PlainDocs {
     const incrementals = await this.opts.store.loadRange([doc, 'incremental']);
     const chunks = [...snapshots, ...incrementals].filter((c) => c.data !== undefined);
     if (chunks.length === 0 || this.closed) return undefined;
-    let value: A.Doc<unknown>;
+    // Loaded into the backend alone: the JavaScript object (most of `A.load`'s cost) is built
+    // when something reads the document (get).
+    const base = A.init<unknown>();
     try {
-      value = A.load<unknown>(concatBytes(...chunks.map((c) => c.data!)));
+      A.getBackend(base).loadIncremental(concatBytes(...chunks.map((c) => c.data!)));
     } catch (err) {
       this.log.warn('a stored document does not load', { doc, err: messageOf(err) });
       return undefined;
     }
     const sum = (cs: Chunk[]) => cs.reduce((n, c) => n + (c.data?.length ?? 0), 0);
     const entry: Entry = {
-      doc: value,
-      saved: A.getHeads(value),
+      base,
+      view: undefined,
+      saved: A.getBackend(base).getHeads(),
       chunks: chunks.map((c) => c.key),
       snapshotBytes: sum(snapshots),
       incrementalBytes: sum(incrementals),
@@ -289,7 +320,7 @@ export class PlainDocs {
 
   private idle(doc: DocumentId, entry: Entry): void {
     if (this.entries.get(doc) !== entry) return;
-    if (entry.saving !== undefined || !sameHeads(A.getHeads(entry.doc), entry.saved)) {
+    if (entry.saving !== undefined || !sameHeads(headsOf(entry), entry.saved)) {
       this.touch(doc, entry); // not saved yet: later
       return;
     }
@@ -312,13 +343,12 @@ export class PlainDocs {
   private async saveLoop(doc: DocumentId, entry: Entry): Promise<void> {
     // Bounded: each round saves the heads it starts with, and applies made meanwhile are few.
     for (let round = 0; round < 1_000; round++) {
-      const value = entry.doc;
-      const heads = A.getHeads(value);
+      const heads = headsOf(entry);
       if (sameHeads(heads, entry.saved)) return;
       try {
         if (entry.saved.length === 0 || entry.incrementalBytes >= entry.snapshotBytes)
-          await this.saveSnapshot(doc, entry, value, heads);
-        else await this.saveIncremental(doc, entry, value, heads);
+          await this.saveSnapshot(doc, entry, heads);
+        else await this.saveIncremental(doc, entry, heads);
       } catch (err) {
         this.log.warn('could not save a document', { doc, err: messageOf(err) });
         throw err;
@@ -327,13 +357,8 @@ export class PlainDocs {
     }
   }
 
-  private async saveIncremental(
-    doc: DocumentId,
-    entry: Entry,
-    value: A.Doc<unknown>,
-    heads: string[],
-  ): Promise<void> {
-    const bytes = A.saveSince(value, entry.saved);
+  private async saveIncremental(doc: DocumentId, entry: Entry, heads: string[]): Promise<void> {
+    const bytes = A.getBackend(entry.base).saveSince(entry.saved);
     const key = [doc, 'incremental', bytesToHex(sha256(bytes))];
     await this.opts.store.save(key, bytes);
     entry.chunks.push(key);
@@ -341,14 +366,9 @@ export class PlainDocs {
     entry.saved = heads;
   }
 
-  /** One snapshot of `value`, durable, then the chunks it replaces removed. */
-  private async saveSnapshot(
-    doc: DocumentId,
-    entry: Entry,
-    value: A.Doc<unknown>,
-    heads: string[],
-  ): Promise<void> {
-    const bytes = A.save(value);
+  /** One snapshot, durable, then the chunks it replaces removed. */
+  private async saveSnapshot(doc: DocumentId, entry: Entry, heads: string[]): Promise<void> {
+    const bytes = A.getBackend(entry.base).save();
     const name = snapshotName(heads);
     const key = [doc, 'snapshot', name];
     await this.opts.store.save(key, bytes);
@@ -368,6 +388,11 @@ export class PlainDocs {
 }
 
 const handedOver = Symbol('flt.plainDocsHandOver');
+
+/** A held document's heads, from its backend. */
+function headsOf(entry: Entry): string[] {
+  return A.getBackend(entry.base).getHeads();
+}
 
 /** The document id a find names (an id or an automerge URL); undefined if it names none. */
 function documentIdOf(id: AnyDocumentId): DocumentId | undefined {

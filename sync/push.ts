@@ -304,18 +304,18 @@ export class PushReceiver {
   ): Promise<void> {
     const doc = message.documentId as DocumentId;
     const pushed = [...message.heads];
-    let value = plain.get(doc) ?? (await plain.open(doc));
+    const held = await plain.open(doc);
     // A Repo found it meanwhile (an admin, a sync message): the handle takes the push.
     const handle = this.opts.repo.handles[doc] as DocHandle<unknown> | undefined;
     if (handle !== undefined) return this.takeHandle(peer, message, take, handle);
-    if (value === undefined) {
+    if (!held) {
       if (!take) return this.answer(peer, doc, [], pushed.length === 0);
-      value = plain.create(doc, message.changes);
-    } else if (take) value = plain.apply(doc, message.changes);
+      plain.create(doc, message.changes);
+    } else if (take) plain.apply(doc, message.changes);
     if (take) this.takenCount++;
     this.opts.onPlain?.(peer, doc);
     if (this.opts.durable) await plain.saved(doc);
-    return this.answer(peer, doc, A.getHeads(value), A.hasHeads(value, pushed));
+    return this.answer(peer, doc, plain.heads(doc) ?? [], plain.hasHeads(doc, pushed));
   }
 
   /** Takes a push into the Repo's handle of the document (loading it first, or importing it). */

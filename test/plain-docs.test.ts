@@ -41,6 +41,9 @@ describe('PlainDocs', () => {
   beforeAll(async () => void (dir = await tempDir()));
   afterAll(async () => dir?.remove());
 
+  /** `doc` as `p` opens it: loaded if need be, then read. */
+  const read = async (p: PlainDocs, doc: DocumentId) =>
+    (await p.open(doc)) ? p.get<Counter>(doc) : undefined;
   const fresh = () => FsStore.open(join(dir.path, `store-${++count}`));
   const docId = () => new Repo({ network: [] }).create().documentId;
 
@@ -58,18 +61,18 @@ describe('PlainDocs', () => {
     plain.create(doc, w.first);
     plain.apply(doc, w.next('a'));
     await plain.saved(doc);
-    const read = await repoRead(store, doc);
-    expect(read?.n).toBe(1);
-    expect(A.getHeads(read!)).toEqual(w.heads);
+    const inRepo = await repoRead(store, doc);
+    expect(inRepo?.n).toBe(1);
+    expect(A.getHeads(inRepo!)).toEqual(w.heads);
 
     const repo = new Repo({ storage: store, network: [] });
     const handle = await repo.find<Counter>(doc);
     handle.change((d) => void (d.n = 10));
     await repo.flush([doc]);
     const again = new PlainDocs({ store });
-    const opened = await again.open<Counter>(doc);
+    const opened = await read(again, doc);
     expect(opened?.n).toBe(10);
-    expect(await again.open(docId())).toBeUndefined();
+    expect(await again.open(docId())).toBe(false);
     await Promise.all([plain.close(), again.close()]);
     await store.close();
   });
@@ -92,7 +95,7 @@ describe('PlainDocs', () => {
     // Compacted along the way (60 changes, far more bytes than the snapshot's): a few chunks.
     expect(snapshots).toHaveLength(1);
     expect(incrementals.length).toBeLessThan(20);
-    const reopened = await new PlainDocs({ store }).open<Counter>(doc);
+    const reopened = await read(new PlainDocs({ store }), doc);
     expect(reopened?.n).toBe(60);
     expect(reopened?.notes).toHaveLength(60);
     expect(A.getHeads(reopened!)).toEqual(w.heads);
@@ -152,7 +155,7 @@ describe('PlainDocs', () => {
     await waitFor('the idle document to leave', () => evicted.length > 0);
     expect(evicted[0]).toEqual(w.heads);
     expect(plain.has(doc)).toBe(false);
-    const again = await plain.open<Counter>(doc);
+    const again = await read(plain, doc);
     expect(again?.n).toBe(1);
     await plain.close();
     await store.close();

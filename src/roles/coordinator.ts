@@ -528,7 +528,7 @@ function rpcServer(
     current(docId);
     const repo = node.repo!;
     if (fleet.isAgentDoc(docId) && repo.handles[docId] === undefined) {
-      const doc = await plain.open(docId);
+      const doc = (await plain.open(docId)) ? plain.get(docId) : undefined;
       if (doc !== undefined && repo.handles[docId] === undefined)
         return { doc, save: () => plain.saved(docId) };
     }

@@ -579,9 +579,9 @@ export class Fleet {
     // Not in the Repo: read as a plain document, as its pushes are taken (none stored: a new
     // agent's, which comes by push).
     if (!viaRepo && this.plain !== undefined && this.repo.handles[docId] === undefined) {
-      const value = await this.plain.open(docId).catch(() => undefined);
+      const held = await this.plain.open(docId).catch(() => false);
       if (this.repo.handles[docId] === undefined) {
-        if (value !== undefined) this.attachPlain(id, kind, docId);
+        if (held) this.attachPlain(id, kind, docId);
         return;
       }
     }
