@@ -148,14 +148,19 @@ export class PlainDocs {
       return false;
     }
     const held = this.entries.get(doc);
-    if (held !== undefined) return this.touch(doc, held) !== undefined;
+    if (held !== undefined) {
+      this.touch(doc, held);
+      return true;
+    }
     let opening = this.opening.get(doc);
     if (opening === undefined) {
       opening = this.load(doc).finally(() => this.opening.delete(doc));
       this.opening.set(doc, opening);
     }
     const entry = await opening;
-    return entry !== undefined && this.touch(doc, entry) !== undefined;
+    if (entry === undefined) return false;
+    this.touch(doc, entry);
+    return true;
   }
 
   /**
@@ -186,9 +191,8 @@ export class PlainDocs {
   }
 
   /**
-   * Applies `changes` to a held document and saves them soon; the document after. Automerge
-   * parses every change before it applies any, so one that does not decode changes nothing
-   * (BAD_MESSAGE).
+   * Applies `changes` to a held document and saves them soon. Each is parsed first, so one that
+   * does not decode changes nothing (BAD_MESSAGE).
    */
   apply(doc: DocumentId, changes: readonly Uint8Array[]): void {
     this.assertOpen();
@@ -311,11 +315,10 @@ export class PlainDocs {
   }
 
   /** Restarts `doc`'s idle timer. */
-  private touch(doc: DocumentId, entry: Entry): Entry {
+  private touch(doc: DocumentId, entry: Entry): void {
     clearTimeout(entry.timer);
     entry.timer = setTimeout(() => this.idle(doc, entry), this.opts.idleMs ?? PLAIN_IDLE_MS);
     entry.timer.unref();
-    return entry;
   }
 
   private idle(doc: DocumentId, entry: Entry): void {
@@ -326,7 +329,8 @@ export class PlainDocs {
     }
     this.forget(doc, entry);
     this.evictedCount++;
-    this.opts.onEvict?.(doc, entry.saved);
+    // Nothing saved (changes that still wait for their dependencies): nothing to mark.
+    if (entry.saved.length > 0) this.opts.onEvict?.(doc, entry.saved);
   }
 
   private forget(doc: DocumentId, entry: Entry): void {
