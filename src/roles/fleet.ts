@@ -67,7 +67,6 @@ const KINDS: readonly AgentDoc[] = ['facts', 'status'];
 const headsOf = (entry: AgentEntry | undefined, kind: AgentDoc = 'facts') =>
   ((entry && FIELDS[kind].heads(entry)) ?? undefined) as SignedHeads | undefined;
 
-/** Per kind of agent document: what the coordinator tracks of it. */
 /**
  * An agent's document as Fleet reads it: a Repo handle, or a plain document (sync/plain-docs.ts)
  * that pushes were taken into.
@@ -77,6 +76,7 @@ interface Source<T = unknown> {
   doc(): A.Doc<T>;
 }
 
+/** Per kind of agent document: what the coordinator tracks of it. */
 interface Tracked {
   /** Documents followed: found once (their source is in `handles` unless evicted since). */
   readonly watched: Set<DocumentId>;
@@ -524,10 +524,10 @@ export class Fleet {
     return this.docs.has(doc);
   }
 
-  /** Finds an evicted document of `id` again, and follows it as before. */
   /**
-   * `viaRepo`: a sync message about it came (admit), so the Repo is about to hold it: followed
-   * there (a plain document is handed over), with listeners on its handle.
+   * Finds an evicted document of `id` again, and follows it as before. `viaRepo`: a sync message
+   * about it came (admit), so the Repo is about to hold it: followed there (a plain document is
+   * handed over), with listeners on its handle.
    */
   private reload(id: NodeId, kind: AgentDoc, docId: DocumentId, viaRepo = false): void {
     const { watched, handles, reloading } = this.tracked[kind];
