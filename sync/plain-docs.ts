@@ -38,7 +38,7 @@ import { bytesToHex, concatBytes } from '@noble/hashes/utils.js';
 import { snapshotName } from './compact.js';
 import { FltError, messageOf } from './errors.js';
 import { silentLogger, type Logger } from './log.js';
-import { sameHeads } from './owned-doc.js';
+import { contentChunks, sameHeads } from './owned-doc.js';
 
 /** What PlainDocs needs of a store: automerge-repo's storage interface (FsStore, MemoryStore). */
 export interface PlainStore {
@@ -286,8 +286,7 @@ export class PlainDocs {
   }
 
   private async load(doc: DocumentId): Promise<Entry | undefined> {
-    const snapshots = await this.opts.store.loadRange([doc, 'snapshot']);
-    const incrementals = await this.opts.store.loadRange([doc, 'incremental']);
+    const { snapshots, incrementals } = await contentChunks(this.opts.store, doc);
     const chunks = [...snapshots, ...incrementals].filter((c) => c.data !== undefined);
     if (chunks.length === 0 || this.closed) return undefined;
     // Loaded into the backend alone: the JavaScript object (most of `A.load`'s cost) is built
