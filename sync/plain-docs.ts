@@ -86,6 +86,8 @@ export class PlainDocs {
   private readonly opening = new Map<DocumentId, Promise<Entry | undefined>>();
   /** Documents being handed over to a Repo (handOver): nothing opens them meanwhile. */
   private readonly leaving = new Map<DocumentId, Promise<void>>();
+  /** The Repo documents are handed over to (handOver): what it holds is never loaded here. */
+  private repo: Repo | undefined;
   private readonly log: Logger;
   private closed = false;
   private evictedCount = 0;
@@ -107,6 +109,11 @@ export class PlainDocs {
   /** Whether `doc` is held here now (loaded, or being loaded). */
   has(doc: DocumentId): boolean {
     return this.entries.has(doc) || this.opening.has(doc);
+  }
+
+  /** Whether `doc` is held and usable now: loaded, and not being handed over to a Repo. */
+  holds(doc: DocumentId): boolean {
+    return this.held(doc) !== undefined;
   }
 
   /**
@@ -136,40 +143,49 @@ export class PlainDocs {
     return this.leaving.has(doc) ? undefined : this.entries.get(doc);
   }
 
+  /** Whether the Repo documents are handed over to has a handle of `doc`. */
+  private inRepo(doc: DocumentId): boolean {
+    return this.repo?.handles[doc] !== undefined;
+  }
+
   /**
    * Whether `doc` is held, loaded from the store if it was not (without building its object:
    * get() does); false when the store has none of it (or what it has does not load: logged, and
-   * treated as none), or once a hand-over under way ends: the Repo holds it then.
+   * treated as none), or once a hand-over under way ends (also one that began while it loaded):
+   * the Repo holds it then. Held can change before the caller runs again: `holds` says it now.
    */
   async open(doc: DocumentId): Promise<boolean> {
-    const leaving = this.leaving.get(doc);
-    if (leaving !== undefined) {
-      await leaving;
-      return false;
+    if (!this.leaving.has(doc)) {
+      const held = this.entries.get(doc);
+      if (held !== undefined) {
+        this.touch(doc, held);
+        return true;
+      }
+      let opening = this.opening.get(doc);
+      if (opening === undefined) {
+        opening = this.load(doc).finally(() => this.opening.delete(doc));
+        this.opening.set(doc, opening);
+      }
+      const entry = await opening;
+      if (entry !== undefined && !this.leaving.has(doc)) {
+        this.touch(doc, entry);
+        return true;
+      }
     }
-    const held = this.entries.get(doc);
-    if (held !== undefined) {
-      this.touch(doc, held);
-      return true;
-    }
-    let opening = this.opening.get(doc);
-    if (opening === undefined) {
-      opening = this.load(doc).finally(() => this.opening.delete(doc));
-      this.opening.set(doc, opening);
-    }
-    const entry = await opening;
-    if (entry === undefined) return false;
-    this.touch(doc, entry);
-    return true;
+    // Waited for after the hand-over's own find began: the Repo holds it when this returns.
+    await this.leaving.get(doc);
+    return false;
   }
 
   /**
    * A document new here, from its writer's changes (each checked first: BAD_MESSAGE changes
-   * nothing). Saved at once, whole (once it has heads). Throws if `doc` is held already.
+   * nothing). Saved at once, whole (once it has heads). False, and nothing made, if `doc` is
+   * held or being handed over, or in the Repo it is handed over to (a load under way finds this
+   * one instead: the store had none of it when its caller's open() said so).
    */
-  create(doc: DocumentId, changes: readonly Uint8Array[]): void {
+  create(doc: DocumentId, changes: readonly Uint8Array[]): boolean {
     this.assertOpen();
-    if (this.entries.has(doc)) throw new FltError('INTERNAL', `${doc} is held already`);
+    if (this.entries.has(doc) || this.leaving.has(doc) || this.inRepo(doc)) return false;
     for (const change of changes) decodable(doc, () => A.decodeChange(change));
     // Changes whose dependencies are not among them (a push that raced a loss here) are kept
     // aside by Automerge, as a sync would, with no heads until the rest comes.
@@ -188,16 +204,18 @@ export class PlainDocs {
     this.entries.set(doc, entry);
     this.touch(doc, entry);
     this.saveSoon(doc, entry);
+    return true;
   }
 
   /**
    * Applies `changes` to a held document and saves them soon. Each is parsed first, so one that
-   * does not decode changes nothing (BAD_MESSAGE).
+   * does not decode changes nothing (BAD_MESSAGE). False, and nothing applied, if `doc` is not
+   * held now (see `holds`).
    */
-  apply(doc: DocumentId, changes: readonly Uint8Array[]): void {
+  apply(doc: DocumentId, changes: readonly Uint8Array[]): boolean {
     this.assertOpen();
-    const entry = this.entries.get(doc);
-    if (entry === undefined) throw new FltError('INTERNAL', `${doc} is not held`);
+    const entry = this.held(doc);
+    if (entry === undefined || this.inRepo(doc)) return false;
     for (const change of changes) decodable(doc, () => A.decodeChange(change));
     const before = headsOf(entry);
     decodable(doc, () => A.getBackend(entry.base).applyChanges([...changes]));
@@ -206,6 +224,7 @@ export class PlainDocs {
       entry.view = undefined;
       this.saveSoon(doc, entry);
     }
+    return true;
   }
 
   /** Resolves once everything applied to `doc` so far is durable (at once if it is not held). */
@@ -224,6 +243,7 @@ export class PlainDocs {
     const r = repo as Repo & { [handedOver]?: true };
     if (r[handedOver]) return;
     r[handedOver] = true;
+    this.repo = repo;
     const find = repo.find.bind(repo);
     repo.find = async (id: AnyDocumentId, options?: Parameters<Repo['find']>[1]) => {
       const doc = documentIdOf(id);
@@ -289,6 +309,10 @@ export class PlainDocs {
     const { snapshots, incrementals } = await contentChunks(this.opts.store, doc);
     const chunks = [...snapshots, ...incrementals].filter((c) => c.data !== undefined);
     if (chunks.length === 0 || this.closed) return undefined;
+    // Found by the Repo while it was read (one place at a time), or made here meanwhile (create).
+    if (this.inRepo(doc)) return undefined;
+    const made = this.entries.get(doc);
+    if (made !== undefined) return made;
     // Loaded into the backend alone: the JavaScript object (most of `A.load`'s cost) is built
     // when something reads the document (get).
     const base = A.init<unknown>();

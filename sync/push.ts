@@ -234,8 +234,6 @@ export interface PushReceiverOptions {
    * (sync/plain-docs.ts): a document held as a handle still takes its pushes there.
    */
   readonly plain?: PlainDocs;
-  /** Which documents go to `plain` (default: every one the Repo does not hold). */
-  readonly plainFor?: (doc: DocumentId) => boolean;
   /** A push of a document held in `plain` was taken (or answered), for each push. */
   readonly onPlain?: (peer: NodeId, doc: DocumentId) => void;
   /** Where a failed save of a document new here is told (default: nowhere). */
@@ -292,9 +290,8 @@ export class PushReceiver {
         return this.answer(peer, doc, [...stored], true);
       }
     }
-    const plain = this.opts.plain;
-    if (handle === undefined && plain !== undefined && (this.opts.plainFor?.(doc) ?? true))
-      return this.takePlain(peer, message, take, plain);
+    if (handle === undefined && this.opts.plain !== undefined)
+      return this.takePlain(peer, message, take, this.opts.plain);
     return this.takeHandle(peer, message, take, handle);
   }
 
@@ -308,13 +305,17 @@ export class PushReceiver {
     const doc = message.documentId as DocumentId;
     const pushed = [...message.heads];
     const held = await plain.open(doc);
-    // A Repo found it meanwhile (an admin, a sync message): the handle takes the push.
-    const handle = this.opts.repo.handles[doc] as DocHandle<unknown> | undefined;
-    if (handle !== undefined) return this.takeHandle(peer, message, take, handle);
-    if (!held) {
-      if (!take) return this.answer(peer, doc, [], pushed.length === 0);
-      plain.create(doc, message.changes);
-    } else if (take) plain.apply(doc, message.changes);
+    if (!held && !take && this.opts.repo.handles[doc] === undefined)
+      return this.answer(peer, doc, [], pushed.length === 0);
+    // Not taken here if it moved since open() (a Repo found it, a hand-over began, another
+    // caller loaded it): the Repo's path finds it wherever it is.
+    let here: boolean;
+    if (held) here = take ? plain.apply(doc, message.changes) : plain.holds(doc);
+    else here = take && plain.create(doc, message.changes);
+    if (!here) {
+      const handle = this.opts.repo.handles[doc] as DocHandle<unknown> | undefined;
+      return this.takeHandle(peer, message, take, handle);
+    }
     if (take) this.takenCount++;
     this.opts.onPlain?.(peer, doc);
     if (this.opts.durable) await plain.saved(doc);

@@ -9,7 +9,11 @@ import * as A from '@automerge/automerge';
 import { Repo, type DocumentId } from '@automerge/automerge-repo';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FsStore } from '../stores/fs-store.js';
+import { MemoryStore } from '../stores/memory-store.js';
+import type { NodeId } from '../sync/ids.js';
 import { PlainDocs } from '../sync/plain-docs.js';
+import { PushReceiver } from '../sync/push.js';
+import type { HaveMessage } from '../sync/push-wire.js';
 import { tempDir } from './helpers/flt.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -159,5 +163,108 @@ describe('PlainDocs', () => {
     expect(again?.n).toBe(1);
     await plain.close();
     await store.close();
+  });
+
+  /**
+   * A holder as a coordinator sets one up (a Repo, a table handed over to it, pushes taken into
+   * the table) on a store whose next `loadRange` waits until `release()`: a find can start while
+   * a push is loading the document.
+   */
+  function holderWithGate(store: MemoryStore) {
+    let gate: { hit: () => void; open: Promise<void> } | undefined;
+    const gated = Object.assign(Object.create(store) as MemoryStore, {
+      loadRange: async (prefix: Parameters<MemoryStore['loadRange']>[0]) => {
+        const g = gate;
+        gate = undefined;
+        if (g) {
+          g.hit();
+          await g.open;
+        }
+        return store.loadRange(prefix);
+      },
+    });
+    const repo = new Repo({ storage: gated, network: [] });
+    const plain = new PlainDocs({ store: gated });
+    plain.handOver(repo);
+    const answers: HaveMessage[] = [];
+    const receiver = new PushReceiver({
+      repo,
+      plain,
+      link: {
+        nodeId: 'holder' as NodeId,
+        sendPush: (m) => void (m.type === 'flt-have' && answers.push(m)),
+        speaksPush: () => true,
+      },
+      authorize: () => 'accept',
+      stored: async (doc) => (await store.loadRange([doc])).length > 0,
+    });
+    /** Holds the next loadRange; resolves once one is waiting, with the function that lets it go. */
+    const hold = () =>
+      new Promise<() => void>((hit) => {
+        let open!: () => void;
+        const opened = new Promise<void>((r) => (open = r));
+        gate = { hit: () => hit(open), open: opened };
+      });
+    const push = (doc: DocumentId, heads: string[], changes: Uint8Array[]) =>
+      receiver.receive('writer' as NodeId, {
+        type: 'flt-push',
+        senderId: 'writer',
+        targetId: 'holder',
+        documentId: doc,
+        heads,
+        changes,
+      });
+    /** The document wherever it is held, and where (never both). */
+    const where = (doc: DocumentId) => {
+      const handle = repo.handles[doc];
+      expect(plain.has(doc) && handle !== undefined).toBe(false);
+      return plain.has(doc) ? 'plain' : handle !== undefined ? 'repo' : 'nowhere';
+    };
+    return { repo, plain, answers, hold, push, where };
+  }
+
+  it('never holds a document the Repo finds while a push creates it', async () => {
+    const store = new MemoryStore();
+    const h = holderWithGate(store);
+    const w = writer();
+    const doc = docId();
+    const held = h.hold();
+    const pushed = h.push(doc, w.heads, w.first);
+    const letGo = await held;
+    const found = h.repo.find<Counter>(doc, { allowableStates: ['ready', 'unavailable'] });
+    letGo();
+    await Promise.all([pushed, found]);
+    expect(h.where(doc)).toBe('repo');
+    const next = w.next('a');
+    await h.push(doc, w.heads, next);
+    expect(h.where(doc)).toBe('repo');
+    const handle = await h.repo.find<Counter>(doc);
+    expect(handle.doc().n).toBe(1);
+    expect(A.getHeads(handle.doc())).toEqual(w.heads);
+    expect(h.answers.at(-1)?.covers).toBe(true);
+    await h.plain.close();
+  });
+
+  it('never holds a document the Repo finds while a push loads it', async () => {
+    const store = new MemoryStore();
+    const w = writer();
+    const doc = docId();
+    const first = new PlainDocs({ store });
+    first.create(doc, w.first);
+    await first.saved(doc);
+    await first.close();
+    const h = holderWithGate(store);
+    const held = h.hold();
+    const next = w.next('a');
+    const pushed = h.push(doc, w.heads, next);
+    const letGo = await held;
+    const found = h.repo.find<Counter>(doc);
+    letGo();
+    await Promise.all([pushed, found]);
+    expect(h.where(doc)).toBe('repo');
+    const handle = await found;
+    await waitFor('the pushed change in the handle', () => handle.doc().n === 1);
+    expect(A.getHeads(handle.doc())).toEqual(w.heads);
+    await h.plain.close();
   });
 });

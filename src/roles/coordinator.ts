@@ -467,10 +467,6 @@ async function openNode(
     stored: (doc) => store.holds([doc]),
     onHandle: (peer, handle) => fleet.pushed(peer, handle),
     plain,
-    // Facts documents only: status documents (deployments) stay in the Repo, where admins sync
-    // them (a status document held plain lost the race with an admin's sync in
-    // test/deploy-refusals.test.ts, not yet understood).
-    plainFor: (doc) => fleet.isFactsDoc(doc),
     onPlain: (peer, doc) => fleet.pushedPlain(peer, doc),
     logger: log,
   });
@@ -522,7 +518,7 @@ function rpcServer(
     if (docId === rootDocId) fleet.commit();
   };
   /**
-   * A document to read for an admin, and how to save what it shows: an agent's facts document not
+   * A document to read for an admin, and how to save what it shows: an agent's own document not
    * in the Repo from the plain table (loaded there from the store, as its pushes are; a find
    * would move it into the Repo), any other from the Repo. Undefined: not held here.
    */
@@ -531,7 +527,7 @@ function rpcServer(
   ): Promise<{ doc: A.Doc<unknown>; save: () => Promise<void> } | undefined> => {
     current(docId);
     const repo = node.repo!;
-    if (fleet.isFactsDoc(docId) && repo.handles[docId] === undefined) {
+    if (fleet.isAgentDoc(docId) && repo.handles[docId] === undefined) {
       const doc = (await plain.open(docId)) ? plain.get(docId) : undefined;
       if (doc !== undefined && repo.handles[docId] === undefined)
         return { doc, save: () => plain.saved(docId) };
@@ -792,7 +788,7 @@ function statusOf(req: {
  * facts document before the agent has written it, which leaves both, and finding it then fails.
  */
 async function isHeld(node: FltNode, docId: DocumentId, plain?: PlainDocs): Promise<boolean> {
-  if (plain?.get(docId) !== undefined) return true;
+  if (plain?.holds(docId) === true) return true;
   return node.repo!.handles[docId]?.isReady() === true || (await isStored(node.store!, docId));
 }
 
