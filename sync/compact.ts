@@ -37,6 +37,31 @@ export function snapshotName(heads: readonly string[]): string {
 }
 
 /**
+ * Saves `bytes` (a save of `doc` at `heads`) as its snapshot, named as automerge-repo names one,
+ * then removes every `replaced` chunk but that snapshot: the snapshot is durable (the store's
+ * save) before any goes, so a crash in between leaves a chunk too many, never one too few. A
+ * removal that fails goes to `failed` if given (the next compaction removes it), else throws.
+ * Returns the snapshot's key.
+ */
+export async function replaceWithSnapshot(
+  store: Pick<CompactStore, 'save' | 'remove'>,
+  doc: string,
+  snapshot: { readonly bytes: Uint8Array; readonly heads: readonly string[] },
+  replaced: readonly StorageKey[],
+  failed?: (err: unknown) => void,
+): Promise<StorageKey> {
+  const name = snapshotName(snapshot.heads);
+  const key = [doc, 'snapshot', name];
+  await store.save(key, snapshot.bytes);
+  for (const old of replaced) {
+    if (old[1] === 'snapshot' && old[2] === name) continue;
+    if (failed === undefined) await store.remove(old);
+    else await store.remove(old).catch(failed);
+  }
+  return key;
+}
+
+/**
  * Compacts `handle`'s document (loaded) into one snapshot when the store holds at least
  * `minIncrementals` incremental chunks of it, or more than one snapshot; resolves whether it did.
  */
@@ -55,9 +80,7 @@ export async function compact(
   if (incrementals < minIncrementals && listed.length - incrementals < 2) return false;
   if (!handle.isReady()) return false;
   const value = handle.doc();
-  const name = snapshotName(A.getHeads(value));
-  await store.save([doc, 'snapshot', name], A.save(value));
-  for (const key of listed) if (key[1] !== 'snapshot' || key[2] !== name) await store.remove(key);
+  await replaceWithSnapshot(store, doc, { bytes: A.save(value), heads: A.getHeads(value) }, listed);
   return true;
 }
 

@@ -125,6 +125,26 @@ describe('PlainDocs', () => {
     await store.close();
   });
 
+  it('keeps changes that wait for their dependencies across its saves', async () => {
+    const store = await fresh();
+    const w = writer();
+    const doc = docId();
+    const plain = new PlainDocs({ store });
+    const second = w.next('b');
+    const third = w.next('c');
+    // The third change arrives before the second (a push that raced a loss): kept aside while
+    // the first is saved, and applied once the second comes.
+    plain.create(doc, [...w.first, ...third]);
+    await plain.saved(doc);
+    plain.apply(doc, second);
+    await plain.saved(doc);
+    expect(plain.get<Counter>(doc)?.notes).toEqual(['b', 'c']);
+    expect(plain.heads(doc)).toEqual(w.heads);
+    expect((await read(new PlainDocs({ store }), doc))?.n).toBe(2);
+    await plain.close();
+    await store.close();
+  });
+
   it("hands a held document over to a Repo's find with everything it held", async () => {
     const store = await fresh();
     const w = writer();
