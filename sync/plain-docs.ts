@@ -136,10 +136,16 @@ export class PlainDocs {
     return entry === undefined ? undefined : headsOf(entry);
   }
 
-  /** Whether `doc` is held with every change of `heads` (no object built). */
+  /**
+   * Whether `doc` is held with every change of `heads` (no object built). Its own heads answer at
+   * once (a push that brought it up to date: most of them); else each hash is looked up, which
+   * costs Automerge a whole change (~37 us each: 4 % of a push's CPU when every push did it).
+   */
   hasHeads(doc: DocumentId, heads: readonly string[]): boolean {
     const entry = this.held(doc);
-    return entry !== undefined && A.hasHeads(entry.base, [...heads]);
+    if (entry === undefined) return false;
+    const own = headsOf(entry);
+    return heads.every((h) => own.includes(h)) || A.hasHeads(entry.base, [...heads]);
   }
 
   private held(doc: DocumentId): Entry | undefined {
