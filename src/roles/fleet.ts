@@ -519,6 +519,11 @@ export class Fleet {
     }
   }
 
+  /** Whether `doc` is an agent's facts document (O(1)). */
+  isFactsDoc(doc: DocumentId): boolean {
+    return this.docs.get(doc)?.kind === 'facts';
+  }
+
   /** Whether `doc` is an agent's facts or status document (O(1)). */
   isAgentDoc(doc: DocumentId): boolean {
     return this.docs.has(doc);
@@ -578,7 +583,8 @@ export class Fleet {
     const { watched } = this.tracked[kind];
     // Not in the Repo: read as a plain document, as its pushes are taken (none stored: a new
     // agent's, which comes by push).
-    if (!viaRepo && this.plain !== undefined && this.repo.handles[docId] === undefined) {
+    const plainKind = kind === 'facts'; // as the coordinator's push receiver takes them
+    if (!viaRepo && plainKind && this.plain && this.repo.handles[docId] === undefined) {
       const held = await this.plain.open(docId).catch(() => false);
       if (this.repo.handles[docId] === undefined) {
         if (held) this.attachPlain(id, kind, docId);
