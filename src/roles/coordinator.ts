@@ -467,11 +467,7 @@ async function openNode(
     stored: (doc) => store.holds([doc]),
     onHandle: (peer, handle) => fleet.pushed(peer, handle),
     plain,
-    // Facts documents only: status documents (deployments) stay in the Repo, where admins sync
-    // them. Held plain, an admin's `admin status` missed an agent's refusal in
-    // test/deploy-refusals.test.ts (sessions 17 and 18; not understood yet: session 18's fix of
-    // two push/find interleavings did not end it).
-    plainFor: (doc) => fleet.isFactsDoc(doc),
+    plainFor: (doc) => fleet.isPlainDoc(doc), // facts documents (fleet.ts: PLAIN_KINDS)
     onPlain: (peer, doc) => fleet.pushedPlain(peer, doc),
     logger: log,
   });
@@ -523,7 +519,7 @@ function rpcServer(
     if (docId === rootDocId) fleet.commit();
   };
   /**
-   * A document to read for an admin, and how to save what it shows: an agent's facts document not
+   * A document to read for an admin, and how to save what it shows: an agent's plain document not
    * in the Repo from the plain table (loaded there from the store, as its pushes are; a find
    * would move it into the Repo), any other from the Repo. Undefined: not held here.
    */
@@ -532,7 +528,7 @@ function rpcServer(
   ): Promise<{ doc: A.Doc<unknown>; save: () => Promise<void> } | undefined> => {
     current(docId);
     const repo = node.repo!;
-    if (fleet.isFactsDoc(docId) && repo.handles[docId] === undefined) {
+    if (fleet.isPlainDoc(docId) && repo.handles[docId] === undefined) {
       const doc = (await plain.open(docId)) ? plain.get(docId) : undefined;
       if (doc !== undefined && repo.handles[docId] === undefined)
         return { doc, save: () => plain.saved(docId) };

@@ -58,6 +58,14 @@ const FIELDS = {
   },
 } as const;
 const KINDS: readonly AgentDoc[] = ['facts', 'status'];
+/**
+ * The kinds the coordinator holds as plain documents (sync/plain-docs.ts), outside its Repo: its
+ * push receiver takes them there, `follow` and `doc.fetch` read them there. Facts only: held
+ * plain, a status document (deployments) lost an agent's refusal to an admin's `admin status` in
+ * test/deploy-refusals.test.ts (sessions 17 and 18; session 18's fix of two push/find
+ * interleavings did not end it), so status documents stay in the Repo, where admins sync them.
+ */
+const PLAIN_KINDS: ReadonlySet<AgentDoc> = new Set(['facts']);
 
 /**
  * The signed heads of an agent's document in its root record. Verified before the coordinator
@@ -519,9 +527,10 @@ export class Fleet {
     }
   }
 
-  /** Whether `doc` is an agent's facts document (O(1)). */
-  isFactsDoc(doc: DocumentId): boolean {
-    return this.docs.get(doc)?.kind === 'facts';
+  /** Whether `doc` is an agent's document of a kind held plain (PLAIN_KINDS; O(1)). */
+  isPlainDoc(doc: DocumentId): boolean {
+    const kind = this.docs.get(doc)?.kind;
+    return kind !== undefined && PLAIN_KINDS.has(kind);
   }
 
   /** Whether `doc` is an agent's facts or status document (O(1)). */
@@ -583,7 +592,7 @@ export class Fleet {
     const { watched } = this.tracked[kind];
     // Not in the Repo: read as a plain document, as its pushes are taken (none stored: a new
     // agent's, which comes by push).
-    const plainKind = kind === 'facts'; // as the coordinator's push receiver takes them
+    const plainKind = PLAIN_KINDS.has(kind);
     if (!viaRepo && plainKind && this.plain && this.repo.handles[docId] === undefined) {
       const held = await this.plain.open(docId).catch(() => false);
       if (this.repo.handles[docId] === undefined) {
