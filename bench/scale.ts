@@ -141,6 +141,8 @@ function sizeNote(n: number, issue: number): string {
 interface FleetRun {
   readonly n: number;
   readonly fan?: FanInSample;
+  /** The coordinator's VmRSS at rest: all online, idle past the eviction delay, before the crash. */
+  readonly restKiB?: number;
   readonly restart?: Restart;
   /** CPU seconds of each process over IDLE_WINDOW_MS with the fleet online, before the crash. */
   readonly idle?: { readonly agentsCpuS: number; readonly coordCpuS: number };
@@ -190,6 +192,8 @@ async function fleetRun(
           `coordinator ${idle.coordCpuS.toFixed(1)} CPU-s`,
       );
       await sleep(REST_BEFORE_CRASH_MS);
+      const restKiB = (await f.coordinator.memory()).rssKiB;
+      measured = { n, fan, idle, restKiB };
       progress(
         `  SIGKILL and restart of the coordinator with ${n} agents online, at rest for ${(IDLE_WINDOW_MS + REST_BEFORE_CRASH_MS) / 1000} s`,
       );
@@ -197,6 +201,7 @@ async function fleetRun(
         n,
         fan,
         idle,
+        restKiB,
         restart: await crashAndRecover(f, bind, recoverDeadlineMs, progress),
       };
     });
@@ -222,14 +227,20 @@ function memoryFigure(run: FleetRun, issueN: number): Figure {
   const mib = (k: number) => (k / 1024).toFixed(0);
   const span = `VmRSS ${mib(coordBeforeKiB)} -> ${mib(coordAfterKiB)} MiB`;
   // The fan-in's high-water mark; a restarted coordinator holding the same fleet is the steady state.
+  const perAgent = (kib: number) => `${((kib - coordBeforeKiB) / run.n).toFixed(0)} KiB per agent`;
+  const rest =
+    run.restKiB === undefined
+      ? ''
+      : `; at rest ${(IDLE_WINDOW_MS + REST_BEFORE_CRASH_MS) / 1000} s later (documents evicted): ` +
+        `VmRSS ${mib(run.restKiB)} MiB, ${perAgent(run.restKiB)}`;
   const back = run.restart;
   const after = back
     ? `; after SIGKILL + restart, ${back.recovered.complete} online: VmRSS ${mib(back.coordinatorRssKiB)} MiB, ` +
-      `${((back.coordinatorRssKiB - coordBeforeKiB) / run.n).toFixed(0)} KiB per agent`
+      perAgent(back.coordinatorRssKiB)
     : '';
   const note = fleet.cutOff
-    ? `${size}: only ${fleet.complete}/${run.n} in the table at the deadline; ${span}${after}`
-    : `${size}: (RSS with the fleet formed - before) / N; ${span}${after}`;
+    ? `${size}: only ${fleet.complete}/${run.n} in the table at the deadline; ${span}${rest}${after}`
+    : `${size}: (RSS with the fleet formed - before) / N; ${span}${rest}${after}`;
   return { ...base, value, result: judge(value, target, !fleet.cutOff), note };
 }
 

@@ -112,6 +112,11 @@ export class Router {
     }
   }
 
+  /** How many connections `peer` has open to us now (for status displays and tests). */
+  connectionsOf(peer: NodeId): number {
+    return this.live.get(peer)?.size ?? 0;
+  }
+
   /**
    * Closes every connection `peer` opened to us (a peer whose rights were just revoked); the
    * access check refuses its next ones. Connections we dialed are not tracked here.

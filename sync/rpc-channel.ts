@@ -1,26 +1,46 @@
 // A long-lived RPC client to one peer: connects on first use, reconnects after the connection
 // drops, and retries a call with backoff until it succeeds or the caller's deadline passes.
 // Agents use it for enrollment and heartbeats; it owns its connection and closes it on close().
+//
+// `via`: a connection to the same peer that carries rpc already (an agent's sync session with a
+// coordinator that said so: SyncAdapter.carry). While there is one, calls go there and the
+// channel's own connection is closed: one QUIC connection per agent instead of two (issue 13:
+// ~92 KiB each at the coordinator, and a handshake each after a restart). That connection is the
+// sync session's, not the channel's: a call on it that gets no sign of the peer (see call) only
+// makes the channel stop using it and dial its own, as before; whether the session itself is dead
+// is the session's liveness to decide (src/roles/liveness.ts). A restarted peer's new session is
+// used again once it is up.
 
 import { backoffDelay, DEFAULT_BACKOFF, sleep, type BackoffPolicy } from './backoff.js';
 import { withDeadline } from './deadline.js';
 import { FltError, NO_ANSWER } from './errors.js';
 import { ALPN } from './protocols.js';
 import { RpcClient, type RpcMethod } from './rpc.js';
-import type { PeerAddr, Transport } from './transport.js';
+import type { Connection, PeerAddr, Transport } from './transport.js';
 
 /** Codes worth retrying: the peer may come back. Everything else is an answer. */
 const RETRYABLE = new Set([...NO_ANSWER, 'BUSY']);
 
+export interface RpcChannelOptions {
+  readonly timeoutMs: number;
+  readonly backoff?: BackoffPolicy;
+  /** A connection to the peer that carries rpc, when there is one (see the header). */
+  readonly via?: () => Connection | undefined;
+}
+
 export class RpcChannel {
   private client: Promise<RpcClient> | undefined;
+  /** The `via` connection `client` runs on; undefined while it runs on a connection of our own. */
+  private onVia: Connection | undefined;
+  /** A `via` connection a call on which got no sign of the peer: not used again. */
+  private shunned: Connection | undefined;
   private heardAt = 0;
   private readonly stop = new AbortController();
 
   constructor(
     private readonly transport: Transport,
     readonly peer: PeerAddr,
-    private readonly options: { timeoutMs: number; backoff?: BackoffPolicy },
+    private readonly options: RpcChannelOptions,
   ) {}
 
   /**
@@ -47,6 +67,7 @@ export class RpcChannel {
     options: { timeoutMs?: number } = {},
   ): Promise<Res> {
     if (this.stop.signal.aborted) throw new FltError('CLOSED', 'rpc channel closed');
+    this.follow();
     if (this.client === undefined) {
       // A connect that fails is forgotten by itself; one still in flight stays for the next call.
       const attempt = this.connect();
@@ -81,10 +102,20 @@ export class RpcChannel {
         this.client === client
       ) {
         this.client = undefined;
-        void client.then(
-          (c) => c.conn.close(0, 'reconnecting'),
-          () => undefined,
-        );
+        if (this.onVia !== undefined) {
+          // Not ours to close: the next call dials a connection of our own (see the header).
+          this.shunned = this.onVia;
+          this.onVia = undefined;
+          void client.then(
+            (c) => c.close(),
+            () => undefined,
+          );
+        } else {
+          void client.then(
+            (c) => c.conn.close(0, 'reconnecting'),
+            () => undefined,
+          );
+        }
       }
       throw err;
     }
@@ -119,11 +150,38 @@ export class RpcChannel {
 
   close(): void {
     this.stop.abort();
-    void this.client?.then(
-      (c) => c.conn.close(0, 'closed'),
+    this.release(this.client, this.onVia !== undefined, 'closed');
+    this.client = undefined;
+    this.onVia = undefined;
+  }
+
+  /** Calls go to the `via` connection while there is one; to our own connection otherwise. */
+  private follow(): void {
+    const via = this.options.via?.();
+    const usable = via !== undefined && via !== this.shunned ? via : undefined;
+    if (usable === this.onVia && (usable === undefined || this.client !== undefined)) return;
+    const onVia = this.onVia !== undefined;
+    if (this.client !== undefined && (usable !== undefined || onVia)) {
+      this.release(this.client, onVia, 'rpc moved to the sync connection');
+      this.client = undefined;
+    }
+    this.onVia = usable;
+    if (usable === undefined) return; // our own connection: dialed by call() when needed
+    const attempt = RpcClient.open(usable, this.options.timeoutMs);
+    this.client = attempt;
+    attempt.catch(() => {
+      if (this.client !== attempt) return;
+      this.client = undefined;
+      this.onVia = undefined;
+    });
+  }
+
+  /** Lets go of a client: ends its stream on a `via` connection, closes a connection of ours. */
+  private release(client: Promise<RpcClient> | undefined, onVia: boolean, why: string): void {
+    void client?.then(
+      (c) => (onVia ? void c.close() : c.conn.close(0, why)),
       () => undefined,
     );
-    this.client = undefined;
   }
 
   /** The client once connected, within `timeoutMs`; CONNECT_FAILED past it. */

@@ -3,6 +3,9 @@
 // the connection. Peers in `dial` are kept connected with backoff; accepted connections come in
 // through the Router. One connection per peer carries every document. disconnect() ends a run
 // (sessions, dials, handshakes); connect() starts a fresh one, so a Repo can reconnect.
+// An acceptor may also carry another protocol's streams on its sessions' connections (carry(): a
+// coordinator serves its agents' rpc there), so that a peer needs one connection, not two
+// (issue 13: each QUIC connection costs the coordinator ~92 KiB).
 
 import { setMaxListeners } from 'node:events';
 import {
@@ -20,6 +23,8 @@ import { shortId, type NodeId } from './ids.js';
 import { silentLogger, type Logger } from './log.js';
 import { ALPN, MAX_FRAME } from './protocols.js';
 import { decodeHello, decodeRepoMessage, SYNC_VERSION, type Hello } from './sync-wire.js';
+import { RPC_VERSION } from './rpc-wire.js';
+import type { Service } from './service.js';
 import {
   decodePushMessage,
   isPushMessage,
@@ -117,6 +122,8 @@ interface Session {
   held: Promise<void> | undefined;
   /** Both ends speak push (sync/push.ts). */
   readonly push: boolean;
+  /** We dialed, and the peer serves rpc on further streams of this connection (carry()). */
+  readonly rpc: boolean;
 }
 
 /** A dial loop's state, for redial() and dialNow(). */
@@ -153,6 +160,8 @@ export class SyncAdapter extends NetworkAdapter implements PushLink {
   private failure: FltError | undefined;
   private ready = false;
   private readyWaiters: ReadyWaiter[] = [];
+  /** Serves the further streams of accepted sessions' connections (carry()). */
+  private carried: Service | undefined;
 
   constructor(private readonly options: SyncAdapterOptions) {
     super();
@@ -212,6 +221,25 @@ export class SyncAdapter extends NetworkAdapter implements PushLink {
   addPeer(addr: PeerAddr): void {
     this.targets.set(addr.nodeId, addr);
     if (this.run) this.startDialing(this.run, addr.nodeId);
+  }
+
+  /**
+   * From now on, every further stream a peer opens on the connection of a session it dialed goes
+   * to `service` (an RpcServer: flt/rpc/0 streams, whose access rules it checks per call), and
+   * our hello says so (`meta.rpc`), so that the peer can call us there instead of on a
+   * connection of its own. Only peers allowed to sync get a session, so nobody gains access.
+   */
+  carry(service: Service): void {
+    this.carried = service;
+  }
+
+  /**
+   * The connection of our session with `peer` when we dialed it and it carries rpc there (its
+   * hello said so): RpcChannel's `via`. Undefined without such a session.
+   */
+  rpcConnection(peer: NodeId): Connection | undefined {
+    const session = this.sessions.get(peer);
+    return session?.rpc === true ? session.conn : undefined;
   }
 
   /** Router handler for incoming flt/sync/0 connections. */
@@ -470,16 +498,26 @@ export class SyncAdapter extends NetworkAdapter implements PushLink {
       this.refuseImpostor(conn, theirs.peerId);
       return false;
     }
-    if (role === 'acceptor') await this.sendHello(framed);
+    if (role === 'acceptor') await this.sendHello(framed, true);
     if (run.stop.signal.aborted) {
       // disconnect() came during the handshake: this session belongs to a run that is over.
       conn.close(CloseCode.SHUTDOWN, 'shutdown');
       return false;
     }
     const push = this.options.push !== undefined && theirs.push === PUSH_VERSION;
-    const session: Session = { remote, conn, framed, openedAt: Date.now(), held: undefined, push };
+    const rpc = role === 'dialer' && theirs.rpc === RPC_VERSION;
+    const session: Session = {
+      remote,
+      conn,
+      framed,
+      openedAt: Date.now(),
+      held: undefined,
+      push,
+      rpc,
+    };
     this.open(session, theirs.meta);
     onOpen?.();
+    if (role === 'acceptor' && this.carried) this.serveCarried(this.carried, conn);
     try {
       await this.pump(session);
     } catch (err) {
@@ -497,14 +535,27 @@ export class SyncAdapter extends NetworkAdapter implements PushLink {
     return true;
   }
 
-  private sendHello(framed: FramedStream): Promise<void> {
+  /** Serves the carried protocol on `conn`'s further streams; its failure closes `conn`. */
+  private serveCarried(service: Service, conn: Connection): void {
+    service.serve(conn).catch((err: unknown) => {
+      const code = codeOf(err);
+      const fields = { peer: shortId(conn.remoteId), code, err: messageOf(err) };
+      if (code === 'CONNECTION_LOST') this.log.debug('carried streams ended', fields);
+      else this.log.warn('closing sync connection: a carried stream failed', fields);
+      conn.close(CloseCode.PROTOCOL_ERROR, code);
+    });
+  }
+
+  /** The dialer's hello, or the acceptor's (`carries`: says what carry() serves). */
+  private sendHello(framed: FramedStream, carries = false): Promise<void> {
     const push = this.options.push ? { push: PUSH_VERSION } : {};
+    const rpc = carries && this.carried ? { rpc: RPC_VERSION } : {};
     return framed.writeFrame(
       encodeCbor({
         v: SYNC_VERSION,
         type: 'hello',
         peerId: this.peerId,
-        meta: { ...this.peerMetadata, ...push },
+        meta: { ...this.peerMetadata, ...push, ...rpc },
       }),
     );
   }

@@ -15,6 +15,11 @@ export interface Hello {
   readonly meta: PeerMetadata;
   /** The push version the peer speaks (sync/push.ts), if any. */
   readonly push?: number;
+  /**
+   * The rpc version the acceptor serves on further streams of this connection (SyncAdapter.carry),
+   * if it does: the dialer may then call it there instead of on a connection of its own.
+   */
+  readonly rpc?: number;
 }
 
 /** Message types automerge-repo 2.x sends between peers. */
@@ -49,13 +54,15 @@ export function decodeHello(value: unknown): Hello {
   if (meta.storageId !== undefined) peerMeta.storageId = meta.storageId as StorageId;
   if (meta.isEphemeral !== undefined) peerMeta.isEphemeral = meta.isEphemeral;
   if (meta.push !== undefined && !Number.isSafeInteger(meta.push)) bad('hello: bad push');
-  const hello: Hello = {
+  if (meta.rpc !== undefined && !Number.isSafeInteger(meta.rpc)) bad('hello: bad rpc');
+  return {
     v: SYNC_VERSION,
     type: 'hello',
     peerId: value.peerId as PeerId,
     meta: peerMeta,
+    ...(meta.push === undefined ? {} : { push: meta.push as number }),
+    ...(meta.rpc === undefined ? {} : { rpc: meta.rpc as number }),
   };
-  return meta.push === undefined ? hello : { ...hello, push: meta.push as number };
 }
 
 /** Validates one repo message; returns undefined for a well-formed message of an unknown type. */

@@ -184,7 +184,11 @@ export class Agent {
       durable: (doc) => saveNow(docs, doc),
       logger: log,
     });
-    const rpc = new RpcChannel(node.transport, coordinator, { timeoutMs: config.rpcTimeoutMs });
+    // Once the sync session is open, calls go on its connection (sync/rpc-channel.ts `via`).
+    const rpc = new RpcChannel(node.transport, coordinator, {
+      timeoutMs: config.rpcTimeoutMs,
+      via: () => node.sync.rpcConnection(coordinator.nodeId),
+    });
     const agent = new Agent(
       node,
       own,

@@ -339,6 +339,8 @@ export class Coordinator {
         log,
       );
       node.router.service(echoService()).service(rpc).service(server);
+      // Agents call rpc on their sync connection too: one connection each (sync-adapter.ts carry).
+      node.sync.carry(rpc);
       trackPeers(node, fleet);
       node.start();
       const ticket = node.transport.ticket();
