@@ -142,6 +142,17 @@ function nodeCommand(
   return env.cpus ? ['taskset', ['-c', env.cpus, ...argv]] : [argv[0]!, argv.slice(1)];
 }
 
+/**
+ * The coordinator's environment: glibc's arenas capped at 2 as the NixOS unit runs it
+ * (nix/modules/nixos/coordinator.nix; README "Scale": 1,119 -> 759 KiB per agent at 100).
+ * BENCH_COORD_MALLOC_ARENA_MAX sets another value; empty, glibc's default (one arena per thread).
+ */
+function coordinatorEnv(): NodeJS.ProcessEnv {
+  const arenas = process.env.BENCH_COORD_MALLOC_ARENA_MAX ?? '2';
+  const { MALLOC_ARENA_MAX: _, ...env } = process.env;
+  return arenas === '' ? env : { ...env, MALLOC_ARENA_MAX: arenas };
+}
+
 /** `flt coordinator` as a child process, on loopback, without relays or discovery. */
 export class CoordinatorProcess {
   private constructor(
@@ -174,7 +185,7 @@ export class CoordinatorProcess {
       FLT_BIN,
       args,
     );
-    const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: coordinatorEnv() });
     if (logFile)
       child.stderr.on('data', (d: Buffer) => appendFileSync(`${logFile}.coordinator`, d));
     const exit = exited(child);
