@@ -27,7 +27,14 @@
 // `sync/` knows no fleet: who may change which document is the caller's business.
 
 import * as A from '@automerge/automerge';
-import type { AnyDocumentId, Chunk, DocumentId, Repo, StorageKey } from '@automerge/automerge-repo';
+import type {
+  AnyDocumentId,
+  Chunk,
+  DocHandle,
+  DocumentId,
+  Repo,
+  StorageKey,
+} from '@automerge/automerge-repo';
 import {
   interpretAsDocumentId,
   isValidAutomergeUrl,
@@ -57,6 +64,11 @@ export interface PlainDocsOptions {
   readonly onSaved?: (doc: DocumentId, heads: readonly string[]) => void;
   /** `doc` left the table, saved at `heads`. */
   readonly onEvict?: (doc: DocumentId, heads: readonly string[]) => void;
+  /**
+   * A find took `doc` from the table (handOver): `handle` holds it from now on, and whoever
+   * followed it here must follow the handle (its changes are not told here any more).
+   */
+  readonly onHandedOver?: (doc: DocumentId, handle: DocHandle<unknown>) => void;
   readonly log?: Logger;
 }
 
@@ -123,7 +135,15 @@ export class PlainDocs {
    * it is handed over to a Repo. Its JavaScript object is built here, once per change.
    */
   get<T = unknown>(doc: DocumentId): A.Doc<T> | undefined {
-    const entry = this.held(doc);
+    return this.leaving.has(doc) ? undefined : this.peek<T>(doc);
+  }
+
+  /**
+   * As get(), also while `doc` is being handed over (nothing changes it then): for a reader that
+   * follows it across the hand-over (onHandedOver), which would else see nothing for a moment.
+   */
+  peek<T = unknown>(doc: DocumentId): A.Doc<T> | undefined {
+    const entry = this.entries.get(doc);
     if (entry === undefined) return undefined;
     entry.view ??= A.view(entry.base, headsOf(entry));
     entry.viewed = true;
@@ -254,11 +274,18 @@ export class PlainDocs {
     r[handedOver] = true;
     this.repo = repo;
     const find = repo.find.bind(repo);
-    repo.find = async (id: AnyDocumentId, options?: Parameters<Repo['find']>[1]) => {
+    repo.find = async <T>(id: AnyDocumentId, options?: Parameters<Repo['find']>[1]) => {
       const doc = documentIdOf(id);
-      if (doc !== undefined && this.has(doc)) await this.release(doc);
+      const moving = doc !== undefined && this.has(doc);
+      if (moving) await this.release(doc);
       // No await between here and the find: its handle exists before anything else runs.
-      return find(id, options);
+      const found = find<T>(id, options);
+      if (moving)
+        void found.then(
+          (handle) => handle.isReady() && this.opts.onHandedOver?.(doc, handle),
+          () => undefined, // the caller is told
+        );
+      return found;
     };
   }
 

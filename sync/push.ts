@@ -377,12 +377,21 @@ export class PushReceiver {
     for (const change of changes) undecodable(doc, () => A.decodeChange(change));
   }
 
-  /** `doc` loaded from the store (or by whoever is loading it), or undefined if it holds none. */
+  /**
+   * `doc` loaded from the store (or by whoever is loading it), or undefined if it holds none. A
+   * document the plain table holds (also one it is handing over) counts as stored: the Repo's find
+   * takes everything from the table first (PlainDocs.handOver). Asking the store alone, a document
+   * made by a push whose first save was still under way looked new, and the next push, sent here
+   * by a hand-over that began after its open(), was imported as a second copy lacking the first
+   * changes: its heads never covered the push, and the writer's record waited forever (the status
+   * documents' race of sessions 17-18, test/plain-docs.test.ts).
+   */
   private async load(
     doc: DocumentId,
     handle: DocHandle<unknown> | undefined,
   ): Promise<DocHandle<unknown> | undefined> {
-    if (handle === undefined && !(await this.opts.stored(doc))) return undefined;
+    const held = this.opts.plain?.has(doc) === true;
+    if (handle === undefined && !held && !(await this.opts.stored(doc))) return undefined;
     try {
       const found = await this.opts.repo.find(doc);
       return found.isReady() ? found : undefined;

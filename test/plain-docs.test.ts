@@ -265,6 +265,90 @@ describe('PlainDocs', () => {
     await h.plain.close();
   });
 
+  it('a hand-over: readers may still peek while it saves, and are told the handle that took it', async () => {
+    const store = new MemoryStore();
+    let letSave!: () => void;
+    const saving = new Promise<void>((r) => (letSave = r));
+    const gated = Object.assign(Object.create(store) as MemoryStore, {
+      save: async (...args: Parameters<MemoryStore['save']>) => {
+        await saving;
+        return store.save(...args);
+      },
+    });
+    const repo = new Repo({ storage: gated, network: [] });
+    const told: { doc: DocumentId; heads: string[] }[] = [];
+    const plain = new PlainDocs({
+      store: gated,
+      onHandedOver: (doc, handle) => told.push({ doc, heads: A.getHeads(handle.doc()) }),
+    });
+    plain.handOver(repo);
+    const w = writer();
+    const doc = docId();
+    expect(plain.create(doc, w.first)).toBe(true);
+    const found = repo.find<Counter>(doc);
+    // Leaving: not held for changes, but still readable until the Repo has it.
+    expect(plain.get(doc)).toBeUndefined();
+    expect(plain.peek<Counter>(doc)?.n).toBe(0);
+    expect(told).toEqual([]);
+    letSave();
+    const handle = await found;
+    await waitFor('told', () => told.length > 0);
+    expect(told).toEqual([{ doc, heads: A.getHeads(handle.doc()) }]);
+    expect(plain.peek(doc)).toBeUndefined();
+    await plain.close();
+  });
+
+  it('a push the Repo takes while the table holds the document unsaved: the Repo gets all of it', async () => {
+    // What a hand-over that begins between a push's open() and its apply() leads to: the push
+    // goes to the Repo's path (here: every push does) while the table holds the document and its
+    // first save is still under way (held by the store until `letSave`).
+    const store = new MemoryStore();
+    let letSave!: () => void;
+    const saving = new Promise<void>((r) => (letSave = r));
+    const gated = Object.assign(Object.create(store) as MemoryStore, {
+      save: async (...args: Parameters<MemoryStore['save']>) => {
+        await saving;
+        return store.save(...args);
+      },
+    });
+    const repo = new Repo({ storage: gated, network: [] });
+    const plain = new PlainDocs({ store: gated });
+    plain.handOver(repo);
+    const w = writer();
+    const doc = docId();
+    expect(plain.create(doc, w.first)).toBe(true);
+    const answers: HaveMessage[] = [];
+    const receiver = new PushReceiver({
+      repo,
+      plain,
+      plainFor: () => false,
+      link: {
+        nodeId: 'holder' as NodeId,
+        sendPush: (m) => void (m.type === 'flt-have' && answers.push(m)),
+        speaksPush: () => true,
+      },
+      authorize: () => 'accept',
+      stored: async (d) => (await store.loadRange([d])).length > 0,
+    });
+    const next = w.next('a');
+    const pushed = receiver.receive('writer' as NodeId, {
+      type: 'flt-push',
+      senderId: 'writer',
+      targetId: 'holder',
+      documentId: doc,
+      heads: w.heads,
+      changes: next,
+    });
+    letSave();
+    await pushed;
+    expect(plain.has(doc)).toBe(false);
+    const handle = await repo.find<Counter>(doc);
+    expect(A.getHeads(handle.doc())).toEqual(w.heads);
+    expect(handle.doc().n).toBe(1);
+    expect(answers.at(-1)?.covers).toBe(true);
+    await plain.close();
+  });
+
   it('never holds a document the Repo finds while a push loads it', async () => {
     const store = new MemoryStore();
     const w = writer();

@@ -168,7 +168,7 @@ describe('an agent and its coordinator', () => {
     await waitFor('one connection', () => router.connectionsOf(id) === 1 || undefined, 20_000);
     const online = await waitFor('the agent online in the table', async () => {
       const { agents } = await fleet.admin.fleet();
-      return agents.find((r) => r.nodeId === id && r.online === true);
+      return agents.find((r) => r.nodeId === id && r.online === true && r.hostname !== null);
     });
     expect(online.hostname).toBe(facts.hostname);
     expect(router.connectionsOf(id)).toBe(1);

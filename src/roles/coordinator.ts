@@ -211,6 +211,7 @@ export class Coordinator {
       idleMs: evictionSettings.idleMs ?? EVICT_IDLE_MS,
       onSaved: (doc, heads) => following?.savedPlain(doc, heads),
       onEvict: (doc, heads) => following?.evicted(doc, heads),
+      onHandedOver: (doc, handle) => following?.handedOver(doc, handle),
       log,
     });
     plain.handOver(repo);
@@ -469,7 +470,7 @@ async function openNode(
     stored: (doc) => store.holds([doc]),
     onHandle: (peer, handle) => fleet.pushed(peer, handle),
     plain,
-    plainFor: (doc) => fleet.isPlainDoc(doc), // facts documents (fleet.ts: PLAIN_KINDS)
+    plainFor: (doc) => fleet.isPlainDoc(doc), // agents' own documents (fleet.ts)
     onPlain: (peer, doc) => fleet.pushedPlain(peer, doc),
     logger: log,
   });

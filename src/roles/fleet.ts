@@ -58,14 +58,6 @@ const FIELDS = {
   },
 } as const;
 const KINDS: readonly AgentDoc[] = ['facts', 'status'];
-/**
- * The kinds the coordinator holds as plain documents (sync/plain-docs.ts), outside its Repo: its
- * push receiver takes them there, `follow` and `doc.fetch` read them there. Facts only: held
- * plain, a status document (deployments) lost an agent's refusal to an admin's `admin status` in
- * test/deploy-refusals.test.ts (sessions 17 and 18; session 18's fix of two push/find
- * interleavings did not end it), so status documents stay in the Repo, where admins sync them.
- */
-const PLAIN_KINDS: ReadonlySet<AgentDoc> = new Set(['facts']);
 
 /**
  * The signed heads of an agent's document in its root record. Verified before the coordinator
@@ -340,6 +332,21 @@ export class Fleet {
   }
 
   /**
+   * A plain agent document was taken over by the Repo (a find: an admin's sync, sync/plain-docs.ts
+   * handOver): followed through its handle from now on, and heads waiting for it are checked
+   * again. Before, a heartbeat's signed heads that came while the hand-over ran found nothing held
+   * and waited for a change the handle never told anyone about: an agent's refusal never reached
+   * its root record (test/deploy-refusals.test.ts with status documents held plain).
+   */
+  handedOver(doc: DocumentId, handle: DocHandle<unknown>): void {
+    const owner = this.docs.get(doc);
+    if (owner === undefined || this.entries.get(owner.id)?.forked) return;
+    // Not followed now (evicted): whatever needs it next finds it (recordHeads, admit).
+    if (this.tracked[owner.kind].handles.get(owner.id)?.documentId !== doc) return;
+    this.attach(owner.id, owner.kind, handle);
+  }
+
+  /**
    * A plain agent document is saved up to `heads` (sync/plain-docs.ts): marked there, so that a
    * restarted coordinator answers the agent without a load (as persist() for a handle).
    */
@@ -527,10 +534,15 @@ export class Fleet {
     }
   }
 
-  /** Whether `doc` is an agent's document of a kind held plain (PLAIN_KINDS; O(1)). */
+  /**
+   * Whether `doc` is an agent's own document (facts or status; O(1)): the coordinator holds those
+   * as plain documents (sync/plain-docs.ts), outside its Repo, until a find (an admin's sync)
+   * takes one there (handedOver). Status documents went back to the Repo in sessions 17-18 after
+   * an agent's refusal got lost to `admin status`; the race was a hand-over that nobody followed
+   * (handedOver) and is fixed, so both kinds are plain again (session 19).
+   */
   isPlainDoc(doc: DocumentId): boolean {
-    const kind = this.docs.get(doc)?.kind;
-    return kind !== undefined && PLAIN_KINDS.has(kind);
+    return this.docs.has(doc);
   }
 
   /** Whether `doc` is an agent's facts or status document (O(1)). */
@@ -592,8 +604,7 @@ export class Fleet {
     const { watched } = this.tracked[kind];
     // Not in the Repo: read as a plain document, as its pushes are taken (none stored: a new
     // agent's, which comes by push).
-    const plainKind = PLAIN_KINDS.has(kind);
-    if (!viaRepo && plainKind && this.plain && this.repo.handles[docId] === undefined) {
+    if (!viaRepo && this.plain && this.repo.handles[docId] === undefined) {
       const held = await this.plain.open(docId).catch(() => false);
       if (this.repo.handles[docId] === undefined) {
         if (held) this.attachPlain(id, kind, docId);
@@ -880,7 +891,7 @@ class PlainSource implements Source {
   ) {}
 
   doc(): A.Doc<unknown> {
-    const held = this.plain.get(this.documentId);
+    const held = this.plain.peek(this.documentId);
     if (held !== undefined) return held;
     const handle = this.repo.handles[this.documentId] as DocHandle<unknown> | undefined;
     return handle?.isReady() ? handle.doc() : A.init();
