@@ -22,7 +22,9 @@
 //
 // A document is held here or in a Repo, not both: `handOver(repo)` makes a find of a held
 // document save it first and let it go, so the Repo loads everything it held (sync/repo-find-
-// guard.ts runs first: a document the Repo is asking peers for never gets here).
+// guard.ts runs first: a document the Repo is asking peers for never gets here). Whoever follows a
+// document here is told the handle it went to (`onHandedOver`: its changes are told there from
+// then on) and can still read it while it is being saved for the hand-over (`peek`).
 //
 // `sync/` knows no fleet: who may change which document is the caller's business.
 
