@@ -87,8 +87,11 @@ describe('rpc carried on the sync connection', () => {
     const s = await server(true);
     const t = await bindLocal(randomBytes(32));
     cleanups.push(() => t.close());
-    let via: Connection | undefined;
-    const channel = new RpcChannel(t, s.transport.addr(), { timeoutMs: 5000, via: () => via });
+    const session: { conn?: Connection } = {};
+    const channel = new RpcChannel(t, s.transport.addr(), {
+      timeoutMs: 5000,
+      via: () => session.conn,
+    });
     cleanups.push(() => Promise.resolve(channel.close()));
     expect(await channel.call(inc, { n: 1 })).toEqual({ n: 2 }); // on its own connection
     expect(s.router.connectionsOf(t.nodeId)).toBe(1);
@@ -96,7 +99,7 @@ describe('rpc carried on the sync connection', () => {
     const adapter = new SyncAdapter({ transport: t, dial: [s.transport.addr()] });
     const repo = new Repo({ network: [adapter], peerId: t.nodeId as string as PeerId });
     cleanups.push(() => repo.shutdown());
-    via = await waitFor('session', () => adapter.rpcConnection(s.transport.nodeId));
+    session.conn = await waitFor('session', () => adapter.rpcConnection(s.transport.nodeId));
     await waitFor('both connections', () => s.router.connectionsOf(t.nodeId) === 2 || undefined);
     expect(await channel.call(inc, { n: 2 })).toEqual({ n: 3 });
     await waitFor('the own connection closed', () =>
@@ -108,8 +111,9 @@ describe('rpc carried on the sync connection', () => {
   it('a server that does not carry rpc (an older coordinator): calls stay on a connection of their own', async () => {
     const s = await server(false);
     const c = await client(s.transport);
-    await waitFor('the sync session', () =>
-      c.adapter.connectedPeers().includes(s.transport.nodeId) || undefined,
+    await waitFor(
+      'the sync session',
+      () => c.adapter.connectedPeers().includes(s.transport.nodeId) || undefined,
     );
     expect(c.adapter.rpcConnection(s.transport.nodeId)).toBeUndefined();
     expect(await c.channel.call(inc, { n: 1 })).toEqual({ n: 2 });
