@@ -265,7 +265,8 @@ describe('PlainDocs', () => {
     await h.plain.close();
   });
 
-  it('a hand-over: readers may still peek while it saves, and are told the handle that took it', async () => {
+  /** A store whose saves wait until `letSave()` (`store` underneath saves at once). */
+  function savesHeld() {
     const store = new MemoryStore();
     let letSave!: () => void;
     const saving = new Promise<void>((r) => (letSave = r));
@@ -275,6 +276,11 @@ describe('PlainDocs', () => {
         return store.save(...args);
       },
     });
+    return { store, gated, letSave };
+  }
+
+  it('a hand-over: readers may still peek while it saves, and are told the handle that took it', async () => {
+    const { gated, letSave } = savesHeld();
     const repo = new Repo({ storage: gated, network: [] });
     const told: { doc: DocumentId; heads: string[] }[] = [];
     const plain = new PlainDocs({
@@ -302,15 +308,7 @@ describe('PlainDocs', () => {
     // What a hand-over that begins between a push's open() and its apply() leads to: the push
     // goes to the Repo's path (here: every push does) while the table holds the document and its
     // first save is still under way (held by the store until `letSave`).
-    const store = new MemoryStore();
-    let letSave!: () => void;
-    const saving = new Promise<void>((r) => (letSave = r));
-    const gated = Object.assign(Object.create(store) as MemoryStore, {
-      save: async (...args: Parameters<MemoryStore['save']>) => {
-        await saving;
-        return store.save(...args);
-      },
-    });
+    const { store, gated, letSave } = savesHeld();
     const repo = new Repo({ storage: gated, network: [] });
     const plain = new PlainDocs({ store: gated });
     plain.handOver(repo);
