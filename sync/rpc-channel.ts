@@ -101,21 +101,11 @@ export class RpcChannel {
         RETRYABLE.has(code) &&
         this.client === client
       ) {
+        // A `via` connection is not ours to close: the next call dials one of our own (header).
+        this.release(client, this.onVia !== undefined, 'reconnecting');
+        this.shunned = this.onVia ?? this.shunned;
         this.client = undefined;
-        if (this.onVia !== undefined) {
-          // Not ours to close: the next call dials a connection of our own (see the header).
-          this.shunned = this.onVia;
-          this.onVia = undefined;
-          void client.then(
-            (c) => c.close(),
-            () => undefined,
-          );
-        } else {
-          void client.then(
-            (c) => c.conn.close(0, 'reconnecting'),
-            () => undefined,
-          );
-        }
+        this.onVia = undefined;
       }
       throw err;
     }
