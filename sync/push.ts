@@ -234,8 +234,6 @@ export interface PushReceiverOptions {
    * (sync/plain-docs.ts): a document held as a handle still takes its pushes there.
    */
   readonly plain?: PlainDocs;
-  /** Which documents go to `plain` (default: every one the Repo does not hold). */
-  readonly plainFor?: (doc: DocumentId) => boolean;
   /** A push of a document held in `plain` was taken (or answered), for each push. */
   readonly onPlain?: (peer: NodeId, doc: DocumentId) => void;
   /** Where a failed save of a document new here is told (default: nowhere). */
@@ -292,9 +290,8 @@ export class PushReceiver {
         return this.answer(peer, doc, [...stored], true);
       }
     }
-    const plain = this.opts.plain;
-    if (handle === undefined && plain !== undefined && (this.opts.plainFor?.(doc) ?? true))
-      return this.takePlain(peer, message, take, plain);
+    if (handle === undefined && this.opts.plain !== undefined)
+      return this.takePlain(peer, message, take, this.opts.plain);
     return this.takeHandle(peer, message, take, handle);
   }
 

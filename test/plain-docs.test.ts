@@ -265,7 +265,7 @@ describe('PlainDocs', () => {
     await h.plain.close();
   });
 
-  /** A store whose saves wait until `letSave()` (`store` underneath saves at once). */
+  /** A memory store whose saves wait until `letSave()`. */
   function savesHeld() {
     const store = new MemoryStore();
     let letSave!: () => void;
@@ -276,7 +276,7 @@ describe('PlainDocs', () => {
         return store.save(...args);
       },
     });
-    return { store, gated, letSave };
+    return { gated, letSave };
   }
 
   it('a hand-over: readers may still peek while it saves, and are told the handle that took it', async () => {
@@ -304,41 +304,37 @@ describe('PlainDocs', () => {
     await plain.close();
   });
 
-  it('a push the Repo takes while the table holds the document unsaved: the Repo gets all of it', async () => {
-    // What a hand-over that begins between a push's open() and its apply() leads to: the push
-    // goes to the Repo's path (here: every push does) while the table holds the document and its
-    // first save is still under way (held by the store until `letSave`).
-    const { store, gated, letSave } = savesHeld();
-    const repo = new Repo({ storage: gated, network: [] });
-    const plain = new PlainDocs({ store: gated });
-    plain.handOver(repo);
+  it("a hand-over that begins between a push's open() and apply(), the document unsaved: the Repo gets all of it", async () => {
+    // The push finds the document held, then the hand-over begins (an admin's find), so the push
+    // goes to the Repo's path while the table still holds the document and its first save is
+    // under way (held by the store until `letSave`).
+    const { gated, letSave } = savesHeld();
+    const { repo, plain, answers, push } = holderWithGate(gated);
     const w = writer();
     const doc = docId();
     expect(plain.create(doc, w.first)).toBe(true);
-    const answers: HaveMessage[] = [];
-    const receiver = new PushReceiver({
-      repo,
-      plain,
-      plainFor: () => false,
-      link: {
-        nodeId: 'holder' as NodeId,
-        sendPush: (m) => void (m.type === 'flt-have' && answers.push(m)),
-        speaksPush: () => true,
-      },
-      authorize: () => 'accept',
-      stored: async (d) => (await store.loadRange([d])).length > 0,
-    });
-    const next = w.next('a');
-    const pushed = receiver.receive('writer' as NodeId, {
-      type: 'flt-push',
-      senderId: 'writer',
-      targetId: 'holder',
-      documentId: doc,
-      heads: w.heads,
-      changes: next,
-    });
+    const apply = plain.apply.bind(plain);
+    let handOver: Promise<unknown> | undefined;
+    plain.apply = (d, changes) => {
+      handOver ??= repo.find(d);
+      return apply(d, changes);
+    };
+    // Finds after the hand-over's own: the push's way into the Repo.
+    const find = repo.find.bind(repo);
+    let finds = 0;
+    repo.find = (...args: Parameters<Repo['find']>) => {
+      finds++;
+      return find(...args);
+    };
+    const pushed = push(doc, w.heads, w.next('a'));
+    let settled = false;
+    void pushed.finally(() => (settled = true));
+    // The save stays held until the push decided: imported (settled) or gone to the Repo's find.
+    await waitFor('the push decided', () => settled || finds >= 2);
     letSave();
     await pushed;
+    expect(handOver).toBeDefined();
+    await handOver;
     expect(plain.has(doc)).toBe(false);
     const handle = await repo.find<Counter>(doc);
     expect(A.getHeads(handle.doc())).toEqual(w.heads);

@@ -470,7 +470,6 @@ async function openNode(
     stored: (doc) => store.holds([doc]),
     onHandle: (peer, handle) => fleet.pushed(peer, handle),
     plain,
-    plainFor: (doc) => fleet.isPlainDoc(doc), // agents' own documents (fleet.ts)
     onPlain: (peer, doc) => fleet.pushedPlain(peer, doc),
     logger: log,
   });
@@ -522,7 +521,7 @@ function rpcServer(
     if (docId === rootDocId) fleet.commit();
   };
   /**
-   * A document to read for an admin, and how to save what it shows: an agent's plain document not
+   * A document to read for an admin, and how to save what it shows: an agent's own document not
    * in the Repo from the plain table (loaded there from the store, as its pushes are; a find
    * would move it into the Repo), any other from the Repo. Undefined: not held here.
    */
@@ -531,7 +530,7 @@ function rpcServer(
   ): Promise<{ doc: A.Doc<unknown>; save: () => Promise<void> } | undefined> => {
     current(docId);
     const repo = node.repo!;
-    if (fleet.isPlainDoc(docId) && repo.handles[docId] === undefined) {
+    if (fleet.isAgentDoc(docId) && repo.handles[docId] === undefined) {
       const doc = (await plain.open(docId)) ? plain.get(docId) : undefined;
       if (doc !== undefined && repo.handles[docId] === undefined)
         return { doc, save: () => plain.saved(docId) };

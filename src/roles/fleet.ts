@@ -535,17 +535,9 @@ export class Fleet {
   }
 
   /**
-   * Whether `doc` is an agent's own document (facts or status; O(1)): the coordinator holds those
-   * as plain documents (sync/plain-docs.ts), outside its Repo, until a find (an admin's sync)
-   * takes one there (handedOver). Status documents went back to the Repo in sessions 17-18 after
-   * an agent's refusal got lost to `admin status`; the race was a hand-over that nobody followed
-   * (handedOver) and is fixed, so both kinds are plain again (session 19).
+   * Whether `doc` is an agent's facts or status document (O(1)): the coordinator holds those as
+   * plain documents (sync/plain-docs.ts) until a find takes one into the Repo (handedOver).
    */
-  isPlainDoc(doc: DocumentId): boolean {
-    return this.docs.has(doc);
-  }
-
-  /** Whether `doc` is an agent's facts or status document (O(1)). */
   isAgentDoc(doc: DocumentId): boolean {
     return this.docs.has(doc);
   }
@@ -604,7 +596,7 @@ export class Fleet {
     const { watched } = this.tracked[kind];
     // Not in the Repo: read as a plain document, as its pushes are taken (none stored: a new
     // agent's, which comes by push).
-    if (!viaRepo && this.plain && this.repo.handles[docId] === undefined) {
+    if (!viaRepo && this.plain !== undefined && this.repo.handles[docId] === undefined) {
       const held = await this.plain.open(docId).catch(() => false);
       if (this.repo.handles[docId] === undefined) {
         if (held) this.attachPlain(id, kind, docId);
