@@ -17,6 +17,10 @@
 // its snapshot, which the next look here removes (two snapshots are compacted too: loading a
 // 500-agent audit document from two took 428 ms of CPU, from one 31 ms). Crash-safe: the snapshot is durable before any
 // chunk goes (FsStore), and a crash in between leaves a chunk too many, never one too few.
+// A crash while two snapshots are there (up to everyMs after automerge-repo's compaction, or
+// between the two steps here) leaves them for the next start: OwnedDoc.load makes them one
+// before the Repo loads the document (consolidate in sync/owned-doc.ts). Loaded as automerge-repo
+// loads them, a 1,000-agent root's two took 1.4 s and 865 MiB of wasm memory (issue 13).
 
 import * as A from '@automerge/automerge';
 import type { DocHandle, StorageKey } from '@automerge/automerge-repo';

@@ -37,6 +37,7 @@ import { LOCAL, runFlt, tempDir } from './helpers/flt.js';
 import { bindLocal, localConfig } from './helpers/fleet.js';
 import { fixtureFile } from './helpers/nix.js';
 import { waitFor } from './helpers/wait.js';
+import { MemoryStore } from '../stores/memory-store.js';
 
 const log = createLogger('error', 'fleet', () => undefined);
 
@@ -271,7 +272,7 @@ describe('deploy pushes first', () => {
     const key = nodeKeyFromSeed(randomBytes(32));
     const repo = new Repo({ network: [] });
     try {
-      const outbox = await Outbox.open(repo, { loadRange: () => Promise.resolve([]) }, key);
+      const outbox = await Outbox.open(repo, new MemoryStore(), key);
       const part = (storePath: string) =>
         signDeployment(
           {

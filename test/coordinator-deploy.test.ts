@@ -54,6 +54,7 @@ import { signDeployment, type SignedPart } from '../src/trust/deployment.js';
 import { tempDir } from './helpers/flt.js';
 import { bindLocal, localConfig, testFleet, type TestFleet } from './helpers/fleet.js';
 import { waitFor } from './helpers/wait.js';
+import { MemoryStore } from '../stores/memory-store.js';
 
 const log = createLogger('error', 'fleet', () => undefined);
 const STORE_A = `/nix/store/${'a'.repeat(32)}-system-a`;
@@ -91,7 +92,7 @@ async function fakeAgent(ticket: string, token: string): Promise<FakeAgent> {
   new Router(transport).route(ALPN.sync, (c) => adapter.accept(c)).start();
   const repo = new Repo({ network: [adapter], peerId: key.nodeId as string as PeerId });
   const status = new OwnedDoc<StatusDoc>(statusKey);
-  await status.open(repo, { loadRange: () => Promise.resolve([]) }, statusBase(key.nodeId));
+  await status.open(repo, new MemoryStore(), statusBase(key.nodeId));
   adapter.addPeer(coordinator);
   return {
     key,

@@ -39,6 +39,7 @@ import { signDeployment, verifyPart, type SignedPart } from '../src/trust/deploy
 import { localConfig } from './helpers/fleet.js';
 import { runFlt, tempDir } from './helpers/flt.js';
 import { freeUdpPort } from './helpers/peer-process.js';
+import { MemoryStore } from '../stores/memory-store.js';
 
 const SYSTEM_A = '/nix/store/0123456789abcdfghijklmnpqrsvwxyz-nixos-system-a';
 const SYSTEM_B = '/nix/store/abcdfghijklmnpqrsvwxyz0123456789-nixos-system-b';
@@ -305,7 +306,7 @@ describe('the outbox and the coordinator errors', () => {
     const key = (await loadOrCreateNodeKey(join(dir.path, 'outbox-admin'))).key;
     const repo = new Repo({ network: [] });
     try {
-      const outbox = await Outbox.open(repo, { loadRange: () => Promise.resolve([]) }, key);
+      const outbox = await Outbox.open(repo, new MemoryStore(), key);
       const parts = signDeployment(
         {
           targets: new Map([[agents[0]!.key.nodeId, 1]]),

@@ -14,13 +14,14 @@ import {
   verifySignedHeads,
 } from '../sync/owned-doc.js';
 import { thrownCode } from './helpers/errors.js';
+import { MemoryStore } from '../stores/memory-store.js';
 
 interface Doc {
   kind: string;
   n?: number;
 }
 
-const empty = { loadRange: () => Promise.resolve([]) };
+const empty = new MemoryStore();
 const writeKey = () => deriveKeyPair(generateNodeKey().secret, 'flt/v1/doc/facts');
 
 /** A sync message carrying the changes from `from` to `to` for `docId`. */

@@ -13,8 +13,9 @@ import { createLogger } from '../sync/log.js';
 import { docIdFor, OwnedDoc } from '../sync/owned-doc.js';
 import type { NodeId } from '../sync/ids.js';
 import { waitFor } from './helpers/wait.js';
+import { MemoryStore } from '../stores/memory-store.js';
 
-const empty = { loadRange: () => Promise.resolve([]) };
+const empty = new MemoryStore();
 const log = createLogger('error', 'test');
 
 async function openFleet(): Promise<{ fleet: Fleet; committed: () => A.Doc<RootDoc> }> {

@@ -8,7 +8,7 @@
 
 import type { DocumentId, Repo } from '@automerge/automerge-repo';
 import { FltError } from '../../sync/errors.js';
-import { OwnedDoc, docIdFor, type StoredChunks } from '../../sync/owned-doc.js';
+import { OwnedDoc, docIdFor, type ConsolidatedChunks } from '../../sync/owned-doc.js';
 import type { FsStore } from '../../stores/fs-store.js';
 import { codeOf, messageOf } from '../errors.js';
 import { deriveKeyPair } from '../identity/derive.js';
@@ -91,7 +91,7 @@ export class Outbox {
     private readonly repo: Repo,
   ) {}
 
-  static async open(repo: Repo, store: StoredChunks, key: NodeKey): Promise<Outbox> {
+  static async open(repo: Repo, store: ConsolidatedChunks, key: NodeKey): Promise<Outbox> {
     const owned = new OwnedDoc<OutboxDoc>(deriveKeyPair(key.secret, OUTBOX_KEY));
     await owned.open(repo, store, outboxBase(key.nodeId));
     return new Outbox(owned, repo);
