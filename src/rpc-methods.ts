@@ -109,6 +109,12 @@ export const agentEnroll = method(
     factsHeads: z.unknown().optional(),
     /** The agent's desired document (docs/desired.ts): what it should run. */
     desiredDocId: docId.optional(),
+    /**
+     * The head of the desired document's base, when the coordinator began the document now: an
+     * agent whose own base (desiredSnapshot) has this head starts its copy from it, and its first
+     * sync is answered without the coordinator loading the document (issue 13).
+     */
+    desiredBase: hex32.optional(),
     /** The fleet's admins document (docs/admins.ts): how the agent checks a deployment signer. */
     adminsDocId: docId.optional(),
     /** The coordinator already holds the status document: fetch it before writing to it. */

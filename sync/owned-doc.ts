@@ -81,13 +81,23 @@ function base58check(payload: Uint8Array): string {
  * fixed content).
  */
 export function baseDocument<T extends object>(docId: DocumentId, initial: T): Uint8Array {
+  return baseSnapshot(docId, initial).bytes;
+}
+
+/** baseDocument's bytes and their heads (its one change). */
+export function baseSnapshot<T extends object>(
+  docId: DocumentId,
+  initial: T,
+): { bytes: Uint8Array; heads: string[] } {
   const actor = Buffer.from(hash(BASE_ACTOR_DOMAIN, utf8ToBytes(docId)).subarray(0, 16)).toString(
     'hex',
   );
   const doc = A.change(A.init<T>({ actor }), { time: 0, message: 'flt: base' }, (d) => {
     Object.assign(d, initial);
   });
-  return A.save(doc);
+  const snapshot = { bytes: A.save(doc), heads: A.getHeads(doc) };
+  A.free(doc);
+  return snapshot;
 }
 
 /** What isStored needs of a store (automerge-repo's storage interface, any implementation). */

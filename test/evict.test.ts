@@ -171,10 +171,25 @@ describe('a coordinator that evicts its idle agents’ documents', () => {
       [factsDoc, statusDoc, desiredDoc].every((d) => !loaded(d)),
     );
 
+  it('an enrolled agent begins its desired document from the base stored at enrollment, which is never loaded here', async () => {
+    const copy = await waitFor('the agent holds its desired document', () => {
+      const h = agent.node.repo!.handles[desiredDoc];
+      return h?.isReady() === true ? h : undefined;
+    });
+    const heads = A.getHeads(copy.doc()).join(',');
+    await waitFor('its mark stored at the agent’s heads', async () => {
+      const journal = await readJournal(coordinator().marks.file);
+      return journal?.entries.get(desiredDoc) === heads;
+    });
+    // Its first sync was answered from the mark: the coordinator never loaded the document.
+    expect(coordinator().node.repo!.handles[desiredDoc]).toBeUndefined();
+  });
+
   it("evicts an idle agent's documents, saved", async () => {
     await waitFor('the first facts in the root summary', () => summaryHost() === 'one');
     await waitEvicted('idle');
-    expect(coordinator().eviction.evicted + coordinator().plain.evicted).toBeGreaterThanOrEqual(3);
+    // Facts and status; the desired document was never loaded (stored and marked at enrollment).
+    expect(coordinator().eviction.evicted + coordinator().plain.evicted).toBeGreaterThanOrEqual(2);
     const store = coordinator().node.store!;
     for (const doc of [factsDoc, statusDoc, desiredDoc])
       expect(await isStored(store, doc)).toBe(true);

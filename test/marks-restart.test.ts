@@ -123,9 +123,15 @@ describe('a coordinator killed before its agents’ documents went idle', () => 
   }, 60_000);
 
   it('marks each of the agent’s documents at its heads while it is still loaded', async () => {
+    // Facts and status loaded (pushed) and marked at their heads; the desired document is
+    // marked from enrollment on, loaded only if an admin's sync found it (then at its mark).
     const about = await waitFor('the three documents marked at their heads', async () => {
       const a = await coordinator.about(id);
-      return a.docs.length === 3 && a.docs.every((d) => d.heads !== null && d.mark === d.heads)
+      const [facts, status, desired] = a.docs;
+      return a.docs.length === 3 &&
+        [facts, status].every((d) => d?.heads !== null && d?.mark === d?.heads) &&
+        desired?.mark !== null &&
+        (desired?.heads === null || desired?.heads === desired?.mark)
         ? a
         : undefined;
     });

@@ -4,8 +4,10 @@
 // the admins receive it; what it holds is trusted for delivery only: the agent verifies the part.
 
 import * as A from '@automerge/automerge';
+import type { DocumentId } from '@automerge/automerge-repo';
 import { FltError } from '../../sync/errors.js';
 import type { NodeId } from '../../sync/ids.js';
+import { baseSnapshot } from '../../sync/owned-doc.js';
 import type { DerivePurpose } from '../identity/derive.js';
 import { exactRecord } from '../trust/canonical.js';
 import { type SignedPart, verifyPart } from '../trust/deployment.js';
@@ -37,6 +39,15 @@ export interface DesiredCurrent {
 /** The document before its first change: what every copy starts from (doc-id.ts). */
 export function desiredBase(agent: NodeId): DesiredDoc {
   return { kind: DESIRED_KIND, schema: DOC_SCHEMA, agent };
+}
+
+/**
+ * The base of `agent`'s desired document `doc` as bytes, and its heads: what the coordinator
+ * stores at enrollment and the agent starts its copy from when the coordinator's base has the
+ * same head (the enroll answer's `desiredBase`).
+ */
+export function desiredSnapshot(agent: NodeId, doc: DocumentId) {
+  return baseSnapshot(doc, desiredBase(agent));
 }
 
 /** The record for `current` (assign it to `d.current` inside a change). */

@@ -25,7 +25,7 @@ import { isStored, OwnedDoc, type SignedHeads } from '../../sync/owned-doc.js';
 import type { NodeId } from '../../sync/ids.js';
 import { createActivator, type Activator } from '../deploy/index.js';
 import type { AdminsDoc } from '../docs/admins.js';
-import type { DesiredDoc } from '../docs/desired.js';
+import { desiredSnapshot, type DesiredDoc } from '../docs/desired.js';
 import { STATUS_KEY, statusBase, type StatusDoc } from '../docs/status.js';
 import { Deployer } from './deployer.js';
 import { ArtifactFetcher } from '../artifacts/fetcher.js';
@@ -296,7 +296,7 @@ export class Agent {
       this.deploying = this.startDeployer(
         repo,
         status,
-        desiredDocId as DocumentId,
+        { docId: desiredDocId as DocumentId, base: answer.desiredBase },
         adminsDocId as DocumentId,
         answer.rootDocId,
       ).catch((err: unknown) => {
@@ -404,16 +404,26 @@ export class Agent {
   private async startDeployer(
     repo: Repo,
     status: DocHandle<StatusDoc>,
-    desiredDocId: DocumentId,
+    desired: { docId: DocumentId; base: string | undefined },
     adminsDocId: DocumentId,
     fleet: string,
   ): Promise<void> {
-    const open = async <T>(docId: DocumentId, what: string) =>
+    /** Stored here, else begun from `base` (bytes the coordinator began it from), else fetched. */
+    const open = async <T>(docId: DocumentId, what: string, base?: Uint8Array) =>
       (await isStored(this.node.store!, docId))
         ? repo.find<T>(docId, { signal: this.stop.signal })
-        : this.fetchDoc<T>(repo, docId, what, FETCH_RETRY);
-    const [desired, admins] = await Promise.all([
-      open<DesiredDoc>(desiredDocId, 'desired'),
+        : base !== undefined
+          ? repo.import<T>(base, { docId })
+          : this.fetchDoc<T>(repo, docId, what, FETCH_RETRY);
+    // The coordinator began our desired document now: from the base we make too (same head), so
+    // it need not load the document to answer our first sync (enroll answer, `desiredBase`).
+    const base = desiredSnapshot(this.node.key.nodeId, desired.docId);
+    const [desiredDoc, admins] = await Promise.all([
+      open<DesiredDoc>(
+        desired.docId,
+        'desired',
+        base.heads[0] === desired.base ? base.bytes : undefined,
+      ),
       open<AdminsDoc>(adminsDocId, 'admins'),
     ]);
     if (this.stop.signal.aborted || this.closing) return;
@@ -433,7 +443,7 @@ export class Agent {
         log: this.log,
       });
     this.deployer = new Deployer(
-      { desired, admins, status },
+      { desired: desiredDoc, admins, status },
       {
         stateDir: c.stateDir,
         nodeId: this.node.key.nodeId,

@@ -597,7 +597,7 @@ function rpcServer(
       const entry = fleet.enroll(ctx.peer, factsDocId, req.factsWriteKey, { status, desired });
       // The agent syncs it next: it exists here from now on (its base, until a deployment),
       // saved and marked.
-      await deployments.ready(ctx.peer);
+      const desiredBase = await deployments.ready(ctx.peer);
       // An answer is an acknowledgement: the agent's record (and the approval its token made) is
       // saved first, or a coordinator killed right after would refuse an agent it had enrolled.
       current(rootDocId);
@@ -611,6 +611,7 @@ function rpcServer(
         known,
         factsHeads,
         desiredDocId: desired.docId,
+        ...(desiredBase !== undefined ? { desiredBase } : {}),
         adminsDocId: gate.adminsDoc.documentId,
         ...(statusKnown !== undefined
           ? { statusKnown, statusHeads: entry.forked ? null : (entry.statusHeads ?? null) }
