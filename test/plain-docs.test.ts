@@ -107,6 +107,24 @@ describe('PlainDocs', () => {
     await store.close();
   });
 
+  it("builds a document's object once for the readers of one turn, and lets it go after", async () => {
+    const store = await fresh();
+    const w = writer();
+    const doc = docId();
+    const plain = new PlainDocs({ store });
+    plain.create(doc, w.first);
+    plain.apply(doc, w.next('a'));
+    const first = plain.get<Counter>(doc);
+    expect(plain.get<Counter>(doc)).toBe(first); // the same turn: built once
+    await new Promise((resolve) => setImmediate(resolve));
+    const later = plain.get<Counter>(doc);
+    expect(later).not.toBe(first); // not held between turns
+    expect(later).toEqual(first);
+    expect(later?.notes).toEqual(['a']);
+    await plain.close();
+    await store.close();
+  });
+
   it('refuses changes that do not decode and changes nothing', async () => {
     const store = await fresh();
     const w = writer();
