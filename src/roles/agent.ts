@@ -96,6 +96,8 @@ export class Agent {
     private readonly ownStatus: OwnedDoc<StatusDoc>,
     /** The desired and admins documents, once the enroll answer names them: synced read-only. */
     private readonly theirs: Set<DocumentId>,
+    /** Our documents begun here: pushed from the start (see `begun` in open). */
+    private readonly begun: Set<DocumentId>,
     private readonly activator: Activator | undefined,
     private readonly rpc: RpcChannel,
     private readonly coordinator: PeerAddr,
@@ -134,8 +136,15 @@ export class Agent {
     // Our documents go to a coordinator that speaks push by push (sync/push.ts) once they are
     // open and caught up; until then, and to an older coordinator, through automerge-repo.
     const routes = new PushRoutes();
+    /**
+     * Our documents begun here (nothing of them to take from the coordinator): pushed from the
+     * start, never announced through automerge-repo to a coordinator that speaks push, even
+     * before the sender tracks them. Else a sync session that opened before such a document was
+     * made (a slow disk) synced it through the coordinator's Repo first.
+     */
+    const begun = new Set<DocumentId>();
     const pushed = (doc: DocumentId) =>
-      routes.sender?.tracks(doc) === true && routes.sender.speaks();
+      routes.sender?.speaks() === true && (routes.sender.tracks(doc) || begun.has(doc));
     // The status document is synced only with a coordinator that deploys (it named a desired and
     // an admins document when we enrolled): an older one refuses anything but facts.
     const synced = (doc: DocumentId | undefined) =>
@@ -194,6 +203,7 @@ export class Agent {
       own,
       status,
       theirs,
+      begun,
       activator,
       rpc,
       coordinator,
@@ -289,7 +299,7 @@ export class Agent {
       localStatus ??
       (answer.statusKnown === true
         ? this.ownStatus.adopt(await this.fetchDoc<StatusDoc>(repo, this.statusDocId, 'status'))
-        : await this.ownStatus.open(repo, store, statusBase(this.node.key.nodeId)));
+        : await this.beginStatus(repo));
     await this.catchUp(this.ownStatus, status, 'status');
     if (this.theirs.size > 0) this.push(status);
     if (desiredDocId !== undefined && adminsDocId !== undefined)
@@ -527,8 +537,14 @@ export class Agent {
       );
   }
 
+  private beginStatus(repo: Repo): Promise<DocHandle<StatusDoc>> {
+    this.begun.add(this.statusDocId);
+    return this.ownStatus.open(repo, this.node.store!, statusBase(this.node.key.nodeId));
+  }
+
   private create(repo: Repo): Promise<DocHandle<FactsDoc>> {
     const base = factsBase(this.node.key.nodeId);
+    this.begun.add(this.factsDocId);
     return this.own.open(repo, this.node.store!, base);
   }
 
