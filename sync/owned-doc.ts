@@ -147,19 +147,25 @@ export type ConsolidatedChunks = Pick<StorageAdapterInterface, 'loadRange' | 'sa
  */
 export async function consolidate(store: ConsolidatedChunks, docId: string): Promise<boolean> {
   const { snapshots, incrementals } = await contentChunks(store, docId);
-  const chunks = [...snapshots, ...incrementals].filter((c) => c.data !== undefined);
   if (snapshots.length < 2) return false;
+  const chunks = [...snapshots, ...incrementals].filter((c) => c.data !== undefined);
   const doc = A.init<unknown>();
-  const backend = A.getBackend(doc);
+  let snapshot;
   try {
+    const backend = A.getBackend(doc);
     backend.loadIncremental(concatBytes(...chunks.map((c) => c.data!)));
+    snapshot = { bytes: backend.save(), heads: backend.getHeads() };
   } catch {
     return false;
+  } finally {
+    A.free(doc);
   }
-  const snapshot = { bytes: backend.save(), heads: backend.getHeads() };
-  A.free(doc);
-  const keys = chunks.map((c) => c.key);
-  await replaceWithSnapshot(store, docId, snapshot, keys);
+  await replaceWithSnapshot(
+    store,
+    docId,
+    snapshot,
+    chunks.map((c) => c.key),
+  );
   return true;
 }
 

@@ -306,7 +306,7 @@ export class Agent {
       this.deploying = this.startDeployer(
         repo,
         status,
-        { docId: desiredDocId as DocumentId, base: answer.desiredBase },
+        { docId: desiredDocId as DocumentId, baseHead: answer.desiredBase },
         adminsDocId as DocumentId,
         answer.rootDocId,
       ).catch((err: unknown) => {
@@ -414,7 +414,7 @@ export class Agent {
   private async startDeployer(
     repo: Repo,
     status: DocHandle<StatusDoc>,
-    desired: { docId: DocumentId; base: string | undefined },
+    desired: { docId: DocumentId; baseHead: string | undefined },
     adminsDocId: DocumentId,
     fleet: string,
   ): Promise<void> {
@@ -432,7 +432,7 @@ export class Agent {
       open<DesiredDoc>(
         desired.docId,
         'desired',
-        base.heads[0] === desired.base ? base.bytes : undefined,
+        base.heads[0] === desired.baseHead ? base.bytes : undefined,
       ),
       open<AdminsDoc>(adminsDocId, 'admins'),
     ]);
