@@ -145,8 +145,13 @@ export type ConsolidatedChunks = Pick<StorageAdapterInterface, 'loadRange' | 'sa
  * Automerge refuses to load is left as it is (the Repo's load reports it). Bytes it cannot read
  * add nothing to any load (Automerge skips them; FsStore quarantines a damaged file first).
  */
-export async function consolidate(store: ConsolidatedChunks, docId: string): Promise<boolean> {
-  const { snapshots, incrementals } = await contentChunks(store, docId);
+export async function consolidate(
+  store: ConsolidatedChunks,
+  docId: string,
+  /** The document's chunks, if the caller read them already (contentChunks). */
+  held?: { snapshots: Chunk[]; incrementals: Chunk[] },
+): Promise<boolean> {
+  const { snapshots, incrementals } = held ?? (await contentChunks(store, docId));
   if (snapshots.length < 2) return false;
   const chunks = [...snapshots, ...incrementals].filter((c) => c.data !== undefined);
   const doc = A.init<unknown>();
@@ -363,8 +368,10 @@ export class OwnedDoc<T extends object> {
    * several snapshots, it is made one first (consolidate).
    */
   async load(repo: Repo, store: ConsolidatedChunks): Promise<DocHandle<T> | undefined> {
-    if (!(await isStored(store, this.docId))) return undefined;
-    await consolidate(store, this.docId);
+    // Read once: whether it is stored (isStored's rule), and what consolidate needs.
+    const held = await contentChunks(store, this.docId);
+    if (held.snapshots.length + held.incrementals.length === 0) return undefined;
+    await consolidate(store, this.docId, held);
     return this.adopt(await repo.find<T>(this.docId));
   }
 

@@ -57,13 +57,19 @@ describe('PlainDocs', () => {
     return handle.isReady() ? handle.doc() : undefined;
   }
 
-  it('saves what it takes where a Repo finds it, and opens what a Repo saved', async () => {
+  /** A table on a fresh store holding one document, made and then changed once (note 'a'). */
+  async function oneChanged() {
     const store = await fresh();
     const w = writer();
     const doc = docId();
     const plain = new PlainDocs({ store });
     plain.create(doc, w.first);
     plain.apply(doc, w.next('a'));
+    return { store, w, doc, plain };
+  }
+
+  it('saves what it takes where a Repo finds it, and opens what a Repo saved', async () => {
+    const { store, w, doc, plain } = await oneChanged();
     await plain.saved(doc);
     const inRepo = await repoRead(store, doc);
     expect(inRepo?.n).toBe(1);
@@ -108,12 +114,7 @@ describe('PlainDocs', () => {
   });
 
   it("builds a document's object once for the readers of one turn, and lets it go after", async () => {
-    const store = await fresh();
-    const w = writer();
-    const doc = docId();
-    const plain = new PlainDocs({ store });
-    plain.create(doc, w.first);
-    plain.apply(doc, w.next('a'));
+    const { store, doc, plain } = await oneChanged();
     const first = plain.get<Counter>(doc);
     expect(plain.get<Counter>(doc)).toBe(first); // the same turn: built once
     await new Promise((resolve) => setImmediate(resolve));

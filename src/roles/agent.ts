@@ -427,12 +427,15 @@ export class Agent {
           : this.fetchDoc<T>(repo, docId, what, FETCH_RETRY);
     // The coordinator began our desired document now: from the base we make too (same head), so
     // it need not load the document to answer our first sync (enroll answer, `desiredBase`).
-    const base = desiredSnapshot(this.node.key.nodeId, desired.docId);
+    const base =
+      desired.baseHead === undefined
+        ? undefined
+        : desiredSnapshot(this.node.key.nodeId, desired.docId);
     const [desiredDoc, admins] = await Promise.all([
       open<DesiredDoc>(
         desired.docId,
         'desired',
-        base.heads[0] === desired.baseHead ? base.bytes : undefined,
+        base !== undefined && base.heads[0] === desired.baseHead ? base.bytes : undefined,
       ),
       open<AdminsDoc>(adminsDocId, 'admins'),
     ]);
