@@ -9,7 +9,7 @@
 import { join } from 'node:path';
 import * as A from '@automerge/automerge';
 import type { DocumentId, Repo } from '@automerge/automerge-repo';
-import { FltError, NO_ANSWER } from '../../sync/errors.js';
+import { FltError, NO_ANSWER, messageOf } from '../../sync/errors.js';
 import { shortId, type NodeId } from '../../sync/ids.js';
 import type { Logger } from '../../sync/log.js';
 import type { RpcChannel } from '../../sync/rpc-channel.js';
@@ -24,6 +24,7 @@ import {
   type RootDoc,
 } from '../docs/types.js';
 import {
+  sameHeads,
   trustedView,
   verifySignedHeads,
   type SignedHeads,
@@ -91,6 +92,7 @@ import {
   type ReplicaInfo,
 } from './replica.js';
 import { applyFetch, storeFetched } from './doc-fetch.js';
+import { keepRootView, readRootView, type RootView } from './root-view.js';
 
 export interface AgentRow {
   nodeId: NodeId;
@@ -143,6 +145,8 @@ export class Admin {
   /** The trusted root document's artifacts summary as of the last fleet() (issue 12). */
   private artifactsSummary: ArtifactsSummary | null = null;
   private identity: Promise<{ coordinator: NodeId; rootDocId: string }> | undefined;
+  /** The root view cache, when the last fetchRoot found it current (reads-only admin). */
+  private rootView: RootView | undefined;
 
   /** The outbox's flush started by open(); close() waits for it (bounded). */
   private flushing: Promise<unknown> = Promise.resolve();
@@ -369,7 +373,7 @@ export class Admin {
       } else info = await loadReplicaInfo(this.config.stateDir);
       const rootDocId = info.rootDocId as DocumentId;
       const signed = verifySignedHeads(info.rootSigned, { docId: rootDocId });
-      view = trustedView(await this.doc<RootDoc>(rootDocId), signed);
+      view = await this.trustedRoot(rootDocId, signed);
       if (!view.unverified || !reachable || attempt === RESIGN_ATTEMPTS) break;
     }
     this.presence = new Map(info.presence.map((p) => [p.nodeId, p]));
@@ -791,6 +795,25 @@ export class Admin {
     return this.identity;
   }
 
+  /**
+   * The root's trusted view. Without a Repo (reads-only or offline), from the root view cache
+   * (root-view.ts) when it matches the replica; else from the document, and then kept there.
+   */
+  private async trustedRoot(docId: DocumentId, signed: SignedHeads): Promise<TrustedView<RootDoc>> {
+    if (this.repo) return trustedView(await this.doc<RootDoc>(docId), signed);
+    const stateDir = this.config.stateDir;
+    // Online, fetchRoot read the cache already (and left it when the root moved).
+    const cached = this.rpc ? this.rootView : await readRootView(stateDir, this.store!, docId);
+    if (cached && sameHeads(cached.signed, signed.heads))
+      return { doc: cached.content as unknown as RootDoc, unverified: cached.unverified };
+    const doc = await this.doc<RootDoc>(docId);
+    const view = trustedView(doc, signed);
+    await keepRootView(stateDir, this.store!, docId, doc, signed.heads, view).catch((err) =>
+      this.log.debug(`root view not kept: ${messageOf(err)}`),
+    );
+    return view;
+  }
+
   /** A document of the replica: through the Repo online, straight from the store offline. */
   private async doc<T>(docId: DocumentId, held = false): Promise<A.Doc<T>> {
     if (!this.repo) {
@@ -859,13 +882,23 @@ export class Admin {
    * the same time), kept in the replica's store; the same checks as sync().
    */
   private async fetchRoot(rpc: RpcChannel): Promise<ReplicaInfo> {
-    // The replica's root loads (most of a warm read's time) while fleet.info is on its way.
-    const pinned = await loadReplicaInfo(this.config.stateDir).catch(() => undefined);
-    const loading = pinned ? this.loadLocal(pinned.rootDocId as DocumentId) : undefined;
-    const info = await this.fleetInfoPinned(rpc);
+    const stateDir = this.config.stateDir;
+    const pinned = await loadReplicaInfo(stateDir).catch(() => undefined);
+    const pinnedId = pinned?.rootDocId as DocumentId | undefined;
+    // The root view cache is read while fleet.info is on its way.
+    const [cached, info] = await Promise.all([
+      pinnedId ? readRootView(stateDir, this.store!, pinnedId) : undefined,
+      this.fleetInfoPinned(rpc),
+    ]);
     const rootDocId = info.rootDocId as DocumentId;
     const signed = verifySignedHeads(info.rootSigned, { docId: rootDocId });
-    const local = pinned?.rootDocId === rootDocId ? await loading : undefined;
+    const same = pinnedId === rootDocId;
+    // The coordinator's root is the replica's, signed as when the view was read: nothing to fetch.
+    const current =
+      cached && sameHeads(cached.heads, info.rootHeads) && sameHeads(cached.signed, signed.heads);
+    this.rootView = same && current ? cached : undefined;
+    if (this.rootView) return this.keepReplica(info, signed, await rpc.call(fleetPresence, {}));
+    const local = same ? await this.loadLocal(rootDocId) : undefined;
     const [root, presence] = await Promise.all([
       this.fetchDoc(rpc, rootDocId, local),
       rpc.call(fleetPresence, {}),

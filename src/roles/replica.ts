@@ -50,8 +50,10 @@ export async function loadReplicaInfo(stateDir: string): Promise<ReplicaInfo> {
 
 /**
  * A document as the replica's store holds it, loaded without a Repo (for offline reads): its
- * snapshot chunks, then its incremental chunks, into an empty document, as automerge-repo's
- * storage subsystem loads them. Throws (as `Repo.find` does) when the store holds none.
+ * snapshot chunks, then its incremental chunks. `A.load` (no patches: at 5,000 agents the root
+ * loads in ~0.35 s instead of ~0.45 s); bytes it refuses go through `loadIncremental` into an
+ * empty document, as automerge-repo's storage subsystem loads them, which skips what it cannot
+ * read. Throws (as `Repo.find` does) when the store holds none.
  */
 export async function loadStoredDoc<T>(store: FsStore, docId: DocumentId): Promise<A.Doc<T>> {
   const chunks = [
@@ -60,7 +62,12 @@ export async function loadStoredDoc<T>(store: FsStore, docId: DocumentId): Promi
   ];
   const parts = chunks.flatMap((c) => (c.data ? [c.data] : []));
   if (parts.length === 0) throw new Error(`Document ${docId} is unavailable`);
-  return A.loadIncremental(A.init<T>(), Buffer.concat(parts));
+  const bytes = Buffer.concat(parts);
+  try {
+    return A.load<T>(bytes);
+  } catch {
+    return A.loadIncremental(A.init<T>(), bytes);
+  }
 }
 
 /**
