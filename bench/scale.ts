@@ -333,12 +333,19 @@ async function loadFigure(n: number, deadlineMs: number, opts: BenchOptions): Pr
 
 /**
  * The coordinator CLI restarted on a copy of the N-agent fixture, with a fresh initial admin;
- * then, right after its ticket, `flt admin facts` of one agent and `flt admin agents`, each a
- * whole CLI process (online: connect, sync, answer).
+ * then, right after its ticket, `flt admin facts` of one agent (the admin has no replica yet) and
+ * `flt admin agents`; then the coordinator is killed and started again, and `flt admin facts`
+ * asked again right after its ticket (the admin has the replica its earlier commands left, as an
+ * operator's has). Each a whole CLI process (online: connect, fetch, answer).
  */
 async function adminFigures(n: number, opts: BenchOptions): Promise<Figure[]> {
   const facts = {
     figure: `2. admin facts right after restart, ${n} agents`,
+    unit: 's',
+    target: { op: '<=', bound: TARGET.adminS },
+  } as const;
+  const coldFacts = {
+    figure: `2. admin facts right after restart, fresh admin, ${n} agents`,
     unit: 's',
     target: { op: '<=', bound: TARGET.adminS },
   } as const;
@@ -364,7 +371,7 @@ async function adminFigures(n: number, opts: BenchOptions): Promise<Figure[]> {
     const cli = [FLT_BIN, '--state-dir', adminDir, '--relay', 'disabled', '--discovery', 'none'];
     cli.push('--coordinator', coordinator.ticket, 'admin');
     const timed = async (
-      spec: typeof facts | typeof agents,
+      spec: typeof facts | typeof coldFacts | typeof agents,
       args: string[],
       check: (out: string) => boolean,
       what: string,
@@ -385,23 +392,36 @@ async function adminFigures(n: number, opts: BenchOptions): Promise<Figure[]> {
       }
     };
     const agent = fixtureAgentId(n - 1);
-    const factsFigure = await timed(
-      facts,
+    const hasFacts = (out: string) => out.trim().length > 0;
+    const coldFigure = await timed(
+      coldFacts,
       ['facts', agent],
-      (out) => out.trim().length > 0,
-      `whole CLI process, started at the coordinator's ticket (ready ${readyS.toFixed(2)} s after spawn)`,
+      hasFacts,
+      `whole CLI process, no replica yet (fetch and load the root), started at the coordinator's ticket (ready ${readyS.toFixed(2)} s after spawn)`,
     );
     const agentsFigure = await timed(
       agents,
       ['agents'],
       (out) => out.startsWith(`${n} agents`),
-      'whole CLI process, online (connect, fetch the root, table)',
+      'whole CLI process, online (connect, the root as the replica holds it, presence, table)',
     );
-    return [factsFigure, agentsFigure];
+    await coordinator.kill();
+    const t1 = performance.now();
+    coordinator = await CoordinatorProcess.start(stateDir, START_TIMEOUT_MS, adminId);
+    const againS = (performance.now() - t1) / 1000;
+    cli[cli.indexOf('--coordinator') + 1] = coordinator.ticket;
+    const factsFigure = await timed(
+      facts,
+      ['facts', agent],
+      hasFacts,
+      `whole CLI process, the admin's replica from before the restart (SIGKILL), started at the coordinator's ticket (ready ${againS.toFixed(2)} s after spawn)`,
+    );
+    return [factsFigure, coldFigure, agentsFigure];
   } catch (err) {
     const note = `${size}: ${firstLine(err)}`;
     return [
       { ...facts, value: undefined, result: 'MISS', note },
+      { ...coldFacts, value: undefined, result: 'MISS', note },
       { ...agents, value: undefined, result: 'MISS', note },
     ];
   } finally {

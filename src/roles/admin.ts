@@ -91,8 +91,15 @@ import {
   whenHasHeads,
   type ReplicaInfo,
 } from './replica.js';
-import { applyFetch, storeFetched } from './doc-fetch.js';
-import { keepRootView, readRootView, type RootView } from './root-view.js';
+import { applyFetch, storeFetched, type FetchAnswer } from './doc-fetch.js';
+import {
+  advance,
+  contentOf,
+  readRootView,
+  saveRootView,
+  viewOf,
+  type RootView,
+} from './root-view.js';
 
 export interface AgentRow {
   nodeId: NodeId;
@@ -797,21 +804,22 @@ export class Admin {
 
   /**
    * The root's trusted view. Without a Repo (reads-only or offline), from the root view cache
-   * (root-view.ts) when it matches the replica; else from the document, and then kept there.
+   * (root-view.ts) when it is at the signed heads; else from the document, then kept there.
    */
   private async trustedRoot(docId: DocumentId, signed: SignedHeads): Promise<TrustedView<RootDoc>> {
     if (this.repo) return trustedView(await this.doc<RootDoc>(docId), signed);
     const stateDir = this.config.stateDir;
-    // Online, fetchRoot read the cache already (and left it when the root moved).
+    // Online, fetchRoot brought the cache up to the coordinator's root when it could.
     const cached = this.rpc ? this.rootView : await readRootView(stateDir, this.store!, docId);
-    if (cached && sameHeads(cached.signed, signed.heads))
-      return { doc: cached.content as unknown as RootDoc, unverified: cached.unverified };
+    if (cached && sameHeads(cached.heads, signed.heads))
+      return { doc: contentOf(cached) as unknown as RootDoc, unverified: false };
     const doc = await this.doc<RootDoc>(docId);
-    const view = trustedView(doc, signed);
-    await keepRootView(stateDir, this.store!, docId, doc, signed.heads, view).catch((err) =>
-      this.log.debug(`root view not kept: ${messageOf(err)}`),
-    );
-    return view;
+    const view = viewOf(doc, signed.heads);
+    if (view)
+      await saveRootView(stateDir, this.store!, docId, view).catch((err: unknown) =>
+        this.log.debug(`root view not kept: ${messageOf(err)}`),
+      );
+    return trustedView(doc, signed);
   }
 
   /** A document of the replica: through the Repo online, straight from the store offline. */
@@ -890,45 +898,74 @@ export class Admin {
       pinnedId ? readRootView(stateDir, this.store!, pinnedId) : undefined,
       this.fleetInfoPinned(rpc),
     ]);
-    const rootDocId = info.rootDocId as DocumentId;
-    const signed = verifySignedHeads(info.rootSigned, { docId: rootDocId });
-    const same = pinnedId === rootDocId;
-    // The coordinator's root is the replica's, signed as when the view was read: nothing to fetch.
-    const current =
-      cached && sameHeads(cached.heads, info.rootHeads) && sameHeads(cached.signed, signed.heads);
-    this.rootView = same && current ? cached : undefined;
-    if (this.rootView) return this.keepReplica(info, signed, await rpc.call(fleetPresence, {}));
-    const local = same ? await this.loadLocal(rootDocId) : undefined;
-    const [root, presence] = await Promise.all([
-      this.fetchDoc(rpc, rootDocId, local),
+    const signed = verifySignedHeads(info.rootSigned, { docId: info.rootDocId as DocumentId });
+    const [view, presence] = await Promise.all([
+      this.bringRoot(rpc, info, signed, pinnedId === info.rootDocId ? cached : undefined),
       rpc.call(fleetPresence, {}),
     ]);
+    this.rootView = view;
+    return this.keepReplica(info, signed, presence);
+  }
+
+  /**
+   * The replica's root brought to the coordinator's, as `info` names it: through the root view
+   * cache when it can (root-view.ts: nothing to fetch, or the changes applied to the view), else
+   * the document by doc.fetch. Gives the view when it is at the signed heads, else undefined.
+   */
+  private async bringRoot(
+    rpc: RpcChannel,
+    info: { coordinator: string; rootDocId: string; rootHeads: string[] },
+    signed: SignedHeads,
+    cached: RootView | undefined,
+  ): Promise<RootView | undefined> {
+    const docId = info.rootDocId as DocumentId;
+    let answer: FetchAnswer | undefined;
+    if (cached) {
+      const atSigned = (h: readonly string[]) => sameHeads(h, signed.heads);
+      if (atSigned(cached.heads) && sameHeads(cached.heads, info.rootHeads)) return cached;
+      answer = await this.askFetch(rpc, docId, cached.heads);
+      const next =
+        answer.changes && answer.heads ? advance(cached, answer.changes, answer.heads) : undefined;
+      if (next && atSigned(next.view.heads) && info.rootHeads.every((h) => next.passed.has(h))) {
+        const store = this.store!;
+        await storeFetched(store, docId, () => loadStoredDoc(store, docId), answer);
+        await saveRootView(this.config.stateDir, store, docId, next.view);
+        this.log.debug('root view advanced to the signed heads');
+        return next.view;
+      }
+    }
+    // An answer to the cached view's heads is one to the stored root's (the view matched it).
+    const root = await this.fetchDoc(rpc, docId, answer);
     // The coordinator signed these heads and named them a moment ago: its root holds them.
     if (!root || !A.hasHeads(root, [...signed.heads, ...info.rootHeads]))
       throw new FltError(
         'BAD_MESSAGE',
         `the coordinator's root document lacks the heads it signed (${shortId(info.coordinator)})`,
       );
-    return this.keepReplica(info, signed, presence);
+    return undefined;
+  }
+
+  /** doc.fetch of `docId` from `have`; NeedsRepo when the coordinator does not know it. */
+  private askFetch(rpc: RpcChannel, docId: DocumentId, have: string[]): Promise<FetchAnswer> {
+    return rpc.call(docFetch, { docId, have }).catch((err: unknown) => {
+      if (codeOf(err) === 'RPC_UNKNOWN_METHOD') throw new NeedsRepo('doc.fetch unknown');
+      throw err;
+    });
   }
 
   /**
    * One document brought to the coordinator's heads by doc.fetch and kept in the replica's store
    * (reads-only admin). Undefined when neither holds it. NeedsRepo when the coordinator cannot
-   * send it this way.
+   * send it this way. `asked`: an answer already asked for, from the heads the store holds.
    */
   private async fetchDoc(
     rpc: RpcChannel,
     docId: DocumentId,
-    loaded?: A.Doc<unknown>,
+    asked?: FetchAnswer,
   ): Promise<A.Doc<unknown> | undefined> {
     const store = this.store!;
-    const local = loaded ?? (await this.loadLocal(docId));
-    const have = local ? A.getHeads(local) : [];
-    const answer = await rpc.call(docFetch, { docId, have }).catch((err: unknown) => {
-      if (codeOf(err) === 'RPC_UNKNOWN_METHOD') throw new NeedsRepo('doc.fetch unknown');
-      throw err;
-    });
+    const local = await this.loadLocal(docId);
+    const answer = asked ?? (await this.askFetch(rpc, docId, local ? A.getHeads(local) : []));
     if (answer.heads === null) {
       if (local) this.fetched.set(docId, local);
       return local;

@@ -131,7 +131,8 @@ export function snapshotKeyOf(heads: readonly string[]): string {
 export async function storeFetched(
   store: ChunkStore,
   docId: string,
-  doc: A.Doc<unknown>,
+  /** The document after the answer; or how to load it, should a compaction need it. */
+  doc: A.Doc<unknown> | (() => Promise<A.Doc<unknown>>),
   answer: FetchAnswer,
   /** The replica held none of the document before: a snapshot is all there is to keep. */
   fresh = false,
@@ -140,15 +141,22 @@ export async function storeFetched(
     await store.save([docId, 'incremental', hex(answer.changes)], answer.changes);
   else if (answer.snapshot !== undefined) {
     // A fresh replica's document is exactly the snapshot: named by its own heads.
-    const heads = fresh ? A.getHeads(doc) : (answer.heads ?? []);
+    const heads = fresh ? A.getHeads(await whole(doc)) : (answer.heads ?? []);
     await store.save([docId, 'snapshot', snapshotKeyOf(heads)], answer.snapshot);
   } else return;
   if (fresh && answer.snapshot !== undefined) return;
   const { snapshots, incrementals } = await contentChunks(store, docId);
   const size = (cs: Chunk[]) => cs.reduce((n, c) => n + (c.data?.length ?? 0), 0);
   if (snapshots.length <= 1 && size(incrementals) < size(snapshots)) return;
-  const heads = A.getHeads(doc);
-  const key = snapshotKeyOf(heads);
-  await store.save([docId, 'snapshot', key], A.save(doc));
+  const full = await whole(doc);
+  const key = snapshotKeyOf(A.getHeads(full));
+  await store.save([docId, 'snapshot', key], A.save(full));
   for (const c of [...snapshots, ...incrementals]) if (c.key[2] !== key) await store.remove(c.key);
+}
+
+/** The document storeFetched was given, loaded first when it was given as a loader. */
+function whole(doc: A.Doc<unknown> | (() => Promise<A.Doc<unknown>>)): Promise<A.Doc<unknown>> {
+  // A document is never a function (Automerge's are objects): a function is the loader.
+  if (typeof doc !== 'function') return Promise.resolve(doc);
+  return (doc as () => Promise<A.Doc<unknown>>)();
 }
