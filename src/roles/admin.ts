@@ -154,6 +154,7 @@ export class Admin {
   private identity: Promise<{ coordinator: NodeId; rootDocId: string }> | undefined;
   /** The root view cache, when the last fetchRoot found it current (reads-only admin). */
   private rootView: RootView | undefined;
+  private rootReads = 0;
 
   /** The outbox's flush started by open(); close() waits for it (bounded). */
   private flushing: Promise<unknown> = Promise.resolve();
@@ -369,9 +370,12 @@ export class Admin {
     // Online, changes that landed after the coordinator signed are normally signed a moment
     // later: ask again (a few times) before calling them unverified.
     for (let attempt = 0; ; attempt++) {
+      // The root view cache serves an admin's first read of the root (a command's); later reads
+      // (a retry, a polling admin) keep the document loaded in memory instead, as before.
+      const first = this.rootReads++ === 0;
       if (reachable) {
         try {
-          info = this.repo ? await this.sync(this.rpc!) : await this.fetchRoot(this.rpc!);
+          info = this.repo ? await this.sync(this.rpc!) : await this.fetchRoot(this.rpc!, first);
         } catch (err) {
           if (!fallback || !NO_ANSWER.has(codeOf(err))) throw err;
           reachable = false;
@@ -380,7 +384,7 @@ export class Admin {
       } else info = await loadReplicaInfo(this.config.stateDir);
       const rootDocId = info.rootDocId as DocumentId;
       const signed = verifySignedHeads(info.rootSigned, { docId: rootDocId });
-      view = await this.trustedRoot(rootDocId, signed);
+      view = await this.trustedRoot(rootDocId, signed, first);
       if (!view.unverified || !reachable || attempt === RESIGN_ATTEMPTS) break;
     }
     this.presence = new Map(info.presence.map((p) => [p.nodeId, p]));
@@ -803,11 +807,16 @@ export class Admin {
   }
 
   /**
-   * The root's trusted view. Without a Repo (reads-only or offline), from the root view cache
-   * (root-view.ts) when it is at the signed heads; else from the document, then kept there.
+   * The root's trusted view. At the first read without a Repo (reads-only or offline), from the
+   * root view cache (root-view.ts) when it is at the signed heads; else from the document, then
+   * kept there.
    */
-  private async trustedRoot(docId: DocumentId, signed: SignedHeads): Promise<TrustedView<RootDoc>> {
-    if (this.repo) return trustedView(await this.doc<RootDoc>(docId), signed);
+  private async trustedRoot(
+    docId: DocumentId,
+    signed: SignedHeads,
+    first: boolean,
+  ): Promise<TrustedView<RootDoc>> {
+    if (this.repo || !first) return trustedView(await this.doc<RootDoc>(docId), signed);
     const stateDir = this.config.stateDir;
     // Online, fetchRoot brought the cache up to the coordinator's root when it could.
     const cached = this.rpc ? this.rootView : await readRootView(stateDir, this.store!, docId);
@@ -889,9 +898,9 @@ export class Admin {
    * sync() for a reads-only admin: the root document by doc.fetch (with live presence, asked at
    * the same time), kept in the replica's store; the same checks as sync().
    */
-  private async fetchRoot(rpc: RpcChannel): Promise<ReplicaInfo> {
+  private async fetchRoot(rpc: RpcChannel, first: boolean): Promise<ReplicaInfo> {
     const stateDir = this.config.stateDir;
-    const pinned = await loadReplicaInfo(stateDir).catch(() => undefined);
+    const pinned = first ? await loadReplicaInfo(stateDir).catch(() => undefined) : undefined;
     const pinnedId = pinned?.rootDocId as DocumentId | undefined;
     // The root view cache is read while fleet.info is on its way.
     const [cached, info] = await Promise.all([
