@@ -27,6 +27,7 @@ import {
 } from '@automerge/automerge-repo-network-websocket';
 import { NodeFSStorageAdapter } from '@automerge/automerge-repo-storage-nodefs';
 import { WebSocketServer } from 'ws';
+import { favourMemory } from '../src/memory-mode.js';
 import { SAVE_DEBOUNCE_MS } from '../src/node.js';
 import { FsStore } from '../stores/fs-store.js';
 import { PlainDocs } from '../sync/plain-docs.js';
@@ -108,6 +109,7 @@ async function server(kind: FleetSyncKind, dir: string): Promise<void> {
     if (value.n > 0) delays.push(at - value.t);
   };
   if (kind !== 'websocket') {
+    favourMemory(); // as `flt coordinator` runs (src/memory-mode.ts)
     const t = await bindIroh();
     const routes = new PushRoutes();
     const adapter = new SyncAdapter({ transport: t, ...(kind === 'push' ? { push: routes } : {}) });

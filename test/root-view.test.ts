@@ -5,7 +5,8 @@
 // whose reads-only and offline admins must show every change to the root, cache or not.
 
 import * as A from '@automerge/automerge';
-import { stat, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../sync/log.js';
@@ -77,7 +78,29 @@ describe('root view cache', () => {
     await store.remove([DOC, 'incremental', 'b']);
     expect(await readRootView(dir.path, store, DOC)).toBeDefined();
 
-    await writeFile(join(dir.path, 'root-view.json'), '{"v":1,"docId":"root1","heads":');
+    // Damaged, or well formed by another writer in another shape: a miss, never an error.
+    const file = join(dir.path, 'root-view.json');
+    const [header, body] = (await readFile(file, 'utf8')).split('\n') as [string, string];
+    const rewrite = (text: string, sum = true) => {
+      const h = JSON.parse(header) as Record<string, unknown>;
+      if (sum) h.sum = createHash('sha256').update(text).digest('hex');
+      return writeFile(file, `${JSON.stringify(h)}\n${text}`);
+    };
+    await rewrite(body.replace('"i\\":1', '"i\\":7'), false);
+    expect(await readRootView(dir.path, store, DOC)).toBeUndefined();
+    const agents = (view: string) => (JSON.parse(view) as RootView).maps._root!.agents![1];
+    await rewrite(
+      body.replace(
+        `"${agents(body)}":{`,
+        `"${agents(body)}":{"loop":[{"map":"${agents(body)}"},"1@a"],`,
+      ),
+    );
+    expect(await readRootView(dir.path, store, DOC)).toBeUndefined();
+    await rewrite(body.replace('"heads":[', '"heads":[7,'));
+    expect(await readRootView(dir.path, store, DOC)).toBeUndefined();
+    await rewrite(body);
+    expect(await readRootView(dir.path, store, DOC)).toBeDefined();
+    await writeFile(file, '{"v":1,"docId":"root1","heads":');
     expect(await readRootView(dir.path, store, DOC)).toBeUndefined();
   });
 

@@ -64,24 +64,36 @@ const HEAD = /^[0-9a-f]{64}$/;
 const isHeads = (v: unknown): v is string[] =>
   Array.isArray(v) && v.every((h) => typeof h === 'string' && HEAD.test(h));
 
-/** The cached view of `docId`, when it matches the replica's root as stored now. */
+const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
+
+/**
+ * The cached view of `docId`, when it matches the replica's root as stored now. The file is a
+ * header line (version, document, the store's digest, a SHA-256 of the rest) and the view's JSON:
+ * a damaged or foreign file is a miss, never an error or a wrong table.
+ */
 export async function readRootView(
   stateDir: string,
   store: Store,
   docId: string,
 ): Promise<RootView | undefined> {
-  let v: Record<string, unknown>;
+  let text: string;
   try {
-    v = JSON.parse(await readFile(join(stateDir, FILE), 'utf8')) as Record<string, unknown>;
+    text = await readFile(join(stateDir, FILE), 'utf8');
   } catch {
     return undefined;
   }
-  if (typeof v !== 'object' || v === null || v.v !== VERSION || v.docId !== docId) return undefined;
-  const { heads, maps, digest } = v;
-  if (!isHeads(heads) || typeof maps !== 'object' || maps === null) return undefined;
-  if (typeof (maps as Maps)[ROOT] !== 'object') return undefined;
-  if (digest !== (await digestOf(store, docId))) return undefined;
-  return { heads, maps: maps as Maps };
+  const cut = text.indexOf('\n');
+  const body = text.slice(cut + 1);
+  let view: unknown;
+  try {
+    const h = JSON.parse(text.slice(0, cut)) as Record<string, unknown>; // null throws here
+    if (h.v !== VERSION || h.docId !== docId || h.sum !== sha256(body)) return undefined;
+    if (h.digest !== (await digestOf(store, docId))) return undefined;
+    view = JSON.parse(body);
+  } catch {
+    return undefined;
+  }
+  return isView(view) ? view : undefined;
 }
 
 /** Writes `view` as the view of the replica's root as stored now. */
@@ -91,9 +103,47 @@ export async function saveRootView(
   docId: string,
   view: RootView,
 ): Promise<void> {
-  const record = { v: VERSION, docId, digest: await digestOf(store, docId), ...view };
-  await writeFileAtomic(join(stateDir, FILE), JSON.stringify(record), { mode: 0o600 });
+  const body = JSON.stringify({ heads: view.heads, maps: view.maps });
+  const header = { v: VERSION, docId, digest: await digestOf(store, docId), sum: sha256(body) };
+  await writeFileAtomic(join(stateDir, FILE), `${JSON.stringify(header)}\n${body}`, {
+    mode: 0o600,
+  });
 }
+
+/** A view of the shape viewOf makes: every entry a value and an op id, every map it names held. */
+function isView(v: unknown): v is RootView {
+  if (typeof v !== 'object' || v === null) return false;
+  const { heads, maps } = v as Record<string, unknown>;
+  if (!isHeads(heads) || typeof maps !== 'object' || maps === null) return false;
+  const all = maps as Record<string, unknown>;
+  if (typeof all[ROOT] !== 'object') return false;
+  const shaped = Object.values(all).every(
+    (map) =>
+      typeof map === 'object' &&
+      map !== null &&
+      Object.values(map).every(
+        (e) =>
+          Array.isArray(e) &&
+          e.length === 2 &&
+          typeof e[1] === 'string' &&
+          (isScalar(e[0]) || (isMapRef(e[0]) && typeof all[e[0].map] === 'object')),
+      ),
+  );
+  // Each map reached once from the root: contentOf walks it.
+  const seen = new Set<string>();
+  const tree = (id: string): boolean => {
+    if (seen.has(id)) return false;
+    seen.add(id);
+    const map = all[id] as Record<string, [unknown, string]>;
+    return Object.values(map).every(([value]) => !isMapRef(value) || tree(value.map));
+  };
+  return shaped && tree(ROOT);
+}
+
+const isScalar = (v: unknown) =>
+  v === null || typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean';
+const isMapRef = (v: unknown): v is { map: string } =>
+  typeof v === 'object' && v !== null && typeof (v as { map?: unknown }).map === 'string';
 
 /**
  * The view of `doc` when its heads are `signed` (a verified view) and it holds only maps of

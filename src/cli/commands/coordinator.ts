@@ -8,6 +8,7 @@ export async function runCoordinator({ config, log, out }: Invocation): Promise<
   // handler installed only after the endpoint is bound is, measured, sometimes not yet in
   // place for a signal sent right after the ticket is printed.)
   const stopped = untilSignal();
+  (await import('../../memory-mode.js')).favourMemory();
   const { Coordinator } = await import('../../roles/coordinator.js');
   const coordinator = await Coordinator.start(config, log);
   const node = coordinator.node;
