@@ -881,10 +881,15 @@ export class Admin {
     return replica;
   }
 
-  /** fleet.info, refused (WRONG_FLEET) when it names another root than the replica pinned. */
-  private async fleetInfoPinned(rpc: RpcChannel) {
-    const info = await rpc.call(fleetInfo, {});
-    const pinned = await loadReplicaInfo(this.config.stateDir).catch(() => undefined);
+  /**
+   * fleet.info, refused (WRONG_FLEET) when it names another root than the replica pinned
+   * (`pinning`: the replica's info, when the caller read it already).
+   */
+  private async fleetInfoPinned(
+    rpc: RpcChannel,
+    pinning = loadReplicaInfo(this.config.stateDir).catch(() => undefined),
+  ) {
+    const [info, pinned] = await Promise.all([rpc.call(fleetInfo, {}), pinning]);
     if (pinned?.coordinator === info.coordinator && pinned.rootDocId !== info.rootDocId)
       throw new FltError(
         'WRONG_FLEET',
@@ -900,12 +905,12 @@ export class Admin {
    */
   private async fetchRoot(rpc: RpcChannel, first: boolean): Promise<ReplicaInfo> {
     const stateDir = this.config.stateDir;
-    const pinned = first ? await loadReplicaInfo(stateDir).catch(() => undefined) : undefined;
-    const pinnedId = pinned?.rootDocId as DocumentId | undefined;
+    const pinning = loadReplicaInfo(stateDir).catch(() => undefined);
+    const pinnedId = first ? ((await pinning)?.rootDocId as DocumentId | undefined) : undefined;
     // The root view cache is read while fleet.info is on its way.
     const [cached, info] = await Promise.all([
       pinnedId ? readRootView(stateDir, this.store!, pinnedId) : undefined,
-      this.fleetInfoPinned(rpc),
+      this.fleetInfoPinned(rpc, pinning),
     ]);
     const signed = verifySignedHeads(info.rootSigned, { docId: info.rootDocId as DocumentId });
     const [view, presence] = await Promise.all([

@@ -24,7 +24,7 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as A from '@automerge/automerge';
-import { sameHeads } from '../../sync/owned-doc.js';
+import { contentChunks, sameHeads } from '../../sync/owned-doc.js';
 import { writeFileAtomic } from '../../stores/atomic-write.js';
 import type { ChunkStore } from './doc-fetch.js';
 
@@ -47,10 +47,10 @@ type Store = Pick<ChunkStore, 'loadRange'>;
 
 /** SHA-256 over the root's stored chunks (keys and bytes, in key order). */
 async function digestOf(store: Store, docId: string): Promise<string> {
-  const chunks = [
-    ...(await store.loadRange([docId, 'snapshot'])),
-    ...(await store.loadRange([docId, 'incremental'])),
-  ].sort((a, b) => (a.key.join('/') < b.key.join('/') ? -1 : 1));
+  const { snapshots, incrementals } = await contentChunks(store, docId);
+  const chunks = [...snapshots, ...incrementals].sort((a, b) =>
+    a.key.join('/') < b.key.join('/') ? -1 : 1,
+  );
   const hash = createHash('sha256');
   for (const c of chunks) {
     if (!c.data) continue;
