@@ -8,7 +8,8 @@
 //       automerge-repo's own set-up (NodeFSStorageAdapter, WebSocketServerAdapter on a `ws`
 //       server). It takes every document its peers announce, and for each change that arrives
 //       records the delay from the writer's time stamp in the document to now.
-//       Steps: `ready` (its address); commands `reset` (forget what was recorded), `report`.
+//       Steps: `ready` (its address); commands `reset` (forget what was recorded),
+//       `report UNTIL` (every delay, and how many arrived by UNTIL, wall-clock ms).
 //   node dist/bench/fleet-sync-child.js writers iroh|websocket ADDR N
 //       N writers, each its own Repo and connection (one iroh endpoint or one WebSocket each) with
 //       one document of its own. Steps: `ready` once every writer is connected and its document
@@ -61,6 +62,8 @@ export type FleetSyncStep =
       readonly step: 'report';
       /** Change -> server has it, ms, one per change that arrived since `reset`. */
       readonly delays: number[];
+      /** How many of them arrived by the `report` command's UNTIL. */
+      readonly byUntil: number;
       /** Documents the server holds. */
       readonly docs: number;
     }
@@ -101,12 +104,17 @@ async function server(kind: FleetSyncKind, dir: string): Promise<void> {
   let addr: string;
   let plain: PlainDocs | undefined;
   let delays: number[] = [];
+  /** When each of `delays` arrived (wall clock, ms), for `report UNTIL`. */
+  let arrivals: number[] = [];
   const lastN = new Map<string, number>();
   /** A change of `doc` is here: its delay, once per change the writer counted (`n`). */
   const arrived = (doc: string, value: WriterDoc, at: number) => {
     if (typeof value.n !== 'number' || lastN.get(doc) === value.n) return;
     lastN.set(doc, value.n);
-    if (value.n > 0) delays.push(at - value.t);
+    if (value.n > 0) {
+      delays.push(at - value.t);
+      arrivals.push(at);
+    }
   };
   if (kind !== 'websocket') {
     favourMemory(); // as `flt coordinator` runs (src/memory-mode.ts)
@@ -169,10 +177,16 @@ async function server(kind: FleetSyncKind, dir: string): Promise<void> {
   setInterval(watch, WATCH_MS);
   emit({ step: 'ready', addr });
   for (;;) {
-    const c = await nextCommand();
-    if (c === 'reset') delays = [];
-    else if (c === 'report')
-      emit({ step: 'report', delays, docs: Object.keys(repo.handles).length + (plain?.size ?? 0) });
+    const [c, arg] = (await nextCommand()).split(' ');
+    if (c === 'reset') [delays, arrivals] = [[], []];
+    else if (c === 'report') {
+      // The parent read this process's CPU at UNTIL, and a server that falls behind handles
+      // this command seconds later: `byUntil` counts the changes that CPU paid for.
+      const until = Number(arg ?? Infinity);
+      const byUntil = arrivals.filter((at) => at <= until).length;
+      const docs = Object.keys(repo.handles).length + (plain?.size ?? 0);
+      emit({ step: 'report', delays, byUntil, docs });
+    }
   }
 }
 
