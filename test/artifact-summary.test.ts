@@ -28,7 +28,7 @@ import {
   type SigningKey,
 } from '../src/artifacts/nix-key.js';
 import { nix32 } from '../src/artifacts/nix32.js';
-import { SummaryWriter } from '../src/artifacts/summary.js';
+import { LAST_GC_SLACK_MS, SummaryWriter } from '../src/artifacts/summary.js';
 import { artifactsLine } from '../src/cli/commands/artifact-store.js';
 import { formatBinaryBytes as formatBytes } from '../src/cli/progress.js';
 import {
@@ -127,6 +127,35 @@ describe('SummaryWriter', () => {
     w.changed();
     await w.flush();
     expect(writes).toEqual([1, 3, 4]);
+  });
+
+  it('a GC that changed no other figure writes lastGc only once the recorded one is half an hour old', async () => {
+    const at = (minutes: number) =>
+      new Date(Date.parse(SUMMARY.lastGc!) + minutes * 60_000).toISOString();
+    let figures: ArtifactsSummary = { ...SUMMARY, lastGc: null };
+    let held: ArtifactsSummary | undefined;
+    const written: (string | null)[] = [];
+    const w = new SummaryWriter({
+      stats: () => Promise.resolve({ ...figures }),
+      current: () => held,
+      write: (s) => void written.push((held = s).lastGc),
+      log,
+    });
+    const gcRun = async (lastGc: string | null, more: Partial<ArtifactsSummary> = {}) => {
+      figures = { ...figures, ...more, lastGc };
+      await w.flush();
+    };
+    await gcRun(null);
+    await gcRun(at(0)); // the first GC since none
+    await gcRun(at(5)); // a restart's GC, 5 minutes later: the root stays as it was
+    await gcRun(at(29));
+    expect(written).toEqual([null, at(0)]);
+    await gcRun(at(31)); // past the slack
+    await gcRun(at(40), { paths: 1 }); // another figure changed: written with it
+    await gcRun(at(35)); // a clock set back
+    expect(written).toEqual([null, at(0), at(31), at(40), at(35)]);
+    expect(LAST_GC_SLACK_MS).toBe(30 * 60_000);
+    await w.close();
   });
 });
 

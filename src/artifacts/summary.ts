@@ -4,9 +4,19 @@
 // quarantine) at most one per `intervalMs` (default 60 s, the last change always written), at
 // once after each GC run, and only when a figure differs from what the root holds, so the root's
 // history grows by a few records a day, not one per push.
+//
+// `lastGc` alone counts as a change only once the recorded one is LAST_GC_SLACK_MS old: a GC that
+// removed nothing (every restart runs one) then leaves the root as it was. Every change to the
+// root is one more that every admin's replica fetches and applies after a restart (issue 13), and
+// an hourly figure that says "gc 20m ago" when a GC ran a minute ago is close enough: the exact
+// time is in rpc `artifacts.stats`.
 
 import type { Logger } from '../../sync/log.js';
 import type { ArtifactsSummary } from '../docs/root.js';
+import { GC_INTERVAL_MS } from './gc.js';
+
+/** How old the recorded `lastGc` must be for a newer one alone to be written. */
+export const LAST_GC_SLACK_MS = GC_INTERVAL_MS / 2;
 
 /** Default throttle of summary writes after changes. */
 export const SUMMARY_INTERVAL_MS = 60_000;
@@ -82,6 +92,16 @@ export class SummaryWriter {
 
 const FIELDS = ['paths', 'blobs', 'bytes', 'partialBytes', 'quarantined', 'lastGc'] as const;
 
-function same(a: ArtifactsSummary, b: ArtifactsSummary | undefined): boolean {
-  return b !== undefined && FIELDS.every((f) => a[f] === b[f]);
+/** Whether `now` says nothing the root's `held` does not (lastGc: to within LAST_GC_SLACK_MS). */
+function same(now: ArtifactsSummary, held: ArtifactsSummary | undefined): boolean {
+  if (held === undefined) return false;
+  return FIELDS.every((f) =>
+    f === 'lastGc' ? sameGc(now.lastGc, held.lastGc) : now[f] === held[f],
+  );
+}
+
+function sameGc(now: string | null, held: string | null): boolean {
+  if (now === null || held === null) return now === held;
+  const newer = Date.parse(now) - Date.parse(held);
+  return newer >= 0 && newer < LAST_GC_SLACK_MS; // a clock set back: written
 }
