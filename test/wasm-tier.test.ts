@@ -36,19 +36,24 @@ describe('replicaRootBytes', () => {
     const other = parseAutomergeUrl(generateAutomergeUrl()).documentId;
     await store.save([other, 'snapshot', 'c'.repeat(64)], new Uint8Array(snapshot));
     await store.close();
-    await writeFile(join(dir, 'replica.json'), JSON.stringify({ rootDocId: documentId }));
+    // As admin.ts writes it (pretty-printed, the root named before a long presence list).
+    const presence = Array.from({ length: 50 }, (_, i) => ({ nodeId: 'n'.repeat(64), i }));
+    const replica = { coordinator: 'c'.repeat(64), rootDocId: documentId, presence };
+    await writeFile(join(dir, 'replica.json'), JSON.stringify(replica, null, 2));
     expect(replicaRootBytes(dir)).toBe(snapshot.length + change.length);
     expect(snapshot.length + change.length).toBeLessThan(LARGE_ROOT_BYTES);
   });
 
-  it('is 0 without a replica, with a corrupt one, or with a root it cannot name', async () => {
+  it('is undefined without a replica; 0 with a corrupt one, or with a root it cannot name', async () => {
     const dir = await stateDir();
-    expect(replicaRootBytes(dir)).toBe(0);
+    expect(replicaRootBytes(dir)).toBeUndefined();
     await writeFile(join(dir, 'replica.json'), '{not json');
     expect(replicaRootBytes(dir)).toBe(0);
     await writeFile(join(dir, 'replica.json'), JSON.stringify({ rootDocId: 42 }));
     expect(replicaRootBytes(dir)).toBe(0);
     await writeFile(join(dir, 'replica.json'), JSON.stringify({ rootDocId: '../../etc' }));
+    expect(replicaRootBytes(dir)).toBe(0);
+    await writeFile(join(dir, 'replica.json'), JSON.stringify({ rootDocId: 'a\\"b' }));
     expect(replicaRootBytes(dir)).toBe(0);
   });
 });
