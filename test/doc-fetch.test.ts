@@ -7,7 +7,9 @@
 import * as A from '@automerge/automerge';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FltError } from '../sync/errors.js';
 import { createLogger } from '../sync/log.js';
+import type { RpcMethod } from '../sync/rpc-method.js';
 import { RpcChannel } from '../sync/rpc-channel.js';
 import { parsePeerAddress } from '../sync/address.js';
 import { collectFacts } from '../src/facts/index.js';
@@ -21,8 +23,8 @@ import {
   storeFetched,
   SnapshotCache,
 } from '../src/roles/doc-fetch.js';
-import { loadStoredDoc } from '../src/roles/replica.js';
-import { docFetch } from '../src/rpc-methods.js';
+import { loadReplicaInfo, loadStoredDoc, type ReplicaInfo } from '../src/roles/replica.js';
+import { docFetch, fleetPresence, fleetPresenceOf } from '../src/rpc-methods.js';
 import { MemoryStore } from '../stores/memory-store.js';
 import { FsStore } from '../stores/fs-store.js';
 import { thrownCode } from './helpers/errors.js';
@@ -310,6 +312,86 @@ describe('doc.fetch in a fleet: reads without a Repo', () => {
     );
     expect(modes).toEqual(['reads', 'full']);
     expect(hostnames).toEqual(['h0', 'h1']);
+  });
+
+  it("facts asks its agent's presence alone and keeps the replica's of the others; an older coordinator is asked all", async () => {
+    const config = await localConfig(`${dir.path}/admin3`, {
+      coordinator: fleet.coordinator.ticket,
+    });
+    const { loadOrCreateNodeKey } = await import('../src/identity/index.js');
+    await fleet.admin.submit({
+      op: 'admin.add',
+      node: (await loadOrCreateNodeKey(config.stateDir)).key.nodeId,
+    });
+    /** One reads-only command, the rpc methods it called, and replica.json after it. */
+    const command = async <T>(
+      read: (a: Admin) => Promise<T>,
+      refuse?: string,
+    ): Promise<{ result: T; called: string[]; replica: ReplicaInfo }> => {
+      const reader = await Admin.open(config, log, false, { reads: true });
+      const called: string[] = [];
+      const rpc = (reader as unknown as { rpc: RpcChannel }).rpc;
+      const call = rpc.call.bind(rpc);
+      rpc.call = ((method: RpcMethod<unknown, unknown>, req: unknown) => {
+        called.push(method.name);
+        if (method.name === refuse)
+          return Promise.reject(
+            new FltError('RPC_UNKNOWN_METHOD', `${refuse} (older coordinator)`),
+          );
+        return call(method, req);
+      }) as typeof rpc.call;
+      try {
+        const result = await read(reader);
+        return { result, called, replica: await loadReplicaInfo(config.stateDir) };
+      } finally {
+        await reader.close();
+      }
+    };
+    const ids = (r: ReplicaInfo) => r.presence.map((p) => p.nodeId).sort();
+    const all = await command((a) => a.fleet());
+    expect(all.called).toContain(fleetPresence.name);
+    expect(all.replica.presence).toHaveLength(2);
+
+    const one = await command((a) => a.facts('h1'));
+    expect(one.called).toContain(fleetPresenceOf.name);
+    expect(one.called).not.toContain(fleetPresence.name);
+    const h1 = one.result.agent.nodeId;
+    expect(one.result.agent.online).toBe(true);
+    expect(one.result.facts?.hostname).toBe('h1');
+    expect(one.result.asOf >= all.replica.asOf).toBe(true);
+    // The other agent's presence as the replica held it; this one's as asked now.
+    expect(ids(one.replica)).toEqual(ids(all.replica));
+    expect(one.replica.presence.find((p) => p.nodeId !== h1)).toEqual(
+      all.replica.presence.find((p) => p.nodeId !== h1),
+    );
+    expect(one.replica.asOf).toBe(one.result.asOf);
+    expect(one.replica.rootDocId).toBe(all.replica.rootDocId);
+
+    const older = await command((a) => a.facts('h1'), fleetPresenceOf.name);
+    expect(older.called).toContain(fleetPresence.name);
+    expect(older.result.agent.online).toBe(true);
+    expect(older.result.facts?.hostname).toBe('h1');
+    expect(ids(older.replica)).toEqual(ids(all.replica));
+
+    // Unknown agents are left out of the answer; the method is for admins only.
+    const coordinator = parsePeerAddress(fleet.coordinator.ticket);
+    const stranger = await bindLocal(randomBytes(32));
+    const rpc = new RpcChannel(stranger, coordinator, { timeoutMs: 10_000 });
+    try {
+      expect(await rejectedCode(rpc.call(fleetPresenceOf, { nodeIds: [h1] }))).toBe('NOT_ADMIN');
+    } finally {
+      rpc.close();
+      await stranger.close();
+    }
+    const reader = await Admin.open(config, log, false, { reads: true });
+    try {
+      const asked = (reader as unknown as { rpc: RpcChannel }).rpc;
+      const unknown = stranger.nodeId;
+      const answer = await asked.call(fleetPresenceOf, { nodeIds: [unknown, h1, h1] });
+      expect(answer.agents.map((p) => p.nodeId)).toEqual([h1]);
+    } finally {
+      await reader.close();
+    }
   });
 
   it('doc.fetch is for admins only', async () => {

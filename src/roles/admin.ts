@@ -44,6 +44,7 @@ import {
   fleetAudit,
   fleetInfo,
   fleetPresence,
+  fleetPresenceOf,
   type PresenceEntry,
 } from '../rpc-methods.js';
 import { signOp, type OpBody, type SignedOp } from '../trust/admin-ops.js';
@@ -359,10 +360,13 @@ export class Admin {
 
   /**
    * The trusted root view: synced online; from the replica offline, or online when
-   * `fallback` and the coordinator does not answer (`reachable` false then).
+   * `fallback` and the coordinator does not answer (`reachable` false then). Without
+   * `allPresence`, a reads-only admin asks no presence and writes no replica.json: its caller
+   * reads about one agent and does both (livePresence).
    */
   private async root(
     fallback: boolean,
+    allPresence = true,
   ): Promise<{ fleet: FleetView; info: ReplicaInfo; reachable: boolean }> {
     let info: ReplicaInfo;
     let view: TrustedView<RootDoc>;
@@ -375,7 +379,9 @@ export class Admin {
       const first = this.rootReads++ === 0;
       if (reachable) {
         try {
-          info = this.repo ? await this.sync(this.rpc!) : await this.fetchRoot(this.rpc!, first);
+          info = this.repo
+            ? await this.sync(this.rpc!)
+            : await this.fetchRoot(this.rpc!, first, allPresence);
         } catch (err) {
           if (!fallback || !NO_ANSWER.has(codeOf(err))) throw err;
           reachable = false;
@@ -428,8 +434,13 @@ export class Admin {
     /** The agent signed newer facts than the coordinator holds yet; `facts` is older. */
     pending: boolean;
   }> {
-    const view = await this.fleet();
-    const agent = pick(view.agents, query);
+    // A reads-only admin online asks the presence of this agent alone.
+    const one = this.rpc !== undefined && this.repo === undefined;
+    const { fleet: view, info } = await this.root(false, !one);
+    const picked = pick(view.agents, query);
+    const { agent, asOf } = one
+      ? await this.livePresence(this.rpc, info, picked)
+      : { agent: picked, asOf: view.asOf };
     const entry = this.entries.get(agent.nodeId)!;
     const signed = verifiedFactsHeads(entry);
     if (this.rpc && this.repo) await this.syncDoc(this.rpc, agent.factsDocId);
@@ -456,7 +467,32 @@ export class Admin {
     // (a record a crash left ahead of its document): shown as pending, never waited for.
     const pending = live?.pending === true || (signed !== undefined && trusted.doc === undefined);
     const volatile = live?.volatile ?? null;
-    return { agent, asOf: view.asOf, facts, volatile, unverified: trusted.unverified, pending };
+    return { agent, asOf, facts, volatile, unverified: trusted.unverified, pending };
+  }
+
+  /**
+   * `row`'s agent as its presence says now (fleet.presenceOf; all of fleet.presence from a
+   * coordinator before it), kept in replica.json with `info`'s root and the other agents'
+   * presence as the replica last held it.
+   */
+  private async livePresence(
+    rpc: RpcChannel,
+    info: ReplicaInfo,
+    row: AgentRow,
+  ): Promise<{ agent: AgentRow; asOf: string }> {
+    const id = row.nodeId;
+    const answer = await rpc.call(fleetPresenceOf, { nodeIds: [id] }).then(
+      (a) => ({ ...a, agents: [...info.presence.filter((p) => p.nodeId !== id), ...a.agents] }),
+      (err: unknown) => {
+        if (codeOf(err) === 'RPC_UNKNOWN_METHOD') return rpc.call(fleetPresence, {});
+        throw err;
+      },
+    );
+    await this.keepReplica(info, info.rootSigned, answer);
+    this.presence = new Map(answer.agents.map((p) => [p.nodeId, p]));
+    const live = this.presence.get(id);
+    const lastSeen = live?.lastSeen ?? this.entries.get(id)!.lastSeen;
+    return { agent: { ...row, online: live?.online ?? false, lastSeen }, asOf: answer.now };
   }
 
   // --- deployments (issue 11) ---------------------------------------------------------------
@@ -867,7 +903,7 @@ export class Admin {
   /** Writes replica.json for a root now held up to `info`'s heads, with live presence. */
   private async keepReplica(
     info: { coordinator: string; rootDocId: string },
-    rootSigned: SignedHeads,
+    rootSigned: ReplicaInfo['rootSigned'],
     presence: { now: string; agents: ReplicaInfo['presence'] },
   ): Promise<ReplicaInfo> {
     const replica = {
@@ -901,9 +937,11 @@ export class Admin {
 
   /**
    * sync() for a reads-only admin: the root document by doc.fetch (with live presence, asked at
-   * the same time), kept in the replica's store; the same checks as sync().
+   * the same time), kept in the replica's store; the same checks as sync(). Without `all`, no
+   * presence is asked and replica.json is not written: the info returned holds the presence the
+   * replica has of this root, for livePresence to keep.
    */
-  private async fetchRoot(rpc: RpcChannel, first: boolean): Promise<ReplicaInfo> {
+  private async fetchRoot(rpc: RpcChannel, first: boolean, all: boolean): Promise<ReplicaInfo> {
     const stateDir = this.config.stateDir;
     const pinning = loadReplicaInfo(stateDir).catch(() => undefined);
     const pinnedId = first ? ((await pinning)?.rootDocId as DocumentId | undefined) : undefined;
@@ -915,10 +953,16 @@ export class Admin {
     const signed = verifySignedHeads(info.rootSigned, { docId: info.rootDocId as DocumentId });
     const [view, presence] = await Promise.all([
       this.bringRoot(rpc, info, signed, pinnedId === info.rootDocId ? cached : undefined),
-      rpc.call(fleetPresence, {}),
+      all ? rpc.call(fleetPresence, {}) : undefined,
     ]);
     this.rootView = view;
-    return this.keepReplica(info, signed, presence);
+    if (presence) return this.keepReplica(info, signed, presence);
+    // Kept by the caller (livePresence), with the presence the replica holds of this root.
+    const pinned = await pinning;
+    const held = pinned?.rootDocId === info.rootDocId ? pinned : undefined;
+    const { coordinator, rootDocId } = info;
+    const asOf = held?.asOf ?? new Date().toISOString();
+    return { coordinator, rootDocId, rootSigned: signed, asOf, presence: held?.presence ?? [] };
   }
 
   /**

@@ -30,6 +30,7 @@ import {
   rootAdminsDocId,
   rootArtifacts,
   rootBase,
+  type AgentEntry,
   type ArtifactsSummary,
   type RootDoc,
 } from '../docs/types.js';
@@ -60,9 +61,11 @@ import {
   fleetAudit,
   fleetInfo,
   fleetPresence,
+  fleetPresenceOf,
   GC_LIST_MAX,
   nodeInfo,
   refusal,
+  type PresenceEntry,
 } from '../rpc-methods.js';
 import { VERSION } from '../version.js';
 import { blobHasher } from '../../sync/blob-hash.js';
@@ -547,6 +550,14 @@ function rpcServer(
     if (!(await isHeld(node, docId, plain))) return null;
     return A.getHeads((await node.repo!.find(docId)).doc());
   };
+  /** What fleet.presence says of one agent. */
+  const presenceOf = (a: AgentEntry): PresenceEntry => ({
+    nodeId: a.nodeId,
+    online: fleet.presence.isOnline(a.nodeId),
+    lastSeen: fleet.presence.lastSeen(a.nodeId) ?? a.lastSeen,
+    volatile: fleet.presence.volatileOf(a.nodeId),
+    pending: fleet.pending(a.nodeId),
+  });
   /** Who writes `doc`, if not `agent`: this coordinator, or another agent (facts or status). */
   const ownerOf = (doc: DocumentId, agent: NodeId): string | undefined => {
     if (doc === rootDocId || doc === gate.audit.documentId || doc === gate.adminsDoc.documentId)
@@ -641,17 +652,12 @@ function rpcServer(
       }),
     )
     .register(fleetPresence, () =>
-      Promise.resolve({
-        now: new Date().toISOString(),
-        agents: fleet.agents().map((a) => ({
-          nodeId: a.nodeId,
-          online: fleet.presence.isOnline(a.nodeId),
-          lastSeen: fleet.presence.lastSeen(a.nodeId) ?? a.lastSeen,
-          volatile: fleet.presence.volatileOf(a.nodeId),
-          pending: fleet.pending(a.nodeId),
-        })),
-      }),
+      Promise.resolve({ now: new Date().toISOString(), agents: fleet.agents().map(presenceOf) }),
     )
+    .register(fleetPresenceOf, (req) => {
+      const known = [...new Set(req.nodeIds)].flatMap((id) => fleet.agent(id) ?? []);
+      return Promise.resolve({ now: new Date().toISOString(), agents: known.map(presenceOf) });
+    })
     .register(docHeads, async (req) => ({ heads: await headsHere(req.docId as DocumentId) }))
     .register(docFetch, async (req) => {
       const docId = req.docId as DocumentId;
