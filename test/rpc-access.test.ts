@@ -43,6 +43,10 @@ const EXPECTED: Record<string, { req: () => Promise<unknown>; by: Record<Role, s
   'agent.ping': { req: () => Promise.resolve({}), by: member },
   'fleet.info': { req: () => Promise.resolve({}), by: adminOnly },
   'fleet.presence': { req: () => Promise.resolve({}), by: adminOnly },
+  'fleet.presenceOf': {
+    req: () => Promise.resolve({ nodeIds: ['0'.repeat(64)] }),
+    by: adminOnly,
+  },
   'doc.heads': { req: () => Promise.resolve({ docId: 'x' }), by: adminOnly },
   'doc.fetch': { req: () => Promise.resolve({ docId: 'x', have: [] }), by: adminOnly },
   'docs.heads': { req: () => Promise.resolve({ docIds: ['x'] }), by: adminOnly },
