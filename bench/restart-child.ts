@@ -14,6 +14,7 @@ import { readFile } from 'node:fs/promises';
 import { Repo, type DocHandle, type DocumentId } from '@automerge/automerge-repo';
 import { NodeFSStorageAdapter } from '@automerge/automerge-repo-storage-nodefs';
 import { storedFacts, type FactsDoc } from '../src/docs/types.js';
+import { favourMemory } from '../src/memory-mode.js';
 import { Coordinator } from '../src/roles/coordinator.js';
 import { mapBounded } from '../stores/semaphore.js';
 import type { FleetFixture } from './fixtures.js';
@@ -57,6 +58,7 @@ async function findAll(
 
 async function flt(fx: FleetFixture): Promise<void> {
   const config = await benchConfig(fx.stateDir);
+  favourMemory(); // as `flt coordinator` runs (src/memory-mode.ts)
   const t0 = performance.now();
   const coordinator = await Coordinator.start(config, benchLogger('bench-coordinator'));
   try {

@@ -72,6 +72,8 @@ export interface PlainDocsOptions {
    * followed it here must follow the handle (its changes are not told here any more).
    */
   readonly onHandedOver?: (doc: DocumentId, handle: DocHandle<unknown>) => void;
+  /** A document was loaded from the store. */
+  readonly onLoad?: () => void;
   readonly log?: Logger;
 }
 
@@ -383,6 +385,7 @@ export class PlainDocs {
       timer: undefined,
     };
     this.entries.set(doc, entry);
+    this.opts.onLoad?.();
     return entry;
   }
 

@@ -79,10 +79,13 @@ describe('PlainDocs', () => {
     const handle = await repo.find<Counter>(doc);
     handle.change((d) => void (d.n = 10));
     await repo.flush([doc]);
-    const again = new PlainDocs({ store });
+    let loads = 0;
+    const again = new PlainDocs({ store, onLoad: () => void loads++ });
     const opened = await read(again, doc);
     expect(opened?.n).toBe(10);
     expect(await again.open(docId())).toBe(false);
+    expect(await again.open(doc)).toBe(true); // held: not loaded again
+    expect(loads).toBe(1); // told of each load from the store (memory-mode.ts counts them)
     await Promise.all([plain.close(), again.close()]);
     await store.close();
   });

@@ -79,6 +79,7 @@ import type { BlobStore } from '../../stores/blob-store.js';
 import { groupSave } from '../../sync/group-save.js';
 import { Fleet } from './fleet.js';
 import { answerFetch, SnapshotCache } from './doc-fetch.js';
+import { memoryMode } from '../memory-mode.js';
 
 export const TICKET_FILE = 'coordinator.ticket';
 /**
@@ -209,12 +210,16 @@ export class Coordinator {
     // (sync/plain-docs.ts: a handle costs several times the CPU and memory), unless something
     // finds one in the Repo (an admin's sync): then it is handed over.
     let following: Fleet | undefined;
+    memoryMode.onChange = (speed) =>
+      log.info(speed ? 'a burst of document loads: V8 at speed' : 'V8 favours memory again');
     const plain = new PlainDocs({
       store,
       idleMs: evictionSettings.idleMs ?? EVICT_IDLE_MS,
       onSaved: (doc, heads) => following?.savedPlain(doc, heads),
       onEvict: (doc, heads) => following?.evicted(doc, heads),
       onHandedOver: (doc, handle) => following?.handedOver(doc, handle),
+      // A reconnect storm loads many at once: V8 at speed meanwhile (memory-mode.ts).
+      onLoad: () => memoryMode.loaded(),
       log,
     });
     plain.handOver(repo);
