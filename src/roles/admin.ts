@@ -906,13 +906,7 @@ export class Admin {
     rootSigned: ReplicaInfo['rootSigned'],
     presence: { now: string; agents: ReplicaInfo['presence'] },
   ): Promise<ReplicaInfo> {
-    const replica = {
-      coordinator: info.coordinator,
-      rootDocId: info.rootDocId,
-      rootSigned,
-      asOf: presence.now,
-      presence: presence.agents,
-    };
+    const replica = replicaOf(info, rootSigned, presence);
     await saveReplicaInfo(this.config.stateDir, replica);
     return replica;
   }
@@ -960,9 +954,8 @@ export class Admin {
     // Kept by the caller (livePresence), with the presence the replica holds of this root.
     const pinned = await pinning;
     const held = pinned?.rootDocId === info.rootDocId ? pinned : undefined;
-    const { coordinator, rootDocId } = info;
-    const asOf = held?.asOf ?? new Date().toISOString();
-    return { coordinator, rootDocId, rootSigned: signed, asOf, presence: held?.presence ?? [] };
+    const now = held?.asOf ?? new Date().toISOString();
+    return replicaOf(info, signed, { now, agents: held?.presence ?? [] });
   }
 
   /**
@@ -1058,6 +1051,16 @@ export class Admin {
     await whenHasHeads(handle, heads, AbortSignal.timeout(this.config.rpcTimeoutMs));
     await repo.flush([docId]);
   }
+}
+
+/** What replica.json holds: the root as `info` names it, and presence as of `presence.now`. */
+function replicaOf(
+  info: { coordinator: string; rootDocId: string },
+  rootSigned: ReplicaInfo['rootSigned'],
+  presence: { now: string; agents: ReplicaInfo['presence'] },
+): ReplicaInfo {
+  const { coordinator, rootDocId } = info;
+  return { coordinator, rootDocId, rootSigned, asOf: presence.now, presence: presence.agents };
 }
 
 /** The agent's facts heads as the root document holds them, if they verify; else undefined. */

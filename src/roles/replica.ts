@@ -51,10 +51,10 @@ export async function loadReplicaInfo(stateDir: string): Promise<ReplicaInfo> {
 
 /**
  * A document as the replica's store holds it, loaded without a Repo (for offline reads): its
- * snapshot chunks (largest first: contentChunks), then its incremental chunks. `A.load` (no patches: at 5,000 agents the root
- * loads in ~0.35 s instead of ~0.45 s); bytes it refuses go through `loadIncremental` into an
- * empty document, as automerge-repo's storage subsystem loads them, which skips what it cannot
- * read. Throws (as `Repo.find` does) when the store holds none.
+ * snapshot chunks (largest first: contentChunks), then its incremental chunks. `A.load` (no
+ * patches: at 5,000 agents the root loads in ~0.35 s instead of ~0.45 s); bytes it refuses go
+ * through `loadIncremental` into an empty document, as automerge-repo's storage subsystem loads
+ * them, which skips what it cannot read. Throws (as `Repo.find` does) when the store holds none.
  */
 export async function loadStoredDoc<T>(store: FsStore, docId: DocumentId): Promise<A.Doc<T>> {
   const { snapshots, incrementals } = await contentChunks(store, docId);
