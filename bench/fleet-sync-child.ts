@@ -28,7 +28,7 @@ import {
 } from '@automerge/automerge-repo-network-websocket';
 import { NodeFSStorageAdapter } from '@automerge/automerge-repo-storage-nodefs';
 import { WebSocketServer } from 'ws';
-import { favourMemory } from '../src/memory-mode.js';
+import { favourMemory, memoryMode } from '../src/memory-mode.js';
 import { SAVE_DEBOUNCE_MS } from '../src/node.js';
 import { FsStore } from '../stores/fs-store.js';
 import { PlainDocs } from '../sync/plain-docs.js';
@@ -135,7 +135,7 @@ async function server(kind: FleetSyncKind, dir: string): Promise<void> {
     if (kind === 'push') scopePeers(repo, { scopeOf: () => [] });
     // The answer says what is held; pushed documents are plain documents, saved as they
     // change (sync/plain-docs.ts), as the coordinator holds its agents'.
-    plain = new PlainDocs({ store });
+    plain = new PlainDocs({ store, onWork: () => memoryMode.worked() }); // as the coordinator's
     plain.handOver(repo);
     const held = plain;
     routes.receiver = new PushReceiver({

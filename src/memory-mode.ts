@@ -7,18 +7,22 @@
 // after 40 s held 156-158 MiB of RSS without the flag and 159-164 MiB with it, for more CPU (two
 // runs each).
 //
-// Except in a burst of document loads (README "Session 22"): the flag keeps V8's heap tight, and
-// a heap that grows fast then pays for it in collections. A restarted coordinator loading the
-// facts documents of 5,000 agents at once took 9.0-11.4 s with it against 5.4-6.1 s without (CPU
-// in collections 6.6 s against 1.7 s). So while stored documents are loaded at BURST_LOADS a
-// second or more (a reconnect storm: each agent's push opens its facts document), V8 runs with
-// its defaults, and it favours memory again once QUIET_MS have passed without such a second.
-// V8 reads the flag as it goes (turned off before that load, the same run took 5.7 s).
+// Except in a burst of document work (README "Session 22", "Session 23"): the flag keeps V8's heap
+// tight, and a process that allocates fast then pays for it in collections. A restarted
+// coordinator loading the facts documents of 5,000 agents at once took 9.0-11.4 s with it against
+// 5.4-6.1 s without (CPU in collections 6.6 s against 1.7 s); a server taking 1,000 documents'
+// changes a second (issue 13's point 4) spent 1.22-1.66 ms of CPU per change with it against
+// 1.04-1.06 ms without, and its p99 delay grew from ~0.1 s to 0.8-5.7 s. So while documents are
+// loaded or changed at BURST a second or more (a reconnect storm, where each agent's push opens
+// its facts document; many agents changing at once), V8 runs with its defaults, and it favours
+// memory again once QUIET_MS have passed without such a second. A fleet at rest changes far less
+// (facts are collected once a minute and written only when they change: 1,000 agents, under 17 a
+// second). V8 reads the flag as it goes (turned off before that load, the same run took 5.7 s).
 
 import { setFlagsFromString } from 'node:v8';
 
-/** Loads in one second that make a burst. */
-export const BURST_LOADS = 50;
+/** Documents loaded or changed in one second that make a burst. */
+export const BURST = 50;
 /** Seconds without a burst before memory is favoured again. */
 export const QUIET_MS = 5_000;
 
@@ -27,7 +31,7 @@ export class MemoryMode {
   private favoured = false;
   private speed = false;
   private second = -1;
-  private loads = 0;
+  private work = 0;
   private lastBurst = -Infinity;
   private timer: NodeJS.Timeout | undefined;
   /** Told when a burst begins (true) and ends (false): the coordinator logs it. */
@@ -38,20 +42,20 @@ export class MemoryMode {
     private readonly now: () => number = Date.now,
   ) {}
 
-  /** From now on V8 favours memory, except in bursts of loads (idempotent). */
+  /** From now on V8 favours memory, except in bursts of work (idempotent). */
   favourMemory(): void {
     if (this.favoured) return;
     this.favoured = true;
     this.set('--optimize-for-size');
   }
 
-  /** A stored document was loaded. */
-  loaded(): void {
+  /** A document was loaded from the store, or changes were taken into one. */
+  worked(): void {
     if (!this.favoured) return;
     const t = this.now();
     const second = Math.floor(t / 1000);
-    if (second !== this.second) [this.second, this.loads] = [second, 0];
-    if (++this.loads < BURST_LOADS) return;
+    if (second !== this.second) [this.second, this.work] = [second, 0];
+    if (++this.work < BURST) return;
     this.lastBurst = t;
     if (this.speed) return;
     this.speed = true;

@@ -72,8 +72,11 @@ export interface PlainDocsOptions {
    * followed it here must follow the handle (its changes are not told here any more).
    */
   readonly onHandedOver?: (doc: DocumentId, handle: DocHandle<unknown>) => void;
-  /** A document was loaded from the store. */
-  readonly onLoad?: () => void;
+  /**
+   * A document was loaded from the store, or changes were taken into one (create, apply): the
+   * holder's measure of how busy it is (the coordinator's src/memory-mode.ts counts them).
+   */
+  readonly onWork?: () => void;
   readonly log?: Logger;
 }
 
@@ -247,6 +250,7 @@ export class PlainDocs {
     this.entries.set(doc, entry);
     this.touch(doc, entry);
     this.saveSoon(doc, entry);
+    this.opts.onWork?.();
     return true;
   }
 
@@ -266,6 +270,7 @@ export class PlainDocs {
     if (!sameHeads(headsOf(entry), before)) {
       entry.view = undefined;
       this.saveSoon(doc, entry);
+      this.opts.onWork?.();
     }
     return true;
   }
@@ -385,7 +390,7 @@ export class PlainDocs {
       timer: undefined,
     };
     this.entries.set(doc, entry);
-    this.opts.onLoad?.();
+    this.opts.onWork?.();
     return entry;
   }
 

@@ -79,13 +79,13 @@ describe('PlainDocs', () => {
     const handle = await repo.find<Counter>(doc);
     handle.change((d) => void (d.n = 10));
     await repo.flush([doc]);
-    let loads = 0;
-    const again = new PlainDocs({ store, onLoad: () => void loads++ });
+    let work = 0;
+    const again = new PlainDocs({ store, onWork: () => void work++ });
     const opened = await read(again, doc);
     expect(opened?.n).toBe(10);
     expect(await again.open(docId())).toBe(false);
     expect(await again.open(doc)).toBe(true); // held: not loaded again
-    expect(loads).toBe(1); // told of each load from the store (memory-mode.ts counts them)
+    expect(work).toBe(1); // told of each load from the store (memory-mode.ts counts them)
     await Promise.all([plain.close(), again.close()]);
     await store.close();
   });
@@ -125,6 +125,25 @@ describe('PlainDocs', () => {
     expect(later).not.toBe(first); // not held between turns
     expect(later).toEqual(first);
     expect(later?.notes).toEqual(['a']);
+    await plain.close();
+    await store.close();
+  });
+
+  it('tells of its work: a document made or changed, not changes it held or refused', async () => {
+    const store = await fresh();
+    const w = writer();
+    const doc = docId();
+    let work = 0;
+    const plain = new PlainDocs({ store, onWork: () => void work++ });
+    plain.create(doc, w.first);
+    expect(work).toBe(1);
+    const next = w.next('b');
+    plain.apply(doc, next);
+    expect(work).toBe(2);
+    plain.apply(doc, next); // held already: the heads did not move
+    expect(() => plain.apply(doc, [new Uint8Array([1, 2, 3])])).toThrow(/do not decode/);
+    expect(plain.create(doc, w.first)).toBe(false);
+    expect(work).toBe(2);
     await plain.close();
     await store.close();
   });

@@ -211,15 +211,16 @@ export class Coordinator {
     // finds one in the Repo (an admin's sync): then it is handed over.
     let following: Fleet | undefined;
     memoryMode.onChange = (speed) =>
-      log.info(speed ? 'a burst of document loads: V8 at speed' : 'V8 favours memory again');
+      log.info(speed ? 'a burst of document work: V8 at speed' : 'V8 favours memory again');
     const plain = new PlainDocs({
       store,
       idleMs: evictionSettings.idleMs ?? EVICT_IDLE_MS,
       onSaved: (doc, heads) => following?.savedPlain(doc, heads),
       onEvict: (doc, heads) => following?.evicted(doc, heads),
       onHandedOver: (doc, handle) => following?.handedOver(doc, handle),
-      // A reconnect storm loads many at once: V8 at speed meanwhile (memory-mode.ts).
-      onLoad: () => memoryMode.loaded(),
+      // A reconnect storm loads many at once, many agents change at once: V8 at speed
+      // meanwhile (memory-mode.ts).
+      onWork: () => memoryMode.worked(),
       log,
     });
     plain.handOver(repo);
