@@ -8,8 +8,9 @@
 //       automerge-repo's own set-up (NodeFSStorageAdapter, WebSocketServerAdapter on a `ws`
 //       server). It takes every document its peers announce, and for each change that arrives
 //       records the delay from the writer's time stamp in the document to now.
-//       Steps: `ready` (its address); commands `reset` (forget what was recorded),
-//       `report UNTIL` (every delay, and how many arrived by UNTIL, wall-clock ms).
+//       Steps: `ready` (its address); commands `held` (how many changes it holds, all told),
+//       `report SINCE UNTIL` (the delays of what arrived since SINCE, and how many changes
+//       arrived from SINCE to UNTIL; wall-clock ms).
 //   node dist/bench/fleet-sync-child.js writers iroh|websocket ADDR N
 //       N writers, each its own Repo and connection (one iroh endpoint or one WebSocket each) with
 //       one document of its own. Steps: `ready` once every writer is connected and its document
@@ -60,12 +61,20 @@ export type FleetSyncStep =
     }
   | {
       readonly step: 'report';
-      /** Change -> server has it, ms, one per change that arrived since `reset`. */
+      /**
+       * Change -> server has it, ms, since SINCE: one per arrival, the delay of the newest change
+       * it brought (a server that falls behind takes several of a document's changes at once).
+       */
       readonly delays: number[];
-      /** How many of them arrived by the `report` command's UNTIL. */
+      /** Changes that arrived by the `report` command's UNTIL (all that each arrival brought). */
       readonly byUntil: number;
       /** Documents the server holds. */
       readonly docs: number;
+    }
+  | {
+      readonly step: 'held';
+      /** Changes the server holds of every writer's document, all told (the writers' counters). */
+      readonly changes: number;
     }
   | {
       readonly step: 'done';
@@ -103,18 +112,18 @@ async function server(kind: FleetSyncKind, dir: string): Promise<void> {
   let repo: Repo;
   let addr: string;
   let plain: PlainDocs | undefined;
-  let delays: number[] = [];
-  /** When each of `delays` arrived (wall clock, ms), for `report UNTIL`. */
-  let arrivals: number[] = [];
+  /** Each arrival: when (wall clock, ms), how many changes it brought, its newest one's delay. */
+  const arrivals: { at: number; changes: number; delay: number }[] = [];
   const lastN = new Map<string, number>();
-  /** A change of `doc` is here: its delay, once per change the writer counted (`n`). */
+  /** The sum of `lastN`: every change held, warm-up included (command `held`). */
+  let heldChanges = 0;
+  /** Changes of `doc` are here, up to the writer's counter `n`: the newest one's delay. */
   const arrived = (doc: string, value: WriterDoc, at: number) => {
     if (typeof value.n !== 'number' || lastN.get(doc) === value.n) return;
+    const changes = value.n - (lastN.get(doc) ?? 0);
+    heldChanges += changes;
     lastN.set(doc, value.n);
-    if (value.n > 0) {
-      delays.push(at - value.t);
-      arrivals.push(at);
-    }
+    if (value.n > 0) arrivals.push({ at, changes, delay: at - value.t });
   };
   if (kind !== 'websocket') {
     favourMemory(); // as `flt coordinator` runs (src/memory-mode.ts)
@@ -177,13 +186,15 @@ async function server(kind: FleetSyncKind, dir: string): Promise<void> {
   setInterval(watch, WATCH_MS);
   emit({ step: 'ready', addr });
   for (;;) {
-    const [c, arg] = (await nextCommand()).split(' ');
-    if (c === 'reset') [delays, arrivals] = [[], []];
+    const [c, arg, rest] = (await nextCommand()).split(' ');
+    if (c === 'held') emit({ step: 'held', changes: heldChanges });
     else if (c === 'report') {
-      // The parent read this process's CPU at UNTIL, and a server that falls behind handles
-      // this command seconds later: `byUntil` counts the changes that CPU paid for.
-      const until = Number(arg ?? Infinity);
-      const byUntil = arrivals.filter((at) => at <= until).length;
+      // The parent read this process's CPU at SINCE and at UNTIL, and a server that falls behind
+      // reads commands seconds late: the window is the parent's, by the arrivals' times.
+      const [since, until] = [Number(arg), Number(rest ?? Infinity)];
+      const timed = arrivals.filter((a) => a.at >= since);
+      const delays = timed.map((a) => a.delay);
+      const byUntil = timed.reduce((sum, a) => sum + (a.at <= until ? a.changes : 0), 0);
       const docs = Object.keys(repo.handles).length + (plain?.size ?? 0);
       emit({ step: 'report', delays, byUntil, docs });
     }

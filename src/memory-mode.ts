@@ -13,16 +13,18 @@
 // 5.4-6.1 s without (CPU in collections 6.6 s against 1.7 s); a server taking 1,000 documents'
 // changes a second (issue 13's point 4) spent 1.22-1.66 ms of CPU per change with it against
 // 1.04-1.06 ms without, and its p99 delay grew from ~0.1 s to 0.8-5.7 s. So while documents are
-// loaded or changed at BURST a second or more (a reconnect storm, where each agent's push opens
-// its facts document; many agents changing at once), V8 runs with its defaults, and it favours
-// memory again once QUIET_MS have passed without such a second. A fleet at rest changes far less
-// (facts are collected once a minute and written only when they change: 1,000 agents, under 17 a
-// second). V8 reads the flag as it goes (turned off before that load, the same run took 5.7 s).
+// loaded or changed at BURST a second or more, V8 runs with its defaults, and it favours memory
+// again once QUIET_MS have passed without such a second. BURST is above what a fleet does by
+// itself: agents collect facts once a minute and write only what changed (10,000 agents: at most
+// ~170 changes a second), and a 1,000-agent fan-in here did 10-215 a second (a burst at 50 turned
+// it to speed five times, and its RSS per agent rose from ~260-280 KiB to 320-430); the restart's
+// loads of 5,000 documents come at ~800 a second, point 4 at 1,000. V8 reads the flag as it goes
+// (turned off before that load, the same run took 5.7 s).
 
 import { setFlagsFromString } from 'node:v8';
 
 /** Documents loaded or changed in one second that make a burst. */
-export const BURST = 50;
+export const BURST = 300;
 /** Seconds without a burst before memory is favoured again. */
 export const QUIET_MS = 5_000;
 

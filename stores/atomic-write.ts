@@ -43,6 +43,7 @@ export async function writeFileAtomic(
     options.inFlight?.delete(temp); // and no rm: a temp name another writer took is not ours
     throw err;
   }
+  let moved = false;
   try {
     try {
       await handle.writeFile(data);
@@ -56,9 +57,11 @@ export async function writeFileAtomic(
     } else {
       await rename(temp, target);
     }
+    moved = true;
   } finally {
-    // On success the temp is gone already; on failure the write's own error is the one to report.
-    await rm(temp, { force: true }).catch(() => undefined);
+    // On failure the write's own error is the one to report. On success the temp is gone
+    // already: no removal (two more file-system calls for every chunk a store saves).
+    if (!moved) await rm(temp, { force: true }).catch(() => undefined);
     options.inFlight?.delete(temp);
   }
   await fsyncDir(dir);
