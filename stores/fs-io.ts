@@ -2,7 +2,8 @@
 // wrapping and a bounded directory walk. The crash-safe write is stores/atomic-write.ts.
 // Nothing here knows about chunk formats (stores/chunk-format.ts) or problems.
 
-import { readdir, readFile, rmdir, unlink } from 'node:fs/promises';
+import { readFile as readFileCallback } from 'node:fs';
+import { readdir, rmdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { StorageKey } from '@automerge/automerge-repo';
 import { StoreError } from './errors.js';
@@ -76,10 +77,21 @@ export async function rmdirIfEmpty(dir: string): Promise<boolean> {
   }
 }
 
+/**
+ * A whole file, by the callback API: Node chains its open, fstat, reads and close without a turn
+ * of the event loop between them, where the promise API takes one each. 5,000 small files (a
+ * restart's facts documents): 189-256 ms of CPU against 390-621 ms.
+ */
+function readWhole(file: string): Promise<Buffer> {
+  return new Promise((resolve, reject) =>
+    readFileCallback(file, (err, data) => (err ? reject(err) : resolve(data))),
+  );
+}
+
 /** Reads a file; undefined when there is none (or the path is a directory, or under a file). */
 export async function readIfExists(file: string): Promise<Buffer | undefined> {
   try {
-    return await readFile(file);
+    return await readWhole(file);
   } catch (err) {
     if (['ENOENT', 'ENOTDIR', 'EISDIR'].includes(errnoOf(err) ?? '')) return undefined;
     throw err;
