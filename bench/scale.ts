@@ -446,8 +446,10 @@ async function absorbed(server: StepProcess<FleetSyncStep>, made: number): Promi
   const deadline = performance.now() + FLEET_SYNC.drainMaxMs;
   for (let left = FLEET_SYNC.drainMaxMs; left > 0; left = deadline - performance.now()) {
     server.send('held');
-    const { changes } = await server.next('held', left);
-    if (changes >= made) return true;
+    // No answer by the deadline: not drained (the run's figures still stand).
+    const held = await server.next('held', left).catch(() => undefined);
+    if (held === undefined) return false;
+    if (held.changes >= made) return true;
     await sleep(FLEET_SYNC.heldPollMs);
   }
   return false;
