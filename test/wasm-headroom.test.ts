@@ -19,9 +19,13 @@ interface Run {
 }
 
 async function run(mode: 'watch' | 'none' | 'room', docs: number): Promise<Run> {
-  const { stdout } = await promisify(execFile)(process.execPath, [CHILD, mode, String(docs)], {
-    timeout: 120_000,
-  });
+  const { stdout } = await promisify(execFile)(
+    process.execPath,
+    ['--expose-gc', CHILD, mode, String(docs)],
+    {
+      timeout: 120_000,
+    },
+  );
   return JSON.parse(stdout) as Run;
 }
 
