@@ -75,8 +75,12 @@ describe.each(transports)('services over %s', (_name, pair) => {
     expect(echo.close()).toBe(first); // idempotent: the same close
     await first;
     const closed = await closeOf(echoConn);
-    expect(closed.code).toBe(CloseCode.SHUTDOWN);
     expect(closed.byPeer).toBe(true);
+    // QUIC sends its close once (again only to packets that arrive while the server drains): on a
+    // loaded machine the datagram can be lost, and the client then learns of the close by a
+    // stateless reset, with no code (a fresh-clone run under the whole suite's load once got no
+    // code here; its reason was not recorded: this is the one loss QUIC explains).
+    if (closed.reason !== 'reset by peer') expect(closed.code).toBe(CloseCode.SHUTDOWN);
 
     // A new echo connection is closed at once; rpc, a service of its own, still answers.
     const late = await dial(ALPN.echo);
