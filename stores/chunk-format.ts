@@ -165,9 +165,15 @@ function startsWith(data: Uint8Array, prefix: Buffer): boolean {
   return data.length >= prefix.length && prefix.equals(data.subarray(0, prefix.length));
 }
 
-/** A plain Uint8Array copy (callers may keep or mutate it; vitest's toStrictEqual wants the type). */
+/**
+ * A plain Uint8Array of its own (callers may keep or mutate it; vitest's toStrictEqual wants the
+ * type): `data` itself when it already is one (stores/read-worker.ts hands such arrays over),
+ * else a copy. A copy allocates an array buffer, and a restart makes thousands while Automerge's
+ * grown memory is young: each then starts a scavenge (sync/wasm-headroom.ts).
+ */
 function copy(data: Uint8Array): Uint8Array {
-  return new Uint8Array(data);
+  const whole = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength;
+  return whole && data.constructor === Uint8Array ? data : new Uint8Array(data);
 }
 
 function bad(detail: string): Decoded {

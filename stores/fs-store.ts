@@ -24,6 +24,7 @@ import {
 } from './fs-io.js';
 import { assertKey, assertPrefix, assertValue, show } from './keys.js';
 import { checkStore, leftoverProblem, quarantineName, QUARANTINE_DIR } from './problems.js';
+import { ReadWorker, type TreeRead } from './read-worker.js';
 import { KeyedMutex, mapBounded, Semaphore } from './semaphore.js';
 import type { Store, StoreProblem } from './store.js';
 
@@ -121,6 +122,8 @@ export class FsStore implements Store {
   /** Documents whose operations go ahead of queued ones of others (prioritize). */
   private readonly urgent = new Set<string>();
   private readonly reported: StoreProblem[] = [];
+  /** Reads whole documents for loadRange, off the main thread. */
+  private readonly reader: ReadWorker;
   private closing: Promise<void> | undefined;
 
   private constructor(dir: string, options: FsStoreOptions) {
@@ -129,6 +132,7 @@ export class FsStore implements Store {
     this.limit = options.maxConcurrency ?? 32;
     this.sem = new Semaphore(this.limit);
     this.writes = new Semaphore(this.limit);
+    this.reader = new ReadWorker((line) => this.log(`STORE_IO ${dir}: ${line}`));
   }
 
   /**
@@ -197,6 +201,8 @@ export class FsStore implements Store {
 
   loadRange(prefix: StorageKey): Promise<Chunk[]> {
     return this.track(prefix[0], async () => {
+      const read = await this.loadRangeInWorker(prefix);
+      if (read !== undefined) return read;
       const listing = await this.list(prefix);
       if (listing === undefined) return [];
       if (listing === 'file') {
@@ -286,7 +292,7 @@ export class FsStore implements Store {
 
   /** Refuses new operations and waits for running ones. Idempotent. */
   close(): Promise<void> {
-    this.closing ??= Promise.allSettled(this.running()).then(() => undefined);
+    this.closing ??= Promise.allSettled(this.running()).then(() => this.reader.close());
     return this.closing;
   }
 
@@ -375,13 +381,54 @@ export class FsStore implements Store {
     if (removed) this.report(leftoverProblem(file), 'removed');
   }
 
+  /**
+   * loadRange by the read worker (stores/read-worker.ts), off the main thread; undefined when
+   * this read is the main thread's: a prioritized document (the worker's queue is first come,
+   * first served) or a worker that could not run.
+   */
+  private async loadRangeInWorker(prefix: StorageKey): Promise<Chunk[] | undefined> {
+    assertPrefix(prefix);
+    if (this.reader.broken || this.isUrgent(prefix)) return undefined;
+    if (await this.surelyAbsent(prefix)) return [];
+    if (prefix.length > 0 && (prefix[0] as string).length < 3) return []; // as in list()
+    let tree: TreeRead;
+    try {
+      tree = await this.reader.read(this.dir, keySegments(prefix));
+    } catch (err) {
+      if (this.reader.broken && !this.closing) return undefined; // logged by the reader
+      throw new StoreError('STORE_IO', `load ${show(prefix)}: ${errMessage(err)}`, { cause: err });
+    }
+    if (tree === undefined) return [];
+    if ('file' in tree) {
+      const data = await this.verified(prefix, this.pathOf(prefix), tree.file);
+      return data === undefined ? [] : [{ key: [...prefix], data }];
+    }
+    const leftovers = tree.temps.filter((t) => !this.tempsInFlight.has(t));
+    await mapBounded(leftovers, this.limit, (t) => this.cleanLeftover(t));
+    const chunks = await Promise.all(
+      tree.files.map(async (f) => {
+        const key = segmentsKey(f.segments);
+        return { key, data: await this.verified(key, join(this.dir, ...f.segments), f.data) };
+      }),
+    );
+    return chunks.filter((c) => c.data !== undefined);
+  }
+
   /** Reads and verifies one chunk; a corrupt one is quarantined and reads as absent. */
   private async loadVerified(key: StorageKey, file: string): Promise<Uint8Array | undefined> {
     const bytes = await this.sem.run(
       () => wrapIo('load', file, () => readIfExists(file)),
       this.isUrgent(key),
     );
-    if (bytes === undefined) return undefined;
+    return bytes === undefined ? undefined : this.verified(key, file, bytes);
+  }
+
+  /** The chunk in `bytes`, read from `file`, if it checks; if not, settle() decides. */
+  private verified(
+    key: StorageKey,
+    file: string,
+    bytes: Uint8Array,
+  ): Uint8Array | undefined | Promise<Uint8Array | undefined> {
     const decoded = decodeFile(key, bytes);
     return decoded.ok && !decoded.legacy ? decoded.data : this.settle(key, file);
   }

@@ -372,7 +372,8 @@ export class PlainDocs {
     // when something reads the document (get).
     const base = A.init<unknown>();
     try {
-      A.getBackend(base).loadIncremental(concatBytes(...chunks.map((c) => c.data!)));
+      const [only, ...more] = chunks.map((c) => c.data!);
+      A.getBackend(base).loadIncremental(more.length === 0 ? only! : concatBytes(only!, ...more));
     } catch (err) {
       this.log.warn('a stored document does not load', { doc, err: messageOf(err) });
       return undefined;
