@@ -24,7 +24,7 @@ import {
 } from './fs-io.js';
 import { assertKey, assertPrefix, assertValue, show } from './keys.js';
 import { checkStore, leftoverProblem, quarantineName, QUARANTINE_DIR } from './problems.js';
-import { ReadWorker, type TreeRead } from './read-worker.js';
+import { sharedReadWorker, type ReadWorker, type TreeRead } from './read-worker.js';
 import { KeyedMutex, mapBounded, Semaphore } from './semaphore.js';
 import type { Store, StoreProblem } from './store.js';
 
@@ -43,6 +43,13 @@ export interface FsStoreOptions {
    * documents; off by default.
    */
   index?: boolean;
+  /**
+   * Read whole documents (loadRange) in a worker thread shared by the process's stores
+   * (stores/read-worker.ts): for a coordinator, which loads thousands at once after a restart. Off
+   * by default: a node that reads a few documents would pay a thread's start (~30 ms of CPU, some
+   * MiB) for nothing, and a process running many agents one thread per agent.
+   */
+  readWorker?: boolean;
 }
 
 /** Problems kept for problems(); older ones are dropped (they were logged). */
@@ -122,8 +129,8 @@ export class FsStore implements Store {
   /** Documents whose operations go ahead of queued ones of others (prioritize). */
   private readonly urgent = new Set<string>();
   private readonly reported: StoreProblem[] = [];
-  /** Reads whole documents for loadRange, off the main thread. */
-  private readonly reader: ReadWorker;
+  /** Reads whole documents for loadRange, off the main thread (option `readWorker`). */
+  private readonly reader: ReadWorker | undefined;
   private closing: Promise<void> | undefined;
 
   private constructor(dir: string, options: FsStoreOptions) {
@@ -132,7 +139,7 @@ export class FsStore implements Store {
     this.limit = options.maxConcurrency ?? 32;
     this.sem = new Semaphore(this.limit);
     this.writes = new Semaphore(this.limit);
-    this.reader = new ReadWorker((line) => this.log(`STORE_IO ${dir}: ${line}`));
+    this.reader = options.readWorker === true ? sharedReadWorker(this.log) : undefined;
   }
 
   /**
@@ -292,7 +299,7 @@ export class FsStore implements Store {
 
   /** Refuses new operations and waits for running ones. Idempotent. */
   close(): Promise<void> {
-    this.closing ??= Promise.allSettled(this.running()).then(() => this.reader.close());
+    this.closing ??= Promise.allSettled(this.running()).then(() => undefined);
     return this.closing;
   }
 
@@ -383,19 +390,20 @@ export class FsStore implements Store {
 
   /**
    * loadRange by the read worker (stores/read-worker.ts), off the main thread; undefined when
-   * this read is the main thread's: a prioritized document (the worker's queue is first come,
-   * first served) or a worker that could not run.
+   * this read is the main thread's: no `readWorker` option, a prioritized document (the worker's
+   * queue is first come, first served), or a worker that could not run.
    */
   private async loadRangeInWorker(prefix: StorageKey): Promise<Chunk[] | undefined> {
+    const reader = this.reader;
+    if (reader === undefined || reader.broken || this.isUrgent(prefix)) return undefined;
     assertPrefix(prefix);
-    if (this.reader.broken || this.isUrgent(prefix)) return undefined;
     if (await this.surelyAbsent(prefix)) return [];
     if (prefix.length > 0 && (prefix[0] as string).length < 3) return []; // as in list()
     let tree: TreeRead;
     try {
-      tree = await this.reader.read(this.dir, keySegments(prefix));
+      tree = await reader.read(this.dir, keySegments(prefix));
     } catch (err) {
-      if (this.reader.broken && !this.closing) return undefined; // logged by the reader
+      if (reader.broken) return undefined; // logged by the reader
       throw new StoreError('STORE_IO', `load ${show(prefix)}: ${errMessage(err)}`, { cause: err });
     }
     if (tree === undefined) return [];

@@ -246,3 +246,14 @@ export class ReadWorker {
     await worker?.terminate();
   }
 }
+
+let shared: ReadWorker | undefined;
+
+/**
+ * The process's read worker, for every FsStore with `readWorker` (the worker takes the root with
+ * each request). Never closed: it ends itself when idle, and lets the process exit. `log` is the
+ * first caller's.
+ */
+export function sharedReadWorker(log: (line: string) => void): ReadWorker {
+  return (shared ??= new ReadWorker((line) => log(`FsStore: ${line}`)));
+}

@@ -43,9 +43,9 @@ async function tempDir(): Promise<string> {
   dirs.push(d);
   return d;
 }
-async function open(dir: string) {
+async function open(dir: string, readWorker = false) {
   const lines: string[] = [];
-  const store = await FsStore.open(dir, { logger: (l) => lines.push(l) });
+  const store = await FsStore.open(dir, { logger: (l) => lines.push(l), readWorker });
   return { store, lines };
 }
 
@@ -332,180 +332,187 @@ describe('FsStore index of documents (option index)', () => {
   });
 });
 
-describe('FsStore integrity (THREATS.md row 18)', () => {
-  it('quarantines a truncated and a zero-length chunk; the rest of the document loads', async () => {
-    const dir = await tempDir();
-    const written = await open(dir);
-    const { url, docDir } = await writeDoc(written.store);
-    const files = await incrementals(dir, docDir);
-    expect(files).toHaveLength(INCREMENTALS);
-    const [truncated, emptied] = files.slice(-2) as [string, string];
-    await truncate(truncated, (await stat(truncated)).size - 5);
-    await truncate(emptied, 0);
-    const cut = await readFile(truncated);
+// Also with the read worker: loadRange's bytes then come from another thread, checked here.
+describe.each([false, true])(
+  'FsStore integrity (THREATS.md row 18), readWorker %s',
+  (readWorker) => {
+    it('quarantines a truncated and a zero-length chunk; the rest of the document loads', async () => {
+      const dir = await tempDir();
+      const written = await open(dir, readWorker);
+      const { url, docDir } = await writeDoc(written.store);
+      const files = await incrementals(dir, docDir);
+      expect(files).toHaveLength(INCREMENTALS);
+      const [truncated, emptied] = files.slice(-2) as [string, string];
+      await truncate(truncated, (await stat(truncated)).size - 5);
+      await truncate(emptied, 0);
+      const cut = await readFile(truncated);
 
-    const { store, lines } = await open(dir);
-    expect((await readDoc(store, url)).items).toEqual(allItems.slice(0, -2));
-    const problems = store.problems();
-    expect(problems.map((p) => [p.code, p.file]).sort()).toEqual(
-      [
-        ['STORE_CORRUPT', truncated],
-        ['STORE_CORRUPT', emptied],
-      ].sort(),
-    );
-    expect(
-      lines.filter((l) => l.startsWith('STORE_CORRUPT ') && l.includes('moved to')),
-    ).toHaveLength(2);
-    for (const p of problems) {
-      expect(p.quarantinedTo).toContain(join(dir, '.quarantine'));
-      expect(await exists(p.file)).toBe(false);
-    }
-    const moved = problems.find((p) => p.file === truncated)?.quarantinedTo ?? '';
-    expect((await readFile(moved)).equals(cut)).toBe(true);
-    expect(await store.loadRange([url.slice('automerge:'.length), 'incremental'])).toHaveLength(
-      INCREMENTALS - 2,
-    );
-
-    // Compaction by automerge-repo must leave the quarantine alone. A big incompressible change
-    // makes the incrementals outweigh the snapshot, so this save or the next one compacts, and
-    // compaction deletes the chunks it loaded.
-    const repo = new Repo({ storage: store, network: [] });
-    const handle = await repo.find<Doc>(url);
-    handle.change((d) => void (d.pad = randomBytes(15_000).toString('base64')));
-    await repo.flush();
-    handle.change((d) => void d.items.push(100));
-    await repo.flush();
-    await repo.shutdown();
-    for (const intact of files.slice(0, -2)) expect(await exists(intact)).toBe(false);
-    expect((await readFile(moved)).equals(cut)).toBe(true);
-    expect(await readdir(join(dir, '.quarantine'))).toHaveLength(2);
-
-    // Removing the document, or everything, still leaves the quarantine alone.
-    await store.removeRange([url.slice('automerge:'.length)]);
-    expect(await exists(join(dir, docDir))).toBe(false);
-    await store.removeRange([]);
-    expect((await readdir(dir)).sort()).toEqual(['.flt-store-format', '.quarantine']);
-    expect(await readdir(join(dir, '.quarantine'))).toHaveLength(2);
-  });
-
-  it('catches a flipped byte anywhere in an Automerge chunk, by its checksum or its name', async () => {
-    const dir = await tempDir();
-    // Files are put behind the store's back: into a document its index (made at open) names.
-    await mkdir(join(dir, 'do', 'cA1'), { recursive: true });
-    const { store } = await open(dir);
-    const put = async (key: string[], bytes: Uint8Array) => {
-      const path = join(dir, 'do', 'cA1', ...key.slice(1));
-      await mkdir(join(path, '..'), { recursive: true });
-      await writeFile(path, bytes);
-    };
-    const snapshot = A.save(A.from({ text: PAD }));
-    const change = A.getLastLocalChange(A.change(A.from({ a: 1 }), (d) => void (d.a = 2)))!;
-    const compressed = compress(change);
-    const cases: [string[], Uint8Array][] = [
-      [['docA1', 'snapshot', sha256Hex(Uint8Array.of(1))], snapshot],
-      [['docA1', 'snapshot', 'any-name'], snapshot],
-      [['docA1', 'incremental', sha256Hex(change)], change],
-      [['docA1', 'incremental', 'any-name'], change],
-      [['docA1', 'incremental', 'compressed'], compressed],
-    ];
-    let corrupt = 0;
-    for (const [key, intact] of cases) {
-      await put(key, intact);
-      expect(await store.load(key), `${key[2]} intact`).toEqual(new Uint8Array(intact));
-      // Bytes 0-3 magic, 4-7 checksum, 8 type, 9- length then body; and the last byte.
-      const spots = [1, 5, 8, 9, 40, intact.length - 1];
-      // A flipped magic leaves bytes that no longer claim to be Automerge: only a hash name tells.
-      if (!/^[0-9a-f]{64}$/.test(key[2] as string)) spots.shift();
-      for (const at of spots) {
-        const flipped = Buffer.from(intact);
-        flipped[at] = (flipped[at] as number) ^ 0x01;
-        await put(key, flipped);
-        expect(await store.load(key), `${key[2]} with byte ${at} flipped`).toBeUndefined();
-        corrupt++;
-      }
-    }
-    expect(store.problems().map((p) => p.code)).toEqual(Array(corrupt).fill('STORE_CORRUPT'));
-  });
-
-  it('catches a truncated or zero-filled snapshot by its Automerge framing', async () => {
-    const dir = await tempDir();
-    await mkdir(join(dir, 'do', 'cA1'), { recursive: true }); // as above: a document it names
-    const { store } = await open(dir);
-    const snapshot = A.save(A.from({ text: PAD }));
-    const write = (name: string, bytes: Uint8Array) =>
-      mkdir(join(dir, 'do', 'cA1', 'snapshot'), { recursive: true }).then(() =>
-        writeFile(join(dir, 'do', 'cA1', 'snapshot', name), bytes),
+      const { store, lines } = await open(dir, readWorker);
+      expect((await readDoc(store, url)).items).toEqual(allItems.slice(0, -2));
+      const problems = store.problems();
+      expect(problems.map((p) => [p.code, p.file]).sort()).toEqual(
+        [
+          ['STORE_CORRUPT', truncated],
+          ['STORE_CORRUPT', emptied],
+        ].sort(),
       );
-    await write('whole', snapshot);
-    await write('cut', snapshot.subarray(0, snapshot.length - 1));
-    await write('zeros', new Uint8Array(snapshot.length));
-    await write('empty', new Uint8Array(0));
-    expect(await store.load(['docA1', 'snapshot', 'whole'])).toEqual(snapshot);
-    expect((await store.loadRange(['docA1'])).map((c) => c.key[2])).toEqual(['whole']);
-    expect(
-      store
-        .problems()
-        .map((p) => [p.code, p.key?.[2]])
-        .sort(),
-    ).toEqual([
-      ['STORE_CORRUPT', 'cut'],
-      ['STORE_CORRUPT', 'empty'],
-      ['STORE_CORRUPT', 'zeros'],
-    ]);
-  });
+      expect(
+        lines.filter((l) => l.startsWith('STORE_CORRUPT ') && l.includes('moved to')),
+      ).toHaveLength(2);
+      for (const p of problems) {
+        expect(p.quarantinedTo).toContain(join(dir, '.quarantine'));
+        expect(await exists(p.file)).toBe(false);
+      }
+      const moved = problems.find((p) => p.file === truncated)?.quarantinedTo ?? '';
+      expect((await readFile(moved)).equals(cut)).toBe(true);
+      expect(await store.loadRange([url.slice('automerge:'.length), 'incremental'])).toHaveLength(
+        INCREMENTALS - 2,
+      );
 
-  it('save refuses, with a TypeError and no file, a value that would not load back', async () => {
-    const dir = await tempDir();
-    const { store } = await open(dir);
-    const change = A.saveIncremental(A.from({ a: 1 }));
-    const damaged = Buffer.from(change);
-    damaged[20] = (damaged[20] as number) ^ 0x01;
-    const refused: [string[], Uint8Array][] = [
-      [['docA1', 'incremental', sha256Hex(Uint8Array.of(1))], change], // not its hash
-      [['docA1', 'snapshot', sha256Hex(Uint8Array.of(1))], Uint8Array.of(1, 2, 3)], // not Automerge
-      [['docA1', 'snapshot', 'h'], damaged], // bad checksum
-      [['docA1', 'sync-state', 'p'], Buffer.concat([Buffer.from('FLTCHNK1'), Buffer.alloc(40, 1)])],
-    ];
-    for (const [key, data] of refused) {
-      await expect(store.save(key, data), key.join('/')).rejects.toBeInstanceOf(TypeError);
-    }
-    expect(await exists(join(dir, 'do'))).toBe(false);
-  });
+      // Compaction by automerge-repo must leave the quarantine alone. A big incompressible change
+      // makes the incrementals outweigh the snapshot, so this save or the next one compacts, and
+      // compaction deletes the chunks it loaded.
+      const repo = new Repo({ storage: store, network: [] });
+      const handle = await repo.find<Doc>(url);
+      handle.change((d) => void (d.pad = randomBytes(15_000).toString('base64')));
+      await repo.flush();
+      handle.change((d) => void d.items.push(100));
+      await repo.flush();
+      await repo.shutdown();
+      for (const intact of files.slice(0, -2)) expect(await exists(intact)).toBe(false);
+      expect((await readFile(moved)).equals(cut)).toBe(true);
+      expect(await readdir(join(dir, '.quarantine'))).toHaveLength(2);
 
-  it('reports a leftover temp file as STORE_LEFTOVER_TEMP, removes it, and never loads it', async () => {
-    const dir = await tempDir();
-    const { store: first } = await open(dir);
-    await first.save(['docA1', 'incremental', 'i1'], Uint8Array.of(1));
-    const temp = join(dir, 'do', 'cA1', 'incremental', '.i2.0badf00d.tmp');
-    await writeFile(temp, await readFile(join(dir, 'do', 'cA1', 'incremental', 'i1')));
-    const { store, lines } = await open(dir);
-    expect((await store.loadRange(['docA1'])).map((c) => c.key)).toEqual([
-      ['docA1', 'incremental', 'i1'],
-    ]);
-    expect(store.problems()).toMatchObject([{ code: 'STORE_LEFTOVER_TEMP', file: temp }]);
-    expect(lines).toHaveLength(1);
-    expect(lines[0]).toMatch(/^STORE_LEFTOVER_TEMP /);
-    expect(await exists(temp)).toBe(false);
-  });
+      // Removing the document, or everything, still leaves the quarantine alone.
+      await store.removeRange([url.slice('automerge:'.length)]);
+      expect(await exists(join(dir, docDir))).toBe(false);
+      await store.removeRange([]);
+      expect((await readdir(dir)).sort()).toEqual(['.flt-store-format', '.quarantine']);
+      expect(await readdir(join(dir, '.quarantine'))).toHaveLength(2);
+    });
 
-  it('FsStore.check reports corrupt chunks and temp files without changing any file', async () => {
-    const dir = await tempDir();
-    const { store } = await open(dir);
-    const { docDir } = await writeDoc(store);
-    const [victim] = await incrementals(dir, docDir);
-    await truncate(victim as string, 10);
-    const temp = join(dir, docDir, 'snapshot', '.x.12345678.tmp');
-    await writeFile(temp, 'partial');
-    const before = await snapshotTree(dir);
-    const problems = await FsStore.check(dir);
-    expect(await snapshotTree(dir)).toEqual(before);
-    expect(problems.map((p) => [p.code, p.file])).toEqual([
-      ['STORE_LEFTOVER_TEMP', temp],
-      ['STORE_CORRUPT', victim],
-    ]);
-    expect(problems[1]?.quarantinedTo).toBeUndefined();
-  });
-});
+    it('catches a flipped byte anywhere in an Automerge chunk, by its checksum or its name', async () => {
+      const dir = await tempDir();
+      // Files are put behind the store's back: into a document its index (made at open) names.
+      await mkdir(join(dir, 'do', 'cA1'), { recursive: true });
+      const { store } = await open(dir, readWorker);
+      const put = async (key: string[], bytes: Uint8Array) => {
+        const path = join(dir, 'do', 'cA1', ...key.slice(1));
+        await mkdir(join(path, '..'), { recursive: true });
+        await writeFile(path, bytes);
+      };
+      const snapshot = A.save(A.from({ text: PAD }));
+      const change = A.getLastLocalChange(A.change(A.from({ a: 1 }), (d) => void (d.a = 2)))!;
+      const compressed = compress(change);
+      const cases: [string[], Uint8Array][] = [
+        [['docA1', 'snapshot', sha256Hex(Uint8Array.of(1))], snapshot],
+        [['docA1', 'snapshot', 'any-name'], snapshot],
+        [['docA1', 'incremental', sha256Hex(change)], change],
+        [['docA1', 'incremental', 'any-name'], change],
+        [['docA1', 'incremental', 'compressed'], compressed],
+      ];
+      let corrupt = 0;
+      for (const [key, intact] of cases) {
+        await put(key, intact);
+        expect(await store.load(key), `${key[2]} intact`).toEqual(new Uint8Array(intact));
+        // Bytes 0-3 magic, 4-7 checksum, 8 type, 9- length then body; and the last byte.
+        const spots = [1, 5, 8, 9, 40, intact.length - 1];
+        // A flipped magic leaves bytes that no longer claim to be Automerge: only a hash name tells.
+        if (!/^[0-9a-f]{64}$/.test(key[2] as string)) spots.shift();
+        for (const at of spots) {
+          const flipped = Buffer.from(intact);
+          flipped[at] = (flipped[at] as number) ^ 0x01;
+          await put(key, flipped);
+          expect(await store.load(key), `${key[2]} with byte ${at} flipped`).toBeUndefined();
+          corrupt++;
+        }
+      }
+      expect(store.problems().map((p) => p.code)).toEqual(Array(corrupt).fill('STORE_CORRUPT'));
+    });
+
+    it('catches a truncated or zero-filled snapshot by its Automerge framing', async () => {
+      const dir = await tempDir();
+      await mkdir(join(dir, 'do', 'cA1'), { recursive: true }); // as above: a document it names
+      const { store } = await open(dir, readWorker);
+      const snapshot = A.save(A.from({ text: PAD }));
+      const write = (name: string, bytes: Uint8Array) =>
+        mkdir(join(dir, 'do', 'cA1', 'snapshot'), { recursive: true }).then(() =>
+          writeFile(join(dir, 'do', 'cA1', 'snapshot', name), bytes),
+        );
+      await write('whole', snapshot);
+      await write('cut', snapshot.subarray(0, snapshot.length - 1));
+      await write('zeros', new Uint8Array(snapshot.length));
+      await write('empty', new Uint8Array(0));
+      expect(await store.load(['docA1', 'snapshot', 'whole'])).toEqual(snapshot);
+      expect((await store.loadRange(['docA1'])).map((c) => c.key[2])).toEqual(['whole']);
+      expect(
+        store
+          .problems()
+          .map((p) => [p.code, p.key?.[2]])
+          .sort(),
+      ).toEqual([
+        ['STORE_CORRUPT', 'cut'],
+        ['STORE_CORRUPT', 'empty'],
+        ['STORE_CORRUPT', 'zeros'],
+      ]);
+    });
+
+    it('save refuses, with a TypeError and no file, a value that would not load back', async () => {
+      const dir = await tempDir();
+      const { store } = await open(dir, readWorker);
+      const change = A.saveIncremental(A.from({ a: 1 }));
+      const damaged = Buffer.from(change);
+      damaged[20] = (damaged[20] as number) ^ 0x01;
+      const refused: [string[], Uint8Array][] = [
+        [['docA1', 'incremental', sha256Hex(Uint8Array.of(1))], change], // not its hash
+        [['docA1', 'snapshot', sha256Hex(Uint8Array.of(1))], Uint8Array.of(1, 2, 3)], // not Automerge
+        [['docA1', 'snapshot', 'h'], damaged], // bad checksum
+        [
+          ['docA1', 'sync-state', 'p'],
+          Buffer.concat([Buffer.from('FLTCHNK1'), Buffer.alloc(40, 1)]),
+        ],
+      ];
+      for (const [key, data] of refused) {
+        await expect(store.save(key, data), key.join('/')).rejects.toBeInstanceOf(TypeError);
+      }
+      expect(await exists(join(dir, 'do'))).toBe(false);
+    });
+
+    it('reports a leftover temp file as STORE_LEFTOVER_TEMP, removes it, and never loads it', async () => {
+      const dir = await tempDir();
+      const { store: first } = await open(dir, readWorker);
+      await first.save(['docA1', 'incremental', 'i1'], Uint8Array.of(1));
+      const temp = join(dir, 'do', 'cA1', 'incremental', '.i2.0badf00d.tmp');
+      await writeFile(temp, await readFile(join(dir, 'do', 'cA1', 'incremental', 'i1')));
+      const { store, lines } = await open(dir, readWorker);
+      expect((await store.loadRange(['docA1'])).map((c) => c.key)).toEqual([
+        ['docA1', 'incremental', 'i1'],
+      ]);
+      expect(store.problems()).toMatchObject([{ code: 'STORE_LEFTOVER_TEMP', file: temp }]);
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toMatch(/^STORE_LEFTOVER_TEMP /);
+      expect(await exists(temp)).toBe(false);
+    });
+
+    it('FsStore.check reports corrupt chunks and temp files without changing any file', async () => {
+      const dir = await tempDir();
+      const { store } = await open(dir, readWorker);
+      const { docDir } = await writeDoc(store);
+      const [victim] = await incrementals(dir, docDir);
+      await truncate(victim as string, 10);
+      const temp = join(dir, docDir, 'snapshot', '.x.12345678.tmp');
+      await writeFile(temp, 'partial');
+      const before = await snapshotTree(dir);
+      const problems = await FsStore.check(dir);
+      expect(await snapshotTree(dir)).toEqual(before);
+      expect(problems.map((p) => [p.code, p.file])).toEqual([
+        ['STORE_LEFTOVER_TEMP', temp],
+        ['STORE_CORRUPT', victim],
+      ]);
+      expect(problems[1]?.quarantinedTo).toBeUndefined();
+    });
+  },
+);
 
 describe('REFERENCE.md: nodefs silently loses changes where FsStore reports them', () => {
   it('one truncated incremental file written by nodefs', async () => {

@@ -118,7 +118,7 @@ describe('ReadWorker', () => {
 describe('FsStore through the read worker', () => {
   it('loadRange of a document with a bad path gives STORE_IO; the store goes on', async () => {
     const dir = await tempDir();
-    const store = await FsStore.open(dir, { logger: () => {} });
+    const store = await FsStore.open(dir, { logger: () => {}, readWorker: true });
     const data = A.save(A.from({ a: 1 }));
     await store.save(['docOK', 'snapshot', 'h'], data);
     await mkdir(join(dir, 'lo'), { recursive: true });

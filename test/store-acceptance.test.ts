@@ -31,26 +31,30 @@ function expectFailures(reasons: Record<string, string>): void {
   });
 }
 
-describe('FsStore', () => {
-  expectFailures({
-    // It expects loadRange's chunks in the order they were saved. StorageAdapterInterface promises
-    // no order (automerge-repo's StorageSubsystem does not rely on one), and a filesystem keeps
-    // none: FsStore lists in path order, and nodefs passes only through its in-memory cache.
-    'should return all the data that matches the key':
-      'loadRange in save order is not part of StorageAdapterInterface',
+for (const readWorker of [false, true]) {
+  const name = readWorker ? 'FsStore with readWorker' : 'FsStore';
+  describe(name, () => {
+    expectFailures({
+      // It expects loadRange's chunks in the order they were saved. StorageAdapterInterface
+      // promises no order (automerge-repo's StorageSubsystem does not rely on one), and a
+      // filesystem keeps none: FsStore lists in path order, and nodefs passes only through its
+      // in-memory cache.
+      'should return all the data that matches the key':
+        'loadRange in save order is not part of StorageAdapterInterface',
+    });
+    runStorageAdapterTests(async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'flt-store-acceptance-'));
+      const lines: string[] = [];
+      const adapter = await FsStore.open(dir, { logger: (l) => lines.push(l), readWorker });
+      const teardown = async () => {
+        await adapter.close();
+        await rm(dir, { recursive: true, force: true });
+        expect(lines, 'store problems').toEqual([]);
+      };
+      return { adapter, teardown };
+    }, name);
   });
-  runStorageAdapterTests(async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'flt-store-acceptance-'));
-    const lines: string[] = [];
-    const adapter = await FsStore.open(dir, { logger: (l) => lines.push(l) });
-    const teardown = async () => {
-      await adapter.close();
-      await rm(dir, { recursive: true, force: true });
-      expect(lines, 'store problems').toEqual([]);
-    };
-    return { adapter, teardown };
-  }, 'FsStore');
-});
+}
 
 describe('MemoryStore', () => {
   // A Map keeps insertion order, so the memory store passes every case.

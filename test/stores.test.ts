@@ -21,10 +21,14 @@ describe('MemoryStore', () => {
 });
 
 /** FsStore in a fresh directory; any problem it logs fails the test. */
-const fsFixture = (maxConcurrency?: number) => async () => {
+const fsFixture = (maxConcurrency?: number, readWorker?: boolean) => async () => {
   const dir = await tempDir();
   const lines: string[] = [];
-  const store = await FsStore.open(dir, { logger: (l) => lines.push(l), maxConcurrency });
+  const store = await FsStore.open(dir, {
+    logger: (l) => lines.push(l),
+    maxConcurrency,
+    readWorker,
+  });
   return {
     store,
     cleanup: async () => {
@@ -42,6 +46,11 @@ describe('FsStore', () => {
 // One permit at a time: any operation that waited for a permit while holding one would hang here.
 describe('FsStore with maxConcurrency 1', () => {
   storeConformance('fs-serial', fsFixture(1));
+});
+
+// Whole documents read in the process's worker thread (a coordinator's store).
+describe('FsStore with readWorker', () => {
+  storeConformance('fs-worker', fsFixture(undefined, true));
 });
 
 describe('NodeFSStorageAdapter (reference)', () => {

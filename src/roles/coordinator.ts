@@ -182,7 +182,7 @@ export class Coordinator {
     const key = await loadNodeKey(config, log);
     // Indexed: enrolling an agent asks whether its documents are stored, and under a fan-in
     // those listings waited seconds behind the saves (FsStore, option index).
-    const documents = await openDocuments(config, key, log, { index: true });
+    const documents = await openDocuments(config, key, log, { index: true, readWorker: true });
     const { repo, store } = documents;
     // Every mark read here, at once, before any agent can reconnect (sync/stored-heads.ts).
     const journal = await Journal.open(join(config.stateDir, MARKS_FILE), {
