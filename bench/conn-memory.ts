@@ -5,7 +5,11 @@
 // on the path (the raw binding, as bench/streams.ts uses it), so the figure is the floor under the
 // coordinator's memory per agent that flt itself cannot lower.
 //
-//   node dist/bench/conn-memory.js [N=1000] [client processes=4]
+//   node dist/bench/conn-memory.js [N=1000] [client processes=4] [streams per connection=2]
+//
+// With 1 stream per connection (sync and rpc on one), the figure says what the second stream
+// costs: 107-108 KiB per connection against 113-114 with two (session 25), so merging them is no
+// lever for point 1.
 //
 // Prints the server's RSS with its endpoint bound and no connection, with N connections after
 // 20 s of pings, and the difference per connection. Roles: the same file runs as `server` and
@@ -45,7 +49,7 @@ async function answer(bi: iroh.BiStream): Promise<void> {
   }
 }
 
-async function server(): Promise<void> {
+async function server(streams: number): Promise<void> {
   const ep = await endpoint(true);
   process.stdout.write(`${iroh.EndpointTicket.fromAddr(ep.addr()).toString()}\n`);
   for (;;) {
@@ -53,18 +57,19 @@ async function server(): Promise<void> {
     if (!incoming) return;
     void (async () => {
       const conn = await (await incoming.accept()).connect();
-      for (let i = 0; i < 2; i++) void answer(await conn.acceptBi()).catch(() => undefined);
+      for (let i = 0; i < streams; i++) void answer(await conn.acceptBi()).catch(() => undefined);
     })().catch(() => undefined);
   }
 }
 
-async function clients(ticket: string, n: number): Promise<void> {
+async function clients(ticket: string, n: number, count: number): Promise<void> {
   const addr = iroh.EndpointTicket.fromString(ticket).endpointAddr();
   const pingers: (() => Promise<void>)[] = [];
   for (let i = 0; i < n; i++) {
     const ep = await endpoint(false);
     const conn = await ep.connect(addr, ALPN);
-    const streams = [await conn.openBi(), await conn.openBi()];
+    const streams: iroh.BiStream[] = [];
+    for (let s = 0; s < count; s++) streams.push(await conn.openBi());
     // A stream is announced to the peer with its first bytes: one ping on each, answered.
     for (const bi of streams) {
       await bi.send.write(PING);
@@ -100,7 +105,7 @@ function firstLine(child: ChildProcess): Promise<string> {
   });
 }
 
-async function main(n: number, procs: number): Promise<void> {
+async function main(n: number, procs: number, streams: number): Promise<void> {
   const self = fileURLToPath(import.meta.url);
   const env = { ...process.env, MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? '2' };
   const children: ChildProcess[] = [];
@@ -113,13 +118,13 @@ async function main(n: number, procs: number): Promise<void> {
     return child;
   };
   try {
-    const srv = start(['server']);
+    const srv = start(['server', String(streams)]);
     const ticket = await firstLine(srv);
     await sleep(2000);
     const before = rssMiB(srv.pid!);
     const per = Math.ceil(n / procs);
     const groups = Array.from({ length: procs }, (_, i) =>
-      start(['clients', ticket, String(Math.min(per, n - i * per))]),
+      start(['clients', ticket, String(Math.min(per, n - i * per)), String(streams)]),
     );
     await Promise.all(groups.map(firstLine));
     const formed = rssMiB(srv.pid!);
@@ -127,7 +132,7 @@ async function main(n: number, procs: number): Promise<void> {
     const after = rssMiB(srv.pid!);
     const kib = ((after - before) * 1024) / n;
     console.log(
-      `iroh binding alone, ${n} connections (2 streams each, 4 KiB reads pending, a ping every ` +
+      `iroh binding alone, ${n} connections (${streams} stream(s) each, 4 KiB reads pending, a ping every ` +
         `${PING_MS / 1000} s): server RSS ${before.toFixed(0)} -> ${formed.toFixed(0)} MiB formed, ` +
         `${after.toFixed(0)} MiB after ${SETTLE_MS / 1000} s: ${kib.toFixed(0)} KiB per connection`,
     );
@@ -137,6 +142,6 @@ async function main(n: number, procs: number): Promise<void> {
 }
 
 const [role, ...rest] = process.argv.slice(2);
-if (role === 'server') await server();
-else if (role === 'clients') await clients(rest[0]!, Number(rest[1]));
-else await main(Number(role ?? 1000), Number(rest[0] ?? 4));
+if (role === 'server') await server(Number(rest[0] ?? 2));
+else if (role === 'clients') await clients(rest[0]!, Number(rest[1]), Number(rest[2] ?? 2));
+else await main(Number(role ?? 1000), Number(rest[0] ?? 4), Number(rest[1] ?? 2));
