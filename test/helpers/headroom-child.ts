@@ -1,6 +1,7 @@
 // Holds DOCS Automerge documents of 64 KiB each, made one per turn of the event loop, and prints
-// what that cost: `{"gcs":N,"steps":N,"grownBytes":N,"docs":N}` (sync/wasm-headroom.ts), where
-// grownBytes is how much Automerge's memory grew while they were made.
+// what that cost: `{"gcs":N,"steps":N,"grownBytes":N,"docs":N,"arrayBuffers":N}`
+// (sync/wasm-headroom.ts), where grownBytes is how much Automerge's memory grew while they were
+// made and arrayBuffers the bytes of array buffers still held at the end.
 //
 //   node --expose-gc dist/test/helpers/headroom-child.js none|watch|room DOCS
 // none: nothing else; watch: with keepWasmHeadroom(); room: makeRoom(16 MiB) first.
@@ -34,5 +35,11 @@ await setImmediate();
 // The reading's own GC is not in `gcs`: the observer is told of it in a later turn.
 const grownBytes = settled() - before;
 process.stdout.write(
-  JSON.stringify({ gcs, steps: stats.steps, grownBytes, docs: docs.length }) + '\n',
+  JSON.stringify({
+    gcs,
+    steps: stats.steps,
+    grownBytes,
+    docs: docs.length,
+    arrayBuffers: process.memoryUsage().arrayBuffers,
+  }) + '\n',
 );
