@@ -17,8 +17,7 @@
 // which fails: zeros are no document) and free them again: the allocator keeps the freed block
 // and serves later allocations from it. `keepWasmHeadroom()` watches the process's GCs (of
 // every kind); after one, if the external memory that is not array buffers (Automerge's memory,
-// mostly) is past `fromBytes`, larger than ever seen and growing fast (`burstBytes` within about
-// `burstMs`, see HEADROOM_BURST_BYTES), it makes `stepBytes` of room. So a process that
+// mostly) is past `fromBytes` and larger than ever seen, it makes `stepBytes` of room. So a process that
 // holds few documents never pays for room, memory that grows pays one GC per step instead of
 // one per few allocations, and room that is not used yet is about a step (RSS: the room is
 // written once, so resident; a step made while the last one is partly used takes fresh memory,
@@ -38,16 +37,6 @@ export const HEADROOM_STEP_BYTES = 32 * 2 ** 20;
  * coordinator's RSS up to 1,446 MiB against 535 MiB): not looked into further.
  */
 export const HEADROOM_FROM_BYTES = 64 * 2 ** 20;
-/**
- * Room is made only while the memory grows fast: by at least HEADROOM_BURST_BYTES since a GC
- * about HEADROOM_BURST_MS ago, at that rate or faster. A burst of loads (a restart's, a reconnect
- * storm's) grows it by tens of MiB a second and would pay a GC per grow; a fleet that grows
- * slowly (a fan-in: ~60 MiB over two minutes at 1,000 agents) pays one now and then, and a step
- * made for it is 32 MiB of resident zeros the fleet may never use: a 1,000-agent coordinator
- * crossed 64 MiB at rest and held that much more RSS for good (session 25).
- */
-export const HEADROOM_BURST_BYTES = 8 * 2 ** 20;
-export const HEADROOM_BURST_MS = 2_000;
 
 /**
  * Makes Automerge's allocator take `bytes` of wasm memory (one grow if it lacks them) and free
@@ -74,8 +63,6 @@ export function wasmBytes(): number {
 export interface HeadroomOptions {
   readonly stepBytes?: number;
   readonly fromBytes?: number;
-  readonly burstBytes?: number;
-  readonly burstMs?: number;
   readonly log?: Logger;
 }
 
@@ -96,18 +83,10 @@ export function keepWasmHeadroom(opts: HeadroomOptions = {}): HeadroomStats {
   const step = opts.stepBytes ?? HEADROOM_STEP_BYTES;
   const from = opts.fromBytes ?? HEADROOM_FROM_BYTES;
   const log = opts.log ?? silentLogger;
-  const burstBytes = opts.burstBytes ?? HEADROOM_BURST_BYTES;
-  const burstMs = opts.burstMs ?? HEADROOM_BURST_MS;
   const stats = { steps: 0, highBytes: wasmBytes() };
-  /** The memory at the GC growth is measured from: the first one after burstMs, in turn. */
-  let since = { at: performance.now(), bytes: stats.highBytes };
   const onGc = () => {
     const now = wasmBytes();
-    const at = performance.now();
-    const grown = now - since.bytes;
-    const fast = grown >= burstBytes && grown * burstMs >= burstBytes * (at - since.at);
-    if (at - since.at >= burstMs) since = { at, bytes: now };
-    if (now <= stats.highBytes || now < from || !fast) {
+    if (now <= stats.highBytes || now < from) {
       stats.highBytes = Math.max(stats.highBytes, now);
       return;
     }
@@ -120,7 +99,6 @@ export function keepWasmHeadroom(opts: HeadroomOptions = {}): HeadroomStats {
       observer.disconnect();
     }
     stats.highBytes = Math.max(now, wasmBytes());
-    since = { at, bytes: wasmBytes() };
   };
   const observer = new PerformanceObserver(onGc);
   observer.observe({ entryTypes: ['gc'] });

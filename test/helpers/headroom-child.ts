@@ -3,27 +3,16 @@
 // (sync/wasm-headroom.ts), where grownBytes is how much Automerge's memory grew while they were
 // made and arrayBuffers the bytes of array buffers still held at the end.
 //
-//   node --expose-gc dist/test/helpers/headroom-child.js none|watch|room|fast|slow DOCS
-// none: nothing else; watch: with keepWasmHeadroom(); room: makeRoom(16 MiB) first; fast and slow:
-// with keepWasmHeadroom() at a small scale (SCALED: room from 4 MiB in 4 MiB steps, made while
-// the memory grows by 4 MiB within 250 ms), the documents made one per turn (fast) or one every
-// 10 ms (slow: 6.4 MiB a second, a third of that rate).
+//   node --expose-gc dist/test/helpers/headroom-child.js none|watch|room DOCS
+// none: nothing else; watch: with keepWasmHeadroom(); room: makeRoom(16 MiB) first.
 
 import * as A from '@automerge/automerge';
 import { PerformanceObserver } from 'node:perf_hooks';
 import { setImmediate } from 'node:timers/promises';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { keepWasmHeadroom, makeRoom, wasmBytes } from '../../sync/wasm-headroom.js';
 
-const MiB = 2 ** 20;
-const SCALED = { fromBytes: 4 * MiB, stepBytes: 4 * MiB, burstBytes: 4 * MiB, burstMs: 250 };
 const [mode, count = '0'] = process.argv.slice(2);
-const stats =
-  mode === 'watch'
-    ? keepWasmHeadroom()
-    : mode === 'fast' || mode === 'slow'
-      ? keepWasmHeadroom(SCALED)
-      : { steps: 0 };
+const stats = mode === 'watch' ? keepWasmHeadroom() : { steps: 0 };
 if (mode === 'room') makeRoom(16 * 2 ** 20);
 // V8 counts a grown wasm memory as new external memory the size of the whole memory until its
 // next GC (sync/wasm-headroom.ts): each reading follows a full GC (the parent passes --expose-gc),
@@ -40,7 +29,7 @@ new PerformanceObserver((list) => (gcs += list.getEntries().length)).observe({
 const docs: A.Doc<{ b: Uint8Array }>[] = [];
 for (let i = 0; i < Number(count); i++) {
   docs.push(A.from({ b: new Uint8Array(64 * 1024).fill(i & 0xff) }));
-  await (mode === 'slow' ? sleep(10) : setImmediate());
+  await setImmediate();
 }
 await setImmediate();
 // The reading's own GC is not in `gcs`: the observer is told of it in a later turn.
