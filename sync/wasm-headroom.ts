@@ -38,13 +38,6 @@ export const HEADROOM_STEP_BYTES = 32 * 2 ** 20;
  */
 export const HEADROOM_FROM_BYTES = 64 * 2 ** 20;
 
-/** What resizable array buffers need of the ES2024 API (the project's lib is ES2023). */
-interface Resizable extends ArrayBuffer {
-  resize(bytes: number): void;
-  readonly maxByteLength: number;
-}
-type ResizableCtor = new (bytes: number, opts: { maxByteLength: number }) => Resizable;
-
 /**
  * The zeros makeRoom copies from, kept between steps but emptied after each: once read they are
  * resident, and a plain array kept for the next step held 32 MiB of RSS for as long as the
@@ -53,7 +46,7 @@ type ResizableCtor = new (bytes: number, opts: { maxByteLength: number }) => Res
  * headroom test's GCs went from ~350 to up to 1,271). A resizable buffer is neither: V8 does not
  * count it as external memory, and resize(0) gives its pages back at once.
  */
-let zeros: Resizable | undefined;
+let zeros: ArrayBuffer | undefined;
 
 /**
  * Makes Automerge's allocator take `bytes` of wasm memory (one grow if it lacks them) and free
@@ -61,7 +54,7 @@ let zeros: Resizable | undefined;
  */
 export function makeRoom(bytes: number): void {
   if (zeros === undefined || zeros.maxByteLength < bytes)
-    zeros = new (ArrayBuffer as unknown as ResizableCtor)(0, { maxByteLength: bytes });
+    zeros = new ArrayBuffer(0, { maxByteLength: bytes });
   zeros.resize(bytes);
   try {
     A.load(new Uint8Array(zeros, 0, bytes));
