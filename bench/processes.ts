@@ -146,10 +146,13 @@ function nodeCommand(
  * The coordinator's environment: glibc's arenas capped at 2 as the NixOS unit runs it
  * (nix/modules/nixos/coordinator.nix; README "Scale": 1,119 -> 759 KiB per agent at 100).
  * BENCH_COORD_MALLOC_ARENA_MAX sets another value; empty, glibc's default (one arena per thread).
+ * BENCH_COORD_TOKIO_WORKER_THREADS sets the binding's Rust runtime threads of the coordinator alone.
  */
 function coordinatorEnv(): NodeJS.ProcessEnv {
   const arenas = process.env.BENCH_COORD_MALLOC_ARENA_MAX ?? '2';
   const { MALLOC_ARENA_MAX: _, ...env } = process.env;
+  const tokio = process.env.BENCH_COORD_TOKIO_WORKER_THREADS;
+  if (tokio) env.TOKIO_WORKER_THREADS = tokio;
   return arenas === '' ? env : { ...env, MALLOC_ARENA_MAX: arenas };
 }
 
