@@ -163,8 +163,9 @@ export const agentPing = method(
   MEMBER,
   empty,
   // boot: random per coordinator process; a new value tells the agent the coordinator restarted.
-  // every: ms until the next ping, from the fleet's size (roles/presence.ts pingPeriodFor);
-  // absent from coordinators before it, and bounded again by the agent.
+  // every: ms until the next ping, from the fleet's size and the coordinator's load
+  // (roles/presence.ts pingPeriodFor); absent from coordinators before it, and bounded again by
+  // the agent.
   z.object({ boot: z.string().max(64), every: z.number().int().min(0).max(86_400_000).optional() }),
 );
 

@@ -4,9 +4,21 @@
 import { describe, expect, it } from 'vitest';
 import type { NodeId } from '../sync/ids.js';
 import { PING_INTERVAL_MAX_MS, PING_INTERVAL_MS } from '../src/roles/liveness.js';
-import { PING_BUDGET_PER_S, Presence, pingPeriodFor } from '../src/roles/presence.js';
+import {
+  LOAD_SHED_FROM,
+  LOAD_SHED_MAX_FACTOR,
+  LOAD_SHED_MIN_AGENTS,
+  LoadGauge,
+  PING_BUDGET_PER_S,
+  Presence,
+  loadFactor,
+  pingPeriodFor,
+} from '../src/roles/presence.js';
 
 const id = (i: number) => i.toString(16).padStart(64, '0') as NodeId;
+/** A coordinator load set by the test (event-loop utilization, 0-1). */
+const loadOf = (get: () => number) => ({ utilization: get });
+const idle = loadOf(() => 0);
 
 describe('ping period', () => {
   it('is PING_INTERVAL_MS up to the budget, then keeps the fleet at the budget, capped', () => {
@@ -26,6 +38,7 @@ describe('ping period', () => {
     const presence = new Presence(
       () => undefined,
       () => now,
+      idle,
     );
     const many = 5_000; // period 10 s
     for (let i = 0; i < many; i++) presence.connected(id(i));
@@ -45,6 +58,51 @@ describe('ping period', () => {
   });
 });
 
+describe('ping period under load', () => {
+  it('grows with the utilization past half, up to the factor, in fleets large enough', () => {
+    const n = 1_000;
+    expect(loadFactor(LOAD_SHED_FROM, n)).toBe(1);
+    expect(loadFactor(0.75, n)).toBeCloseTo(1 + (LOAD_SHED_MAX_FACTOR - 1) / 2);
+    expect(loadFactor(1, n)).toBe(LOAD_SHED_MAX_FACTOR);
+    expect(loadFactor(Number.NaN, n)).toBe(1);
+    expect(pingPeriodFor(n, 1)).toBe(LOAD_SHED_MAX_FACTOR * PING_INTERVAL_MS);
+    expect(pingPeriodFor(30_000, 1)).toBe(PING_INTERVAL_MAX_MS);
+    // A small fleet's pings cost little: its period and 6 s window stay, however busy.
+    expect(pingPeriodFor(LOAD_SHED_MIN_AGENTS - 1, 1)).toBe(PING_INTERVAL_MS);
+  });
+
+  it('a busy coordinator gives longer periods and windows, and short ones again when idle', () => {
+    let now = 1_000_000;
+    let utilization = 1;
+    const presence = new Presence(
+      () => undefined,
+      () => now,
+      loadOf(() => utilization),
+    );
+    for (let i = 0; i < 1_000; i++) presence.connected(id(i));
+    const busy = presence.pinged(id(1));
+    expect(busy).toBe(LOAD_SHED_MAX_FACTOR * PING_INTERVAL_MS);
+    // Online for three of the long periods it was given: a shed ping is not silence.
+    now += 3 * busy - 1;
+    expect(presence.isOnline(id(1))).toBe(true);
+    utilization = 0.2;
+    expect(presence.pinged(id(1))).toBe(PING_INTERVAL_MS);
+    now += 3 * PING_INTERVAL_MS + 1;
+    expect(presence.isOnline(id(1))).toBe(false);
+  });
+});
+
+describe('load gauge', () => {
+  it('reads a blocked event loop as busy and a waiting one as idle', async () => {
+    const gauge = new LoadGauge();
+    const until = performance.now() + 2_100; // one window, the loop never yielding
+    while (performance.now() < until);
+    expect(gauge.utilization()).toBeGreaterThan(0.9);
+    await new Promise((resolve) => setTimeout(resolve, 2_100)); // one window, the loop waiting
+    expect(gauge.utilization()).toBeLessThan(LOAD_SHED_FROM);
+  });
+});
+
 describe('lastSeen writes', () => {
   it('a connect or disconnect writes its own agent when due, and a mass disconnect stays linear', () => {
     let now = 1_000_000;
@@ -53,6 +111,7 @@ describe('lastSeen writes', () => {
     const presence = new Presence(
       (due) => writes.push([...due.keys()]),
       () => (clockReads++, now),
+      idle,
     );
     const n = 5_000;
     for (let i = 0; i < n; i++) presence.connected(id(i));

@@ -7,6 +7,7 @@
 // ONLINE_WINDOW_MS (three of the ping periods the agent was given: pingPeriodFor). A session alone is not enough: a peer cut off without closing keeps its QUIC
 // connection for the ~30 s idle timeout, and showed online all that time.
 
+import { performance } from 'node:perf_hooks';
 import type { NodeId } from '../../sync/ids.js';
 import type { VolatileFacts } from '../facts/index.js';
 import { PING_INTERVAL_MAX_MS, PING_INTERVAL_MS } from './liveness.js';
@@ -30,15 +31,68 @@ export const ONLINE_WINDOW_MS = 3 * PING_INTERVAL_MS;
 export const PING_BUDGET_PER_S = 500;
 
 /**
+ * Fleets smaller than this are never asked to ping less because the coordinator is busy: their
+ * pings cost it little (200 agents: 100 pings a second), and small fleets keep the 6 s window.
+ */
+export const LOAD_SHED_MIN_AGENTS = 200;
+/** The coordinator's event-loop utilization above which it asks for longer ping periods. */
+export const LOAD_SHED_FROM = 0.5;
+/** At full utilization the period is this many times the fleet-size period (8 s up to 1,000). */
+export const LOAD_SHED_MAX_FACTOR = 4;
+/** The event-loop utilization is read over windows of this length (see LoadGauge). */
+const LOAD_WINDOW_MS = 2000;
+
+/**
+ * How many times longer than its fleet-size period an agent is asked to wait between pings while
+ * the coordinator is busy: 1 up to LOAD_SHED_FROM utilization, then growing linearly to
+ * LOAD_SHED_MAX_FACTOR at 1 (a saturated event loop).
+ *
+ * Why: pings are the one load a coordinator can turn down without losing anything. A ping costs
+ * each side ~0.7-1 ms of CPU in the binding alone (`bench/ping-cost.ts`), and in a fan-in of 1,000
+ * agents those already in ping on while the rest start and connect. The agents' liveness rules
+ * follow the period they are given (silence counts from when a ping was due, the online window
+ * is three periods), and the period is long only while the coordinator is busy: back to normal
+ * from each agent's next ping once it is not.
+ */
+export function loadFactor(utilization: number, connected: number): number {
+  if (connected < LOAD_SHED_MIN_AGENTS || !(utilization > LOAD_SHED_FROM)) return 1;
+  const over = Math.min(1, (utilization - LOAD_SHED_FROM) / (1 - LOAD_SHED_FROM));
+  return 1 + over * (LOAD_SHED_MAX_FACTOR - 1);
+}
+
+/**
  * The ping period the coordinator asks of each agent (`every` in its `agent.ping` answer) with
  * `connected` agents: PING_INTERVAL_MS up to PING_BUDGET_PER_S x 2 s = 1,000 agents, then
  * growing with the fleet (10,000 agents: 20 s), at most PING_INTERVAL_MAX_MS (past 30,000 agents
- * the budget is exceeded). An agent's online window is three of the periods it was given, so
- * "online" means "heard from within 6 s" up to 1,000 agents and coarser beyond.
+ * the budget is exceeded); times loadFactor while the coordinator is busy (`utilization`, 0-1).
+ * An agent's online window is three of the periods it was given, so "online" means "heard from
+ * within 6 s" up to 1,000 agents and coarser beyond, or while a busy coordinator sheds pings.
  */
-export function pingPeriodFor(connected: number): number {
+export function pingPeriodFor(connected: number, utilization = 0): number {
   const spread = Math.ceil((connected / PING_BUDGET_PER_S) * 1000);
-  return Math.min(PING_INTERVAL_MAX_MS, Math.max(PING_INTERVAL_MS, spread));
+  const base = Math.max(PING_INTERVAL_MS, spread);
+  return Math.min(PING_INTERVAL_MAX_MS, Math.round(base * loadFactor(utilization, connected)));
+}
+
+/**
+ * The main thread's event-loop utilization (0-1) over the last window of LOAD_WINDOW_MS or more,
+ * read lazily (on pings): no timer of its own.
+ */
+export class LoadGauge {
+  private last = performance.eventLoopUtilization();
+  private lastAt = performance.now();
+  private value = 0;
+
+  utilization(): number {
+    const now = performance.now();
+    if (now - this.lastAt >= LOAD_WINDOW_MS) {
+      const current = performance.eventLoopUtilization();
+      this.value = performance.eventLoopUtilization(current, this.last).utilization;
+      this.last = current;
+      this.lastAt = now;
+    }
+    return this.value;
+  }
 }
 
 export class Presence {
@@ -53,6 +107,8 @@ export class Presence {
   constructor(
     private readonly persist: (entries: ReadonlyMap<NodeId, string>) => void,
     private readonly now: () => number = Date.now,
+    /** The coordinator's event-loop utilization (0-1): see loadFactor. */
+    private readonly load: Pick<LoadGauge, 'utilization'> = new LoadGauge(),
   ) {}
 
   connected(id: NodeId): void {
@@ -82,10 +138,13 @@ export class Presence {
     this.seen.set(id, this.now());
   }
 
-  /** A ping: heard from, and told to ping again in `pingPeriodFor` of the agents connected. */
+  /**
+   * A ping: heard from, and told to ping again in `pingPeriodFor` of the agents connected and
+   * the coordinator's load.
+   */
   pinged(id: NodeId): number {
     this.heard(id);
-    const period = pingPeriodFor(this.online.size);
+    const period = pingPeriodFor(this.online.size, this.load.utilization());
     if (period === PING_INTERVAL_MS) this.periods.delete(id);
     else this.periods.set(id, period);
     return period;
