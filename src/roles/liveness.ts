@@ -50,7 +50,8 @@
 // The coordinator counts each ping as "heard from" (Presence), and its answer says when to ping
 // next (`every`): PING_INTERVAL_MS up to 1,000 connected agents, longer beyond, so that a fleet
 // of any size sends it a bounded number of pings a second, and up to 4x longer while the
-// coordinator is busy (presence.ts, pingPeriodFor and loadFactor). The silence rule counts from when a ping was due, so a long period does not look like silence.
+// coordinator is busy (presence.ts, pingPeriodFor and loadFactor). The silence rule counts from
+// when a ping was due, so a long period does not look like silence.
 
 import { backoffDelay, sleep, type BackoffPolicy } from '../../sync/backoff.js';
 import { FltError, NO_ANSWER, isProgrammingError } from '../../sync/errors.js';
