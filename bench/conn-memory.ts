@@ -20,7 +20,7 @@ import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import * as iroh from '@number0/iroh/index.js';
-import { toArray } from './streams.js';
+import { rawEndpoint, serveRaw, toArray } from './streams.js';
 
 const ALPN = toArray(Buffer.from('flt-bench/conn-memory/0'));
 /** FramedStream's read size between frames (sync/framed-stream.ts). */
@@ -31,15 +31,6 @@ const PING = toArray(Buffer.alloc(20, 1));
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-async function endpoint(accepts: boolean): Promise<iroh.Endpoint> {
-  const b = iroh.Endpoint.builder();
-  iroh.presetMinimal(b);
-  b.relayMode(iroh.RelayMode.disabled());
-  b.bindAddr('127.0.0.1:0');
-  if (accepts) b.alpns([ALPN]);
-  return b.bind();
-}
-
 /** Answers every read on `recv` with a ping on `send`, until the stream ends. */
 async function answer(bi: iroh.BiStream): Promise<void> {
   for (;;) {
@@ -49,24 +40,17 @@ async function answer(bi: iroh.BiStream): Promise<void> {
   }
 }
 
-async function server(streams: number): Promise<void> {
-  const ep = await endpoint(true);
-  process.stdout.write(`${iroh.EndpointTicket.fromAddr(ep.addr()).toString()}\n`);
-  for (;;) {
-    const incoming = await ep.acceptNext();
-    if (!incoming) return;
-    void (async () => {
-      const conn = await (await incoming.accept()).connect();
-      for (let i = 0; i < streams; i++) void answer(await conn.acceptBi()).catch(() => undefined);
-    })().catch(() => undefined);
-  }
+function server(streams: number): Promise<void> {
+  return serveRaw(ALPN, async (conn) => {
+    for (let i = 0; i < streams; i++) void answer(await conn.acceptBi()).catch(() => undefined);
+  });
 }
 
 async function clients(ticket: string, n: number, count: number): Promise<void> {
   const addr = iroh.EndpointTicket.fromString(ticket).endpointAddr();
   const pingers: (() => Promise<void>)[] = [];
   for (let i = 0; i < n; i++) {
-    const ep = await endpoint(false);
+    const ep = await rawEndpoint();
     const conn = await ep.connect(addr, ALPN);
     const streams: iroh.BiStream[] = [];
     for (let s = 0; s < count; s++) streams.push(await conn.openBi());

@@ -12,11 +12,12 @@
 // the datagram/stream ratio of the medians.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import * as iroh from '@number0/iroh/index.js';
-import { toArray } from './streams.js';
+import { cpuSecondsOf } from './processes.js';
+import { median } from './stats.js';
+import { rawEndpoint, serveRaw, toArray } from './streams.js';
 
 const ALPN = toArray(Buffer.from('flt-bench/ping-cost/0'));
 const READ = 4096;
@@ -26,33 +27,16 @@ type Way = (typeof ROUNDS)[number];
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-async function endpoint(accepts: boolean): Promise<iroh.Endpoint> {
-  const b = iroh.Endpoint.builder();
-  iroh.presetMinimal(b);
-  b.relayMode(iroh.RelayMode.disabled());
-  b.bindAddr('127.0.0.1:0');
-  if (accepts) b.alpns([ALPN]);
-  return b.bind();
-}
-
-async function server(): Promise<void> {
-  const ep = await endpoint(true);
-  process.stdout.write(`${iroh.EndpointTicket.fromAddr(ep.addr()).toString()}\n`);
+/** Answers every datagram with itself and every message on the stream with a ping. */
+async function answer(conn: iroh.Connection): Promise<void> {
+  void (async () => {
+    for (;;) conn.sendDatagram(await conn.readDatagram());
+  })().catch(() => undefined);
+  const bi = await conn.acceptBi();
   for (;;) {
-    const incoming = await ep.acceptNext();
-    if (!incoming) return;
-    void (async () => {
-      const conn = await (await incoming.accept()).connect();
-      void (async () => {
-        for (;;) conn.sendDatagram(await conn.readDatagram());
-      })().catch(() => undefined);
-      const bi = await conn.acceptBi();
-      for (;;) {
-        const got = await bi.recv.read(READ);
-        if (got.length === 0) return;
-        await bi.send.write(PING);
-      }
-    })().catch(() => undefined);
+    const got = await bi.recv.read(READ);
+    if (got.length === 0) return;
+    await bi.send.write(PING);
   }
 }
 
@@ -77,7 +61,7 @@ async function clients(ticket: string, n: number, rate: number, seconds: number)
   const addr = iroh.EndpointTicket.fromString(ticket).endpointAddr();
   const peers: Peer[] = [];
   for (let i = 0; i < n; i++) {
-    const ep = await endpoint(false);
+    const ep = await rawEndpoint();
     const conn = await ep.connect(addr, ALPN);
     const peer = { ep, conn, bi: await conn.openBi() };
     await ping(peer, 'stream'); // a stream is announced with its first bytes
@@ -101,9 +85,9 @@ async function clients(ticket: string, n: number, rate: number, seconds: number)
   }
 }
 
-function cpuMs(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * 10; // utime + stime, clock ticks of 10 ms
+/** CPU milliseconds (all threads) the process has used so far. */
+async function cpuMs(pid: number): Promise<number> {
+  return (await cpuSecondsOf(pid)) * 1000;
 }
 
 async function main(n: number, rate: number, seconds: number): Promise<void> {
@@ -112,20 +96,8 @@ async function main(n: number, rate: number, seconds: number): Promise<void> {
   const start = (args: string[]) => {
     const child = spawn(process.execPath, [self, ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
     children.push(child);
-    const lines = createInterface({ input: child.stdout });
-    const queue: string[] = [];
-    const waiting: ((line: string) => void)[] = [];
-    lines.on('line', (line) => {
-      const w = waiting.shift();
-      if (w) w(line);
-      else queue.push(line);
-    });
-    const next = () =>
-      new Promise<string>((resolve) => {
-        const line = queue.shift();
-        if (line !== undefined) resolve(line);
-        else waiting.push(resolve);
-      });
+    const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+    const next = async () => String((await lines.next()).value);
     return { child, next };
   };
   try {
@@ -141,12 +113,12 @@ async function main(n: number, rate: number, seconds: number): Promise<void> {
       datagram: { server: [], client: [] },
     };
     for (const way of ROUNDS) {
-      const s0 = cpuMs(srv.child.pid!);
-      const c0 = cpuMs(cli.child.pid!);
+      const s0 = await cpuMs(srv.child.pid!);
+      const c0 = await cpuMs(cli.child.pid!);
       cli.child.stdin.write(`${way}\n`);
       const answered = Number(await cli.next());
-      const server = (cpuMs(srv.child.pid!) - s0) / answered;
-      const client = (cpuMs(cli.child.pid!) - c0) / answered;
+      const server = ((await cpuMs(srv.child.pid!)) - s0) / answered;
+      const client = ((await cpuMs(cli.child.pid!)) - c0) / answered;
       per[way].server.push(server);
       per[way].client.push(client);
       console.log(
@@ -154,7 +126,6 @@ async function main(n: number, rate: number, seconds: number): Promise<void> {
           `server ${server.toFixed(3)} ms CPU per ping, clients ${client.toFixed(3)} ms`,
       );
     }
-    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
     const ratio = (side: 'server' | 'client') =>
       (median(per.datagram[side]) / median(per.stream[side])).toFixed(2);
     console.log(
@@ -166,7 +137,7 @@ async function main(n: number, rate: number, seconds: number): Promise<void> {
 }
 
 const [role, ...rest] = process.argv.slice(2);
-if (role === 'server') await server();
+if (role === 'server') await serveRaw(ALPN, answer);
 else if (role === 'clients')
   await clients(rest[0]!, Number(rest[1]), Number(rest[2]), Number(rest[3]));
 else await main(Number(role ?? 300), Number(rest[0] ?? 150), Number(rest[1] ?? 10));

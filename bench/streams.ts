@@ -42,13 +42,31 @@ export interface RawPair {
   close(): Promise<void>;
 }
 
-async function rawEndpoint(alpn: number[]): Promise<iroh.Endpoint> {
+/** A raw endpoint on 127.0.0.1 without relays; it accepts connections on `alpn` if given. */
+export async function rawEndpoint(alpn?: number[]): Promise<iroh.Endpoint> {
   const b = iroh.Endpoint.builder();
   iroh.presetMinimal(b);
   b.relayMode(iroh.RelayMode.disabled());
   b.bindAddr('127.0.0.1:0');
-  b.alpns([alpn]);
+  if (alpn) b.alpns([alpn]);
   return b.bind();
+}
+
+/**
+ * A server process's raw endpoint: prints its ticket on stdout, then serves every connection on
+ * `alpn` with `serve` (a failing connection is dropped), until the endpoint closes.
+ */
+export async function serveRaw(
+  alpn: number[],
+  serve: (conn: iroh.Connection) => Promise<void>,
+): Promise<void> {
+  const ep = await rawEndpoint(alpn);
+  process.stdout.write(`${iroh.EndpointTicket.fromAddr(ep.addr()).toString()}\n`);
+  for (;;) {
+    const incoming = await ep.acceptNext();
+    if (!incoming) return;
+    void (async () => serve(await (await incoming.accept()).connect()))().catch(() => undefined);
+  }
 }
 
 async function acceptOne(ep: iroh.Endpoint): Promise<iroh.Connection> {
