@@ -154,9 +154,10 @@ export const agentHeartbeat = method(
 );
 
 /**
- * `agent.ping`: liveness, every few seconds (src/roles/liveness.ts). Empty both ways and checked
- * with no signature, so that thousands of agents cost the coordinator little. A ping that fails,
- * or an answer from a new coordinator process, makes the agent redial (src/roles/liveness.ts).
+ * `agent.ping`: liveness, every few seconds while the connection takes in nothing else
+ * (src/roles/liveness.ts). Empty both ways and checked with no signature, so that thousands of
+ * agents cost the coordinator little. A ping that fails, or an answer from a new coordinator
+ * process, makes the agent redial (src/roles/liveness.ts).
  */
 export const agentPing = method(
   'agent.ping',
@@ -165,8 +166,14 @@ export const agentPing = method(
   // boot: random per coordinator process; a new value tells the agent the coordinator restarted.
   // every: ms until the next ping, from the fleet's size and the coordinator's load
   // (roles/presence.ts pingPeriodFor); absent from coordinators before it, and bounded again by
-  // the agent.
-  z.object({ boot: z.string().max(64), every: z.number().int().min(0).max(86_400_000).optional() }),
+  // the agent. quiet: ms an agent may go without pinging while its connection keeps taking in
+  // packets (the coordinator counts those as hearing from it: roles/presence.ts scan); absent
+  // from coordinators before it, and then the agent pings every `every`.
+  z.object({
+    boot: z.string().max(64),
+    every: z.number().int().min(0).max(86_400_000).optional(),
+    quiet: z.number().int().min(0).max(86_400_000).optional(),
+  }),
 );
 
 /** `fleet.info`: the root document to replicate, and its heads now. */

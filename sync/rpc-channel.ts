@@ -35,6 +35,8 @@ export class RpcChannel {
   /** A `via` connection a call on which got no sign of the peer: not used again. */
   private shunned: Connection | undefined;
   private heardAt = 0;
+  /** The client the last call ran on, connected; undefined once it was let go. */
+  private used: RpcClient | undefined;
   private readonly stop = new AbortController();
 
   constructor(
@@ -87,6 +89,7 @@ export class RpcChannel {
       const end = Date.now() + timeoutMs;
       c = bounded ? await this.connected(client, method.name, timeoutMs) : await client;
       received = c.conn.received?.();
+      this.used = c;
       const left = bounded ? Math.max(1, end - Date.now()) : timeoutMs;
       const res = await c.call(method, req, { timeoutMs: left, signal });
       this.heardAt = Date.now();
@@ -117,6 +120,16 @@ export class RpcChannel {
    */
   get lastHeard(): number {
     return this.heardAt;
+  }
+
+  /**
+   * Packets the connection of the last call has taken in so far (Connection.received: QUIC's
+   * keep-alives and acknowledgements included), or undefined before a call connected, after the
+   * connection was let go, or where the transport cannot tell. While it grows, the peer process
+   * that answered on it is there (src/roles/liveness.ts defers pings on it).
+   */
+  received(): number | undefined {
+    return this.used?.conn.received?.();
   }
 
   /** Calls until an answer arrives (retrying transport failures with backoff) or close(). */
@@ -168,6 +181,7 @@ export class RpcChannel {
 
   /** Lets go of a client: ends its stream on a `via` connection, closes a connection of ours. */
   private release(client: Promise<RpcClient> | undefined, onVia: boolean, why: string): void {
+    this.used = undefined;
     void client?.then(
       (c) => (onVia ? void c.close() : c.conn.close(0, why)),
       () => undefined,

@@ -19,6 +19,7 @@ import {
   PING_TIMEOUT_MIN_MS,
   PING_TIMEOUT_UNREACHABLE_MS,
   PingDeadline,
+  QUIET_MS,
   SILENCE_DROP_MS,
 } from '../src/roles/liveness.js';
 
@@ -37,6 +38,15 @@ class FakeCoordinator {
   boot = 'boot-1';
   /** The ping period the answers ask for (`every`); undefined: not said, as before it existed. */
   every: number | undefined;
+  /** How long the answers let pings be deferred (`quiet`); undefined: not said. */
+  quiet: number | undefined;
+  /**
+   * The connection's packet count (RpcChannel.received), QUIC as the binding runs it: a
+   * keep-alive taken in every 5 s from `quicFrom` until the process dies (`quicUntil`), and each
+   * answer. Undefined quicFrom: a transport that cannot count.
+   */
+  quicFrom: number | undefined;
+  quicUntil = Infinity;
   /** The deadline of every ping, in order. */
   readonly deadlines: number[] = [];
   /** When each ping was sent (virtual Date.now()). */
@@ -50,11 +60,17 @@ class FakeCoordinator {
   answered = 0;
   timedOut = 0;
 
+  received(): number | undefined {
+    if (this.quicFrom === undefined) return undefined;
+    const alive = Math.min(Date.now(), this.quicUntil) - this.quicFrom;
+    return Math.floor(alive / 5_000) + this.answered;
+  }
+
   call(_method: unknown, _req: unknown, options: { timeoutMs?: number } = {}): Promise<unknown> {
     const timeoutMs = options.timeoutMs!;
     this.deadlines.push(timeoutMs);
     this.sentAt.push(Date.now());
-    const { silent, delayMs, boot, every, down, busy } = this;
+    const { silent, delayMs, boot, every, quiet, down, busy } = this;
     return new Promise((resolve, reject) => {
       if (down) {
         setTimeout(() => reject(new FltError('CONNECT_FAILED', 'not connected')), timeoutMs);
@@ -70,7 +86,11 @@ class FakeCoordinator {
       setTimeout(() => {
         clearTimeout(timer);
         this.answered++;
-        resolve(every === undefined ? { boot } : { boot, every });
+        resolve({
+          boot,
+          ...(every === undefined ? {} : { every }),
+          ...(quiet === undefined ? {} : { quiet }),
+        });
       }, delayMs);
     });
   }
@@ -298,6 +318,56 @@ describe('liveness rule', () => {
     const notOk = live.answeredAfter(since2, since2 + 5_000);
     await pass(6_000);
     await expect(notOk).resolves.toBe(false);
+  });
+});
+
+describe('pings deferred while the connection takes in packets', () => {
+  const pingsIn = async (ms: number) => {
+    const before = coordinator.sentAt.length;
+    await pass(ms);
+    return coordinator.sentAt.length - before;
+  };
+
+  it('as long as the coordinator allows, and not at all where it does not say', async () => {
+    coordinator.quicFrom = Date.now();
+    expect(await pingsIn(20_000)).toBeGreaterThanOrEqual(8); // no `quiet`: every period
+    coordinator.quiet = 60_000;
+    await pass(3_000); // an answer with `quiet`
+    expect(await pingsIn(120_000)).toBeLessThanOrEqual(3); // at most one a minute
+    expect(sync.redials).toEqual([]);
+    expect(lines.join('\n')).not.toMatch(/did not answer a ping/);
+    // A transport that cannot count: every period again.
+    coordinator.quicFrom = undefined;
+    await pass(61_000);
+    expect(await pingsIn(20_000)).toBeGreaterThanOrEqual(8);
+  });
+
+  it('a coordinator killed meanwhile is pinged within QUIET_MS of its last packet, and its restart redials', async () => {
+    coordinator.quicFrom = Date.now();
+    coordinator.quiet = 60_000;
+    await pass(30_000);
+    const pings = coordinator.sentAt.length;
+    coordinator.quicUntil = Date.now(); // SIGKILL: nothing more on the connection
+    coordinator.silent = true;
+    await pass(1_000);
+    coordinator.silent = false; // the new process is up
+    coordinator.boot = 'boot-2';
+    for (let i = 0; i < 200 && sync.redials.length === 0; i++) await pass(100);
+    expect(sync.redials.map((r) => r.reason)).toEqual(['the coordinator restarted']);
+    expect(coordinator.sentAt.length).toBe(pings + 1);
+    expect(coordinator.sentAt.at(-1)! - coordinator.quicUntil).toBeLessThanOrEqual(
+      QUIET_MS + 1_000,
+    );
+  });
+
+  it('a health check still gets a ping at once', async () => {
+    coordinator.quicFrom = Date.now();
+    coordinator.quiet = 60_000;
+    await pass(10_000);
+    const since = Date.now();
+    const ok = live.answeredAfter(since, since + 1_000);
+    await pass(1_000);
+    await expect(ok).resolves.toBe(true);
   });
 });
 

@@ -1,5 +1,6 @@
 // The coordinator's side of liveness at fleet sizes a test cannot run: the ping period it asks
-// of each agent from the number connected, and the online window that follows it (virtual clock).
+// of each agent from the number connected, the online window that follows it, and packets on an
+// agent's session counting as hearing from it (virtual clock).
 
 import { describe, expect, it } from 'vitest';
 import type { NodeId } from '../sync/ids.js';
@@ -9,6 +10,7 @@ import {
   LOAD_SHED_MAX_FACTOR,
   LOAD_SHED_MIN_AGENTS,
   LoadGauge,
+  ONLINE_WINDOW_MS,
   PING_BUDGET_PER_S,
   Presence,
   loadFactor,
@@ -46,14 +48,17 @@ describe('ping period', () => {
     expect(period).toBe(pingPeriodFor(many));
     now += 3 * period - 1;
     expect(presence.isOnline(id(1))).toBe(true);
-    // An agent that was never pinged has the 6 s window of a small fleet.
+    // An agent that was never pinged has the window of a small fleet.
+    expect(3 * period).toBeGreaterThan(ONLINE_WINDOW_MS);
     expect(presence.isOnline(id(2))).toBe(false);
     now += 2;
     expect(presence.isOnline(id(1))).toBe(false);
     // In a small fleet again, the next ping gives the default period and window back.
     for (let i = 3; i < many; i++) presence.disconnected(id(i));
     expect(presence.pinged(id(1))).toBe(PING_INTERVAL_MS);
-    now += 3 * PING_INTERVAL_MS + 1;
+    now += ONLINE_WINDOW_MS;
+    expect(presence.isOnline(id(1))).toBe(true);
+    now += 1;
     expect(presence.isOnline(id(1))).toBe(false);
   });
 });
@@ -87,7 +92,47 @@ describe('ping period under load', () => {
     expect(presence.isOnline(id(1))).toBe(true);
     utilization = 0.2;
     expect(presence.pinged(id(1))).toBe(PING_INTERVAL_MS);
-    now += 3 * PING_INTERVAL_MS + 1;
+    now += ONLINE_WINDOW_MS + 1;
+    expect(presence.isOnline(id(1))).toBe(false);
+  });
+});
+
+describe('packets on a session', () => {
+  it('count as hearing from an agent that does not ping; a count standing still does not', () => {
+    let now = 1_000_000;
+    const presence = new Presence(
+      () => undefined,
+      () => now,
+      idle,
+    );
+    const counts = new Map<NodeId, number>([
+      [id(1), 10],
+      [id(2), 10],
+    ]);
+    const received = (a: NodeId) => counts.get(a);
+    presence.connected(id(1));
+    presence.connected(id(2));
+    presence.connected(id(3)); // a transport that cannot count: heard by pings only
+    presence.scan(received);
+    for (let t = 0; t < 60_000; t += 2_000) {
+      now += 2_000;
+      counts.set(id(1), counts.get(id(1))! + 1); // its keep-alives
+      presence.scan(received);
+    }
+    expect(presence.isOnline(id(1))).toBe(true);
+    expect(presence.lastSeen(id(1))).toBe(new Date(now).toISOString());
+    expect(presence.isOnline(id(2))).toBe(false);
+    expect(presence.isOnline(id(3))).toBe(false);
+    expect(presence.lastSeen(id(2))).toBe(new Date(1_000_000).toISOString());
+    // Packets again: heard again. Disconnected: no longer counted, whatever its count does.
+    counts.set(id(2), 11);
+    presence.scan(received);
+    expect(presence.isOnline(id(2))).toBe(true);
+    presence.disconnected(id(1));
+    now += 2_000;
+    counts.set(id(1), counts.get(id(1))! + 1);
+    presence.scan(received);
+    expect(presence.lastSeen(id(1))).toBe(new Date(now - 2_000).toISOString());
     expect(presence.isOnline(id(1))).toBe(false);
   });
 });

@@ -78,6 +78,7 @@ import { parsePublicKey, type PublicKey } from '../artifacts/nix-key.js';
 import type { BlobStore } from '../../stores/blob-store.js';
 import { groupSave } from '../../sync/group-save.js';
 import { Fleet } from './fleet.js';
+import { PING_QUIET_MS, SCAN_MS } from './presence.js';
 import { answerFetch, SnapshotCache } from './doc-fetch.js';
 import { memoryMode } from '../memory-mode.js';
 
@@ -142,6 +143,8 @@ export interface CoordinatorArtifacts {
 
 export class Coordinator {
   private readonly flushTimer: NodeJS.Timeout;
+  /** Counts packets on agents' sessions as hearing from them (Presence.scan). */
+  private readonly scanTimer: NodeJS.Timeout;
 
   private constructor(
     readonly node: FltNode,
@@ -167,6 +170,11 @@ export class Coordinator {
   ) {
     this.flushTimer = setInterval(() => fleet.presence.flush(), 60_000);
     this.flushTimer.unref();
+    this.scanTimer = setInterval(
+      () => fleet.presence.scan((id) => node.sync.received(id)),
+      SCAN_MS,
+    );
+    this.scanTimer.unref();
   }
 
   static async start(
@@ -391,6 +399,7 @@ export class Coordinator {
 
   async close(): Promise<void> {
     clearInterval(this.flushTimer);
+    clearInterval(this.scanTimer);
     this.fleet.presence.flush(true);
     this.fleet.commit();
     this.fleet.stop();
@@ -647,7 +656,11 @@ function rpcServer(
     .register(agentPing, (_, ctx) => {
       // Every few seconds from every agent: map lookups only, no signature, no document write.
       if (!fleet.agent(ctx.peer)) return Promise.resolve({ boot });
-      return Promise.resolve({ boot, every: fleet.presence.pinged(ctx.peer) });
+      return Promise.resolve({
+        boot,
+        every: fleet.presence.pinged(ctx.peer),
+        quiet: PING_QUIET_MS,
+      });
     })
     .register(fleetInfo, () =>
       Promise.resolve({

@@ -99,6 +99,16 @@ const RTT_WINDOW = 8;
 const RETRY: BackoffPolicy = { initialMs: 100, maxMs: 1000 };
 
 /**
+ * A connection that took in no packet for this long gets a ping, whatever the coordinator allows
+ * (`quiet`). QUIC's keep-alives (every 5 s in the binding, from either side, each acknowledged)
+ * keep a live coordinator's connection from going quieter than ~5 s plus a round trip; a
+ * coordinator killed or restarted sends nothing more on it.
+ */
+export const QUIET_MS = 6000;
+/** How often a deferred ping looks at the connection's packet count. */
+const QUIET_SAMPLE_MS = 1000;
+
+/**
  * Without an answered ping for this long (the coordinator is down or cut off), the sync session
  * is dropped and redialed. Not a count of failed pings: deadlines grow (above), and a coordinator
  * that is only slow must not lose every agent's session at once.
@@ -165,6 +175,10 @@ export class Liveness {
   private wakePause: (() => void) | undefined;
   /** Between two answered pings: what the coordinator asked for last (`every`). */
   private period = PING_INTERVAL_MS;
+  /** How long pings may be deferred while the connection takes in packets (`quiet`; 0: never). */
+  private quiet = 0;
+  /** The connection's packet count (RpcChannel.received) when last seen to change, and when. */
+  private packets: { count: number | undefined; at: number } = { count: undefined, at: 0 };
 
   constructor(
     private readonly rpc: RpcChannel,
@@ -198,10 +212,13 @@ export class Liveness {
         this.deadline.answered(this.lastAnswer - sent);
         this.answered(answer.boot, failures, sent);
         this.period = periodOf(answer.every);
+        this.quiet = quietOf(answer.quiet);
+        this.packets = { count: this.rpc.received(), at: this.lastAnswer };
         failures = 0;
         slow = 0;
         dropped = false;
         await this.pause(this.period * (1 + 0.1 * Math.random()));
+        await this.whileHeard(this.lastAnswer + this.quiet);
         continue;
       }
       if (answer === 'TIMEOUT' && this.rpc.lastHeard >= sent) {
@@ -223,7 +240,7 @@ export class Liveness {
       }
       // Counted from the answer before, less the part of a longer period the coordinator asked
       // for: silence is what passes after a ping was due.
-      const heard = Math.max(this.lastAnswer, this.rpc.lastHeard);
+      const heard = Math.max(this.lastAnswer, this.rpc.lastHeard, this.packets.at);
       const silentMs = Date.now() - heard - (this.period - PING_INTERVAL_MS);
       if (!dropped && silentMs >= SILENCE_DROP_MS) {
         dropped = true;
@@ -231,6 +248,24 @@ export class Liveness {
         this.sync.redial(this.peer, `no ping answered for ${s} s: ${answer}`);
       }
       await this.pause(backoffDelay(RETRY, failures - 1));
+    }
+  }
+
+  /**
+   * Defers the next ping while the connection keeps taking in packets, until `until` at the
+   * latest: a count that grew within QUIET_MS says the process that answered the last ping is
+   * there (a restarted coordinator cannot answer on its predecessor's connection), as an answer
+   * would. Returns at once without a count to look at, or when answeredAfter wants a ping.
+   */
+  private async whileHeard(until: number): Promise<void> {
+    for (;;) {
+      if (this.signal.aborted || this.pingSoon) return;
+      const now = Date.now();
+      const count = this.rpc.received();
+      if (count === undefined) return;
+      if (count !== this.packets.count) this.packets = { count, at: now };
+      if (now - this.packets.at >= QUIET_MS || now >= until) return;
+      await this.pause(Math.min(QUIET_SAMPLE_MS, until - now));
     }
   }
 
@@ -313,10 +348,12 @@ export class Liveness {
   /** The answer (boot undefined: a coordinator without boot ids), or the failure's code. */
   private async ping(
     timeoutMs: number,
-  ): Promise<{ boot: string | undefined; every?: number | undefined } | string> {
+  ): Promise<
+    { boot: string | undefined; every?: number | undefined; quiet?: number | undefined } | string
+  > {
     try {
-      const { boot, every } = await this.rpc.call(agentPing, {}, { timeoutMs });
-      return { boot, every };
+      const { boot, every, quiet } = await this.rpc.call(agentPing, {}, { timeoutMs });
+      return { boot, every, quiet };
     } catch (err) {
       // Any answer but silence, even an error, proves it alive.
       if (err instanceof FltError && NO_ANSWER.has(err.code)) return err.code;
@@ -330,4 +367,9 @@ export class Liveness {
 function periodOf(every: number | undefined): number {
   if (every === undefined) return PING_INTERVAL_MS;
   return Math.min(PING_INTERVAL_MAX_MS, Math.max(PING_INTERVAL_MS, every));
+}
+
+/** How long a coordinator lets pings be deferred (`quiet`), within bounds; 0 from one that did not say. */
+function quietOf(quiet: number | undefined): number {
+  return Math.min(PING_INTERVAL_MAX_MS, Math.max(0, quiet ?? 0));
 }

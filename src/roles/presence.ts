@@ -3,9 +3,12 @@
 // disconnect, at most once per agent per LAST_SEEN_INTERVAL_MS, so a flapping agent cannot
 // grow the root document's history without bound.
 //
-// Online means heard from recently: a live sync session AND a ping, heartbeat or connect within
-// ONLINE_WINDOW_MS (three of the ping periods the agent was given: pingPeriodFor). A session alone is not enough: a peer cut off without closing keeps its QUIC
-// connection for the ~30 s idle timeout, and showed online all that time.
+// Online means heard from recently: a live sync session AND, within ONLINE_WINDOW_MS (or three
+// of the ping periods the agent was given, when longer: pingPeriodFor), a ping, a heartbeat, a
+// connect, or packets taken in on its session (scan: QUIC's keep-alives count, so an agent at rest
+// need not ping; a peer cut off or stopped sends none). A session alone is not enough: a peer cut
+// off without closing keeps its QUIC connection for the ~30 s idle timeout, and showed online
+// all that time.
 
 import { performance } from 'node:perf_hooks';
 import type { NodeId } from '../../sync/ids.js';
@@ -16,12 +19,21 @@ import { PING_INTERVAL_MAX_MS, PING_INTERVAL_MS } from './liveness.js';
 export const LAST_SEEN_INTERVAL_MS = 10 * 60_000;
 
 /**
- * How recently an agent must have been heard from to count as online: three ping periods (6 s).
- * A healthy agent is heard every PING_INTERVAL_MS (+10 % jitter); one lost ping makes it redial
- * and ping again within the ping deadline, so a live agent never goes this long unheard, and a
- * silent one (partition, stopped process) shows offline within 6 s of its last ping.
+ * How recently an agent must have been heard from to count as online (or three of its ping
+ * periods, when longer). A live agent's session takes in a packet at least every ~5 s (QUIC's
+ * keep-alives, or its pings: it pings once its connection was quiet for QUIET_MS), seen by the
+ * next scan (SCAN_MS): at most ~7 s apart, so a live agent never goes this long unheard, and a
+ * silent one (partition, stopped process) shows offline within 10 s.
  */
-export const ONLINE_WINDOW_MS = 3 * PING_INTERVAL_MS;
+export const ONLINE_WINDOW_MS = 10_000;
+/** How often the coordinator counts each session's packets (scan): ~1 µs an agent each time. */
+export const SCAN_MS = 2000;
+/**
+ * How long an agent may go without pinging while its connection takes in packets (`quiet` in the
+ * ping answer; liveness.ts): its presence is kept by scan, and a restart is still found within
+ * QUIET_MS of the last packet. At most PING_INTERVAL_MAX_MS, the longest an agent takes.
+ */
+export const PING_QUIET_MS = PING_INTERVAL_MAX_MS;
 
 /**
  * Pings a second the coordinator asks of its whole fleet at most. One ping costs it up to ~1 ms
@@ -107,6 +119,8 @@ export class Presence {
   private readonly dirty = new Set<NodeId>();
   /** The ping period each agent was last given, where it is not PING_INTERVAL_MS. */
   private readonly periods = new Map<NodeId, number>();
+  /** Packets each connected agent's session had taken in at the last scan. */
+  private readonly packets = new Map<NodeId, number>();
 
   constructor(
     private readonly persist: (entries: ReadonlyMap<NodeId, string>) => void,
@@ -127,6 +141,7 @@ export class Presence {
   disconnected(id: NodeId): void {
     this.online.delete(id);
     this.periods.delete(id);
+    this.packets.delete(id);
     if (!this.seen.has(id)) this.seen.set(id, this.now());
     this.dirty.add(id);
     this.flush(false, id);
@@ -154,9 +169,23 @@ export class Presence {
     return period;
   }
 
+  /**
+   * Counts packets taken in on each connected agent's session since the last scan as hearing from
+   * it (`received`: SyncAdapter.received): the coordinator's SCAN_MS timer. A count that grew says
+   * the agent's process is there, whether it pinged or not.
+   */
+  scan(received: (id: NodeId) => number | undefined): void {
+    for (const id of this.online) {
+      const count = received(id);
+      if (count === undefined || count === this.packets.get(id)) continue;
+      this.packets.set(id, count);
+      this.heard(id);
+    }
+  }
+
   isOnline(id: NodeId): boolean {
     const t = this.seen.get(id);
-    const window = 3 * (this.periods.get(id) ?? PING_INTERVAL_MS);
+    const window = Math.max(ONLINE_WINDOW_MS, 3 * (this.periods.get(id) ?? PING_INTERVAL_MS));
     return this.online.has(id) && t !== undefined && this.now() - t <= window;
   }
 
