@@ -177,6 +177,8 @@ export class Liveness {
   private period = PING_INTERVAL_MS;
   /** How long pings may be deferred while the connection takes in packets (`quiet`; 0: never). */
   private quiet = 0;
+  /** Set by whileHeard when it ended for a connection gone quiet. */
+  private wentQuiet = false;
   /** The connection's packet count (RpcChannel.received) when last seen to change, and when. */
   private packets: { count: number | undefined; at: number } = { count: undefined, at: 0 };
 
@@ -204,7 +206,10 @@ export class Liveness {
     while (!this.signal.aborted) {
       this.pingSoon = false;
       const sent = Date.now();
-      const timeoutMs = this.deadline.current();
+      // A connection gone quiet (whileHeard) has lost QUIC's keep-alives too: the coordinator is
+      // most likely gone, and the answers of a busy spell long ago say nothing about that.
+      const timeoutMs = this.wentQuiet ? PING_TIMEOUT_MIN_MS : this.deadline.current();
+      this.wentQuiet = false;
       const answer = await this.ping(timeoutMs);
       if (this.signal.aborted) return;
       if (typeof answer === 'object') {
@@ -264,7 +269,11 @@ export class Liveness {
       const count = this.rpc.received();
       if (count === undefined) return;
       if (count !== this.packets.count) this.packets = { count, at: now };
-      if (now - this.packets.at >= QUIET_MS || now >= until) return;
+      if (now >= until) return;
+      if (now - this.packets.at >= QUIET_MS) {
+        this.wentQuiet = true;
+        return;
+      }
       await this.pause(Math.min(QUIET_SAMPLE_MS, until - now));
     }
   }
