@@ -103,9 +103,11 @@ class FakeSync {
   sessionOpenedAt(): number | undefined {
     return this.openedAt;
   }
+  /** Whether a redial opens a new session at once. */
+  opens = true;
   redial(_peer: NodeId, reason: string): void {
     this.redials.push({ at: Date.now(), reason });
-    this.openedAt = Date.now(); // the dial loop opens a new session at once
+    if (this.opens) this.openedAt = Date.now(); // the dial loop opens a new session at once
   }
   /** Every dialNow() call: (when, staleBefore). */
   readonly dialNows: { at: number; staleBefore: number }[] = [];
@@ -357,11 +359,48 @@ describe('pings deferred while the connection takes in packets', () => {
     );
     // Gone quiet, it is most likely gone: the old busy spell does not lengthen this deadline.
     expect(coordinator.deadlines.at(-1)).toBe(PING_TIMEOUT_MIN_MS);
+    // Gone quiet and unanswered, the connection is dead: the sync session goes at once.
+    for (let i = 0; i < 100 && sync.redials.length === 0; i++) await pass(100);
+    expect(sync.redials.map((r) => r.reason)).toEqual(['the connection went quiet: TIMEOUT']);
+    expect(sync.redials[0]!.at - coordinator.sentAt.at(-1)!).toBe(PING_TIMEOUT_MIN_MS);
     coordinator.silent = false; // the new process is up
     coordinator.boot = 'boot-2';
     coordinator.delayMs = 1;
+    const answered = coordinator.answered;
+    for (let i = 0; i < 100 && coordinator.answered === answered; i++) await pass(100);
+    expect(lines.join('\n')).toMatch(/the coordinator restarted; reconnecting/);
+    // The session it answers on is already the new process's: not dropped again.
+    expect(sync.redials).toHaveLength(1);
+  });
+
+  it('after a quiet connection failed, the next ping waits for the new sync session, a while', async () => {
+    coordinator.quicFrom = Date.now();
+    coordinator.quiet = 60_000;
+    await pass(10_000);
+    coordinator.quicUntil = Date.now();
+    coordinator.silent = true;
+    sync.opens = false; // the redial does not get through yet
     for (let i = 0; i < 200 && sync.redials.length === 0; i++) await pass(100);
-    expect(sync.redials.map((r) => r.reason)).toEqual(['the coordinator restarted']);
+    const dropped = sync.redials[0]!.at;
+    const failed = coordinator.sentAt.length;
+    await pass(PING_TIMEOUT_UNREACHABLE_MS - 200);
+    expect(coordinator.sentAt.length).toBe(failed); // no ping of its own while the session may come
+    sync.openedAt = Date.now(); // the new session is up
+    coordinator.silent = false;
+    await pass(200);
+    expect(coordinator.sentAt.length).toBe(failed + 1);
+    expect(coordinator.sentAt.at(-1)! - dropped).toBeLessThan(PING_TIMEOUT_UNREACHABLE_MS);
+    // Without a session after the wait, pings go on as before (dialing their own connection).
+    coordinator.quicUntil = Infinity;
+    coordinator.quicFrom = Date.now();
+    await pass(20_000);
+    coordinator.quicUntil = Date.now();
+    coordinator.silent = true;
+    const before = sync.redials.length;
+    for (let i = 0; i < 200 && sync.redials.length === before; i++) await pass(100);
+    const pings = coordinator.sentAt.length;
+    await pass(PING_TIMEOUT_UNREACHABLE_MS + 2_000);
+    expect(coordinator.sentAt.length).toBeGreaterThan(pings);
   });
 
   it('a health check still gets a ping at once', async () => {

@@ -180,6 +180,10 @@ export class Agent {
       // A sync dial waits for a busy coordinator (SYNC_DIAL_TIMEOUT_MS); liveness gives up one
       // begun before a restart (dialNow).
       dialTimeoutMs: SYNC_DIAL_TIMEOUT_MS,
+      // No sync states kept, as the coordinator keeps none for agents: those of our two synced
+      // documents cost an fsynced write each per session (after a coordinator restart every
+      // agent reconnects at once) to save at most one round trip per document and session.
+      keepsSyncState: () => false,
       ...(versions.push === false ? {} : { push: routes }),
       share: () => {
         const ours = (_: unknown, doc: DocumentId | undefined) => Promise.resolve(synced(doc));

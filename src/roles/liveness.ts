@@ -107,6 +107,8 @@ const RETRY: BackoffPolicy = { initialMs: 100, maxMs: 1000 };
 export const QUIET_MS = 6000;
 /** How often a deferred ping looks at the connection's packet count. */
 const QUIET_SAMPLE_MS = 1000;
+/** How often a ping waiting for a new sync session looks for it. */
+const SESSION_POLL_MS = 100;
 
 /**
  * Without an answered ping for this long (the coordinator is down or cut off), the sync session
@@ -202,13 +204,23 @@ export class Liveness {
     let slow = 0;
     /** Whether the sync session was dropped in this run of failed pings. */
     let dropped = false;
+    /** After a quiet connection failed its ping: wait this long for the new sync session. */
+    let sessionAfter = 0;
     this.lastAnswer = Date.now(); // enrolled: the coordinator has just answered
     while (!this.signal.aborted) {
+      if (
+        Date.now() < sessionAfter + PING_TIMEOUT_UNREACHABLE_MS &&
+        !this.sessionSince(sessionAfter)
+      ) {
+        await this.pause(SESSION_POLL_MS);
+        continue;
+      }
       this.pingSoon = false;
       const sent = Date.now();
       // A connection gone quiet (whileHeard) has lost QUIC's keep-alives too: the coordinator is
       // most likely gone, and the answers of a busy spell long ago say nothing about that.
-      const timeoutMs = this.wentQuiet ? PING_TIMEOUT_MIN_MS : this.deadline.current();
+      const quiet = this.wentQuiet;
+      const timeoutMs = quiet ? PING_TIMEOUT_MIN_MS : this.deadline.current();
       this.wentQuiet = false;
       const answer = await this.ping(timeoutMs);
       if (this.signal.aborted) return;
@@ -247,7 +259,15 @@ export class Liveness {
       // for: silence is what passes after a ping was due.
       const heard = Math.max(this.lastAnswer, this.rpc.lastHeard, this.packets.at);
       const silentMs = Date.now() - heard - (this.period - PING_INTERVAL_MS);
-      if (!dropped && silentMs >= SILENCE_DROP_MS) {
+      if (!dropped && quiet) {
+        // No keep-alive for QUIET_MS, then no answer: the connection is dead (the coordinator was
+        // killed, restarted, or cut off). The sync session goes now, and the next ping waits for
+        // its successor (at most PING_TIMEOUT_UNREACHABLE_MS) instead of dialing a connection of
+        // its own: one handshake per agent after a restart, not two.
+        dropped = true;
+        sessionAfter = Date.now();
+        this.sync.redial(this.peer, `the connection went quiet: ${answer}`);
+      } else if (!dropped && silentMs >= SILENCE_DROP_MS) {
         dropped = true;
         const s = Math.round(silentMs / 1000);
         this.sync.redial(this.peer, `no ping answered for ${s} s: ${answer}`);
@@ -276,6 +296,11 @@ export class Liveness {
       }
       await this.pause(Math.min(QUIET_SAMPLE_MS, until - now));
     }
+  }
+
+  /** Whether a sync session with the coordinator opened after `t` (Date.now()) is up. */
+  private sessionSince(t: number): boolean {
+    return (this.sync.sessionOpenedAt(this.peer) ?? -Infinity) > t;
   }
 
   /**
