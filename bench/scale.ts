@@ -51,7 +51,7 @@ const TARGET = {
 } as const;
 /** After a crash: how long the fleet may take to come back before the run is cut off. */
 const RECOVER_DEADLINE_MS = { full: 60_000, quick: 30_000 } as const;
-/** With the fleet online and idle (pings only), both processes' CPU is read over this. */
+/** With the fleet online and at rest, both processes' CPU is read over this. */
 const IDLE_WINDOW_MS = 10_000;
 /**
  * Then the fleet rests this much longer before the crash: a fleet at rest, whose coordinator has
@@ -192,7 +192,7 @@ async function fleetRun(
       const idle = { agentsCpuS: a1 - a0, coordCpuS: c1 - c0 };
       measured = { n, fan, idle };
       progress(
-        `  idle ${IDLE_WINDOW_MS / 1000} s (pings only): agents process ${idle.agentsCpuS.toFixed(1)} CPU-s ` +
+        `  idle ${IDLE_WINDOW_MS / 1000} s (at rest): agents process ${idle.agentsCpuS.toFixed(1)} CPU-s ` +
           `(${((idle.agentsCpuS / n / (IDLE_WINDOW_MS / 1000)) * 1000).toFixed(2)} ms per agent per s), ` +
           `coordinator ${idle.coordCpuS.toFixed(1)} CPU-s`,
       );
