@@ -171,6 +171,15 @@ class IrohConnection implements Connection {
     }
   }
 
+  /** UDP datagrams the connection sent (acknowledgements and resends included): see Connection. */
+  sent(): number | undefined {
+    try {
+      return this.conn.stats().udpTxDatagrams;
+    } catch {
+      return undefined;
+    }
+  }
+
   close(code: number, reason: string): void {
     if (this.local) return;
     this.local = { code, reason };

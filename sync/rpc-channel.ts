@@ -132,6 +132,11 @@ export class RpcChannel {
     return this.used?.conn.received?.();
   }
 
+  /** Packets the connection of the last call has sent so far (Connection.sent); as received(). */
+  sent(): number | undefined {
+    return this.used?.conn.sent?.();
+  }
+
   /** Calls until an answer arrives (retrying transport failures with backoff) or close(). */
   async callUntilAnswered<Req, Res>(
     method: RpcMethod<Req, Res>,

@@ -47,6 +47,12 @@ export interface Connection {
    * peer from a lost one by it.
    */
   received?(): number | undefined;
+  /**
+   * Packets sent on this connection so far (QUIC's keep-alives, acknowledgements and resends
+   * included), or undefined where the transport cannot tell. Sent packets that the count of
+   * received ones does not follow say the peer does not acknowledge them (liveness).
+   */
+  sent?(): number | undefined;
 }
 
 export interface ConnectOptions {

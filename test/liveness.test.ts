@@ -21,6 +21,7 @@ import {
   PingDeadline,
   QUIET_MS,
   SILENCE_DROP_MS,
+  UNANSWERED_MS,
 } from '../src/roles/liveness.js';
 
 const PEER = 'c'.repeat(64) as NodeId;
@@ -64,6 +65,15 @@ class FakeCoordinator {
     if (this.quicFrom === undefined) return undefined;
     const alive = Math.min(Date.now(), this.quicUntil) - this.quicFrom;
     return Math.floor(alive / 5_000) + this.answered;
+  }
+
+  /** When, after the process died, the agent's own keep-alive goes out (then two resends). */
+  ownKeepAliveMs = 5_000;
+  /** Packets sent (RpcChannel.sent): one for each taken in while the process lives. */
+  sent(): number | undefined {
+    const received = this.received();
+    if (received === undefined) return undefined;
+    return received + (Date.now() - this.quicUntil >= this.ownKeepAliveMs ? 3 : 0);
   }
 
   call(_method: unknown, _req: unknown, options: { timeoutMs?: number } = {}): Promise<unknown> {
@@ -401,6 +411,21 @@ describe('pings deferred while the connection takes in packets', () => {
     const pings = coordinator.sentAt.length;
     await pass(PING_TIMEOUT_UNREACHABLE_MS + 2_000);
     expect(coordinator.sentAt.length).toBeGreaterThan(pings);
+  });
+
+  it('a connection whose own keep-alive goes unanswered is pinged sooner', async () => {
+    coordinator.quicFrom = Date.now();
+    coordinator.quiet = 60_000;
+    await pass(30_000); // just past a keep-alive taken in
+    const pings = coordinator.sentAt.length;
+    coordinator.quicUntil = Date.now();
+    coordinator.ownKeepAliveMs = 500;
+    coordinator.silent = true;
+    for (let i = 0; i < 200 && coordinator.sentAt.length === pings; i++) await pass(100);
+    const after = coordinator.sentAt.at(-1)! - coordinator.quicUntil;
+    expect(after).toBeLessThan(QUIET_MS);
+    expect(after).toBeLessThanOrEqual(UNANSWERED_MS + 1_000);
+    expect(coordinator.deadlines.at(-1)).toBe(PING_TIMEOUT_MIN_MS);
   });
 
   it('a health check still gets a ping at once', async () => {

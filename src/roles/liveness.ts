@@ -8,8 +8,8 @@
 // in packets, and a killed or restarted one's stops. So, where the coordinator allows it (`quiet`
 // in its answer: it then counts packets on the session as hearing from the agent, presence.ts
 // scan), the next ping waits while the connection's packet count grows (RpcChannel.received), up
-// to `quiet` after the last answer; it goes once the count stood still for QUIET_MS, with the
-// shortest deadline, and if that one fails too the connection is dead: the sync session is
+// to `quiet` after the last answer; it goes once the count stood still for QUIET_MS (or for
+// UNANSWERED_MS after the agent's own packets went unacknowledged), with the shortest deadline, and if that one fails too the connection is dead: the sync session is
 // redialed at once and the next ping waits a little for it (one handshake, not an rpc connection
 // and then a session). At rest that is no ping at all on most minutes, which at 1,000 agents was
 // half of the coordinator's CPU and most of the agents' (scale log, session 27).
@@ -116,7 +116,15 @@ const RETRY: BackoffPolicy = { initialMs: 100, maxMs: 1000 };
  * coordinator killed or restarted sends nothing more on it.
  */
 export const QUIET_MS = 6000;
-/** How often a deferred ping looks at the connection's packet count. */
+/**
+ * Sooner than QUIET_MS, a connection that sent UNANSWERED_PACKETS packets since it last took one
+ * in, and took none for this long, gets a ping: its own keep-alive (or more) went unacknowledged.
+ * A live peer acknowledges within a round trip; an agent at rest sends one packet for each it
+ * takes in (an acknowledgement of the coordinator's keep-alive, or a keep-alive of its own).
+ */
+export const UNANSWERED_MS = 1500;
+const UNANSWERED_PACKETS = 2;
+/** How often a deferred ping looks at the connection's packet counts. */
 const QUIET_SAMPLE_MS = 1000;
 /** How often a ping waiting for a new sync session looks for it. */
 const SESSION_POLL_MS = 100;
@@ -192,8 +200,15 @@ export class Liveness {
   private quiet = 0;
   /** Set by whileHeard when it ended for a connection gone quiet. */
   private wentQuiet = false;
-  /** The connection's packet count (RpcChannel.received) when last seen to change, and when. */
-  private packets: { count: number | undefined; at: number } = { count: undefined, at: 0 };
+  /**
+   * The connection's count of packets taken in (RpcChannel.received) when last seen to change,
+   * when, and its count of packets sent then (RpcChannel.sent).
+   */
+  private packets: { count: number | undefined; at: number; sent: number | undefined } = {
+    count: undefined,
+    at: 0,
+    sent: undefined,
+  };
 
   constructor(
     private readonly rpc: RpcChannel,
@@ -241,7 +256,7 @@ export class Liveness {
         this.answered(answer.boot, failures, sent);
         this.period = periodOf(answer.every);
         this.quiet = quietOf(answer.quiet);
-        this.packets = { count: this.rpc.received(), at: this.lastAnswer };
+        this.packets = { count: this.rpc.received(), at: this.lastAnswer, sent: this.rpc.sent() };
         failures = 0;
         slow = 0;
         dropped = false;
@@ -291,7 +306,7 @@ export class Liveness {
    * Defers the next ping while the connection keeps taking in packets, until `until` at the
    * latest: a count that grew within QUIET_MS says the process that answered the last ping is
    * there (a restarted coordinator cannot answer on its predecessor's connection), as an answer
-   * would. Returns at once without a count to look at, or when answeredAfter wants a ping.
+   * would. Packets of ours left unacknowledged for UNANSWERED_MS end the wait sooner. Returns at once without a count to look at, or when answeredAfter wants a ping.
    */
   private async whileHeard(until: number): Promise<void> {
     for (;;) {
@@ -299,9 +314,15 @@ export class Liveness {
       const now = Date.now();
       const count = this.rpc.received();
       if (count === undefined) return;
-      if (count !== this.packets.count) this.packets = { count, at: now };
+      const sent = this.rpc.sent();
+      if (count !== this.packets.count) this.packets = { count, at: now, sent };
       if (now >= until) return;
-      if (now - this.packets.at >= QUIET_MS) {
+      const quietMs = now - this.packets.at;
+      const unanswered =
+        sent !== undefined &&
+        this.packets.sent !== undefined &&
+        sent - this.packets.sent >= UNANSWERED_PACKETS;
+      if (quietMs >= QUIET_MS || (unanswered && quietMs >= UNANSWERED_MS)) {
         this.wentQuiet = true;
         return;
       }
