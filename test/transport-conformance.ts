@@ -75,6 +75,27 @@ export function transportConformance(makeFixture: () => TransportFixture): void 
     expect(await s.read(10)).toBeNull(); // and it stays null
   });
 
+  it('packet counts, where the transport keeps them, grow with what each side sends', async () => {
+    const { mine, theirs } = await connected();
+    const s = await mine.openStream();
+    await s.write(Uint8Array.of(1));
+    const t = await acceptOrFail(theirs);
+    await t.read(1);
+    const counts = () => [mine.sent?.(), mine.received?.(), theirs.sent?.(), theirs.received?.()];
+    const before = counts();
+    if (before.some((n) => n === undefined)) {
+      // A transport that cannot tell says so for every count (MemoryTransport).
+      expect(before.every((n) => n === undefined)).toBe(true);
+      return;
+    }
+    await s.write(new Uint8Array(50_000).fill(3));
+    await readAtLeast(t, 50_000);
+    await t.write(new Uint8Array(50_000).fill(4));
+    await readAtLeast(s, 50_000);
+    const after = counts() as number[];
+    for (let i = 0; i < 4; i++) expect(after[i]!).toBeGreaterThan(before[i]!);
+  });
+
   it('runs several streams on one connection independently', async () => {
     const { mine, theirs } = await connected();
     const N = 5;
@@ -210,6 +231,17 @@ export async function readAll(s: ByteStream): Promise<Uint8Array> {
     parts.push(chunk);
   }
   throw new Error('stream did not end after 10 000 reads');
+}
+
+/** Reads until `n` bytes came (bounded: at most 10 000 reads). */
+async function readAtLeast(s: ByteStream, n: number): Promise<void> {
+  let got = 0;
+  for (let i = 0; i < 10_000 && got < n; i++) {
+    const chunk = await s.read(64 * 1024);
+    if (chunk === null) throw new Error(`stream ended after ${got} of ${n} bytes`);
+    got += chunk.length;
+  }
+  if (got < n) throw new Error(`${got} of ${n} bytes after 10 000 reads`);
 }
 
 /** Calls `fn`, turning a synchronous throw into a test failure rather than a rejection. */

@@ -9,9 +9,9 @@
 // in its answer: it then counts packets on the session as hearing from the agent, presence.ts
 // scan), the next ping waits while the connection's packet count grows (RpcChannel.received), up
 // to `quiet` after the last answer; it goes once the count stood still for QUIET_MS (or for
-// UNANSWERED_MS after the agent's own packets went unacknowledged), with the shortest deadline, and if that one fails too the connection is dead: the sync session is
-// redialed at once and the next ping waits a little for it (one handshake, not an rpc connection
-// and then a session). At rest that is no ping at all on most minutes, which at 1,000 agents was
+// UNANSWERED_MS after the agent's own packets went unacknowledged), with the shortest deadline,
+// and if that one fails too the connection is dead: the sync session is redialed at once and the
+// next ping waits a little for it (one handshake, not an rpc connection and then a session). At rest that is no ping at all on most minutes, which at 1,000 agents was
 // half of the coordinator's CPU and most of the agents' (scale log, session 27).
 //
 // - A ping that fails on its connection drops it (RpcChannel does on any transport failure), and
@@ -286,8 +286,8 @@ export class Liveness {
       const heard = Math.max(this.lastAnswer, this.rpc.lastHeard, this.packets.at);
       const silentMs = Date.now() - heard - (this.period - PING_INTERVAL_MS);
       if (!dropped && quiet) {
-        // No keep-alive for QUIET_MS, then no answer: the connection is dead (the coordinator was
-        // killed, restarted, or cut off). The sync session goes now, and the next ping waits for
+        // No packet in for QUIET_MS (or UNANSWERED_MS after ours went unacknowledged), then no
+        // answer: the connection is dead (the coordinator was killed, restarted, or cut off). The sync session goes now, and the next ping waits for
         // its successor (at most PING_TIMEOUT_UNREACHABLE_MS) instead of dialing a connection of
         // its own: one handshake per agent after a restart, not two.
         dropped = true;
@@ -306,7 +306,8 @@ export class Liveness {
    * Defers the next ping while the connection keeps taking in packets, until `until` at the
    * latest: a count that grew within QUIET_MS says the process that answered the last ping is
    * there (a restarted coordinator cannot answer on its predecessor's connection), as an answer
-   * would. Packets of ours left unacknowledged for UNANSWERED_MS end the wait sooner. Returns at once without a count to look at, or when answeredAfter wants a ping.
+   * would. Packets of ours left unacknowledged for UNANSWERED_MS end the wait sooner. Returns at
+   * once without a count to look at, or when answeredAfter wants a ping.
    */
   private async whileHeard(until: number): Promise<void> {
     for (;;) {
@@ -435,7 +436,7 @@ function periodOf(every: number | undefined): number {
   return Math.min(PING_INTERVAL_MAX_MS, Math.max(PING_INTERVAL_MS, every));
 }
 
-/** How long a coordinator lets pings be deferred (`quiet`), within bounds; 0 from one that did not say. */
+/** How long a coordinator lets pings be deferred (`quiet`), bounded; 0 from one that did not say. */
 function quietOf(quiet: number | undefined): number {
   return Math.min(PING_INTERVAL_MAX_MS, Math.max(0, quiet ?? 0));
 }
