@@ -72,7 +72,7 @@ describe('ping period under load', () => {
     expect(loadFactor(Number.NaN, n)).toBe(1);
     expect(pingPeriodFor(n, 1)).toBe(LOAD_SHED_MAX_FACTOR * PING_INTERVAL_MS);
     expect(pingPeriodFor(30_000, 1)).toBe(PING_INTERVAL_MAX_MS);
-    // A small fleet's pings cost little: its period and 6 s window stay, however busy.
+    // A small fleet's pings cost little: its period stays, however busy.
     expect(pingPeriodFor(LOAD_SHED_MIN_AGENTS - 1, 1)).toBe(PING_INTERVAL_MS);
   });
 

@@ -44,7 +44,7 @@ export const PING_BUDGET_PER_S = 500;
 
 /**
  * Fleets smaller than this are never asked to ping less because the coordinator is busy: their
- * pings cost it little (200 agents: 100 pings a second), and small fleets keep the 6 s window.
+ * pings cost it little (200 agents: 100 pings a second), and small fleets keep their period.
  */
 export const LOAD_SHED_MIN_AGENTS = 200;
 /** The coordinator's event-loop utilization above which it asks for longer ping periods. */
@@ -81,8 +81,9 @@ export function loadFactor(utilization: number, connected: number): number {
  * `connected` agents: PING_INTERVAL_MS up to PING_BUDGET_PER_S x 2 s = 1,000 agents, then
  * growing with the fleet (10,000 agents: 20 s), at most PING_INTERVAL_MAX_MS (past 30,000 agents
  * the budget is exceeded); times loadFactor while the coordinator is busy (`utilization`, 0-1).
- * An agent's online window is three of the periods it was given, so "online" means "heard from
- * within 6 s" up to 1,000 agents and coarser beyond, or while a busy coordinator sheds pings.
+ * An agent's online window is three of the periods it was given when longer than
+ * ONLINE_WINDOW_MS, so "online" means "heard from within 10 s" up to ~1,700 agents and coarser
+ * beyond, or while a busy coordinator sheds pings.
  */
 export function pingPeriodFor(connected: number, utilization = 0): number {
   const spread = Math.ceil((connected / PING_BUDGET_PER_S) * 1000);
