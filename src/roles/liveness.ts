@@ -234,7 +234,9 @@ export class Liveness {
     let sessionAfter = 0;
     this.lastAnswer = Date.now(); // enrolled: the coordinator has just answered
     while (!this.signal.aborted) {
+      // (Not while answeredAfter wants a ping: pause() would not wait, and this would spin.)
       if (
+        !this.pingSoon &&
         Date.now() < sessionAfter + PING_TIMEOUT_UNREACHABLE_MS &&
         !this.sessionSince(sessionAfter)
       ) {
