@@ -16,7 +16,7 @@ import { withDeadline } from './deadline.js';
 import { FltError, NO_ANSWER } from './errors.js';
 import { ALPN } from './protocols.js';
 import { RpcClient, type RpcMethod } from './rpc.js';
-import type { Connection, PeerAddr, Transport } from './transport.js';
+import type { Connection, PacketCounts, PeerAddr, Transport } from './transport.js';
 
 /** Codes worth retrying: the peer may come back. Everything else is an answer. */
 const RETRYABLE = new Set([...NO_ANSWER, 'BUSY']);
@@ -88,7 +88,7 @@ export class RpcChannel {
       const bounded = options.timeoutMs !== undefined;
       const end = Date.now() + timeoutMs;
       c = bounded ? await this.connected(client, method.name, timeoutMs) : await client;
-      received = c.conn.received?.();
+      received = c.conn.packets?.()?.received;
       this.used = c;
       const left = bounded ? Math.max(1, end - Date.now()) : timeoutMs;
       const res = await c.call(method, req, { timeoutMs: left, signal });
@@ -123,18 +123,13 @@ export class RpcChannel {
   }
 
   /**
-   * Packets the connection of the last call has taken in so far (Connection.received: QUIC's
-   * keep-alives and acknowledgements included), or undefined before a call connected, after the
-   * connection was let go, or where the transport cannot tell. While it grows, the peer process
-   * that answered on it is there (src/roles/liveness.ts defers pings on it).
+   * Packets the connection of the last call has taken in and sent so far (Connection.packets:
+   * QUIC's keep-alives and acknowledgements included), or undefined before a call connected, after
+   * the connection was let go, or where the transport cannot tell. While `received` grows, the
+   * peer process that answered on it is there (src/roles/liveness.ts defers pings on it).
    */
-  received(): number | undefined {
-    return this.used?.conn.received?.();
-  }
-
-  /** Packets the connection of the last call has sent so far (Connection.sent); as received(). */
-  sent(): number | undefined {
-    return this.used?.conn.sent?.();
+  packets(): PacketCounts | undefined {
+    return this.used?.conn.packets?.();
   }
 
   /** Calls until an answer arrives (retrying transport failures with backoff) or close(). */
@@ -221,6 +216,6 @@ export class RpcChannel {
 
 /** Whether `c`'s connection took in packets since it counted `before` (unknown: no). */
 function heardSince(c: RpcClient | undefined, before: number | undefined): boolean {
-  const now = c?.conn.received?.();
+  const now = c?.conn.packets?.()?.received;
   return before !== undefined && now !== undefined && now > before;
 }

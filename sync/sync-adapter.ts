@@ -360,12 +360,12 @@ export class SyncAdapter extends NetworkAdapter implements PushLink {
 
   /**
    * Packets the session with `peer` has taken in so far (QUIC's keep-alives and acknowledgements
-   * included: Connection.received), or undefined without a session or where the transport cannot
+   * included: Connection.packets), or undefined without a session or where the transport cannot
    * tell. A count that grows says the peer's process is there: a restarted peer cannot answer on
    * its predecessor's connection.
    */
   received(peer: NodeId): number | undefined {
-    return this.sessions.get(peer)?.conn.received?.();
+    return this.sessions.get(peer)?.conn.packets?.()?.received;
   }
 
   /**

@@ -40,19 +40,19 @@ export interface Connection {
   /** Resolves (never rejects) when the connection is gone, for whatever reason. */
   readonly closed: Promise<CloseInfo>;
   /**
-   * Packets received on this connection so far, or undefined where the transport cannot tell. The
-   * count grows while the peer's QUIC stack acknowledges what we send, even when the peer's
-   * program is too busy to answer, and stops when the peer is gone (killed: a process restarted
-   * on the same address sends nothing on its predecessor's connections). RpcChannel tells a busy
-   * peer from a lost one by it.
+   * Packets received and sent on this connection so far (QUIC's keep-alives, acknowledgements and
+   * resends included), or undefined where the transport cannot tell. `received` grows while the
+   * peer's QUIC stack acknowledges what we send, even when the peer's program is too busy to
+   * answer, and stops when the peer is gone (killed: a process restarted on the same address
+   * sends nothing on its predecessor's connections): RpcChannel tells a busy peer from a lost one
+   * by it. Sent packets that `received` does not follow were not acknowledged (liveness).
    */
-  received?(): number | undefined;
-  /**
-   * Packets sent on this connection so far (QUIC's keep-alives, acknowledgements and resends
-   * included), or undefined where the transport cannot tell. Sent packets that the count of
-   * received ones does not follow say the peer does not acknowledge them (liveness).
-   */
-  sent?(): number | undefined;
+  packets?(): PacketCounts | undefined;
+}
+
+export interface PacketCounts {
+  readonly received: number;
+  readonly sent: number;
 }
 
 export interface ConnectOptions {

@@ -11,6 +11,7 @@ import type { NodeId } from '../sync/ids.js';
 import { createLogger } from '../sync/log.js';
 import type { RpcChannel } from '../sync/rpc-channel.js';
 import type { SyncAdapter } from '../sync/sync-adapter.js';
+import type { PacketCounts } from '../sync/transport.js';
 import {
   Liveness,
   PING_INTERVAL_MAX_MS,
@@ -42,7 +43,7 @@ class FakeCoordinator {
   /** How long the answers let pings be deferred (`quiet`); undefined: not said. */
   quiet: number | undefined;
   /**
-   * The connection's packet count (RpcChannel.received), QUIC as the binding runs it: a
+   * The connection's packet count (RpcChannel.packets().received), QUIC as the binding runs it: a
    * keep-alive taken in every 5 s from `quicFrom` until the process dies (`quicUntil`), and each
    * answer. Undefined quicFrom: a transport that cannot count.
    */
@@ -61,19 +62,20 @@ class FakeCoordinator {
   answered = 0;
   timedOut = 0;
 
-  received(): number | undefined {
-    if (this.quicFrom === undefined) return undefined;
-    const alive = Math.min(Date.now(), this.quicUntil) - this.quicFrom;
+  /** Packets taken in: one per QUIC keep-alive while the process lives, one per answer. */
+  private received(): number {
+    const alive = Math.min(Date.now(), this.quicUntil) - this.quicFrom!;
     return Math.floor(alive / 5_000) + this.answered;
   }
 
   /** When, after the process died, the agent's own keep-alive goes out (then two resends). */
   ownKeepAliveMs = 5_000;
-  /** Packets sent (RpcChannel.sent): one for each taken in while the process lives. */
-  sent(): number | undefined {
+  /** RpcChannel.packets: sent, one for each taken in while the process lives, then the resends. */
+  packets(): PacketCounts | undefined {
+    if (this.quicFrom === undefined) return undefined;
     const received = this.received();
-    if (received === undefined) return undefined;
-    return received + (Date.now() - this.quicUntil >= this.ownKeepAliveMs ? 3 : 0);
+    const resends = Date.now() - this.quicUntil >= this.ownKeepAliveMs ? 3 : 0;
+    return { received, sent: received + resends };
   }
 
   call(_method: unknown, _req: unknown, options: { timeoutMs?: number } = {}): Promise<unknown> {

@@ -138,7 +138,7 @@ describe('rpc carried on the sync connection', () => {
       acceptStream: () => new Promise<never>(() => undefined),
       close: (_code, reason) => void closes.push(reason),
       closed: new Promise<CloseInfo>(() => undefined),
-      received: () => 7,
+      packets: () => ({ received: 7, sent: 7 }),
     };
     const channel = new RpcChannel(t, s.transport.addr(), { timeoutMs: 5000, via: () => silent });
     cleanups.push(() => Promise.resolve(channel.close()));

@@ -81,7 +81,8 @@ export function transportConformance(makeFixture: () => TransportFixture): void 
     await s.write(Uint8Array.of(1));
     const t = await acceptOrFail(theirs);
     await t.read(1);
-    const counts = () => [mine.sent?.(), mine.received?.(), theirs.sent?.(), theirs.received?.()];
+    const counts = () =>
+      [mine.packets?.(), theirs.packets?.()].flatMap((p) => [p?.sent, p?.received]);
     const before = counts();
     if (before.some((n) => n === undefined)) {
       // A transport that cannot tell says so for every count (MemoryTransport).

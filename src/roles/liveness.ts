@@ -7,12 +7,13 @@
 // the other side's QUIC stack, not its application) keep a live coordinator's connection taking
 // in packets, and a killed or restarted one's stops. So, where the coordinator allows it (`quiet`
 // in its answer: it then counts packets on the session as hearing from the agent, presence.ts
-// scan), the next ping waits while the connection's packet count grows (RpcChannel.received), up
+// scan), the next ping waits while the connection's packet count grows (RpcChannel.packets), up
 // to `quiet` after the last answer; it goes once the count stood still for QUIET_MS (or for
 // UNANSWERED_MS after the agent's own packets went unacknowledged), with the shortest deadline,
 // and if that one fails too the connection is dead: the sync session is redialed at once and the
-// next ping waits a little for it (one handshake, not an rpc connection and then a session). At rest that is no ping at all on most minutes, which at 1,000 agents was
-// half of the coordinator's CPU and most of the agents' (scale log, session 27).
+// next ping waits a little for it (one handshake, not an rpc connection and then a session). At
+// rest that is no ping at all on most minutes, which at 1,000 agents was half of the
+// coordinator's CPU and most of the agents' (scale log, session 27).
 //
 // - A ping that fails on its connection drops it (RpcChannel does on any transport failure), and
 //   the next ping, after a short bounded backoff, dials again (one dial at a time, see below).
@@ -69,6 +70,7 @@ import { FltError, NO_ANSWER, isProgrammingError } from '../../sync/errors.js';
 import type { NodeId } from '../../sync/ids.js';
 import type { Logger } from '../../sync/log.js';
 import type { RpcChannel } from '../../sync/rpc-channel.js';
+import type { PacketCounts } from '../../sync/transport.js';
 import type { SyncAdapter } from '../../sync/sync-adapter.js';
 import { agentPing } from '../rpc-methods.js';
 
@@ -200,15 +202,8 @@ export class Liveness {
   private quiet = 0;
   /** Set by whileHeard when it ended for a connection gone quiet. */
   private wentQuiet = false;
-  /**
-   * The connection's count of packets taken in (RpcChannel.received) when last seen to change,
-   * when, and its count of packets sent then (RpcChannel.sent).
-   */
-  private packets: { count: number | undefined; at: number; sent: number | undefined } = {
-    count: undefined,
-    at: 0,
-    sent: undefined,
-  };
+  /** The connection's packet counts (RpcChannel.packets) when `received` last changed, and when. */
+  private seen: { counts: PacketCounts | undefined; at: number } = { counts: undefined, at: 0 };
 
   constructor(
     private readonly rpc: RpcChannel,
@@ -258,7 +253,7 @@ export class Liveness {
         this.answered(answer.boot, failures, sent);
         this.period = periodOf(answer.every);
         this.quiet = quietOf(answer.quiet);
-        this.packets = { count: this.rpc.received(), at: this.lastAnswer, sent: this.rpc.sent() };
+        this.seen = { counts: this.rpc.packets(), at: this.lastAnswer };
         failures = 0;
         slow = 0;
         dropped = false;
@@ -285,13 +280,14 @@ export class Liveness {
       }
       // Counted from the answer before, less the part of a longer period the coordinator asked
       // for: silence is what passes after a ping was due.
-      const heard = Math.max(this.lastAnswer, this.rpc.lastHeard, this.packets.at);
+      const heard = Math.max(this.lastAnswer, this.rpc.lastHeard, this.seen.at);
       const silentMs = Date.now() - heard - (this.period - PING_INTERVAL_MS);
       if (!dropped && quiet) {
         // No packet in for QUIET_MS (or UNANSWERED_MS after ours went unacknowledged), then no
-        // answer: the connection is dead (the coordinator was killed, restarted, or cut off). The sync session goes now, and the next ping waits for
-        // its successor (at most PING_TIMEOUT_UNREACHABLE_MS) instead of dialing a connection of
-        // its own: one handshake per agent after a restart, not two.
+        // answer: the connection is dead (the coordinator was killed, restarted, or cut off). The
+        // sync session goes now, and the next ping waits for its successor (at most
+        // PING_TIMEOUT_UNREACHABLE_MS) instead of dialing a connection of its own: one handshake
+        // per agent after a restart, not two.
         dropped = true;
         sessionAfter = Date.now();
         this.sync.redial(this.peer, `the connection went quiet: ${answer}`);
@@ -315,16 +311,12 @@ export class Liveness {
     for (;;) {
       if (this.signal.aborted || this.pingSoon) return;
       const now = Date.now();
-      const count = this.rpc.received();
-      if (count === undefined) return;
-      const sent = this.rpc.sent();
-      if (count !== this.packets.count) this.packets = { count, at: now, sent };
+      const counts = this.rpc.packets();
+      if (counts === undefined) return;
+      if (counts.received !== this.seen.counts?.received) this.seen = { counts, at: now };
       if (now >= until) return;
-      const quietMs = now - this.packets.at;
-      const unanswered =
-        sent !== undefined &&
-        this.packets.sent !== undefined &&
-        sent - this.packets.sent >= UNANSWERED_PACKETS;
+      const quietMs = now - this.seen.at;
+      const unanswered = counts.sent - (this.seen.counts?.sent ?? Infinity) >= UNANSWERED_PACKETS;
       if (quietMs >= QUIET_MS || (unanswered && quietMs >= UNANSWERED_MS)) {
         this.wentQuiet = true;
         return;
@@ -414,23 +406,20 @@ export class Liveness {
     if (failures > 0 || restarted) this.onReconnect?.();
   }
 
-  /** The answer (boot undefined: a coordinator without boot ids), or the failure's code. */
-  private async ping(
-    timeoutMs: number,
-  ): Promise<
-    { boot: string | undefined; every?: number | undefined; quiet?: number | undefined } | string
-  > {
+  /** The answer (an empty one from an error answer: alive), or the failure's code. */
+  private async ping(timeoutMs: number): Promise<Partial<PingAnswer> | string> {
     try {
-      const { boot, every, quiet } = await this.rpc.call(agentPing, {}, { timeoutMs });
-      return { boot, every, quiet };
+      return await this.rpc.call(agentPing, {}, { timeoutMs });
     } catch (err) {
       // Any answer but silence, even an error, proves it alive.
       if (err instanceof FltError && NO_ANSWER.has(err.code)) return err.code;
       if (isProgrammingError(err)) throw err;
-      return { boot: undefined }; // an error answer (unknown method, not enrolled): alive
+      return {}; // an error answer (unknown method, not enrolled): alive
     }
   }
 }
+
+type PingAnswer = ReturnType<typeof agentPing.response>;
 
 /** The pause a coordinator asked for, within bounds; PING_INTERVAL_MS from one that did not say. */
 function periodOf(every: number | undefined): number {
