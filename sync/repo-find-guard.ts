@@ -14,6 +14,11 @@
 // The guard answers a find of a `requesting` handle with that handle: at once when the caller
 // accepts `requesting` (the synchronizer does), else once the handle leaves that state, as
 // automerge-repo's own find waits. Every other find takes automerge-repo's path unchanged.
+//
+// And a find ends when its own signal aborts, whatever it waits for. automerge-repo keeps one load
+// per document, watched by the signal of the find that began it (a synchronizer's has none), and
+// a later find only subscribes to it: its own signal went unheard. A revoked agent's close waited
+// up to a minute for a find of a document the coordinator would no longer send.
 
 import type { AnyDocumentId, DocHandle, Repo } from '@automerge/automerge-repo';
 import { FltError } from './errors.js';
@@ -32,7 +37,7 @@ export function guardRepoFind(repo: Repo): void {
     throw new FltError('INTERNAL', 'automerge-repo changed: Repo.find is not as expected');
   r[guarded] = true;
   const find: Find = repo.find.bind(repo);
-  repo.find = (async (id: AnyDocumentId, options: FindOptions = {}) => {
+  const guardedFind = async (id: AnyDocumentId, options: FindOptions) => {
     const handle = repo.handles[id as keyof typeof repo.handles] as DocHandle<unknown> | undefined;
     if (handle?.state !== 'requesting') return find(id, options);
     const allowable: readonly string[] = options.allowableStates ?? ['ready'];
@@ -40,7 +45,23 @@ export function guardRepoFind(repo: Repo): void {
     await handle.whenReady([...SETTLED]);
     // Settled: automerge-repo's find answers from its cache now, without loading again.
     return find(id, options);
-  }) as Find;
+  };
+  repo.find = ((id: AnyDocumentId, options: FindOptions = {}) =>
+    untilAborted(guardedFind(id, options), options.signal)) as Find;
+}
+
+/** `p`, or a rejection with the signal's reason (an AbortError) as soon as `signal` aborts. */
+function untilAborted<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (signal === undefined) return p;
+  if (signal.aborted) {
+    p.catch(() => undefined); // given up on: its own end is nobody's
+    return Promise.reject(signal.reason as Error);
+  }
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason as Error);
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
 }
 
 const guarded = Symbol('flt.repoFindGuard');

@@ -130,6 +130,37 @@ describe('guardRepoFind', () => {
     await repo.shutdown();
   });
 
+  it('guarded: a find waiting for a requesting document ends when its signal aborts', async () => {
+    const { repo, docId, handle } = await requestingDoc(true);
+    const stop = new AbortController();
+    const waiting = repo.find<Counter>(docId, { signal: stop.signal });
+    stop.abort();
+    await expect(waiting).rejects.toMatchObject({ name: 'AbortError' });
+    expect(handle.state).toBe('requesting'); // still asked of peers: only the find gave up
+    handle.update(() => A.from<Counter>({ n: 1 })); // (shutdown saves every handle)
+    await repo.shutdown();
+  });
+
+  it('guarded: a find whose load another find began ends when its own signal aborts', async () => {
+    const store = new GatedStore();
+    const repo = new Repo({ storage: store, network: [new SilentPeer()], peerId: 'me' as PeerId });
+    guardRepoFind(repo);
+    const docId: DocumentId = parseAutomergeUrl(generateAutomergeUrl()).documentId;
+    let open!: () => void;
+    store.gate = new Promise((resolve) => (open = resolve));
+    // automerge-repo keeps one load per document, watched by the first find's signal only.
+    const first = repo.find<Counter>(docId, { allowableStates: ['requesting'] });
+    const stop = new AbortController();
+    const second = repo.find<Counter>(docId, { signal: stop.signal });
+    stop.abort();
+    await expect(second).rejects.toMatchObject({ name: 'AbortError' });
+    open();
+    const handle = await first;
+    expect(handle.state).toBe('requesting');
+    handle.update(() => A.from<Counter>({ n: 1 })); // (shutdown saves every handle)
+    await repo.shutdown();
+  });
+
   it('is installed once: a second call changes nothing', async () => {
     const repo = new Repo({ network: [], peerId: 'me' as PeerId });
     guardRepoFind(repo);
