@@ -171,4 +171,25 @@ describe('lastSeen writes', () => {
     presence.flush();
     expect(writes.at(-1)).toHaveLength(n); // the timer's flush writes every pending one
   });
+
+  it('after a restart, the interval counts from the lastSeen the root document holds', () => {
+    const now = 1_000_000_000;
+    const writes: string[][] = [];
+    const stored = new Map<NodeId, number>([
+      [id(1), now - 60_000], // written a minute before the restart
+      [id(2), now - 11 * 60_000], // long enough ago
+      [id(3), now + 3_600_000], // from a clock that was ahead: not trusted
+    ]);
+    const presence = new Presence(
+      (due) => writes.push([...due.keys()]),
+      () => now,
+      idle,
+      (agent) => stored.get(agent),
+    );
+    for (const i of [1, 2, 3, 4]) presence.connected(id(i));
+    expect(writes.flat().sort()).toEqual([id(2), id(3), id(4)].sort());
+    // Still pending: the root gets it once due, or at the coordinator's stop.
+    presence.flush(true);
+    expect(writes.at(-1)).toEqual([id(1)]);
+  });
 });

@@ -37,7 +37,7 @@ import {
   type StatusDoc,
 } from '../docs/types.js';
 import { relate, type HeadsRelation } from '../trust/fork.js';
-import { Presence } from './presence.js';
+import { LoadGauge, Presence } from './presence.js';
 
 /** The documents an agent writes and the coordinator replicates. */
 export type AgentDoc = 'facts' | 'status';
@@ -169,13 +169,17 @@ export class Fleet {
     private readonly plain?: PlainDocs,
   ) {
     for (const entry of agentsOf(rootDoc.opened().doc())) this.index(entry);
-    this.presence = new Presence((seen) =>
-      this.put(
-        [...seen].flatMap(([id, at]) => {
-          const entry = this.entries.get(id);
-          return entry ? [{ ...entry, lastSeen: at }] : [];
-        }),
-      ),
+    this.presence = new Presence(
+      (seen) =>
+        this.put(
+          [...seen].flatMap(([id, at]) => {
+            const entry = this.entries.get(id);
+            return entry ? [{ ...entry, lastSeen: at }] : [];
+          }),
+        ),
+      Date.now,
+      new LoadGauge(),
+      (id) => timeOf(this.entries.get(id)?.lastSeen),
     );
   }
 
@@ -888,4 +892,10 @@ class PlainSource implements Source {
     const handle = this.repo.handles[this.documentId] as DocHandle<unknown> | undefined;
     return handle?.isReady() ? handle.doc() : A.init();
   }
+}
+
+/** An ISO time as ms, or undefined when absent or not a time. */
+function timeOf(iso: string | undefined): number | undefined {
+  const ms = iso === undefined ? NaN : Date.parse(iso);
+  return Number.isNaN(ms) ? undefined : ms;
 }

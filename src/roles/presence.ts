@@ -1,7 +1,7 @@
 // Who is connected to the coordinator, and when each agent was last heard from. Live state stays
 // in memory (and is served over rpc); the root document gets `lastSeen` only on a connect or
-// disconnect, at most once per agent per LAST_SEEN_INTERVAL_MS, so a flapping agent cannot
-// grow the root document's history without bound.
+// disconnect, at most once per agent per LAST_SEEN_INTERVAL_MS (after a restart, counted from the
+// value stored), so a flapping agent cannot grow the root document's history without bound.
 //
 // Online means heard from recently: a live sync session AND, within ONLINE_WINDOW_MS (or three
 // of the ping periods the agent was given, when longer: pingPeriodFor), a ping, a heartbeat, a
@@ -128,6 +128,12 @@ export class Presence {
     private readonly now: () => number = Date.now,
     /** The coordinator's event-loop utilization (0-1): see loadFactor. */
     private readonly load: Pick<LoadGauge, 'utilization'> = new LoadGauge(),
+    /**
+     * The lastSeen the root document holds for an agent (ms), if any: a restarted coordinator
+     * counts the interval from it. Without it, every agent's reconnect after a restart rewrote
+     * its record, ~3 ms of a 1,000-agent root each (7 % of the coordinator's CPU in a recovery).
+     */
+    private readonly stored: (id: NodeId) => number | undefined = () => undefined,
   ) {}
 
   connected(id: NodeId): void {
@@ -209,7 +215,7 @@ export class Presence {
   flush(all = false, only?: NodeId): void {
     const due = new Map<NodeId, string>();
     for (const id of only === undefined ? this.dirty : [only]) {
-      if (all || this.now() - (this.written.get(id) ?? 0) >= LAST_SEEN_INTERVAL_MS) {
+      if (all || this.now() - this.writtenAt(id) >= LAST_SEEN_INTERVAL_MS) {
         due.set(id, new Date(this.seen.get(id)!).toISOString());
       }
     }
@@ -219,6 +225,14 @@ export class Presence {
       this.written.set(id, this.now());
     }
     this.persist(due);
+  }
+
+  /** When the root last got `id`'s lastSeen: here, else as stored (not from the future). */
+  private writtenAt(id: NodeId): number {
+    const here = this.written.get(id);
+    if (here !== undefined) return here;
+    const stored = this.stored(id);
+    return stored !== undefined && stored <= this.now() ? stored : 0;
   }
 
   private touch(id: NodeId): void {
