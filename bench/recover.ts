@@ -75,6 +75,7 @@ export async function crashAndRecover(
   progress(
     `  ${recovered.complete} online ${(recovered.ms / 1000).toFixed(1)} s after ready` +
       (recovered.cutOff ? ' (cut off)' : '') +
+      ` (${recovered.polls} polls of the fleet table)` +
       `; CPU since the kill (${cpu.spanS.toFixed(1)} s): agents processes ` +
       `${cpu.agentsS.toFixed(1)} s, coordinator ${cpu.coordinatorS.toFixed(1)} s`,
   );

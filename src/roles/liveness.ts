@@ -65,7 +65,7 @@
 // coordinator is busy (presence.ts, pingPeriodFor and loadFactor). The silence rule counts from
 // when a ping was due, so a long period does not look like silence.
 
-import { backoffDelay, sleep, type BackoffPolicy } from '../../sync/backoff.js';
+import { backoffDelay, type BackoffPolicy } from '../../sync/backoff.js';
 import { FltError, NO_ANSWER, isProgrammingError } from '../../sync/errors.js';
 import type { NodeId } from '../../sync/ids.js';
 import type { Logger } from '../../sync/log.js';
@@ -216,7 +216,9 @@ export class Liveness {
      * answers (the agent's deployer retries a fetch that found it unreachable).
      */
     private readonly onReconnect?: () => void,
-  ) {}
+  ) {
+    signal.addEventListener('abort', () => this.wakePause?.(), { once: true });
+  }
 
   /** Pings until `signal` aborts. Rejects only on a programming error. */
   async run(): Promise<void> {
@@ -335,18 +337,20 @@ export class Liveness {
    * health budget shorter than PING_INTERVAL_MS (deploy_health_timeout may be 1 s) would else
    * often see no ping at all and fail a healthy deployment.
    */
-  private async pause(ms: number): Promise<void> {
-    if (this.pingSoon) return;
-    const cut = new AbortController();
-    const stop = () => cut.abort();
-    this.signal.addEventListener('abort', stop, { once: true });
-    this.wakePause = stop;
-    try {
-      await sleep(ms, cut.signal);
-    } finally {
-      this.wakePause = undefined;
-      this.signal.removeEventListener('abort', stop);
-    }
+  private pause(ms: number): Promise<void> {
+    if (this.pingSoon || this.signal.aborted) return Promise.resolve();
+    // A timer alone (the stop reaches it through wakePause, see the constructor): an agent at
+    // rest pauses once a second, and an AbortController with its listeners per pause was most of
+    // what that cost.
+    return new Promise((resolve) => {
+      const wake = () => {
+        clearTimeout(timer);
+        if (this.wakePause === wake) this.wakePause = undefined;
+        resolve();
+      };
+      const timer = setTimeout(wake, ms);
+      this.wakePause = wake;
+    });
   }
 
   /**
