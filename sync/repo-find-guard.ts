@@ -42,7 +42,8 @@ export function guardRepoFind(repo: Repo): void {
     if (handle?.state !== 'requesting') return find(id, options);
     const allowable: readonly string[] = options.allowableStates ?? ['ready'];
     if (allowable.includes('requesting')) return handle;
-    await handle.whenReady([...SETTLED]);
+    // The caller's signal ends this wait too (not left to its 60 s timeout and its log line).
+    await handle.whenReady([...SETTLED], options.signal ? { signal: options.signal } : undefined);
     // Settled: automerge-repo's find answers from its cache now, without loading again.
     return find(id, options);
   };
