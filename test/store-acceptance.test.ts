@@ -31,8 +31,12 @@ function expectFailures(reasons: Record<string, string>): void {
   });
 }
 
-for (const readWorker of [false, true]) {
-  const name = readWorker ? 'FsStore with readWorker' : 'FsStore';
+for (const [readWorker, log] of [
+  [false, false],
+  [true, false],
+  [true, true],
+]) {
+  const name = `FsStore${readWorker ? ' with readWorker' : ''}${log ? ' and log' : ''}`;
   describe(name, () => {
     expectFailures({
       // It expects loadRange's chunks in the order they were saved. StorageAdapterInterface
@@ -45,7 +49,7 @@ for (const readWorker of [false, true]) {
     runStorageAdapterTests(async () => {
       const dir = await mkdtemp(join(tmpdir(), 'flt-store-acceptance-'));
       const lines: string[] = [];
-      const adapter = await FsStore.open(dir, { logger: (l) => lines.push(l), readWorker });
+      const adapter = await FsStore.open(dir, { logger: (l) => lines.push(l), readWorker, log });
       const teardown = async () => {
         await adapter.close();
         await rm(dir, { recursive: true, force: true });

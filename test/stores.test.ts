@@ -21,13 +21,14 @@ describe('MemoryStore', () => {
 });
 
 /** FsStore in a fresh directory; any problem it logs fails the test. */
-const fsFixture = (maxConcurrency?: number, readWorker?: boolean) => async () => {
+const fsFixture = (maxConcurrency?: number, readWorker?: boolean, log?: boolean) => async () => {
   const dir = await tempDir();
   const lines: string[] = [];
   const store = await FsStore.open(dir, {
     logger: (l) => lines.push(l),
     maxConcurrency,
     readWorker,
+    log,
   });
   return {
     store,
@@ -51,6 +52,12 @@ describe('FsStore with maxConcurrency 1', () => {
 // Whole documents read in the process's worker thread (a coordinator's store).
 describe('FsStore with readWorker', () => {
   storeConformance('fs-worker', fsFixture(undefined, true));
+});
+
+// Saves and removals appended to the chunk log, whole documents read in the worker: the store a
+// coordinator opens.
+describe('FsStore with log and readWorker', () => {
+  storeConformance('fs-log', fsFixture(undefined, true, true));
 });
 
 describe('NodeFSStorageAdapter (reference)', () => {

@@ -2,7 +2,7 @@
 // a time) and prints each key once its save() resolved, so the test can SIGKILL it at any moment and then check that
 // every acknowledged chunk survived. The chunk generator is exported so the test can regenerate
 // the exact bytes.
-//   argv: DIR SEED        stdout: one JSON line {"i":N,"key":[...]} per acknowledged save
+//   argv: DIR SEED [log]  stdout: one JSON line {"i":N,"key":[...]} per acknowledged save
 
 import { createHash } from 'node:crypto';
 import { pathToFileURL } from 'node:url';
@@ -46,8 +46,11 @@ export function chunkKey(seed: number, data: Uint8Array): string[] {
   return [writerDoc(seed), 'incremental', createHash('sha256').update(data).digest('hex')];
 }
 
-async function main(dir: string, seed: number): Promise<void> {
-  const store = await FsStore.open(dir, { logger: (line) => process.stderr.write(line + '\n') });
+async function main(dir: string, seed: number, log: boolean): Promise<void> {
+  const store = await FsStore.open(dir, {
+    logger: (line) => process.stderr.write(line + '\n'),
+    log,
+  });
   let next = 0;
   // Several saves in flight, so a kill sent on any acknowledgment finds others mid-write.
   const worker = async (): Promise<void> => {
@@ -64,7 +67,8 @@ async function main(dir: string, seed: number): Promise<void> {
 }
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const [dir, seed] = process.argv.slice(2);
-  if (dir === undefined || seed === undefined) throw new Error('usage: store-writer DIR SEED');
-  await main(dir, Number(seed));
+  const [dir, seed, mode] = process.argv.slice(2);
+  if (dir === undefined || seed === undefined)
+    throw new Error('usage: store-writer DIR SEED [log]');
+  await main(dir, Number(seed), mode === 'log');
 }
