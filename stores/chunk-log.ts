@@ -144,7 +144,7 @@ function decode(buf: Buffer, at: number): Decoded {
   }
   if (!Array.isArray(key) || !key.every((e) => typeof e === 'string'))
     return { bad: 'record key is not a list of strings' };
-  return { op, key: key as StorageKey, data: body.subarray(3 + keyLength), length };
+  return { op, key, data: body.subarray(3 + keyLength), length };
 }
 
 /** Writes all of `buf` at `position`. */
@@ -357,7 +357,7 @@ export class ChunkLog {
     if (old !== undefined) this.drop(old);
     if (op === REMOVE) return;
     let entries = this.docs.get(doc);
-    if (entries === undefined) this.docs.set(doc, (entries = new Map()));
+    if (entries === undefined) this.docs.set(doc, (entries = new Map<string, Entry>()));
     entries.set(id, { key, id, seg, at, length });
     seg.live += length;
     this.liveBytes += length;
