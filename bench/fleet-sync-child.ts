@@ -131,7 +131,12 @@ async function server(kind: FleetSyncKind, dir: string): Promise<void> {
     const routes = new PushRoutes();
     const adapter = new SyncAdapter({ transport: t, ...(kind === 'push' ? { push: routes } : {}) });
     new Router(t).route(ALPN.sync, (c) => adapter.accept(c)).start();
-    const store = await FsStore.open(join(dir, 'repo'));
+    // As the coordinator opens its store (src/roles/coordinator.ts).
+    const store = await FsStore.open(join(dir, 'repo'), {
+      index: true,
+      readWorker: true,
+      log: true,
+    });
     repo = new Repo({
       storage: store,
       network: [adapter],

@@ -52,7 +52,7 @@ export async function openDocuments(
   config: Config,
   key: NodeKey,
   log: Logger,
-  options: { index?: boolean; readWorker?: boolean } = {},
+  options: { index?: boolean; readWorker?: boolean; log?: boolean } = {},
 ): Promise<NodeDocuments> {
   await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
   const store = await FsStore.open(join(config.stateDir, 'repo'), {

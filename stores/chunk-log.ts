@@ -19,9 +19,10 @@
 // Crash safety. An operation resolves once its record is written and fdatasynced. A crash can
 // leave a torn or partly written tail in the newest segment: open() cuts it off (never
 // acknowledged; reported as STORE_LEFTOVER_TEMP, like a file store's temp file) before anything
-// is appended. A record that fails its check in an older segment is
-// damage: reported as STORE_CORRUPT (what follows it in that segment is unreadable), and that
-// segment is kept as it is for good. A new segment's directory entry is fsynced before any record
+// is appended. A record that fails its check where a good one follows is damage (a flipped bit):
+// reported as STORE_CORRUPT and skipped; a bad record in an older segment with none after it
+// makes the rest of that segment unreadable (STORE_CORRUPT). A segment with damage is kept as it
+// is for good. A new segment's directory entry is fsynced before any record
 // in it is acknowledged.
 //
 // Space. A segment rolls over past SEGMENT_BYTES. Segments are deleted oldest first only (so a
@@ -147,6 +148,33 @@ function decode(buf: Buffer, at: number): Decoded {
   return { op, key, data: body.subarray(3 + keyLength), length };
 }
 
+/**
+ * Walks the records of a segment. A record that fails its check but whose length leads to a good
+ * record is damage (skipped, its offset in `damaged`); anything else bad ends the walk at `end`:
+ * the tail from there on is torn (the newest segment) or unreadable (an older one).
+ */
+function scan(
+  buf: Buffer,
+  each: (record: Exclude<Decoded, { bad: string }>, at: number) => void,
+): { end: number; damaged: number[] } {
+  const damaged: number[] = [];
+  let at = 0;
+  while (at < buf.length) {
+    const d = decode(buf, at);
+    if (!('bad' in d)) {
+      each(d, at);
+      at += d.length;
+      continue;
+    }
+    const length = buf.length - at >= 4 ? 4 + buf.readUInt32BE(at) : 0;
+    const next = at + length;
+    if (length < HEAD + CHECK || next >= buf.length || 'bad' in decode(buf, next)) break;
+    damaged.push(at);
+    at = next;
+  }
+  return { end: at, damaged };
+}
+
 /** Writes all of `buf` at `position`. */
 async function writeAll(fd: number, buf: Buffer, position: number): Promise<void> {
   for (let done = 0; done < buf.length; ) {
@@ -168,15 +196,23 @@ export class ChunkLog {
     private readonly report: (problem: StoreProblem, outcome: string) => void,
   ) {}
 
-  /** Opens (creating) the log below the store root `root`, reading every segment. */
+  /**
+   * Opens the log below the store root `root`, reading every segment; creates it with `create`,
+   * else resolves undefined when there is none.
+   */
   static async open(
     root: string,
     report: (problem: StoreProblem, outcome: string) => void,
-  ): Promise<ChunkLog> {
+    create: boolean,
+  ): Promise<ChunkLog | undefined> {
     const log = new ChunkLog(join(root, LOG_DIR), report);
-    await ensureDir(log.dir);
-    const names = (await readdir(log.dir)).filter((n) => SEGMENT_NAME.test(n)).sort();
-    for (const [i, name] of names.entries()) await log.replay(name, i === names.length - 1);
+    const names = await segmentNames(log.dir);
+    if (names === undefined) {
+      if (!create) return undefined;
+      await ensureDir(log.dir);
+    }
+    for (const [i, name] of (names ?? []).entries())
+      await log.replay(name, i === names!.length - 1);
     return log;
   }
 
@@ -187,21 +223,14 @@ export class ChunkLog {
    */
   static async check(root: string): Promise<StoreProblem[]> {
     const dir = join(root, LOG_DIR);
-    let names: string[];
-    try {
-      names = (await readdir(dir)).filter((n) => SEGMENT_NAME.test(n)).sort();
-    } catch (err) {
-      if (errnoOf(err) === 'ENOENT') return [];
-      throw err;
-    }
+    const names = (await segmentNames(dir)) ?? [];
     const problems: StoreProblem[] = [];
     for (const [i, name] of names.entries()) {
       const file = join(dir, name);
       const buf = await readFile(file);
-      let at = 0;
-      for (let d = decode(buf, at); !('bad' in d) && at < buf.length; d = decode(buf, at))
-        at += d.length;
-      if (at < buf.length && i < names.length - 1) problems.push(damage(file, at, buf.length));
+      const { end, damaged } = scan(buf, () => {});
+      for (const at of damaged) problems.push(damage(file, at, buf.length, false));
+      if (end < buf.length && i < names.length - 1) problems.push(damage(file, end, buf.length));
     }
     return problems;
   }
@@ -386,18 +415,17 @@ export class ChunkLog {
       damaged: false,
     };
     this.segments.push(seg);
-    let at = 0;
-    while (at < buf.length) {
-      const d = decode(buf, at);
-      if ('bad' in d) break;
-      this.apply(d.op, d.key, seg, at, d.length);
-      at += d.length;
+    const { end: at, damaged } = scan(buf, (d, offset) =>
+      this.apply(d.op, d.key, seg, offset, d.length),
+    );
+    for (const offset of damaged) {
+      seg.damaged = true;
+      this.report(damage(file, offset, buf.length, false), 'skipped; the segment is kept as it is');
     }
     if (at === buf.length) return;
     if (!newest) {
       seg.damaged = true;
-      const problem = damage(file, at, buf.length);
-      this.report(problem, 'kept as it is; what precedes it is read');
+      this.report(damage(file, at, buf.length), 'kept as it is; what precedes it is read');
       return;
     }
     // A torn tail: never acknowledged. Cut, durably, before anything follows it.
@@ -506,10 +534,22 @@ export class ChunkLog {
   }
 }
 
-function damage(file: string, at: number, size: number): StoreProblem {
+/** The segments in `dir`, oldest first; undefined when there is no such directory. */
+async function segmentNames(dir: string): Promise<string[] | undefined> {
+  try {
+    return (await readdir(dir)).filter((n) => SEGMENT_NAME.test(n)).sort();
+  } catch (err) {
+    if (errnoOf(err) === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+function damage(file: string, at: number, size: number, toEnd = true): StoreProblem {
   return {
     code: 'STORE_CORRUPT',
     file,
-    detail: `damaged record at byte ${at} of ${size}: the ${size - at} bytes from there on are unreadable`,
+    detail: toEnd
+      ? `damaged record at byte ${at} of ${size}: the ${size - at} bytes from there on are unreadable`
+      : `damaged record at byte ${at} of ${size}: skipped`,
   };
 }

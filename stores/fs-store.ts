@@ -56,7 +56,8 @@ export interface FsStoreOptions {
    * and one fdatasync for every operation asked while the last was being written, instead of a
    * file, two fsyncs and a rename each. For a coordinator, which saves every change of thousands
    * of documents as it comes. Off by default: chunks saved this way are in no file nodefs reads.
-   * Files saved without it are read as before; a key in both reads from the log.
+   * Whatever the option, a store whose directory has a log reads it (a key in both a file and the
+   * log reads from the log), and a key the log holds is saved there again.
    */
   log?: boolean;
 }
@@ -140,8 +141,10 @@ export class FsStore implements Store {
   private readonly reported: StoreProblem[] = [];
   /** Reads whole documents for loadRange, off the main thread (option `readWorker`). */
   private readonly reader: ReadWorker | undefined;
-  /** Where saves and removals go (option `log`). */
+  /** The directory's chunk log, if it has one or option `log` made one. */
   private chunkLog: ChunkLog | undefined;
+  /** Option `log`: every save goes to the chunk log. */
+  private readonly logSaves: boolean;
   private closing: Promise<void> | undefined;
 
   private constructor(dir: string, options: FsStoreOptions) {
@@ -151,6 +154,7 @@ export class FsStore implements Store {
     this.sem = new Semaphore(this.limit);
     this.writes = new Semaphore(this.limit);
     this.reader = options.readWorker === true ? sharedReadWorker(this.log) : undefined;
+    this.logSaves = options.log === true;
   }
 
   /**
@@ -163,10 +167,9 @@ export class FsStore implements Store {
     await wrapIo('open', root, () => ensureDir(root));
     const store = new FsStore(root, options);
     await store.upgrade();
-    if (options.log === true)
-      store.chunkLog = await wrapIo('open', root, () =>
-        ChunkLog.open(root, (problem, outcome) => store.report(problem, outcome)),
-      );
+    store.chunkLog = await wrapIo('open', root, () =>
+      ChunkLog.open(root, (problem, outcome) => store.report(problem, outcome), store.logSaves),
+    );
     if (options.index === true) store.indexed = store.track(undefined, () => store.scan());
     return store;
   }
@@ -206,7 +209,8 @@ export class FsStore implements Store {
         : checkValue(key, bytes);
       if (problem !== undefined)
         throw new TypeError(`save ${show(key)}: refused, it would not load back: ${problem}`);
-      if (this.chunkLog !== undefined) return this.chunkLog.put(key, bytes);
+      const log = this.chunkLog;
+      if (log !== undefined && (this.logSaves || log.has(key))) return log.put(key, bytes);
       const file = this.pathOf(key);
       if (this.indexed) this.docs.add(key[0] as string);
       await this.fileLock.run(file, () =>
@@ -221,8 +225,10 @@ export class FsStore implements Store {
   remove(key: StorageKey): Promise<void> {
     return this.track(key[0], async () => {
       assertKey(key);
-      // Always a record, even for a key the log does not hold yet: a save of it may be queued.
-      const logged = this.chunkLog?.remove(key);
+      // With option `log` always a record, even for a key the log does not hold yet: a save of
+      // it may be queued.
+      const log = this.chunkLog;
+      const logged = log && (this.logSaves || log.has(key)) ? log.remove(key) : undefined;
       if (await this.surelyAbsent(key)) return logged;
       await logged;
       // No fsync of the directory (see the class comment on remove()).

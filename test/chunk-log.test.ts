@@ -163,6 +163,32 @@ describe('FsStore chunk log (option log)', () => {
     expect(same(await readFile(first), bytes)).toBe(true); // kept as it was
   });
 
+  it('tells a flipped bit in the newest segment from a torn tail: reported, skipped, the rest read', async () => {
+    const { store, dir } = await open();
+    for (let n = 0; n < 3; n++) await store.save(key(n, 0), value(n)); // one append each
+    await store.close();
+    const [segment] = await segments(dir);
+    const bytes = await readFile(segment!);
+    bytes[20] = bytes[20]! ^ 0xff; // inside the first record's key or value
+    await writeFile(segment!, bytes);
+
+    expect((await FsStore.check(dir)).map((p) => [p.code, p.file])).toEqual([
+      ['STORE_CORRUPT', segment],
+    ]);
+    const again = await open(dir);
+    expect(again.store.problems().map((p) => [p.code, p.file])).toEqual([
+      ['STORE_CORRUPT', segment],
+    ]);
+    expect(await again.store.load(key(0, 0))).toBeUndefined();
+    expect(await again.store.load(key(1, 0))).toEqual(value(1));
+    expect(await again.store.load(key(2, 0))).toEqual(value(2));
+    // Appends go to a new segment; the damaged one stays as it was.
+    await again.store.save(key(3, 0), value(3));
+    expect(await segments(dir)).toHaveLength(2);
+    await again.store.close();
+    expect(same(await readFile(segment!), bytes)).toBe(true);
+  });
+
   it('refuses operations after close', async () => {
     const { store } = await open();
     await store.close();

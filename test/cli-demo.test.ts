@@ -1,6 +1,6 @@
 // `flt demo --once` (what `npm start` runs, minus --once) and `flt doctor`, as real processes.
 
-import { readdir, truncate, writeFile } from 'node:fs/promises';
+import { readdir, readFile, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { runFlt, tempDir } from './helpers/flt.js';
@@ -34,15 +34,33 @@ it('flt doctor reports a clean store, then a corrupt chunk with its code, withou
   expect(clean.code, clean.stderr).toBe(0);
   expect(clean.stdout).toMatch(/no problems/);
 
-  const chunk = await firstChunk(join(state, 'repo'));
+  // The coordinator's chunks are in its chunk log (stores/chunk-log.ts): a flipped byte in the
+  // first record of its first segment; an agent's are files: one cut short.
+  const segment = join(
+    state,
+    'repo',
+    '.flt-log',
+    (await readdir(join(state, 'repo', '.flt-log')))[0]!,
+  );
+  const bytes = await readFile(segment);
+  bytes[12] = bytes[12]! ^ 0xff;
+  await writeFile(segment, bytes);
+  const agentState = join(dir.path, 'demo', 'agent1');
+  const chunk = await firstChunk(join(agentState, 'repo'));
   await truncate(chunk, 10);
   await writeFile(join(state, 'repo', '.left.over.tmp'), 'x');
-  const bad = await runFlt(['--state-dir', state, '--json', 'doctor']);
-  expect(bad.code).toBe(1);
-  expect(bad.stderr).toMatch(/^flt: STORE_CORRUPT: /m);
-  const report = JSON.parse(bad.stdout) as { problems: { code: string; file: string }[] };
-  expect(report.problems.map((p) => p.code)).toContain('STORE_CORRUPT');
-  expect(report.problems.some((p) => p.file === chunk)).toBe(true);
+  for (const [stateDir, file] of [
+    [state, segment],
+    [agentState, chunk],
+  ] as const) {
+    const bad = await runFlt(['--state-dir', stateDir, '--json', 'doctor']);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/^flt: STORE_CORRUPT: /m);
+    const report = JSON.parse(bad.stdout) as { problems: { code: string; file: string }[] };
+    expect(report.problems.map((p) => p.code)).toContain('STORE_CORRUPT');
+    expect(report.problems.some((p) => p.file === file)).toBe(true);
+  }
+  expect(await readFile(segment)).toEqual(bytes); // doctor changes nothing
 });
 
 async function firstChunk(dir: string): Promise<string> {
