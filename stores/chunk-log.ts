@@ -77,8 +77,8 @@ const CHECK = 8;
 interface Segment {
   readonly seq: number;
   readonly file: string;
-  /** Open for reads (and, for the newest, appends); undefined until first needed. */
-  fd: number | undefined;
+  /** Its descriptor, read and write, opened once on first need (see ChunkLog.fdOf). */
+  fd: Promise<number> | undefined;
   size: number;
   /** Bytes of records the index points to. */
   live: number;
@@ -275,9 +275,7 @@ export class ChunkLog {
     this.closed = true;
     while (this.flushing !== undefined) await this.flushing;
     for (const seg of this.segments) {
-      const fd = seg.fd;
-      seg.fd = undefined;
-      if (fd !== undefined) await closeFd(fd).catch(() => undefined);
+      await closeSegment(seg);
     }
   }
 
@@ -335,7 +333,7 @@ export class ChunkLog {
 
   /** Writes `records` at the end of `seg`, durably; their offsets. Cut back if it fails. */
   private async append(seg: Segment, records: Buffer[]): Promise<number[]> {
-    const fd = seg.fd!;
+    const fd = await this.fdOf(seg);
     const start = seg.size;
     const offsets: number[] = [];
     let end = start;
@@ -363,12 +361,12 @@ export class ChunkLog {
   private async current(): Promise<Segment> {
     const last = this.segments.at(-1);
     if (last !== undefined && !last.damaged && last.size < SEGMENT_BYTES) {
-      last.fd ??= await openFd(last.file, 'r+');
       return last;
     }
     const seq = (last?.seq ?? 0) + 1;
     const file = join(this.dir, `${String(seq).padStart(16, '0')}.seg`);
-    const fd = await openFd(file, 'wx+', 0o600);
+    const fd = openFd(file, 'wx+', 0o600);
+    await fd;
     const seg: Segment = { seq, file, fd, size: 0, live: 0, reading: 0, damaged: false };
     this.segments.push(seg);
     await fsyncDir(this.dir);
@@ -452,9 +450,8 @@ export class ChunkLog {
     const seg = e.seg;
     seg.reading++;
     try {
-      seg.fd ??= await openFd(seg.file, 'r');
       const record = Buffer.allocUnsafe(e.length);
-      const { bytesRead } = await readFd(seg.fd, record, 0, e.length, e.at);
+      const { bytesRead } = await readFd(await this.fdOf(seg), record, 0, e.length, e.at);
       const d = decode(record.subarray(0, bytesRead), 0);
       if (!('bad' in d) && d.op === PUT && JSON.stringify(d.key) === e.id)
         return { record, data: new Uint8Array(d.data) }; // a copy: the caller owns it
@@ -476,6 +473,19 @@ export class ChunkLog {
     } finally {
       seg.reading--;
     }
+  }
+
+  /**
+   * The segment's descriptor, opened once, read and write, whoever asks first (a read before the
+   * first append to the newest segment, or two reads at once, must not open a second one); a
+   * failed open is tried again by the next caller.
+   */
+  private fdOf(seg: Segment): Promise<number> {
+    if (seg.fd !== undefined) return seg.fd;
+    const fd = openFd(seg.file, 'r+');
+    seg.fd = fd;
+    fd.catch(() => seg.fd === fd && (seg.fd = undefined));
+    return fd;
   }
 
   /** Whether `e` is still the index's entry for its key. */
@@ -503,8 +513,7 @@ export class ChunkLog {
       const seg = this.segments[0]!;
       if (seg.live > 0 || seg.damaged || seg.reading > 0) break;
       this.segments.shift();
-      if (seg.fd !== undefined) await closeFd(seg.fd).catch(() => undefined);
-      seg.fd = undefined;
+      await closeSegment(seg);
       await unlink(seg.file);
       deleted = true;
     }
@@ -532,6 +541,12 @@ export class ChunkLog {
       e.at = offsets[i]!;
     }
   }
+}
+
+async function closeSegment(seg: Segment): Promise<void> {
+  const fd = seg.fd;
+  seg.fd = undefined;
+  if (fd !== undefined) await fd.then(closeFd).catch(() => undefined);
 }
 
 /** The segments in `dir`, oldest first; undefined when there is no such directory. */

@@ -52,6 +52,9 @@ describe('FsStore chunk log (option log)', () => {
     expect(await again.store.loadRange(['doc7'])).toEqual([{ key: key(7, 0), data: value(7) }]);
     expect(await again.store.holds(['doc199'])).toBe(true);
     expect(await again.store.holds(['doc200'])).toBe(false);
+    // Appends after reads of the same segment (one descriptor, opened for both).
+    await again.store.save(key(200, 0), value(200));
+    expect(await again.store.load(key(200, 0))).toEqual(value(200));
     expect(again.lines).toEqual([]);
     await again.store.close();
   });
