@@ -239,7 +239,14 @@ export class FsStore implements Store {
   loadRange(prefix: StorageKey): Promise<Chunk[]> {
     return this.track(prefix[0], async () => {
       const files = await this.loadFiles(prefix);
-      const logged = await this.chunkLog?.entries(prefix);
+      // Through the reads' queue, like a file: a restart asks for every document at once, and
+      // 5,000 reads answered together kept their documents' loads in memory at once (GC 3.9 s of
+      // CPU against 1.2 s for the same documents read from files).
+      const log = this.chunkLog;
+      const logged =
+        log === undefined || log.keys(prefix).length === 0
+          ? undefined
+          : await this.sem.run(() => log.entries(prefix), this.isUrgent(prefix));
       if (logged === undefined || logged.length === 0) return files;
       const byKey = new Map(files.map((c) => [show(c.key), c]));
       for (const c of logged) byKey.set(show(c.key), c);
