@@ -274,9 +274,7 @@ export class ChunkLog {
   async close(): Promise<void> {
     this.closed = true;
     while (this.flushing !== undefined) await this.flushing;
-    for (const seg of this.segments) {
-      await closeSegment(seg);
-    }
+    for (const seg of this.segments) await closeSegment(seg);
   }
 
   private under(prefix: StorageKey): Entry[] {
@@ -321,13 +319,15 @@ export class ChunkLog {
           this.apply(p.op, p.key, seg, at[i]!, p.record.length);
           p.resolve();
         }
-        await this.tidy();
       } catch (err) {
         const error = new StoreError('STORE_IO', `chunk log ${this.dir}: ${errMessage(err)}`, {
           cause: err,
         });
         for (const p of batch) p.reject(error);
+        continue;
       }
+      // Space only: what fails here is tried again after the next append.
+      await this.tidy().catch(() => undefined);
     }
   }
 
