@@ -30,7 +30,7 @@ import {
 import { NodeFSStorageAdapter } from '@automerge/automerge-repo-storage-nodefs';
 import { WebSocketServer } from 'ws';
 import { favourMemory, memoryMode } from '../src/memory-mode.js';
-import { SAVE_DEBOUNCE_MS } from '../src/node.js';
+import { COORDINATOR_STORE, SAVE_DEBOUNCE_MS } from '../src/node.js';
 import { FsStore } from '../stores/fs-store.js';
 import { PlainDocs } from '../sync/plain-docs.js';
 import { ALPN } from '../sync/protocols.js';
@@ -131,12 +131,7 @@ async function server(kind: FleetSyncKind, dir: string): Promise<void> {
     const routes = new PushRoutes();
     const adapter = new SyncAdapter({ transport: t, ...(kind === 'push' ? { push: routes } : {}) });
     new Router(t).route(ALPN.sync, (c) => adapter.accept(c)).start();
-    // As the coordinator opens its store (src/roles/coordinator.ts).
-    const store = await FsStore.open(join(dir, 'repo'), {
-      index: true,
-      readWorker: true,
-      log: true,
-    });
+    const store = await FsStore.open(join(dir, 'repo'), COORDINATOR_STORE); // as the coordinator's
     repo = new Repo({
       storage: store,
       network: [adapter],

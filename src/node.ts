@@ -47,6 +47,14 @@ export interface NodeDocuments {
   readonly store: FsStore;
 }
 
+/**
+ * How a coordinator opens its store (FsStore). Indexed: enrolling an agent asks whether its
+ * documents are stored, and under a fan-in those listings waited seconds behind the saves. Read
+ * worker: a restart reads thousands of documents at once. Logged: every change of every agent's
+ * document is saved as it comes, one append for all saved at once (stores/chunk-log.ts).
+ */
+export const COORDINATOR_STORE = { index: true, readWorker: true, log: true } as const;
+
 /** Opens `<state-dir>/repo` and a Repo on it, with no network yet. */
 export async function openDocuments(
   config: Config,

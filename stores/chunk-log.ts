@@ -102,12 +102,15 @@ interface Pending {
   readonly record: Buffer;
   readonly op: Op;
   readonly key: StorageKey;
+  /** The key as JSON (Entry.id). */
+  readonly id: string;
   readonly resolve: () => void;
   readonly reject: (err: unknown) => void;
 }
 
-function encode(op: Op, key: StorageKey, data?: Uint8Array): Buffer {
-  const keyBytes = Buffer.from(JSON.stringify(key), 'utf8');
+/** A record of `op` on the key whose JSON is `id`. */
+function encode(op: Op, id: string, data?: Uint8Array): Buffer {
+  const keyBytes = Buffer.from(id, 'utf8');
   const body = 3 + keyBytes.length + (data?.length ?? 0);
   const record = Buffer.allocUnsafe(4 + body + CHECK);
   record.writeUInt32BE(body + CHECK, 0);
@@ -119,10 +122,12 @@ function encode(op: Op, key: StorageKey, data?: Uint8Array): Buffer {
   return record;
 }
 
-type Decoded = { op: Op; key: StorageKey; data: Buffer; length: number } | { bad: string };
+type RecordRead =
+  | { op: Op; key: StorageKey; id: string; data: Buffer; length: number }
+  | { bad: string };
 
 /** The record at `at` in `buf` (a whole segment, or one record), or why it cannot be read. */
-function decode(buf: Buffer, at: number): Decoded {
+function decode(buf: Buffer, at: number): RecordRead {
   if (buf.length - at < 4) return { bad: 'torn record length' };
   const length = 4 + buf.readUInt32BE(at);
   if (length < HEAD + CHECK || buf.length - at < length) return { bad: 'torn or bad record' };
@@ -137,15 +142,16 @@ function decode(buf: Buffer, at: number): Decoded {
   const keyLength = body.readUInt16BE(1);
   if ((op !== PUT && op !== REMOVE && op !== REMOVE_RANGE) || 3 + keyLength > body.length)
     return { bad: 'unknown record' };
+  const id = body.toString('utf8', 3, 3 + keyLength);
   let key: unknown;
   try {
-    key = JSON.parse(body.toString('utf8', 3, 3 + keyLength));
+    key = JSON.parse(id);
   } catch {
     return { bad: 'record key is not JSON' };
   }
   if (!Array.isArray(key) || !key.every((e) => typeof e === 'string'))
     return { bad: 'record key is not a list of strings' };
-  return { op, key, data: body.subarray(3 + keyLength), length };
+  return { op, key, id, data: body.subarray(3 + keyLength), length };
 }
 
 /**
@@ -155,7 +161,7 @@ function decode(buf: Buffer, at: number): Decoded {
  */
 function scan(
   buf: Buffer,
-  each: (record: Exclude<Decoded, { bad: string }>, at: number) => void,
+  each: (record: Exclude<RecordRead, { bad: string }>, at: number) => void,
 ): { end: number; damaged: number[] } {
   const damaged: number[] = [];
   let at = 0;
@@ -228,9 +234,14 @@ export class ChunkLog {
     for (const [i, name] of names.entries()) {
       const file = join(dir, name);
       const buf = await readFile(file);
-      const { end, damaged } = scan(buf, () => {});
-      for (const at of damaged) problems.push(damage(file, at, buf.length, false));
-      if (end < buf.length && i < names.length - 1) problems.push(damage(file, end, buf.length));
+      problems.push(
+        ...damages(
+          file,
+          buf.length,
+          scan(buf, () => {}),
+          i === names.length - 1,
+        ),
+      );
     }
     return problems;
   }
@@ -288,9 +299,10 @@ export class ChunkLog {
   private enqueue(op: Op, key: StorageKey, data?: Uint8Array): Promise<void> {
     if (this.closed)
       return Promise.reject(new StoreError('STORE_CLOSED', `chunk log ${this.dir} is closed`));
-    const record = encode(op, key, data);
+    const id = JSON.stringify(key);
+    const record = encode(op, id, data);
     return new Promise<void>((resolve, reject) => {
-      this.queue.push({ record, op, key, resolve, reject });
+      this.queue.push({ record, op, key, id, resolve, reject });
       this.kick();
     });
   }
@@ -316,7 +328,7 @@ export class ChunkLog {
           batch.map((p) => p.record),
         );
         for (const [i, p] of batch.entries()) {
-          this.apply(p.op, p.key, seg, at[i]!, p.record.length);
+          this.apply(p.op, p.key, p.id, seg, at[i]!, p.record.length);
           p.resolve();
         }
       } catch (err) {
@@ -373,13 +385,19 @@ export class ChunkLog {
     return seg;
   }
 
-  private apply(op: Op, key: StorageKey, seg: Segment, at: number, length: number): void {
+  private apply(
+    op: Op,
+    key: StorageKey,
+    id: string,
+    seg: Segment,
+    at: number,
+    length: number,
+  ): void {
     if (op === REMOVE_RANGE) {
       for (const e of this.under(key)) this.drop(e);
       return;
     }
     const doc = key[0] as string;
-    const id = JSON.stringify(key);
     const old = this.docs.get(doc)?.get(id);
     if (old !== undefined) this.drop(old);
     if (op === REMOVE) return;
@@ -413,19 +431,13 @@ export class ChunkLog {
       damaged: false,
     };
     this.segments.push(seg);
-    const { end: at, damaged } = scan(buf, (d, offset) =>
-      this.apply(d.op, d.key, seg, offset, d.length),
-    );
-    for (const offset of damaged) {
+    const scanned = scan(buf, (d, offset) => this.apply(d.op, d.key, d.id, seg, offset, d.length));
+    for (const problem of damages(file, buf.length, scanned, newest)) {
       seg.damaged = true;
-      this.report(damage(file, offset, buf.length, false), 'skipped; the segment is kept as it is');
+      this.report(problem, 'kept as it is; the records around it are read');
     }
-    if (at === buf.length) return;
-    if (!newest) {
-      seg.damaged = true;
-      this.report(damage(file, at, buf.length), 'kept as it is; what precedes it is read');
-      return;
-    }
+    const at = scanned.end;
+    if (at === buf.length || !newest) return;
     // A torn tail: never acknowledged. Cut, durably, before anything follows it.
     const fd = await openFd(file, 'r+');
     try {
@@ -453,7 +465,7 @@ export class ChunkLog {
       const record = Buffer.allocUnsafe(e.length);
       const { bytesRead } = await readFd(await this.fdOf(seg), record, 0, e.length, e.at);
       const d = decode(record.subarray(0, bytesRead), 0);
-      if (!('bad' in d) && d.op === PUT && JSON.stringify(d.key) === e.id)
+      if (!('bad' in d) && d.op === PUT && d.id === e.id)
         return { record, data: new Uint8Array(d.data) }; // a copy: the caller owns it
       if (this.holds(e)) this.drop(e);
       this.report(
@@ -559,12 +571,23 @@ async function segmentNames(dir: string): Promise<string[] | undefined> {
   }
 }
 
-function damage(file: string, at: number, size: number, toEnd = true): StoreProblem {
-  return {
-    code: 'STORE_CORRUPT',
-    file,
-    detail: toEnd
-      ? `damaged record at byte ${at} of ${size}: the ${size - at} bytes from there on are unreadable`
-      : `damaged record at byte ${at} of ${size}: skipped`,
-  };
+/**
+ * What a scan of `file` found wrong: each damaged record, and for an older segment the unreadable
+ * rest (the newest one's is a torn tail, never acknowledged: not a problem).
+ */
+function damages(
+  file: string,
+  size: number,
+  { end, damaged }: { end: number; damaged: number[] },
+  newest: boolean,
+): StoreProblem[] {
+  const problem = (detail: string): StoreProblem => ({ code: 'STORE_CORRUPT', file, detail });
+  const found = damaged.map((at) => problem(`damaged record at byte ${at} of ${size}: skipped`));
+  if (end < size && !newest)
+    found.push(
+      problem(
+        `damaged record at byte ${end} of ${size}: the ${size - end} bytes from there on are unreadable`,
+      ),
+    );
+  return found;
 }

@@ -192,7 +192,7 @@ export class FsStore implements Store {
   load(key: StorageKey): Promise<Uint8Array | undefined> {
     return this.track(key[0], async () => {
       assertKey(key);
-      const logged = this.chunkLog?.has(key) ? await this.chunkLog.get(key) : undefined;
+      const logged = await this.chunkLog?.get(key);
       if (logged !== undefined) return logged;
       if (await this.surelyAbsent(key)) return undefined;
       return this.loadVerified(key, this.pathOf(key));

@@ -39,6 +39,7 @@ import { assertAdmissibleKey } from '../../sync/ed25519.js';
 import { Deployments } from './deployments.js';
 import { Gate } from './gate.js';
 import {
+  COORDINATOR_STORE,
   flushDocuments,
   FltNode,
   loadNodeKey,
@@ -188,15 +189,7 @@ export class Coordinator {
     // The documents first, then the node: what decides about peers (fleet, gate) exists before
     // any peer can reach it.
     const key = await loadNodeKey(config, log);
-    // Indexed: enrolling an agent asks whether its documents are stored, and under a fan-in
-    // those listings waited seconds behind the saves (FsStore, option index). Logged: every
-    // change of every agent's document is saved as it comes, one append for all saved at once
-    // (stores/chunk-log.ts).
-    const documents = await openDocuments(config, key, log, {
-      index: true,
-      readWorker: true,
-      log: true,
-    });
+    const documents = await openDocuments(config, key, log, COORDINATOR_STORE);
     const { repo, store } = documents;
     // Every mark read here, at once, before any agent can reconnect (sync/stored-heads.ts).
     const journal = await Journal.open(join(config.stateDir, MARKS_FILE), {
