@@ -200,6 +200,30 @@ describe('Deployer: activation', () => {
     expect(second.hwm).toBe(10);
   });
 
+  it('an outcome and the system it leaves are one change: no state says succeeded beside the old system', async () => {
+    const r = await rig();
+    // Every state the status document passes through, as a replica receiving each change sees it.
+    const seen: { a?: string; b?: string; current: string | null }[] = [];
+    r.status.on('change', ({ doc }) => {
+      const { system, deployments } = readStatus(doc);
+      const state = (id: string) => deployments.find((x) => x.id === id)?.state;
+      seen.push({ a: state(partA.id), b: state(partB.id), current: system?.current ?? null });
+    });
+    const partA = r.sign({ storePath: nix.paths.a, seq: 1 });
+    const partB = r.sign({ storePath: nix.paths.b, seq: 2 });
+    await r.start();
+    r.place(partA);
+    await r.until(partA.id, 'succeeded');
+    r.place(partB);
+    await r.until(partB.id, 'succeeded');
+    const doneA = seen.filter((s) => s.a === 'succeeded' && s.b === undefined);
+    const doneB = seen.filter((s) => s.b === 'succeeded');
+    expect(doneA.length).toBeGreaterThan(0);
+    expect(doneB.length).toBeGreaterThan(0);
+    expect(doneA.map((s) => s.current)).toEqual(doneA.map(() => nix.paths.a));
+    expect(doneB.map((s) => s.current)).toEqual(doneB.map(() => nix.paths.b));
+  });
+
   it('an activation interrupted by a restart is resumed, not repeated', async () => {
     const r = await rig();
     const slow = `sleep 1; ${SWITCH_CMD}`;

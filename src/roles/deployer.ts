@@ -318,8 +318,7 @@ export class Deployer {
     };
     const outcome = await resume(this.context(info));
     if (outcome === undefined) return;
-    await this.publishOutcome(info, outcome);
-    if (active.phase !== 'done') await this.writeSystemRecord();
+    await this.publishOutcome(info, outcome, active.phase !== 'done');
   }
 
   /** The desired document's current part: checks in design §5 order, then activation. */
@@ -515,8 +514,7 @@ export class Deployer {
         times: { activating: now, finished: now },
       };
     }
-    await this.publishOutcome(info, outcome);
-    await this.writeSystemRecord();
+    await this.publishOutcome(info, outcome, true);
   }
 
   private context(info: Info): ActivationContext {
@@ -540,16 +538,26 @@ export class Deployer {
     await this.write(info, { state: phase, times: { activating: active.startedAt } });
   }
 
-  private async publishOutcome(info: Info, outcome: ActivationOutcome): Promise<void> {
+  /**
+   * Writes the outcome's record; with `withSystem`, the system record read afterwards in the same
+   * change, so no reader sees `succeeded` next to the system from before the activation.
+   */
+  private async publishOutcome(
+    info: Info,
+    outcome: ActivationOutcome,
+    withSystem: boolean,
+  ): Promise<void> {
     this.opts.log.info(`deployment ${info.id.slice(0, 8)}: ${outcome.state}`, {
       ...(outcome.code === undefined ? {} : { code: outcome.code }),
       ...(outcome.reason === undefined ? {} : { reason: outcome.reason }),
     });
     const { times, ...rest } = outcome;
-    await this.write(info, {
-      ...rest,
-      times: { activating: times.activating, finished: times.finished },
-    });
+    const system = withSystem ? await this.systemRecord() : undefined;
+    await this.write(
+      info,
+      { ...rest, times: { activating: times.activating, finished: times.finished } },
+      system,
+    );
   }
 
   private async refuse(info: Info, refusal: Refusal): Promise<void> {
@@ -592,11 +600,12 @@ export class Deployer {
 
   /**
    * Writes the part's record with `patch` (times merged into the record's), unless it says
-   * nothing new; then tells the agent (onStatus).
+   * nothing new, and `system` when given, in one change; then tells the agent (onStatus).
    */
   private async write(
     info: Info,
     patch: Partial<Omit<DeploymentStatus, keyof Info>> & { state: DeployState },
+    system?: SystemStatus,
   ): Promise<void> {
     const existing = this.recordOf(info.id);
     const same = existing?.digest === info.digest ? existing : undefined;
@@ -611,20 +620,30 @@ export class Deployer {
       ...patch,
       times: { received: same?.times.received ?? now, ...same?.times, ...patch.times },
     };
-    if (
+    const unchanged =
       same !== undefined &&
       same.state === record.state &&
       same.code === record.code &&
       same.reason === record.reason &&
       same.waitingFor === record.waitingFor &&
-      JSON.stringify(same.fetch) === JSON.stringify(record.fetch)
-    )
-      return;
-    this.docs.status.change((d) => writeDeployment(d, record));
+      JSON.stringify(same.fetch) === JSON.stringify(record.fetch);
+    if (unchanged && system === undefined) return;
+    this.docs.status.change((d) => {
+      if (!unchanged) writeDeployment(d, record);
+      if (system !== undefined) writeSystem(d, system);
+    });
     await this.told();
   }
 
   private async writeSystemRecord(): Promise<void> {
+    const record = await this.systemRecord();
+    if (record === undefined) return;
+    this.docs.status.change((d) => writeSystem(d, record));
+    await this.told();
+  }
+
+  /** The system record now, or undefined when the document's says the same but for its time. */
+  private async systemRecord(): Promise<SystemStatus | undefined> {
     const o = this.opts;
     const lastGood = this.journal?.state.lastGood ?? null;
     let system: Omit<SystemStatus, 'hwm' | 'at'> = {
@@ -655,9 +674,7 @@ export class Deployer {
     // Unchanged but for its time: not written (a restart adds no history; a cloned machine,
     // started from the same state, writes nothing the original would have to refuse).
     const { at: _at, ...now } = record;
-    if (sameSystem(this.docs.status.doc().system?.val, now)) return;
-    this.docs.status.change((d) => writeSystem(d, record));
-    await this.told();
+    return sameSystem(this.docs.status.doc().system?.val, now) ? undefined : record;
   }
 
   private async told(): Promise<void> {
