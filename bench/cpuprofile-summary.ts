@@ -73,7 +73,9 @@ const CATEGORIES: readonly (readonly [string, RegExp])[] = [
   ['ed25519 (noble, pure JS)', /@noble\/ed25519|sync\/ed25519/],
   [
     'disk (atomic writes, fsync, readdir, fs-store)',
-    /atomic-write|fs-store|fs-io|^(fsync|readdir|openFileHandle|close|mkdir|lstat|rename|unlink|open|writeFile|readFile) |^(fsync|readdir|openFileHandle|close|mkdir|lstat|rename|unlink)$|node:internal\/fs/,
+    // Node's fs natives are frames without a file; a named frame with a file is only disk in
+    // node:internal/fs (an `open` elsewhere, e.g. OwnedDoc.open, is not).
+    /atomic-write|fs-store|fs-io|chunk-log|^(fsync|fdatasync|readdir|openFileHandle|close|mkdir|lstat|rename|unlink|open|writeFile|readFile|read|writeBuffer)$|node:internal\/fs/,
   ],
   ['automerge save', /^(save|saveIncremental|saveSince) @automerge\/automerge:/],
   ['automerge receiveSyncMessage', /^receiveSyncMessage @automerge\/automerge:/],
