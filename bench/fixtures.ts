@@ -4,7 +4,7 @@
 // Building 5,000 fsynced documents takes a while, so it is cached in bench/results/fixtures-<N>/.
 
 import { createHash, randomUUID } from 'node:crypto';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as A from '@automerge/automerge';
@@ -202,6 +202,36 @@ async function writeNodefs(dir: string, chunks: readonly Chunk[]): Promise<void>
   await mapBounded([storageId(), ...chunks], WRITE_CONCURRENCY, (c) =>
     adapter.save(c.key, c.data!),
   );
+}
+
+/**
+ * The fleet fixture as this version's coordinator keeps it: a copy of its state dir with the root
+ * and every facts document moved into the store's chunk log (COORDINATOR_STORE saves there; the
+ * cached fixture's files are what a coordinator upgraded from before the log holds). Made afresh
+ * from the cached fixture on every call, so each restart measured starts from the same state.
+ * Returns its manifest's path (the fixture's, with this state dir).
+ */
+export async function logFixture(n: number, progress: (line: string) => void): Promise<string> {
+  const fleet = await fleetFixture(n, progress);
+  const t0 = performance.now();
+  const dir = join(fixtureDir(n), 'log');
+  await rm(dir, { recursive: true, force: true });
+  const stateDir = join(dir, 'flt');
+  await cp(fleet.stateDir, stateDir, { recursive: true });
+  const store = await FsStore.open(join(stateDir, 'repo'), { log: true });
+  try {
+    await mapBounded([fleet.rootDocId, ...fleet.factsDocIds], WRITE_CONCURRENCY, async (id) => {
+      const chunks = await store.loadRange([id]);
+      await store.removeRange([id]);
+      for (const c of chunks) await store.save(c.key, c.data!);
+    });
+  } finally {
+    await store.close();
+  }
+  const manifest = join(dir, 'manifest.json');
+  await writeFile(manifest, JSON.stringify({ ...fleet, stateDir }) + '\n');
+  progress(`  fixture moved into the chunk log in ${seconds(t0)} s`);
+  return manifest;
 }
 
 /** An admin's state dir holding a replica of a fleet, for `flt admin agents --offline`. */

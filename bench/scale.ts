@@ -16,7 +16,7 @@ import { freeUdpPort } from '../test/helpers/peer-process.js';
 import { timeRun } from './cli.js';
 import { START_TIMEOUT_MS, withFanInFleet } from './fanin-fleet.js';
 import { fanInSample, type FanInSample } from './fanin.js';
-import { fixtureAgentId, fleetFixture, manifestPath } from './fixtures.js';
+import { fixtureAgentId, fleetFixture, logFixture, manifestPath } from './fixtures.js';
 import { runLatency } from './latency.js';
 import type { FleetSyncKind, FleetSyncStep } from './fleet-sync-child.js';
 import { CoordinatorProcess, FLT_BIN, StepProcess } from './processes.js';
@@ -311,25 +311,38 @@ function faninFigures(run: FleetRun, deadlineMs: number): Figure[] {
   ];
 }
 
-/** Restart loading of every facts document, in a fresh process on the cached fixture. */
-async function loadFigure(n: number, deadlineMs: number, opts: BenchOptions): Promise<Figure> {
+/**
+ * Restart loading of every facts document, in a fresh process: on the cached fixture (`files`:
+ * as a coordinator upgraded from before the chunk log holds them) or on a copy with every
+ * document in the chunk log (`log`: as this version's coordinator keeps them).
+ */
+async function loadFigure(
+  n: number,
+  deadlineMs: number,
+  opts: BenchOptions,
+  layout: 'files' | 'log',
+): Promise<Figure> {
   const base = {
-    figure: `2. restart, ${n} agents: every facts doc loaded`,
+    figure: `2. restart, ${n} agents: every facts doc loaded${layout === 'log' ? ', chunk log' : ''}`,
     unit: 's',
     target: { op: '<=', bound: TARGET.allFactsS },
   } as const;
   const size = sizeNote(n, ISSUE.restart);
+  const from = layout === 'log' ? 'documents in the chunk log' : 'documents in files';
   try {
-    await fleetFixture(n, opts.progress);
-    const run = await runChild(['flt', manifestPath(n)], deadlineMs, opts.progress);
+    const manifest =
+      layout === 'log'
+        ? await logFixture(n, opts.progress)
+        : (await fleetFixture(n, opts.progress), manifestPath(n));
+    const run = await runChild(['flt', manifest], deadlineMs, opts.progress);
     const table = run.fleet ? `fleet table in ${(run.fleet.ms / 1000).toFixed(2)} s` : 'no table';
     if (run.all) {
       const s = run.all.ms / 1000;
-      const note = `${size}: Coordinator.start -> every facts doc open (plain, as for a push); ${table}`;
+      const note = `${size}, ${from}: Coordinator.start -> every facts doc open (plain, as for a push); ${table}`;
       return { ...base, value: s, result: judge(s, base.target), note };
     }
     const reached = run.lastProgress ? `, reached ${run.lastProgress}` : '';
-    const note = `${size}: cut off at ${deadlineMs / 1000} s${reached}; ${table}`;
+    const note = `${size}, ${from}: cut off at ${deadlineMs / 1000} s${reached}; ${table}`;
     return { ...base, value: deadlineMs / 1000, lowerBound: true, result: 'MISS', note };
   } catch (err) {
     return { ...base, value: undefined, result: 'MISS', note: `${size}: ${firstLine(err)}` };
@@ -768,7 +781,8 @@ export async function runScale(opts: BenchOptions): Promise<GroupResult> {
   if (parts.has('restart')) {
     // Point 2, and point 3's `admin agents`: on the cached fixture of N enrolled agents.
     opts.progress(`restart with ${sizes.restart} agents on disk`);
-    figures.push(await loadFigure(sizes.restart, LOAD_DEADLINE_MS[mode], opts));
+    figures.push(await loadFigure(sizes.restart, LOAD_DEADLINE_MS[mode], opts, 'files'));
+    figures.push(await loadFigure(sizes.restart, LOAD_DEADLINE_MS[mode], opts, 'log'));
     figures.push(...(await adminFigures(sizes.restart, opts)));
   } else figures.push(notRun('restart', '2. restart loading, admin facts; 3. admin agents'));
   if (parts.has('fleet-sync')) {

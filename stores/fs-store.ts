@@ -5,6 +5,7 @@
 // stores/chunk-format.ts (integrity checks).
 
 import { rename } from 'node:fs/promises';
+import { setImmediate as setImmediateP } from 'node:timers/promises';
 import { dirname, join, resolve } from 'node:path';
 import type { Chunk, StorageKey } from '@automerge/automerge-repo';
 import { type AtomicWriteOptions, ensureDir, fsyncDir, writeFileAtomic } from './atomic-write.js';
@@ -248,6 +249,11 @@ export class FsStore implements Store {
           ? undefined
           : await this.sem.run(() => log.entries(prefix), this.isUrgent(prefix));
       if (logged === undefined || logged.length === 0) return files;
+      // Answered on the loop's next turn, as the read worker answers: reads finishing back to back
+      // kept the loop in its poll phase, each load right after its read, and the wasm headroom's
+      // GC watcher (an immediate) waited through all of them, so Automerge's memory grew page by
+      // page (~660 scavenges; 5,000 documents loaded in 4.8-6.7 s against 3.9-4.1 s from files).
+      await setImmediateP();
       const byKey = new Map(files.map((c) => [show(c.key), c]));
       for (const c of logged) byKey.set(show(c.key), c);
       return [...byKey.values()].sort((a, b) => (show(a.key) < show(b.key) ? -1 : 1));
