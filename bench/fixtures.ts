@@ -66,7 +66,7 @@ export async function fleetFixture(
   progress: (line: string) => void,
 ): Promise<FleetFixture> {
   const dir = fixtureDir(n);
-  const cached = await readManifest(n);
+  const cached = await readManifest(manifestPath(n));
   if (cached?.version === FIXTURE_VERSION && cached.n === n) return cached;
   progress(`building fixture for N = ${n} in ${dir} (cached for later runs)`);
   const t0 = performance.now();
@@ -77,9 +77,9 @@ export async function fleetFixture(
 
 const seconds = (since: number) => ((performance.now() - since) / 1000).toFixed(1);
 
-async function readManifest(n: number): Promise<FleetFixture | undefined> {
+async function readManifest(file: string): Promise<FleetFixture | undefined> {
   try {
-    return JSON.parse(await readFile(manifestPath(n), 'utf8')) as FleetFixture;
+    return JSON.parse(await readFile(file, 'utf8')) as FleetFixture;
   } catch {
     return undefined;
   }
@@ -216,10 +216,7 @@ export async function logFixture(n: number, progress: (line: string) => void): P
   const fleet = await fleetFixture(n, progress);
   const dir = join(fixtureDir(n), 'log');
   const manifest = join(dir, 'manifest.json');
-  const cached = await readFile(manifest, 'utf8').then(
-    (text) => JSON.parse(text) as FleetFixture,
-    () => undefined,
-  );
+  const cached = await readManifest(manifest);
   if (cached?.version === fleet.version && cached.rootDocId === fleet.rootDocId) return manifest;
   const t0 = performance.now();
   await rm(dir, { recursive: true, force: true });

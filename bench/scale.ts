@@ -330,10 +330,8 @@ async function loadFigure(
   const size = sizeNote(n, ISSUE.restart);
   const from = layout === 'log' ? 'documents in the chunk log' : 'documents in files';
   try {
-    const manifest =
-      layout === 'log'
-        ? await logFixture(n, opts.progress)
-        : (await fleetFixture(n, opts.progress), manifestPath(n));
+    await fleetFixture(n, opts.progress);
+    const manifest = layout === 'log' ? await logFixture(n, opts.progress) : manifestPath(n);
     const run = await runChild(['flt', manifest], deadlineMs, opts.progress);
     const table = run.fleet ? `fleet table in ${(run.fleet.ms / 1000).toFixed(2)} s` : 'no table';
     if (run.all) {

@@ -26,7 +26,7 @@ import { scopePeers, type PeerScopes } from '../sync/peer-scopes.js';
 import { bindEndpoint, loadNodeKey } from './endpoint.js';
 import type { Config } from './config/index.js';
 import type { Role } from './config-keys.js';
-import { FsStore } from '../stores/fs-store.js';
+import { FsStore, type FsStoreOptions } from '../stores/fs-store.js';
 import type { NodeKey } from './identity/index.js';
 
 /** automerge-repo's share configuration (its type is not exported by name). */
@@ -60,7 +60,7 @@ export async function openDocuments(
   config: Config,
   key: NodeKey,
   log: Logger,
-  options: { index?: boolean; readWorker?: boolean; log?: boolean } = {},
+  options: Pick<FsStoreOptions, 'index' | 'readWorker' | 'log'> = {},
 ): Promise<NodeDocuments> {
   await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
   const store = await FsStore.open(join(config.stateDir, 'repo'), {
