@@ -31,6 +31,8 @@ export interface FanInSample {
   /** CPU seconds (user + system) each used over the same span. */
   readonly coordCpuS: number;
   readonly agentsCpuS: number;
+  /** Of coordCpuS, its main thread's: the serial part, which one core at most can carry. */
+  readonly coordMainCpuS: number;
 }
 
 /**
@@ -45,13 +47,19 @@ export async function fanInSample(
   progress: (line: string) => void,
 ): Promise<FanInSample> {
   const sample = () =>
-    Promise.all([c.memory(), c.cpuSeconds(), a.memory(), a.cpuSeconds()] as const);
-  const [coordBefore, coordCpu0, agentsBefore, agentsCpu0] = await sample();
+    Promise.all([
+      c.memory(),
+      c.cpuSeconds(),
+      a.memory(),
+      a.cpuSeconds(),
+      c.mainThreadCpuSeconds(),
+    ] as const);
+  const [coordBefore, coordCpu0, agentsBefore, agentsCpu0, coordMain0] = await sample();
   progress(`  starting ${n} agents`);
   a.send('go');
   const started = await a.next('started', deadlineMs + START_TIMEOUT_MS);
   const fleet = await a.next('fleet', deadlineMs + START_TIMEOUT_MS);
-  const [coordAfter, coordCpu1, agentsAfter, agentsCpu1] = await sample();
+  const [coordAfter, coordCpu1, agentsAfter, agentsCpu1, coordMain1] = await sample();
   return {
     fleet,
     startedMs: started.ms,
@@ -61,6 +69,7 @@ export async function fanInSample(
     agentsAfterKiB: agentsAfter.rssKiB,
     coordCpuS: coordCpu1 - coordCpu0,
     agentsCpuS: agentsCpu1 - agentsCpu0,
+    coordMainCpuS: coordMain1 - coordMain0,
   };
 }
 
@@ -140,6 +149,12 @@ export async function runFanin(opts: BenchOptions): Promise<GroupResult> {
     ),
     row(`coordinator RSS with ${n} agents`, 'MiB', (r) => r.coordAfterKiB / KiB, end),
     row('coordinator CPU during fan-in', 's', (r) => r.coordCpuS, 'user + system, same span'),
+    row(
+      "coordinator main thread's CPU during fan-in",
+      's',
+      (r) => r.coordMainCpuS,
+      'of the above: its JavaScript, which one core at most can carry',
+    ),
     row(
       'agents process CPU during fan-in',
       's',

@@ -81,8 +81,20 @@ export async function memoryOf(pid: number): Promise<{ rssKiB: number; peakKiB: 
 const USER_HZ = 100;
 
 /** CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat (Linux). */
-export async function cpuSecondsOf(pid: number): Promise<number> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+export function cpuSecondsOf(pid: number): Promise<number> {
+  return ticksOf(`/proc/${pid}/stat`);
+}
+
+/**
+ * CPU seconds of a process's main thread alone: a node process's JavaScript (and what it calls
+ * synchronously), without V8's helper threads, libuv's pool or the binding's Rust runtime.
+ */
+export function mainThreadCpuSecondsOf(pid: number): Promise<number> {
+  return ticksOf(`/proc/${pid}/task/${pid}/stat`);
+}
+
+async function ticksOf(file: string): Promise<number> {
+  const stat = await readFile(file, 'utf8');
   // Fields after the command name, which is in parentheses and may contain spaces: state is
   // field 3, utime field 14, stime field 15 (proc(5)).
   const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
@@ -227,6 +239,11 @@ export class CoordinatorProcess {
   /** Of the script and the processes it started, while they run. */
   cpuSeconds(): Promise<number> {
     return treeCpuSecondsOf(this.pid);
+  }
+
+  /** Of its main thread alone (mainThreadCpuSecondsOf): the part no other core can take. */
+  mainThreadCpuSeconds(): Promise<number> {
+    return mainThreadCpuSecondsOf(this.pid);
   }
 
   /** SIGKILL, as a crash: no flush, no goodbye to any peer. Resolves once it has exited. */

@@ -32,7 +32,13 @@ export interface Restart {
    * CPU seconds from the kill to the end of the recovery (or its cut-off), and that span: the
    * agents' processes (the load generator, on the same cores) and the new coordinator.
    */
-  readonly cpu: { readonly agentsS: number; readonly coordinatorS: number; readonly spanS: number };
+  readonly cpu: {
+    readonly agentsS: number;
+    readonly coordinatorS: number;
+    /** Of coordinatorS, its main thread's (mainThreadCpuSecondsOf). */
+    readonly coordinatorMainS: number;
+    readonly spanS: number;
+  };
   /** VmRSS of the new coordinator at the end of the recovery: its memory with the fleet back. */
   readonly coordinatorRssKiB: number;
 }
@@ -62,14 +68,16 @@ export async function crashAndRecover(
   const restartMs = performance.now() - killed;
   f.agents.send(`recover ${deadlineMs}`);
   const recovered = await f.agents.next('recovered', deadlineMs + START_TIMEOUT_MS);
-  const [agents1, coordinatorS, memory] = await Promise.all([
+  const [agents1, coordinatorS, coordinatorMainS, memory] = await Promise.all([
     f.agents.cpuSeconds(),
     f.coordinator.cpuSeconds(),
+    f.coordinator.mainThreadCpuSeconds(),
     f.coordinator.memory(),
   ]);
   const cpu = {
     agentsS: agents1 - agents0,
     coordinatorS,
+    coordinatorMainS,
     spanS: (performance.now() - killed) / 1000,
   };
   progress(

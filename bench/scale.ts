@@ -7,7 +7,7 @@
 
 import { EVICT_IDLE_MS } from '../sync/evict.js';
 import { cp, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
@@ -33,6 +33,8 @@ import {
 } from './stats.js';
 import { runSync } from './sync.js';
 
+/** This machine's cores, which the agents' processes and the coordinator share. */
+const CORES = availableParallelism();
 /** The sizes the issue names; a figure measured at another size says so. */
 const ISSUE = { memory: [100, 1000], fanin: 1000, restart: 5000, fleetSync: 1000 } as const;
 const DEFAULTS = {
@@ -268,10 +270,13 @@ function faninFigures(run: FleetRun, deadlineMs: number): Figure[] {
       { ...back, value: undefined, result: 'MISS', note },
     ];
   }
-  const { fleet, agentsCpuS, coordCpuS } = run.fan;
+  const { fleet, agentsCpuS, coordCpuS, coordMainCpuS } = run.fan;
   const value = fleet.complete / (fleet.ms / 1000);
   // Both processes share this machine's cores: the agents' CPU is the load generator's.
-  const cpu = `; CPU-s agents process ${agentsCpuS.toFixed(0)} (${((agentsCpuS / run.n) * 1000).toFixed(0)} ms/agent), coordinator ${coordCpuS.toFixed(0)}`;
+  const cpu =
+    `; CPU-s agents process ${agentsCpuS.toFixed(0)} (${((agentsCpuS / run.n) * 1000).toFixed(0)} ms/agent), ` +
+    `coordinator ${coordCpuS.toFixed(0)} (main thread ${coordMainCpuS.toFixed(0)}); ` +
+    faninBounds(fleet.complete, agentsCpuS, coordCpuS, coordMainCpuS);
   const rateFigure: Figure = {
     ...rate,
     value,
@@ -293,7 +298,8 @@ function faninFigures(run: FleetRun, deadlineMs: number): Figure[] {
     `SIGKILL -> ready ${(restartMs / 1000).toFixed(2)} s; CPU from the kill on ` +
     `(${since.spanS.toFixed(1)} s): agents processes ${since.agentsS.toFixed(1)} s ` +
     `(${(since.agentsS / since.spanS).toFixed(2)} cores), coordinator ` +
-    `${since.coordinatorS.toFixed(1)} s` +
+    `${since.coordinatorS.toFixed(1)} s (main thread ${since.coordinatorMainS.toFixed(1)} s); ` +
+    recoveryBounds(since) +
     (idle === undefined
       ? ''
       : `; idle before: ${((idle.agentsCpuS / run.n / (IDLE_WINDOW_MS / 1000)) * 1000).toFixed(2)} ms CPU per agent per s in the agents process, coordinator ${((idle.coordCpuS / (IDLE_WINDOW_MS / 1000)) * 100).toFixed(0)} % of a core`);
@@ -309,6 +315,33 @@ function faninFigures(run: FleetRun, deadlineMs: number): Figure[] {
         : `${size}: coordinator ready -> new admin sees all online; ${ready}`,
     },
   ];
+}
+
+/**
+ * What the CPU a fan-in of `n` used says about its rate, with the agents on this machine's cores
+ * (CORES): the rate at which both sides' CPU would keep every core busy (no run here can beat it),
+ * the load generator's alone (a coordinator that cost nothing), and the coordinator's own: its
+ * main thread carried by one core, everything else by the others. The last is what a coordinator
+ * with the cores to itself could absorb, the agents on their own machines.
+ */
+function faninBounds(n: number, agentsS: number, coordS: number, coordMainS: number): string {
+  const rate = (cpuS: number, cores: number) => ((n * cores) / cpuS).toFixed(1);
+  const own = Math.min(n / coordMainS, (n * CORES) / coordS);
+  return (
+    `CPU bounds on ${CORES} cores: both sides ${rate(agentsS + coordS, CORES)} agents/s, ` +
+    `the agents alone ${rate(agentsS, CORES)}; the coordinator alone ${own.toFixed(1)} agents/s ` +
+    `(${((coordMainS / n) * 1000).toFixed(1)} ms of main thread per agent)`
+  );
+}
+
+/** The same for a recovery: the shortest it could be, CPU-bound, and the coordinator's part. */
+function recoveryBounds(cpu: Restart['cpu']): string {
+  const both = (cpu.agentsS + cpu.coordinatorS) / CORES;
+  const own = Math.max(cpu.coordinatorMainS, cpu.coordinatorS / CORES);
+  return (
+    `CPU bounds on ${CORES} cores: both sides ${both.toFixed(1)} s from the kill, ` +
+    `the coordinator alone ${own.toFixed(1)} s`
+  );
 }
 
 /**
