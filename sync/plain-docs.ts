@@ -50,6 +50,9 @@ import { FltError, messageOf } from './errors.js';
 import { silentLogger, type Logger } from './log.js';
 import { contentChunks, sameHeads } from './owned-doc.js';
 
+/** Automerge's backend of a document (A.getBackend). */
+export type Backend = ReturnType<typeof A.getBackend>;
+
 /** What PlainDocs needs of a store: automerge-repo's storage interface (FsStore, MemoryStore). */
 export interface PlainStore {
   loadRange(prefix: StorageKey): Promise<Chunk[]>;
@@ -165,6 +168,16 @@ export class PlainDocs {
     }
     entry.viewed = true;
     return entry.view as A.Doc<T>;
+  }
+
+  /**
+   * `read(backend, heads)` on `doc` as held now, through Automerge's backend alone (no object of
+   * the whole document built, as peek() builds); also while it is handed over, as peek();
+   * undefined when not held. `read` must not keep the backend past its return.
+   */
+  read<R>(doc: DocumentId, read: (backend: Backend, heads: string[]) => R): R | undefined {
+    const entry = this.entries.get(doc);
+    return entry === undefined ? undefined : read(A.getBackend(entry.base), headsOf(entry));
   }
 
   /** The heads of `doc` as held now (no object built); undefined when not held. */

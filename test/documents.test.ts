@@ -14,11 +14,17 @@ import {
   decodeAgent,
   encodeAgent,
   storedFacts,
+  summarize,
+  summaryFields,
   type AgentEntry,
   type FactsDoc,
   type RootDoc,
 } from '../src/docs/types.js';
 import { generateNodeKey } from '../src/identity/index.js';
+import { factsPatch, writeFactsPatch } from '../src/docs/facts-doc.js';
+import { factsBase } from '../src/docs/facts.js';
+import { validateFacts, validateSummaryFacts, type Facts } from '../src/facts/index.js';
+import { FltError } from '../sync/errors.js';
 
 const entry = (hostname: string): AgentEntry => ({
   nodeId: generateNodeKey().nodeId,
@@ -113,3 +119,71 @@ describe('document ids', () => {
 
 /** docIdFor(32 bytes of 7), as automerge-repo's stringifyAutomergeUrl encoded it before. */
 const FIXED_DOC_ID = 'azFifDYeM36A74CqXSwE7swKYsP';
+
+describe("the fleet table's summary of a facts document", () => {
+  const owner = generateNodeKey().nodeId;
+  const facts = (hostname: string): Facts => ({
+    schema: 1,
+    collectedAt: '2026-12-05T06:00:00.000Z',
+    hostname,
+    os: {
+      id: 'nixos',
+      name: 'NixOS',
+      version: '25.05 (Warbler)',
+      versionId: '25.05',
+      prettyName: 'NixOS 25.05 (Warbler)',
+    },
+    kernel: { name: 'Linux', release: '6.12.34', version: '#1-NixOS SMP' },
+    arch: 'x86_64',
+    cpus: { model: 'EPYC', count: 2 },
+    memory: { totalBytes: 2 ** 34 },
+    disks: [{ mount: '/', fs: 'ext4', totalBytes: 2 ** 36 }],
+    network: [{ name: 'eth0', addresses: ['10.0.0.2'] }],
+    nixos: { version: '25.05.20250612.4f3e2a1' },
+    notes: [],
+  });
+  const begin = () => A.change(A.init<FactsDoc>(), (d) => void Object.assign(d, factsBase(owner)));
+  const written = (hostname: string, base = begin()) =>
+    A.change(base, (d) => {
+      const f = facts(hostname);
+      writeFactsPatch(d, factsPatch(d, f), f.collectedAt);
+    });
+  const summaryAt = (doc: A.Doc<FactsDoc>, heads = A.getHeads(doc)) => {
+    const fields = summaryFields(A.getBackend(doc), heads);
+    return fields && summarize(validateSummaryFacts(fields));
+  };
+
+  it('reads the fields the whole facts give, at the heads asked (older heads: older facts)', () => {
+    const first = written('host-a');
+    const second = written('host-b', A.clone(first));
+    expect(summaryAt(second)).toEqual(summarize(validateFacts(storedFacts(second))));
+    expect(summaryAt(second)?.hostname).toBe('host-b');
+    expect(summaryAt(second, A.getHeads(first))?.hostname).toBe('host-a');
+  });
+
+  it('is null before the first write', () => {
+    const base = begin();
+    expect(summaryFields(A.getBackend(base), A.getHeads(base))).toBeNull();
+  });
+
+  it('validates only its own fields, with the codes of validateFacts', () => {
+    const doc = written('host-a');
+    const fields = summaryFields(A.getBackend(doc), A.getHeads(doc))!;
+    // Another field not valid (the whole facts refused) leaves the summary readable.
+    const badDisks = A.change(doc, (d) => void (d.facts!['disks'] = 7));
+    expect(() => validateFacts(storedFacts(badDisks))).toThrow(FltError);
+    expect(summaryAt(badDisks)?.hostname).toBe('host-a');
+    const code = (value: unknown) => {
+      try {
+        validateSummaryFacts(value);
+        return 'accepted';
+      } catch (err) {
+        return err instanceof FltError ? err.code : 'other';
+      }
+    };
+    expect(code({ ...fields, hostname: 42 })).toBe('BAD_MESSAGE');
+    expect(code({ ...fields, os: undefined })).toBe('BAD_MESSAGE');
+    expect(code({ ...fields, schema: 2 })).toBe('UNSUPPORTED_VERSION');
+    expect(code(fields)).toBe('accepted');
+  });
+});

@@ -6,7 +6,7 @@ import * as A from '@automerge/automerge';
 import type { DocumentId } from '@automerge/automerge-repo';
 import { FltError } from '../../sync/errors.js';
 import { isNodeId, type NodeId } from '../../sync/ids.js';
-import type { Facts } from '../facts/index.js';
+import type { SummaryFacts } from '../facts/index.js';
 import type { DerivePurpose } from '../identity/derive.js';
 import { MAX_LABELS, isLabelKey, isLabelValue } from '../trust/admin-ops.js';
 import { plainRecord } from '../trust/canonical.js';
@@ -335,7 +335,7 @@ function summaryOf(v: unknown): AgentSummary | null {
 }
 
 /** The fleet table's view of a facts document. */
-export function summarize(facts: Omit<Facts, 'collectedAt'>): AgentSummary {
+export function summarize(facts: SummaryFacts): AgentSummary {
   return {
     hostname: facts.hostname,
     os: facts.os.prettyName || facts.os.name,

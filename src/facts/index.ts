@@ -5,6 +5,7 @@
 export {
   FACTS_SCHEMA_VERSION,
   validateFacts,
+  validateSummaryFacts,
   validateVolatileFacts,
   type CpuInfo,
   type DiskInfo,
@@ -15,6 +16,7 @@ export {
   type NixInfo,
   type NixosInfo,
   type OsInfo,
+  type SummaryFacts,
   type VolatileFacts,
 } from './schema.js';
 export { MAX_DEPTH, MAX_FACTER_BYTES, MAX_ITEMS, MAX_NODES, MAX_STRING } from './bounded.js';

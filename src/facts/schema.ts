@@ -117,6 +117,22 @@ const factsSchema: z.ZodType<Facts> = z.object({
   notes: z.array(text),
 });
 
+/** The facts the fleet table's summary is made of (docs/root.ts summarize), by the same rules. */
+export type SummaryFacts = Pick<Facts, 'schema' | 'hostname' | 'arch'> & {
+  readonly os: Pick<OsInfo, 'name' | 'prettyName'>;
+  readonly kernel: Pick<KernelInfo, 'release'>;
+  readonly nixos?: Pick<NixosInfo, 'version'>;
+};
+
+const summarySchema: z.ZodType<SummaryFacts> = z.object({
+  schema: z.literal(FACTS_SCHEMA_VERSION),
+  hostname: text,
+  os: z.object({ name: text, prettyName: text }),
+  kernel: z.object({ release: text }),
+  arch: text,
+  nixos: z.object({ version: text }).optional(),
+});
+
 const load = z.number().nonnegative();
 const volatileSchema: z.ZodType<VolatileFacts> = z.object({
   uptimeSeconds: z.number().nonnegative(),
@@ -132,17 +148,27 @@ const volatileSchema: z.ZodType<VolatileFacts> = z.object({
  */
 export function validateFacts(value: unknown): Facts {
   const copy = boundedCopy(value, 'facts');
-  if (typeof copy === 'object' && copy !== null && 'schema' in copy) {
-    const version = copy.schema;
-    if (
-      typeof version === 'number' &&
-      Number.isInteger(version) &&
-      version > FACTS_SCHEMA_VERSION
-    ) {
-      throw new FltError('UNSUPPORTED_VERSION', `facts schema ${version} is newer than this flt`);
-    }
-  }
+  checkVersion(copy);
   return parse(factsSchema, copy, 'facts');
+}
+
+/**
+ * Validates the summary's fields of facts read from another peer's document (docs/facts.ts
+ * summaryFields reads only those) as validateFacts validates them, with its codes; the other
+ * fields are not looked at.
+ */
+export function validateSummaryFacts(value: unknown): SummaryFacts {
+  const copy = boundedCopy(value, 'facts');
+  checkVersion(copy);
+  return parse(summarySchema, copy, 'facts');
+}
+
+/** UNSUPPORTED_VERSION when facts say they are of a schema newer than this reader's. */
+function checkVersion(copy: unknown): void {
+  if (typeof copy !== 'object' || copy === null || !('schema' in copy)) return;
+  const version = copy.schema;
+  if (typeof version === 'number' && Number.isInteger(version) && version > FACTS_SCHEMA_VERSION)
+    throw new FltError('UNSUPPORTED_VERSION', `facts schema ${version} is newer than this flt`);
 }
 
 /** Validates volatile facts from another peer, like {@link validateFacts}. */

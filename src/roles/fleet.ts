@@ -12,7 +12,7 @@ import type { Logger } from '../../sync/log.js';
 import { changesIn } from '../../sync/changes.js';
 import type { StoredHeads } from '../../sync/stored-heads.js';
 import type { PushVerdict } from '../../sync/push.js';
-import type { PlainDocs } from '../../sync/plain-docs.js';
+import type { Backend, PlainDocs } from '../../sync/plain-docs.js';
 import {
   newer,
   sameHeads,
@@ -21,14 +21,14 @@ import {
   type OwnedDoc,
   type SignedHeads,
 } from '../../sync/owned-doc.js';
-import { validateFacts } from '../facts/index.js';
+import { validateSummaryFacts } from '../facts/index.js';
 import {
   agentsOf,
   encodeAgent,
   readStatus,
   sortAgents,
-  storedFacts,
   summarize,
+  summaryFields,
   type AgentEntry,
   type DeploySummary,
   type DesiredSummary,
@@ -739,7 +739,7 @@ export class Fleet {
     const signed = waiting.get(id);
     const entry = this.entries.get(id);
     if (entry?.forked) waiting.delete(id);
-    else if (signed && entry && A.hasHeads(handle.doc(), [...signed.heads])) {
+    else if (signed && entry && holdsHeads(handle, signed.heads)) {
       waiting.delete(id);
       // Recorded heads are always held, so now the two compare for sure.
       const held = headsOf(entry, kind);
@@ -829,15 +829,20 @@ export class Fleet {
     return this.rootDoc.signed();
   }
 
-  /** The summary comes from the trusted view only: facts no verified signature covers never count. */
+  /**
+   * The summary comes from the facts at the signed heads only (the trusted view's): facts no
+   * verified signature covers never count. Only its fields are read and validated (summaryFields):
+   * another field that is not valid does not keep the table's row from the agent's hostname.
+   */
   private updateSummary(id: NodeId, handle: Source<FactsDoc>): void {
     const entry = this.entries.get(id);
-    const view = trustedView(handle.doc(), headsOf(entry, 'facts'));
-    const facts = view.doc ? storedFacts(view.doc) : null;
-    if (!facts || !entry) return;
+    const signed = headsOf(entry, 'facts');
+    if (!signed || !entry || !holdsHeads(handle, signed.heads)) return;
+    const facts = readBackend(handle, (backend) => summaryFields(backend, [...signed.heads]));
+    if (!facts) return;
     let summary;
     try {
-      summary = summarize(validateFacts(facts));
+      summary = summarize(validateSummaryFacts(facts));
     } catch (err) {
       this.log.warn('ignoring invalid facts', { agent: shortId(id), err: String(err) });
       return;
@@ -886,12 +891,40 @@ class PlainSource implements Source {
     private readonly repo: Repo,
   ) {}
 
+  /** `read` through the held document's backend (PlainDocs.read); undefined when not held. */
+  read<R>(read: (backend: Backend) => R): R | undefined {
+    return this.plain.read(this.documentId, read);
+  }
+
+  /** PlainDocs.hasHeads while it holds the document, else as doc() finds it. */
+  hasHeads(heads: readonly string[]): boolean {
+    return this.plain.holds(this.documentId)
+      ? this.plain.hasHeads(this.documentId, heads)
+      : A.hasHeads(this.doc(), [...heads]);
+  }
+
   doc(): A.Doc<unknown> {
     const held = this.plain.peek(this.documentId);
     if (held !== undefined) return held;
     const handle = this.repo.handles[this.documentId] as DocHandle<unknown> | undefined;
     return handle?.isReady() ? handle.doc() : A.init();
   }
+}
+
+/**
+ * `read` on `source`'s document through Automerge's backend: a plain document's builds no
+ * object of it (PlainDocs.read); a handle's document is an object already.
+ */
+function readBackend<R extends object | null>(source: Source, read: (backend: Backend) => R): R {
+  const held = source instanceof PlainSource ? source.read(read) : undefined;
+  return held !== undefined ? held : read(A.getBackend(source.doc()));
+}
+
+/** Whether `source`'s document holds every change of `heads`, without building its object. */
+function holdsHeads(source: Source, heads: readonly string[]): boolean {
+  return source instanceof PlainSource
+    ? source.hasHeads(heads)
+    : A.hasHeads(source.doc(), [...heads]);
 }
 
 /** An ISO time as ms, or undefined when absent or not a time. */
