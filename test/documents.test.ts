@@ -161,6 +161,15 @@ describe("the fleet table's summary of a facts document", () => {
     expect(summaryAt(second, A.getHeads(first))?.hostname).toBe('host-a');
   });
 
+  it('reads facts without the optional fields (not NixOS) as the whole facts give them', () => {
+    const { nixos: _, ...plainLinux } = facts('host-debian');
+    const doc = A.change(begin(), (d) => {
+      writeFactsPatch(d, factsPatch(d, plainLinux), plainLinux.collectedAt);
+    });
+    expect(summaryAt(doc)).toEqual(summarize(validateFacts(storedFacts(doc))));
+    expect(summaryAt(doc)?.nixosVersion).toBeNull();
+  });
+
   it('is null before the first write', () => {
     const base = begin();
     expect(summaryFields(A.getBackend(base), A.getHeads(base))).toBeNull();
@@ -170,7 +179,7 @@ describe("the fleet table's summary of a facts document", () => {
     const doc = written('host-a');
     const fields = summaryFields(A.getBackend(doc), A.getHeads(doc))!;
     // Another field not valid (the whole facts refused) leaves the summary readable.
-    const badDisks = A.change(doc, (d) => void (d.facts!['disks'] = 7));
+    const badDisks = A.change(A.clone(doc), (d) => void (d.facts!['disks'] = 7));
     expect(() => validateFacts(storedFacts(badDisks))).toThrow(FltError);
     expect(summaryAt(badDisks)?.hostname).toBe('host-a');
     const code = (value: unknown) => {
@@ -181,6 +190,12 @@ describe("the fleet table's summary of a facts document", () => {
         return err instanceof FltError ? err.code : 'other';
       }
     };
+    // Text (documents written before strings were sealed) reads as its string; an object where
+    // a string belongs is refused.
+    const asText = A.change(A.clone(doc), (d) => void (d.facts!['hostname'] = 'host-text'));
+    expect(summaryAt(asText)?.hostname).toBe('host-text');
+    const archMap = A.change(A.clone(doc), (d) => void (d.facts!['arch'] = { bits: 64 }));
+    expect(() => summaryAt(archMap)).toThrow(FltError);
     expect(code({ ...fields, hostname: 42 })).toBe('BAD_MESSAGE');
     expect(code({ ...fields, os: undefined })).toBe('BAD_MESSAGE');
     expect(code({ ...fields, schema: 2 })).toBe('UNSUPPORTED_VERSION');

@@ -37,30 +37,52 @@ export function storedFacts(doc: FactsDoc): Record<string, unknown> | null {
 }
 
 /** The facts fields the fleet table's summary is made of (facts/schema.ts SummaryFacts). */
-const SUMMARY_FIELDS = ['schema', 'hostname', 'os', 'kernel', 'arch', 'nixos'] as const;
+const SUMMARY_FIELDS = {
+  schema: true,
+  hostname: true,
+  arch: true,
+  os: ['name', 'prettyName'],
+  kernel: ['release'],
+  nixos: ['version'],
+} as const;
 
 /**
  * The summary's fields of the facts a facts document holds at `heads` (which it must hold), as
  * plain values like storedFacts gives them, to validate with validateSummaryFacts; null before
- * the first write. Read through the backend, only these fields' values are built: building the
- * object of a whole facts document (~200 operations) was a coordinator's largest cost in taking
- * an agent's push, for five fields (issue 13).
+ * the first write. Read value by value through the backend: no object is built, of the document
+ * or of any part of it (building the whole document's object, ~200 operations, was a
+ * coordinator's largest cost in taking an agent's push, for five fields: issue 13).
  */
 export function summaryFields(backend: Backend, heads: A.Heads): Record<string, unknown> | null {
   const facts = backend.getWithType('_root', 'facts', heads);
   if (facts?.[0] !== 'map') return null;
-  const fields: Record<string, unknown> = {};
-  for (const key of SUMMARY_FIELDS) {
-    const value = backend.getWithType(facts[1], key, heads);
-    if (value === null || value === undefined) continue;
+  /** The value at `key` of object `obj`: a scalar; text as its string; a map or list by its id. */
+  const at = (obj: string, key: string): unknown => {
+    const value = backend.getWithType(obj, key, heads);
+    if (value === null || value === undefined) return undefined;
     const [type, v] = value;
-    fields[key] =
-      type === 'map' || type === 'list' || type === 'text'
-        ? plain(backend.materialize(v, heads))
-        : v;
-  }
-  return fields;
+    if (type === 'text') return backend.text(v, heads);
+    return type === 'map' ? { map: v } : type === 'list' ? { list: v } : v;
+  };
+  /** Absent keys left out, as storedFacts leaves them (validation refuses undefined). */
+  const present = (entries: [string, unknown][]) =>
+    Object.fromEntries(entries.filter(([, v]) => v !== undefined));
+  return present(
+    Object.entries(SUMMARY_FIELDS).map(([key, inner]) => {
+      const value = at(facts[1], key);
+      // A map or list where a scalar belongs stays a {map}/{list} object: validation refuses it.
+      return [
+        key,
+        inner !== true && isMapRef(value)
+          ? present(inner.map((k: string) => [k, at(value.map, k)]))
+          : value,
+      ];
+    }),
+  );
 }
+
+const isMapRef = (value: unknown): value is { map: string } =>
+  typeof value === 'object' && value !== null && 'map' in value;
 
 /** The document before its first change: what every copy starts from (doc-id.ts). */
 export function factsBase(owner: NodeId): FactsDoc {
