@@ -325,11 +325,11 @@ function faninFigures(run: FleetRun, deadlineMs: number): Figure[] {
  * with the cores to itself could absorb, the agents on their own machines.
  */
 function faninBounds(n: number, agentsS: number, coordS: number, coordMainS: number): string {
-  const rate = (cpuS: number, cores: number) => ((n * cores) / cpuS).toFixed(1);
+  const rate = (cpuS: number) => ((n * CORES) / cpuS).toFixed(1);
   const own = Math.min(n / coordMainS, (n * CORES) / coordS);
   return (
-    `CPU bounds on ${CORES} cores: both sides ${rate(agentsS + coordS, CORES)} agents/s, ` +
-    `the agents alone ${rate(agentsS, CORES)}; the coordinator alone ${own.toFixed(1)} agents/s ` +
+    `CPU bounds on ${CORES} cores: both sides ${rate(agentsS + coordS)} agents/s, ` +
+    `the agents alone ${rate(agentsS)}; the coordinator alone ${own.toFixed(1)} agents/s ` +
     `(${((coordMainS / n) * 1000).toFixed(1)} ms of main thread per agent)`
   );
 }
@@ -363,7 +363,8 @@ async function loadFigure(
   const size = sizeNote(n, ISSUE.restart);
   const from = layout === 'log' ? 'documents in the chunk log' : 'documents in files';
   try {
-    await fleetFixture(n, opts.progress);
+    // logFixture makes (or finds) the fleet fixture first.
+    if (layout === 'files') await fleetFixture(n, opts.progress);
     const manifest = layout === 'log' ? await logFixture(n, opts.progress) : manifestPath(n);
     const run = await runChild(['flt', manifest], deadlineMs, opts.progress);
     const table = run.fleet ? `fleet table in ${(run.fleet.ms / 1000).toFixed(2)} s` : 'no table';

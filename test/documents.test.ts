@@ -21,6 +21,7 @@ import {
   type RootDoc,
 } from '../src/docs/types.js';
 import { generateNodeKey } from '../src/identity/index.js';
+import { sampleFacts } from '../bench/facts-sample.js';
 import { factsPatch, writeFactsPatch } from '../src/docs/facts-doc.js';
 import { factsBase } from '../src/docs/facts.js';
 import { validateFacts, validateSummaryFacts, type Facts } from '../src/facts/index.js';
@@ -123,24 +124,8 @@ const FIXED_DOC_ID = 'azFifDYeM36A74CqXSwE7swKYsP';
 describe("the fleet table's summary of a facts document", () => {
   const owner = generateNodeKey().nodeId;
   const facts = (hostname: string): Facts => ({
-    schema: 1,
-    collectedAt: '2026-12-05T06:00:00.000Z',
+    ...sampleFacts(1, '2026-12-05T06:00:00.000Z'),
     hostname,
-    os: {
-      id: 'nixos',
-      name: 'NixOS',
-      version: '25.05 (Warbler)',
-      versionId: '25.05',
-      prettyName: 'NixOS 25.05 (Warbler)',
-    },
-    kernel: { name: 'Linux', release: '6.12.34', version: '#1-NixOS SMP' },
-    arch: 'x86_64',
-    cpus: { model: 'EPYC', count: 2 },
-    memory: { totalBytes: 2 ** 34 },
-    disks: [{ mount: '/', fs: 'ext4', totalBytes: 2 ** 36 }],
-    network: [{ name: 'eth0', addresses: ['10.0.0.2'] }],
-    nixos: { version: '25.05.20250612.4f3e2a1' },
-    notes: [],
   });
   const begin = () => A.change(A.init<FactsDoc>(), (d) => void Object.assign(d, factsBase(owner)));
   const written = (hostname: string, base = begin()) =>
