@@ -383,10 +383,12 @@ async function loadFigure(
 
 /**
  * The coordinator CLI restarted on a copy of the N-agent fixture, with a fresh initial admin;
- * then, right after its ticket, `flt admin facts` of one agent (the admin has no replica yet) and
- * `flt admin agents`; then the coordinator is killed and started again, and `flt admin facts`
- * asked again right after its ticket (the admin has the replica its earlier commands left, as an
- * operator's has). Each a whole CLI process (online: connect, fetch, answer).
+ * then, right after its ticket, `flt admin facts` of one agent (the admin has no replica yet: it
+ * asks for the one agent, fleet.agent), `flt admin agents` twice (the first fetches and loads the
+ * whole root, the second reads the replica it left); then the coordinator is killed and started
+ * again, and `flt admin facts` asked again right after its ticket (the admin has the replica its
+ * earlier commands left, as an operator's has). Each a whole CLI process (online: connect, fetch,
+ * answer).
  */
 async function adminFigures(n: number, opts: BenchOptions): Promise<Figure[]> {
   const facts = {
@@ -401,6 +403,11 @@ async function adminFigures(n: number, opts: BenchOptions): Promise<Figure[]> {
   } as const;
   const agents = {
     figure: `3. admin agents, ${n} agents`,
+    unit: 's',
+    target: { op: '<=', bound: TARGET.adminS },
+  } as const;
+  const coldAgents = {
+    figure: `3. admin agents, fresh admin, ${n} agents`,
     unit: 's',
     target: { op: '<=', bound: TARGET.adminS },
   } as const;
@@ -421,7 +428,7 @@ async function adminFigures(n: number, opts: BenchOptions): Promise<Figure[]> {
     const cli = [FLT_BIN, '--state-dir', adminDir, '--relay', 'disabled', '--discovery', 'none'];
     cli.push('--coordinator', coordinator.ticket, 'admin');
     const timed = async (
-      spec: typeof facts | typeof coldFacts | typeof agents,
+      spec: typeof facts | typeof coldFacts | typeof agents | typeof coldAgents,
       args: string[],
       check: (out: string) => boolean,
       what: string,
@@ -447,12 +454,19 @@ async function adminFigures(n: number, opts: BenchOptions): Promise<Figure[]> {
       coldFacts,
       ['facts', agent],
       hasFacts,
-      `whole CLI process, no replica yet (fetch and load the root), started at the coordinator's ticket (ready ${readyS.toFixed(2)} s after spawn)`,
+      `whole CLI process, no replica yet (the one agent's record by fleet.agent, its facts document by doc.fetch), started at the coordinator's ticket (ready ${readyS.toFixed(2)} s after spawn)`,
+    );
+    const table = (out: string) => out.startsWith(`${n} agents`);
+    const coldAgentsFigure = await timed(
+      coldAgents,
+      ['agents'],
+      table,
+      'whole CLI process, online, no root in the replica yet (fetch and load the root, presence, table)',
     );
     const agentsFigure = await timed(
       agents,
       ['agents'],
-      (out) => out.startsWith(`${n} agents`),
+      table,
       'whole CLI process, online (connect, the root as the replica holds it, presence, table)',
     );
     await coordinator.kill();
@@ -464,15 +478,16 @@ async function adminFigures(n: number, opts: BenchOptions): Promise<Figure[]> {
       facts,
       ['facts', agent],
       hasFacts,
-      `whole CLI process, the admin's replica from before the restart (SIGKILL), started at the coordinator's ticket (ready ${againS.toFixed(2)} s after spawn)`,
+      `whole CLI process (fleet.agent, then the facts document), the admin's replica from before the restart (SIGKILL), started at the coordinator's ticket (ready ${againS.toFixed(2)} s after spawn)`,
     );
-    return [factsFigure, coldFigure, agentsFigure];
+    return [factsFigure, coldFigure, agentsFigure, coldAgentsFigure];
   } catch (err) {
     const note = `${size}: ${firstLine(err)}`;
     return [
       { ...facts, value: undefined, result: 'MISS', note },
       { ...coldFacts, value: undefined, result: 'MISS', note },
       { ...agents, value: undefined, result: 'MISS', note },
+      { ...coldAgents, value: undefined, result: 'MISS', note },
     ];
   } finally {
     await coordinator?.stop().catch(() => undefined);

@@ -10,6 +10,7 @@ import { isNodeId, type NodeId } from '../sync/ids.js';
 import { ANYONE, type RpcMethod } from '../sync/rpc-method.js';
 import type { Role } from './trust/authority.js';
 import { validateVolatileFacts, type VolatileFacts } from './facts/index.js';
+import { MAX_RECORD } from './docs/root.js';
 
 const nodeId = z
   .string()
@@ -221,6 +222,28 @@ export const fleetPresenceOf = method(
   ADMIN,
   z.object({ nodeIds: z.array(nodeId).min(1).max(PRESENCE_OF_MAX) }).strict(),
   z.object({ now: time, agents: z.array(presenceEntry).max(PRESENCE_OF_MAX) }),
+);
+
+/**
+ * `fleet.agent`: one agent's root record and presence, the agent named as `flt admin facts`
+ * names it (node id, unique prefix or hostname: docs/root.ts pickEntry, whose NOT_FOUND and
+ * BAD_ARGUMENT come back as they are). What `facts` needs without the whole root: at 5,000 agents
+ * a fresh admin's root is 1.2 MB to send and half a second to load (issue 13). `record` is the
+ * record's text as the root holds it (docs/root.ts decodeAgent reads it). A coordinator before it
+ * answers RPC_UNKNOWN_METHOD: read the root.
+ */
+export const fleetAgent = method(
+  'fleet.agent',
+  ADMIN,
+  z.object({ query: z.string().min(1).max(256) }).strict(),
+  z.object({
+    now: time,
+    coordinator: nodeId,
+    rootDocId: docId,
+    nodeId,
+    record: z.string().max(MAX_RECORD),
+    presence: presenceEntry,
+  }),
 );
 
 /** `doc.heads`: the coordinator's heads of a document (null: it does not hold it). */

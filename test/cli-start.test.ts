@@ -2,19 +2,12 @@
 // loads neither iroh nor automerge-repo, yet still reads the replica through its signed heads.
 // Every module a run resolves is recorded by a module hook (node:module register) in the child.
 
-import { createHash } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import * as A from '@automerge/automerge';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FsStore } from '../stores/fs-store.js';
 import { UNVERIFIED_NOTE } from '../src/cli/table.js';
-import { baseDocument, docIdFor } from '../sync/owned-doc.js';
-import { encodeAgent, rootBase, type AgentEntry, type RootDoc } from '../src/docs/types.js';
-import { deriveKeyPair, generateNodeKey } from '../src/identity/index.js';
-import { saveReplicaInfo } from '../src/roles/replica.js';
-import { signHeads } from '../sync/owned-doc.js';
 import { runFlt, tempDir } from './helpers/flt.js';
+import { writeReplica } from './helpers/replica.js';
 
 let dir: Awaited<ReturnType<typeof tempDir>>;
 let hooks: string;
@@ -52,63 +45,6 @@ async function runRecorded(args: readonly string[]) {
 
 const loading = (urls: readonly string[], part: string) => urls.filter((u) => u.includes(part));
 
-const AGENT_FIELDS = { enrolledAt: '2026-01-01T00:00:00.000Z', factsHeads: null };
-
-function agent(hostname: string): AgentEntry {
-  const key = generateNodeKey();
-  const facts = deriveKeyPair(key.secret, 'flt/v1/doc/facts');
-  return {
-    nodeId: key.nodeId,
-    factsDocId: docIdFor(facts.publicKey),
-    factsWriteKey: Buffer.from(facts.publicKey).toString('hex'),
-    lastSeen: AGENT_FIELDS.enrolledAt,
-    summary: { hostname, os: 'NixOS', nixosVersion: '25.05', kernel: '6.12', arch: 'x86_64' },
-    ...AGENT_FIELDS,
-  };
-}
-
-/**
- * An admin's replica as `admin agents` leaves it: the root document (two agents) as a snapshot
- * in the store, replica.json with its heads signed by `signer` (the root write key unless told),
- * and optionally a third agent added later as an incremental chunk no signature covers.
- */
-async function replica(name: string, opts: { wrongSigner?: boolean; unsigned?: boolean } = {}) {
-  const stateDir = join(dir.path, name);
-  const coordinator = generateNodeKey();
-  const rootKey = deriveKeyPair(coordinator.secret, 'flt/v1/doc/root');
-  const rootDocId = docIdFor(rootKey.publicKey);
-  let root = A.load<RootDoc>(baseDocument(rootDocId, rootBase(coordinator.nodeId)));
-  for (const host of ['host-a', 'host-b']) {
-    const entry = agent(host);
-    root = A.change(root, (d) => void (d.agents[entry.nodeId] = encodeAgent(entry)));
-  }
-  const signer = opts.wrongSigner
-    ? deriveKeyPair(generateNodeKey().secret, 'flt/v1/doc/root')
-    : rootKey;
-  const signed = signHeads(rootDocId, 1, A.getHeads(root), signer.secret, rootKey.publicKey);
-  const store = await FsStore.open(join(stateDir, 'repo'));
-  const hash = (doc: A.Doc<unknown>) =>
-    createHash('sha256').update(A.getHeads(doc).join('')).digest('hex');
-  await store.save([rootDocId, 'snapshot', hash(root)], A.save(root));
-  if (opts.unsigned) {
-    const entry = agent('host-c');
-    const later = A.change(root, (d) => void (d.agents[entry.nodeId] = encodeAgent(entry)));
-    const chunk = A.saveSince(later, A.getHeads(root));
-    // An incremental chunk is named by the SHA-256 of its bytes (the store checks it).
-    const name = createHash('sha256').update(chunk).digest('hex');
-    await store.save([rootDocId, 'incremental', name], chunk);
-  }
-  await store.close();
-  await saveReplicaInfo(stateDir, {
-    coordinator: coordinator.nodeId,
-    rootDocId,
-    rootSigned: signed,
-    asOf: new Date().toISOString(),
-    presence: [],
-  });
-  return stateDir;
-}
-
 describe('flt start-up loads only what the command needs', () => {
   it.each([['--version'], ['--help']])(
     '%s loads no command, configuration or Automerge',
@@ -131,7 +67,7 @@ describe('flt start-up loads only what the command needs', () => {
   it('admin agents --offline reads the signed replica without iroh, automerge-repo or the roles that sync', async () => {
     const r = await runRecorded([
       '--state-dir',
-      await replica('ok'),
+      await writeReplica(join(dir.path, 'ok')),
       'admin',
       'agents',
       '--offline',
@@ -156,7 +92,7 @@ describe('flt start-up loads only what the command needs', () => {
   it('an offline read still refuses a replica whose heads the root key did not sign', async () => {
     const r = await runFlt([
       '--state-dir',
-      await replica('forged', { wrongSigner: true }),
+      await writeReplica(join(dir.path, 'forged'), { wrongSigner: true }),
       'admin',
       'agents',
       '--offline',
@@ -168,7 +104,7 @@ describe('flt start-up loads only what the command needs', () => {
   it('an offline read shows the signed heads only: a later unsigned change is left out and noted', async () => {
     const r = await runFlt([
       '--state-dir',
-      await replica('unsigned', { unsigned: true }),
+      await writeReplica(join(dir.path, 'unsigned'), { unsigned: true }),
       'admin',
       'agents',
       '--offline',

@@ -6,6 +6,7 @@
 
 import * as A from '@automerge/automerge';
 import { randomBytes } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FltError } from '../sync/errors.js';
 import { createLogger } from '../sync/log.js';
@@ -23,8 +24,8 @@ import {
   storeFetched,
   SnapshotCache,
 } from '../src/roles/doc-fetch.js';
-import { loadReplicaInfo, loadStoredDoc, type ReplicaInfo } from '../src/roles/replica.js';
-import { docFetch, fleetPresence, fleetPresenceOf } from '../src/rpc-methods.js';
+import { loadReads, loadReplicaInfo, loadStoredDoc } from '../src/roles/replica.js';
+import { docFetch, fleetAgent, fleetInfo, fleetPresence } from '../src/rpc-methods.js';
 import { MemoryStore } from '../stores/memory-store.js';
 import { FsStore } from '../stores/fs-store.js';
 import { thrownCode } from './helpers/errors.js';
@@ -314,7 +315,7 @@ describe('doc.fetch in a fleet: reads without a Repo', () => {
     expect(hostnames).toEqual(['h0', 'h1']);
   });
 
-  it("facts asks its agent's presence alone and keeps the replica's of the others; an older coordinator is asked all", async () => {
+  it('facts asks the coordinator for its one agent (fleet.agent) and reads no root; offline it answers what it read; an older coordinator is asked the root', async () => {
     const config = await localConfig(`${dir.path}/admin3`, {
       coordinator: fleet.coordinator.ticket,
     });
@@ -323,11 +324,11 @@ describe('doc.fetch in a fleet: reads without a Repo', () => {
       op: 'admin.add',
       node: (await loadOrCreateNodeKey(config.stateDir)).key.nodeId,
     });
-    /** One reads-only command, the rpc methods it called, and replica.json after it. */
+    /** One reads-only command and the rpc methods it called. */
     const command = async <T>(
       read: (a: Admin) => Promise<T>,
       refuse?: string,
-    ): Promise<{ result: T; called: string[]; replica: ReplicaInfo }> => {
+    ): Promise<{ result: T; called: string[] }> => {
       const reader = await Admin.open(config, log, false, { reads: true });
       const called: string[] = [];
       const rpc = (reader as unknown as { rpc: RpcChannel }).rpc;
@@ -341,56 +342,100 @@ describe('doc.fetch in a fleet: reads without a Repo', () => {
         return call(method, req);
       }) as typeof rpc.call;
       try {
-        const result = await read(reader);
-        return { result, called, replica: await loadReplicaInfo(config.stateDir) };
+        return { result: await read(reader), called };
       } finally {
         await reader.close();
       }
     };
-    const ids = (r: ReplicaInfo) => r.presence.map((p) => p.nodeId).sort();
-    const all = await command((a) => a.fleet());
-    expect(all.called).toContain(fleetPresence.name);
-    expect(all.replica.presence).toHaveLength(2);
+    const offline = async <T>(read: (a: Admin) => Promise<T>): Promise<T> => {
+      const a = await Admin.open(config, log, true);
+      try {
+        return await read(a);
+      } finally {
+        await a.close();
+      }
+    };
+    const rootId = fleet.coordinator.fleet.root.documentId;
 
-    const one = await command((a) => a.facts('h1'));
-    expect(one.called).toContain(fleetPresenceOf.name);
-    expect(one.called).not.toContain(fleetPresence.name);
-    const h1 = one.result.agent.nodeId;
-    expect(one.result.agent.online).toBe(true);
-    expect(one.result.facts?.hostname).toBe('h1');
-    expect(one.result.asOf >= all.replica.asOf).toBe(true);
-    // The other agent's presence as the replica held it; this one's as asked now.
-    expect(ids(one.replica)).toEqual(ids(all.replica));
-    expect(one.replica.presence.find((p) => p.nodeId !== h1)).toEqual(
-      all.replica.presence.find((p) => p.nodeId !== h1),
-    );
-    expect(one.replica.asOf).toBe(one.result.asOf);
-    expect(one.replica.rootDocId).toBe(all.replica.rootDocId);
+    const first = await command((a) => a.facts('h1'));
+    expect(first.called.sort()).toEqual([docFetch.name, fleetAgent.name]);
+    const h1 = first.result.agent.nodeId;
+    expect(first.result.agent.online).toBe(true);
+    expect(first.result.agent.hostname).toBe('h1');
+    expect(first.result.facts?.hostname).toBe('h1');
+    expect(first.result.unverified).toBe(false);
+    // No root in the replica, no table: the agent read is kept in reads.json.
+    const store = await FsStore.open(`${config.stateDir}/repo`);
+    try {
+      const docs = new Set((await store.loadRange([])).map((c) => c.key[0]));
+      expect(docs.has(rootId)).toBe(false);
+      expect(docs.has(first.result.agent.factsDocId)).toBe(true);
+    } finally {
+      await store.close();
+    }
+    expect(await rejectedCode(loadReplicaInfo(config.stateDir))).toBe('BAD_ARGUMENT');
+    const reads = await loadReads(config.stateDir);
+    expect(reads?.rootDocId).toBe(rootId);
+    expect(reads?.agents.map((r) => [r.presence.nodeId, r.asOf])).toEqual([
+      [h1, first.result.asOf],
+    ]);
 
-    const older = await command((a) => a.facts('h1'), fleetPresenceOf.name);
+    // Offline: what was read, and only that (no table to list).
+    const kept = await offline((a) => a.facts(h1.slice(0, 12)));
+    expect(kept.facts).toEqual(first.result.facts);
+    expect(kept.asOf).toBe(first.result.asOf);
+    expect(kept.agent.online).toBeNull();
+    expect(await rejectedCode(offline((a) => a.facts('h0')))).toBe('NOT_FOUND');
+    expect(await rejectedCode(offline((a) => a.fleet()))).toBe('BAD_ARGUMENT');
+
+    // The table, then h1 again: offline, the newer of the two answers for h1.
+    const table = await command((a) => a.fleet());
+    expect(table.called).toContain(fleetInfo.name);
+    const again = await command((a) => a.facts('h1'));
+    expect(again.called).not.toContain(fleetInfo.name);
+    const replica = await loadReplicaInfo(config.stateDir);
+    expect(again.result.asOf > replica.asOf).toBe(true);
+    expect((await offline((a) => a.facts('h1'))).asOf).toBe(again.result.asOf);
+    expect((await offline((a) => a.fleet())).asOf).toBe(replica.asOf);
+
+    // A coordinator before fleet.agent: the root, as before.
+    const older = await command((a) => a.facts('h1'), fleetAgent.name);
+    expect(older.called).toContain(fleetInfo.name);
     expect(older.called).toContain(fleetPresence.name);
     expect(older.result.agent.online).toBe(true);
     expect(older.result.facts?.hostname).toBe('h1');
-    expect(ids(older.replica)).toEqual(ids(all.replica));
 
-    // Unknown agents are left out of the answer; the method is for admins only.
-    const coordinator = parsePeerAddress(fleet.coordinator.ticket);
-    const stranger = await bindLocal(randomBytes(32));
-    const rpc = new RpcChannel(stranger, coordinator, { timeoutMs: 10_000 });
+    // The coordinator resolves the name as facts always did; errors come back as they are.
+    expect(await rejectedCode(command((a) => a.facts('no-such-host')))).toBe('NOT_FOUND');
+
+    // Another root under the same coordinator than the state dir pinned: refused, nothing kept.
+    const other = await localConfig(`${dir.path}/admin4`, {
+      coordinator: fleet.coordinator.ticket,
+    });
+    await fleet.admin.submit({
+      op: 'admin.add',
+      node: (await loadOrCreateNodeKey(other.stateDir)).key.nodeId,
+    });
+    const pinned = { coordinator: fleet.coordinator.node.key.nodeId, rootDocId: 'elsewhere' };
+    await writeFile(`${other.stateDir}/reads.json`, JSON.stringify({ ...pinned, agents: [] }));
+    const reader = await Admin.open(other, log, false, { reads: true });
     try {
-      expect(await rejectedCode(rpc.call(fleetPresenceOf, { nodeIds: [h1] }))).toBe('NOT_ADMIN');
+      expect(await rejectedCode(reader.facts('h1'))).toBe('WRONG_FLEET');
+    } finally {
+      await reader.close();
+    }
+    expect((await loadReads(other.stateDir))?.rootDocId).toBe('elsewhere');
+
+    // For admins only.
+    const stranger = await bindLocal(randomBytes(32));
+    const rpc = new RpcChannel(stranger, parsePeerAddress(fleet.coordinator.ticket), {
+      timeoutMs: 10_000,
+    });
+    try {
+      expect(await rejectedCode(rpc.call(fleetAgent, { query: 'h1' }))).toBe('NOT_ADMIN');
     } finally {
       rpc.close();
       await stranger.close();
-    }
-    const reader = await Admin.open(config, log, false, { reads: true });
-    try {
-      const asked = (reader as unknown as { rpc: RpcChannel }).rpc;
-      const unknown = stranger.nodeId;
-      const answer = await asked.call(fleetPresenceOf, { nodeIds: [unknown, h1, h1] });
-      expect(answer.agents.map((p) => p.nodeId)).toEqual([h1]);
-    } finally {
-      await reader.close();
     }
   });
 

@@ -33,6 +33,11 @@ export interface CommandDecl {
   readonly stateDir?: (inv: Pick<Invocation, 'opts' | 'config'>) => StateDirUse | undefined;
   /** Runs until stopped (keeps V8's optimizing compiler for Automerge's wasm; see main.ts). */
   readonly longRunning?: boolean;
+  /**
+   * Whether this run may load the replica's root document (wasm-tier.ts; true when absent):
+   * `admin facts` online asks the coordinator for its one agent instead.
+   */
+  readonly loadsRoot?: (inv: Pick<Invocation, 'opts'>) => boolean;
   readonly run: (inv: Invocation) => Promise<void>;
 }
 
@@ -98,6 +103,7 @@ export const COMMANDS: readonly CommandDecl[] = [
     args: [AGENT_ARG],
     options: [OFFLINE],
     stateDir: write,
+    loadsRoot: ({ opts }) => opts.offline === true,
     run: async (inv) => (await fleet()).runFacts(inv),
   },
   {

@@ -26,7 +26,7 @@ async function run({ command, args, opts, configFlags }: Chosen): Promise<void> 
   const resolved = await resolveConfig({ flags: configFlags, env: process.env });
   const config = resolved.config;
   // Before any wasm is compiled (the config imports no Automerge): wasm-tier.ts says why.
-  if (!command.longRunning) chooseOneShotTier(config.stateDir);
+  if (!command.longRunning) chooseOneShotTier(config.stateDir, command.loadsRoot?.({ opts }));
   debug = config.logLevel === 'debug';
   const log = createLogger(config.logLevel);
   const use = command.stateDir?.({ opts, config });
@@ -35,15 +35,32 @@ async function run({ command, args, opts, configFlags }: Chosen): Promise<void> 
 }
 
 parseAndRun(process.argv.slice(2), run).then(
-  () => process.exit(0),
+  () => exitWhenWritten(0),
   (err: unknown) => {
     const code = codeOf(err);
     process.stderr.write(`flt: ${code}: ${messageOf(err)}\n`);
     if (code === 'INTERNAL') process.stderr.write(`${(err as Error).stack ?? ''}\n`);
     else if (debug) for (const line of causes(err)) process.stderr.write(`${line}\n`);
-    process.exit(USAGE_CODES.has(code) ? 2 : 1);
+    exitWhenWritten(USAGE_CODES.has(code) ? 2 : 1);
   },
 );
+
+/**
+ * Exits once stdout and stderr have taken everything written. A pipe takes writes
+ * asynchronously, and process.exit drops what it has not: `flt admin agents --json | jq` of
+ * 5,000 agents got the first 128 KiB. A reader that went away (EPIPE) ends the wait.
+ */
+function exitWhenWritten(code: number): void {
+  const streams = [process.stdout, process.stderr];
+  let left = streams.length;
+  const done = () => {
+    if (--left === 0) process.exit(code);
+  };
+  for (const stream of streams) {
+    stream.once('error', () => process.exit(code));
+    stream.write('', done);
+  }
+}
 
 /** `caused by: ...` for each error in the `cause` chain (bounded), with their full text. */
 function causes(err: unknown): string[] {

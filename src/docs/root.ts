@@ -5,7 +5,7 @@
 import * as A from '@automerge/automerge';
 import type { DocumentId } from '@automerge/automerge-repo';
 import { FltError } from '../../sync/errors.js';
-import { isNodeId, type NodeId } from '../../sync/ids.js';
+import { isNodeId, shortId, type NodeId } from '../../sync/ids.js';
 import type { SummaryFacts } from '../facts/index.js';
 import type { DerivePurpose } from '../identity/derive.js';
 import { MAX_LABELS, isLabelKey, isLabelValue } from '../trust/admin-ops.js';
@@ -314,6 +314,25 @@ export function agentsOf(root: unknown): AgentEntry[] {
     if (entry) out.push(entry);
   }
   return sortAgents(out);
+}
+
+/**
+ * Finds one agent entry by node id, unique node id prefix, or hostname (case-insensitive):
+ * NOT_FOUND, or BAD_ARGUMENT naming the candidates when several match.
+ */
+export function pickEntry(entries: readonly AgentEntry[], query: string): AgentEntry {
+  const q = query.trim().toLowerCase();
+  const byId = q.length > 0 ? entries.filter((a) => a.nodeId.startsWith(q)) : [];
+  const matches =
+    byId.length > 0 ? byId : entries.filter((a) => a.summary?.hostname.toLowerCase() === q);
+  if (matches.length === 1) return matches[0]!;
+  if (matches.length === 0)
+    throw new FltError('NOT_FOUND', `no agent matches ${JSON.stringify(query)}`);
+  const ids = matches.map((a) => `${shortId(a.nodeId)} (${a.summary?.hostname ?? '?'})`);
+  throw new FltError(
+    'BAD_ARGUMENT',
+    `${JSON.stringify(query)} matches ${matches.length} agents: ${ids.join(', ')}; give more of the node id`,
+  );
 }
 
 /** Fleet table order: by hostname, then node id. */

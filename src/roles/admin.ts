@@ -17,6 +17,8 @@ import { FsStore } from '../../stores/fs-store.js';
 import type { Config } from '../config/index.js';
 import {
   agentsOf,
+  decodeAgent,
+  pickEntry,
   storedFacts,
   type AgentEntry,
   type FactsDoc,
@@ -41,10 +43,10 @@ import {
   docHeads,
   docsHeads,
   AUDIT_PAGE_ENTRIES,
+  fleetAgent,
   fleetAudit,
   fleetInfo,
   fleetPresence,
-  fleetPresenceOf,
   type PresenceEntry,
 } from '../rpc-methods.js';
 import { signOp, type OpBody, type SignedOp } from '../trust/admin-ops.js';
@@ -75,7 +77,6 @@ import {
   deploymentViews,
   isTerminal,
   knownSeqs,
-  pickEntry,
   progressKey,
   progressOf,
   resolveTargets,
@@ -86,6 +87,8 @@ import {
   type TargetQuery,
 } from './rollout.js';
 import {
+  keepRead,
+  loadReads,
   loadReplicaInfo,
   loadStoredDoc,
   saveReplicaInfo,
@@ -360,13 +363,10 @@ export class Admin {
 
   /**
    * The trusted root view: synced online; from the replica offline, or online when
-   * `fallback` and the coordinator does not answer (`reachable` false then). Without
-   * `allPresence`, a reads-only admin asks no presence and writes no replica.json: its caller
-   * reads about one agent and does both (livePresence).
+   * `fallback` and the coordinator does not answer (`reachable` false then).
    */
   private async root(
     fallback: boolean,
-    allPresence = true,
   ): Promise<{ fleet: FleetView; info: ReplicaInfo; reachable: boolean }> {
     let info: ReplicaInfo;
     let view: TrustedView<RootDoc>;
@@ -379,9 +379,7 @@ export class Admin {
       const first = this.rootReads++ === 0;
       if (reachable) {
         try {
-          info = this.repo
-            ? await this.sync(this.rpc!)
-            : await this.fetchRoot(this.rpc!, first, allPresence);
+          info = this.repo ? await this.sync(this.rpc!) : await this.fetchRoot(this.rpc!, first);
         } catch (err) {
           if (!fallback || !NO_ANSWER.has(codeOf(err))) throw err;
           reachable = false;
@@ -396,20 +394,9 @@ export class Admin {
     this.presence = new Map(info.presence.map((p) => [p.nodeId, p]));
     this.entries = new Map(agentsOf(view.doc ?? {}).map((a) => [a.nodeId, a]));
     this.artifactsSummary = rootArtifacts(view.doc ?? {}) ?? null;
-    const agents = [...this.entries.values()].map((a): AgentRow => {
-      const live = this.presence.get(a.nodeId);
-      return {
-        nodeId: a.nodeId,
-        hostname: a.summary?.hostname ?? null,
-        os: a.summary?.os ?? null,
-        nixosVersion: a.summary?.nixosVersion ?? null,
-        lastSeen: live?.lastSeen ?? a.lastSeen,
-        online: reachable ? (live?.online ?? false) : null,
-        factsDocId: a.factsDocId,
-        forked: a.forked ?? null,
-        config: configOf(a),
-      };
-    });
+    const agents = [...this.entries.values()].map((a) =>
+      rowOf(a, this.presence.get(a.nodeId), reachable),
+    );
     const fleet = {
       coordinator: info.coordinator,
       asOf: info.asOf,
@@ -421,78 +408,113 @@ export class Admin {
   }
 
   /**
-   * One agent's facts (AGENT = node id, unique prefix or hostname) from the replica, as of the
-   * newest signed heads the root document holds for it (the trusted view): a change its writer
-   * did not sign is never shown, whoever relayed it; `unverified` says whether one exists.
+   * One agent's facts (AGENT = node id, unique prefix or hostname) as of the newest signed heads
+   * its root record holds (the trusted view): a change its writer did not sign is never shown,
+   * whoever relayed it; `unverified` says whether one exists. A reads-only admin asks the
+   * coordinator for that one record (fleet.agent) and reads no root; others, and offline, take
+   * the record from the replica's root (offline also from reads.json, whichever is newer).
    */
-  async facts(query: string): Promise<{
-    agent: AgentRow;
-    asOf: string;
-    facts: Partial<Facts> | null;
-    volatile: VolatileFacts | null;
-    unverified: boolean;
-    /** The agent signed newer facts than the coordinator holds yet; `facts` is older. */
-    pending: boolean;
-  }> {
-    // A reads-only admin online asks the presence of this agent alone.
-    const one = this.rpc !== undefined && this.repo === undefined;
-    const { fleet: view, info } = await this.root(false, !one);
-    const picked = pick(view.agents, query);
-    const { agent, asOf } = one
-      ? await this.livePresence(this.rpc, info, picked)
-      : { agent: picked, asOf: view.asOf };
-    const entry = this.entries.get(agent.nodeId)!;
+  async facts(query: string): Promise<FactsAnswer> {
+    if (this.rpc && !this.repo) {
+      const read = await this.askAgent(this.rpc, query);
+      if (read) return this.factsOf(read);
+    }
+    return this.factsOf(this.rpc ? await this.tableAgent(query) : await this.keptAgent(query));
+  }
+
+  /**
+   * fleet.agent: the agent's record and presence now, kept in reads.json for --offline; refused
+   * (WRONG_FLEET) when it names another root than the state dir pinned. Undefined from a
+   * coordinator before fleet.agent.
+   */
+  private async askAgent(rpc: RpcChannel, query: string): Promise<Picked | undefined> {
+    const stateDir = this.config.stateDir;
+    const [answer, pinned] = await Promise.all([
+      rpc.call(fleetAgent, { query }).catch((err: unknown) => {
+        if (codeOf(err) === 'RPC_UNKNOWN_METHOD') return undefined;
+        throw err;
+      }),
+      pinnedRoot(stateDir),
+    ]);
+    if (!answer) return undefined;
+    assertPinned(pinned, answer);
+    const entry = decodeAgent(answer.nodeId, answer.record);
+    if (!entry)
+      throw new FltError('BAD_MESSAGE', `fleet.agent: the record of ${answer.nodeId} is malformed`);
+    const { now: asOf, record, presence } = answer;
+    await keepRead(stateDir, answer, { asOf, record, presence });
+    return { entry, presence, asOf, reachable: true };
+  }
+
+  /** The agent as the replica's root (synced or fetched first, online) shows it. */
+  private async tableAgent(query: string): Promise<Picked> {
+    const { fleet: view } = await this.root(false);
+    const entry = pickEntry([...this.entries.values()], query);
+    const presence = this.presence.get(entry.nodeId);
+    return { entry, presence, asOf: view.asOf, reachable: !view.offline };
+  }
+
+  /**
+   * Offline: the agent from the replica's root, or from reads.json where it was read later (or
+   * the replica has no root: an admin that only ever ran `facts`).
+   */
+  private async keptAgent(query: string): Promise<Picked> {
+    const stateDir = this.config.stateDir;
+    const [reads, replica] = await Promise.all([
+      loadReads(stateDir),
+      loadReplicaInfo(stateDir).catch(() => undefined),
+    ]);
+    const rows = new Map<NodeId, Picked>();
+    // Without replica.json nor reads, root() says there is no replica.
+    if (replica || !reads) {
+      const { info } = await this.root(false);
+      for (const [id, entry] of this.entries)
+        rows.set(id, { entry, presence: this.presence.get(id), asOf: info.asOf, reachable: false });
+    }
+    const sameRoot = !replica || replica.rootDocId === reads?.rootDocId;
+    for (const r of sameRoot ? (reads?.agents ?? []) : []) {
+      const entry = decodeAgent(r.presence.nodeId, r.record);
+      const held = rows.get(r.presence.nodeId);
+      if (entry && (!held || held.asOf < r.asOf))
+        rows.set(entry.nodeId, { entry, presence: r.presence, asOf: r.asOf, reachable: false });
+    }
+    const entry = pickEntry(
+      [...rows.values()].map((r) => r.entry),
+      query,
+    );
+    return rows.get(entry.nodeId)!;
+  }
+
+  /** `read`'s facts: its facts document brought to the coordinator's heads online, then read. */
+  private async factsOf(read: Picked): Promise<FactsAnswer> {
+    const { entry, presence, asOf } = read;
     const signed = verifiedFactsHeads(entry);
-    if (this.rpc && this.repo) await this.syncDoc(this.rpc, agent.factsDocId);
-    else if (this.rpc) await this.fetchDoc(this.rpc, agent.factsDocId);
+    if (this.rpc && this.repo) await this.syncDoc(this.rpc, entry.factsDocId);
+    else if (this.rpc) await this.fetchDoc(this.rpc, entry.factsDocId);
     let doc: FactsDoc | undefined;
     try {
-      doc = await this.doc<FactsDoc>(agent.factsDocId);
+      doc = await this.doc<FactsDoc>(entry.factsDocId);
     } catch {
       if (this.rpc)
         throw new FltError(
           'NOT_FOUND',
-          `the coordinator has no facts from ${shortId(agent.nodeId)} yet`,
+          `the coordinator has no facts from ${shortId(entry.nodeId)} yet`,
         );
       throw new FltError(
         'NOT_FOUND',
-        `no facts of ${shortId(agent.nodeId)} in the replica; run once online`,
+        `no facts of ${shortId(entry.nodeId)} in the replica; run once online`,
       );
     }
     const trusted = trustedView(doc, signed);
     const stored = trusted.doc ? storedFacts(trusted.doc) : null;
     const facts = stored ? validateFacts(stored) : null;
-    const live = this.presence.get(agent.nodeId);
     // Signed heads we lack after syncing to the coordinator's heads are heads it lacks too
     // (a record a crash left ahead of its document): shown as pending, never waited for.
-    const pending = live?.pending === true || (signed !== undefined && trusted.doc === undefined);
-    const volatile = live?.volatile ?? null;
+    const pending =
+      presence?.pending === true || (signed !== undefined && trusted.doc === undefined);
+    const volatile = presence?.volatile ?? null;
+    const agent = rowOf(entry, presence, read.reachable);
     return { agent, asOf, facts, volatile, unverified: trusted.unverified, pending };
-  }
-
-  /**
-   * `row`'s agent as its presence says now (fleet.presenceOf; all of fleet.presence from a
-   * coordinator before it), kept in replica.json with `info`'s root and the other agents'
-   * presence as the replica last held it.
-   */
-  private async livePresence(
-    rpc: RpcChannel,
-    info: ReplicaInfo,
-    row: AgentRow,
-  ): Promise<{ agent: AgentRow; asOf: string }> {
-    const id = row.nodeId;
-    const answer = await rpc.call(fleetPresenceOf, { nodeIds: [id] }).then(
-      (a) => ({ ...a, agents: [...info.presence.filter((p) => p.nodeId !== id), ...a.agents] }),
-      (err: unknown) => {
-        if (codeOf(err) === 'RPC_UNKNOWN_METHOD') return rpc.call(fleetPresence, {});
-        throw err;
-      },
-    );
-    await this.keepReplica(info, info.rootSigned, answer);
-    this.presence = new Map(answer.agents.map((p) => [p.nodeId, p]));
-    const live = this.presence.get(id);
-    const lastSeen = live?.lastSeen ?? this.entries.get(id)!.lastSeen;
-    return { agent: { ...row, online: live?.online ?? false, lastSeen }, asOf: answer.now };
   }
 
   // --- deployments (issue 11) ---------------------------------------------------------------
@@ -912,30 +934,23 @@ export class Admin {
   }
 
   /**
-   * fleet.info, refused (WRONG_FLEET) when it names another root than the replica pinned
-   * (`pinning`: the replica's info, when the caller read it already).
+   * fleet.info, refused (WRONG_FLEET) when it names another root than the state dir pinned
+   * (`replica`: replica.json, when the caller read it already).
    */
-  private async fleetInfoPinned(
-    rpc: RpcChannel,
-    pinning = loadReplicaInfo(this.config.stateDir).catch(() => undefined),
-  ) {
-    const [info, pinned] = await Promise.all([rpc.call(fleetInfo, {}), pinning]);
-    if (pinned?.coordinator === info.coordinator && pinned.rootDocId !== info.rootDocId)
-      throw new FltError(
-        'WRONG_FLEET',
-        `the coordinator now names root ${info.rootDocId}, not ${pinned.rootDocId} as before; ` +
-          `refusing (use a new --state-dir to trust it)`,
-      );
+  private async fleetInfoPinned(rpc: RpcChannel, replica?: Promise<ReplicaInfo | undefined>) {
+    const [info, pinned] = await Promise.all([
+      rpc.call(fleetInfo, {}),
+      pinnedRoot(this.config.stateDir, replica),
+    ]);
+    assertPinned(pinned, info);
     return info;
   }
 
   /**
    * sync() for a reads-only admin: the root document by doc.fetch (with live presence, asked at
-   * the same time), kept in the replica's store; the same checks as sync(). Without `all`, no
-   * presence is asked and replica.json is not written: the info returned holds the presence the
-   * replica has of this root, for livePresence to keep.
+   * the same time), kept in the replica's store; the same checks as sync().
    */
-  private async fetchRoot(rpc: RpcChannel, first: boolean, all: boolean): Promise<ReplicaInfo> {
+  private async fetchRoot(rpc: RpcChannel, first: boolean): Promise<ReplicaInfo> {
     const stateDir = this.config.stateDir;
     const pinning = loadReplicaInfo(stateDir).catch(() => undefined);
     const pinnedId = first ? ((await pinning)?.rootDocId as DocumentId | undefined) : undefined;
@@ -947,15 +962,10 @@ export class Admin {
     const signed = verifySignedHeads(info.rootSigned, { docId: info.rootDocId as DocumentId });
     const [view, presence] = await Promise.all([
       this.bringRoot(rpc, info, signed, pinnedId === info.rootDocId ? cached : undefined),
-      all ? rpc.call(fleetPresence, {}) : undefined,
+      rpc.call(fleetPresence, {}),
     ]);
     this.rootView = view;
-    if (presence) return this.keepReplica(info, signed, presence);
-    // Kept by the caller (livePresence), with the presence the replica holds of this root.
-    const pinned = await pinning;
-    const held = pinned?.rootDocId === info.rootDocId ? pinned : undefined;
-    const now = held?.asOf ?? new Date().toISOString();
-    return replicaOf(info, signed, { now, agents: held?.presence ?? [] });
+    return this.keepReplica(info, signed, presence);
   }
 
   /**
@@ -1063,6 +1073,62 @@ function replicaOf(
   return { coordinator, rootDocId, rootSigned, asOf: presence.now, presence: presence.agents };
 }
 
+/** What facts() answers. */
+export interface FactsAnswer {
+  agent: AgentRow;
+  asOf: string;
+  facts: Partial<Facts> | null;
+  volatile: VolatileFacts | null;
+  unverified: boolean;
+  /** The agent signed newer facts than the coordinator holds yet; `facts` is older. */
+  pending: boolean;
+}
+
+/** One agent's record as a read found it, with its presence as of then. */
+interface Picked {
+  entry: AgentEntry;
+  presence: PresenceEntry | undefined;
+  asOf: string;
+  /** The presence is live (else the agent's row says nobody knows whether it is online). */
+  reachable: boolean;
+}
+
+/** The fleet table's row of `a`, with its presence (online only when `reachable`). */
+function rowOf(a: AgentEntry, live: PresenceEntry | undefined, reachable: boolean): AgentRow {
+  return {
+    nodeId: a.nodeId,
+    hostname: a.summary?.hostname ?? null,
+    os: a.summary?.os ?? null,
+    nixosVersion: a.summary?.nixosVersion ?? null,
+    lastSeen: live?.lastSeen ?? a.lastSeen,
+    online: reachable ? (live?.online ?? false) : null,
+    factsDocId: a.factsDocId,
+    forked: a.forked ?? null,
+    config: configOf(a),
+  };
+}
+
+/** The root the state dir trusts: replica.json's, else reads.json's (first contact pins it). */
+async function pinnedRoot(
+  stateDir: string,
+  replica = loadReplicaInfo(stateDir).catch(() => undefined),
+) {
+  return (await replica) ?? (await loadReads(stateDir));
+}
+
+/** WRONG_FLEET when the same coordinator now names another root than `pinned`. */
+function assertPinned(
+  pinned: { coordinator: string; rootDocId: string } | undefined,
+  info: { coordinator: string; rootDocId: string },
+): void {
+  if (pinned?.coordinator === info.coordinator && pinned.rootDocId !== info.rootDocId)
+    throw new FltError(
+      'WRONG_FLEET',
+      `the coordinator now names root ${info.rootDocId}, not ${pinned.rootDocId} as before; ` +
+        `refusing (use a new --state-dir to trust it)`,
+    );
+}
+
 /** The agent's facts heads as the root document holds them, if they verify; else undefined. */
 function verifiedFactsHeads(entry: AgentEntry): SignedHeads | undefined {
   if (!entry.factsHeads) return undefined;
@@ -1074,21 +1140,6 @@ function verifiedFactsHeads(entry: AgentEntry): SignedHeads | undefined {
   } catch {
     return undefined;
   }
-}
-
-/** Finds one agent by node id, unique node id prefix, or hostname. */
-export function pick(agents: readonly AgentRow[], query: string): AgentRow {
-  const q = query.trim().toLowerCase();
-  const byId = agents.filter((a) => a.nodeId.startsWith(q));
-  const matches = byId.length > 0 ? byId : agents.filter((a) => a.hostname?.toLowerCase() === q);
-  if (matches.length === 1) return matches[0]!;
-  if (matches.length === 0)
-    throw new FltError('NOT_FOUND', `no agent matches ${JSON.stringify(query)}`);
-  const ids = matches.map((a) => `${shortId(a.nodeId)} (${a.hostname ?? '?'})`).join(', ');
-  throw new FltError(
-    'BAD_ARGUMENT',
-    `${JSON.stringify(query)} matches ${matches.length} agents: ${ids}; give more of the node id`,
-  );
 }
 
 /** What `deploy` did: the signed parts, and the coordinator's answer unless queued. */

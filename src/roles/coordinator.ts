@@ -26,7 +26,9 @@ import { RpcServer } from '../../sync/rpc.js';
 import type { Config } from '../config/index.js';
 import {
   ROOT_KEY,
+  encodeAgent,
   encodeArtifacts,
+  pickEntry,
   rootAdminsDocId,
   rootArtifacts,
   rootBase,
@@ -60,6 +62,7 @@ import {
   docHeads,
   docsHeads,
   fleetAudit,
+  fleetAgent,
   fleetInfo,
   fleetPresence,
   fleetPresenceOf,
@@ -675,6 +678,17 @@ function rpcServer(
     .register(fleetPresenceOf, (req) => {
       const known = [...new Set(req.nodeIds)].flatMap((id) => fleet.agent(id) ?? []);
       return Promise.resolve({ now: new Date().toISOString(), agents: known.map(presenceOf) });
+    })
+    .register(fleetAgent, (req) => {
+      const entry = pickEntry(fleet.agents(), req.query);
+      return Promise.resolve({
+        now: new Date().toISOString(),
+        coordinator: node.key.nodeId,
+        rootDocId,
+        nodeId: entry.nodeId,
+        record: encodeAgent(entry).val,
+        presence: presenceOf(entry),
+      });
     })
     .register(docHeads, async (req) => ({ heads: await headsHere(req.docId as DocumentId) }))
     .register(docFetch, async (req) => {

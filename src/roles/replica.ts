@@ -1,6 +1,8 @@
 // The admin's local replica: what it learned of the fleet, kept in its state dir so that
 // `--offline` can answer from it. `replica.json` remembers the coordinator, the root document
-// id and the last presence snapshot with the time it was taken ("as of").
+// id and the last presence snapshot with the time it was taken ("as of"). `reads.json` keeps the
+// agents `facts` read one at a time (fleet.agent: the record and presence, without the root),
+// each as of when it was read.
 
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -10,7 +12,7 @@ import { writeFileAtomic } from '../../stores/atomic-write.js';
 import { FltError } from '../../sync/errors.js';
 import { contentChunks } from '../../sync/owned-doc.js';
 import type { FsStore } from '../../stores/fs-store.js';
-import type { PresenceEntry } from '../rpc-methods.js';
+import { presenceEntry, type PresenceEntry } from '../rpc-methods.js';
 
 export interface ReplicaInfo {
   coordinator: string;
@@ -47,6 +49,61 @@ export async function loadReplicaInfo(stateDir: string): Promise<ReplicaInfo> {
       cause: err,
     });
   }
+}
+
+/** One agent as fleet.agent answered: its root record (as the root holds it) and presence. */
+export interface AgentRead {
+  asOf: string;
+  record: string;
+  presence: PresenceEntry;
+}
+
+/** The agents `facts` read of one root, the newest last. */
+export interface Reads {
+  coordinator: string;
+  rootDocId: string;
+  agents: AgentRead[];
+}
+
+const READS_FILE = 'reads.json';
+/** Agents reads.json keeps at most (the least recently read leave first): ~1 KB each. */
+export const READS_KEPT = 1_000;
+
+/**
+ * reads.json; undefined when absent or not of its shape (a cache of what online reads answered:
+ * losing it costs an offline `facts` of those agents, nothing else). Entries of another shape are
+ * left out; their records are checked again when read (docs/root.ts decodeAgent).
+ */
+export async function loadReads(stateDir: string): Promise<Reads | undefined> {
+  try {
+    const r = JSON.parse(await readFile(join(stateDir, READS_FILE), 'utf8')) as Partial<Reads>;
+    if (typeof r.coordinator !== 'string' || typeof r.rootDocId !== 'string') return undefined;
+    if (!Array.isArray(r.agents)) return undefined;
+    const agents = r.agents.flatMap((a: Partial<AgentRead> | null) => {
+      const presence = presenceEntry.safeParse(a?.presence);
+      if (typeof a?.asOf !== 'string' || typeof a.record !== 'string' || !presence.success)
+        return [];
+      return [{ asOf: a.asOf, record: a.record, presence: presence.data }];
+    });
+    return { coordinator: r.coordinator, rootDocId: r.rootDocId, agents };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Adds `read` to reads.json (replacing that agent's earlier read; another root's are dropped). */
+export async function keepRead(
+  stateDir: string,
+  root: { coordinator: string; rootDocId: string },
+  read: AgentRead,
+): Promise<void> {
+  const held = await loadReads(stateDir);
+  const same = held?.coordinator === root.coordinator && held.rootDocId === root.rootDocId;
+  const others = (same ? held.agents : []).filter(
+    (a) => a.presence.nodeId !== read.presence.nodeId,
+  );
+  const reads: Reads = { ...root, agents: [...others, read].slice(-READS_KEPT) };
+  await writeFileAtomic(join(stateDir, READS_FILE), JSON.stringify(reads) + '\n', { mode: 0o600 });
 }
 
 /**

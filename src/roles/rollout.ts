@@ -5,7 +5,7 @@
 
 import { FltError } from '../../sync/errors.js';
 import { shortId, type NodeId } from '../../sync/ids.js';
-import type { AgentEntry } from '../docs/root.js';
+import { pickEntry, type AgentEntry } from '../docs/root.js';
 import type { SentDeployment, QueuedDeployment } from '../docs/outbox.js';
 import {
   TERMINAL_STATES,
@@ -25,22 +25,6 @@ export interface TargetQuery {
   readonly all: boolean;
   /** KEY=VALUE, ANDed. */
   readonly labels: readonly (readonly [string, string])[];
-}
-
-/** Finds one agent entry by node id, unique node id prefix, or hostname. */
-export function pickEntry(entries: readonly AgentEntry[], query: string): AgentEntry {
-  const q = query.trim().toLowerCase();
-  const byId = q.length > 0 ? entries.filter((a) => a.nodeId.startsWith(q)) : [];
-  const matches =
-    byId.length > 0 ? byId : entries.filter((a) => a.summary?.hostname.toLowerCase() === q);
-  if (matches.length === 1) return matches[0]!;
-  if (matches.length === 0)
-    throw new FltError('NOT_FOUND', `no agent matches ${JSON.stringify(query)}`);
-  const ids = matches.map((a) => `${shortId(a.nodeId)} (${a.summary?.hostname ?? '?'})`);
-  throw new FltError(
-    'BAD_ARGUMENT',
-    `${JSON.stringify(query)} matches ${matches.length} agents: ${ids.join(', ')}; give more of the node id`,
-  );
 }
 
 /**
