@@ -208,6 +208,56 @@ export const fleetPresence = method(
   z.object({ now: time, agents: z.array(presenceEntry).max(100_000) }),
 );
 
+/**
+ * `fleet.online`: the part of fleet.presence the fleet table shows, in short (issue 13): per agent
+ * `[nodeId, online, msSinceSeen, pending]`, where `msSinceSeen` is how long before `now` the
+ * coordinator last heard from it (null: not since it started; the root record's lastSeen
+ * stands). Agents with nothing beyond their record (offline, not heard, nothing pending) are left
+ * out, and no volatile facts are sent (`facts` asks for them: fleet.agent). For 5,000 agents
+ * online it is ~0.4 MB against fleet.presence's 1.3 MB. A coordinator before it answers
+ * RPC_UNKNOWN_METHOD: ask fleet.presence.
+ */
+/** A century in ms: the longest fleet.online says an agent went unheard (keeps dates valid). */
+const MAX_SINCE_MS = 100 * 365 * 86_400_000;
+
+export const fleetOnline = method(
+  'fleet.online',
+  ADMIN,
+  empty,
+  z.object({
+    now: time,
+    agents: z
+      .array(
+        z.tuple([
+          nodeId,
+          z.boolean(),
+          z.number().int().min(0).max(MAX_SINCE_MS).nullable(),
+          z.boolean(),
+        ]),
+      )
+      .max(100_000),
+  }),
+);
+export type OnlineAnswer = ReturnType<typeof fleetOnline.response>;
+
+/** fleet.online's answer as fleet.presence entries (no volatile facts); BAD_MESSAGE for bad times. */
+export function presenceOfOnline(answer: OnlineAnswer): PresenceEntry[] {
+  const now = Date.parse(answer.now);
+  const timeOf = (since: number): string => {
+    const at = new Date(now - since);
+    if (Number.isNaN(at.getTime()))
+      throw new FltError('BAD_MESSAGE', `fleet.online response: now: ${answer.now} is not a time`);
+    return at.toISOString();
+  };
+  return answer.agents.map(([id, online, since, pending]) => ({
+    nodeId: id,
+    online,
+    lastSeen: since === null ? null : timeOf(since),
+    volatile: null,
+    ...(pending ? { pending } : {}),
+  }));
+}
+
 /** Most agents one `fleet.presenceOf` names. */
 export const PRESENCE_OF_MAX = 1_000;
 

@@ -25,7 +25,14 @@ import {
   SnapshotCache,
 } from '../src/roles/doc-fetch.js';
 import { loadReads, loadReplicaInfo, loadStoredDoc } from '../src/roles/replica.js';
-import { docFetch, fleetAgent, fleetInfo, fleetPresence } from '../src/rpc-methods.js';
+import {
+  docFetch,
+  fleetAgent,
+  fleetInfo,
+  fleetOnline,
+  fleetPresence,
+  presenceOfOnline,
+} from '../src/rpc-methods.js';
 import { MemoryStore } from '../stores/memory-store.js';
 import { FsStore } from '../stores/fs-store.js';
 import { thrownCode } from './helpers/errors.js';
@@ -327,7 +334,7 @@ describe('doc.fetch in a fleet: reads without a Repo', () => {
     /** One reads-only command and the rpc methods it called. */
     const command = async <T>(
       read: (a: Admin) => Promise<T>,
-      refuse?: string,
+      refuse: readonly string[] = [],
     ): Promise<{ result: T; called: string[] }> => {
       const reader = await Admin.open(config, log, false, { reads: true });
       const called: string[] = [];
@@ -335,9 +342,9 @@ describe('doc.fetch in a fleet: reads without a Repo', () => {
       const call = rpc.call.bind(rpc);
       rpc.call = ((method: RpcMethod<unknown, unknown>, req: unknown) => {
         called.push(method.name);
-        if (method.name === refuse)
+        if (refuse.includes(method.name))
           return Promise.reject(
-            new FltError('RPC_UNKNOWN_METHOD', `${refuse} (older coordinator)`),
+            new FltError('RPC_UNKNOWN_METHOD', `${method.name} (older coordinator)`),
           );
         return call(method, req);
       }) as typeof rpc.call;
@@ -357,7 +364,14 @@ describe('doc.fetch in a fleet: reads without a Repo', () => {
     };
     const rootId = fleet.coordinator.fleet.root.documentId;
 
+    const h1Row = (await fleet.admin.fleet()).agents.find((a) => a.hostname === 'h1')!;
+    const presence = fleet.coordinator.fleet.presence;
+    await waitFor('h1 volatile facts at the coordinator', () =>
+      Promise.resolve(presence.volatileOf(h1Row.nodeId) !== null),
+    );
     const first = await command((a) => a.facts('h1'));
+    // Its volatile facts come with it (the table's presence carries none).
+    expect(first.result.volatile).toEqual(expect.objectContaining({ load: expect.any(Array) }));
     expect(first.called.sort()).toEqual([docFetch.name, fleetAgent.name]);
     const h1 = first.result.agent.nodeId;
     expect(first.result.agent.online).toBe(true);
@@ -385,6 +399,7 @@ describe('doc.fetch in a fleet: reads without a Repo', () => {
     expect(kept.facts).toEqual(first.result.facts);
     expect(kept.asOf).toBe(first.result.asOf);
     expect(kept.agent.online).toBeNull();
+    expect(kept.volatile).toEqual(first.result.volatile);
     expect(await rejectedCode(offline((a) => a.facts('h0')))).toBe('NOT_FOUND');
     expect(await rejectedCode(offline((a) => a.fleet()))).toBe('BAD_ARGUMENT');
 
@@ -398,8 +413,8 @@ describe('doc.fetch in a fleet: reads without a Repo', () => {
     expect((await offline((a) => a.facts('h1'))).asOf).toBe(again.result.asOf);
     expect((await offline((a) => a.fleet())).asOf).toBe(replica.asOf);
 
-    // A coordinator before fleet.agent: the root, as before.
-    const older = await command((a) => a.facts('h1'), fleetAgent.name);
+    // A coordinator before fleet.agent and fleet.online: the root and all presence, as before.
+    const older = await command((a) => a.facts('h1'), [fleetAgent.name, fleetOnline.name]);
     expect(older.called).toContain(fleetInfo.name);
     expect(older.called).toContain(fleetPresence.name);
     expect(older.result.agent.online).toBe(true);
@@ -436,6 +451,38 @@ describe('doc.fetch in a fleet: reads without a Repo', () => {
     } finally {
       rpc.close();
       await stranger.close();
+    }
+  });
+
+  it("the table's presence comes by fleet.online: what fleet.presence says, without volatile facts, agents with nothing beyond their record left out", async () => {
+    const reader = await Admin.open(
+      await localConfig(`${dir.path}/admin3`, { coordinator: fleet.coordinator.ticket }),
+      log,
+      false,
+      { reads: true },
+    );
+    try {
+      const rpc = (reader as unknown as { rpc: RpcChannel }).rpc;
+      // One after the other: fleet.presence's answer is the later one.
+      const short = await rpc.call(fleetOnline, {});
+      const full = await rpc.call(fleetPresence, {});
+      const seen = new Map(full.agents.map((p) => [p.nodeId, p]));
+      const told = presenceOfOnline(short);
+      expect(told.length).toBeGreaterThan(0);
+      for (const p of told) {
+        const same = seen.get(p.nodeId)!;
+        expect(p.online).toBe(same.online);
+        expect(p.volatile).toBeNull();
+        // fleet.presence answered later: it heard the agent then or since.
+        expect(p.lastSeen === null || p.lastSeen <= same.lastSeen!).toBe(true);
+      }
+      const left = full.agents.filter((p) => !told.some((t) => t.nodeId === p.nodeId));
+      for (const p of left) expect(p.online).toBe(false);
+      // A `now` that is no time is the coordinator's BAD_MESSAGE, not a crash.
+      const bad = { now: 'yesterday', agents: [[told[0]!.nodeId, true, 5, false]] };
+      expect(thrownCode(() => presenceOfOnline(bad as typeof short))).toBe('BAD_MESSAGE');
+    } finally {
+      await reader.close();
     }
   });
 

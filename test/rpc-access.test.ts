@@ -47,6 +47,7 @@ const EXPECTED: Record<string, { req: () => Promise<unknown>; by: Record<Role, s
     req: () => Promise.resolve({ nodeIds: ['0'.repeat(64)] }),
     by: adminOnly,
   },
+  'fleet.online': { req: () => Promise.resolve({}), by: adminOnly },
   'fleet.agent': { req: () => Promise.resolve({ query: 'x' }), by: adminOnly },
   'doc.heads': { req: () => Promise.resolve({ docId: 'x' }), by: adminOnly },
   'doc.fetch': { req: () => Promise.resolve({ docId: 'x', have: [] }), by: adminOnly },

@@ -46,7 +46,9 @@ import {
   fleetAgent,
   fleetAudit,
   fleetInfo,
+  fleetOnline,
   fleetPresence,
+  presenceOfOnline,
   type PresenceEntry,
 } from '../rpc-methods.js';
 import { signOp, type OpBody, type SignedOp } from '../trust/admin-ops.js';
@@ -410,12 +412,13 @@ export class Admin {
   /**
    * One agent's facts (AGENT = node id, unique prefix or hostname) as of the newest signed heads
    * its root record holds (the trusted view): a change its writer did not sign is never shown,
-   * whoever relayed it; `unverified` says whether one exists. A reads-only admin asks the
-   * coordinator for that one record (fleet.agent) and reads no root; others, and offline, take
-   * the record from the replica's root (offline also from reads.json, whichever is newer).
+   * whoever relayed it; `unverified` says whether one exists. Online, the admin asks the
+   * coordinator for that one record and its presence (fleet.agent) and reads no root; offline it
+   * takes the record from the replica's root or from reads.json, whichever is newer (and from the
+   * root online, with a coordinator before fleet.agent).
    */
   async facts(query: string): Promise<FactsAnswer> {
-    if (this.rpc && !this.repo) {
+    if (this.rpc) {
       const read = await this.askAgent(this.rpc, query);
       if (read) return this.factsOf(read);
     }
@@ -446,7 +449,7 @@ export class Admin {
     return { entry, presence, asOf, reachable: true };
   }
 
-  /** The agent as the replica's root (synced or fetched first, online) shows it. */
+  /** The agent as the replica's root (synced or fetched first: a coordinator before fleet.agent). */
   private async tableAgent(query: string): Promise<Picked> {
     const { fleet: view } = await this.root(false);
     const entry = pickEntry([...this.entries.values()], query);
@@ -917,7 +920,7 @@ export class Admin {
     const root = await repo.find<RootDoc>(rootDocId);
     const deadline = AbortSignal.timeout(this.config.rpcTimeoutMs);
     await whenHasHeads(root, [...signed.heads, ...info.rootHeads], deadline);
-    const presence = await rpc.call(fleetPresence, {});
+    const presence = await askPresence(rpc);
     await repo.flush([root.documentId]);
     return this.keepReplica(info, signed, presence);
   }
@@ -962,7 +965,7 @@ export class Admin {
     const signed = verifySignedHeads(info.rootSigned, { docId: info.rootDocId as DocumentId });
     const [view, presence] = await Promise.all([
       this.bringRoot(rpc, info, signed, pinnedId === info.rootDocId ? cached : undefined),
-      rpc.call(fleetPresence, {}),
+      askPresence(rpc),
     ]);
     this.rootView = view;
     return this.keepReplica(info, signed, presence);
@@ -1106,6 +1109,20 @@ function rowOf(a: AgentEntry, live: PresenceEntry | undefined, reachable: boolea
     forked: a.forked ?? null,
     config: configOf(a),
   };
+}
+
+/**
+ * Every agent's presence as the table shows it: fleet.online (no volatile facts: `facts` asks
+ * for them); all of fleet.presence from a coordinator before it.
+ */
+function askPresence(rpc: RpcChannel): Promise<{ now: string; agents: PresenceEntry[] }> {
+  return rpc.call(fleetOnline, {}).then(
+    (a) => ({ now: a.now, agents: presenceOfOnline(a) }),
+    (err: unknown) => {
+      if (codeOf(err) === 'RPC_UNKNOWN_METHOD') return rpc.call(fleetPresence, {});
+      throw err;
+    },
+  );
 }
 
 /** The root the state dir trusts: replica.json's, else reads.json's (first contact pins it). */

@@ -64,6 +64,7 @@ import {
   fleetAudit,
   fleetAgent,
   fleetInfo,
+  fleetOnline,
   fleetPresence,
   fleetPresenceOf,
   GC_LIST_MAX,
@@ -675,6 +676,20 @@ function rpcServer(
     .register(fleetPresence, () =>
       Promise.resolve({ now: new Date().toISOString(), agents: fleet.agents().map(presenceOf) }),
     )
+    .register(fleetOnline, () => {
+      const now = Date.now();
+      const agents: [NodeId, boolean, number | null, boolean][] = [];
+      for (const a of fleet.agents()) {
+        const online = fleet.presence.isOnline(a.nodeId);
+        const seen = fleet.presence.lastSeen(a.nodeId);
+        const pending = fleet.pending(a.nodeId);
+        // Nothing beyond the record: left out (the admin shows the record's lastSeen).
+        if (!online && seen === null && !pending) continue;
+        const since = seen === null ? null : Math.max(0, now - Date.parse(seen));
+        agents.push([a.nodeId, online, since, pending]);
+      }
+      return Promise.resolve({ now: new Date(now).toISOString(), agents });
+    })
     .register(fleetPresenceOf, (req) => {
       const known = [...new Set(req.nodeIds)].flatMap((id) => fleet.agent(id) ?? []);
       return Promise.resolve({ now: new Date().toISOString(), agents: known.map(presenceOf) });
