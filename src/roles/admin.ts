@@ -442,8 +442,11 @@ export class Admin {
     if (!answer) return undefined;
     assertPinned(pinned, answer);
     const entry = decodeAgent(answer.nodeId, answer.record);
-    if (!entry)
-      throw new FltError('BAD_MESSAGE', `fleet.agent: the record of ${answer.nodeId} is malformed`);
+    if (!entry || answer.presence.nodeId !== answer.nodeId)
+      throw new FltError(
+        'BAD_MESSAGE',
+        `fleet.agent: the answer about ${answer.nodeId} is malformed`,
+      );
     const { now: asOf, record, presence } = answer;
     await keepRead(stateDir, answer, { asOf, record, presence });
     return { entry, presence, asOf, reachable: true };
