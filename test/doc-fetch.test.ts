@@ -1,8 +1,10 @@
-// doc.fetch (issue 13): `flt admin agents` and `facts` bring the root and facts documents to the
-// admin's replica in one rpc (a compacted snapshot, or the changes since the replica's heads)
-// instead of automerge-repo's sync. The same answer as the synced path, the same checks, a
-// replica that works offline afterwards, and garbage refused with a clear error, changing nothing.
-// The in-process fleet runs real iroh endpoints on 127.0.0.1 and real state dirs.
+// doc.fetch (issue 13): `flt admin agents` brings the root, and `facts` its facts document, to the
+// admin's replica in one rpc each (a compacted snapshot, or the changes since the replica's heads)
+// instead of automerge-repo's sync; `facts` asks for its one agent's record (fleet.agent) instead
+// of the root, and the table's presence comes in short (fleet.online). The same answer as the
+// synced path, the same checks, a replica that works offline afterwards, and garbage refused with
+// a clear error, changing nothing. The in-process fleet runs real iroh endpoints on 127.0.0.1 and
+// real state dirs.
 
 import * as A from '@automerge/automerge';
 import { randomBytes } from 'node:crypto';
