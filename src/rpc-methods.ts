@@ -282,10 +282,13 @@ export const fleetPresenceOf = method(
  * record's text as the root holds it (docs/root.ts decodeAgent reads it). A coordinator before it
  * answers RPC_UNKNOWN_METHOD: read the root.
  */
+/** The longest name fleet.agent takes: a hostname is at most 255 characters, a node id 64. */
+export const MAX_AGENT_QUERY = 256;
+
 export const fleetAgent = method(
   'fleet.agent',
   ADMIN,
-  z.object({ query: z.string().min(1).max(256) }).strict(),
+  z.object({ query: z.string().min(1).max(MAX_AGENT_QUERY) }).strict(),
   z.object({
     now: time,
     coordinator: nodeId,

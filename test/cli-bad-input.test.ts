@@ -185,6 +185,25 @@ describe('addresses are checked before any network use', () => {
   });
 });
 
+describe('admin facts AGENT', () => {
+  it.each([
+    ['empty', ''],
+    ['blank', '   '],
+    ['longer than any hostname', 'x'.repeat(300)],
+  ])(
+    '%s is BAD_ARGUMENT, online and offline, asking nothing of the coordinator',
+    async (_, agent) => {
+      const online = ['--coordinator', nowhere, '--rpc-timeout', '2s', 'admin', 'facts', agent];
+      for (const args of [online, ['admin', 'facts', agent, '--offline']]) {
+        const r = await runFlt(['--state-dir', join(dir.path, 'facts-arg'), ...LOCAL, ...args]);
+        const refused = refusal(r);
+        expect(refused).toMatchObject({ exit: 2, code: 'BAD_ARGUMENT' });
+        expect(refused.message).toMatch(/^AGENT is (empty|too long)/);
+      }
+    },
+  );
+});
+
 describe('network errors say what happened', () => {
   let held: Socket;
   let port: number;

@@ -43,6 +43,7 @@ import {
   docHeads,
   docsHeads,
   AUDIT_PAGE_ENTRIES,
+  MAX_AGENT_QUERY,
   fleetAgent,
   fleetAudit,
   fleetInfo,
@@ -418,6 +419,11 @@ export class Admin {
    * root online, with a coordinator before fleet.agent).
    */
   async facts(query: string): Promise<FactsAnswer> {
+    if (query.trim() === '' || query.length > MAX_AGENT_QUERY)
+      throw new FltError(
+        'BAD_ARGUMENT',
+        `AGENT ${query.trim() === '' ? 'is empty' : 'is too long'}: give a node id, a unique prefix of one, or a hostname`,
+      );
     if (this.rpc) {
       const read = await this.askAgent(this.rpc, query);
       if (read) return this.factsOf(read);
