@@ -1,7 +1,9 @@
 // Holds DOCS Automerge documents of 64 KiB each, made one per turn of the event loop, and prints
 // what that cost: `{"gcs":N,"steps":N,"grownBytes":N,"docs":N,"arrayBuffers":N}`
 // (sync/wasm-headroom.ts), where grownBytes is how much Automerge's memory grew while they were
-// made and arrayBuffers the bytes of array buffers still held at the end.
+// made (its wasm memory when test/helpers/wasm-memory-hook.js is preloaded, else the external
+// memory that is not array buffers, as the watcher reads it) and arrayBuffers the bytes of array
+// buffers still held at the end.
 //
 //   node --expose-gc dist/test/helpers/headroom-child.js none|watch|room|creep DOCS
 // none: nothing else; watch: with keepWasmHeadroom(); room: makeRoom(16 MiB) first; creep: no
@@ -23,10 +25,13 @@ const stats =
 if (mode === 'room') makeRoom(16 * 2 ** 20);
 // V8 counts a grown wasm memory as new external memory the size of the whole memory until its
 // next GC (sync/wasm-headroom.ts): each reading follows a full GC (the parent passes --expose-gc),
-// or it depends on when the last one ran (once 4.6 MiB "grown" with the room unused).
+// or it depends on when the last one ran (once 4.6 MiB "grown" with the room unused). With the
+// parent's `--import` of wasm-memory-hook.js, Automerge's memory itself is read instead.
+const automergeBytes = (globalThis as { firstWasmMemoryBytes?: () => number | undefined })
+  .firstWasmMemoryBytes;
 const settled = () => {
   (globalThis as { gc?: () => void }).gc?.();
-  return wasmBytes();
+  return automergeBytes?.() ?? wasmBytes();
 };
 const before = settled();
 let gcs = 0;
