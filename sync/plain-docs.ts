@@ -171,13 +171,13 @@ export class PlainDocs {
   }
 
   /**
-   * `read(backend, heads)` on `doc` as held now, through Automerge's backend alone (no object of
-   * the whole document built, as peek() builds); also while it is handed over, as peek();
-   * undefined when not held. `read` must not keep the backend past its return.
+   * `read(backend)` on `doc` as held now, through Automerge's backend alone (no object of the
+   * whole document built, as peek() builds); also while it is handed over, as peek(); undefined
+   * when not held. `read` must not keep the backend past its return.
    */
-  read<R>(doc: DocumentId, read: (backend: Backend, heads: string[]) => R): R | undefined {
+  read<R>(doc: DocumentId, read: (backend: Backend) => R): R | undefined {
     const entry = this.entries.get(doc);
-    return entry === undefined ? undefined : read(A.getBackend(entry.base), headsOf(entry));
+    return entry === undefined ? undefined : read(A.getBackend(entry.base));
   }
 
   /** The heads of `doc` as held now (no object built); undefined when not held. */

@@ -93,6 +93,7 @@ import {
   keepRead,
   loadReads,
   loadReplicaInfo,
+  readsRoot,
   loadStoredDoc,
   saveReplicaInfo,
   whenHasHeads,
@@ -1139,7 +1140,7 @@ async function pinnedRoot(
   stateDir: string,
   replica = loadReplicaInfo(stateDir).catch(() => undefined),
 ) {
-  return (await replica) ?? (await loadReads(stateDir));
+  return (await replica) ?? (await readsRoot(stateDir));
 }
 
 /** WRONG_FLEET when the same coordinator now names another root than `pinned`. */

@@ -681,11 +681,11 @@ function rpcServer(
       const agents: [NodeId, boolean, number | null, boolean][] = [];
       for (const a of fleet.agents()) {
         const online = fleet.presence.isOnline(a.nodeId);
-        const seen = fleet.presence.lastSeen(a.nodeId);
+        const seen = fleet.presence.seenAt(a.nodeId);
         const pending = fleet.pending(a.nodeId);
         // Nothing beyond the record: left out (the admin shows the record's lastSeen).
-        if (!online && seen === null && !pending) continue;
-        const since = seen === null ? null : Math.max(0, now - Date.parse(seen));
+        if (!online && seen === undefined && !pending) continue;
+        const since = seen === undefined ? null : Math.max(0, now - seen);
         agents.push([a.nodeId, online, since, pending]);
       }
       return Promise.resolve({ now: new Date(now).toISOString(), agents });

@@ -198,8 +198,13 @@ export class Presence {
 
   /** When the agent was last heard from (online or not). */
   lastSeen(id: NodeId): string | null {
-    const t = this.seen.get(id);
+    const t = this.seenAt(id);
     return t === undefined ? null : new Date(t).toISOString();
+  }
+
+  /** lastSeen in ms since the epoch; undefined when not heard from since this process began. */
+  seenAt(id: NodeId): number | undefined {
+    return this.seen.get(id);
   }
 
   volatileOf(id: NodeId): VolatileFacts | null {

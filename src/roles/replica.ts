@@ -69,40 +69,62 @@ const READS_FILE = 'reads.json';
 /** Agents reads.json keeps at most (the least recently read leave first): ~1 KB each. */
 export const READS_KEPT = 1_000;
 
+/** reads.json as stored: its root, and its entries unchecked; undefined when not of that shape. */
+async function readReads(
+  stateDir: string,
+): Promise<{ coordinator: string; rootDocId: string; agents: unknown[] } | undefined> {
+  try {
+    const r = JSON.parse(await readFile(join(stateDir, READS_FILE), 'utf8')) as Partial<Reads>;
+    if (typeof r.coordinator !== 'string' || typeof r.rootDocId !== 'string') return undefined;
+    if (!Array.isArray(r.agents)) return undefined;
+    return { coordinator: r.coordinator, rootDocId: r.rootDocId, agents: r.agents };
+  } catch {
+    return undefined;
+  }
+}
+
+/** The root reads.json is of (what pins a state dir that has no replica.json); no entry read. */
+export async function readsRoot(
+  stateDir: string,
+): Promise<{ coordinator: string; rootDocId: string } | undefined> {
+  const r = await readReads(stateDir);
+  return r && { coordinator: r.coordinator, rootDocId: r.rootDocId };
+}
+
 /**
  * reads.json; undefined when absent or not of its shape (a cache of what online reads answered:
  * losing it costs an offline `facts` of those agents, nothing else). Entries of another shape are
  * left out; their records are checked again when read (docs/root.ts decodeAgent).
  */
 export async function loadReads(stateDir: string): Promise<Reads | undefined> {
-  try {
-    const r = JSON.parse(await readFile(join(stateDir, READS_FILE), 'utf8')) as Partial<Reads>;
-    if (typeof r.coordinator !== 'string' || typeof r.rootDocId !== 'string') return undefined;
-    if (!Array.isArray(r.agents)) return undefined;
-    const agents = r.agents.flatMap((a: Partial<AgentRead> | null) => {
-      const presence = presenceEntry.safeParse(a?.presence);
-      if (typeof a?.asOf !== 'string' || typeof a.record !== 'string' || !presence.success)
-        return [];
-      return [{ asOf: a.asOf, record: a.record, presence: presence.data }];
-    });
-    return { coordinator: r.coordinator, rootDocId: r.rootDocId, agents };
-  } catch {
-    return undefined;
-  }
+  const r = await readReads(stateDir);
+  if (!r) return undefined;
+  const agents = r.agents.flatMap((a) => {
+    const read = a as Partial<AgentRead> | null;
+    const presence = presenceEntry.safeParse(read?.presence);
+    if (typeof read?.asOf !== 'string' || typeof read.record !== 'string' || !presence.success)
+      return [];
+    return [{ asOf: read.asOf, record: read.record, presence: presence.data }];
+  });
+  return { coordinator: r.coordinator, rootDocId: r.rootDocId, agents };
 }
 
-/** Adds `read` to reads.json (replacing that agent's earlier read; another root's are dropped). */
+/**
+ * Adds `read` to reads.json (replacing that agent's earlier read; another root's are dropped).
+ * The others are copied as they are, not checked: loadReads checks every entry it gives.
+ */
 export async function keepRead(
   stateDir: string,
   root: { coordinator: string; rootDocId: string },
   read: AgentRead,
 ): Promise<void> {
-  const held = await loadReads(stateDir);
+  const held = await readReads(stateDir);
   const same = held?.coordinator === root.coordinator && held.rootDocId === root.rootDocId;
+  const id = read.presence.nodeId;
   const others = (same ? held.agents : []).filter(
-    (a) => a.presence.nodeId !== read.presence.nodeId,
+    (a) => (a as Partial<AgentRead> | null)?.presence?.nodeId !== id,
   );
-  const reads: Reads = { ...root, agents: [...others, read].slice(-READS_KEPT) };
+  const reads = { ...root, agents: [...others, read].slice(-READS_KEPT) };
   await writeFileAtomic(join(stateDir, READS_FILE), JSON.stringify(reads) + '\n', { mode: 0o600 });
 }
 
