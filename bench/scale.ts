@@ -391,26 +391,12 @@ async function loadFigure(
  * answer).
  */
 async function adminFigures(n: number, opts: BenchOptions): Promise<Figure[]> {
-  const facts = {
-    figure: `2. admin facts right after restart, ${n} agents`,
-    unit: 's',
-    target: { op: '<=', bound: TARGET.adminS },
-  } as const;
-  const coldFacts = {
-    figure: `2. admin facts right after restart, fresh admin, ${n} agents`,
-    unit: 's',
-    target: { op: '<=', bound: TARGET.adminS },
-  } as const;
-  const agents = {
-    figure: `3. admin agents, ${n} agents`,
-    unit: 's',
-    target: { op: '<=', bound: TARGET.adminS },
-  } as const;
-  const coldAgents = {
-    figure: `3. admin agents, fresh admin, ${n} agents`,
-    unit: 's',
-    target: { op: '<=', bound: TARGET.adminS },
-  } as const;
+  const adminFigure = (figure: string) =>
+    ({ figure, unit: 's', target: { op: '<=', bound: TARGET.adminS } }) as const;
+  const facts = adminFigure(`2. admin facts right after restart, ${n} agents`);
+  const coldFacts = adminFigure(`2. admin facts right after restart, fresh admin, ${n} agents`);
+  const agents = adminFigure(`3. admin agents, ${n} agents`);
+  const coldAgents = adminFigure(`3. admin agents, fresh admin, ${n} agents`);
   const size = sizeNote(n, ISSUE.restart);
   const root = await mkdtemp(join(tmpdir(), 'flt-bench-scale-admin-'));
   let coordinator: CoordinatorProcess | undefined;
@@ -428,7 +414,7 @@ async function adminFigures(n: number, opts: BenchOptions): Promise<Figure[]> {
     const cli = [FLT_BIN, '--state-dir', adminDir, '--relay', 'disabled', '--discovery', 'none'];
     cli.push('--coordinator', coordinator.ticket, 'admin');
     const timed = async (
-      spec: typeof facts | typeof coldFacts | typeof agents | typeof coldAgents,
+      spec: ReturnType<typeof adminFigure>,
       args: string[],
       check: (out: string) => boolean,
       what: string,
