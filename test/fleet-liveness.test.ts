@@ -45,12 +45,15 @@ describe('liveness: coordinator restart and silent agents', () => {
       timeoutMs: BELOW_IDLE_TIMEOUT_MS,
     });
     console.info(`coordinator ready -> 3 agents online: ${((at - ready) / 1000).toFixed(1)} s`);
-    // Each agent came back by its pings (one failed, one answered by a new process), not by
-    // the old connection's idle timeout.
+    // Each agent came back because a ping failed, not by the old connection's idle timeout: it
+    // dropped the dead session and opened a new one. Which comes first, the new session's dial or
+    // a ping answered by the new process ("the coordinator restarted"), is a race; at rest the
+    // next ping may be a minute away once the new session carries packets.
     for (const a of agents) {
       expect(a.p.stderr).toMatch(/did not answer a ping/);
-      expect(a.p.stderr).toMatch(/the coordinator restarted/);
-      expect(a.p.stderr).toMatch(/dropping sync session/);
+      const dropped = a.p.stderr.indexOf('dropping sync session');
+      expect(dropped).toBeGreaterThanOrEqual(0);
+      expect(a.p.stderr.slice(dropped)).toMatch(/sync peer connected|the coordinator restarted/);
     }
   }, 60_000);
 
