@@ -274,6 +274,9 @@ export const fleetPresenceOf = method(
   z.object({ now: time, agents: z.array(presenceEntry).max(PRESENCE_OF_MAX) }),
 );
 
+/** The longest name fleet.agent takes: a hostname is at most 255 characters, a node id 64. */
+export const MAX_AGENT_QUERY = 256;
+
 /**
  * `fleet.agent`: one agent's root record and presence, the agent named as `flt admin facts`
  * names it (node id, unique prefix or hostname: docs/root.ts pickEntry, whose NOT_FOUND and
@@ -282,9 +285,6 @@ export const fleetPresenceOf = method(
  * record's text as the root holds it (docs/root.ts decodeAgent reads it). A coordinator before it
  * answers RPC_UNKNOWN_METHOD: read the root.
  */
-/** The longest name fleet.agent takes: a hostname is at most 255 characters, a node id 64. */
-export const MAX_AGENT_QUERY = 256;
-
 export const fleetAgent = method(
   'fleet.agent',
   ADMIN,

@@ -367,10 +367,12 @@ export class Admin {
 
   /**
    * The trusted root view: synced online; from the replica offline, or online when
-   * `fallback` and the coordinator does not answer (`reachable` false then).
+   * `fallback` and the coordinator does not answer (`reachable` false then). `held`: replica.json
+   * as the caller read it already (offline).
    */
   private async root(
     fallback: boolean,
+    held?: ReplicaInfo,
   ): Promise<{ fleet: FleetView; info: ReplicaInfo; reachable: boolean }> {
     let info: ReplicaInfo;
     let view: TrustedView<RootDoc>;
@@ -389,7 +391,7 @@ export class Admin {
           reachable = false;
           info = await loadReplicaInfo(this.config.stateDir);
         }
-      } else info = await loadReplicaInfo(this.config.stateDir);
+      } else info = held ?? (await loadReplicaInfo(this.config.stateDir));
       const rootDocId = info.rootDocId as DocumentId;
       const signed = verifySignedHeads(info.rootSigned, { docId: rootDocId });
       view = await this.trustedRoot(rootDocId, signed, first);
@@ -480,7 +482,7 @@ export class Admin {
     const rows = new Map<NodeId, Picked>();
     // Without replica.json nor reads, root() says there is no replica.
     if (replica || !reads) {
-      const { info } = await this.root(false);
+      const { info } = await this.root(false, replica);
       for (const [id, entry] of this.entries)
         rows.set(id, { entry, presence: this.presence.get(id), asOf: info.asOf, reachable: false });
     }

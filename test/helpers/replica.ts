@@ -27,9 +27,10 @@ function agent(hostname: string): AgentEntry {
 
 /**
  * Writes into `stateDir` an admin's replica as `admin agents` leaves it: the root document
- * (`agents` agents, two unless told: host-a, host-b, ... or host-0, host-1, ... from 26) as a snapshot in the store,
- * replica.json with its heads signed by the root write key (another key with `wrongSigner`),
- * and with `unsigned` one agent more added later as an incremental chunk no signature covers.
+ * (`agents` agents, two unless told: host-a, host-b, ... or host-0, host-1, ... from 26) as a
+ * snapshot in the store, replica.json with its heads signed by the root write key (another key
+ * with `wrongSigner`), and with `unsigned` one agent more added later as an incremental chunk no
+ * signature covers.
  */
 export async function writeReplica(
   stateDir: string,
